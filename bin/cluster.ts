@@ -1,0 +1,67 @@
+// The `cluster` command line.
+//   cluster node --config FILE      run one node (the production entry point)
+//   cluster migrate --config FILE   apply schema migrations and exit
+//   cluster config --config FILE    validate the config and print it, secrets redacted
+//   cluster up [--fresh]            local services + a node, for trying it out (npm start)
+import { parseArgs } from 'node:util';
+import { loadConfig, redactConfig } from '../cluster.config.ts';
+import { isClusterError } from '../core/errors.ts';
+import { createLogger } from '../core/log.ts';
+import { migrate } from '../persistence/migrate.ts';
+import { ClusterNode, runNodeProcess } from '../supervisors/node.ts';
+
+const USAGE = `usage: cluster <command> [options]
+  node --config FILE      run a cluster node
+  migrate --config FILE   apply database migrations and exit
+  config --config FILE    check a config file and print it with secrets redacted
+  up [--fresh]            start local PostgreSQL, Valkey, Pebble and a node (npm start)
+Config may also come from CLUSTER_* environment variables (CLUSTER_CONFIG names the file).`;
+
+function fail(err: unknown): never {
+  if (isClusterError(err)) process.stderr.write(`${err.code}: ${err.message}\n`);
+  else process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(isClusterError(err, 'CLUSTER_ERR_CONFIG_INVALID') || isClusterError(err, 'CLUSTER_ERR_CONFIG_FILE_UNREADABLE') ? 2 : 1);
+}
+
+async function main(argv: string[]) {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: false,
+  });
+  if (values.help || !command) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  switch (command) {
+    case 'node': {
+      const config = await loadConfig({ file: values.config });
+      const logger = createLogger({ level: config.log.level, pretty: config.log.pretty, base: { node: config.nodeId } });
+      await runNodeProcess(new ClusterNode({ config, logger }), logger);
+      return;
+    }
+    case 'migrate': {
+      const config = await loadConfig({ file: values.config });
+      const logger = createLogger({ level: config.log.level, pretty: config.log.pretty, base: { node: config.nodeId } });
+      const applied = await migrate({ url: config.postgres.url, connectTimeout: config.postgres.connectTimeout, logger });
+      process.stdout.write(applied.length ? `applied migrations ${applied.join(', ')}\n` : 'database is up to date\n');
+      return;
+    }
+    case 'config': {
+      const config = await loadConfig({ file: values.config });
+      process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
+      return;
+    }
+    case 'up': {
+      const { up } = await import('./up.ts');
+      await up({ fresh: values.fresh ?? false });
+      return;
+    }
+    default:
+      process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+      process.exit(2);
+  }
+}
+
+main(process.argv.slice(2)).catch(fail);

@@ -1,0 +1,333 @@
+// Configuration of one cluster node. Written by the operator as a YAML or JSON file plus
+// `CLUSTER_*` environment variables (environment wins); compiled once at start by
+// `compileConfig()`, which checks every field, turns durations into milliseconds and
+// returns a frozen object. Every default lives in SPEC below, and only there.
+//
+// Environment names are derived from the field path: `postgres.url` -> CLUSTER_POSTGRES_URL,
+// `lease.renewEvery` -> CLUSTER_LEASE_RENEW_EVERY. Lists are comma-separated.
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { ClusterError, type ConfigProblem } from './core/errors.ts';
+import { Secret, redactUrl } from './core/secret.ts';
+import {
+  type Address,
+  type Field,
+  FieldProblem,
+  address,
+  boolean,
+  describe,
+  domainList,
+  duration,
+  integer,
+  ipList,
+  key256,
+  oneOf,
+  secretText,
+  secretUrl,
+  text,
+  url,
+} from './core/config-fields.ts';
+
+export type { Address } from './core/config-fields.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** The compiled configuration. Durations are milliseconds. */
+export interface ClusterConfig {
+  /** Unique id of this node in the cluster (lowercase letters, digits, dashes). @default the machine's hostname */
+  nodeId: string;
+  /** Name of the cluster; prefixes every Valkey key and channel, so clusters can share a Valkey. @default "cluster" */
+  clusterName: string;
+  /** Shared secret that authenticates nodes to each other; at least 32 characters. Required. */
+  clusterSecret: Secret;
+  /** 32-byte key (hex or base64) that encrypts secrets at rest with AES-256-GCM. Required. */
+  encryptionKey: Secret<Buffer>;
+  postgres: {
+    /** postgres:// URL. Required. */
+    url: Secret;
+    /** Connections per node. @default 10 */
+    poolSize: number;
+    /** Give up opening a connection after this long. @default "5s" */
+    connectTimeout: number;
+    /** Cancel a statement that runs longer than this. @default "10s" */
+    statementTimeout: number;
+  };
+  valkey: {
+    /** redis:// or rediss:// URL. Required. */
+    url: Secret;
+    /** Give up opening a connection after this long. @default "3s" */
+    connectTimeout: number;
+    /** Fail a command with no reply after this long. @default "2s" */
+    commandTimeout: number;
+  };
+  admin: {
+    /** Address of the admin API (REST, connector control, health). @default "0.0.0.0:8080" */
+    bind: Address;
+  };
+  ingress: {
+    /** Plain HTTP listener. @default "0.0.0.0:80" */
+    http: Address;
+    /** TLS listener (SNI routing). @default "0.0.0.0:443" */
+    https: Address;
+    /** Addresses public clients reach this node at; published in DNS. @default [] */
+    publicAddresses: string[];
+  };
+  dns: {
+    /** Authoritative DNS listener (UDP and TCP). @default "0.0.0.0:53" */
+    bind: Address;
+    /** Zones this cluster is authoritative for. @default [] */
+    zones: string[];
+    /** TTL of resource records. @default "30s" */
+    recordTtl: number;
+  };
+  peer: {
+    /** Node-to-node link listener. @default "0.0.0.0:7946" */
+    bind: Address;
+    /** Address other nodes dial; unset means the bind address. @default unset */
+    advertise: Address | undefined;
+  };
+  wireguard: {
+    /** UDP port of this node's WireGuard device. @default 51820 */
+    listenPort: number;
+    /** "netlink" (kernel), "uapi" (wireguard-go) or "auto" (kernel when present). @default "auto" */
+    driver: 'auto' | 'netlink' | 'uapi';
+    /** Interface name; must be unique on the machine. @default "wg-cluster" */
+    interfaceName: string;
+  };
+  acme: {
+    /** ACME directory URL. @default Let's Encrypt production */
+    directoryUrl: string;
+    /** Contact e-mail for the ACME account. @default unset */
+    contact: string | undefined;
+  };
+  lease: {
+    /** Membership lease TTL: a node that has not renewed for this long is dead. @default "3s" */
+    ttl: number;
+    /** How often a node renews its lease; must be well under ttl. @default "1s" */
+    renewEvery: number;
+  };
+  failover: {
+    /** Longest a planned handoff (SIGTERM) may take before actors are just stopped. @default "5s" */
+    handoffTimeout: number;
+  };
+  health: {
+    /** How often readiness probes PostgreSQL and Valkey. @default "1s" */
+    probeInterval: number;
+    /** A probe with no answer in this long counts as down. @default "1s" */
+    probeTimeout: number;
+  };
+  shutdown: {
+    /** After SIGTERM, answer /readyz 503 this long before closing, so load balancers move away. @default "2s" */
+    drainDelay: number;
+    /** Graceful shutdown ends in a forced exit after this long. @default "15s" */
+    timeout: number;
+  };
+  log: {
+    /** pino log level. @default "info" */
+    level: (typeof LOG_LEVELS)[number];
+    /** Human-readable logs instead of JSON. @default false */
+    pretty: boolean;
+  };
+}
+
+type Spec<T> = { [K in keyof T]-?: T[K] extends Secret<any> | Address | unknown[] | string | number | boolean | undefined ? Field<T[K]> : Spec<T[K]> };
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** Every field: its parser and default. The single source of defaults. */
+export const SPEC: Spec<ClusterConfig> = {
+  nodeId: text({ pattern: NAME, expected: 'lowercase letters, digits and dashes, at most 63 characters' }),
+  clusterName: text({ default: 'cluster', pattern: NAME, expected: 'lowercase letters, digits and dashes, at most 63 characters' }),
+  clusterSecret: secretText(32),
+  encryptionKey: key256(),
+  postgres: {
+    url: secretUrl(['postgres:', 'postgresql:']),
+    poolSize: integer(10, 1, 1000),
+    connectTimeout: duration('5s', { min: 100 }),
+    statementTimeout: duration('10s', { min: 100 }),
+  },
+  valkey: {
+    url: secretUrl(['redis:', 'rediss:', 'valkey:', 'valkeys:']),
+    connectTimeout: duration('3s', { min: 100 }),
+    commandTimeout: duration('2s', { min: 50 }),
+  },
+  admin: { bind: address('0.0.0.0:8080') },
+  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]) },
+  dns: { bind: address('0.0.0.0:53'), zones: domainList([]), recordTtl: duration('30s', { min: 1000 }) },
+  peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },
+  wireguard: {
+    listenPort: integer(51820, 1, 65535),
+    driver: oneOf(['auto', 'netlink', 'uapi'], 'auto'),
+    interfaceName: text({ default: 'wg-cluster', pattern: /^[a-zA-Z0-9_=+.-]{1,15}$/, expected: 'an interface name of 1-15 characters' }),
+  },
+  acme: {
+    directoryUrl: url({ protocols: ['https:', 'http:'], default: 'https://acme-v02.api.letsencrypt.org/directory' }),
+    contact: text({ optional: true, pattern: /^[^@\s]+@[^@\s]+$/, expected: 'an e-mail address' }),
+  },
+  lease: { ttl: duration('3s', { min: 500 }), renewEvery: duration('1s', { min: 100 }) },
+  failover: { handoffTimeout: duration('5s', { min: 100 }) },
+  health: { probeInterval: duration('1s', { min: 100 }), probeTimeout: duration('1s', { min: 50 }) },
+  shutdown: { drainDelay: duration('2s'), timeout: duration('15s', { min: 1000 }) },
+  log: { level: oneOf(LOG_LEVELS, 'info'), pretty: boolean(false) },
+};
+
+function isField(node: unknown): node is Field<unknown> {
+  return typeof node === 'object' && node !== null && typeof (node as Field<unknown>).parse === 'function';
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `lease.renewEvery` -> `CLUSTER_LEASE_RENEW_EVERY`. */
+export function envName(path: string): string {
+  return `CLUSTER_${path.split('.').map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+}
+
+function leaves(spec: object, prefix = ''): Array<[string, Field<unknown>]> {
+  return Object.entries(spec).flatMap(([k, node]) => {
+    const path = prefix ? `${prefix}.${k}` : k;
+    return isField(node) ? [[path, node] as [string, Field<unknown>]] : leaves(node as object, path);
+  });
+}
+
+function defaultNodeId(): string {
+  return hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 63) || 'node';
+}
+
+/** Reports keys in the input that no field describes (typos must not pass silently). */
+function unknownKeys(input: Record<string, unknown>, spec: object, prefix: string, problems: ConfigProblem[]) {
+  for (const [k, v] of Object.entries(input)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    const node = (spec as Record<string, unknown>)[k];
+    if (node === undefined) problems.push({ field: path, problem: 'is not a known field', expected: 'remove it or fix its spelling (see cluster.config.ts)' });
+    else if (!isField(node)) {
+      if (isPlainObject(v)) unknownKeys(v, node as object, path, problems);
+      else problems.push({ field: path, problem: `${describe(v)} is not a section`, expected: 'a mapping of fields' });
+    }
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !(value instanceof Secret) && !Buffer.isBuffer(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Validates raw configuration (file contents merged with the environment) and returns the
+ * frozen, compiled config. Throws CLUSTER_ERR_CONFIG_INVALID listing every bad field.
+ */
+export function compileConfig(input: unknown, source = 'config'): ClusterConfig {
+  const problems: ConfigProblem[] = [];
+  const raw = input ?? {};
+  if (!isPlainObject(raw)) {
+    throw new ClusterError('CLUSTER_ERR_CONFIG_INVALID', `invalid configuration (${source}): the top level must be a mapping of fields`, {
+      problems: [{ field: '(top level)', problem: `${describe(raw)} is not a mapping`, expected: 'a YAML or JSON object' }],
+      source,
+    });
+  }
+  unknownKeys(raw, SPEC, '', problems);
+  const out: Record<string, any> = {};
+  for (const [path, field] of leaves(SPEC)) {
+    const parts = path.split('.');
+    let value: unknown = raw;
+    for (const p of parts) value = isPlainObject(value) ? value[p] : undefined;
+    if (value === undefined) value = path === 'nodeId' ? defaultNodeId() : field.default;
+    let compiled: unknown;
+    if (value === undefined) {
+      if (!field.optional) problems.push({ field: path, problem: 'is required', expected: `set it in the config file or ${envName(path)}` });
+    } else {
+      try {
+        compiled = field.parse(value);
+      } catch (err) {
+        if (!(err instanceof FieldProblem)) throw err;
+        problems.push({ field: path, problem: err.problem, expected: err.expected });
+      }
+    }
+    let target = out;
+    for (const p of parts.slice(0, -1)) target = target[p] ??= {};
+    target[parts.at(-1)!] = compiled;
+  }
+  const config = out as ClusterConfig;
+  if (problems.length === 0 && config.lease.renewEvery * 2 > config.lease.ttl) {
+    problems.push({ field: 'lease.renewEvery', problem: `${config.lease.renewEvery}ms leaves no room to renew before the ${config.lease.ttl}ms lease runs out`, expected: 'at most half of lease.ttl' });
+  }
+  if (problems.length > 0) {
+    const lines = problems.map((p) => `  - ${p.field}: ${p.problem}; expected ${p.expected}`);
+    throw new ClusterError('CLUSTER_ERR_CONFIG_INVALID', `invalid configuration (${source}):\n${lines.join('\n')}`, { problems, source });
+  }
+  return deepFreeze(config);
+}
+
+/** Raw values from `CLUSTER_*` variables, nested by field path. Unknown names are problems. */
+export function configFromEnv(env: NodeJS.ProcessEnv): { raw: Record<string, unknown>; problems: ConfigProblem[] } {
+  const byName = new Map(leaves(SPEC).map(([path, field]) => [envName(path), { path, field }]));
+  const raw: Record<string, any> = {};
+  const problems: ConfigProblem[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('CLUSTER_') || value === undefined || name === 'CLUSTER_CONFIG') continue;
+    const hit = byName.get(name);
+    if (!hit) {
+      problems.push({ field: name, problem: 'is not a known environment variable', expected: 'a CLUSTER_* name derived from a config field' });
+      continue;
+    }
+    const parts = hit.path.split('.');
+    let target = raw;
+    for (const p of parts.slice(0, -1)) target = target[p] ??= {};
+    target[parts.at(-1)!] = hit.field.fromEnv ? hit.field.fromEnv(value) : value;
+  }
+  return { raw, problems };
+}
+
+function merge(base: Record<string, any>, over: Record<string, any>): Record<string, any> {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? merge(out[k], v) : v;
+  return out;
+}
+
+/** Reads the file (YAML or JSON; `CLUSTER_CONFIG` when no path is given), applies the environment, compiles. */
+export async function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ClusterConfig> {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.CLUSTER_CONFIG;
+  let fromFile: unknown = {};
+  if (file) {
+    let body: string;
+    try {
+      body = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new ClusterError('CLUSTER_ERR_CONFIG_FILE_UNREADABLE', `cannot read config file ${file}: ${(err as Error).message}`, { path: file }, { cause: err });
+    }
+    try {
+      fromFile = parseYaml(body) ?? {}; // YAML is a superset of JSON
+    } catch (err) {
+      throw new ClusterError('CLUSTER_ERR_CONFIG_FILE_UNREADABLE', `config file ${file} is not valid YAML or JSON: ${(err as Error).message}`, { path: file }, { cause: err });
+    }
+  }
+  const source = file ? `${file} + environment` : 'environment';
+  const fromEnv = configFromEnv(env);
+  if (fromEnv.problems.length > 0) {
+    const lines = fromEnv.problems.map((p) => `  - ${p.field}: ${p.problem}; expected ${p.expected}`);
+    throw new ClusterError('CLUSTER_ERR_CONFIG_INVALID', `invalid configuration (${source}):\n${lines.join('\n')}`, { problems: fromEnv.problems, source });
+  }
+  if (!isPlainObject(fromFile)) return compileConfig(fromFile, source);
+  return compileConfig(merge(fromFile, fromEnv.raw), source);
+}
+
+/** The config as safe-to-print plain data: secrets redacted, URLs without passwords. */
+export function redactConfig(config: ClusterConfig): Record<string, unknown> {
+  const out: Record<string, any> = {};
+  for (const [path, field] of leaves(SPEC)) {
+    const parts = path.split('.');
+    let value: any = config;
+    for (const p of parts) value = value?.[p];
+    if (field.secret) value = value instanceof Secret && typeof value.reveal() === 'string' && /^\w+:\/\//.test(value.reveal() as string) ? redactUrl(value.reveal() as string) : '[redacted]';
+    let target = out;
+    for (const p of parts.slice(0, -1)) target = target[p] ??= {};
+    target[parts.at(-1)!] = value;
+  }
+  return out;
+}

@@ -1,0 +1,85 @@
+// The one registry of coded errors. Every error that leaves a module boundary is a
+// ClusterError with a code from this table. Codes are `CLUSTER_ERR_<AREA>_<PROBLEM>`;
+// a retired code stays listed (marked retired) so it is never reused. README lists them.
+
+export interface ConfigProblem {
+  /** Dotted path of the field, e.g. `lease.ttl`. */
+  field: string;
+  /** What is wrong with the value. */
+  problem: string;
+  /** The expected form, e.g. `a duration such as "3s"`. */
+  expected: string;
+}
+
+/** Typed fields carried by each code. */
+export interface ErrorFields {
+  CLUSTER_ERR_CONFIG_INVALID: { problems: ConfigProblem[]; source: string };
+  CLUSTER_ERR_CONFIG_FILE_UNREADABLE: { path: string };
+  CLUSTER_ERR_DB_UNAVAILABLE: Record<string, never>;
+  CLUSTER_ERR_DB_QUERY_FAILED: Record<string, never>;
+  CLUSTER_ERR_MIGRATION_FAILED: { migration: string };
+  CLUSTER_ERR_MIGRATION_EDITED: { migration: string };
+  CLUSTER_ERR_MIGRATION_BAD_NAME: { file: string };
+  CLUSTER_ERR_VALKEY_UNAVAILABLE: Record<string, never>;
+  CLUSTER_ERR_CRYPTO_MALFORMED: { reason: string };
+  CLUSTER_ERR_CRYPTO_WRONG_KEY: { keyId: string; expectedKeyId: string };
+  CLUSTER_ERR_CRYPTO_TAMPERED: Record<string, never>;
+  CLUSTER_ERR_NODE_NOT_READY: { state: string };
+  CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { timeoutMs: number };
+  CLUSTER_ERR_LOCAL_SERVICE_FAILED: { service: string };
+  CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
+  CLUSTER_ERR_API_NOT_FOUND: Record<string, never>;
+  CLUSTER_ERR_API_INTERNAL: Record<string, never>;
+}
+
+export type ErrorCode = keyof ErrorFields;
+
+interface ErrorSpec {
+  /** HTTP status where the error reaches an API; undefined where it never does. */
+  status?: number;
+  /** One-line description for the README's table and default messages. */
+  summary: string;
+}
+
+export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
+  CLUSTER_ERR_CONFIG_INVALID: { summary: 'the configuration has invalid or missing fields' },
+  CLUSTER_ERR_CONFIG_FILE_UNREADABLE: { summary: 'the configuration file cannot be read or parsed' },
+  CLUSTER_ERR_DB_UNAVAILABLE: { status: 503, summary: 'PostgreSQL cannot be reached' },
+  CLUSTER_ERR_DB_QUERY_FAILED: { status: 500, summary: 'a PostgreSQL query failed' },
+  CLUSTER_ERR_MIGRATION_FAILED: { summary: 'a schema migration failed; nothing of the run was applied' },
+  CLUSTER_ERR_MIGRATION_EDITED: { summary: 'an applied migration file was changed after it ran' },
+  CLUSTER_ERR_MIGRATION_BAD_NAME: { summary: 'a migration file is not named NNNN_name.sql' },
+  CLUSTER_ERR_VALKEY_UNAVAILABLE: { status: 503, summary: 'Valkey cannot be reached' },
+  CLUSTER_ERR_CRYPTO_MALFORMED: { status: 500, summary: 'an encrypted value is not in a known envelope format' },
+  CLUSTER_ERR_CRYPTO_WRONG_KEY: { status: 500, summary: 'an encrypted value was sealed under another cluster key' },
+  CLUSTER_ERR_CRYPTO_TAMPERED: { status: 500, summary: 'an encrypted value failed authentication (tampered)' },
+  CLUSTER_ERR_NODE_NOT_READY: { status: 503, summary: 'the node is starting, draining or lost a dependency' },
+  CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { summary: 'graceful shutdown did not finish in time; the node was stopped' },
+  CLUSTER_ERR_LOCAL_SERVICE_FAILED: { summary: 'a local service (PostgreSQL, Valkey, Pebble) failed to start' },
+  CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },
+  CLUSTER_ERR_API_NOT_FOUND: { status: 404, summary: 'no such route or object' },
+  CLUSTER_ERR_API_INTERNAL: { status: 500, summary: 'an unexpected error; details are in the node log' },
+};
+
+export class ClusterError<C extends ErrorCode = ErrorCode> extends Error {
+  override readonly name = 'ClusterError';
+  readonly code: C;
+  readonly status: number | undefined;
+  readonly fields: ErrorFields[C];
+
+  constructor(code: C, message: string, fields: ErrorFields[C], options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.fields = fields;
+  }
+
+  /** Shape sent to API clients and logs: never the cause's stack or internals. */
+  toJSON(): { code: C; message: string } & ErrorFields[C] {
+    return { ...this.fields, code: this.code, message: this.message };
+  }
+}
+
+export function isClusterError<C extends ErrorCode>(err: unknown, code?: C): err is ClusterError<C> {
+  return err instanceof ClusterError && (code === undefined || err.code === code);
+}

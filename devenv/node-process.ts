@@ -1,0 +1,50 @@
+// Spawning `cluster node` processes (tests and the launcher). Each is a real OS process,
+// so tests can SIGKILL, SIGSTOP and SIGTERM it.
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { ServiceProcess, waitUntil } from './process.ts';
+
+export const CLUSTER_ENTRY = fileURLToPath(new URL('../bin/cluster.mjs', import.meta.url));
+
+export interface NodeProcessOptions {
+  name: string;
+  /** Raw config (as a file would hold it); written to `configFile`. */
+  config: Record<string, unknown>;
+  configFile: string;
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class NodeProcess {
+  readonly proc: ServiceProcess;
+  readonly adminUrl: string;
+
+  constructor(opts: NodeProcessOptions) {
+    writeFileSync(opts.configFile, stringify(opts.config), { mode: 0o600 });
+    const bind = String((opts.config.admin as { bind?: string } | undefined)?.bind ?? '0.0.0.0:8080');
+    this.adminUrl = `http://${bind.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;
+    // CLUSTER_* from our own environment must not leak into the child's config.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CLUSTER_')));
+    this.proc = new ServiceProcess({
+      name: opts.name,
+      command: process.execPath,
+      args: [CLUSTER_ENTRY, 'node', '--config', opts.configFile],
+      env: { ...env, ...opts.env },
+      logFile: opts.logFile,
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  async readyz(): Promise<{ status: number; body: any }> {
+    const res = await fetch(`${this.adminUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
+    return { status: res.status, body: await res.json() };
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    await waitUntil(this.proc.name, async () => (await this.readyz()).status === 200, { timeoutMs, proc: this.proc });
+  }
+}

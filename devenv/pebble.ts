@@ -1,0 +1,120 @@
+// Pebble, Let's Encrypt's test ACME server, with pebble-challtestsrv as its default DNS.
+// Debian's packages ship no certificates or config, so we make a CA and a localhost
+// certificate for Pebble's own HTTPS API. Clients trust that CA via `caFile` (pass it as
+// NODE_EXTRA_CA_CERTS to child processes). Certificates Pebble *issues* chain to a different
+// root, served at `rootsUrl`.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { freePort } from './ports.ts';
+import { ServiceProcess, runChecked, waitUntil } from './process.ts';
+
+export interface PebbleOptions {
+  dir: string;
+  /** DNS server Pebble uses for DNS-01 checks; default: a pebble-challtestsrv we start. */
+  dnsServer?: string;
+}
+
+function makeCertificates(dir: string) {
+  const ca = join(dir, 'ca.pem');
+  if (existsSync(ca)) return;
+  const sh = (args: string[]) => runChecked('pebble', 'openssl', args, { cwd: dir });
+  sh(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '3650', '-subj', '/CN=cluster local pebble api ca']);
+  sh(['req', '-x509', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', 'localhost.key', '-out', 'localhost.pem', '-days', '825', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-addext', 'extendedKeyUsage=serverAuth']);
+}
+
+export class LocalPebble {
+  readonly dir: string;
+  readonly port: number;
+  readonly managementPort: number;
+  readonly dnsServer: string;
+  #procs: ServiceProcess[] = [];
+
+  private constructor(dir: string, port: number, managementPort: number, dnsServer: string) {
+    this.dir = dir;
+    this.port = port;
+    this.managementPort = managementPort;
+    this.dnsServer = dnsServer;
+  }
+
+  static async start(opts: PebbleOptions): Promise<LocalPebble> {
+    mkdirSync(opts.dir, { recursive: true });
+    makeCertificates(opts.dir);
+    const [port, mgmt] = [await freePort(), await freePort()];
+    let dns = opts.dnsServer;
+    const procs: ServiceProcess[] = [];
+    if (!dns) {
+      const [dnsPort, challMgmt] = [await freePort(), await freePort()];
+      dns = `127.0.0.1:${dnsPort}`;
+      procs.push(new ServiceProcess({
+        name: 'pebble-challtestsrv',
+        command: 'pebble-challtestsrv',
+        args: ['-dns01', dns, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${challMgmt}`],
+        logFile: join(opts.dir, 'challtestsrv.log'),
+      }));
+    }
+    const config = {
+      pebble: {
+        listenAddress: `127.0.0.1:${port}`,
+        managementListenAddress: `127.0.0.1:${mgmt}`,
+        certificate: join(opts.dir, 'localhost.pem'),
+        privateKey: join(opts.dir, 'localhost.key'),
+        httpPort: 5002,
+        tlsPort: 5001,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    };
+    writeFileSync(join(opts.dir, 'pebble.json'), JSON.stringify(config, null, 2));
+    const env = { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' };
+    const logFile = join(opts.dir, 'pebble.log');
+    const pebble = new ServiceProcess({ name: 'pebble', command: 'pebble', args: ['-config', join(opts.dir, 'pebble.json'), '-dnsserver', dns], env, logFile });
+    procs.push(pebble);
+    const p = new LocalPebble(opts.dir, port, mgmt, dns);
+    p.#procs = procs;
+    await waitUntil('pebble', () => p.#get(p.directoryUrl).then((r) => r.status === 200), { timeoutMs: 20_000, proc: pebble, logFile });
+    return p;
+  }
+
+  get directoryUrl(): string {
+    return `https://127.0.0.1:${this.port}/dir`;
+  }
+
+  /** PEM of the CA that signed Pebble's API certificate (for NODE_EXTRA_CA_CERTS). */
+  get caFile(): string {
+    return join(this.dir, 'ca.pem');
+  }
+
+  /** Where Pebble serves the root of the certificates it issues. */
+  get rootsUrl(): string {
+    return `https://127.0.0.1:${this.managementPort}/roots/0`;
+  }
+
+  /** The root certificate of issued certificates, PEM. */
+  async issuedRoot(): Promise<string> {
+    const res = await this.#get(this.rootsUrl);
+    if (res.status !== 200) throw new Error(`pebble roots: HTTP ${res.status}`);
+    return res.body;
+  }
+
+  #get(url: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(url, { ca: readFileSync(this.caFile), timeout: 2000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#procs.map((p) => p.stop('SIGTERM', 3000)));
+  }
+}

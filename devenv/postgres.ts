@@ -1,0 +1,109 @@
+// Throwaway (or persistent, for `npm start`) PostgreSQL 15. initdb refuses root, so as root
+// the data directory is owned by, and the server runs as, the `postgres` user.
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { freePort } from './ports.ts';
+import { ServiceProcess, runChecked, waitUntil } from './process.ts';
+
+export const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+export interface PostgresOptions {
+  /** Directory for data, socket and log; created if missing. */
+  dir: string;
+  port?: number;
+  /** Trade durability for speed (tests): no fsync, no synchronous commit. */
+  fast?: boolean;
+}
+
+export class LocalPostgres {
+  readonly dir: string;
+  readonly port: number;
+  readonly fast: boolean;
+  #proc: ServiceProcess | undefined;
+
+  private constructor(dir: string, port: number, fast: boolean) {
+    this.dir = dir;
+    this.port = port;
+    this.fast = fast;
+  }
+
+  static async start(opts: PostgresOptions): Promise<LocalPostgres> {
+    const pgsql = new LocalPostgres(opts.dir, opts.port ?? (await freePort()), opts.fast ?? false);
+    pgsql.#init();
+    await pgsql.resume();
+    return pgsql;
+  }
+
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  urlFor(database: string): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
+  }
+
+  get logFile(): string {
+    return join(this.dir, 'postgres.log');
+  }
+
+  get running(): boolean {
+    return this.#proc?.alive ?? false;
+  }
+
+  #init() {
+    mkdirSync(this.dir, { recursive: true });
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) chownSync(this.dir, ...pgIds());
+    if (existsSync(join(this.dir, 'data', 'PG_VERSION'))) return;
+    runChecked('postgres', join(PG_BIN, 'initdb'), ['-D', join(this.dir, 'data'), '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--no-instructions'], asRoot ? { user: 'postgres' } : {});
+  }
+
+  /** Starts (or restarts after `pause`) the server on the same port and data. */
+  async resume(): Promise<void> {
+    if (this.running) return;
+    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-k', this.dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'];
+    if (this.fast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+    this.#proc = new ServiceProcess({ name: 'postgres', command: join(PG_BIN, 'postgres'), args, user: 'postgres', logFile: this.logFile });
+    await waitUntil('postgres', () => this.#probe(), { timeoutMs: 30_000, proc: this.#proc, logFile: this.logFile });
+  }
+
+  async #probe(): Promise<boolean> {
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 1000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return true;
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  /** Stops the server (fast shutdown) but keeps its data, to simulate an outage. */
+  async pause(): Promise<void> {
+    await this.#proc?.stop('SIGINT', 10_000);
+  }
+
+  async stop(): Promise<void> {
+    await this.pause();
+  }
+
+  /** Creates an empty database (per-test isolation). */
+  async createDatabase(name: string): Promise<string> {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`bad database name ${name}`);
+    const client = new pg.Client({ connectionString: this.url });
+    await client.connect();
+    try {
+      await client.query(`CREATE DATABASE ${name}`);
+    } finally {
+      await client.end();
+    }
+    return this.urlFor(name);
+  }
+}
+
+function pgIds(): [number, number] {
+  const out = runChecked('postgres', 'id', ['-u', 'postgres']).trim();
+  const gid = runChecked('postgres', 'id', ['-g', 'postgres']).trim();
+  return [Number(out), Number(gid)];
+}

@@ -1,0 +1,132 @@
+// Child processes for local services (PostgreSQL, Valkey, Pebble, node processes in tests).
+// Three layers make sure nothing outlives us:
+//  - each child runs under `setpriv --pdeathsig KILL`, so the kernel kills it when we die,
+//    even by SIGKILL;
+//  - each child leads its own process group, which we signal as a whole;
+//  - an `exit` hook kills every group still alive.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { ClusterError } from '../core/errors.ts';
+
+const live = new Set<ServiceProcess>();
+let exitHookInstalled = false;
+
+function installExitHook() {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const p of live) p.killNow();
+  });
+}
+
+export interface SpawnOptions {
+  name: string;
+  command: string;
+  args: string[];
+  /** Run as this user (requires root); uses setpriv, so the child stays our direct child. */
+  user?: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Append stdout and stderr here. */
+  logFile?: string;
+}
+
+export class ServiceProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly #log: WriteStream | undefined;
+  #alive = true;
+
+  constructor(opts: SpawnOptions) {
+    installExitHook();
+    this.name = opts.name;
+    const wrapper = ['--pdeathsig', 'KILL'];
+    if (opts.user && process.getuid?.() === 0) wrapper.push(`--reuid=${opts.user}`, `--regid=${opts.user}`, '--init-groups');
+    this.child = spawn('setpriv', [...wrapper, '--', opts.command, ...opts.args], {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      detached: true,
+      stdio: ['ignore', opts.logFile ? 'pipe' : 'ignore', opts.logFile ? 'pipe' : 'ignore'],
+    });
+    if (opts.logFile) {
+      this.#log = createWriteStream(opts.logFile, { flags: 'a' });
+      this.child.stdout?.pipe(this.#log, { end: false });
+      this.child.stderr?.pipe(this.#log, { end: false });
+    }
+    live.add(this);
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.#alive = false;
+        live.delete(this);
+        this.#log?.end();
+        resolve({ code, signal });
+      });
+      this.child.once('error', () => {
+        this.#alive = false;
+        live.delete(this);
+        resolve({ code: -1, signal: null });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** Signals the whole process group. */
+  signal(sig: NodeJS.Signals): void {
+    if (!this.#alive || !this.child.pid) return;
+    try {
+      process.kill(-this.child.pid, sig);
+    } catch {}
+  }
+
+  /** Synchronous SIGKILL of the group, for exit hooks. */
+  killNow(): void {
+    this.signal('SIGKILL');
+  }
+
+  /** Sends `sig`, waits up to `graceMs`, then SIGKILLs. */
+  async stop(sig: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+    if (!this.#alive) return;
+    this.signal(sig);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      this.exited.then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.killNow();
+      await this.exited;
+    }
+  }
+}
+
+/** Runs a short command to completion; throws a coded error with its output on failure. */
+export function runChecked(service: string, command: string, args: string[], opts: { user?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const [cmd, argv] = opts.user && process.getuid?.() === 0 ? ['runuser', ['-u', opts.user, '--', command, ...args]] : [command, args];
+  const res = spawnSync(cmd, argv, { cwd: opts.cwd, env: opts.env ?? process.env, encoding: 'utf8' });
+  if (res.status !== 0) {
+    throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `${service}: ${command} failed (${res.status ?? res.signal}): ${(res.stderr || res.stdout || String(res.error ?? '')).trim().slice(-2000)}`, { service });
+  }
+  return res.stdout;
+}
+
+/** Polls `probe` until it returns true, the process dies, or the deadline passes. */
+export async function waitUntil(service: string, probe: () => Promise<boolean>, opts: { timeoutMs: number; proc?: ServiceProcess; logFile?: string }): Promise<void> {
+  const deadline = Date.now() + opts.timeoutMs;
+  while (Date.now() < deadline) {
+    if (opts.proc && !opts.proc.alive) {
+      throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `${service} exited during start-up${opts.logFile ? ` (see ${opts.logFile})` : ''}`, { service });
+    }
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `${service} not ready after ${opts.timeoutMs}ms${opts.logFile ? ` (see ${opts.logFile})` : ''}`, { service });
+}

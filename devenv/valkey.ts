@@ -1,0 +1,75 @@
+// Throwaway (or persistent, for `npm start`) Valkey server on loopback.
+import { mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { freePort } from './ports.ts';
+import { ServiceProcess, waitUntil } from './process.ts';
+
+export interface ValkeyServerOptions {
+  dir: string;
+  port?: number;
+  /** Keep data across restarts (append-only file in `dir`). */
+  persist?: boolean;
+}
+
+export class LocalValkey {
+  readonly dir: string;
+  readonly port: number;
+  readonly persist: boolean;
+  #proc: ServiceProcess | undefined;
+
+  private constructor(dir: string, port: number, persist: boolean) {
+    this.dir = dir;
+    this.port = port;
+    this.persist = persist;
+  }
+
+  static async start(opts: ValkeyServerOptions): Promise<LocalValkey> {
+    mkdirSync(opts.dir, { recursive: true });
+    const v = new LocalValkey(opts.dir, opts.port ?? (await freePort()), opts.persist ?? false);
+    await v.resume();
+    return v;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get logFile(): string {
+    return join(this.dir, 'valkey.log');
+  }
+
+  get running(): boolean {
+    return this.#proc?.alive ?? false;
+  }
+
+  async resume(): Promise<void> {
+    if (this.running) return;
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
+    args.push('--appendonly', this.persist ? 'yes' : 'no');
+    this.#proc = new ServiceProcess({ name: 'valkey', command: 'valkey-server', args, logFile: this.logFile });
+    await waitUntil('valkey', () => this.#ping(), { timeoutMs: 15_000, proc: this.#proc, logFile: this.logFile });
+  }
+
+  #ping(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const sock = connect({ host: '127.0.0.1', port: this.port });
+      sock.setTimeout(1000, () => (sock.destroy(), resolve(false)));
+      sock.once('error', () => resolve(false));
+      sock.once('connect', () => sock.write('PING\r\n'));
+      sock.once('data', (d) => {
+        sock.destroy();
+        resolve(d.toString().startsWith('+PONG'));
+      });
+    });
+  }
+
+  /** Stops the server, to simulate an outage; `resume()` brings it back on the same port. */
+  async pause(): Promise<void> {
+    await this.#proc?.stop('SIGTERM', 5000);
+  }
+
+  async stop(): Promise<void> {
+    await this.pause();
+  }
+}

@@ -1,0 +1,97 @@
+// PostgreSQL through slonik. Every query result is checked by the zod schema given with
+// `sql.type(...)` (the interceptor below), so a row that does not match its type is an
+// error, not a silent `any`. Connection trouble becomes CLUSTER_ERR_DB_UNAVAILABLE quickly:
+// bounded connect and statement timeouts, no connection retries inside a request.
+import {
+  createPool,
+  sql,
+  type DatabasePool,
+  type Interceptor,
+  type QueryResultRow,
+  BackendTerminatedError,
+  ConnectionError,
+  SchemaValidationError,
+  StatementTimeoutError,
+  UnexpectedStateError,
+} from 'slonik';
+import { ClusterError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { Secret } from '../core/secret.ts';
+
+export { sql };
+export type { DatabasePool };
+
+export interface DbOptions {
+  url: Secret;
+  poolSize: number;
+  connectTimeout: number;
+  statementTimeout: number;
+  logger: Logger;
+}
+
+/** Validates each row against the query's zod parser. */
+const rowParser: Interceptor = {
+  name: 'row-parser',
+  transformRow(context, query, row) {
+    const parser = context.resultParser;
+    if (!parser) return row;
+    const result = parser.safeParse(row);
+    if (!result.success) throw new SchemaValidationError(query, row, result.error.issues);
+    return result.data as QueryResultRow;
+  },
+};
+
+export async function createDb(opts: DbOptions): Promise<DatabasePool> {
+  return createPool(opts.url.reveal(), {
+    maximumPoolSize: opts.poolSize,
+    connectionTimeout: opts.connectTimeout,
+    statementTimeout: opts.statementTimeout,
+    idleInTransactionSessionTimeout: opts.statementTimeout,
+    idleTimeout: 30_000,
+    connectionRetryLimit: 0,
+    queryRetryLimit: 0,
+    transactionRetryLimit: 0,
+    interceptors: [rowParser],
+  });
+}
+
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);
+
+function isUnavailable(err: unknown): boolean {
+  for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
+    if (e instanceof ConnectionError || e instanceof BackendTerminatedError) return true;
+    if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) return true;
+    if (e instanceof UnexpectedStateError && /connect|terminat/i.test(e.message)) return true;
+    if (/Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED/i.test(String(e.message))) return true;
+  }
+  return false;
+}
+
+/** Maps driver errors to coded ones; other errors (constraint violations...) pass through. */
+export function toDbError(err: unknown): unknown {
+  if (err instanceof ClusterError) return err;
+  if (isUnavailable(err)) return new ClusterError('CLUSTER_ERR_DB_UNAVAILABLE', `postgresql unavailable: ${(err as Error).message}`, {}, { cause: err });
+  if (err instanceof StatementTimeoutError) return new ClusterError('CLUSTER_ERR_DB_QUERY_FAILED', 'postgresql statement timed out', {}, { cause: err });
+  return err;
+}
+
+/** Runs a database operation with coded errors. */
+export async function withDb<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    throw toDbError(err);
+  }
+}
+
+/** `SELECT 1` with a deadline; true when PostgreSQL answered in time. */
+export async function pingDb(pool: DatabasePool, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  const probe = pool.oneFirst(sql.unsafe`SELECT 1`).then(() => true, () => false);
+  try {
+    return await Promise.race([probe, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,66 @@
+// Every Valkey key and pub/sub channel is built here, under the cluster's prefix, so two
+// clusters (or two tests) sharing one Valkey never see each other's data. Nothing else in
+// the code writes a key by hand.
+export class Keyspace {
+  readonly prefix: string;
+
+  constructor(clusterName: string) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(clusterName)) throw new Error(`invalid key prefix ${JSON.stringify(clusterName)}`);
+    this.prefix = `${clusterName}:`;
+  }
+
+  #key(...parts: string[]): string {
+    for (const p of parts) if (p.length === 0) throw new Error('empty key part');
+    return this.prefix + parts.join(':');
+  }
+
+  /** Pattern that matches exactly this keyspace, for SCAN. */
+  get pattern(): string {
+    return `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  }
+
+  /** A node's membership record (id, incarnation, addresses, started-at). */
+  nodeRecord(nodeId: string): string {
+    return this.#key('node', nodeId);
+  }
+
+  /** A node's liveness lease; its TTL is the node's life. */
+  lease(nodeId: string): string {
+    return this.#key('lease', nodeId);
+  }
+
+  /** Set of all node ids that ever joined (reconciled against leases). */
+  get members(): string {
+    return this.#key('members');
+  }
+
+  /** Ownership entry of one actor. */
+  owner(kind: string, id: string): string {
+    return this.#key('owner', kind, id);
+  }
+
+  /** Published snapshot (routes, zones, certificates). */
+  snapshot(name: string): string {
+    return this.#key('snapshot', name);
+  }
+
+  /** Sliding-window counter of a rate limit. */
+  rateLimit(scope: string, subject: string): string {
+    return this.#key('ratelimit', scope, subject);
+  }
+
+  /** Cached session by token hash. */
+  session(tokenHash: string): string {
+    return this.#key('session', tokenHash);
+  }
+
+  /** Pub/sub channel. Channels are prefixed like keys: PUBLISH is global across databases. */
+  channel(name: string): string {
+    return this.#key('ch', name);
+  }
+
+  /** Free-form key for tests and one-off tools; product code uses a named builder. */
+  custom(...parts: string[]): string {
+    return this.#key('x', ...parts);
+  }
+}

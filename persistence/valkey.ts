@@ -1,0 +1,157 @@
+// Valkey access through ioredis: one command connection and one subscriber connection per
+// node, both reconnecting forever with capped, jittered backoff. Commands never queue while
+// disconnected: a caller gets CLUSTER_ERR_VALKEY_UNAVAILABLE at once (or after
+// commandTimeout), never a hang and never a quiet fallback to local memory.
+import { Redis, type RedisOptions } from 'ioredis';
+import { ClusterError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { Secret } from '../core/secret.ts';
+import { Keyspace } from './keys.ts';
+
+export type ValkeyState = 'connecting' | 'ready' | 'reconnecting' | 'closed';
+
+export interface ValkeyOptions {
+  url: Secret;
+  clusterName: string;
+  connectTimeout: number;
+  commandTimeout: number;
+  logger: Logger;
+}
+
+export type MessageHandler = (message: unknown, channel: string) => void;
+
+function backoff(attempt: number): number {
+  const cap = Math.min(2000, 50 * 2 ** Math.min(attempt, 6));
+  return Math.round(cap / 2 + Math.random() * (cap / 2));
+}
+
+export class Valkey {
+  readonly keys: Keyspace;
+  /** Command connection. Use through `call()` so failures arrive as coded errors. */
+  readonly cmd: Redis;
+  readonly #sub: Redis;
+  readonly #log: Logger;
+  readonly #handlers = new Map<string, Set<MessageHandler>>();
+  #state: ValkeyState = 'connecting';
+
+  constructor(opts: ValkeyOptions) {
+    this.keys = new Keyspace(opts.clusterName);
+    this.#log = opts.logger.child({ component: 'valkey' });
+    const base: RedisOptions = {
+      lazyConnect: true,
+      connectTimeout: opts.connectTimeout,
+      commandTimeout: opts.commandTimeout,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: backoff,
+      connectionName: `${opts.clusterName}`,
+    };
+    const url = opts.url.reveal().replace(/^valkey(s?):/, 'redis$1:');
+    this.cmd = new Redis(url, base);
+    // The subscriber queues its (re)subscriptions until connected; it never serves commands.
+    this.#sub = new Redis(url, { ...base, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: true });
+    this.cmd.on('ready', () => this.#setState('ready'));
+    this.cmd.on('reconnecting', () => this.#setState('reconnecting'));
+    this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));
+    this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
+    this.#sub.on('message', (channel: string, raw: string) => this.#dispatch(channel, raw));
+  }
+
+  get state(): ValkeyState {
+    return this.#state;
+  }
+
+  #setState(state: ValkeyState) {
+    if (this.#state === state || this.#state === 'closed') return;
+    const from = this.#state;
+    this.#state = state;
+    if (state === 'ready') this.#log.info({ from }, 'valkey ready');
+    else this.#log.warn({ from }, `valkey ${state}`);
+  }
+
+  /** Starts connecting in the background; does not wait (start-up must not need Valkey). */
+  connect(): void {
+    this.cmd.connect().catch(() => {});
+    this.#sub.connect().catch(() => {});
+  }
+
+  /** Runs one Valkey operation, turning connection failures into a coded error. */
+  async call<T>(op: (cmd: Redis) => Promise<T>): Promise<T> {
+    if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
+    try {
+      return await op(this.cmd);
+    } catch (err) {
+      if ((err as Error)?.name === 'ReplyError') throw err; // the server answered: a bug, not an outage
+      throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', `valkey unavailable: ${(err as Error).message}`, {}, { cause: err });
+    }
+  }
+
+  /** PING with a deadline; true when Valkey answered in time. */
+  async ping(timeoutMs: number): Promise<boolean> {
+    if (this.cmd.status !== 'ready') return false;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    try {
+      return await Promise.race([this.cmd.ping().then((r) => r === 'PONG'), deadline]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Publishes a JSON message on a cluster channel (name without prefix). */
+  async publish(name: string, message: unknown): Promise<number> {
+    return this.call((c) => c.publish(this.keys.channel(name), JSON.stringify(message)));
+  }
+
+  /**
+   * Subscribes to a cluster channel. Resubscription after a reconnect is automatic; callers
+   * that cache state must also reconcile periodically, since messages sent while the
+   * subscriber was away are lost (pub/sub is at-most-once).
+   */
+  async subscribe(name: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    const channel = this.keys.channel(name);
+    let set = this.#handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.#handlers.set(channel, set);
+      await this.#sub.subscribe(channel);
+    }
+    set.add(handler);
+    return async () => {
+      const current = this.#handlers.get(channel);
+      if (!current?.delete(handler) || current.size > 0) return;
+      this.#handlers.delete(channel);
+      if (this.#sub.status === 'ready') await this.#sub.unsubscribe(channel);
+    };
+  }
+
+  #dispatch(channel: string, raw: string) {
+    const handlers = this.#handlers.get(channel);
+    if (!handlers) return;
+    let message: unknown;
+    try {
+      message = JSON.parse(raw);
+    } catch {
+      this.#log.warn({ channel }, 'dropped a malformed pub/sub message');
+      return;
+    }
+    for (const h of handlers) {
+      try {
+        h(message, channel);
+      } catch (err) {
+        this.#log.error({ err, channel }, 'pub/sub handler failed');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#handlers.clear();
+    await Promise.allSettled([this.cmd.quit(), this.#sub.quit()]);
+    this.cmd.disconnect();
+    this.#sub.disconnect();
+  }
+}

@@ -1,0 +1,159 @@
+// The node root supervisor: owns the lifecycle of everything in one node process.
+// Start order: admin gateway (so /healthz answers at once and /readyz says why it is not
+// ready), Valkey (connects in the background), PostgreSQL + migrations (retried while
+// PostgreSQL is unreachable), readiness probes, then `running`.
+// Stop order: `draining` (/readyz 503) for drainDelay, gateways close, pools close,
+// `stopped`. A force timeout ends a stuck shutdown with CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT.
+import type { FastifyInstance } from 'fastify';
+import { redactConfig, type ClusterConfig } from '../cluster.config.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { ClusterError, isClusterError } from '../core/errors.ts';
+import { Lifecycle, type LifecycleState } from '../core/lifecycle.ts';
+import type { Logger } from '../core/log.ts';
+import { createAdminGateway, listenAdmin } from '../gateways/admin/server.ts';
+import { createDb, pingDb, type DatabasePool } from '../persistence/db.ts';
+import { migrate } from '../persistence/migrate.ts';
+import { Valkey } from '../persistence/valkey.ts';
+import { Readiness } from './readiness.ts';
+
+export interface NodeDeps {
+  config: ClusterConfig;
+  logger: Logger;
+  clock?: Clock;
+}
+
+export class ClusterNode {
+  readonly config: ClusterConfig;
+  readonly lifecycle = new Lifecycle();
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #readiness: Readiness;
+  #db: DatabasePool | undefined;
+  #valkey: Valkey | undefined;
+  #admin: FastifyInstance | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(deps: NodeDeps) {
+    this.config = deps.config;
+    this.#clock = deps.clock ?? systemClock;
+    this.#log = deps.logger;
+    this.#readiness = new Readiness({
+      clock: this.#clock,
+      logger: this.#log,
+      intervalMs: this.config.health.probeInterval,
+      timeoutMs: this.config.health.probeTimeout,
+      state: () => this.lifecycle.state,
+      pingPostgres: (ms) => (this.#db ? pingDb(this.#db, ms) : Promise.resolve(false)),
+      pingValkey: (ms) => (this.#valkey ? this.#valkey.ping(ms) : Promise.resolve(false)),
+    });
+    this.lifecycle.onChange((to, from) => this.#log.info({ from, to }, `node ${to}`));
+  }
+
+  get state(): LifecycleState {
+    return this.lifecycle.state;
+  }
+
+  get db(): DatabasePool {
+    if (!this.#db) throw new ClusterError('CLUSTER_ERR_NODE_NOT_READY', 'database pool not created yet', { state: this.state });
+    return this.#db;
+  }
+
+  get valkey(): Valkey {
+    if (!this.#valkey) throw new ClusterError('CLUSTER_ERR_NODE_NOT_READY', 'valkey client not created yet', { state: this.state });
+    return this.#valkey;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    this.#log.info({ config: redactConfig(config) }, 'node starting');
+    this.#admin = createAdminGateway({ logger: this.#log, readiness: () => this.#readiness.report() });
+    await listenAdmin(this.#admin, config.admin.bind);
+    this.#log.info({ address: `${config.admin.bind.host}:${config.admin.bind.port}` }, 'admin gateway listening');
+
+    this.#valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, logger: this.#log });
+    this.#valkey.connect();
+    this.#db = await createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, logger: this.#log });
+    this.#readiness.start();
+
+    await this.#migrateWhenReachable();
+    if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
+    this.#readiness.markMigrated();
+    await this.#readiness.probe();
+    this.lifecycle.to('running');
+  }
+
+  /** Migrations need PostgreSQL: wait for it (with backoff) rather than failing the start. */
+  async #migrateWhenReachable(): Promise<void> {
+    for (let attempt = 0; this.state === 'starting'; attempt++) {
+      try {
+        await migrate({ url: this.config.postgres.url, connectTimeout: this.config.postgres.connectTimeout, logger: this.#log });
+        return;
+      } catch (err) {
+        if (!isClusterError(err, 'CLUSTER_ERR_DB_UNAVAILABLE')) throw err;
+        const delay = Math.min(5000, 200 * 2 ** Math.min(attempt, 5));
+        this.#log.warn({ code: err.code, retryInMs: delay }, 'postgres unreachable; migrations wait');
+        await this.#clock.sleep(delay);
+      }
+    }
+  }
+
+  /** Graceful stop; idempotent. Resolves when everything is closed. */
+  stop(reason: string): Promise<void> {
+    this.#stopping ??= this.#stop(reason);
+    return this.#stopping;
+  }
+
+  async #stop(reason: string): Promise<void> {
+    const { config } = this;
+    this.#log.info({ reason }, 'node draining');
+    this.lifecycle.to('draining');
+    if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
+    this.#readiness.stop();
+    await this.#admin?.close();
+    await this.#valkey?.close();
+    await this.#db?.end();
+    this.lifecycle.to('stopped');
+  }
+}
+
+/**
+ * Runs a node as the main job of this process: start, stop on SIGTERM/SIGINT within the
+ * shutdown timeout (a second signal forces exit), exit 0 when stopped cleanly.
+ */
+export async function runNodeProcess(node: ClusterNode, logger: Logger): Promise<void> {
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal: sig }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    const timer = setTimeout(() => {
+      const err = new ClusterError('CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT', 'graceful shutdown timed out', { timeoutMs: node.config.shutdown.timeout });
+      logger.fatal({ code: err.code, timeoutMs: node.config.shutdown.timeout }, err.message);
+      process.exit(1);
+    }, node.config.shutdown.timeout);
+    timer.unref();
+    node.stop(sig).then(
+      () => {
+        logger.info('node stopped');
+        logger.flush?.();
+        process.exit(0);
+      },
+      (err) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await node.start();
+  } catch (err) {
+    logger.fatal({ err: isClusterError(err) ? err.toJSON() : err }, 'node failed to start');
+    node.lifecycle.to('failed');
+    await node.stop('start failed').catch(() => {});
+    process.exit(1);
+  }
+}
