@@ -19,8 +19,12 @@ export interface NodeProcessOptions {
 export class NodeProcess {
   readonly proc: ServiceProcess;
   readonly adminUrl: string;
+  readonly logFile: string;
+  readonly configFile: string;
 
   constructor(opts: NodeProcessOptions) {
+    this.logFile = opts.logFile;
+    this.configFile = opts.configFile;
     writeFileSync(opts.configFile, stringify(opts.config), { mode: 0o600 });
     const bind = String((opts.config.admin as { bind?: string } | undefined)?.bind ?? '0.0.0.0:8080');
     this.adminUrl = `http://${bind.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;

@@ -62,7 +62,8 @@ export class LocalPostgres {
   /** Starts (or restarts after `pause`) the server on the same port and data. */
   async resume(): Promise<void> {
     if (this.running) return;
-    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-k', this.dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'];
+    // TCP only: a Unix socket path under a deep test directory can exceed the 107-byte limit.
+    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-c', 'unix_socket_directories=', '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'];
     if (this.fast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
     this.#proc = new ServiceProcess({ name: 'postgres', command: join(PG_BIN, 'postgres'), args, user: 'postgres', logFile: this.logFile });
     await waitUntil('postgres', () => this.#probe(), { timeoutMs: 30_000, proc: this.#proc, logFile: this.logFile });

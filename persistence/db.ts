@@ -41,8 +41,13 @@ const rowParser: Interceptor = {
   },
 };
 
+/**
+ * Creates the pool. slonik's pg driver connects once here to load type parsers, so this
+ * needs PostgreSQL reachable and throws CLUSTER_ERR_DB_UNAVAILABLE otherwise; once created,
+ * the pool survives PostgreSQL restarts (broken connections are replaced).
+ */
 export async function createDb(opts: DbOptions): Promise<DatabasePool> {
-  return createPool(opts.url.reveal(), {
+  return withDb(() => createPool(opts.url.reveal(), {
     maximumPoolSize: opts.poolSize,
     connectionTimeout: opts.connectTimeout,
     statementTimeout: opts.statementTimeout,
@@ -52,7 +57,7 @@ export async function createDb(opts: DbOptions): Promise<DatabasePool> {
     queryRetryLimit: 0,
     transactionRetryLimit: 0,
     interceptors: [rowParser],
-  });
+  }));
 }
 
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);

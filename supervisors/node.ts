@@ -72,26 +72,28 @@ export class ClusterNode {
 
     this.#valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, logger: this.#log });
     this.#valkey.connect();
-    this.#db = await createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, logger: this.#log });
     this.#readiness.start();
 
-    await this.#migrateWhenReachable();
+    await this.#whenPostgresReachable(async () => {
+      await migrate({ url: config.postgres.url, connectTimeout: config.postgres.connectTimeout, logger: this.#log });
+      this.#db = await createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, logger: this.#log });
+    });
     if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
   }
 
-  /** Migrations need PostgreSQL: wait for it (with backoff) rather than failing the start. */
-  async #migrateWhenReachable(): Promise<void> {
+  /** Start-up work that needs PostgreSQL waits for it (with backoff) instead of failing. */
+  async #whenPostgresReachable(step: () => Promise<void>): Promise<void> {
     for (let attempt = 0; this.state === 'starting'; attempt++) {
       try {
-        await migrate({ url: this.config.postgres.url, connectTimeout: this.config.postgres.connectTimeout, logger: this.#log });
+        await step();
         return;
       } catch (err) {
         if (!isClusterError(err, 'CLUSTER_ERR_DB_UNAVAILABLE')) throw err;
         const delay = Math.min(5000, 200 * 2 ** Math.min(attempt, 5));
-        this.#log.warn({ code: err.code, retryInMs: delay }, 'postgres unreachable; migrations wait');
+        this.#log.warn({ code: err.code, retryInMs: delay }, 'postgres unreachable; start-up waits');
         await this.#clock.sleep(delay);
       }
     }

@@ -1,0 +1,49 @@
+import t from 'tap';
+import { z } from 'zod';
+import { createLogger } from '../../core/log.ts';
+import { Secret } from '../../core/secret.ts';
+import { LocalPostgres } from '../../devenv/postgres.ts';
+import { createDb, pingDb, sql, withDb } from '../../persistence/db.ts';
+import { migrate } from '../../persistence/migrate.ts';
+import { freshDatabase } from '../harness/services.ts';
+
+const logger = createLogger({ level: 'silent' });
+
+t.test('rows are checked by their zod parser; a mismatching row is an error, not bad data', async (t) => {
+  const url = await freshDatabase(t);
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  const pool = await createDb({ url: new Secret(url), poolSize: 2, connectTimeout: 2000, statementTimeout: 2000, logger });
+  t.teardown(() => pool.end());
+  const org = z.object({ id: z.string().uuid(), slug: z.string(), version: z.number().int() });
+  const row = await pool.one(sql.type(org)`INSERT INTO orgs (slug, name) VALUES ('acme', 'Acme') RETURNING id, slug, version`);
+  t.equal(row.slug, 'acme');
+  t.equal(row.version, 1);
+  await t.rejects(pool.one(sql.type(z.object({ slug: z.number() }))`SELECT slug FROM orgs`), { message: /do not conform with the schema/ });
+  t.equal(await pingDb(pool, 1000), true);
+});
+
+t.test('an unreachable PostgreSQL gives CLUSTER_ERR_DB_UNAVAILABLE quickly, and the pool recovers when it returns', async (t) => {
+  let started = Date.now();
+  await t.rejects(createDb({ url: new Secret('postgres://postgres@127.0.0.1:1/none'), poolSize: 1, connectTimeout: 500, statementTimeout: 1000, logger }), { code: 'CLUSTER_ERR_DB_UNAVAILABLE', status: 503 });
+  t.ok(Date.now() - started < 3000, 'creating a pool against nothing fails fast');
+
+  const server = await LocalPostgres.start({ dir: t.testdir(), fast: true });
+  t.teardown(() => server.stop());
+  const pool = await createDb({ url: new Secret(server.url), poolSize: 2, connectTimeout: 500, statementTimeout: 1000, logger });
+  t.teardown(() => pool.end());
+  t.equal(await withDb(() => pool.oneFirst(sql.unsafe`SELECT 1`)), 1);
+  await server.pause();
+  started = Date.now();
+  await t.rejects(withDb(() => pool.oneFirst(sql.unsafe`SELECT 1`)), { code: 'CLUSTER_ERR_DB_UNAVAILABLE' });
+  t.ok(Date.now() - started < 3000, `a query during the outage failed after ${Date.now() - started}ms`);
+  t.equal(await pingDb(pool, 300), false);
+  await server.resume();
+  t.equal(await withDb(() => pool.oneFirst(sql.unsafe`SELECT 1`)), 1, 'same pool works again');
+});
+
+t.test('a statement past the statement timeout is cancelled with a coded error', async (t) => {
+  const url = await freshDatabase(t);
+  const pool = await createDb({ url: new Secret(url), poolSize: 1, connectTimeout: 2000, statementTimeout: 200, logger });
+  t.teardown(() => pool.end());
+  await t.rejects(withDb(() => pool.query(sql.unsafe`SELECT pg_sleep(2)`)), { code: 'CLUSTER_ERR_DB_QUERY_FAILED' });
+});
