@@ -73,8 +73,9 @@ export class LocalPostgres {
     const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 1000 });
     try {
       await client.connect();
-      await client.query('SELECT 1');
-      return true;
+      // Ready means *our* server answers (not another one that already held the port).
+      const { rows } = await client.query('SHOW data_directory');
+      return rows[0]?.data_directory === join(this.dir, 'data');
     } finally {
       await client.end().catch(() => {});
     }

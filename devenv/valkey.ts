@@ -48,18 +48,25 @@ export class LocalValkey {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', this.persist ? 'yes' : 'no');
     this.#proc = new ServiceProcess({ name: 'valkey', command: 'valkey-server', args, logFile: this.logFile });
-    await waitUntil('valkey', () => this.#ping(), { timeoutMs: 15_000, proc: this.#proc, logFile: this.logFile });
+    const pid = this.#proc.pid;
+    await waitUntil('valkey', () => this.#answeringPid().then((p) => p === pid), { timeoutMs: 15_000, proc: this.#proc, logFile: this.logFile });
   }
 
-  #ping(): Promise<boolean> {
+  /** The pid of the server answering on our port: ready means *our* process answers. */
+  #answeringPid(): Promise<number | undefined> {
     return new Promise((resolve) => {
       const sock = connect({ host: '127.0.0.1', port: this.port });
-      sock.setTimeout(1000, () => (sock.destroy(), resolve(false)));
-      sock.once('error', () => resolve(false));
-      sock.once('connect', () => sock.write('PING\r\n'));
-      sock.once('data', (d) => {
-        sock.destroy();
-        resolve(d.toString().startsWith('+PONG'));
+      let reply = '';
+      sock.setTimeout(1000, () => (sock.destroy(), resolve(undefined)));
+      sock.once('error', () => resolve(undefined));
+      sock.once('connect', () => sock.write('INFO server\r\n'));
+      sock.on('data', (d) => {
+        reply += d.toString();
+        const m = /process_id:(\d+)/.exec(reply);
+        if (m) {
+          sock.destroy();
+          resolve(Number(m[1]));
+        }
       });
     });
   }
