@@ -84,7 +84,7 @@ export interface ClusterConfig {
   peer: {
     /** Node-to-node link listener. @default "0.0.0.0:7946" */
     bind: Address;
-    /** Address other nodes dial; unset means the bind address. @default unset */
+    /** Address other nodes dial. @default the bind address, or the first public address when bind is a wildcard */
     advertise: Address | undefined;
   };
   wireguard: {
@@ -108,8 +108,20 @@ export interface ClusterConfig {
     renewEvery: number;
   };
   failover: {
-    /** Longest a planned handoff (SIGTERM) may take before actors are just stopped. @default "5s" */
+    /** Longest a planned handoff (SIGTERM) may take, and how long a message to an actor in motion is retried. @default "5s" */
     handoffTimeout: number;
+    /** How often placement is recomputed even when no event arrives (repairs lost pub/sub). @default "5s" */
+    reconcileEvery: number;
+  };
+  supervision: {
+    /** Restarts of one actor allowed within `window` before escalating. @default 5 */
+    maxRestarts: number;
+    /** @default "30s" */
+    window: number;
+    /** First restart delay; doubles per restart, with jitter. @default "100ms" */
+    backoffMin: number;
+    /** @default "10s" */
+    backoffMax: number;
   };
   health: {
     /** How often readiness probes PostgreSQL and Valkey. @default "1s" */
@@ -166,7 +178,8 @@ export const SPEC: Spec<ClusterConfig> = {
     contact: text({ optional: true, pattern: /^[^@\s]+@[^@\s]+$/, expected: 'an e-mail address' }),
   },
   lease: { ttl: duration('3s', { min: 500 }), renewEvery: duration('1s', { min: 100 }) },
-  failover: { handoffTimeout: duration('5s', { min: 100 }) },
+  failover: { handoffTimeout: duration('5s', { min: 100 }), reconcileEvery: duration('5s', { min: 100 }) },
+  supervision: { maxRestarts: integer(5, 0, 1000), window: duration('30s', { min: 100 }), backoffMin: duration('100ms'), backoffMax: duration('10s') },
   health: { probeInterval: duration('1s', { min: 100 }), probeTimeout: duration('1s', { min: 50 }) },
   shutdown: { drainDelay: duration('2s'), timeout: duration('15s', { min: 1000 }) },
   log: { level: oneOf(LOG_LEVELS, 'info'), pretty: boolean(false) },
@@ -207,6 +220,16 @@ function unknownKeys(input: Record<string, unknown>, spec: object, prefix: strin
       else problems.push({ field: path, problem: `${describe(v)} is not a section`, expected: 'a mapping of fields' });
     }
   }
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/** The address other nodes dial for this node's peer link. */
+export function peerAdvertise(config: ClusterConfig): string {
+  const a = config.peer.advertise ?? config.peer.bind;
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -255,6 +278,11 @@ export function compileConfig(input: unknown, source = 'config'): ClusterConfig 
   const config = out as ClusterConfig;
   if (problems.length === 0 && config.lease.renewEvery * 2 > config.lease.ttl) {
     problems.push({ field: 'lease.renewEvery', problem: `${config.lease.renewEvery}ms leaves no room to renew before the ${config.lease.ttl}ms lease runs out`, expected: 'at most half of lease.ttl' });
+  }
+  if (problems.length === 0 && !config.peer.advertise && isWildcard(config.peer.bind.host)) {
+    const pub = config.ingress.publicAddresses[0];
+    if (pub) config.peer.advertise = { host: pub, port: config.peer.bind.port };
+    else problems.push({ field: 'peer.advertise', problem: `is required when peer.bind listens on a wildcard address (${config.peer.bind.host}) and ingress.publicAddresses is empty`, expected: 'the host:port other nodes dial to reach this node' });
   }
   if (problems.length > 0) {
     const lines = problems.map((p) => `  - ${p.field}: ${p.problem}; expected ${p.expected}`);

@@ -27,6 +27,15 @@ export interface ErrorFields {
   CLUSTER_ERR_NODE_NOT_READY: { state: string };
   CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { timeoutMs: number };
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { service: string };
+  CLUSTER_ERR_ACTOR_NOT_HERE: { kind: string; id: string };
+  CLUSTER_ERR_ACTOR_ALREADY_RUNNING: { kind: string; id: string };
+  CLUSTER_ERR_ACTOR_ASK_TIMEOUT: { kind: string; id: string; timeoutMs: number };
+  CLUSTER_ERR_ACTOR_UNREACHABLE: { kind: string; id: string; attempts: number };
+  CLUSTER_ERR_ACTOR_UNKNOWN_KIND: { kind: string };
+  CLUSTER_ERR_ACTOR_FENCED: { kind: string; id: string; epoch: number; currentEpoch: number | null };
+  CLUSTER_ERR_NODE_FENCED: { nodeId: string };
+  CLUSTER_ERR_PEER_AUTH_FAILED: { reason: string };
+  CLUSTER_ERR_PEER_BAD_MESSAGE: { reason: string };
   CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_API_NOT_FOUND: Record<string, never>;
   CLUSTER_ERR_API_INTERNAL: Record<string, never>;
@@ -56,6 +65,15 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_NODE_NOT_READY: { status: 503, summary: 'the node is starting, draining or lost a dependency' },
   CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { summary: 'graceful shutdown did not finish in time; the node was stopped' },
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { summary: 'a local service (PostgreSQL, Valkey, Pebble) failed to start' },
+  CLUSTER_ERR_ACTOR_NOT_HERE: { status: 503, summary: 'the actor is not (or no longer) running on this node' },
+  CLUSTER_ERR_ACTOR_ALREADY_RUNNING: { summary: 'an actor with this kind and id already runs on this node' },
+  CLUSTER_ERR_ACTOR_ASK_TIMEOUT: { status: 504, summary: 'the actor did not answer in time' },
+  CLUSTER_ERR_ACTOR_UNREACHABLE: { status: 503, summary: 'no owner of the actor could be reached within the retry bound (it is moving or its node died)' },
+  CLUSTER_ERR_ACTOR_UNKNOWN_KIND: { status: 400, summary: 'no actor kind of that name is registered' },
+  CLUSTER_ERR_ACTOR_FENCED: { status: 409, summary: 'a write carried a stale epoch: a newer owner of the actor exists' },
+  CLUSTER_ERR_NODE_FENCED: { status: 503, summary: 'this node lost its membership lease and stopped its actors; it is rejoining' },
+  CLUSTER_ERR_PEER_AUTH_FAILED: { summary: 'a peer link or peer request failed cluster-secret authentication' },
+  CLUSTER_ERR_PEER_BAD_MESSAGE: { summary: 'a peer link message was malformed' },
   CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },
   CLUSTER_ERR_API_NOT_FOUND: { status: 404, summary: 'no such route or object' },
   CLUSTER_ERR_API_INTERNAL: { status: 500, summary: 'an unexpected error; details are in the node log' },

@@ -21,8 +21,11 @@ export class NodeProcess {
   readonly adminUrl: string;
   readonly logFile: string;
   readonly configFile: string;
+  /** The raw config the node was started with. */
+  readonly config: Record<string, any>;
 
   constructor(opts: NodeProcessOptions) {
+    this.config = opts.config;
     this.logFile = opts.logFile;
     this.configFile = opts.configFile;
     writeFileSync(opts.configFile, stringify(opts.config), { mode: 0o600 });

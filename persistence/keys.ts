@@ -29,6 +29,11 @@ export class Keyspace {
     return this.#key('lease', nodeId);
   }
 
+  /** Prefix of every lease key (Lua scripts append a node id). */
+  get leasePrefix(): string {
+    return `${this.prefix}lease:`;
+  }
+
   /** Set of all node ids that ever joined (reconciled against leases). */
   get members(): string {
     return this.#key('members');

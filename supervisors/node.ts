@@ -5,7 +5,10 @@
 // Stop order: `draining` (/readyz 503) for drainDelay, gateways close, pools close,
 // `stopped`. A force timeout ends a stuck shutdown with CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT.
 import type { FastifyInstance } from 'fastify';
-import { redactConfig, type ClusterConfig } from '../cluster.config.ts';
+import { peerAdvertise, redactConfig, type ClusterConfig } from '../cluster.config.ts';
+import { probeBehavior, probeCatalog } from '../actors/probe.ts';
+import { ActorSystem } from '../actors/runtime.ts';
+import { PeerLink } from '../gateways/peer/link.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { ClusterError, isClusterError } from '../core/errors.ts';
 import { Lifecycle, type LifecycleState } from '../core/lifecycle.ts';
@@ -14,6 +17,10 @@ import { createAdminGateway, listenAdmin } from '../gateways/admin/server.ts';
 import { createDb, pingDb, type DatabasePool } from '../persistence/db.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Valkey } from '../persistence/valkey.ts';
+import { ActorHost } from './actor-host.ts';
+import { Membership } from './membership.ts';
+import { createMetrics, type ClusterMetrics } from './metrics.ts';
+import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
 
 export interface NodeDeps {
@@ -32,6 +39,12 @@ export class ClusterNode {
   #valkey: Valkey | undefined;
   #admin: FastifyInstance | undefined;
   #stopping: Promise<void> | undefined;
+  readonly #system: ActorSystem;
+  readonly #metrics: ClusterMetrics;
+  #membership: Membership | undefined;
+  #ownership: OwnershipRegistry | undefined;
+  #peer: PeerLink | undefined;
+  #host: ActorHost | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -45,6 +58,19 @@ export class ClusterNode {
       state: () => this.lifecycle.state,
       pingPostgres: (ms) => (this.#db ? pingDb(this.#db, ms) : Promise.resolve(false)),
       pingValkey: (ms) => (this.#valkey ? this.#valkey.ping(ms) : Promise.resolve(false)),
+      leaseHealthy: () => this.#membership?.healthy ?? false,
+    });
+    const { supervision } = this.config;
+    this.#system = new ActorSystem({
+      logger: this.#log,
+      clock: this.#clock,
+      restart: { maxRestarts: supervision.maxRestarts, windowMs: supervision.window, backoffMinMs: supervision.backoffMin, backoffMaxMs: supervision.backoffMax },
+      onEscalate: (kind, id) => this.#host?.onEscalate(kind, id, supervision.window),
+    });
+    this.#metrics = createMetrics({
+      actorCount: (kind) => this.#system.count(kind),
+      kinds: () => ['probe'],
+      leaseHealthy: () => this.#membership?.healthy ?? false,
     });
     this.lifecycle.onChange((to, from) => this.#log.info({ from, to }, `node ${to}`));
   }
@@ -66,7 +92,7 @@ export class ClusterNode {
   async start(): Promise<void> {
     const { config } = this;
     this.#log.info({ config: redactConfig(config) }, 'node starting');
-    this.#admin = createAdminGateway({ logger: this.#log, readiness: () => this.#readiness.report() });
+    this.#admin = createAdminGateway({ logger: this.#log, readiness: () => this.#readiness.report(), metrics: this.#metrics.registry });
     await listenAdmin(this.#admin, config.admin.bind);
     this.#log.info({ address: `${config.admin.bind.host}:${config.admin.bind.port}` }, 'admin gateway listening');
 
@@ -79,9 +105,84 @@ export class ClusterNode {
       this.#db = await createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, logger: this.#log });
     });
     if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
+    await this.#startActors();
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
+  }
+
+  /** Peer link, membership, ownership and the actor host, in the order they depend on each other. */
+  async #startActors(): Promise<void> {
+    const { config } = this;
+    const db = this.db;
+    const valkey = this.valkey;
+    const membership = new Membership({
+      valkey,
+      clock: this.#clock,
+      logger: this.#log,
+      nodeId: config.nodeId,
+      admin: `${config.admin.bind.host}:${config.admin.bind.port}`,
+      peer: peerAdvertise(config),
+      ttlMs: config.lease.ttl,
+      renewEveryMs: config.lease.renewEvery,
+    });
+    this.#membership = membership;
+    const ownership = new OwnershipRegistry({ valkey, db, membership, logger: this.#log });
+    this.#ownership = ownership;
+    const host = (): ActorHost => this.#host!;
+    const peer = new PeerLink({
+      secret: config.clusterSecret,
+      self: () => ({ node: config.nodeId, incarnation: membership.incarnation }),
+      logger: this.#log,
+      handlers: {
+        deliver: (kind, id, msg, timeoutMs) => host().deliverLocal(kind, id, msg, timeoutMs),
+        route: (kind, id, msg, timeoutMs) => host().ask(kind, id, msg, timeoutMs),
+        inspect: () => ({
+          node: config.nodeId,
+          incarnation: membership.incarnation,
+          membership: membership.state,
+          leaseHealthy: membership.healthy,
+          live: membership.liveIds(),
+          actors: this.#system.list(),
+        }),
+        linkDown: (node) => void membership.suspect(node),
+      },
+    });
+    this.#peer = peer;
+    this.#host = new ActorHost({
+      system: this.#system,
+      membership,
+      ownership,
+      peer,
+      metrics: this.#metrics,
+      clock: this.#clock,
+      logger: this.#log,
+      handoffTimeoutMs: config.failover.handoffTimeout,
+      reconcileEveryMs: config.failover.reconcileEvery,
+    });
+    const onProbeFenced = (id: string) => {
+      this.#metrics.fencingRejections.inc({ kind: 'probe' });
+      this.#log.warn({ actor: 'probe', actorId: id }, 'fenced write refused; stopping stale actor');
+      void this.#system.get('probe', id)?.stop(0);
+    };
+    this.#host.register({
+      kind: 'probe',
+      placement: 'placed',
+      catalog: () => probeCatalog(db),
+      behavior: (id, epoch) => probeBehavior({ db, nodeId: config.nodeId, onFenced: onProbeFenced }, id, epoch),
+    });
+    await peer.listen(config.peer.bind.host, config.peer.bind.port);
+    await ownership.start();
+    membership.on('view', () => peer.sync(membership.live()));
+    await membership.start();
+    peer.sync(membership.live());
+    this.#host.start();
+  }
+
+  /** The actor host (routing, claims); available once the node runs. */
+  get actors(): ActorHost {
+    if (!this.#host) throw new ClusterError('CLUSTER_ERR_NODE_NOT_READY', 'actor host not started', { state: this.state });
+    return this.#host;
   }
 
   /** Start-up work that needs PostgreSQL waits for it (with backoff) instead of failing. */
@@ -110,6 +211,18 @@ export class ClusterNode {
     this.#log.info({ reason }, 'node draining');
     this.lifecycle.to('draining');
     if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
+    // Hand actors off before leaving, so survivors take them over at once.
+    if (this.#host) {
+      await Promise.race([
+        this.#host.handoffAll().catch((err) => this.#log.warn({ err: (err as Error).message }, 'handoff failed')),
+        this.#clock.sleep(config.failover.handoffTimeout),
+      ]);
+    }
+    await this.#system.stopAll(0);
+    await this.#membership?.leave();
+    await this.#peer?.close();
+    await this.#ownership?.stop();
+    this.#system.shutdown();
     this.#readiness.stop();
     await this.#admin?.close();
     await this.#valkey?.close();

@@ -8,7 +8,7 @@ import type { Logger } from '../core/log.ts';
 export interface ReadinessReport {
   ready: boolean;
   state: LifecycleState;
-  checks: { postgres: 'up' | 'down'; valkey: 'up' | 'down'; migrations: 'done' | 'pending' };
+  checks: { postgres: 'up' | 'down'; valkey: 'up' | 'down'; migrations: 'done' | 'pending'; lease: 'held' | 'none' };
 }
 
 export interface ReadinessDeps {
@@ -19,6 +19,8 @@ export interface ReadinessDeps {
   state: () => LifecycleState;
   pingPostgres: (timeoutMs: number) => Promise<boolean>;
   pingValkey: (timeoutMs: number) => Promise<boolean>;
+  /** Whether this node holds its membership lease (false before joining and while fenced). */
+  leaseHealthy: () => boolean;
 }
 
 export class Readiness {
@@ -45,8 +47,9 @@ export class Readiness {
       postgres: this.#postgres ? 'up' : 'down',
       valkey: this.#valkey ? 'up' : 'down',
       migrations: this.#migrated ? 'done' : 'pending',
+      lease: this.#deps.leaseHealthy() ? 'held' : 'none',
     } as const;
-    return { ready: state === 'running' && this.#postgres && this.#valkey && this.#migrated, state, checks };
+    return { ready: state === 'running' && this.#postgres && this.#valkey && this.#migrated && checks.lease === 'held', state, checks };
   }
 
   get postgresUp(): boolean {

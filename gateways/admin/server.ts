@@ -6,11 +6,13 @@ import { ClusterError, isClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Address } from '../../cluster.config.ts';
 import type { ReadinessReport } from '../../supervisors/readiness.ts';
+import type { Registry } from 'prom-client';
 import { registerHealthRoutes } from './health.ts';
 
 export interface AdminGatewayDeps {
   logger: Logger;
   readiness: () => ReadinessReport;
+  metrics: Registry;
 }
 
 export function createAdminGateway(deps: AdminGatewayDeps): FastifyInstance {
@@ -39,6 +41,7 @@ export function createAdminGateway(deps: AdminGatewayDeps): FastifyInstance {
     reply.code(404).send(new ClusterError('CLUSTER_ERR_API_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`, {}).toJSON()),
   );
   registerHealthRoutes(app, deps.readiness);
+  app.get('/metrics', async (_req, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()));
   return app;
 }
 

@@ -18,6 +18,7 @@ const valid = () => ({
   encryptionKey: KEY,
   postgres: { url: `postgres://app:${PG_PASSWORD}@127.0.0.1:5432/cluster` },
   valkey: { url: 'redis://127.0.0.1:6379' },
+  peer: { advertise: '10.1.2.3:7946' },
 });
 
 function problemsOf(fn: () => unknown): Array<{ field: string; problem: string; expected: string }> {
@@ -71,6 +72,13 @@ t.test('missing required fields name the field and its environment variable', as
   const problems = problemsOf(() => compileConfig({ nodeId: 'x' }));
   t.same(problems.map((p) => p.field).sort(), ['clusterSecret', 'encryptionKey', 'postgres.url', 'valkey.url']);
   t.match(problems.find((p) => p.field === 'postgres.url'), { problem: 'is required', expected: /CLUSTER_POSTGRES_URL/ });
+});
+
+t.test('a node listening on a wildcard peer address must say how peers reach it', async (t) => {
+  const { peer: _, ...noPeer } = valid();
+  t.match(problemsOf(() => compileConfig(noPeer)), [{ field: 'peer.advertise', expected: /host:port other nodes dial/ }]);
+  t.same(compileConfig({ ...noPeer, ingress: { publicAddresses: ['192.0.2.7'] } }).peer.advertise, { host: '192.0.2.7', port: 7946 });
+  t.same(compileConfig({ ...noPeer, peer: { bind: '10.0.0.9:7000' } }).peer.advertise, undefined, 'a specific bind address is dialled as is');
 });
 
 t.test('a lease renewal interval that leaves no room before expiry is rejected', async (t) => {

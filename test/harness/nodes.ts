@@ -1,7 +1,7 @@
 // Real `cluster node` processes for tests. Each gets a config with fresh loopback ports and
 // the test's own database and key prefix; teardown SIGKILLs whatever is still running.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeProcess } from '../../devenv/node-process.ts';
@@ -54,6 +54,9 @@ export async function startTestNode(t: Teardown, opts: TestNodeOptions): Promise
   const config = await testNodeConfig(opts);
   const logFile = join(dir, 'node.log');
   const node = new NodeProcess({ name: String(config.nodeId), config, configFile: join(dir, 'node.yaml'), logFile, env: opts.env });
-  t.teardown(() => node.proc.stop('SIGKILL', 1000));
+  t.teardown(async () => {
+    await node.proc.stop('SIGKILL', 1000);
+    rmSync(dir, { recursive: true, force: true });
+  });
   return node;
 }

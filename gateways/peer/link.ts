@@ -1,0 +1,212 @@
+// The peer link: every node listens on peer.bind and holds one WebSocket to every other
+// live node. It carries actor messages (ask/reply) and, by dropping, tells membership a
+// peer may be gone. A small authenticated HTTP surface on the same port lets tools and
+// tests inspect a node's actors and send a message into the cluster.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import { ClusterError, isClusterError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { Secret } from '../../core/secret.ts';
+import { AskRequest, PEER_PATH, PeerMessage, authHeaders, verifyAuth, type PeerIdentity } from './protocol.ts';
+
+const MAX_PAYLOAD = 1024 * 1024;
+
+export interface PeerHandlers {
+  /** Delivers to a local actor; throws CLUSTER_ERR_ACTOR_NOT_HERE when it is not here. */
+  deliver(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown>;
+  /** Routes to an actor wherever it lives (POST /peer/v1/ask). */
+  route(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown>;
+  /** Inspection document for GET /peer/v1/node. */
+  inspect(): unknown;
+  /** A link to `node` closed. */
+  linkDown(node: string): void;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+class OutboundLink {
+  readonly ws: WebSocket;
+  readonly ready: Promise<void>;
+  readonly pending = new Map<number, Pending>();
+  #rid = 0;
+
+  constructor(url: string, headers: Record<string, string>, onClose: () => void) {
+    this.ws = new WebSocket(url, { headers, maxPayload: MAX_PAYLOAD, handshakeTimeout: 2000 });
+    this.ready = new Promise((resolve, reject) => {
+      this.ws.once('open', () => resolve());
+      this.ws.once('error', reject);
+    });
+    this.ready.catch(() => {});
+    this.ws.on('error', () => {});
+    this.ws.on('message', (data) => this.#onMessage(data.toString()));
+    this.ws.on('close', () => {
+      for (const p of this.pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(new ClusterError('CLUSTER_ERR_ACTOR_UNREACHABLE', 'peer link closed with the message in flight (delivery unknown)', { kind: '', id: '', attempts: 1 }));
+      }
+      this.pending.clear();
+      onClose();
+    });
+  }
+
+  #onMessage(text: string) {
+    let m: PeerMessage;
+    try {
+      m = PeerMessage.parse(JSON.parse(text));
+    } catch {
+      this.ws.close(1008, 'CLUSTER_ERR_PEER_BAD_MESSAGE');
+      return;
+    }
+    if (m.t !== 'reply') return;
+    const p = this.pending.get(m.rid);
+    if (!p) return;
+    this.pending.delete(m.rid);
+    clearTimeout(p.timer);
+    if (m.ok) p.resolve(m.value);
+    else p.reject(new ClusterError((m.code as any) ?? 'CLUSTER_ERR_API_INTERNAL', m.message ?? 'remote error', {} as any));
+  }
+
+  async ask(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
+    await this.ready;
+    const rid = this.#rid++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(rid);
+        reject(new ClusterError('CLUSTER_ERR_ACTOR_ASK_TIMEOUT', `${kind}/${id} did not answer in ${timeoutMs}ms`, { kind, id, timeoutMs }));
+      }, timeoutMs + 500);
+      this.pending.set(rid, { resolve, reject, timer });
+      this.ws.send(JSON.stringify({ t: 'ask', rid, kind, id, msg, timeoutMs } satisfies PeerMessage));
+    });
+  }
+}
+
+export class PeerLink {
+  readonly #secret: Secret;
+  readonly #self: () => PeerIdentity;
+  readonly #handlers: PeerHandlers;
+  readonly #log: Logger;
+  readonly #server: Server;
+  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD });
+  readonly #out = new Map<string, { address: string; incarnation: string; link: OutboundLink }>();
+  #closing = false;
+
+  constructor(opts: { secret: Secret; self: () => PeerIdentity; handlers: PeerHandlers; logger: Logger }) {
+    this.#secret = opts.secret;
+    this.#self = opts.self;
+    this.#handlers = opts.handlers;
+    this.#log = opts.logger.child({ component: 'peer' });
+    this.#server = createServer((req, res) => void this.#http(req, res));
+    this.#server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
+  }
+
+  async listen(host: string, port: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, host, () => resolve());
+    });
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+    const who = verifyAuth(this.#secret, req.headers);
+    if (req.url !== PEER_PATH || 'refused' in who || this.#closing) {
+      this.#log.warn({ reason: 'refused' in who ? who.refused : 'bad path or closing', from: req.socket.remoteAddress }, 'peer link refused');
+      socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, who));
+  }
+
+  #serve(ws: WebSocket, who: PeerIdentity) {
+    ws.on('error', () => {});
+    ws.on('message', async (data) => {
+      let m: PeerMessage;
+      try {
+        m = PeerMessage.parse(JSON.parse(data.toString()));
+      } catch {
+        this.#log.warn({ peer: who.node }, 'malformed peer message; closing link');
+        ws.close(1008, 'CLUSTER_ERR_PEER_BAD_MESSAGE');
+        return;
+      }
+      if (m.t !== 'ask') return;
+      let reply: PeerMessage;
+      try {
+        reply = { t: 'reply', rid: m.rid, ok: true, value: await this.#handlers.deliver(m.kind, m.id, m.msg, m.timeoutMs) };
+      } catch (err) {
+        reply = { t: 'reply', rid: m.rid, ok: false, code: isClusterError(err) ? err.code : 'CLUSTER_ERR_API_INTERNAL', message: (err as Error).message };
+      }
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(reply));
+    });
+  }
+
+  async #http(req: IncomingMessage, res: ServerResponse) {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    const who = verifyAuth(this.#secret, req.headers);
+    if ('refused' in who) return send(401, new ClusterError('CLUSTER_ERR_PEER_AUTH_FAILED', who.refused, { reason: who.refused }).toJSON());
+    try {
+      if (req.method === 'GET' && req.url === `${PEER_PATH}/node`) return send(200, this.#handlers.inspect());
+      if (req.method === 'POST' && req.url === `${PEER_PATH}/ask`) {
+        let body = '';
+        for await (const chunk of req) {
+          body += chunk;
+          if (body.length > MAX_PAYLOAD) return send(413, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: 'body too large' });
+        }
+        const parsed = AskRequest.safeParse(JSON.parse(body || '{}'));
+        if (!parsed.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+        const { kind, id, msg, timeoutMs } = parsed.data;
+        return send(200, { value: await this.#handlers.route(kind, id, msg, timeoutMs) });
+      }
+      return send(404, { code: 'CLUSTER_ERR_API_NOT_FOUND', message: 'no such peer route' });
+    } catch (err) {
+      if (isClusterError(err)) return send(err.status ?? 500, err.toJSON());
+      return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: (err as Error).message });
+    }
+  }
+
+  /** Opens links to these members and closes links to nodes no longer listed. */
+  sync(members: Array<{ id: string; incarnation: string; peer: string }>) {
+    if (this.#closing) return;
+    const self = this.#self();
+    const want = new Map(members.filter((m) => m.id !== self.node).map((m) => [m.id, m]));
+    for (const [id, entry] of this.#out) {
+      const m = want.get(id);
+      if (!m || m.incarnation !== entry.incarnation || m.peer !== entry.address) {
+        this.#out.delete(id);
+        entry.link.ws.terminate();
+      }
+    }
+    for (const [id, m] of want) {
+      if (this.#out.has(id)) continue;
+      const link = new OutboundLink(`ws://${m.peer}${PEER_PATH}`, authHeaders(this.#secret, self), () => {
+        if (this.#out.get(id)?.link === link) {
+          this.#out.delete(id);
+          if (!this.#closing) this.#handlers.linkDown(id);
+        }
+      });
+      this.#out.set(id, { address: m.peer, incarnation: m.incarnation, link });
+    }
+  }
+
+  /** Asks an actor on another node over its link. */
+  ask(node: string, kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
+    const entry = this.#out.get(node);
+    if (!entry) return Promise.reject(new ClusterError('CLUSTER_ERR_ACTOR_NOT_HERE', `no link to ${node}`, { kind, id }));
+    return entry.link.ask(kind, id, msg, timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    for (const { link } of this.#out.values()) link.ws.terminate();
+    this.#out.clear();
+    for (const ws of this.#wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+  }
+}

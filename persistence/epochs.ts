@@ -1,0 +1,56 @@
+// Fencing epochs in PostgreSQL. Every claim of an actor takes the next epoch for it
+// (`UPDATE ... SET epoch = epoch + 1 RETURNING epoch`); every durable write an actor makes
+// runs in a transaction that first locks the actor's epoch row (FOR SHARE) and is refused
+// when the epoch moved on. A claim's UPDATE waits for such a write to commit, so a stale
+// owner's write either lands before the new owner exists or not at all.
+import { z } from 'zod';
+import { ClusterError } from '../core/errors.ts';
+import { sql, withDb, type DatabasePool } from './db.ts';
+import type { DatabaseTransactionConnection } from 'slonik';
+
+export type { DatabaseTransactionConnection };
+
+const epochRow = z.object({ actor_id: z.string(), epoch: z.coerce.number() });
+
+/** Takes a new epoch for each id (one statement for the batch). */
+export async function claimEpochs(pool: DatabasePool, kind: string, ids: readonly string[], owner: { node: string; incarnation: number }): Promise<Map<string, number>> {
+  if (ids.length === 0) return new Map();
+  const rows = await withDb(() =>
+    pool.any(sql.type(epochRow)`
+      INSERT INTO actor_epochs (kind, actor_id, epoch, owner_node, owner_incarnation, claimed_at)
+      SELECT ${kind}, id, 1, ${owner.node}, ${owner.incarnation}, now() FROM unnest(${sql.array(ids as string[], 'text')}) AS id
+      ON CONFLICT (kind, actor_id) DO UPDATE
+        SET epoch = actor_epochs.epoch + 1, owner_node = EXCLUDED.owner_node,
+            owner_incarnation = EXCLUDED.owner_incarnation, claimed_at = now()
+      RETURNING actor_id, epoch`),
+  );
+  return new Map(rows.map((r) => [r.actor_id, r.epoch]));
+}
+
+export interface Fence {
+  kind: string;
+  id: string;
+  epoch: number;
+}
+
+/**
+ * Runs `write` in a transaction that holds the actor's epoch row; throws
+ * CLUSTER_ERR_ACTOR_FENCED (and writes nothing) when `fence.epoch` is no longer current.
+ */
+export async function fencedWrite<T>(pool: DatabasePool, fence: Fence, write: (tx: DatabaseTransactionConnection) => Promise<T>): Promise<T> {
+  return withDb(() =>
+    pool.transaction(async (tx) => {
+      const current = await tx.maybeOneFirst(sql.type(z.object({ epoch: z.coerce.number() }))`
+        SELECT epoch FROM actor_epochs WHERE kind = ${fence.kind} AND actor_id = ${fence.id} FOR SHARE`);
+      if (current !== fence.epoch) {
+        throw new ClusterError('CLUSTER_ERR_ACTOR_FENCED', `stale epoch ${fence.epoch} for ${fence.kind}/${fence.id} (current ${current ?? 'none'})`, {
+          kind: fence.kind,
+          id: fence.id,
+          epoch: fence.epoch,
+          currentEpoch: current ?? null,
+        });
+      }
+      return write(tx);
+    }),
+  );
+}

@@ -1,0 +1,212 @@
+// Hosts this node's share of the cluster's actors and routes messages to any actor.
+// On every membership or ownership change (and periodically, to repair lost pub/sub) it
+// computes which placed actors belong here by rendezvous hashing over live nodes, claims
+// the ones it lacks and hands off the ones that belong elsewhere. A dead node's actors are
+// therefore respawned on survivors without any message being sent to them.
+import type { Clock } from '../core/clock.ts';
+import { ClusterError, isClusterError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { ActorSystem, Behavior } from '../actors/runtime.ts';
+import type { PeerLink } from '../gateways/peer/link.ts';
+import type { ClusterMetrics } from './metrics.ts';
+import type { Membership } from './membership.ts';
+import type { OwnershipRegistry, OwnershipChange } from './ownership.ts';
+import { actorKey, placeOn } from './placement.ts';
+
+export interface ActorKind {
+  kind: string;
+  /** `placed`: rendezvous hashing decides the node; `explicit`: claimed where needed (sites). */
+  placement: 'placed' | 'explicit';
+  /** Ids of all actors of this kind that should exist (placed kinds). */
+  catalog?: () => Promise<string[]>;
+  behavior(id: string, epoch: number): Behavior<any, any>;
+}
+
+export interface ActorHostDeps {
+  system: ActorSystem;
+  membership: Membership;
+  ownership: OwnershipRegistry;
+  peer: PeerLink;
+  metrics: ClusterMetrics;
+  clock: Clock;
+  logger: Logger;
+  /** Bound on retrying a message to an actor in motion. */
+  handoffTimeoutMs: number;
+  /** How often placement is recomputed even without events. */
+  reconcileEveryMs: number;
+}
+
+export class ActorHost {
+  readonly #d: ActorHostDeps;
+  readonly #log: Logger;
+  readonly #kinds = new Map<string, ActorKind>();
+  #timer: { cancel(): void } | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  /** Actors that escalated: not reclaimed here until the time given. */
+  readonly #quarantine = new Map<string, number>();
+
+  constructor(deps: ActorHostDeps) {
+    this.#d = deps;
+    this.#log = deps.logger.child({ component: 'actor-host' });
+  }
+
+  register(kind: ActorKind) {
+    this.#kinds.set(kind.kind, kind);
+  }
+
+  start() {
+    const { membership, ownership, clock } = this.#d;
+    membership.on('change', () => this.reconcile());
+    membership.on('fenced', () => void this.#fenced());
+    ownership.on('change', (c: OwnershipChange) => this.#onOwnership(c));
+    this.#timer = clock.setInterval(() => this.reconcile(), this.#d.reconcileEveryMs);
+    this.reconcile();
+  }
+
+  /** Schedules a placement pass; passes never overlap, and one more runs if asked meanwhile. */
+  reconcile(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          await this.#reconcileOnce();
+        } catch (err) {
+          this.#log.warn({ err: (err as Error).message }, 'placement pass failed; will retry');
+        }
+      } while (this.#again && !this.#stopped);
+    })().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  async #reconcileOnce() {
+    const { membership, system, ownership, metrics, clock } = this.#d;
+    if (!membership.healthy) return;
+    const live = membership.liveIds();
+    this.#d.peer.sync(membership.live());
+    for (const kind of this.#kinds.values()) {
+      if (kind.placement !== 'placed' || !kind.catalog) continue;
+      const ids = await kind.catalog();
+      const want = new Set<string>();
+      for (const id of ids) if (placeOn(actorKey(kind.kind, id), live) === membership.nodeId) want.add(id);
+      // Hand off what belongs elsewhere now (a node joined, or the catalog shrank).
+      const leaving = system.list(kind.kind).filter((a) => !want.has(a.id)).map((a) => a.id);
+      if (leaving.length) await this.#handoff(kind.kind, leaving);
+      const now = clock.now();
+      const missing = [...want].filter((id) => !system.get(kind.kind, id) && !((this.#quarantine.get(`${kind.kind}/${id}`) ?? 0) > now));
+      if (missing.length === 0 || !membership.healthy) continue;
+      const t0 = clock.now();
+      const won = await ownership.claim(kind.kind, missing);
+      metrics.claimLatency.observe((clock.now() - t0) / 1000);
+      for (const [id, epoch] of won) {
+        if (system.get(kind.kind, id) || !membership.healthy) continue;
+        system.spawn(kind.kind, id, kind.behavior(id, epoch), { epoch });
+        metrics.claims.inc({ kind: kind.kind });
+      }
+      if (won.size) this.#log.info({ kind: kind.kind, claimed: won.size, wanted: missing.length }, 'claimed actors');
+    }
+  }
+
+  /** Stops local actors (draining their mailboxes) and releases their ownership. */
+  async #handoff(kind: string, ids: string[]) {
+    const { system, ownership } = this.#d;
+    await Promise.all(ids.map((id) => system.get(kind, id)?.stop()));
+    await ownership.release(kind, ids);
+    this.#log.info({ kind, count: ids.length }, 'handed off actors');
+  }
+
+  #onOwnership(c: OwnershipChange) {
+    const { system, membership } = this.#d;
+    if (c.type === 'claimed' && c.node !== membership.nodeId) {
+      // Someone else owns these now (newest-wins claim): stop our copies at once.
+      for (const id of c.ids) {
+        const local = system.get(c.kind, id);
+        if (local) {
+          this.#log.info({ kind: c.kind, id, newOwner: c.node }, 'actor claimed elsewhere; stopping local copy');
+          void local.stop();
+        }
+      }
+    }
+    if (c.type === 'released' && c.node !== membership.nodeId) this.reconcile();
+  }
+
+  /** The lease is lost: stop everything now, without releasing (our entries are already stale). */
+  async #fenced() {
+    const { system, metrics } = this.#d;
+    const n = system.count();
+    await system.stopAll(0);
+    metrics.fencings.inc();
+    this.#log.warn({ stopped: n }, 'fenced: all actors stopped');
+  }
+
+  /** An actor exhausted its restart budget: give up ownership and keep it off this node a while. */
+  onEscalate(kind: string, id: string, quarantineMs: number) {
+    this.#quarantine.set(`${kind}/${id}`, this.#d.clock.now() + quarantineMs);
+    void this.#d.ownership.release(kind, [id]).catch(() => {});
+  }
+
+  /**
+   * Claims an explicitly placed actor on this node, taking it from a live owner if needed
+   * (newest connection wins); the old owner stops its copy when it sees the claim.
+   */
+  async claimHere(kind: string, id: string): Promise<number> {
+    const k = this.#kinds.get(kind);
+    if (!k) throw new ClusterError('CLUSTER_ERR_ACTOR_UNKNOWN_KIND', `unknown actor kind ${kind}`, { kind });
+    const existing = this.#d.system.get(kind, id);
+    if (existing && !existing.stopping) return existing.epoch;
+    const won = await this.#d.ownership.claim(kind, [id], { force: true });
+    const epoch = won.get(id);
+    if (epoch === undefined) throw new ClusterError('CLUSTER_ERR_ACTOR_UNREACHABLE', `could not claim ${kind}/${id}`, { kind, id, attempts: 1 });
+    this.#d.system.spawn(kind, id, k.behavior(id, epoch), { epoch });
+    this.#d.metrics.claims.inc({ kind });
+    return epoch;
+  }
+
+  /** Delivery of a message that arrived over the peer link, for a local actor. */
+  async deliverLocal(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
+    if (!this.#d.membership.healthy) throw new ClusterError('CLUSTER_ERR_NODE_FENCED', 'this node is fenced', { nodeId: this.#d.membership.nodeId });
+    const actor = this.#d.system.get(kind, id);
+    if (!actor || actor.stopping) throw new ClusterError('CLUSTER_ERR_ACTOR_NOT_HERE', `${kind}/${id} is not on this node`, { kind, id });
+    return actor.ask(msg, timeoutMs);
+  }
+
+  /**
+   * Asks an actor wherever it lives. While the actor moves (no live owner, not running yet,
+   * or the old owner answers NOT_HERE) it retries with backoff until handoffTimeout, then
+   * fails with CLUSTER_ERR_ACTOR_UNREACHABLE. A message is only resent when it certainly
+   * was not handled; a link lost mid-flight fails instead (at most once, never twice).
+   */
+  async ask(kind: string, id: string, msg: unknown, timeoutMs = 5000): Promise<unknown> {
+    if (!this.#kinds.has(kind)) throw new ClusterError('CLUSTER_ERR_ACTOR_UNKNOWN_KIND', `unknown actor kind ${kind}`, { kind });
+    const { ownership, membership, peer, clock } = this.#d;
+    const deadline = clock.now() + this.#d.handoffTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const owner = await ownership.ownerOf(kind, id);
+      try {
+        if (owner?.node === membership.nodeId) return await this.deliverLocal(kind, id, msg, timeoutMs);
+        if (owner) return await peer.ask(owner.node, kind, id, msg, timeoutMs);
+      } catch (err) {
+        if (!isClusterError(err, 'CLUSTER_ERR_ACTOR_NOT_HERE') && !isClusterError(err, 'CLUSTER_ERR_NODE_FENCED')) throw err;
+        ownership.invalidate(kind, id);
+      }
+      if (clock.now() >= deadline) throw new ClusterError('CLUSTER_ERR_ACTOR_UNREACHABLE', `${kind}/${id} has no reachable owner after ${attempt} attempts`, { kind, id, attempts: attempt });
+      await clock.sleep(Math.min(200, 10 * 2 ** Math.min(attempt, 5)));
+    }
+  }
+
+  /** Planned shutdown: hand every actor off so nobody waits for our lease to expire. */
+  async handoffAll(): Promise<void> {
+    this.#stopped = true;
+    this.#timer?.cancel();
+    await this.#running;
+    const byKind = new Map<string, string[]>();
+    for (const a of this.#d.system.list()) byKind.set(a.kind, [...(byKind.get(a.kind) ?? []), a.id]);
+    for (const [kind, ids] of byKind) await this.#handoff(kind, ids);
+  }
+}

@@ -1,0 +1,280 @@
+// Cluster membership. Each node writes its record and holds a lease key (TTL lease.ttl,
+// renewed every lease.renewEvery); liveness *is* the lease. Every node keeps a view of the
+// live members, updated by pub/sub events and repaired by a periodic reconciliation, so a
+// lost message cannot leave the view wrong for longer than one renewal interval.
+//
+// A node that cannot renew in time fences itself: it reports `fenced`, which stops every
+// actor, before its lease can have expired, and then rejoins with a new incarnation.
+// Fast detection: when a peer link drops and the peer's port refuses connections, the
+// process is gone, so its lease is compare-and-deleted at once instead of waiting for TTL.
+import { EventEmitter } from 'node:events';
+import { connect } from 'node:net';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../core/log.ts';
+import { DROP_LEASE, JOIN_LEASE, RENEW_LEASE } from '../persistence/ownership-scripts.ts';
+import type { Valkey } from '../persistence/valkey.ts';
+
+export interface MemberRecord {
+  id: string;
+  incarnation: string;
+  admin: string;
+  peer: string;
+  startedAt: number;
+}
+
+export type MembershipEvent =
+  | { type: 'join'; member: MemberRecord }
+  | { type: 'dead'; member: MemberRecord; reason: 'lease' | 'refused' }
+  | { type: 'leave'; member: MemberRecord };
+
+export interface MembershipOptions {
+  valkey: Valkey;
+  clock: Clock;
+  logger: Logger;
+  nodeId: string;
+  admin: string;
+  peer: string;
+  ttlMs: number;
+  renewEveryMs: number;
+}
+
+type State = 'idle' | 'joining' | 'joined' | 'fenced' | 'left';
+
+export class Membership extends EventEmitter {
+  readonly #o: MembershipOptions;
+  readonly #log: Logger;
+  #state: State = 'idle';
+  #incarnation = '';
+  #startedAt = 0;
+  #view = new Map<string, MemberRecord>();
+  /** When the last successful renewal was *sent*: the lease lasts at least ttl from then. */
+  #renewedAt = 0;
+  #timers: Array<{ cancel(): void }> = [];
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #reconciling: Promise<void> | undefined;
+  #expiryCheck: { cancel(): void } | undefined;
+
+  constructor(o: MembershipOptions) {
+    super();
+    this.#o = o;
+    this.#log = o.logger.child({ component: 'membership' });
+  }
+
+  get nodeId(): string {
+    return this.#o.nodeId;
+  }
+
+  get incarnation(): string {
+    return this.#incarnation;
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  /** True while our lease is certainly still ours; actors may act only then. */
+  get healthy(): boolean {
+    return this.#state === 'joined' && this.#o.clock.now() < this.#fenceAt();
+  }
+
+  #fenceAt(): number {
+    return this.#renewedAt + this.#o.ttlMs - Math.min(500, this.#o.renewEveryMs / 2);
+  }
+
+  /** Live members (including this node once joined), sorted by id. */
+  live(): MemberRecord[] {
+    return [...this.#view.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  liveIds(): string[] {
+    return this.live().map((m) => m.id);
+  }
+
+  member(id: string): MemberRecord | undefined {
+    return this.#view.get(id);
+  }
+
+  #record(): MemberRecord {
+    return { id: this.#o.nodeId, incarnation: this.#incarnation, admin: this.#o.admin, peer: this.#o.peer, startedAt: this.#startedAt };
+  }
+
+  async start(): Promise<void> {
+    this.#unsubscribe = await this.#o.valkey.subscribe('membership', (m) => this.#onMessage(m));
+    await this.#join();
+    this.#timers.push(this.#o.clock.setInterval(() => void this.#renew(), this.#o.renewEveryMs));
+    this.#timers.push(this.#o.clock.setInterval(() => this.#watchdog(), Math.max(50, Math.min(200, this.#o.renewEveryMs / 4))));
+    this.#timers.push(this.#o.clock.setInterval(() => void this.reconcile(), this.#o.renewEveryMs));
+  }
+
+  /** Joins with a new incarnation; waits while another live process holds our node id. */
+  async #join(): Promise<void> {
+    this.#state = 'joining';
+    const { valkey, clock, ttlMs } = this.#o;
+    this.#incarnation = String(clock.now() * 1000 + Math.floor(Math.random() * 1000));
+    this.#startedAt = clock.now();
+    for (let attempt = 0; ; attempt++) {
+      if (this.#state !== 'joining') return;
+      try {
+        const sentAt = clock.now();
+        const ok = await valkey.call((c) => c.eval(JOIN_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
+        if (ok === 1) {
+          this.#renewedAt = sentAt;
+          break;
+        }
+        if (attempt === 0) this.#log.warn('another live process holds this node id; waiting for its lease to end');
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'join failed; retrying');
+      }
+      await clock.sleep(Math.min(1000, 100 * 2 ** Math.min(attempt, 4)));
+    }
+    const rec = this.#record();
+    await valkey.call((c) =>
+      c.multi().set(valkey.keys.nodeRecord(rec.id), JSON.stringify(rec)).sadd(valkey.keys.members, rec.id).exec(),
+    );
+    this.#state = 'joined';
+    this.#view.set(rec.id, rec);
+    this.#log.info({ incarnation: this.#incarnation }, 'joined cluster');
+    await valkey.publish('membership', { type: 'join', member: rec }).catch(() => {});
+    await this.reconcile();
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#state !== 'joined') return;
+    const { valkey, clock, ttlMs } = this.#o;
+    const sentAt = clock.now();
+    try {
+      const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
+      if (this.#state !== 'joined') return;
+      if (r === 1) this.#renewedAt = sentAt;
+      else this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'lease renewal failed');
+    }
+  }
+
+  /** Fences as soon as the lease may be about to expire, even if Valkey calls hang. */
+  #watchdog() {
+    if (this.#state === 'joined' && this.#o.clock.now() >= this.#fenceAt()) this.#fence('could not renew the lease in time');
+  }
+
+  #fence(reason: string) {
+    if (this.#state !== 'joined') return;
+    this.#state = 'fenced';
+    this.#log.error({ reason, incarnation: this.#incarnation }, 'fenced: stopping all actors, then rejoining');
+    this.#view.clear();
+    this.emit('fenced', reason);
+    // Rejoin after the listeners had their chance to stop actors (they run synchronously
+    // from emit, and their async stops do not need the lease).
+    setImmediate(() => void this.#join().catch((err) => this.#log.error({ err }, 'rejoin failed')));
+  }
+
+  #onMessage(raw: unknown) {
+    const m = raw as { type?: string; member?: MemberRecord };
+    if (!m?.member?.id || m.member.id === this.#o.nodeId) return;
+    // Events only trigger a reconciliation: the lease keys are the truth.
+    void this.reconcile();
+  }
+
+  /** Rebuilds the view from the members set and lease keys; emits join/dead/leave. */
+  reconcile(): Promise<void> {
+    this.#reconciling ??= this.#reconcile().finally(() => (this.#reconciling = undefined));
+    return this.#reconciling;
+  }
+
+  async #reconcile(): Promise<void> {
+    if (this.#state !== 'joined') return;
+    const { valkey } = this.#o;
+    let next: Map<string, MemberRecord>;
+    try {
+      const ids = await valkey.call((c) => c.smembers(valkey.keys.members));
+      const pipe = valkey.cmd.pipeline();
+      for (const id of ids) pipe.get(valkey.keys.lease(id)).pttl(valkey.keys.lease(id)).get(valkey.keys.nodeRecord(id));
+      const res = (await valkey.call(() => pipe.exec())) ?? [];
+      next = new Map();
+      let soonest = Infinity;
+      ids.forEach((id, i) => {
+        const lease = res[3 * i]?.[1] as string | null;
+        const pttl = res[3 * i + 1]?.[1] as number;
+        const recRaw = res[3 * i + 2]?.[1] as string | null;
+        if (!lease || !recRaw) return;
+        const rec = JSON.parse(recRaw) as MemberRecord;
+        if (rec.incarnation !== lease) return;
+        next.set(id, rec);
+        if (id !== this.#o.nodeId && pttl > 0) soonest = Math.min(soonest, pttl);
+      });
+      // Look again right when the first peer lease would run out, so a frozen peer is seen
+      // dead at its TTL rather than up to one renewal interval later.
+      if (soonest < this.#o.renewEveryMs) {
+        this.#expiryCheck?.cancel();
+        this.#expiryCheck = this.#o.clock.setTimeout(() => void this.reconcile(), soonest + 5);
+      }
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, 'membership reconciliation failed');
+      return;
+    }
+    if (this.#state !== 'joined') return;
+    next.set(this.#o.nodeId, this.#record());
+    const prev = this.#view;
+    this.#view = next;
+    for (const [id, rec] of next) {
+      const old = prev.get(id);
+      if (!old) this.#emitEvent({ type: 'join', member: rec });
+      else if (old.incarnation !== rec.incarnation) {
+        this.#emitEvent({ type: 'dead', member: old, reason: 'lease' });
+        this.#emitEvent({ type: 'join', member: rec });
+      }
+    }
+    for (const [id, rec] of prev) if (!next.has(id)) this.#emitEvent({ type: 'dead', member: rec, reason: 'lease' });
+    this.emit('view');
+  }
+
+  #emitEvent(e: MembershipEvent) {
+    if (e.member.id === this.#o.nodeId) return;
+    this.#log.info({ peer: e.member.id, incarnation: e.member.incarnation, ...(e.type === 'dead' ? { reason: e.reason } : {}) }, `member ${e.type}`);
+    this.emit('change', e);
+  }
+
+  /**
+   * A peer link to `id` dropped. If nothing accepts connections on its peer port, its
+   * process is gone: delete its lease (only that incarnation's) and tell everyone.
+   * A peer that merely stops answering (frozen, partitioned) keeps its lease until TTL.
+   */
+  async suspect(id: string): Promise<void> {
+    const rec = this.#view.get(id);
+    if (!rec || this.#state !== 'joined') return;
+    const [host, port] = [rec.peer.slice(0, rec.peer.lastIndexOf(':')), Number(rec.peer.slice(rec.peer.lastIndexOf(':') + 1))];
+    const refused = await new Promise<boolean>((resolve) => {
+      const sock = connect({ host, port });
+      sock.setTimeout(300, () => (sock.destroy(), resolve(false)));
+      sock.once('connect', () => (sock.destroy(), resolve(false)));
+      sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+    });
+    if (!refused) return;
+    const { valkey } = this.#o;
+    try {
+      const dropped = await valkey.call((c) => c.eval(DROP_LEASE, 1, valkey.keys.lease(id), rec.incarnation));
+      if (dropped === 1) {
+        this.#log.warn({ peer: id, incarnation: rec.incarnation }, 'peer process is gone (port refused); declared dead');
+        await valkey.publish('membership', { type: 'dead', member: rec }).catch(() => {});
+      }
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message, peer: id }, 'could not declare peer dead');
+    }
+    await this.reconcile();
+  }
+
+  /** Planned leave: drop our lease and tell everyone, so they take over at once. */
+  async leave(): Promise<void> {
+    const was = this.#state;
+    this.#state = 'left';
+    for (const t of this.#timers) t.cancel();
+    this.#timers = [];
+    this.#expiryCheck?.cancel();
+    if (was === 'joined') {
+      const { valkey } = this.#o;
+      await valkey.call((c) => c.eval(DROP_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation)).catch(() => {});
+      await valkey.publish('membership', { type: 'leave', member: this.#record() }).catch(() => {});
+    }
+    await this.#unsubscribe?.().catch(() => {});
+  }
+}

@@ -1,0 +1,39 @@
+// Prometheus metrics of one node (served at /metrics by the admin gateway).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface ClusterMetrics {
+  registry: Registry;
+  claims: Counter<'kind'>;
+  fencings: Counter<string>;
+  fencingRejections: Counter<'kind'>;
+  claimLatency: Histogram<string>;
+}
+
+export function createMetrics(opts: { actorCount: (kind?: string) => number; kinds: () => string[]; leaseHealthy: () => boolean }): ClusterMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'cluster_actors',
+    help: 'Actors running on this node, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      for (const k of opts.kinds()) this.set({ kind: k }, opts.actorCount(k));
+    },
+  });
+  new Gauge({
+    name: 'cluster_lease_healthy',
+    help: '1 while this node holds a current membership lease',
+    registers: [registry],
+    collect() {
+      this.set(opts.leaseHealthy() ? 1 : 0);
+    },
+  });
+  return {
+    registry,
+    claims: new Counter({ name: 'cluster_actor_claims_total', help: 'Actors claimed (spawned after winning ownership) by this node', labelNames: ['kind'], registers: [registry] }),
+    fencings: new Counter({ name: 'cluster_node_fencings_total', help: 'Times this node lost its lease and stopped all its actors', registers: [registry] }),
+    fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
+    claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+  };
+}

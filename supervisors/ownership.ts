@@ -1,0 +1,132 @@
+// Where every actor lives. `owner:<kind>:<id>` in Valkey holds {node, inc, epoch}; claims
+// are compare-and-set (Lua), epochs come from PostgreSQL, so exactly one claimer wins and
+// a stale owner cannot write. Every node keeps an owner cache fed by pub/sub; a miss or a
+// failed delivery reads the key again.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../core/log.ts';
+import type { DatabasePool } from '../persistence/db.ts';
+import { claimEpochs } from '../persistence/epochs.ts';
+import { CLAIM_OWNERS, CONFIRM_OWNERS, RELEASE_OWNERS } from '../persistence/ownership-scripts.ts';
+import type { Valkey } from '../persistence/valkey.ts';
+import type { Membership } from './membership.ts';
+
+export interface Owner {
+  node: string;
+  incarnation: string;
+  epoch: number;
+}
+
+export type OwnershipChange =
+  | { type: 'claimed'; kind: string; ids: string[]; node: string; incarnation: string; epochs: number[] }
+  | { type: 'released'; kind: string; ids: string[]; node: string; incarnation: string };
+
+const BATCH = 500;
+
+export class OwnershipRegistry extends EventEmitter {
+  readonly #valkey: Valkey;
+  readonly #db: DatabasePool;
+  readonly #membership: Membership;
+  readonly #log: Logger;
+  readonly #cache = new Map<string, Owner | null>();
+  #unsubscribe: (() => Promise<void>) | undefined;
+
+  constructor(deps: { valkey: Valkey; db: DatabasePool; membership: Membership; logger: Logger }) {
+    super();
+    this.#valkey = deps.valkey;
+    this.#db = deps.db;
+    this.#membership = deps.membership;
+    this.#log = deps.logger.child({ component: 'ownership' });
+  }
+
+  async start(): Promise<void> {
+    this.#unsubscribe = await this.#valkey.subscribe('ownership', (m) => this.#apply(m as OwnershipChange));
+    // Membership changes make cached owners on dead nodes stale.
+    this.#membership.on('change', () => this.#cache.clear());
+  }
+
+  async stop(): Promise<void> {
+    await this.#unsubscribe?.().catch(() => {});
+  }
+
+  #apply(change: OwnershipChange) {
+    if (!change || !Array.isArray(change.ids)) return;
+    change.ids.forEach((id, i) => {
+      const key = `${change.kind}/${id}`;
+      if (change.type === 'claimed') this.#cache.set(key, { node: change.node, incarnation: change.incarnation, epoch: change.epochs[i] ?? 0 });
+      else if (this.#cache.get(key)?.incarnation === change.incarnation) this.#cache.delete(key);
+    });
+    this.emit('change', change);
+  }
+
+  invalidate(kind: string, id: string) {
+    this.#cache.delete(`${kind}/${id}`);
+  }
+
+  /** Current live owner of an actor, or undefined (free, claiming, or owner's lease gone). */
+  async ownerOf(kind: string, id: string, opts: { fresh?: boolean } = {}): Promise<Owner | undefined> {
+    const key = `${kind}/${id}`;
+    let owner = opts.fresh ? undefined : this.#cache.get(key);
+    if (owner === undefined) {
+      const raw = await this.#valkey.call((c) => c.get(this.#valkey.keys.owner(kind, id)));
+      const parsed = raw ? (JSON.parse(raw) as { node: string; inc: string; epoch: string }) : null;
+      owner = parsed && parsed.epoch !== '0' ? { node: parsed.node, incarnation: parsed.inc, epoch: Number(parsed.epoch) } : null;
+      if (owner) this.#cache.set(key, owner);
+    }
+    if (!owner) return undefined;
+    const member = this.#membership.member(owner.node);
+    return member && member.incarnation === owner.incarnation ? owner : undefined;
+  }
+
+  /**
+   * Claims the ids that are free (or whose owner is dead) for this node: CAS in Valkey, a
+   * new epoch per won id from PostgreSQL, confirm in Valkey. Returns the epochs of the ids
+   * won; ids held by a live owner are skipped.
+   */
+  async claim(kind: string, ids: readonly string[], opts: { force?: boolean } = {}): Promise<Map<string, number>> {
+    const won = new Map<string, number>();
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const batch = ids.slice(i, i + BATCH);
+      for (const [id, epoch] of await this.#claimBatch(kind, batch, opts.force ?? false)) won.set(id, epoch);
+    }
+    return won;
+  }
+
+  async #claimBatch(kind: string, ids: readonly string[], force: boolean): Promise<Map<string, number>> {
+    const v = this.#valkey;
+    const node = this.#membership.nodeId;
+    const inc = this.#membership.incarnation;
+    const keys = ids.map((id) => v.keys.owner(kind, id));
+    const res = (await v.call((c) => c.eval(CLAIM_OWNERS, keys.length, ...keys, node, inc, v.keys.leasePrefix, force ? 'force' : 'free'))) as number[];
+    const taken = ids.filter((_, i) => res[i] === 1);
+    const already = ids.filter((_, i) => res[i] === 2);
+    const out = new Map<string, number>();
+    if (taken.length > 0) {
+      const epochs = await claimEpochs(this.#db, kind, taken, { node, incarnation: Number(inc) });
+      const takenKeys = taken.map((id) => v.keys.owner(kind, id));
+      const confirmed = (await v.call((c) => c.eval(CONFIRM_OWNERS, takenKeys.length, ...takenKeys, node, inc, ...taken.map((id) => String(epochs.get(id)))))) as number[];
+      const ok = taken.filter((_, i) => confirmed[i] === 1);
+      for (const id of ok) out.set(id, epochs.get(id)!);
+      if (ok.length) await v.publish('ownership', { type: 'claimed', kind, ids: ok, node, incarnation: inc, epochs: ok.map((id) => epochs.get(id)!) } satisfies OwnershipChange);
+    }
+    // Entries already ours (e.g. confirmed but not running after a local crash) keep their epoch.
+    for (const id of already) {
+      const owner = await this.ownerOf(kind, id, { fresh: true });
+      if (owner && owner.node === node) out.set(id, owner.epoch);
+    }
+    return out;
+  }
+
+  /** Deletes the entries this incarnation holds and announces it. */
+  async release(kind: string, ids: readonly string[]): Promise<void> {
+    const v = this.#valkey;
+    const node = this.#membership.nodeId;
+    const inc = this.#membership.incarnation;
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const batch = ids.slice(i, i + BATCH);
+      const keys = batch.map((id) => v.keys.owner(kind, id));
+      const res = (await v.call((c) => c.eval(RELEASE_OWNERS, keys.length, ...keys, node, inc))) as number[];
+      const released = batch.filter((_, j) => res[j] === 1);
+      if (released.length) await v.publish('ownership', { type: 'released', kind, ids: released, node, incarnation: inc } satisfies OwnershipChange);
+    }
+  }
+}
