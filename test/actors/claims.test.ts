@@ -1,0 +1,56 @@
+import { once } from 'node:events';
+import t from 'tap';
+import { systemClock } from '../../core/clock.ts';
+import { createLogger } from '../../core/log.ts';
+import { Secret } from '../../core/secret.ts';
+import { createDb, sql } from '../../persistence/db.ts';
+import { fencedWrite } from '../../persistence/epochs.ts';
+import { migrate } from '../../persistence/migrate.ts';
+import { Valkey } from '../../persistence/valkey.ts';
+import { Membership } from '../../supervisors/membership.ts';
+import { OwnershipRegistry } from '../../supervisors/ownership.ts';
+import { freshClusterName, freshDatabase } from '../harness/services.ts';
+
+const logger = createLogger({ level: 'silent' });
+
+t.test('three nodes claiming the same actor at once: exactly one wins, every time', async (t) => {
+  const url = await freshDatabase(t);
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  const db = await createDb({ url: new Secret(url), poolSize: 6, connectTimeout: 2000, statementTimeout: 5000, logger });
+  t.teardown(() => db.end());
+  const { clusterName, valkeyUrl } = await freshClusterName(t);
+  const nodes = await Promise.all(
+    ['a', 'b', 'c'].map(async (id) => {
+      const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
+      valkey.connect();
+      await once(valkey.cmd, 'ready');
+      const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: id, admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
+      await membership.start();
+      const ownership = new OwnershipRegistry({ valkey, db, membership, logger });
+      await ownership.start();
+      t.teardown(async () => {
+        await ownership.stop();
+        await membership.leave();
+        await valkey.close();
+      });
+      return { id, ownership };
+    }),
+  );
+  const rounds = 50;
+  let exactlyOne = 0;
+  for (let round = 0; round < rounds; round++) {
+    const actor = `race-${round}`;
+    const results = await Promise.all(nodes.map((n) => n.ownership.claim('probe', [actor])));
+    const winners = nodes.filter((_, i) => results[i]!.has(actor));
+    if (winners.length === 1) exactlyOne++;
+    const owner = await nodes[0]!.ownership.ownerOf('probe', actor, { fresh: true });
+    if (owner?.node !== winners[0]?.id) t.fail(`round ${round}: owner ${owner?.node} but winner ${winners[0]?.id}`);
+  }
+  t.equal(exactlyOne, rounds, `exactly one winner in all ${rounds} rounds`);
+  const epochs = await db.anyFirst(sql.unsafe`SELECT epoch FROM actor_epochs WHERE kind = 'probe'`);
+  t.same([...new Set(epochs.map(Number))], [1], 'only winners took an epoch');
+
+  // A stale epoch cannot write; the current one can.
+  await t.rejects(fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 0 }, async () => 'x'), { code: 'CLUSTER_ERR_ACTOR_FENCED', fields: { currentEpoch: 1 } });
+  t.equal(await fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 1 }, async () => 'written'), 'written');
+});

@@ -1,0 +1,80 @@
+import t from 'tap';
+import { ActorSystem, type Behavior, type InspectionEvent } from '../../actors/runtime.ts';
+import { createLogger } from '../../core/log.ts';
+import { RestartBudget } from '../../supervisors/restart-policy.ts';
+
+const logger = createLogger({ level: 'silent' });
+
+type Msg = { type: 'crash' } | { type: 'add'; n: number } | { type: 'get' };
+
+function counter(inits: { n: number }): Behavior<{ total: number }, Msg> {
+  return {
+    init: async () => {
+      inits.n++;
+      return { total: 0 };
+    },
+    receive: (state, msg, ctx) => {
+      if (msg.type === 'crash') throw new Error('boom');
+      if (msg.type === 'add') return { total: state.total + msg.n };
+      ctx.reply(state.total);
+      return state;
+    },
+  };
+}
+
+t.test('a crashing actor restarts within its budget with growing backoff, then escalates', async (t) => {
+  const escalated: string[] = [];
+  const system = new ActorSystem({ logger, restart: { maxRestarts: 3, windowMs: 60_000, backoffMinMs: 50, backoffMaxMs: 1000, jitter: 0 }, onEscalate: (k, id) => escalated.push(`${k}/${id}`) });
+  t.teardown(() => system.shutdown());
+  const events: InspectionEvent[] = [];
+  system.events.on('event', (e: InspectionEvent) => events.push(e));
+  const inits = { n: 0 };
+  const actor = system.spawn('counter', 'c1', counter(inits));
+  t.equal(await actor.ask({ type: 'get' }, 1000), 0);
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = Date.now();
+    await t.rejects(actor.ask({ type: 'crash' }, 1000), { message: 'boom' }, 'the asker gets the failure');
+    actor.send({ type: 'add', n: 1 }); // queued during the backoff, handled after the restart
+    t.equal(await actor.ask({ type: 'get' }, 3000), 1, 'state was reset, and the queued message was kept');
+    times.push(Date.now() - t0);
+  }
+  t.same(events.filter((e) => e.type === 'restarted').map((e) => (e as any).delayMs), [50, 100, 200], 'backoff doubles');
+  t.ok(times[2]! >= 200 && times[1]! >= 100 && times[0]! >= 50, `waited ${times.join(', ')}ms`);
+  t.equal(inits.n, 4, 'init ran again after each restart');
+  await t.rejects(actor.ask({ type: 'crash' }, 1000));
+  await new Promise((r) => setTimeout(r, 50));
+  t.same(escalated, ['counter/c1'], 'the fourth crash escalates');
+  t.equal(system.get('counter', 'c1'), undefined, 'and the actor is gone');
+  t.ok(events.some((e) => e.type === 'escalated'));
+});
+
+t.test('the restart budget forgets crashes outside its window and caps the backoff', async (t) => {
+  const b = new RestartBudget({ maxRestarts: 2, windowMs: 1000, backoffMinMs: 100, backoffMaxMs: 150, jitter: 0 });
+  t.same(b.onFailure(0), { action: 'restart', delayMs: 100, attempt: 1 });
+  t.same(b.onFailure(10), { action: 'restart', delayMs: 150, attempt: 2 }, 'capped');
+  t.same(b.onFailure(20), { action: 'escalate', failures: 3 });
+  t.same(b.onFailure(5000), { action: 'restart', delayMs: 100, attempt: 1 }, 'old crashes left the window');
+  const jittered = new RestartBudget({ backoffMinMs: 1000, jitter: 0.2 }, () => 1);
+  t.equal((jittered.onFailure(0) as { delayMs: number }).delayMs, 1200, 'jitter spreads the delay');
+});
+
+t.test('stopping an actor drains its mailbox, then refuses new messages with NOT_HERE', async (t) => {
+  const system = new ActorSystem({ logger });
+  t.teardown(() => system.shutdown());
+  const slow: Behavior<number, { type: 'work' }> = {
+    init: () => 0,
+    receive: async (s, _m, ctx) => {
+      await new Promise((r) => setTimeout(r, 30));
+      ctx.reply(s + 1);
+      return s + 1;
+    },
+  };
+  const actor = system.spawn('slow', 's', slow);
+  const pending = [1, 2, 3].map(() => actor.ask({ type: 'work' }, 2000));
+  const stopping = actor.stop(2000);
+  t.throws(() => actor.send({ type: 'work' }), { code: 'CLUSTER_ERR_ACTOR_NOT_HERE' });
+  t.same(await Promise.all(pending), [1, 2, 3], 'messages already queued were handled');
+  await stopping;
+  t.equal(system.get('slow', 's'), undefined);
+});
