@@ -52,6 +52,11 @@ export interface ClusterConfig {
     connectTimeout: number;
     /** Cancel a statement that runs longer than this. @default "10s" */
     statementTimeout: number;
+    /**
+     * End a session idle this long inside a transaction. Keeps a frozen node from holding
+     * row locks (e.g. an actor's epoch row) that survivors need to take over. @default "1s"
+     */
+    idleInTransactionTimeout: number;
   };
   valkey: {
     /** redis:// or rediss:// URL. Required. */
@@ -158,6 +163,7 @@ export const SPEC: Spec<ClusterConfig> = {
     poolSize: integer(10, 1, 1000),
     connectTimeout: duration('5s', { min: 100 }),
     statementTimeout: duration('10s', { min: 100 }),
+    idleInTransactionTimeout: duration('1s', { min: 100 }),
   },
   valkey: {
     url: secretUrl(['redis:', 'rediss:', 'valkey:', 'valkeys:']),

@@ -26,6 +26,8 @@ export interface DbOptions {
   poolSize: number;
   connectTimeout: number;
   statementTimeout: number;
+  /** @default statementTimeout */
+  idleInTransactionTimeout?: number;
   logger: Logger;
 }
 
@@ -51,7 +53,7 @@ export async function createDb(opts: DbOptions): Promise<DatabasePool> {
     maximumPoolSize: opts.poolSize,
     connectionTimeout: opts.connectTimeout,
     statementTimeout: opts.statementTimeout,
-    idleInTransactionSessionTimeout: opts.statementTimeout,
+    idleInTransactionSessionTimeout: opts.idleInTransactionTimeout ?? opts.statementTimeout,
     idleTimeout: 30_000,
     connectionRetryLimit: 0,
     queryRetryLimit: 0,

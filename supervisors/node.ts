@@ -102,7 +102,7 @@ export class ClusterNode {
 
     await this.#whenPostgresReachable(async () => {
       await migrate({ url: config.postgres.url, connectTimeout: config.postgres.connectTimeout, logger: this.#log });
-      this.#db = await createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, logger: this.#log });
+      this.#db = await createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, idleInTransactionTimeout: config.postgres.idleInTransactionTimeout, logger: this.#log });
     });
     if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
     await this.#startActors();

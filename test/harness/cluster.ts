@@ -1,9 +1,8 @@
 // Multi-node helpers: several real node processes sharing one database and key prefix,
 // and authenticated access to their peer port (inspection, routed asks).
-import { Secret } from '../../core/secret.ts';
 import type { NodeProcess } from '../../devenv/node-process.ts';
-import { authHeaders, PEER_PATH } from '../../gateways/peer/protocol.ts';
-import { TEST_SECRETS, startTestNode } from './nodes.ts';
+import { askVia as ask, inspectNode as inspect, type NodeView } from '../../devenv/peer-client.ts';
+import { startTestNode } from './nodes.ts';
 import { freshClusterName, freshDatabase } from './services.ts';
 
 export interface TestCluster {
@@ -37,34 +36,11 @@ export async function startCluster(t: Tap, count: number, config: Record<string,
   return cluster;
 }
 
-const secret = new Secret(TEST_SECRETS.clusterSecret);
+const target = (node: NodeProcess) => ({ peer: String(node.config.peer.bind), clusterSecret: String(node.config.clusterSecret) });
 
-function peerUrl(node: NodeProcess): string {
-  return `http://${node.config.peer.bind}${PEER_PATH}`;
-}
+export type { NodeView };
 
-export interface NodeView {
-  node: string;
-  incarnation: string;
-  membership: string;
-  leaseHealthy: boolean;
-  live: string[];
-  actors: Array<{ kind: string; id: string; epoch: number }>;
-}
+export const inspectNode = (node: NodeProcess, timeoutMs = 2000): Promise<NodeView> => inspect(target(node), timeoutMs);
 
-export async function inspectNode(node: NodeProcess, timeoutMs = 2000): Promise<NodeView> {
-  const res = await fetch(`${peerUrl(node)}/node`, { headers: authHeaders(secret, { node: 'test', incarnation: '0' }), signal: AbortSignal.timeout(timeoutMs) });
-  if (res.status !== 200) throw new Error(`inspect ${node.proc.name}: HTTP ${res.status}`);
-  return (await res.json()) as NodeView;
-}
-
-/** Sends a message into the cluster through `via`; returns the reply or the coded error. */
-export async function askVia(node: NodeProcess, kind: string, id: string, msg: unknown, timeoutMs = 5000): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${peerUrl(node)}/ask`, {
-    method: 'POST',
-    headers: { ...authHeaders(secret, { node: 'test', incarnation: '0' }), 'content-type': 'application/json' },
-    body: JSON.stringify({ kind, id, msg, timeoutMs }),
-    signal: AbortSignal.timeout(timeoutMs + 10_000),
-  });
-  return { status: res.status, body: await res.json() };
-}
+/** Sends a message into the cluster through `node`; returns the reply or the coded error. */
+export const askVia = (node: NodeProcess, kind: string, id: string, msg: unknown, timeoutMs = 5000) => ask(target(node), kind, id, msg, timeoutMs);
