@@ -87,7 +87,7 @@ t.test('a lease renewal interval that leaves no room before expiry is rejected',
 });
 
 t.test('environment variables override the file, and unknown CLUSTER_ variables are rejected', async (t) => {
-  const dir = t.testdir({ 'node.yaml': `nodeId: from-file\nlease:\n  ttl: 3s\ndns:\n  zones: [a.example]\n` });
+  const dir = t.testdir({ 'node.yaml': `nodeId: from-file\nlease:\n  ttl: 3s\ndns:\n  zones: [a.example]\npeer:\n  advertise: 10.0.0.1:7946\n` });
   const env = {
     CLUSTER_CLUSTER_SECRET: CLUSTER_SECRET,
     CLUSTER_ENCRYPTION_KEY: KEY,

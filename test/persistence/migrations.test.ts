@@ -47,7 +47,7 @@ t.test('three processes migrating at once produce one schema and one set of migr
   const { valkeyUrl } = await sharedServices();
   const dir = t.testdir();
   const configFile = join(dir, 'node.json');
-  writeFileSync(configFile, JSON.stringify({ ...TEST_SECRETS, postgres: { url }, valkey: { url: valkeyUrl }, log: { level: 'warn' } }));
+  writeFileSync(configFile, JSON.stringify({ ...TEST_SECRETS, postgres: { url }, valkey: { url: valkeyUrl }, peer: { bind: '127.0.0.1:7946' }, log: { level: 'warn' } }));
   const results = await Promise.all([runMigrate(configFile), runMigrate(configFile), runMigrate(configFile)]);
   t.same(results.map((r) => r.code), [0, 0, 0], results.map((r) => r.out).join('\n'));
   const known = await readMigrations();
