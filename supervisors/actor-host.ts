@@ -56,6 +56,10 @@ export class ActorHost {
     this.#kinds.set(kind.kind, kind);
   }
 
+  kinds(): string[] {
+    return [...this.#kinds.keys()];
+  }
+
   start() {
     const { membership, ownership, clock } = this.#d;
     membership.on('change', () => this.reconcile());
@@ -108,6 +112,7 @@ export class ActorHost {
         if (system.get(kind.kind, id) || !membership.healthy) continue;
         system.spawn(kind.kind, id, kind.behavior(id, epoch), { epoch });
         metrics.claims.inc({ kind: kind.kind });
+        if (epoch > 1) metrics.respawns.inc({ kind: kind.kind });
       }
       if (won.size) this.#log.info({ kind: kind.kind, claimed: won.size, wanted: missing.length }, 'claimed actors');
     }

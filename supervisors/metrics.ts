@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface ClusterMetrics {
   registry: Registry;
   claims: Counter<'kind'>;
+  respawns: Counter<'kind'>;
   fencings: Counter<string>;
   fencingRejections: Counter<'kind'>;
   claimLatency: Histogram<string>;
@@ -32,6 +33,7 @@ export function createMetrics(opts: { actorCount: (kind?: string) => number; kin
   return {
     registry,
     claims: new Counter({ name: 'cluster_actor_claims_total', help: 'Actors claimed (spawned after winning ownership) by this node', labelNames: ['kind'], registers: [registry] }),
+    respawns: new Counter({ name: 'cluster_actor_respawns_total', help: 'Claims of actors that had run before elsewhere (failover or handoff)', labelNames: ['kind'], registers: [registry] }),
     fencings: new Counter({ name: 'cluster_node_fencings_total', help: 'Times this node lost its lease and stopped all its actors', registers: [registry] }),
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),

@@ -69,7 +69,7 @@ export class ClusterNode {
     });
     this.#metrics = createMetrics({
       actorCount: (kind) => this.#system.count(kind),
-      kinds: () => ['probe'],
+      kinds: () => this.#host?.kinds() ?? [],
       leaseHealthy: () => this.#membership?.healthy ?? false,
     });
     this.lifecycle.onChange((to, from) => this.#log.info({ from, to }, `node ${to}`));
