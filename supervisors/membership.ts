@@ -53,6 +53,8 @@ export class Membership extends EventEmitter {
   #unsubscribe: (() => Promise<void>) | undefined;
   #reconciling: Promise<void> | undefined;
   #expiryCheck: { cancel(): void } | undefined;
+  /** Incarnations that announced a planned leave: their disappearance is a leave, not a death. */
+  readonly #leaving = new Set<string>();
 
   constructor(o: MembershipOptions) {
     super();
@@ -171,6 +173,7 @@ export class Membership extends EventEmitter {
   #onMessage(raw: unknown) {
     const m = raw as { type?: string; member?: MemberRecord };
     if (!m?.member?.id || m.member.id === this.#o.nodeId) return;
+    if (m.type === 'leave') this.#leaving.add(`${m.member.id}/${m.member.incarnation}`);
     // Events only trigger a reconciliation: the lease keys are the truth.
     void this.reconcile();
   }
@@ -224,7 +227,11 @@ export class Membership extends EventEmitter {
         this.#emitEvent({ type: 'join', member: rec });
       }
     }
-    for (const [id, rec] of prev) if (!next.has(id)) this.#emitEvent({ type: 'dead', member: rec, reason: 'lease' });
+    for (const [id, rec] of prev) {
+      if (next.has(id)) continue;
+      const key = `${id}/${rec.incarnation}`;
+      this.#emitEvent(this.#leaving.delete(key) ? { type: 'leave', member: rec } : { type: 'dead', member: rec, reason: 'lease' });
+    }
     this.emit('view');
   }
 

@@ -50,6 +50,20 @@ t.test('three nodes claiming the same actor at once: exactly one wins, every tim
   const epochs = await db.anyFirst(sql.unsafe`SELECT epoch FROM actor_epochs WHERE kind = 'probe'`);
   t.same([...new Set(epochs.map(Number))], [1], 'only winners took an epoch');
 
+  // Newest wins (sites): a forced claim takes the actor from a live owner, who is told.
+  const [a, b] = nodes;
+  const won = await a!.ownership.claim('site', ['s1']);
+  t.equal(won.get('s1'), 1);
+  const told = new Promise((resolve) => {
+    const seen = (c: { node: string }) => c.node === 'b' && (a!.ownership.off('change', seen), resolve(c));
+    a!.ownership.on('change', seen);
+  });
+  const taken = await b!.ownership.claim('site', ['s1'], { force: true });
+  t.equal(taken.get('s1'), 2, 'the newest claim gets the next epoch');
+  t.match(await told, { type: 'claimed', kind: 'site', ids: ['s1'], node: 'b' }, 'the old owner hears of it (and stops its copy)');
+  t.equal((await a!.ownership.ownerOf('site', 's1', { fresh: true }))?.node, 'b');
+  await t.rejects(fencedWrite(db, { kind: 'site', id: 's1', epoch: 1 }, async () => 'x'), { code: 'CLUSTER_ERR_ACTOR_FENCED' }, 'the old owner can no longer write');
+
   // A stale epoch cannot write; the current one can.
   await t.rejects(fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 0 }, async () => 'x'), { code: 'CLUSTER_ERR_ACTOR_FENCED', fields: { currentEpoch: 1 } });
   t.equal(await fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 1 }, async () => 'written'), 'written');
