@@ -69,6 +69,10 @@ export interface ClusterConfig {
   admin: {
     /** Address of the admin API (REST, connector control, health). @default "0.0.0.0:8080" */
     bind: Address;
+    /** Load balancer addresses whose X-Forwarded-For/-Proto are believed. @default [] */
+    trustProxy: string[];
+    /** Lifetime of a login session. @default "24h" */
+    sessionTtl: number;
   };
   ingress: {
     /** Plain HTTP listener. @default "0.0.0.0:80" */
@@ -170,7 +174,7 @@ export const SPEC: Spec<ClusterConfig> = {
     connectTimeout: duration('3s', { min: 100 }),
     commandTimeout: duration('2s', { min: 50 }),
   },
-  admin: { bind: address('0.0.0.0:8080') },
+  admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]) },
   dns: { bind: address('0.0.0.0:53'), zones: domainList([]), recordTtl: duration('30s', { min: 1000 }) },
   peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },

@@ -37,6 +37,15 @@ export interface ErrorFields {
   CLUSTER_ERR_PEER_AUTH_FAILED: { reason: string };
   CLUSTER_ERR_PEER_BAD_MESSAGE: { reason: string };
   CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
+  CLUSTER_ERR_API_VALIDATION: { field: string; problem: string };
+  CLUSTER_ERR_API_UNAUTHENTICATED: Record<string, never>;
+  CLUSTER_ERR_API_FORBIDDEN: { needed: string };
+  CLUSTER_ERR_API_CONFLICT: { field: string };
+  CLUSTER_ERR_API_VERSION_CONFLICT: { currentVersion: number };
+  CLUSTER_ERR_API_RATE_LIMITED: { retryAfterMs: number };
+  CLUSTER_ERR_AUTH_SETUP_DONE: Record<string, never>;
+  CLUSTER_ERR_AUTH_BAD_SETUP_TOKEN: Record<string, never>;
+  CLUSTER_ERR_AUTH_BAD_CREDENTIALS: Record<string, never>;
   CLUSTER_ERR_API_NOT_FOUND: Record<string, never>;
   CLUSTER_ERR_API_INTERNAL: Record<string, never>;
 }
@@ -74,6 +83,15 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_NODE_FENCED: { status: 503, summary: 'this node lost its membership lease and stopped its actors; it is rejoining' },
   CLUSTER_ERR_PEER_AUTH_FAILED: { summary: 'a peer link or peer request failed cluster-secret authentication' },
   CLUSTER_ERR_PEER_BAD_MESSAGE: { summary: 'a peer link message was malformed' },
+  CLUSTER_ERR_API_VALIDATION: { status: 400, summary: 'a body, parameter or query field is missing, unknown or of the wrong form (the field is named)' },
+  CLUSTER_ERR_API_UNAUTHENTICATED: { status: 401, summary: 'no valid session or API key' },
+  CLUSTER_ERR_API_FORBIDDEN: { status: 403, summary: 'authenticated, but not allowed to do this' },
+  CLUSTER_ERR_API_CONFLICT: { status: 409, summary: 'the value is already taken (the field is named)' },
+  CLUSTER_ERR_API_VERSION_CONFLICT: { status: 409, summary: 'the object changed since the version the write was based on' },
+  CLUSTER_ERR_API_RATE_LIMITED: { status: 429, summary: 'too many attempts; retry later' },
+  CLUSTER_ERR_AUTH_SETUP_DONE: { status: 409, summary: 'the first administrator exists already' },
+  CLUSTER_ERR_AUTH_BAD_SETUP_TOKEN: { status: 401, summary: 'the setup token is wrong or used' },
+  CLUSTER_ERR_AUTH_BAD_CREDENTIALS: { status: 401, summary: 'wrong e-mail or password' },
   CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },
   CLUSTER_ERR_API_NOT_FOUND: { status: 404, summary: 'no such route or object' },
   CLUSTER_ERR_API_INTERNAL: { status: 500, summary: 'an unexpected error; details are in the node log' },

@@ -59,6 +59,11 @@ export class Keyspace {
     return this.#key('session', tokenHash);
   }
 
+  /** Hash of the one-time setup token (exists only until the first admin is created). */
+  get setupToken(): string {
+    return this.#key('setup-token');
+  }
+
   /** Pub/sub channel. Channels are prefixed like keys: PUBLISH is global across databases. */
   channel(name: string): string {
     return this.#key('ch', name);

@@ -14,6 +14,8 @@ import { ClusterError, isClusterError } from '../core/errors.ts';
 import { Lifecycle, type LifecycleState } from '../core/lifecycle.ts';
 import type { Logger } from '../core/log.ts';
 import { createAdminGateway, listenAdmin } from '../gateways/admin/server.ts';
+import type { ApiDeps } from '../gateways/admin/http.ts';
+import { ensureSetupToken } from '../gateways/admin/routes/auth.ts';
 import { createDb, pingDb, type DatabasePool } from '../persistence/db.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Valkey } from '../persistence/valkey.ts';
@@ -45,6 +47,7 @@ export class ClusterNode {
   #ownership: OwnershipRegistry | undefined;
   #peer: PeerLink | undefined;
   #host: ActorHost | undefined;
+  #api: ApiDeps | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -92,7 +95,13 @@ export class ClusterNode {
   async start(): Promise<void> {
     const { config } = this;
     this.#log.info({ config: redactConfig(config) }, 'node starting');
-    this.#admin = createAdminGateway({ logger: this.#log, readiness: () => this.#readiness.report(), metrics: this.#metrics.registry });
+    this.#admin = await createAdminGateway({
+      logger: this.#log,
+      readiness: () => this.#readiness.report(),
+      metrics: this.#metrics.registry,
+      trustProxy: [...config.admin.trustProxy],
+      api: () => this.#api,
+    });
     await listenAdmin(this.#admin, config.admin.bind);
     this.#log.info({ address: `${config.admin.bind.host}:${config.admin.bind.port}` }, 'admin gateway listening');
 
@@ -106,6 +115,23 @@ export class ClusterNode {
     });
     if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
     await this.#startActors();
+    const membership = this.#membership!;
+    this.#api = {
+      db: this.db,
+      valkey: this.valkey,
+      nodeId: config.nodeId,
+      secureCookies: false,
+      sessionTtlMs: config.admin.sessionTtl,
+      nodes: () => membership.live(),
+      // A site is online where its site actor runs (placed where its connector is connected).
+      siteStatus: async (siteId) => {
+        const owner = await this.#ownership!.ownerOf('site', siteId).catch(() => undefined);
+        return { online: Boolean(owner), node: owner?.node ?? null };
+      },
+    };
+    await ensureSetupToken({ db: this.db, valkey: this.valkey, nodeId: config.nodeId }, this.#log).catch((err) =>
+      this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'),
+    );
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');

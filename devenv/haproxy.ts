@@ -1,0 +1,66 @@
+// haproxy as the operator's load balancer in front of the nodes' admin API (tests, `cluster up`).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, isListening } from './ports.ts';
+import { ServiceProcess, waitUntil } from './process.ts';
+
+export interface HaproxyOptions {
+  dir: string;
+  /** host:port of each node's admin listener */
+  backends: Array<{ name: string; address: string }>;
+  port?: number;
+}
+
+export function haproxyConfig(port: number, backends: HaproxyOptions['backends']): string {
+  return [
+    'global',
+    '  maxconn 4096',
+    'defaults',
+    '  mode http',
+    '  timeout connect 1s',
+    '  timeout client 30s',
+    '  timeout server 30s',
+    '  option forwardfor',
+    '  option http-server-close',
+    '  retries 2',
+    '  option redispatch',
+    'frontend admin',
+    `  bind 127.0.0.1:${port}`,
+    '  default_backend nodes',
+    'backend nodes',
+    '  balance roundrobin',
+    '  option httpchk GET /readyz',
+    '  http-check expect status 200',
+    '  default-server inter 500ms fall 2 rise 1',
+    ...backends.map((b) => `  server ${b.name} ${b.address} check`),
+    '',
+  ].join('\n');
+}
+
+export class LocalHaproxy {
+  readonly port: number;
+  readonly #proc: ServiceProcess;
+
+  private constructor(port: number, proc: ServiceProcess) {
+    this.port = port;
+    this.#proc = proc;
+  }
+
+  static async start(opts: HaproxyOptions): Promise<LocalHaproxy> {
+    const port = opts.port ?? (await freePort());
+    const cfg = join(opts.dir, 'haproxy.cfg');
+    writeFileSync(cfg, haproxyConfig(port, opts.backends));
+    const logFile = join(opts.dir, 'haproxy.log');
+    const proc = new ServiceProcess({ name: 'haproxy', command: 'haproxy', args: ['-f', cfg, '-db'], logFile });
+    await waitUntil('haproxy', () => isListening('127.0.0.1', port), { timeoutMs: 10_000, proc, logFile });
+    return new LocalHaproxy(port, proc);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    await this.#proc.stop('SIGTERM', 3000);
+  }
+}

@@ -1,0 +1,115 @@
+// Shared pieces of the REST API: dependencies, pagination, the write transaction (change +
+// audit row, then notify), and mapping of database errors to coded API errors.
+import { Type, type Static } from 'typebox';
+import '@fastify/swagger'; // augments route schemas with tags and summary
+import type { FastifyRequest } from 'fastify';
+import { ClusterError } from '../../core/errors.ts';
+import { audit, type AuditEntry } from '../../persistence/audit.ts';
+import { withDb, type DatabasePool } from '../../persistence/db.ts';
+import type { Valkey } from '../../persistence/valkey.ts';
+import type { DatabaseTransactionConnection } from 'slonik';
+import type { MemberRecord } from '../../supervisors/membership.ts';
+
+export interface ApiDeps {
+  db: DatabasePool;
+  valkey: Valkey;
+  nodeId: string;
+  /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
+  secureCookies: boolean;
+  sessionTtlMs: number;
+  /** Live nodes with lease information. */
+  nodes(): Array<MemberRecord & { leaseHealthy?: boolean }>;
+  /** Online status and owning node of a site, from the registry (filled by the tunnels work). */
+  siteStatus(siteId: string): Promise<{ online: boolean; node: string | null }>;
+}
+
+/** Names and free text: letters, digits, spaces and a little punctuation; no markup or quotes. */
+export const Name = Type.String({ minLength: 1, maxLength: 100, pattern: "^[\\p{L}\\p{N}][\\p{L}\\p{N} ._()-]*$" });
+export const Uuid = Type.String({ format: 'uuid' });
+export const OrgParams = Type.Object({ orgId: Uuid }, { additionalProperties: false });
+export const Version = Type.Integer({ minimum: 1, description: 'the version the change is based on' });
+export const Page = Type.Object(
+  {
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: '1-200, default 50' })),
+    offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,7}$' })),
+  },
+  { additionalProperties: false },
+);
+export type PageQuery = Static<typeof Page>;
+
+export function page(q: PageQuery): { limit: number; offset: number } {
+  const limit = Math.min(200, Math.max(1, Number(q.limit ?? 50)));
+  return { limit, offset: Number(q.offset ?? 0) };
+}
+
+/** Constraint name -> API field, for 409 answers that say which value is taken. */
+const UNIQUE_FIELDS: Record<string, string> = {
+  orgs_slug_key: 'slug',
+  users_email_key: 'email',
+  sites_org_name_key: 'name',
+  domains_name_key: 'name',
+  resources_hostname_key: 'hostname',
+  resources_port_key: 'proxyPort',
+  targets_unique_endpoint: 'host',
+  org_members_pkey: 'userId',
+};
+
+export function mapDbError(err: unknown): unknown {
+  const e = err as { code?: string; constraint?: string; cause?: { code?: string; constraint?: string } };
+  const code = e.code ?? e.cause?.code;
+  const constraint = e.constraint ?? e.cause?.constraint;
+  if (code === '23505') return new ClusterError('CLUSTER_ERR_API_CONFLICT', `${UNIQUE_FIELDS[constraint ?? ''] ?? 'value'} is already taken`, { field: UNIQUE_FIELDS[constraint ?? ''] ?? 'value' });
+  if (code === '23503') return new ClusterError('CLUSTER_ERR_API_CONFLICT', 'other objects still refer to this one (delete them first)', { field: 'references' });
+  if (code === '23514' || code === '22P02') return new ClusterError('CLUSTER_ERR_API_VALIDATION', 'a value is out of range or of the wrong form', { field: constraint ?? 'value', problem: 'rejected by the schema' });
+  return err;
+}
+
+export function actorOf(req: FastifyRequest): Pick<AuditEntry, 'actorType' | 'actorId'> {
+  const p = req.principal;
+  if (!p) return { actorType: 'system', actorId: null };
+  return p.type === 'user' ? { actorType: 'user', actorId: p.userId } : { actorType: 'api_key', actorId: p.keyId };
+}
+
+export interface Change {
+  kind: 'org' | 'user' | 'site' | 'domain' | 'resource' | 'target' | 'api_key' | 'member';
+  id: string;
+  orgId: string | null;
+  action: 'created' | 'updated' | 'deleted';
+}
+
+/**
+ * One write: the change and its audit row in one transaction; the reply waits for the
+ * commit; then actors are told through the `changes` channel.
+ */
+export async function write<T extends { id: string }>(
+  deps: ApiDeps,
+  req: FastifyRequest,
+  change: Omit<Change, 'id'> & { id?: string },
+  fn: (tx: DatabaseTransactionConnection) => Promise<T>,
+  details?: (result: T) => Record<string, unknown>,
+): Promise<T> {
+  let result: T;
+  try {
+    result = await withDb(() =>
+      deps.db.transaction(async (tx) => {
+        const r = await fn(tx);
+        await audit(tx, { ...actorOf(req), orgId: change.orgId, action: `${change.kind}.${change.action}`, targetType: change.kind, targetId: change.id ?? r.id, nodeId: deps.nodeId, details: details?.(r) });
+        return r;
+      }),
+    );
+  } catch (err) {
+    throw mapDbError(err);
+  }
+  await deps.valkey.publish('changes', { ...change, id: change.id ?? result.id } satisfies Change).catch(() => {});
+  return result;
+}
+
+export function notFound(what: string): ClusterError<'CLUSTER_ERR_API_NOT_FOUND'> {
+  return new ClusterError('CLUSTER_ERR_API_NOT_FOUND', `no such ${what}`, {});
+}
+
+/** A versioned update found no row: 404 if it does not exist, else 409 with the current version. */
+export function versionConflict(current: number | null, what: string): ClusterError {
+  if (current === null) return notFound(what);
+  return new ClusterError('CLUSTER_ERR_API_VERSION_CONFLICT', `${what} changed (now version ${current}); reload and retry`, { currentVersion: current });
+}

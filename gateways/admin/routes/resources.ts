@@ -1,0 +1,173 @@
+// /api/v1/orgs/:orgId/resources and their targets. An HTTP resource is published by
+// hostname under one of the org's domains; a TCP/UDP resource by public port. Targets are
+// host:port endpoints reached through one of the org's sites.
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { z } from 'zod';
+import { ClusterError } from '../../../core/errors.ts';
+import { sql, withDb } from '../../../persistence/db.ts';
+import { orgAccess } from '../auth.ts';
+import { Name, OrgParams, Page, Uuid, Version, notFound, page, versionConflict, write, type ApiDeps } from '../http.ts';
+import { DomainName } from './domains.ts';
+
+const resource = z.object({
+  id: z.string(), orgId: z.string(), name: z.string(), protocol: z.string(), domainId: z.string().nullable(), hostname: z.string().nullable(),
+  proxyPort: z.number().nullable(), tls: z.boolean(), enabled: z.boolean(), version: z.number(), createdAt: z.coerce.date(),
+});
+const COLUMNS = sql.fragment`id, org_id AS "orgId", name, protocol, domain_id AS "domainId", hostname, proxy_port AS "proxyPort", tls, enabled, version, created_at AS "createdAt"`;
+const target = z.object({
+  id: z.string(), resourceId: z.string(), siteId: z.string(), host: z.string(), port: z.number(), scheme: z.string(), enabled: z.boolean(), weight: z.number(),
+  healthCheck: z.record(z.unknown()), version: z.number(),
+});
+const TARGET_COLUMNS = sql.fragment`id, resource_id AS "resourceId", site_id AS "siteId", host, port, scheme, enabled, weight, health_check AS "healthCheck", version`;
+
+const Params = Type.Object({ orgId: Uuid, resourceId: Uuid }, { additionalProperties: false });
+const TargetParams = Type.Object({ orgId: Uuid, resourceId: Uuid, targetId: Uuid }, { additionalProperties: false });
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$', description: 'hostname or IP address as seen from the site' });
+const HealthCheck = Type.Object(
+  {
+    type: Type.Union([Type.Literal('http'), Type.Literal('tcp'), Type.Literal('none')]),
+    path: Type.Optional(Type.String({ pattern: '^/[\\x21-\\x7e]{0,200}$' })),
+    intervalMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 300_000 })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })),
+    unhealthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })),
+  },
+  { additionalProperties: false },
+);
+
+export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.get('/api/v1/orgs/:orgId/resources', { schema: { tags: ['resources'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
+    const { limit, offset } = page(req.query);
+    const items = await withDb(() => deps().db.any(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE org_id = ${req.params.orgId} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
+    return { items, limit, offset };
+  });
+
+  r.post('/api/v1/orgs/:orgId/resources', {
+    schema: {
+      tags: ['resources'],
+      params: OrgParams,
+      body: Type.Union([
+        Type.Object({ name: Name, protocol: Type.Literal('http'), hostname: DomainName, tls: Type.Optional(Type.Boolean()), enabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        Type.Object({ name: Name, protocol: Type.Union([Type.Literal('tcp'), Type.Literal('udp')]), proxyPort: Port, enabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+      ]),
+    },
+    preHandler: orgAccess(deps, 'resources:write'),
+  }, async (req, reply) => {
+    const { orgId } = req.params;
+    const b = req.body;
+    const created = await write(deps(), req, { kind: 'resource', orgId, action: 'created' }, async (tx) => {
+      if (b.protocol === 'http') {
+        // The hostname must sit under one of this org's domains (longest match wins).
+        const domainId = await tx.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
+          SELECT id FROM domains WHERE org_id = ${orgId} AND (${b.hostname} = name OR ${b.hostname} LIKE '%.' || name) ORDER BY length(name) DESC LIMIT 1`);
+        if (!domainId) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', `${b.hostname} is not under one of this org's domains`, { field: 'body.hostname', problem: 'not under an org domain' });
+        return tx.one(sql.type(resource)`
+          INSERT INTO resources (org_id, name, protocol, domain_id, hostname, tls, enabled)
+          VALUES (${orgId}, ${b.name}, 'http', ${domainId}, ${b.hostname}, ${b.tls ?? true}, ${b.enabled ?? true}) RETURNING ${COLUMNS}`);
+      }
+      return tx.one(sql.type(resource)`
+        INSERT INTO resources (org_id, name, protocol, proxy_port, tls, enabled)
+        VALUES (${orgId}, ${b.name}, ${b.protocol}, ${b.proxyPort}, false, ${b.enabled ?? true}) RETURNING ${COLUMNS}`);
+    });
+    return reply.code(201).send(created);
+  });
+
+  r.get('/api/v1/orgs/:orgId/resources/:resourceId', { schema: { tags: ['resources'], params: Params }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
+    const row = await withDb(() => deps().db.maybeOne(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE id = ${req.params.resourceId} AND org_id = ${req.params.orgId}`));
+    if (!row) throw notFound('resource');
+    return row;
+  });
+
+  r.patch('/api/v1/orgs/:orgId/resources/:resourceId', {
+    schema: { tags: ['resources'], params: Params, body: Type.Object({ version: Version, name: Type.Optional(Name), enabled: Type.Optional(Type.Boolean()), tls: Type.Optional(Type.Boolean()), proxyPort: Type.Optional(Port) }, { additionalProperties: false }) },
+    preHandler: orgAccess(deps, 'resources:write'),
+  }, async (req) => {
+    const { orgId, resourceId } = req.params;
+    const b = req.body;
+    return write(deps(), req, { kind: 'resource', id: resourceId, orgId, action: 'updated' }, async (tx) => {
+      const row = await tx.maybeOne(sql.type(resource)`
+        UPDATE resources SET name = COALESCE(${b.name ?? null}, name), enabled = COALESCE(${b.enabled ?? null}, enabled),
+          tls = CASE WHEN protocol = 'http' THEN COALESCE(${b.tls ?? null}, tls) ELSE tls END,
+          proxy_port = CASE WHEN protocol = 'http' THEN NULL ELSE COALESCE(${b.proxyPort ?? null}, proxy_port) END,
+          version = version + 1, updated_at = now()
+        WHERE id = ${resourceId} AND org_id = ${orgId} AND version = ${b.version} RETURNING ${COLUMNS}`);
+      if (row) return row;
+      throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`SELECT version FROM resources WHERE id = ${resourceId} AND org_id = ${orgId}`), 'resource');
+    });
+  });
+
+  r.delete('/api/v1/orgs/:orgId/resources/:resourceId', { schema: { tags: ['resources'], params: Params }, preHandler: orgAccess(deps, 'resources:write') }, async (req, reply) => {
+    const { orgId, resourceId } = req.params;
+    await write(deps(), req, { kind: 'resource', id: resourceId, orgId, action: 'deleted' }, async (tx) => {
+      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM resources WHERE id = ${resourceId} AND org_id = ${orgId} RETURNING id`);
+      if (!row) throw notFound('resource');
+      return row;
+    });
+    return reply.code(204).send();
+  });
+
+  // Targets
+  r.get('/api/v1/orgs/:orgId/resources/:resourceId/targets', { schema: { tags: ['targets'], params: Params }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
+    const items = await withDb(() => deps().db.any(sql.type(target)`
+      SELECT ${TARGET_COLUMNS} FROM targets t WHERE resource_id = ${req.params.resourceId}
+        AND EXISTS (SELECT 1 FROM resources WHERE id = t.resource_id AND org_id = ${req.params.orgId}) ORDER BY created_at, id`));
+    return { items };
+  });
+
+  r.post('/api/v1/orgs/:orgId/resources/:resourceId/targets', {
+    schema: {
+      tags: ['targets'],
+      params: Params,
+      body: Type.Object({ siteId: Uuid, host: Host, port: Port, scheme: Type.Union([Type.Literal('http'), Type.Literal('https'), Type.Literal('tcp'), Type.Literal('udp')]), enabled: Type.Optional(Type.Boolean()), weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })), healthCheck: Type.Optional(HealthCheck) }, { additionalProperties: false }),
+    },
+    preHandler: orgAccess(deps, 'resources:write'),
+  }, async (req, reply) => {
+    const { orgId, resourceId } = req.params;
+    const b = req.body;
+    const created = await write(deps(), req, { kind: 'target', orgId, action: 'created' }, async (tx) => {
+      if (!(await tx.exists(sql.unsafe`SELECT 1 FROM resources WHERE id = ${resourceId} AND org_id = ${orgId}`))) throw notFound('resource');
+      // A target may only use a site of the same org: other orgs' sites do not exist here.
+      if (!(await tx.exists(sql.unsafe`SELECT 1 FROM sites WHERE id = ${b.siteId} AND org_id = ${orgId}`))) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', 'no such site in this org', { field: 'body.siteId', problem: 'unknown site' });
+      return tx.one(sql.type(target)`
+        INSERT INTO targets (resource_id, site_id, host, port, scheme, enabled, weight, health_check)
+        VALUES (${resourceId}, ${b.siteId}, ${b.host}, ${b.port}, ${b.scheme}, ${b.enabled ?? true}, ${b.weight ?? 100}, ${sql.jsonb((b.healthCheck ?? { type: 'none' }) as any)})
+        RETURNING ${TARGET_COLUMNS}`);
+    });
+    return reply.code(201).send(created);
+  });
+
+  r.patch('/api/v1/orgs/:orgId/resources/:resourceId/targets/:targetId', {
+    schema: { tags: ['targets'], params: TargetParams, body: Type.Object({ version: Version, enabled: Type.Optional(Type.Boolean()), weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })), host: Type.Optional(Host), port: Type.Optional(Port), healthCheck: Type.Optional(HealthCheck) }, { additionalProperties: false }) },
+    preHandler: orgAccess(deps, 'resources:write'),
+  }, async (req) => {
+    const { orgId, resourceId, targetId } = req.params;
+    const b = req.body;
+    return write(deps(), req, { kind: 'target', id: targetId, orgId, action: 'updated' }, async (tx) => {
+      const row = await tx.maybeOne(sql.type(target)`
+        UPDATE targets t SET enabled = COALESCE(${b.enabled ?? null}, enabled), weight = COALESCE(${b.weight ?? null}, weight),
+          host = COALESCE(${b.host ?? null}, host), port = COALESCE(${b.port ?? null}, port),
+          health_check = COALESCE(${b.healthCheck ? sql.jsonb(b.healthCheck as any) : null}, health_check), version = version + 1, updated_at = now()
+        WHERE id = ${targetId} AND resource_id = ${resourceId} AND version = ${b.version}
+          AND EXISTS (SELECT 1 FROM resources WHERE id = t.resource_id AND org_id = ${orgId}) RETURNING ${TARGET_COLUMNS}`);
+      if (row) return row;
+      throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`
+        SELECT t.version FROM targets t JOIN resources r ON r.id = t.resource_id WHERE t.id = ${targetId} AND r.id = ${resourceId} AND r.org_id = ${orgId}`), 'target');
+    });
+  });
+
+  r.delete('/api/v1/orgs/:orgId/resources/:resourceId/targets/:targetId', { schema: { tags: ['targets'], params: TargetParams }, preHandler: orgAccess(deps, 'resources:write') }, async (req, reply) => {
+    const { orgId, resourceId, targetId } = req.params;
+    await write(deps(), req, { kind: 'target', id: targetId, orgId, action: 'deleted' }, async (tx) => {
+      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`
+        DELETE FROM targets t USING resources r WHERE t.id = ${targetId} AND t.resource_id = ${resourceId} AND r.id = t.resource_id AND r.org_id = ${orgId} RETURNING t.id`);
+      if (!row) throw notFound('target');
+      return row;
+    });
+    return reply.code(204).send();
+  });
+}

@@ -1,0 +1,73 @@
+// /api/v1/users: server admins manage user accounts.
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { z } from 'zod';
+import { sql, withDb } from '../../../persistence/db.ts';
+import { hashPassword } from '../../../persistence/hashing.ts';
+import { serverAdmin } from '../auth.ts';
+import { Name, Page, Uuid, Version, notFound, page, versionConflict, write, type ApiDeps } from '../http.ts';
+
+const user = z.object({ id: z.string(), email: z.string(), displayName: z.string(), isServerAdmin: z.boolean(), disabled: z.boolean(), version: z.number(), createdAt: z.coerce.date() });
+const COLUMNS = sql.fragment`id, email, display_name AS "displayName", is_server_admin AS "isServerAdmin", disabled_at IS NOT NULL AS disabled, version, created_at AS "createdAt"`;
+const Params = Type.Object({ userId: Uuid }, { additionalProperties: false });
+
+export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.get('/api/v1/users', { schema: { tags: ['users'], querystring: Page }, preHandler: serverAdmin() }, async (req) => {
+    const { limit, offset } = page(req.query);
+    const items = await withDb(() => deps().db.any(sql.type(user)`SELECT ${COLUMNS} FROM users ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
+    return { items, limit, offset };
+  });
+
+  r.post('/api/v1/users', {
+    schema: {
+      tags: ['users'],
+      body: Type.Object({ email: Type.String({ format: 'email', maxLength: 254 }), password: Type.String({ minLength: 12, maxLength: 256 }), displayName: Type.Optional(Name), isServerAdmin: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    },
+    preHandler: serverAdmin(),
+  }, async (req, reply) => {
+    const hash = await hashPassword(req.body.password);
+    const created = await write(deps(), req, { kind: 'user', orgId: null, action: 'created' }, (tx) =>
+      tx.one(sql.type(user)`
+        INSERT INTO users (email, display_name, password_hash, is_server_admin)
+        VALUES (${req.body.email.toLowerCase()}, ${req.body.displayName ?? ''}, ${hash}, ${req.body.isServerAdmin ?? false}) RETURNING ${COLUMNS}`),
+    );
+    return reply.code(201).send(created);
+  });
+
+  r.get('/api/v1/users/:userId', { schema: { tags: ['users'], params: Params }, preHandler: serverAdmin() }, async (req) => {
+    const row = await withDb(() => deps().db.maybeOne(sql.type(user)`SELECT ${COLUMNS} FROM users WHERE id = ${req.params.userId}`));
+    if (!row) throw notFound('user');
+    return row;
+  });
+
+  r.patch('/api/v1/users/:userId', {
+    schema: { tags: ['users'], params: Params, body: Type.Object({ version: Version, displayName: Type.Optional(Name), disabled: Type.Optional(Type.Boolean()), isServerAdmin: Type.Optional(Type.Boolean()) }, { additionalProperties: false }) },
+    preHandler: serverAdmin(),
+  }, async (req) => {
+    const b = req.body;
+    return write(deps(), req, { kind: 'user', id: req.params.userId, orgId: null, action: 'updated' }, async (tx) => {
+      const row = await tx.maybeOne(sql.type(user)`
+        UPDATE users SET
+          display_name = COALESCE(${b.displayName ?? null}, display_name),
+          is_server_admin = COALESCE(${b.isServerAdmin ?? null}, is_server_admin),
+          disabled_at = CASE WHEN ${b.disabled ?? null}::boolean IS NULL THEN disabled_at WHEN ${b.disabled ?? null}::boolean THEN COALESCE(disabled_at, now()) ELSE NULL END,
+          version = version + 1, updated_at = now()
+        WHERE id = ${req.params.userId} AND version = ${b.version} RETURNING ${COLUMNS}`);
+      if (!row) throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`SELECT version FROM users WHERE id = ${req.params.userId}`), 'user');
+      if (b.disabled) await tx.query(sql.unsafe`UPDATE sessions SET revoked_at = now() WHERE user_id = ${row.id} AND revoked_at IS NULL`);
+      return row;
+    });
+  });
+
+  r.delete('/api/v1/users/:userId', { schema: { tags: ['users'], params: Params }, preHandler: serverAdmin() }, async (req, reply) => {
+    await write(deps(), req, { kind: 'user', id: req.params.userId, orgId: null, action: 'deleted' }, async (tx) => {
+      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM users WHERE id = ${req.params.userId} RETURNING id`);
+      if (!row) throw notFound('user');
+      return row;
+    });
+    return reply.code(204).send();
+  });
+}

@@ -1,0 +1,29 @@
+// Cluster-wide rate limits: a fixed-window counter per (scope, subject) in Valkey, so a
+// limit holds however requests are spread over nodes. Fails closed: when Valkey is down the
+// caller gets CLUSTER_ERR_VALKEY_UNAVAILABLE rather than an unlimited pass.
+import { ClusterError } from '../core/errors.ts';
+import type { Valkey } from './valkey.ts';
+
+const HIT = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}`;
+
+export interface Limit {
+  scope: string;
+  max: number;
+  windowMs: number;
+}
+
+/** Counts one attempt; throws CLUSTER_ERR_API_RATE_LIMITED once `max` is exceeded in the window. */
+export async function hit(valkey: Valkey, limit: Limit, subject: string): Promise<void> {
+  const [n, pttl] = (await valkey.call((c) => c.eval(HIT, 1, valkey.keys.rateLimit(limit.scope, subject), limit.windowMs))) as [number, number];
+  if (n > limit.max) {
+    throw new ClusterError('CLUSTER_ERR_API_RATE_LIMITED', `too many ${limit.scope} attempts; retry in ${Math.ceil(pttl / 1000)}s`, { retryAfterMs: Math.max(0, pttl) });
+  }
+}
+
+/** Clears a subject's counter (e.g. the account's after a successful login). */
+export async function reset(valkey: Valkey, limit: Limit, subject: string): Promise<void> {
+  await valkey.call((c) => c.del(valkey.keys.rateLimit(limit.scope, subject)));
+}

@@ -1,0 +1,72 @@
+// Admin API helpers: a cluster behind haproxy with its first administrator created, and a
+// small HTTP client that keeps cookies out of the way of assertions.
+import { readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalHaproxy } from '../../devenv/haproxy.ts';
+import type { NodeProcess } from '../../devenv/node-process.ts';
+import { startCluster, type TestCluster } from './cluster.ts';
+
+export interface Reply {
+  status: number;
+  body: any;
+  cookie?: string;
+}
+
+export async function call(base: string, method: string, path: string, opts: { cookie?: string; bearer?: string; body?: unknown; raw?: string; contentType?: string } = {}): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  if (opts.cookie) headers.cookie = opts.cookie;
+  if (opts.bearer) headers.authorization = `Bearer ${opts.bearer}`;
+  let body: string | undefined;
+  if (opts.raw !== undefined) {
+    body = opts.raw;
+    headers['content-type'] = opts.contentType ?? 'application/json';
+  } else if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] = 'application/json';
+  }
+  const res = await fetch(`${base}${path}`, { method, headers, body, signal: AbortSignal.timeout(15_000) });
+  const text = await res.text();
+  const setCookie = res.headers.get('set-cookie');
+  return { status: res.status, body: text ? JSON.parse(text) : undefined, cookie: setCookie?.split(';')[0] };
+}
+
+export const ADMIN = { email: 'admin@example.com', password: 'correct horse battery staple' };
+
+export interface ApiCluster extends TestCluster {
+  lb: string;
+  adminCookie: string;
+}
+
+/** The setup token a node printed on its console (it goes to the node's log file here). */
+export async function setupToken(nodes: NodeProcess[], ms = 10_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    for (const n of nodes) {
+      const m = /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'));
+      if (m) return m[1]!;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no setup token printed');
+}
+
+interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+export async function startApiCluster(t: Tap, count: number, config: Record<string, any> = {}): Promise<ApiCluster> {
+  const cluster = await startCluster(t, count, { admin: { trustProxy: ['127.0.0.1'] }, ...config });
+  const haproxy = await LocalHaproxy.start({
+    dir: mkdtempSync(join(tmpdir(), 'haproxy-')),
+    backends: cluster.nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })),
+  });
+  t.teardown(() => haproxy.stop());
+  const token = await setupToken(cluster.nodes);
+  const setup = await call(haproxy.url, 'POST', '/api/v1/auth/setup', { body: { token, ...ADMIN } });
+  if (setup.status !== 201) throw new Error(`setup failed: ${JSON.stringify(setup.body)}`);
+  const login = await call(haproxy.url, 'POST', '/api/v1/auth/login', { body: ADMIN });
+  if (login.status !== 200 || !login.cookie) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
+  return Object.assign(cluster, { lb: haproxy.url, adminCookie: login.cookie });
+}
