@@ -21,7 +21,7 @@ export function haproxyConfig(port: number, backends: HaproxyOptions['backends']
     '  timeout client 30s',
     '  timeout server 30s',
     '  option forwardfor',
-    '  option http-server-close',
+    '  http-reuse safe',
     '  retries 2',
     '  option redispatch',
     'frontend admin',

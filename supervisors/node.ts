@@ -124,9 +124,9 @@ export class ClusterNode {
       sessionTtlMs: config.admin.sessionTtl,
       nodes: () => membership.live(),
       // A site is online where its site actor runs (placed where its connector is connected).
-      siteStatus: async (siteId) => {
-        const owner = await this.#ownership!.ownerOf('site', siteId).catch(() => undefined);
-        return { online: Boolean(owner), node: owner?.node ?? null };
+      siteStatus: async (siteIds) => {
+        const owners = await this.#ownership!.ownersOf('site', siteIds).catch(() => new Map());
+        return new Map(siteIds.map((id) => [id, { online: owners.has(id), node: owners.get(id)?.node ?? null }]));
       },
     };
     await ensureSetupToken({ db: this.db, valkey: this.valkey, nodeId: config.nodeId }, this.#log).catch((err) =>

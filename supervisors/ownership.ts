@@ -77,6 +77,21 @@ export class OwnershipRegistry extends EventEmitter {
     return member && member.incarnation === owner.incarnation ? owner : undefined;
   }
 
+  /** Live owners of many actors in one round trip (missing = no live owner). */
+  async ownersOf(kind: string, ids: readonly string[]): Promise<Map<string, Owner>> {
+    const out = new Map<string, Owner>();
+    if (ids.length === 0) return out;
+    const raws = await this.#valkey.call((c) => c.mget(...ids.map((id) => this.#valkey.keys.owner(kind, id))));
+    ids.forEach((id, i) => {
+      const raw = raws[i];
+      if (!raw) return;
+      const o = JSON.parse(raw) as { node: string; inc: string; epoch: string };
+      const member = this.#membership.member(o.node);
+      if (o.epoch !== '0' && member?.incarnation === o.inc) out.set(id, { node: o.node, incarnation: o.inc, epoch: Number(o.epoch) });
+    });
+    return out;
+  }
+
   /**
    * Claims the ids that are free (or whose owner is dead) for this node: CAS in Valkey, a
    * new epoch per won id from PostgreSQL, confirm in Valkey. Returns the epochs of the ids

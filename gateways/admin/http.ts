@@ -19,8 +19,8 @@ export interface ApiDeps {
   sessionTtlMs: number;
   /** Live nodes with lease information. */
   nodes(): Array<MemberRecord & { leaseHealthy?: boolean }>;
-  /** Online status and owning node of a site, from the registry (filled by the tunnels work). */
-  siteStatus(siteId: string): Promise<{ online: boolean; node: string | null }>;
+  /** Online status and owning node of sites, from the ownership registry (one round trip). */
+  siteStatus(siteIds: string[]): Promise<Map<string, { online: boolean; node: string | null }>>;
 }
 
 /** Names and free text: letters, digits, spaces and a little punctuation; no markup or quotes. */

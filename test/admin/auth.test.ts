@@ -69,5 +69,8 @@ t.test('admin authentication across a load-balanced cluster', async (t) => {
     t.match(await call(c.lb, 'GET', `/api/v1/orgs/${org.body.id}/sites`, { cookie: stranger }), { status: 404 });
     t.match(await call(c.lb, 'GET', `/api/v1/orgs/${org.body.id}/sites`), { status: 401 });
     t.match(await call(c.lb, 'POST', '/api/v1/orgs', { cookie: orgAdmin, body: { slug: 'mine', name: 'Mine' } }), { status: 403 }, 'only server admins create orgs');
+    const me = await call(c.lb, 'GET', `/api/v1/users/${memberId}`, { cookie: c.adminCookie });
+    t.equal((await call(c.lb, 'PATCH', `/api/v1/users/${memberId}`, { cookie: c.adminCookie, body: { version: me.body.version, disabled: true } })).status, 200);
+    for (const n of c.nodes) t.match(await call(n.adminUrl, 'GET', '/api/v1/auth/me', { cookie: member }), { status: 401 }, 'a disabled user is logged out on every node at once');
   });
 });

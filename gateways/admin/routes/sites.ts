@@ -16,12 +16,15 @@ const Transport = Type.Union([Type.Literal('websocket'), Type.Literal('wireguard
 
 export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const withStatus = async (s: z.infer<typeof site>) => ({ ...s, status: await deps().siteStatus(s.id) });
+  const withStatus = async (sites: Array<z.infer<typeof site>>) => {
+    const status = await deps().siteStatus(sites.map((s) => s.id));
+    return sites.map((s) => ({ ...s, status: status.get(s.id) ?? { online: false, node: null } }));
+  };
 
   r.get('/api/v1/orgs/:orgId/sites', { schema: { tags: ['sites'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
     const { limit, offset } = page(req.query);
     const rows = await withDb(() => deps().db.any(sql.type(site)`SELECT ${COLUMNS} FROM sites WHERE org_id = ${req.params.orgId} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
-    return { items: await Promise.all(rows.map(withStatus)), limit, offset };
+    return { items: await withStatus([...rows]), limit, offset };
   });
 
   r.post('/api/v1/orgs/:orgId/sites', {
@@ -40,7 +43,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   r.get('/api/v1/orgs/:orgId/sites/:siteId', { schema: { tags: ['sites'], params: Params }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
     const row = await withDb(() => deps().db.maybeOne(sql.type(site)`SELECT ${COLUMNS} FROM sites WHERE id = ${req.params.siteId} AND org_id = ${req.params.orgId}`));
     if (!row) throw notFound('site');
-    return withStatus(row);
+    return (await withStatus([row]))[0];
   });
 
   r.patch('/api/v1/orgs/:orgId/sites/:siteId', {

@@ -48,7 +48,9 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     preHandler: serverAdmin(),
   }, async (req) => {
     const b = req.body;
-    return write(deps(), req, { kind: 'user', id: req.params.userId, orgId: null, action: 'updated' }, async (tx) => {
+    const d = deps();
+    let revoked: Buffer[] = [];
+    const updated = await write(d, req, { kind: 'user', id: req.params.userId, orgId: null, action: 'updated' }, async (tx) => {
       const row = await tx.maybeOne(sql.type(user)`
         UPDATE users SET
           display_name = COALESCE(${b.displayName ?? null}, display_name),
@@ -57,9 +59,15 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
           version = version + 1, updated_at = now()
         WHERE id = ${req.params.userId} AND version = ${b.version} RETURNING ${COLUMNS}`);
       if (!row) throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`SELECT version FROM users WHERE id = ${req.params.userId}`), 'user');
-      if (b.disabled) await tx.query(sql.unsafe`UPDATE sessions SET revoked_at = now() WHERE user_id = ${row.id} AND revoked_at IS NULL`);
+      if (b.disabled) {
+        revoked = [...(await tx.anyFirst(sql.type(z.object({ token_hash: z.instanceof(Buffer) }))`
+          UPDATE sessions SET revoked_at = now() WHERE user_id = ${row.id} AND revoked_at IS NULL RETURNING token_hash`))];
+      }
       return row;
     });
+    // A disabled user's sessions end on every node now, not when their cache entries expire.
+    if (revoked.length) await d.valkey.call((c) => c.del(...revoked.map((h) => d.valkey.keys.session(h.toString('hex')))));
+    return updated;
   });
 
   r.delete('/api/v1/users/:userId', { schema: { tags: ['users'], params: Params }, preHandler: serverAdmin() }, async (req, reply) => {
