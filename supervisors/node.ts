@@ -122,7 +122,15 @@ export class ClusterNode {
       nodeId: config.nodeId,
       secureCookies: false,
       sessionTtlMs: config.admin.sessionTtl,
-      nodes: () => membership.live(),
+      nodes: async () => {
+        const live = membership.live();
+        const v = this.valkey;
+        const ttls = await v.call((c) => live.reduce((p, m) => p.pttl(v.keys.lease(m.id)), c.pipeline()).exec());
+        return live.map((m, i) => {
+          const pttl = ttls?.[i]?.[1] as number | undefined;
+          return { ...m, leaseAgeMs: pttl !== undefined && pttl >= 0 ? config.lease.ttl - pttl : null };
+        });
+      },
       // A site is online where its site actor runs (placed where its connector is connected).
       siteStatus: async (siteIds) => {
         const owners = await this.#ownership!.ownersOf('site', siteIds).catch(() => new Map());

@@ -17,8 +17,8 @@ export interface ApiDeps {
   /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
   secureCookies: boolean;
   sessionTtlMs: number;
-  /** Live nodes with lease information. */
-  nodes(): Array<MemberRecord & { leaseHealthy?: boolean }>;
+  /** Live nodes with the age of their lease (time since its last renewal). */
+  nodes(): Promise<Array<MemberRecord & { leaseAgeMs: number | null }>>;
   /** Online status and owning node of sites, from the ownership registry (one round trip). */
   siteStatus(siteIds: string[]): Promise<Map<string, { online: boolean; node: string | null }>>;
 }

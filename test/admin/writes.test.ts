@@ -114,6 +114,9 @@ t.test('admin writes', async (t) => {
     const { rows } = await db.query(`SELECT action FROM audit_log WHERE org_id = $1 ORDER BY id`, [org.id]);
     await db.end();
     t.ok(rows.some((r) => r.action === 'site.created') && rows.some((r) => r.action === 'resource.updated'));
+    const nodes = await call(c.lb, 'GET', '/api/v1/nodes', { cookie });
+    t.same(nodes.body.items.map((n: { id: string }) => n.id), ['node-1', 'node-2', 'node-3']);
+    t.ok(nodes.body.items.every((n: { leaseAgeMs: number }) => n.leaseAgeMs >= 0 && n.leaseAgeMs <= 3000), 'lease ages are shown');
     const doc = await call(c.lb, 'GET', '/api/v1/openapi.json');
     t.equal(doc.status, 200);
     t.ok(doc.body.paths['/api/v1/orgs/{orgId}/sites'].post, 'routes are documented');
