@@ -161,7 +161,7 @@ export class ClusterNode {
       renewEveryMs: config.lease.renewEvery,
     });
     this.#membership = membership;
-    const ownership = new OwnershipRegistry({ valkey, db, membership, logger: this.#log });
+    const ownership = new OwnershipRegistry({ valkey, db, membership });
     this.#ownership = ownership;
     const host = (): ActorHost => this.#host!;
     const peer = new PeerLink({

@@ -3,7 +3,6 @@
 // a stale owner cannot write. Every node keeps an owner cache fed by pub/sub; a miss or a
 // failed delivery reads the key again.
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../core/log.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import { claimEpochs } from '../persistence/epochs.ts';
 import { CLAIM_OWNERS, CONFIRM_OWNERS, RELEASE_OWNERS } from '../persistence/ownership-scripts.ts';
@@ -26,16 +25,14 @@ export class OwnershipRegistry extends EventEmitter {
   readonly #valkey: Valkey;
   readonly #db: DatabasePool;
   readonly #membership: Membership;
-  readonly #log: Logger;
   readonly #cache = new Map<string, Owner | null>();
   #unsubscribe: (() => Promise<void>) | undefined;
 
-  constructor(deps: { valkey: Valkey; db: DatabasePool; membership: Membership; logger: Logger }) {
+  constructor(deps: { valkey: Valkey; db: DatabasePool; membership: Membership }) {
     super();
     this.#valkey = deps.valkey;
     this.#db = deps.db;
     this.#membership = deps.membership;
-    this.#log = deps.logger.child({ component: 'ownership' });
   }
 
   async start(): Promise<void> {

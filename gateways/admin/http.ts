@@ -7,7 +7,7 @@ import { ClusterError } from '../../core/errors.ts';
 import { audit, type AuditEntry } from '../../persistence/audit.ts';
 import { withDb, type DatabasePool } from '../../persistence/db.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
-import type { DatabaseTransactionConnection } from 'slonik';
+import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { MemberRecord } from '../../supervisors/membership.ts';
 
 export interface ApiDeps {
@@ -102,6 +102,17 @@ export async function write<T extends { id: string }>(
   }
   await deps.valkey.publish('changes', { ...change, id: change.id ?? result.id } satisfies Change).catch(() => {});
   return result;
+}
+
+/**
+ * A delete (or revoke) as one audited write: `query` removes the row and returns it; no row
+ * means it did not exist here (404).
+ */
+export async function deleteOne(deps: ApiDeps, req: FastifyRequest, change: Omit<Change, 'action'>, what: string, query: QuerySqlToken): Promise<void> {
+  await write(deps, req, { ...change, action: 'deleted' }, async (tx) => {
+    if (!(await tx.maybeOne(query))) throw notFound(what);
+    return { id: change.id };
+  });
 }
 
 export function notFound(what: string): ClusterError<'CLUSTER_ERR_API_NOT_FOUND'> {

@@ -26,7 +26,7 @@ t.test('three nodes claiming the same actor at once: exactly one wins, every tim
       await once(valkey.cmd, 'ready');
       const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: id, admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
       await membership.start();
-      const ownership = new OwnershipRegistry({ valkey, db, membership, logger });
+      const ownership = new OwnershipRegistry({ valkey, db, membership });
       await ownership.start();
       t.teardown(async () => {
         await ownership.stop();

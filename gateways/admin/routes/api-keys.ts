@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
 import { API_ACTIONS, orgAccess } from '../auth.ts';
-import { Name, OrgParams, Uuid, notFound, write, type ApiDeps } from '../http.ts';
+import { deleteOne, Name, OrgParams, Uuid, write, type ApiDeps } from '../http.ts';
 
 const key = z.object({ id: z.string(), name: z.string(), prefix: z.string(), actions: z.array(z.string()), createdAt: z.coerce.date(), lastUsedAt: z.coerce.date().nullable(), revoked: z.boolean() });
 const COLUMNS = sql.fragment`id, name, key_prefix AS prefix, actions, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at IS NOT NULL AS revoked`;
@@ -48,11 +48,8 @@ export function apiKeyRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   r.delete('/api/v1/orgs/:orgId/api-keys/:keyId', { schema: { tags: ['api keys'], summary: 'Revoke a key', params: Type.Object({ orgId: Uuid, keyId: Uuid }, { additionalProperties: false }) }, preHandler: orgAccess(deps, 'members:write') }, async (req, reply) => {
-    await write(deps(), req, { kind: 'api_key', id: req.params.keyId, orgId: req.params.orgId, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`UPDATE api_keys SET revoked_at = now() WHERE id = ${req.params.keyId} AND org_id = ${req.params.orgId} AND revoked_at IS NULL RETURNING id`);
-      if (!row) throw notFound('API key');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'api_key', id: req.params.keyId, orgId: req.params.orgId }, 'API key', sql.unsafe`
+      UPDATE api_keys SET revoked_at = now() WHERE id = ${req.params.keyId} AND org_id = ${req.params.orgId} AND revoked_at IS NULL RETURNING id`);
     return reply.code(204).send();
   });
 }

@@ -5,7 +5,7 @@ import { Type } from 'typebox';
 import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { orgAccess } from '../auth.ts';
-import { OrgParams, Page, Uuid, notFound, page, write, type ApiDeps } from '../http.ts';
+import { deleteOne, notFound, OrgParams, Page, page, Uuid, write, type ApiDeps } from '../http.ts';
 
 export const DomainName = Type.String({ maxLength: 253, pattern: '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' });
 const domain = z.object({ id: z.string(), orgId: z.string(), name: z.string(), soaSerial: z.coerce.number(), version: z.number(), createdAt: z.coerce.date() });
@@ -39,11 +39,7 @@ export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/domains/:domainId', { schema: { tags: ['domains'], summary: 'Delete a domain (refused while resources use it)', params: Params }, preHandler: orgAccess(deps, 'domains:write') }, async (req, reply) => {
     const { orgId, domainId } = req.params;
-    await write(deps(), req, { kind: 'domain', id: domainId, orgId, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM domains WHERE id = ${domainId} AND org_id = ${orgId} RETURNING id`);
-      if (!row) throw notFound('domain');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'domain', id: domainId, orgId }, 'domain', sql.unsafe`DELETE FROM domains WHERE id = ${domainId} AND org_id = ${orgId} RETURNING id`);
     return reply.code(204).send();
   });
 }

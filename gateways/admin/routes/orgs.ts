@@ -5,7 +5,7 @@ import { Type } from 'typebox';
 import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { authenticated, orgAccess, serverAdmin } from '../auth.ts';
-import { Name, OrgParams, Page, Uuid, Version, notFound, page, versionConflict, write, type ApiDeps } from '../http.ts';
+import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
 const org = z.object({ id: z.string(), slug: z.string(), name: z.string(), version: z.number(), createdAt: z.coerce.date(), updatedAt: z.coerce.date() });
@@ -58,11 +58,7 @@ export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   r.delete('/api/v1/orgs/:orgId', { schema: { tags: ['orgs'], params: OrgParams }, preHandler: serverAdmin() }, async (req, reply) => {
-    await write(deps(), req, { kind: 'org', id: req.params.orgId, orgId: null, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM orgs WHERE id = ${req.params.orgId} RETURNING id`);
-      if (!row) throw notFound('org');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'org', id: req.params.orgId, orgId: null }, 'org', sql.unsafe`DELETE FROM orgs WHERE id = ${req.params.orgId} RETURNING id`);
     return reply.code(204).send();
   });
 
@@ -90,11 +86,7 @@ export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/members/:userId', { schema: { tags: ['members'], params: MemberParams }, preHandler: orgAccess(deps, 'members:write') }, async (req, reply) => {
     const { orgId, userId } = req.params;
-    await write(deps(), req, { kind: 'member', id: userId, orgId, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ user_id: z.string() }))`DELETE FROM org_members WHERE org_id = ${orgId} AND user_id = ${userId} RETURNING user_id`);
-      if (!row) throw notFound('member');
-      return { id: userId };
-    });
+    await deleteOne(deps(), req, { kind: 'member', id: userId, orgId }, 'member', sql.unsafe`DELETE FROM org_members WHERE org_id = ${orgId} AND user_id = ${userId} RETURNING user_id`);
     return reply.code(204).send();
   });
 }

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ClusterError } from '../../../core/errors.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { orgAccess } from '../auth.ts';
-import { Name, OrgParams, Page, Uuid, Version, notFound, page, versionConflict, write, type ApiDeps } from '../http.ts';
+import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 import { DomainName } from './domains.ts';
 
 const resource = z.object({
@@ -103,11 +103,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/resources/:resourceId', { schema: { tags: ['resources'], params: Params }, preHandler: orgAccess(deps, 'resources:write') }, async (req, reply) => {
     const { orgId, resourceId } = req.params;
-    await write(deps(), req, { kind: 'resource', id: resourceId, orgId, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM resources WHERE id = ${resourceId} AND org_id = ${orgId} RETURNING id`);
-      if (!row) throw notFound('resource');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'resource', id: resourceId, orgId }, 'resource', sql.unsafe`DELETE FROM resources WHERE id = ${resourceId} AND org_id = ${orgId} RETURNING id`);
     return reply.code(204).send();
   });
 
@@ -162,12 +158,8 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/resources/:resourceId/targets/:targetId', { schema: { tags: ['targets'], params: TargetParams }, preHandler: orgAccess(deps, 'resources:write') }, async (req, reply) => {
     const { orgId, resourceId, targetId } = req.params;
-    await write(deps(), req, { kind: 'target', id: targetId, orgId, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`
-        DELETE FROM targets t USING resources r WHERE t.id = ${targetId} AND t.resource_id = ${resourceId} AND r.id = t.resource_id AND r.org_id = ${orgId} RETURNING t.id`);
-      if (!row) throw notFound('target');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'target', id: targetId, orgId }, 'target', sql.unsafe`
+      DELETE FROM targets t USING resources r WHERE t.id = ${targetId} AND t.resource_id = ${resourceId} AND r.id = t.resource_id AND r.org_id = ${orgId} RETURNING t.id`);
     return reply.code(204).send();
   });
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
 import { orgAccess } from '../auth.ts';
-import { Name, OrgParams, Page, Uuid, Version, notFound, page, versionConflict, write, type ApiDeps } from '../http.ts';
+import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const site = z.object({ id: z.string(), orgId: z.string(), name: z.string(), transport: z.string(), version: z.number(), lastSeenAt: z.coerce.date().nullable(), createdAt: z.coerce.date() });
 const COLUMNS = sql.fragment`id, org_id AS "orgId", name, transport, version, last_seen_at AS "lastSeenAt", created_at AS "createdAt"`;
@@ -74,11 +74,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/sites/:siteId', { schema: { tags: ['sites'], params: Params }, preHandler: orgAccess(deps, 'sites:write') }, async (req, reply) => {
     const { orgId, siteId } = req.params;
-    await write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM sites WHERE id = ${siteId} AND org_id = ${orgId} RETURNING id`);
-      if (!row) throw notFound('site');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'site', id: siteId, orgId }, 'site', sql.unsafe`DELETE FROM sites WHERE id = ${siteId} AND org_id = ${orgId} RETURNING id`);
     return reply.code(204).send();
   });
 }

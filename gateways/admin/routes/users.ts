@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { hashPassword } from '../../../persistence/hashing.ts';
 import { serverAdmin } from '../auth.ts';
-import { Name, Page, Uuid, Version, notFound, page, versionConflict, write, type ApiDeps } from '../http.ts';
+import { deleteOne, Name, notFound, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const user = z.object({ id: z.string(), email: z.string(), displayName: z.string(), isServerAdmin: z.boolean(), disabled: z.boolean(), version: z.number(), createdAt: z.coerce.date() });
 const COLUMNS = sql.fragment`id, email, display_name AS "displayName", is_server_admin AS "isServerAdmin", disabled_at IS NOT NULL AS disabled, version, created_at AS "createdAt"`;
@@ -71,11 +71,7 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   r.delete('/api/v1/users/:userId', { schema: { tags: ['users'], params: Params }, preHandler: serverAdmin() }, async (req, reply) => {
-    await write(deps(), req, { kind: 'user', id: req.params.userId, orgId: null, action: 'deleted' }, async (tx) => {
-      const row = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`DELETE FROM users WHERE id = ${req.params.userId} RETURNING id`);
-      if (!row) throw notFound('user');
-      return row;
-    });
+    await deleteOne(deps(), req, { kind: 'user', id: req.params.userId, orgId: null }, 'user', sql.unsafe`DELETE FROM users WHERE id = ${req.params.userId} RETURNING id`);
     return reply.code(204).send();
   });
 }
