@@ -109,7 +109,8 @@ t.test('a node frozen with SIGSTOP past its lease is replaced; after SIGCONT it 
   await waitForPlacement([other], ['hb'], 15_000);
   const replacedAfter = Date.now() - stoppedAt;
   t.comment(`replaced ${replacedAfter}ms after SIGSTOP (lease ttl 3000ms)`);
-  t.ok(replacedAfter >= 2000, 'not declared dead while its lease could still be valid');
+  // Its last renewal was at most renewEvery (1s, plus timer drift) before the freeze.
+  t.ok(replacedAfter >= 1500, 'not declared dead while its lease could still be valid');
   const [{ epoch: newEpoch, claimed_at: claimedAt }] = await sql(cluster.postgresUrl, `SELECT epoch::int, claimed_at FROM actor_epochs WHERE kind = 'probe' AND actor_id = 'hb'`);
   t.ok(newEpoch > oldEpoch, 'the new owner holds a newer epoch');
 
