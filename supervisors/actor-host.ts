@@ -173,6 +173,20 @@ export class ActorHost {
     return epoch;
   }
 
+  /** Stops a local actor and gives up its ownership (e.g. a site whose connector left). */
+  async release(kind: string, id: string): Promise<void> {
+    await this.#handoff(kind, [id]);
+  }
+
+  /** Sends to every local actor of a kind (e.g. tell local sites their config changed). */
+  broadcastLocal(kind: string, msg: unknown) {
+    for (const a of this.#d.system.list(kind)) {
+      try {
+        this.#d.system.get(kind, a.id)?.send(msg);
+      } catch {} // stopping: it will not need the news
+    }
+  }
+
   /** Delivery of a message that arrived over the peer link, for a local actor. */
   async deliverLocal(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
     if (!this.#d.membership.healthy) throw new ClusterError('CLUSTER_ERR_NODE_FENCED', 'this node is fenced', { nodeId: this.#d.membership.nodeId });

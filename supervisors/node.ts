@@ -7,6 +7,9 @@
 import type { FastifyInstance } from 'fastify';
 import { peerAdvertise, redactConfig, type ClusterConfig } from '../cluster.config.ts';
 import { probeBehavior, probeCatalog } from '../actors/probe.ts';
+import { siteBehavior } from '../actors/site.ts';
+import { ControlChannel } from '../gateways/connector/control.ts';
+import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { ActorSystem } from '../actors/runtime.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -48,6 +51,7 @@ export class ClusterNode {
   #peer: PeerLink | undefined;
   #host: ActorHost | undefined;
   #api: ApiDeps | undefined;
+  #control: ControlChannel | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -122,6 +126,10 @@ export class ClusterNode {
       nodeId: config.nodeId,
       secureCookies: false,
       sessionTtlMs: config.admin.sessionTtl,
+      connectorToken: (siteId) => {
+        const ttl = 60 * 60_000;
+        return { token: issueConnectorToken(config.clusterSecret, siteId, ttl), expiresAt: Date.now() + ttl };
+      },
       nodes: async () => {
         const live = membership.live();
         const v = this.valkey;
@@ -140,6 +148,8 @@ export class ClusterNode {
     await ensureSetupToken({ db: this.db, valkey: this.valkey, nodeId: config.nodeId }, this.#log).catch((err) =>
       this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'),
     );
+    this.#control = new ControlChannel({ secret: config.clusterSecret, host: this.#host!, logger: this.#log, accepting: () => this.state === 'running' });
+    this.#control.attach(this.#admin!.server);
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
@@ -205,6 +215,16 @@ export class ClusterNode {
       catalog: () => probeCatalog(db),
       behavior: (id, epoch) => probeBehavior({ db, nodeId: config.nodeId, onFenced: onProbeFenced }, id, epoch),
     });
+    this.#host.register({
+      kind: 'site',
+      placement: 'explicit',
+      behavior: (id, epoch) => siteBehavior({ db, nodeId: config.nodeId, seenEveryMs: 15_000 }, id, epoch),
+    });
+    // Admin writes to sites and targets reach the connectors of the sites held here.
+    await valkey.subscribe('changes', (m) => {
+      const kind = (m as { kind?: string }).kind;
+      if (kind === 'target' || kind === 'site' || kind === 'resource') this.#host?.broadcastLocal('site', { type: 'config-changed' });
+    });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
     membership.on('view', () => peer.sync(membership.live()));
@@ -245,7 +265,8 @@ export class ClusterNode {
     this.#log.info({ reason }, 'node draining');
     this.lifecycle.to('draining');
     if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
-    // Hand actors off before leaving, so survivors take them over at once.
+    // Connectors go elsewhere first; then actors are handed off, so survivors take over at once.
+    this.#control?.close();
     if (this.#host) {
       await Promise.race([
         this.#host.handoffAll().catch((err) => this.#log.warn({ err: (err as Error).message }, 'handoff failed')),

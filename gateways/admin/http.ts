@@ -19,6 +19,8 @@ export interface ApiDeps {
   sessionTtlMs: number;
   /** Live nodes with the age of their lease (time since its last renewal). */
   nodes(): Promise<Array<MemberRecord & { leaseAgeMs: number | null }>>;
+  /** Issues a short-lived connector token for a site (signed with the cluster secret). */
+  connectorToken(siteId: string): { token: string; expiresAt: number };
   /** Online status and owning node of sites, from the ownership registry (one round trip). */
   siteStatus(siteIds: string[]): Promise<Map<string, { online: boolean; node: string | null }>>;
 }

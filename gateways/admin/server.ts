@@ -17,6 +17,7 @@ import type { ApiDeps } from './http.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { authRoutes } from './routes/auth.ts';
 import { clusterRoutes } from './routes/cluster.ts';
+import { connectorRoutes } from './routes/connector.ts';
 import { domainRoutes } from './routes/domains.ts';
 import { orgRoutes } from './routes/orgs.ts';
 import { resourceRoutes } from './routes/resources.ts';
@@ -114,6 +115,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   resourceRoutes(app, api);
   apiKeyRoutes(app, api);
   clusterRoutes(app, api);
+  connectorRoutes(app, api);
   return app;
 }
 

@@ -1,0 +1,105 @@
+// The site actor: one per site, living on the node that holds its connector's control
+// connection (claimed there, newest connection wins). It owns the session, pushes the site's
+// targets to the connector, keeps the targets' reported health, and records when the site
+// was last seen (a fenced write, batched). Online status cluster-wide is its ownership entry.
+import { z } from 'zod';
+import { sql, type DatabasePool } from '../persistence/db.ts';
+import { fencedWrite } from '../persistence/epochs.ts';
+import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type NodeMessage } from '../gateways/connector/protocol.ts';
+import type { Behavior } from './runtime.ts';
+
+/** The node's end of one connector control connection. */
+export interface ControlSession {
+  readonly id: string;
+  send(msg: NodeMessage): void;
+  close(code: number, reason: string): void;
+}
+
+export type SiteMsg =
+  | { type: 'attach'; session: ControlSession }
+  | { type: 'detach'; sessionId: string }
+  | { type: 'health'; targets: Array<{ id: string; healthy: boolean }> }
+  | { type: 'config-changed' }
+  | { type: 'seen' }
+  | { type: 'status' };
+
+export interface SiteState {
+  session: ControlSession | undefined;
+  connectedSince: number | undefined;
+  targets: ConnectorTarget[];
+  health: Map<string, boolean>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface SiteDeps {
+  db: DatabasePool;
+  nodeId: string;
+  /** How often last-seen is written while connected. */
+  seenEveryMs: number;
+}
+
+const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });
+
+async function loadTargets(db: DatabasePool, siteId: string): Promise<ConnectorTarget[]> {
+  return [...(await db.any(sql.type(targetRow)`
+    SELECT id, host, port, scheme, enabled, health_check AS "healthCheck" FROM targets WHERE site_id = ${siteId} ORDER BY id`))];
+}
+
+export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Behavior<SiteState, SiteMsg> {
+  const fence = { kind: 'site', id: siteId, epoch };
+  const pushConfig = (s: SiteState) => s.session?.send({ v: PROTOCOL_VERSION, type: 'config', targets: s.targets });
+  const markSeen = () =>
+    fencedWrite(deps.db, fence, (tx) => tx.query(sql.unsafe`UPDATE sites SET last_seen_at = now() WHERE id = ${siteId}`));
+  return {
+    async init(ctx) {
+      const targets = await loadTargets(deps.db, siteId);
+      const timer = setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
+      return { session: undefined, connectedSince: undefined, targets, health: new Map(), timer };
+    },
+    async receive(state, msg, ctx) {
+      switch (msg.type) {
+        case 'attach': {
+          if (state.session && state.session.id !== msg.session.id) state.session.close(CLOSE.superseded.code, CLOSE.superseded.reason);
+          const next = { ...state, session: msg.session, connectedSince: Date.now() };
+          msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch });
+          pushConfig(next);
+          await markSeen();
+          return next;
+        }
+        case 'detach': {
+          const current = state.session?.id === msg.sessionId;
+          ctx.reply(current);
+          return current ? { ...state, session: undefined, connectedSince: undefined } : state;
+        }
+        case 'health': {
+          const known = new Set(state.targets.map((t) => t.id));
+          const health = new Map(state.health);
+          for (const t of msg.targets) if (known.has(t.id)) health.set(t.id, t.healthy); // ignore targets not ours
+          return { ...state, health };
+        }
+        case 'config-changed': {
+          const next = { ...state, targets: await loadTargets(deps.db, siteId) };
+          pushConfig(next);
+          return next;
+        }
+        case 'seen':
+          if (state.session) await markSeen();
+          return state;
+        case 'status':
+          ctx.reply({
+            node: deps.nodeId,
+            epoch,
+            connectedSince: state.connectedSince ?? null,
+            targets: state.targets.map((t) => ({ id: t.id, healthy: state.health.get(t.id) ?? null })),
+          });
+          return state;
+      }
+    },
+    stopped(state) {
+      if (state?.timer) clearInterval(state.timer);
+      // Stopped because another node took the site, or this node is leaving: the connector
+      // reconnects (to the newest owner, or any other node).
+      state?.session?.close(CLOSE.superseded.code, CLOSE.superseded.reason);
+    },
+  };
+}

@@ -1,0 +1,161 @@
+// The site connector: dials out to the cluster, so nothing on the site is exposed. It
+// exchanges its site id and secret for a token, holds the control WebSocket, answers pings,
+// keeps the targets the cluster configured for its site, and reconnects with jittered
+// exponential backoff (first retry within 250 ms), rotating through the endpoints it knows.
+import { EventEmitter } from 'node:events';
+import { WebSocket } from 'ws';
+import type { Logger } from '../core/log.ts';
+import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget } from '../gateways/connector/protocol.ts';
+
+export interface ConnectorOptions {
+  /** Base URLs of nodes or of the load balancer, e.g. https://cluster.example.com */
+  endpoints: string[];
+  siteId: string;
+  secret: string;
+  logger: Logger;
+  version?: string;
+}
+
+export type ConnectorState = 'connecting' | 'connected' | 'backoff' | 'stopped';
+
+export class Connector extends EventEmitter {
+  readonly #o: ConnectorOptions;
+  readonly #log: Logger;
+  #state: ConnectorState = 'connecting';
+  #ws: WebSocket | undefined;
+  #attempt = 0;
+  #next = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #token: { value: string; endpoint: string; expiresAt: number } | undefined;
+  /** Targets the cluster allows this connector to reach; nothing else is ever dialled. */
+  targets: ConnectorTarget[] = [];
+  node: string | undefined;
+
+  constructor(o: ConnectorOptions) {
+    super();
+    if (o.endpoints.length === 0) throw new Error('connector needs at least one endpoint');
+    this.#o = o;
+    this.#log = o.logger.child({ component: 'connector', siteId: o.siteId });
+  }
+
+  get state(): ConnectorState {
+    return this.#state;
+  }
+
+  start() {
+    void this.#connect();
+  }
+
+  async #fetchToken(endpoint: string): Promise<string> {
+    if (this.#token && this.#token.endpoint === endpoint && this.#token.expiresAt - Date.now() > 60_000) return this.#token.value;
+    const res = await fetch(new URL('/api/v1/connector/token', endpoint), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ siteId: this.#o.siteId, secret: this.#o.secret }),
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = (await res.json().catch(() => ({}))) as { token?: string; expiresAt?: number; code?: string };
+    if (res.status !== 200 || !body.token) throw Object.assign(new Error(`token refused: HTTP ${res.status} ${body.code ?? ''}`), { status: res.status, code: body.code });
+    this.#token = { value: body.token, endpoint, expiresAt: body.expiresAt ?? Date.now() };
+    return body.token;
+  }
+
+  async #connect() {
+    if (this.#state === 'stopped') return;
+    this.#state = 'connecting';
+    const endpoint = this.#o.endpoints[this.#next % this.#o.endpoints.length]!;
+    this.#next++;
+    let token: string;
+    try {
+      token = await this.#fetchToken(endpoint);
+    } catch (err) {
+      this.#log.warn({ endpoint, err: (err as Error).message }, 'could not get a token');
+      this.emit('refused', err);
+      return this.#retry();
+    }
+    const url = new URL('/api/v1/ws', endpoint);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024 });
+    this.#ws = ws;
+    ws.on('open', () => this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] }));
+    ws.on('message', (data) => this.#onMessage(data.toString()));
+    ws.on('unexpected-response', (_req, res) => {
+      if (res.statusCode === 401) this.#token = undefined; // expired or revoked: get a new one
+      ws.terminate();
+    });
+    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'control connection error'));
+    ws.on('close', (code, reason) => {
+      if (this.#ws !== ws) return;
+      this.#ws = undefined;
+      const wasConnected = this.#state === 'connected';
+      this.emit('disconnected', { code, reason: reason.toString() });
+      if (wasConnected) this.#log.warn({ code, reason: reason.toString(), node: this.node }, 'control connection closed; reconnecting');
+      if (code === CLOSE.unauthenticated.code) this.#token = undefined;
+      this.#retry();
+    });
+  }
+
+  #onMessage(text: string) {
+    let msg: NodeMessage;
+    try {
+      msg = NodeMessage.parse(JSON.parse(text));
+    } catch {
+      this.#log.warn('malformed message from the cluster; reconnecting');
+      this.#ws?.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+      return;
+    }
+    switch (msg.type) {
+      case 'registered':
+        this.#state = 'connected';
+        this.#attempt = 0;
+        this.node = msg.node;
+        this.#log.info({ node: msg.node, epoch: msg.epoch }, 'connected');
+        this.emit('connected', { node: msg.node });
+        break;
+      case 'config':
+        this.targets = msg.targets;
+        this.emit('config', msg.targets);
+        break;
+      case 'ping':
+        this.#send({ v: PROTOCOL_VERSION, type: 'pong', at: msg.at });
+        break;
+      case 'disconnect':
+        this.#ws?.close(1000, msg.reason);
+        break;
+    }
+  }
+
+  #send(msg: ConnectorMessage) {
+    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(JSON.stringify(msg));
+  }
+
+  /** Reports target health to the cluster. */
+  reportHealth(targets: Array<{ id: string; healthy: boolean }>) {
+    this.#send({ v: PROTOCOL_VERSION, type: 'health', targets });
+  }
+
+  /** Jittered exponential backoff; the first retry comes within 250 ms. */
+  #retry() {
+    if (this.#state === 'stopped') return;
+    this.#state = 'backoff';
+    const cap = this.#attempt === 0 ? 250 : Math.min(10_000, 250 * 2 ** this.#attempt);
+    const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
+    this.#attempt++;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#connect(), delay);
+  }
+
+  /** Says goodbye and stops (SIGTERM). */
+  async stop(): Promise<void> {
+    this.#state = 'stopped';
+    clearTimeout(this.#timer);
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#send({ v: PROTOCOL_VERSION, type: 'disconnect', reason: 'connector stopping' });
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.close(1000, 'bye');
+      setTimeout(() => (ws.terminate(), resolve()), 2000).unref();
+    });
+  }
+}

@@ -1,0 +1,33 @@
+// `cluster-connector`: run a site connector.
+//   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET
+// or CLUSTER_CONNECTOR_ENDPOINTS (comma-separated), CLUSTER_CONNECTOR_ID,
+// CLUSTER_CONNECTOR_SECRET. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+import { parseArgs } from 'node:util';
+import { createLogger } from '../core/log.ts';
+import { Connector } from './connector.ts';
+
+const { values } = parseArgs({
+  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' } },
+});
+const env = process.env;
+const endpoints = values.endpoint ?? (env.CLUSTER_CONNECTOR_ENDPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const siteId = values.id ?? env.CLUSTER_CONNECTOR_ID;
+const secret = values.secret ?? env.CLUSTER_CONNECTOR_SECRET;
+if (endpoints.length === 0 || !siteId || !secret) {
+  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET\n');
+  process.exit(2);
+}
+for (const e of endpoints) {
+  try {
+    if (!/^https?:$/.test(new URL(e).protocol)) throw new Error();
+  } catch {
+    process.stderr.write(`invalid endpoint ${JSON.stringify(e)}: expected an http:// or https:// URL\n`);
+    process.exit(2);
+  }
+}
+const logger = createLogger({ level: values['log-level'] ?? env.CLUSTER_CONNECTOR_LOG_LEVEL ?? 'info', base: { site: siteId } });
+const connector = new Connector({ endpoints, siteId, secret, logger });
+connector.start();
+const stop = () => void connector.stop().then(() => process.exit(0));
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);

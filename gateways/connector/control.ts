@@ -1,0 +1,117 @@
+// The connector control channel: WebSocket upgrades on the admin listener at /api/v1/ws.
+// A connector authenticates with its token, registers, and from then on this node holds
+// its site actor (claimed here: newest connection wins). Messages are validated; anything
+// malformed or oversized closes the connection with a coded reason and changes nothing.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Logger } from '../../core/log.ts';
+import type { Secret } from '../../core/secret.ts';
+import type { ControlSession } from '../../actors/site.ts';
+import type { ActorHost } from '../../supervisors/actor-host.ts';
+import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type NodeMessage } from './protocol.ts';
+import { verifyConnectorToken } from './token.ts';
+
+export const CONTROL_PATH = '/api/v1/ws';
+
+export interface ControlChannelDeps {
+  secret: Secret;
+  host: ActorHost;
+  logger: Logger;
+  /** False while the node is starting or draining: connectors should go elsewhere. */
+  accepting: () => boolean;
+  pingEveryMs?: number;
+  registerTimeoutMs?: number;
+}
+
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' };
+
+function refuse(socket: Duplex, status: 401 | 404 | 503, code: string) {
+  const body = JSON.stringify({ code });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+export class ControlChannel {
+  readonly #d: ControlChannelDeps;
+  readonly #log: Logger;
+  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_MESSAGE });
+
+  constructor(deps: ControlChannelDeps) {
+    this.#d = deps;
+    this.#log = deps.logger.child({ component: 'connector-control' });
+  }
+
+  attach(server: Server) {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if ((req.url ?? '').split('?')[0] !== CONTROL_PATH) return refuse(socket, 404, 'CLUSTER_ERR_API_NOT_FOUND');
+      const auth = req.headers.authorization;
+      const siteId = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7)) : undefined;
+      if (!siteId) return refuse(socket, 401, CLOSE.unauthenticated.reason);
+      if (!this.#d.accepting()) return refuse(socket, 503, CLOSE.draining.reason);
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, siteId));
+    });
+  }
+
+  #serve(ws: WebSocket, siteId: string) {
+    const log = this.#log.child({ siteId });
+    const session: ControlSession = {
+      id: randomUUID(),
+      send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg)),
+      close: (code, reason) => ws.close(code, reason),
+    };
+    let registered = false;
+    let alive = true;
+    const registerTimer = setTimeout(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), this.#d.registerTimeoutMs ?? 5000);
+    const ping = setInterval(() => {
+      if (!alive) return ws.terminate(); // no pong since the last ping
+      alive = false;
+      session.send({ v: PROTOCOL_VERSION, type: 'ping', at: Date.now() });
+    }, this.#d.pingEveryMs ?? 10_000);
+    ws.on('error', () => {});
+    ws.on('message', async (data, isBinary) => {
+      let msg: ConnectorMessage;
+      try {
+        if (isBinary) throw new Error('binary');
+        msg = ConnectorMessage.parse(JSON.parse(data.toString()));
+      } catch {
+        log.warn('malformed control message; closing');
+        ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+        return;
+      }
+      alive = true;
+      try {
+        if (msg.type === 'register') {
+          if (registered) return;
+          registered = true;
+          clearTimeout(registerTimer);
+          await this.#d.host.claimHere('site', siteId);
+          await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session }, 5000);
+          log.info({ connectorVersion: msg.connectorVersion }, 'connector registered');
+        } else if (!registered) {
+          ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+        } else if (msg.type === 'health') {
+          await this.#d.host.deliverLocal('site', siteId, { type: 'health', targets: msg.targets }, 5000);
+        } else if (msg.type === 'disconnect') {
+          ws.close(1000, 'bye');
+        }
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'control message failed; closing so the connector retries');
+        ws.close(CLOSE.draining.code, CLOSE.draining.reason);
+      }
+    });
+    ws.on('close', async () => {
+      clearTimeout(registerTimer);
+      clearInterval(ping);
+      if (!registered) return;
+      // Offline only if this was the site's current session (not one a newer one replaced).
+      const current = await this.#d.host.deliverLocal('site', siteId, { type: 'detach', sessionId: session.id }, 5000).catch(() => false);
+      if (current) await this.#d.host.release('site', siteId).catch((err) => log.warn({ err: (err as Error).message }, 'release failed'));
+      log.info({ wasCurrent: Boolean(current) }, 'connector disconnected');
+    });
+  }
+
+  close() {
+    for (const ws of this.#wss.clients) ws.close(CLOSE.draining.code, CLOSE.draining.reason);
+  }
+}

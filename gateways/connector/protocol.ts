@@ -1,0 +1,45 @@
+// The connector control protocol: typed, versioned JSON messages over the WebSocket at
+// /api/v1/ws, validated on both sides. Anything that does not parse closes the connection
+// with a coded reason and changes nothing.
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+/** Largest control message accepted (bytes); bigger ones close the connection. */
+export const MAX_CONTROL_MESSAGE = 64 * 1024;
+
+/** WebSocket close codes used by the control channel (4000-4999 are application codes). */
+export const CLOSE = {
+  badMessage: { code: 4400, reason: 'CLUSTER_ERR_CONNECTOR_BAD_MESSAGE' },
+  tooLarge: { code: 1009, reason: 'CLUSTER_ERR_CONNECTOR_MESSAGE_TOO_LARGE' },
+  unauthenticated: { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' },
+  superseded: { code: 4409, reason: 'CLUSTER_ERR_CONNECTOR_SUPERSEDED' },
+  draining: { code: 4503, reason: 'CLUSTER_ERR_NODE_DRAINING' },
+} as const;
+
+const Target = z.object({
+  id: z.string().uuid(),
+  host: z.string().min(1).max(253),
+  port: z.number().int().min(1).max(65535),
+  scheme: z.enum(['http', 'https', 'tcp', 'udp']),
+  enabled: z.boolean(),
+  healthCheck: z.record(z.unknown()),
+});
+export type ConnectorTarget = z.infer<typeof Target>;
+
+/** Connector -> node. */
+export const ConnectorMessage = z.discriminatedUnion('type', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('register'), connectorVersion: z.string().max(50), transports: z.array(z.enum(['websocket', 'wireguard'])).max(4) }).strict(),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('pong'), at: z.number() }).strict(),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('health'), targets: z.array(z.object({ id: z.string().uuid(), healthy: z.boolean() }).strict()).max(1000) }).strict(),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string().max(200) }).strict(),
+]);
+export type ConnectorMessage = z.infer<typeof ConnectorMessage>;
+
+/** Node -> connector. */
+export const NodeMessage = z.discriminatedUnion('type', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('registered'), siteId: z.string(), node: z.string(), epoch: z.number() }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('config'), targets: z.array(Target) }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('ping'), at: z.number() }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string() }),
+]);
+export type NodeMessage = z.infer<typeof NodeMessage>;
