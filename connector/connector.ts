@@ -5,6 +5,8 @@
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import type { Logger } from '../core/log.ts';
+import { frameDuplex, type FrameDuplex } from '../gateways/connector/ws-duplex.ts';
+import { createDataPlaneServer } from './data-plane.ts';
 import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget } from '../gateways/connector/protocol.ts';
 
 export interface ConnectorOptions {
@@ -27,6 +29,8 @@ export class Connector extends EventEmitter {
   #next = 0;
   #timer: NodeJS.Timeout | undefined;
   #token: { value: string; endpoint: string; expiresAt: number } | undefined;
+  #data: FrameDuplex | undefined;
+  readonly #dataServer;
   /** Targets the cluster allows this connector to reach; nothing else is ever dialled. */
   targets: ConnectorTarget[] = [];
   node: string | undefined;
@@ -36,6 +40,7 @@ export class Connector extends EventEmitter {
     if (o.endpoints.length === 0) throw new Error('connector needs at least one endpoint');
     this.#o = o;
     this.#log = o.logger.child({ component: 'connector', siteId: o.siteId });
+    this.#dataServer = createDataPlaneServer(() => this.targets, this.#log);
   }
 
   get state(): ConnectorState {
@@ -77,8 +82,18 @@ export class Connector extends EventEmitter {
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024 });
     this.#ws = ws;
-    ws.on('open', () => this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] }));
-    ws.on('message', (data) => this.#onMessage(data.toString()));
+    ws.on('open', () => {
+      // The node opens HTTP/2 streams to us over this connection's binary frames; its
+      // preface may arrive before the 'registered' reply, so the data plane starts now.
+      this.#data?.end();
+      this.#data = frameDuplex(ws);
+      this.#dataServer.emit('connection', this.#data.duplex);
+      this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
+    });
+    ws.on('message', (frame: Buffer, isBinary) => {
+      if (isBinary) this.#data?.feed(frame);
+      else this.#onMessage(frame.toString());
+    });
     ws.on('unexpected-response', (_req, res) => {
       if (res.statusCode === 401) this.#token = undefined; // expired or revoked: get a new one
       ws.terminate();
@@ -87,6 +102,8 @@ export class Connector extends EventEmitter {
     ws.on('close', (code, reason) => {
       if (this.#ws !== ws) return;
       this.#ws = undefined;
+      this.#data?.end();
+      this.#data = undefined;
       const wasConnected = this.#state === 'connected';
       this.emit('disconnected', { code, reason: reason.toString() });
       if (wasConnected) this.#log.warn({ code, reason: reason.toString(), node: this.node }, 'control connection closed; reconnecting');

@@ -10,6 +10,10 @@ import { probeBehavior, probeCatalog } from '../actors/probe.ts';
 import { siteBehavior } from '../actors/site.ts';
 import { ControlChannel } from '../gateways/connector/control.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
+import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
+import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
+import { RouteTable } from '../gateways/ingress/routes.ts';
+import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { ActorSystem } from '../actors/runtime.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -52,6 +56,9 @@ export class ClusterNode {
   #host: ActorHost | undefined;
   #api: ApiDeps | undefined;
   #control: ControlChannel | undefined;
+  readonly #tunnels = new TunnelRegistry();
+  #routes: RouteTable | undefined;
+  #tcpIngress: TcpIngress | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -148,8 +155,9 @@ export class ClusterNode {
     await ensureSetupToken({ db: this.db, valkey: this.valkey, nodeId: config.nodeId }, this.#log).catch((err) =>
       this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'),
     );
-    this.#control = new ControlChannel({ secret: config.clusterSecret, host: this.#host!, logger: this.#log, accepting: () => this.state === 'running' });
+    this.#control = new ControlChannel({ secret: config.clusterSecret, host: this.#host!, tunnels: this.#tunnels, logger: this.#log, accepting: () => this.state === 'running' });
     this.#control.attach(this.#admin!.server);
+    await this.#startIngress();
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
@@ -190,6 +198,10 @@ export class ClusterNode {
           actors: this.#system.list(),
         }),
         linkDown: (node) => void membership.suspect(node),
+        forward: (stream, resourceId, targetId) => {
+          if (!this.#routes) return stream.destroy();
+          acceptForwarded(stream, resourceId, targetId, { routes: this.#routes, tunnels: this.#tunnels, logger: this.#log });
+        },
       },
     });
     this.#peer = peer;
@@ -233,6 +245,31 @@ export class ClusterNode {
     this.#host.start();
   }
 
+  /** Routes and the TCP ingress (HTTP/TLS and UDP ingress are not built yet). */
+  async #startIngress(): Promise<void> {
+    const routes = new RouteTable({ db: this.db, valkey: this.valkey, logger: this.#log });
+    this.#routes = routes;
+    const membership = this.#membership!;
+    const ownership = this.#ownership!;
+    const peer = this.#peer!;
+    this.#tcpIngress = new TcpIngress({
+      routes,
+      tunnels: this.#tunnels,
+      bindHost: this.config.ingress.https.host,
+      logger: this.#log,
+      placement: {
+        siteNodes: async (ids) => new Map([...(await ownership.ownersOf('site', ids))].map(([id, o]) => [id, o.node])),
+        forward: (node, resourceId, targetId, header) => {
+          const member = membership.member(node);
+          if (!member) return Promise.reject(new Error(`node ${node} is not live`));
+          return peer.openForward(member.peer, resourceId, targetId, header);
+        },
+      },
+    });
+    await routes.start();
+    this.#tcpIngress.sync();
+  }
+
   /** The actor host (routing, claims); available once the node runs. */
   get actors(): ActorHost {
     if (!this.#host) throw new ClusterError('CLUSTER_ERR_NODE_NOT_READY', 'actor host not started', { state: this.state });
@@ -267,6 +304,8 @@ export class ClusterNode {
     if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
     // Connectors go elsewhere first; then actors are handed off, so survivors take over at once.
     this.#control?.close();
+    this.#tcpIngress?.close();
+    this.#routes?.stop();
     if (this.#host) {
       await Promise.race([
         this.#host.handoffAll().catch((err) => this.#log.warn({ err: (err as Error).message }, 'handoff failed')),

@@ -3,6 +3,7 @@
 // its site actor (claimed here: newest connection wins). Messages are validated; anything
 // malformed or oversized closes the connection with a coded reason and changes nothing.
 import { randomUUID } from 'node:crypto';
+import http2 from 'node:http2';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -12,12 +13,15 @@ import type { ControlSession } from '../../actors/site.ts';
 import type { ActorHost } from '../../supervisors/actor-host.ts';
 import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type NodeMessage } from './protocol.ts';
 import { verifyConnectorToken } from './token.ts';
+import type { TunnelRegistry } from './tunnels.ts';
+import { frameDuplex, type FrameDuplex } from './ws-duplex.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
 
 export interface ControlChannelDeps {
   secret: Secret;
   host: ActorHost;
+  tunnels: TunnelRegistry;
   logger: Logger;
   /** False while the node is starting or draining: connectors should go elsewhere. */
   accepting: () => boolean;
@@ -62,6 +66,7 @@ export class ControlChannel {
     };
     let registered = false;
     let alive = true;
+    let data: FrameDuplex | undefined;
     const registerTimer = setTimeout(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), this.#d.registerTimeoutMs ?? 5000);
     const ping = setInterval(() => {
       if (!alive) return ws.terminate(); // no pong since the last ping
@@ -69,11 +74,16 @@ export class ControlChannel {
       session.send({ v: PROTOCOL_VERSION, type: 'ping', at: Date.now() });
     }, this.#d.pingEveryMs ?? 10_000);
     ws.on('error', () => {});
-    ws.on('message', async (data, isBinary) => {
+    ws.on('message', async (frame: Buffer, isBinary) => {
+      if (isBinary) {
+        // Binary frames carry the HTTP/2 data plane, once registered.
+        if (data) return data.feed(frame);
+        ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+        return;
+      }
       let msg: ConnectorMessage;
       try {
-        if (isBinary) throw new Error('binary');
-        msg = ConnectorMessage.parse(JSON.parse(data.toString()));
+        msg = ConnectorMessage.parse(JSON.parse(frame.toString()));
       } catch {
         log.warn('malformed control message; closing');
         ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
@@ -86,6 +96,11 @@ export class ControlChannel {
           registered = true;
           clearTimeout(registerTimer);
           await this.#d.host.claimHere('site', siteId);
+          data = frameDuplex(ws);
+          const duplex = data.duplex;
+          const h2 = http2.connect('http://connector.invalid', { createConnection: () => duplex as never });
+          h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
+          this.#d.tunnels.set(siteId, session.id, h2);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session }, 5000);
           log.info({ connectorVersion: msg.connectorVersion }, 'connector registered');
         } else if (!registered) {
@@ -103,6 +118,8 @@ export class ControlChannel {
     ws.on('close', async () => {
       clearTimeout(registerTimer);
       clearInterval(ping);
+      data?.end();
+      this.#d.tunnels.delete(siteId, session.id);
       if (!registered) return;
       // Offline only if this was the site's current session (not one a newer one replaced).
       const current = await this.#d.host.deliverLocal('site', siteId, { type: 'detach', sessionId: session.id }, 5000).catch(() => false);

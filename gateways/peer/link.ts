@@ -4,7 +4,7 @@
 // tests inspect a node's actors and send a message into the cluster.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
 import { ClusterError, isClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
@@ -21,6 +21,8 @@ export interface PeerHandlers {
   inspect(): unknown;
   /** A link to `node` closed. */
   linkDown(node: string): void;
+  /** A forwarded client connection for a resource's target (PROXY v2 header first). */
+  forward(stream: Duplex, resourceId: string, targetId: string): void;
 }
 
 interface Pending {
@@ -113,6 +115,11 @@ export class PeerLink {
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     const who = verifyAuth(this.#secret, req.headers);
+    const forward = /^\/peer\/v1\/forward\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/.exec(req.url ?? '');
+    if (forward && !('refused' in who) && !this.#closing) {
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#handlers.forward(createWebSocketStream(ws), forward[1]!, forward[2]!));
+      return;
+    }
     if (req.url !== PEER_PATH || 'refused' in who || this.#closing) {
       this.#log.warn({ reason: 'refused' in who ? who.refused : 'bad path or closing', from: req.socket.remoteAddress }, 'peer link refused');
       socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -192,6 +199,19 @@ export class PeerLink {
       });
       this.#out.set(id, { address: m.peer, incarnation: m.incarnation, link });
     }
+  }
+
+  /** Opens a byte stream to another node's peer port for a forwarded client connection. */
+  openForward(address: string, resourceId: string, targetId: string, header: Buffer): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${address}${PEER_PATH}/forward/${resourceId}/${targetId}`, { headers: authHeaders(this.#secret, this.#self()), maxPayload: MAX_PAYLOAD * 16, handshakeTimeout: 2000 });
+      ws.once('open', () => {
+        const stream = createWebSocketStream(ws);
+        stream.write(header);
+        resolve(stream);
+      });
+      ws.once('error', reject);
+    });
   }
 
   /** Asks an actor on another node over its link. */

@@ -17,7 +17,8 @@ interface Tap {
   teardown(fn: () => unknown): void;
 }
 
-export async function startCluster(t: Tap, count: number, config: Record<string, any> = {}): Promise<TestCluster> {
+/** `perNode` adds config for the i-th node (e.g. its own loopback address for ingress). */
+export async function startCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode: (i: number) => Record<string, any> = () => ({})): Promise<TestCluster> {
   const postgresUrl = await freshDatabase(t);
   const { clusterName, valkeyUrl } = await freshClusterName(t);
   const cluster: TestCluster = {
@@ -26,7 +27,8 @@ export async function startCluster(t: Tap, count: number, config: Record<string,
     clusterName,
     nodes: [],
     async start(nodeId: string) {
-      const node = await startTestNode(t, { postgresUrl, valkeyUrl, clusterName, nodeId, config });
+      const i = Number(nodeId.replace(/\D/g, '')) - 1;
+      const node = await startTestNode(t, { postgresUrl, valkeyUrl, clusterName, nodeId, config: { ...config, ...perNode(i) } });
       cluster.nodes.push(node);
       return node;
     },

@@ -1,0 +1,49 @@
+// The connector's end of the data plane: an HTTP/2 server over the binary frames of the
+// control WebSocket. Each CONNECT stream names a target id; the connector dials it only if
+// that target is in the configuration the cluster pushed for this site (and its address
+// matches), so a node can never use a connector to reach anything else.
+import http2 from 'node:http2';
+import { connect } from 'node:net';
+import type { ConnectorTarget } from '../gateways/connector/protocol.ts';
+import { PROTOCOL_HEADER, TARGET_HEADER } from '../gateways/connector/tunnels.ts';
+import type { Logger } from '../core/log.ts';
+
+/** The configured, enabled target a stream may reach, or undefined. */
+export function allowedTarget(targets: ConnectorTarget[], headers: http2.IncomingHttpHeaders): ConnectorTarget | undefined {
+  const id = headers[TARGET_HEADER];
+  const t = targets.find((x) => x.id === id);
+  if (!t || !t.enabled || headers[':method'] !== 'CONNECT') return undefined;
+  if (headers[':authority'] !== `${t.host}:${t.port}`) return undefined;
+  const protocol = headers[PROTOCOL_HEADER] ?? 'tcp';
+  if (protocol === 'udp' ? t.scheme !== 'udp' : t.scheme === 'udp') return undefined;
+  return t;
+}
+
+export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: Logger): http2.Http2Server {
+  const log = logger.child({ component: 'data-plane' });
+  const server = http2.createServer({ settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  server.on('sessionError', (err) => log.debug({ err: err.message }, 'tunnel session error'));
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers) => {
+    stream.on('error', () => {});
+    const target = allowedTarget(targets(), headers);
+    if (!target) {
+      log.warn({ target: headers[TARGET_HEADER], authority: headers[':authority'] }, 'refused a stream to a target not configured for this site');
+      stream.respond({ ':status': 403 }, { endStream: true });
+      return;
+    }
+    const sock = connect({ host: target.host, port: target.port });
+    sock.setNoDelay(true);
+    sock.once('connect', () => {
+      stream.respond({ ':status': 200 });
+      stream.pipe(sock);
+      sock.pipe(stream);
+    });
+    sock.once('error', (err) => {
+      if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
+      else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      log.debug({ target: target.id, err: err.message }, 'target connection failed');
+    });
+    stream.once('close', () => sock.destroy());
+  });
+  return server;
+}

@@ -1,0 +1,41 @@
+// The receiving end of a forwarded client connection: another node's ingress had no tunnel
+// for the resource's sites and sent the connection here, PROXY v2 header first.
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import type { Logger } from '../../core/log.ts';
+import type { TunnelRegistry } from '../connector/tunnels.ts';
+import { decodeProxyV2 } from './proxy-protocol.ts';
+import type { RouteTable } from './routes.ts';
+
+export function acceptForwarded(stream: Duplex, resourceId: string, targetId: string, deps: { routes: RouteTable; tunnels: TunnelRegistry; logger: Logger }) {
+  const log = deps.logger.child({ component: 'ingress-forwarded', resourceId });
+  stream.on('error', () => {});
+  let buf = Buffer.alloc(0);
+  const onData = async (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk]);
+    const parsed = decodeProxyV2(buf);
+    if ('error' in parsed) {
+      if (parsed.error === 'short header' || parsed.error === 'truncated header') {
+        if (buf.length < 536) return; // wait for the rest (a v2 header is at most 16 + 520 bytes here)
+      }
+      log.warn({ err: parsed.error }, 'forwarded connection without a valid PROXY header');
+      return stream.destroy();
+    }
+    stream.off('data', onData);
+    stream.pause();
+    const rest = buf.subarray(parsed.length);
+    const target = deps.routes.byId(resourceId)?.targets.find((t) => t.id === targetId && t.enabled);
+    try {
+      if (!target) throw new Error('no such enabled target');
+      const upstream = await deps.tunnels.open(target.siteId, target, 'tcp');
+      if (rest.length) upstream.write(rest);
+      pipeline(stream, upstream, stream, () => {});
+      stream.resume();
+      log.debug({ client: parsed.addresses?.source }, 'forwarded connection routed');
+    } catch (err) {
+      log.warn({ client: parsed.addresses?.source, err: (err as Error).message }, 'forwarded connection not routed');
+      stream.destroy();
+    }
+  };
+  stream.on('data', onData);
+}

@@ -1,0 +1,63 @@
+import { connect } from 'node:net';
+import t from 'tap';
+import { Connector } from '../../connector/connector.ts';
+import { createLogger } from '../../core/log.ts';
+import { freePort } from '../../devenv/ports.ts';
+import { call, startApiCluster } from '../harness/api.ts';
+import { sharedServices } from '../harness/services.ts';
+
+const logger = createLogger({ level: 'silent' });
+
+/** Sends `request` over TCP and returns what came back once `done` says so. */
+function exchange(host: string, port: number, request: string, done: (text: string) => boolean, ms = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host, port });
+    let text = '';
+    const timer = setTimeout(() => (sock.destroy(), reject(new Error(`no answer from ${host}:${port}; got ${JSON.stringify(text)}`))), ms);
+    sock.on('connect', () => sock.write(request));
+    sock.on('data', (d) => {
+      text += d.toString();
+      if (done(text)) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(text);
+      }
+    });
+    sock.on('error', (e) => (clearTimeout(timer), reject(e)));
+    sock.on('close', () => (clearTimeout(timer), done(text) ? resolve(text) : reject(new Error(`closed with ${JSON.stringify(text)}`))));
+  });
+}
+
+t.test('a TCP resource carries a real protocol (Valkey) through every node, forwarding where the tunnel is elsewhere', async (t) => {
+  // Each node gets its own loopback address, so all can listen on the resource's port.
+  const net = `127.${20 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
+  const c = await startApiCluster(t, 3, {}, (i) => ({ ingress: { https: `${net}.${i + 1}:443`, http: `${net}.${i + 1}:80`, publicAddresses: [`${net}.${i + 1}`] } }));
+  const cookie = c.adminCookie;
+  const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'tcp', name: 'Tcp' } })).body;
+  const site = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/sites`, { cookie, body: { name: 'datacenter' } })).body;
+  const port = await freePort();
+  const res = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources`, { cookie, body: { name: 'cache', protocol: 'tcp', proxyPort: port } })).body;
+  const valkeyPort = Number(new URL((await sharedServices()).valkeyUrl).port);
+  const target = await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: valkeyPort, scheme: 'tcp' } });
+  t.equal(target.status, 201);
+
+  const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
+  t.teardown(() => connector.stop());
+  const configured = new Promise((r) => connector.on('config', (targets: unknown[]) => targets.length && r(targets)));
+  connector.start();
+  await configured;
+
+  for (let i = 0; i < 3; i++) {
+    const host = `${net}.${i + 1}`;
+    const reply = await exchange(host, port, 'PING\r\n', (s) => s.includes('\r\n'));
+    t.equal(reply, '+PONG\r\n', `PING through node-${i + 1} (${i === 1 ? 'holds the tunnel' : 'forwards'})`);
+  }
+  // A longer exchange: several commands in one connection through a forwarding node.
+  const many = await exchange(`${net}.1`, port, 'PING\r\nECHO hello\r\nPING\r\n', (s) => s.split('\r\n').length >= 5);
+  t.equal(many, '+PONG\r\n$5\r\nhello\r\n+PONG\r\n');
+
+  // Disabling the target stops traffic; the connector also refuses what it was not configured for.
+  await call(c.lb, 'PATCH', `/api/v1/orgs/${org.id}/resources/${res.id}/targets/${target.body.id}`, { cookie, body: { version: 1, enabled: false } });
+  await new Promise((r) => setTimeout(r, 300));
+  await t.rejects(exchange(`${net}.2`, port, 'PING\r\n', (s) => s.includes('\r\n'), 2000), 'a disabled target gets no traffic');
+});

@@ -1,0 +1,54 @@
+import t from 'tap';
+import { allowedTarget } from '../../connector/data-plane.ts';
+import { decodeProxyV2, encodeProxyV2 } from '../../gateways/ingress/proxy-protocol.ts';
+import { pickWeighted } from '../../gateways/ingress/routes.ts';
+import { issueConnectorToken, verifyConnectorToken } from '../../gateways/connector/token.ts';
+import { Secret } from '../../core/secret.ts';
+
+t.test('PROXY v2 headers round-trip client addresses; malformed ones are refused', async (t) => {
+  const v4 = encodeProxyV2({ source: { address: '203.0.113.7', port: 51234 }, destination: { address: '127.0.0.1', port: 443 } });
+  t.same(decodeProxyV2(Buffer.concat([v4, Buffer.from('GET /')])), { addresses: { source: { address: '203.0.113.7', port: 51234 }, destination: { address: '127.0.0.1', port: 443 } }, length: 28 });
+  const mapped = encodeProxyV2({ source: { address: '::ffff:198.51.100.2', port: 1 }, destination: { address: '::ffff:127.0.0.1', port: 2 } });
+  t.match(decodeProxyV2(mapped), { addresses: { source: { address: '198.51.100.2' } } }, 'IPv4-mapped addresses become IPv4');
+  const v6 = encodeProxyV2({ source: { address: '2001:db8::1', port: 5 }, destination: { address: '::1', port: 6 } });
+  t.match(decodeProxyV2(v6), { addresses: { source: { address: '2001:db8:0:0:0:0:0:1', port: 5 }, destination: { address: '0:0:0:0:0:0:0:1', port: 6 } }, length: 52 });
+  t.match(decodeProxyV2(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')), { error: 'not a PROXY v2 header' });
+  t.match(decodeProxyV2(v4.subarray(0, 20)), { error: 'truncated header' });
+  t.match(decodeProxyV2(v4.subarray(0, 5)), { error: 'short header' });
+});
+
+t.test('a connector dials only targets configured for its site, at their configured address', async (t) => {
+  const targets = [
+    { id: '00000000-0000-4000-8000-000000000001', host: '10.0.0.5', port: 80, scheme: 'http' as const, enabled: true, healthCheck: {} },
+    { id: '00000000-0000-4000-8000-000000000002', host: '10.0.0.6', port: 53, scheme: 'udp' as const, enabled: true, healthCheck: {} },
+    { id: '00000000-0000-4000-8000-000000000003', host: '10.0.0.7', port: 22, scheme: 'tcp' as const, enabled: false, healthCheck: {} },
+  ];
+  const h = (id: string, authority: string, protocol = 'tcp') => ({ ':method': 'CONNECT', ':authority': authority, 'x-cluster-target': id, 'x-cluster-protocol': protocol });
+  t.equal(allowedTarget(targets, h(targets[0]!.id, '10.0.0.5:80'))?.id, targets[0]!.id);
+  t.equal(allowedTarget(targets, h(targets[0]!.id, '169.254.169.254:80')), undefined, 'a configured id with another address is refused');
+  t.equal(allowedTarget(targets, h('00000000-0000-4000-8000-00000000000f', '10.0.0.5:80')), undefined, 'an unknown target (another site\'s) is refused');
+  t.equal(allowedTarget(targets, h(targets[2]!.id, '10.0.0.7:22')), undefined, 'a disabled target is refused');
+  t.equal(allowedTarget(targets, h(targets[1]!.id, '10.0.0.6:53', 'tcp')), undefined, 'a UDP target is not dialled over TCP');
+  t.equal(allowedTarget(targets, h(targets[1]!.id, '10.0.0.6:53', 'udp'))?.id, targets[1]!.id);
+  t.equal(allowedTarget(targets, { ...h(targets[0]!.id, '10.0.0.5:80'), ':method': 'GET' }), undefined);
+});
+
+t.test('connector tokens are bound to the site and expire', async (t) => {
+  const secret = new Secret('cluster-secret-for-token-tests-0123456789');
+  const site = '11111111-2222-4333-8444-555555555555';
+  const token = issueConnectorToken(secret, site, 60_000, 1_000_000);
+  t.equal(verifyConnectorToken(secret, token, 1_000_001), site);
+  t.equal(verifyConnectorToken(secret, token, 1_060_001), undefined, 'expired');
+  t.equal(verifyConnectorToken(new Secret('another-cluster-secret-0123456789abcdef'), token, 1_000_001), undefined, 'another cluster');
+  const [body, sig] = token.split('.');
+  const forged = Buffer.from(Buffer.from(body!, 'base64url').toString().replace('1', '9')).toString('base64url');
+  t.equal(verifyConnectorToken(secret, `${forged}.${sig}`, 1_000_001), undefined, 'a changed body fails');
+});
+
+t.test('targets are chosen by weight', async (t) => {
+  const items = [{ id: 'a', weight: 1 }, { id: 'b', weight: 3 }];
+  let seq = 0;
+  const rnd = () => [0.1, 0.3, 0.6, 0.9][seq++ % 4]!;
+  t.same(Array.from({ length: 4 }, () => pickWeighted(items, rnd)!.id), ['a', 'b', 'b', 'b']);
+  t.equal(pickWeighted([]), undefined);
+});
