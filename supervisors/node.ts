@@ -14,6 +14,8 @@ import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { RouteTable } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
+import { HttpIngress } from '../gateways/ingress/http.ts';
+import { CertificateStore } from '../gateways/ingress/certs.ts';
 import { ActorSystem } from '../actors/runtime.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -59,6 +61,7 @@ export class ClusterNode {
   readonly #tunnels = new TunnelRegistry();
   #routes: RouteTable | undefined;
   #tcpIngress: TcpIngress | undefined;
+  #httpIngress: HttpIngress | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -200,7 +203,13 @@ export class ClusterNode {
         linkDown: (node) => void membership.suspect(node),
         forward: (stream, resourceId, targetId) => {
           if (!this.#routes) return stream.destroy();
-          acceptForwarded(stream, resourceId, targetId, { routes: this.#routes, tunnels: this.#tunnels, logger: this.#log });
+          const http = this.#httpIngress;
+          acceptForwarded(stream, resourceId, targetId, {
+            routes: this.#routes,
+            tunnels: this.#tunnels,
+            logger: this.#log,
+            terminateTls: (s, client) => (http ? http.terminateTls(s, client) : s.destroy()),
+          });
         },
       },
     });
@@ -245,29 +254,34 @@ export class ClusterNode {
     this.#host.start();
   }
 
-  /** Routes and the TCP ingress (HTTP/TLS and UDP ingress are not built yet). */
+  /** Routes, the HTTP(S) ingress and the TCP ingress (UDP resources are not built yet). */
   async #startIngress(): Promise<void> {
     const routes = new RouteTable({ db: this.db, valkey: this.valkey, logger: this.#log });
     this.#routes = routes;
     const membership = this.#membership!;
     const ownership = this.#ownership!;
     const peer = this.#peer!;
-    this.#tcpIngress = new TcpIngress({
+    const placement = {
+      siteNodes: async (ids: string[]) => new Map([...(await ownership.ownersOf('site', ids))].map(([id, o]) => [id, o.node])),
+      forward: (node: string, resourceId: string, targetId: string, header: Buffer) => {
+        const member = membership.member(node);
+        if (!member) return Promise.reject(new Error(`node ${node} is not live`));
+        return peer.openForward(member.peer, resourceId, targetId, header);
+      },
+    };
+    this.#tcpIngress = new TcpIngress({ routes, tunnels: this.#tunnels, bindHost: this.config.ingress.https.host, logger: this.#log, placement });
+    this.#httpIngress = new HttpIngress({
       routes,
       tunnels: this.#tunnels,
-      bindHost: this.config.ingress.https.host,
+      placement,
+      certs: new CertificateStore(),
+      http: this.config.ingress.http,
+      https: this.config.ingress.https,
       logger: this.#log,
-      placement: {
-        siteNodes: async (ids) => new Map([...(await ownership.ownersOf('site', ids))].map(([id, o]) => [id, o.node])),
-        forward: (node, resourceId, targetId, header) => {
-          const member = membership.member(node);
-          if (!member) return Promise.reject(new Error(`node ${node} is not live`));
-          return peer.openForward(member.peer, resourceId, targetId, header);
-        },
-      },
     });
     await routes.start();
     this.#tcpIngress.sync();
+    await this.#httpIngress.listen();
   }
 
   /** The actor host (routing, claims); available once the node runs. */
@@ -305,6 +319,7 @@ export class ClusterNode {
     // Connectors go elsewhere first; then actors are handed off, so survivors take over at once.
     this.#control?.close();
     this.#tcpIngress?.close();
+    await this.#httpIngress?.close();
     this.#routes?.stop();
     if (this.#host) {
       await Promise.race([

@@ -7,7 +7,16 @@ import type { TunnelRegistry } from '../connector/tunnels.ts';
 import { decodeProxyV2 } from './proxy-protocol.ts';
 import type { RouteTable } from './routes.ts';
 
-export function acceptForwarded(stream: Duplex, resourceId: string, targetId: string, deps: { routes: RouteTable; tunnels: TunnelRegistry; logger: Logger }) {
+/**
+ * `targetId` names the target to connect to through a local tunnel, or is "tls": raw TLS
+ * from a client that this node terminates (`terminateTls`).
+ */
+export function acceptForwarded(
+  stream: Duplex,
+  resourceId: string,
+  targetId: string,
+  deps: { routes: RouteTable; tunnels: TunnelRegistry; logger: Logger; terminateTls: (stream: Duplex, clientAddress: string) => void },
+) {
   const log = deps.logger.child({ component: 'ingress-forwarded', resourceId });
   stream.on('error', () => {});
   let buf = Buffer.alloc(0);
@@ -24,6 +33,12 @@ export function acceptForwarded(stream: Duplex, resourceId: string, targetId: st
     stream.off('data', onData);
     stream.pause();
     const rest = buf.subarray(parsed.length);
+    if (targetId === 'tls') {
+      if (rest.length) stream.unshift(rest);
+      deps.terminateTls(stream, parsed.addresses?.source.address ?? 'unknown');
+      stream.resume();
+      return;
+    }
     const target = deps.routes.byId(resourceId)?.targets.find((t) => t.id === targetId && t.enabled);
     try {
       if (!target) throw new Error('no such enabled target');

@@ -115,7 +115,9 @@ export class PeerLink {
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     const who = verifyAuth(this.#secret, req.headers);
-    const forward = /^\/peer\/v1\/forward\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/.exec(req.url ?? '');
+    // /peer/v1/forward/<resource>/<target id | "tls">: a client connection for a target, or
+    // raw TLS for this node to terminate.
+    const forward = /^\/peer\/v1\/forward\/([0-9a-f-]{36})\/([0-9a-f-]{36}|tls)$/.exec(req.url ?? '');
     if (forward && !('refused' in who) && !this.#closing) {
       this.#wss.handleUpgrade(req, socket, head, (ws) => this.#handlers.forward(createWebSocketStream(ws), forward[1]!, forward[2]!));
       return;

@@ -1,0 +1,225 @@
+// HTTP resources. On every node:
+//  - :443 reads the ClientHello's server name without consuming it. If one of the
+//    resource's tunnels is here, TLS is terminated here; otherwise the raw bytes go to the
+//    node holding a tunnel (PROXY v2 first), which terminates. Unknown names are closed.
+//  - :80 serves plain-HTTP resources by Host and redirects TLS resources to https.
+// The proxy speaks HTTP/1.1 to the target through the tunnel: Host kept, X-Forwarded-For/
+// -Proto/-Host set from the real client, bodies streamed both ways, Upgrade (WebSocket)
+// passed through, and coded 502/503/504 answers when the path to the target fails.
+import { createServer as createHttpServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { TLSSocket, connect as tlsConnect } from 'node:tls';
+import { ClusterError, isClusterError, type ErrorCode } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { Address } from '../../cluster.config.ts';
+import type { TunnelRegistry } from '../connector/tunnels.ts';
+import type { CertificateStore } from './certs.ts';
+import { MAX_HELLO, readClientHello } from './client-hello.ts';
+import { encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
+import type { Route, RouteTable } from './routes.ts';
+import { chooseTarget, type Placement } from './tcp.ts';
+
+type Upstream = { stream: Duplex; tls: boolean; host: string };
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
+
+export interface HttpIngressDeps {
+  routes: RouteTable;
+  tunnels: TunnelRegistry;
+  placement: Placement;
+  certs: CertificateStore;
+  http: Address;
+  https: Address;
+  logger: Logger;
+  /** Longest wait for the target's response headers. @default 60s */
+  responseTimeoutMs?: number;
+}
+
+function hostOf(req: IncomingMessage): string {
+  return (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+}
+
+function errorPage(res: ServerResponse, code: ErrorCode, message: string) {
+  if (res.headersSent) return res.destroy();
+  const status = code === 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' ? 504 : code === 'CLUSTER_ERR_INGRESS_NO_TARGET' || code === 'CLUSTER_ERR_API_NOT_FOUND' ? (code === 'CLUSTER_ERR_API_NOT_FOUND' ? 404 : 503) : 502;
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ code, message }));
+}
+
+export class HttpIngress {
+  readonly #d: HttpIngressDeps;
+  readonly #log: Logger;
+  /** Real client address of each connection (also for connections forwarded to us). */
+  readonly #clients = new WeakMap<object, string>();
+  readonly #plain: Server;
+  readonly #secure: Server;
+  #tlsListener: NetServer | undefined;
+
+  constructor(deps: HttpIngressDeps) {
+    this.#d = deps;
+    this.#log = deps.logger.child({ component: 'ingress-http' });
+    this.#plain = createHttpServer((req, res) => void this.#handle(req, res, 'http'));
+    this.#secure = createHttpServer((req, res) => void this.#handle(req, res, 'https'));
+    for (const s of [this.#plain, this.#secure]) {
+      s.on('upgrade', (req, sock, head) => void this.#upgrade(req, sock as Socket, head, s === this.#secure ? 'https' : 'http'));
+      s.on('clientError', (_err, sock) => sock.destroy());
+      s.headersTimeout = 30_000;
+      s.requestTimeout = 0; // bodies may stream for long; the target's own timeouts apply
+    }
+  }
+
+  async listen(): Promise<void> {
+    const { http, https } = this.#d;
+    await new Promise<void>((resolve, reject) => this.#plain.once('error', reject).listen(http.port, http.host, () => resolve()));
+    this.#tlsListener = createNetServer((sock) => this.#peek(sock));
+    await new Promise<void>((resolve, reject) => this.#tlsListener!.once('error', reject).listen(https.port, https.host, () => resolve()));
+  }
+
+  #clientOf(req: IncomingMessage): string {
+    return this.#clients.get(req.socket) ?? req.socket.remoteAddress ?? 'unknown';
+  }
+
+  /** Reads the ClientHello, then terminates here or forwards the raw bytes. */
+  #peek(sock: Socket) {
+    sock.on('error', () => {});
+    sock.setTimeout(10_000, () => sock.destroy());
+    let buf = Buffer.alloc(0);
+    const onData = async (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      const hello = readClientHello(buf);
+      if (hello.state === 'incomplete' && buf.length < MAX_HELLO) return;
+      sock.off('data', onData);
+      sock.pause();
+      if (hello.state !== 'done' || !hello.serverName) {
+        this.#log.debug({ from: sock.remoteAddress, reason: hello.state === 'error' ? hello.reason : 'no server name' }, 'tls connection refused');
+        return sock.destroy();
+      }
+      const route = this.#routeFor(hello.serverName);
+      if (!route) return sock.destroy();
+      const local = route.targets.some((t) => t.enabled && this.#d.tunnels.has(t.siteId));
+      const client: ProxyAddresses = { source: { address: sock.remoteAddress ?? '0.0.0.0', port: sock.remotePort ?? 0 }, destination: { address: sock.localAddress ?? '0.0.0.0', port: sock.localPort ?? 0 } };
+      if (local) {
+        sock.setTimeout(0);
+        sock.unshift(buf);
+        return this.terminateTls(sock, client.source.address);
+      }
+      try {
+        const choice = await chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
+        if (!choice || choice.node === 'local') throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no online target', { resourceId: route.resourceId });
+        const upstream = await this.#d.placement.forward(choice.node, route.resourceId, 'tls', encodeProxyV2(client));
+        upstream.write(buf);
+        sock.setTimeout(0);
+        pipeline(sock, upstream, sock, () => {});
+        sock.resume();
+      } catch (err) {
+        this.#log.warn({ host: hello.serverName, err: (err as Error).message }, 'tls connection not forwarded');
+        sock.destroy();
+      }
+    };
+    sock.on('data', onData);
+  }
+
+  /** Terminates TLS on a raw stream (a local socket, or one forwarded to us) and serves HTTP. */
+  terminateTls(stream: Duplex, clientAddress: string) {
+    const tls = new TLSSocket(stream as Socket, { isServer: true, SNICallback: this.#d.certs.sniCallback, ALPNProtocols: ['http/1.1'] });
+    tls.on('error', () => tls.destroy());
+    this.#clients.set(tls, clientAddress);
+    this.#secure.emit('connection', tls);
+  }
+
+  /** Serves plain HTTP on a stream forwarded to us. */
+  servePlain(stream: Duplex, clientAddress: string) {
+    this.#clients.set(stream, clientAddress);
+    this.#plain.emit('connection', stream);
+  }
+
+  #routeFor(hostname: string): Route | undefined {
+    return this.#d.routes.all().find((r) => r.protocol === 'http' && r.enabled && r.hostname === hostname);
+  }
+
+  /** A byte stream to a target of the route, through a local tunnel or another node. */
+  async #upstream(route: Route, client: string): Promise<Upstream> {
+    const choice = await chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
+    if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled target on an online site', { resourceId: route.resourceId });
+    const t = choice.target;
+    let stream: Duplex =
+      choice.node === 'local'
+        ? await this.#d.tunnels.open(t.siteId, t, 'tcp')
+        : await this.#d.placement.forward(choice.node, route.resourceId, t.id, encodeProxyV2({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } }));
+    if (t.scheme === 'https') {
+      // Targets inside a site commonly use private or self-signed certificates.
+      stream = tlsConnect({ socket: stream as Socket, servername: t.host, rejectUnauthorized: false });
+    }
+    return { stream, tls: t.scheme === 'https', host: t.host };
+  }
+
+  #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https'): Record<string, string | string[]> {
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
+    for (const h of (req.headers.connection ?? '').split(',')) delete headers[h.trim().toLowerCase()];
+    headers['x-forwarded-for'] = this.#clientOf(req); // we are the edge: the client's own header is not believed
+    headers['x-forwarded-proto'] = proto;
+    headers['x-forwarded-host'] = req.headers.host ?? '';
+    return headers;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https') {
+    const route = this.#routeFor(hostOf(req));
+    if (!route) return errorPage(res, 'CLUSTER_ERR_API_NOT_FOUND', `no resource for ${hostOf(req) || 'this host'}`);
+    if (proto === 'http' && route.tls) {
+      res.writeHead(301, { location: `https://${hostOf(req)}${req.url ?? '/'}` });
+      return res.end();
+    }
+    let upstream: Upstream;
+    try {
+      upstream = await this.#upstream(route, this.#clientOf(req));
+    } catch (err) {
+      return errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
+    }
+    const out = request({
+      method: req.method,
+      path: req.url,
+      headers: { ...this.#forwardedHeaders(req, proto), connection: 'close' },
+      createConnection: () => upstream.stream as Socket,
+      timeout: this.#d.responseTimeoutMs ?? 60_000,
+    });
+    out.on('timeout', () => out.destroy(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' })));
+    out.on('error', (err) => errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`));
+    out.on('response', (up) => {
+      const headers: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
+      pipeline(up, res, () => {});
+    });
+    req.on('aborted', () => out.destroy());
+    pipeline(req, out, () => {});
+  }
+
+  /** Upgrade (WebSocket) requests: the request head goes through, then bytes both ways. */
+  async #upgrade(req: IncomingMessage, sock: Socket, head: Buffer, proto: 'http' | 'https') {
+    sock.on('error', () => {});
+    const route = this.#routeFor(hostOf(req));
+    if (!route || (proto === 'http' && route.tls)) return sock.destroy();
+    try {
+      const { stream } = await this.#upstream(route, this.#clientOf(req));
+      const headers = { ...this.#forwardedHeaders(req, proto), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
+      const lines = [`${req.method} ${req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
+      stream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length) stream.write(head);
+      pipeline(sock, stream, sock, () => {});
+    } catch (err) {
+      this.#log.warn({ host: hostOf(req), err: (err as Error).message }, 'upgrade not routed');
+      sock.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#tlsListener?.close();
+    this.#plain.close();
+    this.#secure.close();
+    this.#plain.closeAllConnections();
+    this.#secure.closeAllConnections();
+  }
+}
