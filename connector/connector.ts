@@ -85,10 +85,10 @@ export class Connector extends EventEmitter {
     ws.on('open', () => {
       // The node opens HTTP/2 streams to us over this connection's binary frames; its
       // preface may arrive before the 'registered' reply, so the data plane starts now.
+      this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
       this.#data?.end();
       this.#data = frameDuplex(ws);
       this.#dataServer.emit('connection', this.#data.duplex);
-      this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
     });
     ws.on('message', (frame: Buffer, isBinary) => {
       if (isBinary) this.#data?.feed(frame);

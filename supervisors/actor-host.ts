@@ -95,7 +95,11 @@ export class ActorHost {
     const live = membership.liveIds();
     this.#d.peer.sync(membership.live());
     for (const kind of this.#kinds.values()) {
-      if (kind.placement !== 'placed' || !kind.catalog) continue;
+      if (kind.placement === 'explicit') {
+        await this.#dropStolen(kind.kind);
+        continue;
+      }
+      if (!kind.catalog) continue;
       const ids = await kind.catalog();
       const want = new Set<string>();
       for (const id of ids) if (placeOn(actorKey(kind.kind, id), live) === membership.nodeId) want.add(id);
@@ -115,6 +119,25 @@ export class ActorHost {
         if (epoch > 1) metrics.respawns.inc({ kind: kind.kind });
       }
       if (won.size) this.#log.info({ kind: kind.kind, claimed: won.size, wanted: missing.length }, 'claimed actors');
+    }
+  }
+
+  /**
+   * Explicitly placed actors (sites) move when another node claims them; that node's
+   * announcement stops our copy at once. Should the announcement be lost, this check (every
+   * reconcile pass) stops any local copy whose ownership entry names someone else.
+   */
+  async #dropStolen(kind: string) {
+    const { system, ownership, membership } = this.#d;
+    const local = system.list(kind);
+    if (local.length === 0) return;
+    const owners = await ownership.ownersOf(kind, local.map((a) => a.id));
+    for (const a of local) {
+      const o = owners.get(a.id);
+      if (o && (o.node !== membership.nodeId || o.incarnation !== membership.incarnation)) {
+        this.#log.warn({ kind, id: a.id, owner: o.node }, 'local actor is owned elsewhere; stopping it');
+        await system.get(kind, a.id)?.stop();
+      }
     }
   }
 

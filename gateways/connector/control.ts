@@ -66,7 +66,9 @@ export class ControlChannel {
     };
     let registered = false;
     let alive = true;
-    let data: FrameDuplex | undefined;
+    // Binary frames (the data plane) may arrive before the register message is handled:
+    // they wait in this stream until the HTTP/2 session reads them.
+    const data: FrameDuplex = frameDuplex(ws);
     const registerTimer = setTimeout(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), this.#d.registerTimeoutMs ?? 5000);
     const ping = setInterval(() => {
       if (!alive) return ws.terminate(); // no pong since the last ping
@@ -75,12 +77,7 @@ export class ControlChannel {
     }, this.#d.pingEveryMs ?? 10_000);
     ws.on('error', () => {});
     ws.on('message', async (frame: Buffer, isBinary) => {
-      if (isBinary) {
-        // Binary frames carry the HTTP/2 data plane, once registered.
-        if (data) return data.feed(frame);
-        ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
-        return;
-      }
+      if (isBinary) return data.feed(frame); // the HTTP/2 data plane
       let msg: ConnectorMessage;
       try {
         msg = ConnectorMessage.parse(JSON.parse(frame.toString()));
@@ -96,7 +93,6 @@ export class ControlChannel {
           registered = true;
           clearTimeout(registerTimer);
           await this.#d.host.claimHere('site', siteId);
-          data = frameDuplex(ws);
           const duplex = data.duplex;
           const h2 = http2.connect('http://connector.invalid', { createConnection: () => duplex as never });
           h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
@@ -118,7 +114,7 @@ export class ControlChannel {
     ws.on('close', async () => {
       clearTimeout(registerTimer);
       clearInterval(ping);
-      data?.end();
+      data.end();
       this.#d.tunnels.delete(siteId, session.id);
       if (!registered) return;
       // Offline only if this was the site's current session (not one a newer one replaced).

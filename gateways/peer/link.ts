@@ -74,7 +74,12 @@ class OutboundLink {
   }
 
   async ask(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
-    await this.ready;
+    try {
+      await this.ready;
+    } catch (err) {
+      // Not sent at all, so the caller may safely try the actor's next owner.
+      throw new ClusterError('CLUSTER_ERR_ACTOR_NOT_HERE', `peer link down: ${(err as Error).message}`, { kind, id }, { cause: err });
+    }
     const rid = this.#rid++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -175,7 +180,9 @@ export class PeerLink {
       return send(404, { code: 'CLUSTER_ERR_API_NOT_FOUND', message: 'no such peer route' });
     } catch (err) {
       if (isClusterError(err)) return send(err.status ?? 500, err.toJSON());
-      return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: (err as Error).message });
+      if (err instanceof SyntaxError) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: 'body is not JSON' });
+      this.#log.error({ err }, 'peer request failed');
+      return send(500, { code: 'CLUSTER_ERR_API_INTERNAL', message: 'internal error' });
     }
   }
 

@@ -5,7 +5,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeProcess } from '../../devenv/node-process.ts';
-import { freePort } from '../../devenv/ports.ts';
 
 export interface TestNodeOptions {
   postgresUrl: string;
@@ -26,19 +25,28 @@ export const TEST_SECRETS = {
   encryptionKey: randomBytes(32).toString('base64'),
 };
 
+/**
+ * A loopback address of its own for one node (any 127/8 address binds without setup), so its
+ * listeners use fixed ports and can never collide with another node's, or with an ephemeral
+ * port some other process grabbed.
+ */
+export function nodeAddress(): string {
+  const r = (n: number) => Math.floor(Math.random() * n);
+  return `127.${1 + r(254)}.${r(256)}.${1 + r(254)}`;
+}
+
 export async function testNodeConfig(opts: TestNodeOptions): Promise<Record<string, any>> {
-  const host = '127.0.0.1';
-  const port = async () => `${host}:${await freePort(host)}`;
+  const host = nodeAddress();
   const base: Record<string, any> = {
     nodeId: opts.nodeId ?? 'node-1',
     clusterName: opts.clusterName,
     ...TEST_SECRETS,
     postgres: { url: opts.postgresUrl, connectTimeout: '2s' },
     valkey: { url: opts.valkeyUrl, connectTimeout: '1s', commandTimeout: '1s' },
-    admin: { bind: await port() },
-    ingress: { http: await port(), https: await port(), publicAddresses: [host] },
-    dns: { bind: await port() },
-    peer: { bind: await port() },
+    admin: { bind: `${host}:8080` },
+    ingress: { http: `${host}:80`, https: `${host}:443`, publicAddresses: [host] },
+    dns: { bind: `${host}:53` },
+    peer: { bind: `${host}:7946` },
     health: { probeInterval: '250ms', probeTimeout: '500ms' },
     shutdown: { drainDelay: '0ms', timeout: '10s' },
     log: { level: 'info' },
@@ -56,7 +64,8 @@ export async function startTestNode(t: Teardown, opts: TestNodeOptions): Promise
   const node = new NodeProcess({ name: String(config.nodeId), config, configFile: join(dir, 'node.yaml'), logFile, env: opts.env });
   t.teardown(async () => {
     await node.proc.stop('SIGKILL', 1000);
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.KEEP_NODE_LOGS) process.stderr.write(`node logs kept in ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   });
   return node;
 }

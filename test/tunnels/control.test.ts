@@ -23,6 +23,14 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_
   }
 }
 
+/** Resolves with the first emission of `event`, or fails after `ms`. */
+function nextEvent<T>(emitter: { once(e: string, f: (v: T) => void): unknown }, event: string, ms = 15_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms}ms`)), ms);
+    emitter.once(event, (v: T) => (clearTimeout(timer), resolve(v)));
+  });
+}
+
 async function newSite(c: ApiCluster, orgId: string, name: string) {
   const r = await call(c.lb, 'POST', `/api/v1/orgs/${orgId}/sites`, { cookie: c.adminCookie, body: { name } });
   return r.body as { id: string; connector: { id: string; secret: string } };
@@ -87,7 +95,7 @@ t.test('site connectors and the control channel', async (t) => {
     const site = await newSite(c, org.id, 'config');
     const connector = new Connector({ endpoints: [c.nodes[2]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
     t.teardown(() => connector.stop());
-    const connected = new Promise((r) => connector.once('connected', r));
+    const connected = nextEvent(connector, 'connected');
     connector.start();
     t.match(await connected, { node: 'node-3' });
     for (const n of c.nodes) t.match(await statusVia(n.adminUrl, site.id), { online: true, node: 'node-3' }, `${n.config.nodeId} agrees`);
@@ -105,10 +113,10 @@ t.test('site connectors and the control channel', async (t) => {
     const site = await newSite(c, org.id, 'twice');
     const first = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
     t.teardown(() => first.stop());
-    const up = new Promise((r) => first.once('connected', r));
+    const up = nextEvent(first, 'connected');
     first.start();
     await up;
-    const superseded = new Promise<{ code: number; reason: string }>((r) => first.once('disconnected', r));
+    const superseded = nextEvent<{ code: number; reason: string }>(first, 'disconnected');
     const second = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
     t.teardown(() => second.stop());
     second.start();
