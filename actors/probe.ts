@@ -22,7 +22,6 @@ export const ProbeMsgSchema = z.discriminatedUnion('type', [
 ]);
 
 export interface ProbeState {
-  heartbeat: { cancel(): void } | undefined;
   handled: number;
 }
 
@@ -46,8 +45,11 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
       throw err;
     }
   };
+  // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
+  let heartbeat: NodeJS.Timeout | undefined;
   return {
     async init(ctx) {
+      clearInterval(heartbeat);
       const heartbeatMs = await guarded(() =>
         fencedWrite(deps.db, fence, (tx) =>
           tx.maybeOneFirst(sql.type(z.object({ heartbeat_ms: z.number().nullable() }))`
@@ -55,8 +57,8 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
             WHERE id = ${id} RETURNING heartbeat_ms`),
         ),
       );
-      const heartbeat = heartbeatMs ? setInterval(() => ctx.self({ type: 'beat' }), heartbeatMs) : undefined;
-      return { heartbeat: heartbeat && { cancel: () => clearInterval(heartbeat) }, handled: 0 };
+      heartbeat = heartbeatMs ? setInterval(() => ctx.self({ type: 'beat' }), heartbeatMs) : undefined;
+      return { handled: 0 };
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
@@ -78,8 +80,8 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
           throw new Error(msg.reason ?? 'probe asked to crash');
       }
     },
-    stopped(state) {
-      state?.heartbeat?.cancel();
+    stopped() {
+      clearInterval(heartbeat);
     },
   };
 }

@@ -28,7 +28,6 @@ export interface SiteState {
   connectedSince: number | undefined;
   targets: ConnectorTarget[];
   health: Map<string, boolean>;
-  timer: NodeJS.Timeout | undefined;
 }
 
 export interface SiteDeps {
@@ -50,11 +49,14 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
   const pushConfig = (s: SiteState) => s.session?.send({ v: PROTOCOL_VERSION, type: 'config', targets: s.targets });
   const markSeen = () =>
     fencedWrite(deps.db, fence, (tx) => tx.query(sql.unsafe`UPDATE sites SET last_seen_at = now() WHERE id = ${siteId}`));
+  // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
+  let timer: NodeJS.Timeout | undefined;
   return {
     async init(ctx) {
       const targets = await loadTargets(deps.db, siteId);
-      const timer = setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
-      return { session: undefined, connectedSince: undefined, targets, health: new Map(), timer };
+      clearInterval(timer);
+      timer = setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
+      return { session: undefined, connectedSince: undefined, targets, health: new Map() };
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
@@ -96,7 +98,7 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
       }
     },
     stopped(state) {
-      if (state?.timer) clearInterval(state.timer);
+      clearInterval(timer);
       // Stopped because another node took the site, or this node is leaving: the connector
       // reconnects (to the newest owner, or any other node).
       state?.session?.close(CLOSE.superseded.code, CLOSE.superseded.reason);
