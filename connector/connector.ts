@@ -47,6 +47,10 @@ export class Connector extends EventEmitter {
     return this.#state;
   }
 
+  #isStopped(): boolean {
+    return this.#state === 'stopped';
+  }
+
   start() {
     void this.#connect();
   }
@@ -78,11 +82,13 @@ export class Connector extends EventEmitter {
       this.emit('refused', err);
       return this.#retry();
     }
+    if (this.#isStopped()) return; // stop() came while we waited for the token
     const url = new URL('/api/v1/ws', endpoint);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024 });
     this.#ws = ws;
     ws.on('open', () => {
+      if (this.#state === 'stopped') return ws.close(1000, 'bye');
       // The node opens HTTP/2 streams to us over this connection's binary frames; its
       // preface may arrive before the 'registered' reply, so the data plane starts now.
       this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
@@ -167,7 +173,8 @@ export class Connector extends EventEmitter {
     this.#state = 'stopped';
     clearTimeout(this.#timer);
     const ws = this.#ws;
-    if (!ws) return;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    if (ws.readyState === WebSocket.CONNECTING) return ws.terminate(); // its close handler sees 'stopped'
     this.#send({ v: PROTOCOL_VERSION, type: 'disconnect', reason: 'connector stopping' });
     await new Promise<void>((resolve) => {
       ws.once('close', () => resolve());
