@@ -88,6 +88,9 @@ export async function up(opts: { fresh: boolean }): Promise<void> {
     say(`  postgres ${services.postgres!.url}`);
     say(`  valkey   ${services.valkey!.url}`);
     say(`  acme     ${services.pebble!.directoryUrl}`);
+    // First start: the node printed its one-time setup token on its console (its log file here).
+    const token = /one-time setup token:\s+(\S+)/.exec(readFileSync(node.logFile, 'utf8'))?.[1];
+    if (token) say(`\nfirst start: create the admin with\n  curl -X POST ${node.adminUrl}/api/v1/auth/setup -H 'content-type: application/json' \\\n    -d '{"token":"${token}","email":"you@example.com","password":"at least 12 characters"}'`);
     say(`\ntry: curl ${node.adminUrl}/readyz`);
     say('Ctrl-C stops everything.');
     const exit = await node.proc.exited;
