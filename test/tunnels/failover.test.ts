@@ -1,0 +1,80 @@
+import { createServer, request, type IncomingMessage } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import t from 'tap';
+import { ServiceProcess } from '../../devenv/process.ts';
+import { call, startApiCluster } from '../harness/api.ts';
+
+const CONNECTOR_ENTRY = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
+
+function get(host: string, hostname: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ host, port: 80, path: '/', headers: { host: hostname }, agent: false, timeout: 2000 }, (res: IncomingMessage) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+t.test('SIGKILL the node holding the tunnel while a client sends requests: the connector moves and requests succeed again', async (t) => {
+  const target = createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  t.teardown(() => (target.closeAllConnections(), target.close()));
+  const c = await startApiCluster(t, 3);
+  const cookie = c.adminCookie;
+  const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'ha', name: 'Ha' } })).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: 'ha.test' } });
+  const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'site' } })).body;
+  const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: 'app.ha.test', tls: false } })).body;
+  await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: (target.address() as { port: number }).port, scheme: 'http' } });
+
+  const dir = mkdtempSync(join(tmpdir(), 'connector-'));
+  const connector = new ServiceProcess({
+    name: 'connector',
+    command: process.execPath,
+    args: [CONNECTOR_ENTRY, ...c.nodes.flatMap((n) => ['--endpoint', n.adminUrl]), '--id', site.id, '--secret', site.connector.secret],
+    logFile: join(dir, 'connector.log'),
+  });
+  t.teardown(() => connector.stop('SIGTERM', 3000));
+  const ingress = c.nodes.map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
+  const deadline = Date.now() + 15_000;
+  while ((await get(ingress[0]!, 'app.ha.test')) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+
+  const holder = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status.node as string;
+  const victim = c.nodes.find((n) => n.config.nodeId === holder)!;
+  const survivors = c.nodes.filter((n) => n !== victim).map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
+
+  // A client that, like one with a stale DNS answer, keeps using every surviving node.
+  const results: Array<{ at: number; ok: boolean }> = [];
+  let running = true;
+  const client = (async () => {
+    for (let i = 0; running; i++) {
+      const status = await get(survivors[i % survivors.length]!, 'app.ha.test');
+      results.push({ at: Date.now(), ok: status === 200 });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 500));
+  const killedAt = Date.now();
+  victim.proc.signal('SIGKILL');
+  await new Promise((r) => setTimeout(r, 4000));
+  running = false;
+  await client;
+
+  const before = results.filter((r) => r.at < killedAt);
+  const after = results.filter((r) => r.at >= killedAt);
+  t.ok(before.length > 5 && before.every((r) => r.ok), 'requests succeeded before the kill');
+  const lastFailure = Math.max(killedAt, ...after.filter((r) => !r.ok).map((r) => r.at));
+  t.comment(`longest gap: ${lastFailure - killedAt}ms; ${after.filter((r) => !r.ok).length} of ${after.length} requests failed after the kill`);
+  const tail = after.filter((r) => r.at > lastFailure);
+  t.ok(tail.length > 20, 'requests succeed again');
+  t.ok(tail.every((r) => r.ok), 'and keep succeeding: nothing is left routed to the dead node');
+  const status = (await call(c.nodes.find((n) => n !== victim)!.adminUrl, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
+  t.not(status.node, holder, 'the site is held by a survivor');
+});
