@@ -32,6 +32,8 @@ export interface SiteState {
 
 export interface SiteDeps {
   db: DatabasePool;
+  /** Makes reported target health visible to every node's ingress. */
+  publishHealth: (siteId: string, targets: Array<{ id: string; healthy: boolean }>) => Promise<void>;
   nodeId: string;
   /** How often last-seen is written while connected. */
   seenEveryMs: number;
@@ -76,7 +78,9 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
         case 'health': {
           const known = new Set(state.targets.map((t) => t.id));
           const health = new Map(state.health);
-          for (const t of msg.targets) if (known.has(t.id)) health.set(t.id, t.healthy); // ignore targets not ours
+          const ours = msg.targets.filter((t) => known.has(t.id)); // ignore targets not ours
+          for (const t of ours) health.set(t.id, t.healthy);
+          if (ours.length) await deps.publishHealth(siteId, ours);
           return { ...state, health };
         }
         case 'config-changed': {

@@ -7,6 +7,7 @@ import { WebSocket } from 'ws';
 import type { Logger } from '../core/log.ts';
 import { frameDuplex, type FrameDuplex } from '../gateways/connector/ws-duplex.ts';
 import { createDataPlaneServer } from './data-plane.ts';
+import { HealthChecker } from './health.ts';
 import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget } from '../gateways/connector/protocol.ts';
 
 export interface ConnectorOptions {
@@ -31,6 +32,7 @@ export class Connector extends EventEmitter {
   #token: { value: string; endpoint: string; expiresAt: number } | undefined;
   #data: FrameDuplex | undefined;
   readonly #dataServer;
+  readonly #health = new HealthChecker((changes) => this.reportHealth(changes));
   /** Targets the cluster allows this connector to reach; nothing else is ever dialled. */
   targets: ConnectorTarget[] = [];
   node: string | undefined;
@@ -134,9 +136,11 @@ export class Connector extends EventEmitter {
         this.node = msg.node;
         this.#log.info({ node: msg.node, epoch: msg.epoch }, 'connected');
         this.emit('connected', { node: msg.node });
+        if (this.#health.snapshot().length) this.reportHealth(this.#health.snapshot());
         break;
       case 'config':
         this.targets = msg.targets;
+        this.#health.configure(msg.targets);
         this.emit('config', msg.targets);
         break;
       case 'ping':
@@ -172,6 +176,7 @@ export class Connector extends EventEmitter {
   async stop(): Promise<void> {
     this.#state = 'stopped';
     clearTimeout(this.#timer);
+    this.#health.stop();
     const ws = this.#ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;
     if (ws.readyState === WebSocket.CONNECTING) return ws.terminate(); // its close handler sees 'stopped'

@@ -49,6 +49,11 @@ export class Keyspace {
     return this.#key('snapshot', name);
   }
 
+  /** Reported health of a site's targets (hash: target id -> "1" | "0"). */
+  targetHealth(siteId: string): string {
+    return this.#key('health', siteId);
+  }
+
   /** Sliding-window counter of a rate limit. */
   rateLimit(scope: string, subject: string): string {
     return this.#key('ratelimit', scope, subject);

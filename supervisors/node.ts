@@ -16,6 +16,7 @@ import { RouteTable } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
 import { CertificateStore } from '../gateways/ingress/certs.ts';
+import { TargetHealth, publishHealth } from '../gateways/ingress/health.ts';
 import { ActorSystem } from '../actors/runtime.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -239,7 +240,7 @@ export class ClusterNode {
     this.#host.register({
       kind: 'site',
       placement: 'explicit',
-      behavior: (id, epoch) => siteBehavior({ db, nodeId: config.nodeId, seenEveryMs: 15_000 }, id, epoch),
+      behavior: (id, epoch) => siteBehavior({ db, nodeId: config.nodeId, seenEveryMs: 15_000, publishHealth: (site, targets) => publishHealth(valkey, site, targets) }, id, epoch),
     });
     // Admin writes to sites and targets reach the connectors of the sites held here.
     await valkey.subscribe('changes', (m) => {
@@ -261,7 +262,9 @@ export class ClusterNode {
     const membership = this.#membership!;
     const ownership = this.#ownership!;
     const peer = this.#peer!;
+    const health = new TargetHealth({ valkey: this.valkey, logger: this.#log });
     const placement = {
+      healthy: (targetId: string) => health.healthy(targetId),
       siteNodes: async (ids: string[]) => new Map([...(await ownership.ownersOf('site', ids))].map(([id, o]) => [id, o.node])),
       forward: (node: string, resourceId: string, targetId: string, header: Buffer) => {
         const member = membership.member(node);
@@ -280,6 +283,7 @@ export class ClusterNode {
       logger: this.#log,
     });
     await routes.start();
+    await health.start(routes);
     this.#tcpIngress.sync();
     await this.#httpIngress.listen();
   }

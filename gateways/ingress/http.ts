@@ -98,7 +98,7 @@ export class HttpIngress {
       }
       const route = this.#routeFor(hello.serverName);
       if (!route) return sock.destroy();
-      const local = route.targets.some((t) => t.enabled && this.#d.tunnels.has(t.siteId));
+      const local = route.targets.some((t) => t.enabled && this.#d.placement.healthy(t.id) && this.#d.tunnels.has(t.siteId));
       const client: ProxyAddresses = { source: { address: sock.remoteAddress ?? '0.0.0.0', port: sock.remotePort ?? 0 }, destination: { address: sock.localAddress ?? '0.0.0.0', port: sock.localPort ?? 0 } };
       if (local) {
         sock.setTimeout(0);

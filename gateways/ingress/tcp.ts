@@ -11,6 +11,8 @@ import { encodeProxyV2 } from './proxy-protocol.ts';
 import { pickWeighted, type Route, type RouteTable, type RouteTarget } from './routes.ts';
 
 export interface Placement {
+  /** False for a target its connector reported unhealthy. */
+  healthy(targetId: string): boolean;
   /** Node holding each site's tunnel (live owners only). */
   siteNodes(siteIds: string[]): Promise<Map<string, string>>;
   /** Opens a forwarded stream to `node` for a target; the header goes first. */
@@ -21,7 +23,7 @@ export type Choice = { target: RouteTarget; node: 'local' } | { target: RouteTar
 
 /** Local tunnels first (no extra hop), else any node holding a tunnel of an enabled target. */
 export async function chooseTarget(route: Route, tunnels: TunnelRegistry, placement: Placement, protocol: 'tcp' | 'udp'): Promise<Choice | undefined> {
-  const usable = route.targets.filter((t) => t.enabled && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
+  const usable = route.targets.filter((t) => t.enabled && placement.healthy(t.id) && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
   const local = usable.filter((t) => tunnels.has(t.siteId));
   const here = pickWeighted(local);
   if (here) return { target: here, node: 'local' };
