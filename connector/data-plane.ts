@@ -2,10 +2,12 @@
 // control WebSocket. Each CONNECT stream names a target id; the connector dials it only if
 // that target is in the configuration the cluster pushed for this site (and its address
 // matches), so a node can never use a connector to reach anything else.
+import { createSocket } from 'node:dgram';
 import http2 from 'node:http2';
-import { connect } from 'node:net';
+import { connect, isIPv6 } from 'node:net';
 import type { ConnectorTarget } from '../gateways/connector/protocol.ts';
 import { PROTOCOL_HEADER, TARGET_HEADER } from '../gateways/connector/tunnels.ts';
+import { Deframer, frameDatagram } from '../gateways/connector/datagrams.ts';
 import type { Logger } from '../core/log.ts';
 
 /** The configured, enabled target a stream may reach, or undefined. */
@@ -17,6 +19,25 @@ export function allowedTarget(targets: ConnectorTarget[], headers: http2.Incomin
   const protocol = headers[PROTOCOL_HEADER] ?? 'tcp';
   if (protocol === 'udp' ? t.scheme !== 'udp' : t.scheme === 'udp') return undefined;
   return t;
+}
+
+/** One client's UDP session: framed datagrams on the stream <-> datagrams to the target. */
+function relayDatagrams(stream: http2.ServerHttp2Stream, target: ConnectorTarget, log: Logger) {
+  const sock = createSocket(isIPv6(target.host) ? 'udp6' : 'udp4');
+  const deframer = new Deframer();
+  sock.on('error', (err) => {
+    log.debug({ target: target.id, err: err.message }, 'udp target error');
+    if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
+    else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+  });
+  sock.connect(target.port, target.host, () => {
+    stream.respond({ ':status': 200 });
+    stream.on('data', (chunk: Buffer) => {
+      for (const d of deframer.push(chunk)) sock.send(d);
+    });
+    sock.on('message', (m) => stream.write(frameDatagram(m)));
+  });
+  stream.once('close', () => sock.close());
 }
 
 export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: Logger): http2.Http2Server {
@@ -31,6 +52,7 @@ export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: 
       stream.respond({ ':status': 403 }, { endStream: true });
       return;
     }
+    if (target.scheme === 'udp') return relayDatagrams(stream, target, log);
     const sock = connect({ host: target.host, port: target.port });
     sock.setNoDelay(true);
     sock.once('connect', () => {

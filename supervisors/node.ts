@@ -14,6 +14,7 @@ import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { RouteTable } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
+import { UdpIngress } from '../gateways/ingress/udp.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
 import { CertificateStore } from '../gateways/ingress/certs.ts';
 import { TargetHealth, publishHealth } from '../gateways/ingress/health.ts';
@@ -63,6 +64,7 @@ export class ClusterNode {
   #routes: RouteTable | undefined;
   #tcpIngress: TcpIngress | undefined;
   #httpIngress: HttpIngress | undefined;
+  #udpIngress: UdpIngress | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -255,7 +257,7 @@ export class ClusterNode {
     this.#host.start();
   }
 
-  /** Routes, the HTTP(S) ingress and the TCP ingress (UDP resources are not built yet). */
+  /** Routes, target health, and the HTTP(S), TCP and UDP ingress. */
   async #startIngress(): Promise<void> {
     const routes = new RouteTable({ db: this.db, valkey: this.valkey, logger: this.#log });
     this.#routes = routes;
@@ -273,6 +275,7 @@ export class ClusterNode {
       },
     };
     this.#tcpIngress = new TcpIngress({ routes, tunnels: this.#tunnels, bindHost: this.config.ingress.https.host, logger: this.#log, placement });
+    this.#udpIngress = new UdpIngress({ routes, tunnels: this.#tunnels, bindHost: this.config.ingress.https.host, logger: this.#log, placement });
     this.#httpIngress = new HttpIngress({
       routes,
       tunnels: this.#tunnels,
@@ -285,6 +288,7 @@ export class ClusterNode {
     await routes.start();
     await health.start(routes);
     this.#tcpIngress.sync();
+    this.#udpIngress.sync();
     await this.#httpIngress.listen();
   }
 
@@ -323,6 +327,7 @@ export class ClusterNode {
     // Connectors go elsewhere first; then actors are handed off, so survivors take over at once.
     this.#control?.close();
     this.#tcpIngress?.close();
+    this.#udpIngress?.close();
     await this.#httpIngress?.close();
     this.#routes?.stop();
     if (this.#host) {

@@ -42,7 +42,7 @@ export function acceptForwarded(
     const target = deps.routes.byId(resourceId)?.targets.find((t) => t.id === targetId && t.enabled);
     try {
       if (!target) throw new Error('no such enabled target');
-      const upstream = await deps.tunnels.open(target.siteId, target, 'tcp');
+      const upstream = await deps.tunnels.open(target.siteId, target, target.scheme === 'udp' ? 'udp' : 'tcp');
       if (rest.length) upstream.write(rest);
       pipeline(stream, upstream, stream, () => {});
       stream.resume();

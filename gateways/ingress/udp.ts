@@ -1,0 +1,116 @@
+// UDP resources: every node binds each enabled UDP resource's port. Datagrams from one
+// client address form a session: one stream through a local tunnel (or forwarded, PROXY v2
+// first, to the node holding one) carrying length-prefixed datagrams both ways, closed after
+// `idleMs` without traffic.
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../core/log.ts';
+import { Deframer, MAX_DATAGRAM, frameDatagram } from '../connector/datagrams.ts';
+import type { TunnelRegistry } from '../connector/tunnels.ts';
+import { encodeProxyV2 } from './proxy-protocol.ts';
+import type { RouteTable } from './routes.ts';
+import { chooseTarget, type Placement } from './tcp.ts';
+
+interface Session {
+  stream: Duplex | undefined;
+  queue: Buffer[];
+  timer: NodeJS.Timeout;
+}
+
+const MAX_QUEUED = 64;
+
+export class UdpIngress {
+  readonly #sockets = new Map<number, { socket: Socket; resourceId: string; sessions: Map<string, Session> }>();
+  readonly #log: Logger;
+
+  constructor(private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; logger: Logger; idleMs?: number }) {
+    this.#log = deps.logger.child({ component: 'ingress-udp' });
+    deps.routes.on('updated', () => this.sync());
+  }
+
+  sync() {
+    const want = new Map(this.deps.routes.all().filter((r) => r.protocol === 'udp' && r.enabled && r.port).map((r) => [r.port!, r.resourceId]));
+    for (const [port, entry] of this.#sockets) {
+      if (want.get(port) === entry.resourceId) continue;
+      for (const s of entry.sessions.values()) this.#end(s);
+      entry.socket.close();
+      this.#sockets.delete(port);
+    }
+    for (const [port, resourceId] of want) {
+      if (this.#sockets.has(port)) continue;
+      const socket = createSocket(isIPv6(this.deps.bindHost) ? 'udp6' : 'udp4');
+      const entry = { socket, resourceId, sessions: new Map<string, Session>() };
+      socket.on('error', (err) => this.#log.error({ port, resourceId, err: err.message }, 'udp resource socket error'));
+      socket.on('message', (msg, rinfo) => this.#datagram(entry, msg, rinfo));
+      socket.bind(port, this.deps.bindHost);
+      this.#sockets.set(port, entry);
+    }
+  }
+
+  #touch(entry: { sessions: Map<string, Session> }, key: string, s: Session) {
+    clearTimeout(s.timer);
+    s.timer = setTimeout(() => {
+      entry.sessions.delete(key);
+      this.#end(s);
+    }, this.deps.idleMs ?? 30_000);
+  }
+
+  #end(s: Session) {
+    clearTimeout(s.timer);
+    s.stream?.destroy();
+  }
+
+  #datagram(entry: { socket: Socket; resourceId: string; sessions: Map<string, Session> }, msg: Buffer, rinfo: RemoteInfo) {
+    if (msg.length > MAX_DATAGRAM) return;
+    const key = `${rinfo.address}|${rinfo.port}`;
+    let s = entry.sessions.get(key);
+    if (s) {
+      this.#touch(entry, key, s);
+      if (s.stream) s.stream.write(frameDatagram(msg));
+      else if (s.queue.length < MAX_QUEUED) s.queue.push(msg);
+      return;
+    }
+    s = { stream: undefined, queue: [msg], timer: setTimeout(() => {}, 0) };
+    entry.sessions.set(key, s);
+    this.#touch(entry, key, s);
+    void this.#open(entry, key, s, rinfo);
+  }
+
+  async #open(entry: { socket: Socket; resourceId: string; sessions: Map<string, Session> }, key: string, s: Session, rinfo: RemoteInfo) {
+    try {
+      const route = this.deps.routes.byId(entry.resourceId);
+      const choice = route && (await chooseTarget(route, this.deps.tunnels, this.deps.placement, 'udp'));
+      if (!choice) throw new Error('CLUSTER_ERR_INGRESS_NO_TARGET');
+      const stream =
+        choice.node === 'local'
+          ? await this.deps.tunnels.open(choice.target.siteId, choice.target, 'udp')
+          : await this.deps.placement.forward(choice.node, entry.resourceId, choice.target.id, encodeProxyV2({
+              source: { address: rinfo.address, port: rinfo.port },
+              destination: { address: this.deps.bindHost, port: entry.socket.address().port },
+            }));
+      const deframer = new Deframer();
+      stream.on('data', (chunk: Buffer) => {
+        const current = entry.sessions.get(key);
+        if (current) this.#touch(entry, key, current);
+        for (const d of deframer.push(chunk)) entry.socket.send(d, rinfo.port, rinfo.address);
+      });
+      stream.on('error', () => {});
+      stream.on('close', () => entry.sessions.get(key) === s && entry.sessions.delete(key));
+      s.stream = stream;
+      for (const q of s.queue.splice(0)) stream.write(frameDatagram(q));
+    } catch (err) {
+      this.#log.warn({ resourceId: entry.resourceId, client: rinfo.address, err: (err as Error).message }, 'udp session not routed');
+      entry.sessions.delete(key);
+      this.#end(s);
+    }
+  }
+
+  close() {
+    for (const { socket, sessions } of this.#sockets.values()) {
+      for (const s of sessions.values()) this.#end(s);
+      socket.close();
+    }
+    this.#sockets.clear();
+  }
+}

@@ -1,0 +1,54 @@
+import { execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { promisify } from 'node:util';
+import dnsPacket from 'dns-packet';
+import t from 'tap';
+import { Connector } from '../../connector/connector.ts';
+import { createLogger } from '../../core/log.ts';
+import { Deframer, frameDatagram } from '../../gateways/connector/datagrams.ts';
+import { call, startApiCluster } from '../harness/api.ts';
+
+const run = promisify(execFile);
+const logger = createLogger({ level: 'silent' });
+
+t.test('datagram framing keeps boundaries however the stream splits it', async (t) => {
+  const d = new Deframer();
+  const wire = Buffer.concat([frameDatagram(Buffer.from('one')), frameDatagram(Buffer.alloc(0)), frameDatagram(Buffer.from('three'))]);
+  const got = [...d.push(wire.subarray(0, 4)), ...d.push(wire.subarray(4, 9)), ...d.push(wire.subarray(9))];
+  t.same(got.map((b) => b.toString()), ['one', '', 'three']);
+  t.throws(() => frameDatagram(Buffer.alloc(70_000)), RangeError);
+});
+
+t.test('a UDP resource carries DNS queries through every node', async (t) => {
+  // The site's DNS server: answers every A question with 192.0.2.53.
+  const dns = createSocket('udp4');
+  dns.on('message', (msg, rinfo) => {
+    const q = dnsPacket.decode(msg);
+    const answer = dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.AUTHORITATIVE_ANSWER, questions: q.questions, answers: (q.questions ?? []).map((x) => ({ type: 'A', name: x.name, ttl: 60, data: '192.0.2.53' })) });
+    dns.send(answer, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => dns.bind(0, '127.0.0.1', r));
+  t.teardown(() => dns.close());
+
+  const c = await startApiCluster(t, 3);
+  const cookie = c.adminCookie;
+  const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'udp', name: 'Udp' } })).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'resolver' } })).body;
+  const port = 5300;
+  const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'dns', protocol: 'udp', proxyPort: port } })).body;
+  const target = await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: dns.address().port, scheme: 'udp' } });
+  t.equal(target.status, 201);
+  const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
+  t.teardown(() => connector.stop());
+  const configured = new Promise((r) => connector.on('config', (targets: unknown[]) => targets.length && r(targets)));
+  connector.start();
+  await configured;
+  await new Promise((r) => setTimeout(r, 300));
+
+  for (let i = 0; i < 3; i++) {
+    const ip = String(c.nodes[i]!.config.ingress.https).replace(/:443$/, '');
+    const { stdout } = await run('dig', [`@${ip}`, '-p', String(port), 'www.site.example', 'A', '+short', '+time=3', '+tries=2']);
+    t.equal(stdout.trim(), '192.0.2.53', `dig through node-${i + 1} (${i === 1 ? 'holds the tunnel' : 'forwards'})`);
+  }
+});
