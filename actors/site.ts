@@ -32,6 +32,8 @@ export interface SiteState {
 
 export interface SiteDeps {
   db: DatabasePool;
+  /** Records (or, with null, clears) the connected session for the API's site status. */
+  publishSession: (siteId: string, session: { node: string; since: number } | null) => Promise<void>;
   /** Makes reported target health visible to every node's ingress. */
   publishHealth: (siteId: string, targets: Array<{ id: string; healthy: boolean }>) => Promise<void>;
   nodeId: string;
@@ -68,10 +70,12 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch });
           pushConfig(next);
           await markSeen();
+          await deps.publishSession(siteId, { node: deps.nodeId, since: next.connectedSince });
           return next;
         }
         case 'detach': {
           const current = state.session?.id === msg.sessionId;
+          if (current) await deps.publishSession(siteId, null);
           ctx.reply(current);
           return current ? { ...state, session: undefined, connectedSince: undefined } : state;
         }

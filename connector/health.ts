@@ -65,7 +65,13 @@ export class HealthChecker {
       if (c.type === 'none' || !t.enabled || t.scheme === 'udp') continue;
       const run = async () => {
         const ok = await probe(t, c);
-        const s = this.#status.get(t.id) ?? { healthy: true, streak: 0 };
+        const s = this.#status.get(t.id);
+        if (!s) {
+          // First observation: report it, so the cluster knows this target is checked.
+          this.#status.set(t.id, { healthy: ok, streak: 0 });
+          this.#report([{ id: t.id, healthy: ok }]);
+          return;
+        }
         const streak = ok === s.healthy ? 0 : s.streak + 1;
         const flip = streak >= (ok ? c.healthyThreshold : c.unhealthyThreshold);
         this.#status.set(t.id, { healthy: flip ? ok : s.healthy, streak: flip ? 0 : streak });

@@ -54,6 +54,11 @@ export class Keyspace {
     return this.#key('health', siteId);
   }
 
+  /** A connected site's session: {node, since} (deleted when it disconnects). */
+  siteSession(siteId: string): string {
+    return this.#key('site-session', siteId);
+  }
+
   /** Sliding-window counter of a rate limit. */
   rateLimit(scope: string, subject: string): string {
     return this.#key('ratelimit', scope, subject);

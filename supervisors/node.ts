@@ -155,7 +155,15 @@ export class ClusterNode {
       // A site is online where its site actor runs (placed where its connector is connected).
       siteStatus: async (siteIds) => {
         const owners = await this.#ownership!.ownersOf('site', siteIds).catch(() => new Map());
-        return new Map(siteIds.map((id) => [id, { online: owners.has(id), node: owners.get(id)?.node ?? null }]));
+        const v = this.valkey;
+        const res = siteIds.length
+          ? await v.call((c) => siteIds.reduce((p, id) => p.get(v.keys.siteSession(id)).hgetall(v.keys.targetHealth(id)), c.pipeline()).exec()).catch(() => null)
+          : [];
+        return new Map(siteIds.map((id, i) => {
+          const session = owners.has(id) ? (JSON.parse((res?.[2 * i]?.[1] as string | null) ?? 'null') as { since: number } | null) : null;
+          const health = Object.entries((res?.[2 * i + 1]?.[1] ?? {}) as Record<string, string>).map(([targetId, h]) => ({ targetId, healthy: h === '1' }));
+          return [id, { online: owners.has(id), node: owners.get(id)?.node ?? null, connectedSince: session ? new Date(session.since).toISOString() : null, targets: health }];
+        }));
       },
     };
     await ensureSetupToken({ db: this.db, valkey: this.valkey, nodeId: config.nodeId }, this.#log).catch((err) =>
@@ -242,7 +250,18 @@ export class ClusterNode {
     this.#host.register({
       kind: 'site',
       placement: 'explicit',
-      behavior: (id, epoch) => siteBehavior({ db, nodeId: config.nodeId, seenEveryMs: 15_000, publishHealth: (site, targets) => publishHealth(valkey, site, targets) }, id, epoch),
+      behavior: (id, epoch) =>
+        siteBehavior({
+          db,
+          nodeId: config.nodeId,
+          seenEveryMs: 15_000,
+          publishHealth: (site, targets) => publishHealth(valkey, site, targets),
+          publishSession: async (site, session) => {
+            const key = valkey.keys.siteSession(site);
+            if (session) await valkey.call((c) => c.set(key, JSON.stringify(session)));
+            else await valkey.call((c) => c.del(key));
+          },
+        }, id, epoch),
     });
     // Admin writes to sites and targets reach the connectors of the sites held here.
     await valkey.subscribe('changes', (m) => {

@@ -10,6 +10,15 @@ import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { MemberRecord } from '../../supervisors/membership.ts';
 
+export interface SiteStatus {
+  online: boolean;
+  /** Node holding the site's connector connection. */
+  node: string | null;
+  connectedSince: string | null;
+  /** Health its connector reported, per checked target. */
+  targets: Array<{ targetId: string; healthy: boolean }>;
+}
+
 export interface ApiDeps {
   db: DatabasePool;
   valkey: Valkey;
@@ -22,7 +31,7 @@ export interface ApiDeps {
   /** Issues a short-lived connector token for a site (signed with the cluster secret). */
   connectorToken(siteId: string): { token: string; expiresAt: number };
   /** Online status and owning node of sites, from the ownership registry (one round trip). */
-  siteStatus(siteIds: string[]): Promise<Map<string, { online: boolean; node: string | null }>>;
+  siteStatus(siteIds: string[]): Promise<Map<string, SiteStatus>>;
 }
 
 /** Names and free text: letters, digits, spaces and a little punctuation; no markup or quotes. */

@@ -64,10 +64,16 @@ t.test('a target marked unhealthy stops receiving traffic and comes back when he
   await until('both targets in use', (s) => s.includes('A') && s.includes('B'));
   t.pass('both targets serve while healthy (through both nodes)');
 
+  const connected = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
+  t.match(connected, { online: true, node: 'node-1', connectedSince: /^\d{4}-/ }, 'the API shows where and since when the site is connected');
+  t.equal(connected.targets.length, 2, 'and the health of its checked targets');
+  t.ok(connected.targets.every((x: { healthy: boolean }) => x.healthy));
   a.closeAllConnections();
   a.close();
   const onlyB = await until('A taken out', (s) => s.every((x) => x === 'B'));
   t.same([...new Set(onlyB)], ['B'], 'the unhealthy target gets no traffic on any node');
+  const status = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
+  t.equal(status.targets.filter((x: { healthy: boolean }) => !x.healthy).length, 1, 'the API shows the unhealthy target');
 
   a = await serve('A', portA);
   await until('A back', (s) => s.includes('A'));

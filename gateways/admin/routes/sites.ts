@@ -18,7 +18,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const withStatus = async (sites: Array<z.infer<typeof site>>) => {
     const status = await deps().siteStatus(sites.map((s) => s.id));
-    return sites.map((s) => ({ ...s, status: status.get(s.id) ?? { online: false, node: null } }));
+    return sites.map((s) => ({ ...s, status: status.get(s.id) ?? { online: false, node: null, connectedSince: null, targets: [] } }));
   };
 
   r.get('/api/v1/orgs/:orgId/sites', { schema: { tags: ['sites'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
