@@ -9,9 +9,11 @@ export interface HaproxyOptions {
   /** host:port of each node's admin listener */
   backends: Array<{ name: string; address: string }>;
   port?: number;
+  /** Health-check path of the backends; null for none. @default "/readyz" */
+  checkPath?: string | null;
 }
 
-export function haproxyConfig(port: number, backends: HaproxyOptions['backends']): string {
+export function haproxyConfig(port: number, backends: HaproxyOptions['backends'], checkPath: string | null = '/readyz'): string {
   return [
     'global',
     '  maxconn 4096',
@@ -29,10 +31,8 @@ export function haproxyConfig(port: number, backends: HaproxyOptions['backends']
     '  default_backend nodes',
     'backend nodes',
     '  balance roundrobin',
-    '  option httpchk GET /readyz',
-    '  http-check expect status 200',
-    '  default-server inter 500ms fall 2 rise 1',
-    ...backends.map((b) => `  server ${b.name} ${b.address} check`),
+    ...(checkPath ? [`  option httpchk GET ${checkPath}`, '  http-check expect status 200', '  default-server inter 500ms fall 2 rise 1'] : []),
+    ...backends.map((b) => `  server ${b.name} ${b.address}${checkPath ? ' check' : ''}`),
     '',
   ].join('\n');
 }
@@ -49,7 +49,7 @@ export class LocalHaproxy {
   static async start(opts: HaproxyOptions): Promise<LocalHaproxy> {
     const port = opts.port ?? (await freePort());
     const cfg = join(opts.dir, 'haproxy.cfg');
-    writeFileSync(cfg, haproxyConfig(port, opts.backends));
+    writeFileSync(cfg, haproxyConfig(port, opts.backends, opts.checkPath === undefined ? '/readyz' : opts.checkPath));
     const logFile = join(opts.dir, 'haproxy.log');
     const proc = new ServiceProcess({ name: 'haproxy', command: 'haproxy', args: ['-f', cfg, '-db'], logFile });
     await waitUntil('haproxy', () => isListening('127.0.0.1', port), { timeoutMs: 10_000, proc, logFile });

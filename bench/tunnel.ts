@@ -1,0 +1,188 @@
+// npm run bench:tunnel
+// Three node processes, a connector process and a target process (small HTTP answers and a
+// bulk TCP source). Side by side: (a) HTTP keep-alive requests/s and p99 directly to the
+// target, through haproxy as a plain reverse proxy, and through the cluster's tunnel;
+// (b) one bulk TCP stream's throughput directly and through the tunnel; (c) steady requests
+// spread over the nodes while the tunnel's node is SIGKILLed, ten rounds: the longest run of
+// failing requests. Last line: one JSON object.
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { LocalHaproxy } from '../devenv/haproxy.ts';
+import { NodeProcess } from '../devenv/node-process.ts';
+import { freePort } from '../devenv/ports.ts';
+import { ServiceProcess } from '../devenv/process.ts';
+import { testNodeConfig } from '../test/harness/nodes.ts';
+import { log, runBench, withBenchServices } from './lib.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const BULK_MB = Number(process.env.BENCH_BULK_MB ?? 256);
+const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.meta.url));
+
+const TARGET = `
+import { createServer } from 'node:http';
+import { createServer as tcp } from 'node:net';
+const [httpPort, bulkPort, mb] = process.argv.slice(-3).map(Number);
+createServer((req, res) => res.end('hello')).listen(httpPort, '127.0.0.1');
+const chunk = Buffer.alloc(64 * 1024, 1);
+tcp((s) => {
+  let left = mb * 16;
+  const pump = () => { while (left > 0) { left--; if (!s.write(chunk)) return s.once('drain', pump); } s.end(); };
+  s.on('error', () => {});
+  pump();
+}).listen(bulkPort, '127.0.0.1');
+`;
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
+
+function bench(url: string, host?: string): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => autocannon({ url, connections: 16, duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+/** Mbit/s reading the whole bulk stream from host:port. */
+function bulk(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    let bytes = 0;
+    const s = connect({ host, port });
+    s.on('data', (d) => (bytes += d.length));
+    s.on('end', () => {
+      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (bytes < BULK_MB * 1024 * 1024) return reject(new Error(`short read: ${bytes} bytes`));
+      resolve(Math.round((bytes * 8) / secs / 1e6));
+    });
+    s.on('error', reject);
+  });
+}
+
+function get(host: string, hostname: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ host, port: 80, path: '/', headers: { host: hostname }, agent: false, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode === 200));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+async function api(base: string, method: string, path: string, body?: unknown, cookie?: string) {
+  const res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: body ? JSON.stringify(body) : undefined });
+  return { status: res.status, body: (await res.json().catch(() => undefined)) as any, cookie: res.headers.get('set-cookie')?.split(';')[0] };
+}
+
+async function main() {
+  return withBenchServices('tunnel', async ({ dir, services }) => {
+    const procs: ServiceProcess[] = [];
+    const nodes = new Map<string, NodeProcess>();
+    let haproxy: LocalHaproxy | undefined;
+    try {
+      const [httpPort, bulkPort] = [await freePort(), await freePort()];
+      procs.push(new ServiceProcess({ name: 'target', command: process.execPath, args: ['--input-type=module', '-e', TARGET, String(httpPort), String(bulkPort), String(BULK_MB)], logFile: join(dir, 'target.log') }));
+      const url = await services.postgres!.createDatabase('bench');
+      const configs = new Map<string, Record<string, any>>();
+      for (const id of ['node-1', 'node-2', 'node-3']) configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' } } }));
+      const start = (id: string) => {
+        const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`) });
+        nodes.set(id, n);
+        return n;
+      };
+      for (const id of configs.keys()) start(id);
+      await Promise.all([...nodes.values()].map((n) => n.waitReady(60_000)));
+      const admin = nodes.get('node-1')!.adminUrl;
+      let token: string | undefined;
+      for (let i = 0; i < 100 && !token; i++) {
+        token = [...nodes.values()].map((n) => /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'))?.[1]).find(Boolean);
+        if (!token) await new Promise((r) => setTimeout(r, 100));
+      }
+      const who = { email: 'bench@example.com', password: 'benchmark password 123' };
+      await api(admin, 'POST', '/api/v1/auth/setup', { token, ...who });
+      const cookie = (await api(admin, 'POST', '/api/v1/auth/login', who)).cookie!;
+      const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
+      const base = `/api/v1/orgs/${org.id}`;
+      await api(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie);
+      const site = (await api(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
+      const web = (await api(admin, 'POST', `${base}/resources`, { name: 'web', protocol: 'http', hostname: 'app.bench.test', tls: false }, cookie)).body;
+      await api(admin, 'POST', `${base}/resources/${web.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: httpPort, scheme: 'http' }, cookie);
+      const tcpPort = 9000;
+      const raw = (await api(admin, 'POST', `${base}/resources`, { name: 'bulk', protocol: 'tcp', proxyPort: tcpPort }, cookie)).body;
+      await api(admin, 'POST', `${base}/resources/${raw.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: bulkPort, scheme: 'tcp' }, cookie);
+      procs.push(new ServiceProcess({
+        name: 'connector',
+        command: process.execPath,
+        args: [CONNECTOR, ...[...nodes.values()].flatMap((n) => ['--endpoint', n.adminUrl]), '--id', site.id, '--secret', site.connector.secret, '--log-level', 'warn'],
+        logFile: join(dir, 'connector.log'),
+      }));
+      const ip = (id: string) => String(configs.get(id)!.ingress.http).replace(/:80$/, '');
+      const holder = async () => (await api(admin, 'GET', `${base}/sites/${site.id}`, undefined, cookie)).body?.status?.node as string | null;
+      for (let i = 0; i < 200 && !(await holder()); i++) await new Promise((r) => setTimeout(r, 100));
+      const first = (await holder())!;
+      await new Promise((r) => setTimeout(r, 500));
+      log(`ready: tunnel on ${first}`);
+
+      haproxy = await LocalHaproxy.start({ dir, backends: [{ name: 'target', address: `127.0.0.1:${httpPort}` }], checkPath: null });
+      const direct = await bench(`http://127.0.0.1:${httpPort}/`);
+      log(`direct:  ${direct.requests.average} req/s, p99 ${direct.latency.p99} ms`);
+      const viaHaproxy = await bench(`${haproxy.url}/`);
+      log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms`);
+      const viaTunnel = await bench(`http://${ip(first)}/`, 'app.bench.test');
+      log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}`);
+      const directMbps = await bulk('127.0.0.1', bulkPort);
+      const tunnelMbps = await bulk(ip(first), tcpPort);
+      log(`bulk: direct ${directMbps} Mbit/s, tunnel ${tunnelMbps} Mbit/s`);
+
+      const gaps: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const victim = (await holder())!;
+        const others = [...configs.keys()].filter((n) => n !== victim);
+        let running = true;
+        let failingSince: number | undefined;
+        let longest = 0;
+        const client = (async () => {
+          for (let i = 0; running; i++) {
+            const ok = await get(ip(others[i % others.length]!), 'app.bench.test');
+            const now = Date.now();
+            if (!ok) failingSince ??= now;
+            else if (failingSince !== undefined) {
+              longest = Math.max(longest, now - failingSince);
+              failingSince = undefined;
+            }
+            await new Promise((res) => setTimeout(res, 10));
+          }
+        })();
+        await new Promise((res) => setTimeout(res, 300));
+        nodes.get(victim)!.proc.signal('SIGKILL');
+        await nodes.get(victim)!.proc.exited;
+        await new Promise((res) => setTimeout(res, 3000));
+        running = false;
+        await client;
+        if (failingSince !== undefined) longest = Math.max(longest, Date.now() - failingSince);
+        gaps.push(longest);
+        log(`round ${r + 1}: killed ${victim}; longest failing run ${longest} ms`);
+        await start(victim).waitReady(60_000);
+      }
+      return {
+        bench: 'tunnel',
+        direct_rps: direct.requests.average,
+        haproxy_rps: viaHaproxy.requests.average,
+        tunnel_rps: viaTunnel.requests.average,
+        tunnel_p99_ms: viaTunnel.latency.p99,
+        direct_mbps: directMbps,
+        tunnel_mbps: tunnelMbps,
+        failover_gap_ms_p50: pct(gaps, 50),
+        failover_gap_ms_p99: pct(gaps, 99),
+      };
+    } finally {
+      await haproxy?.stop();
+      for (const p of procs) await p.stop('SIGTERM', 2000);
+      await Promise.all([...nodes.values()].map((n) => n.proc.stop('SIGKILL', 1000)));
+    }
+  });
+}
+
+runBench(main);
