@@ -1,6 +1,7 @@
 import pg from 'pg';
 import t from 'tap';
 import type { NodeProcess } from '../../devenv/node-process.ts';
+import { actorKey, placeOn } from '../../supervisors/placement.ts';
 import { askVia, inspectNode, startCluster, type NodeView } from '../harness/cluster.ts';
 
 const FAST = { failover: { reconcileEvery: '1s', handoffTimeout: '5s' }, lease: { ttl: '3s', renewEvery: '1s' } };
@@ -38,8 +39,12 @@ async function views(nodes: NodeProcess[]): Promise<NodeView[]> {
   return Promise.all(nodes.map((n) => inspectNode(n)));
 }
 
-/** Waits until the probe actors running across `nodes` are exactly `ids`, each on one node. */
+/**
+ * Waits until the probe actors running across `nodes` are exactly `ids`, each on one node,
+ * and each on the node rendezvous hashing picks among `nodes` (placement has converged).
+ */
 async function waitForPlacement(nodes: NodeProcess[], ids: string[], ms = 20_000): Promise<Map<string, string>> {
+  const live = nodes.map((n) => String(n.config.nodeId));
   const deadline = Date.now() + ms;
   let last = '';
   while (Date.now() < deadline) {
@@ -48,7 +53,7 @@ async function waitForPlacement(nodes: NodeProcess[], ids: string[], ms = 20_000
     let dup = false;
     for (const v of vs) for (const a of v.actors) if (a.kind === 'probe') (seen.has(a.id) ? (dup = true) : seen.set(a.id, v.node));
     last = `${seen.size}/${ids.length} dup=${dup}`;
-    if (!dup && seen.size === ids.length && ids.every((id) => seen.has(id))) return seen;
+    if (!dup && seen.size === ids.length && ids.every((id) => seen.get(id) === placeOn(actorKey('probe', id), live))) return seen;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`placement did not settle: ${last}`);
