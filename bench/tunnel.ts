@@ -180,7 +180,7 @@ async function main() {
     } finally {
       await haproxy?.stop();
       for (const p of procs) await p.stop('SIGTERM', 2000);
-      await Promise.all([...nodes.values()].map((n) => n.proc.stop('SIGKILL', 1000)));
+      await Promise.all([...nodes.values()].map((n) => n.proc.stop(process.env.BENCH_STOP_SIGNAL === 'TERM' ? 'SIGTERM' : 'SIGKILL', 5000)));
     }
   });
 }

@@ -8,6 +8,7 @@ import { connect, isIPv6 } from 'node:net';
 import type { ConnectorTarget } from '../gateways/connector/protocol.ts';
 import { PROTOCOL_HEADER, TARGET_HEADER } from '../gateways/connector/tunnels.ts';
 import { Deframer, frameDatagram } from '../gateways/connector/datagrams.ts';
+import { TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../gateways/connector/ws-duplex.ts';
 import type { Logger } from '../core/log.ts';
 
 /** The configured, enabled target a stream may reach, or undefined. */
@@ -42,7 +43,8 @@ function relayDatagrams(stream: http2.ServerHttp2Stream, target: ConnectorTarget
 
 export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: Logger): http2.Http2Server {
   const log = logger.child({ component: 'data-plane' });
-  const server = http2.createServer({ settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS });
+  server.on('session', (session) => session.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
   server.on('sessionError', (err) => log.debug({ err: err.message }, 'tunnel session error'));
   server.on('stream', (stream: http2.ServerHttp2Stream, headers) => {
     stream.on('error', () => {});

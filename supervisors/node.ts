@@ -12,12 +12,15 @@ import { ControlChannel } from '../gateways/connector/control.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
-import { RouteTable } from '../gateways/ingress/routes.ts';
+import { ROUTES_SNAPSHOT, RouteTable } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
 import { CertificateStore } from '../gateways/ingress/certs.ts';
-import { TargetHealth, publishHealth } from '../gateways/ingress/health.ts';
+import { publishHealth, readHealth } from '../gateways/ingress/health.ts';
+import { resourceBehavior, resourceCatalog, type Route } from '../actors/resource.ts';
+import { SnapshotStore, type Snapshot } from '../persistence/snapshots.ts';
+import type { ResourceStatus } from '../gateways/admin/http.ts';
 import { ActorSystem } from '../actors/runtime.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -133,6 +136,7 @@ export class ClusterNode {
     if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
     await this.#startActors();
     const membership = this.#membership!;
+    const routeSnapshots = new SnapshotStore<Route>(this.valkey, ROUTES_SNAPSHOT);
     this.#api = {
       db: this.db,
       valkey: this.valkey,
@@ -164,6 +168,18 @@ export class ClusterNode {
           const health = Object.entries((res?.[2 * i + 1]?.[1] ?? {}) as Record<string, string>).map(([targetId, h]) => ({ targetId, healthy: h === '1' }));
           return [id, { online: owners.has(id), node: owners.get(id)?.node ?? null, connectedSince: session ? new Date(session.since).toISOString() : null, targets: health }];
         }));
+      },
+      resourceStatus: async (ids) => {
+        const out = new Map<string, ResourceStatus>();
+        const snapshots = await routeSnapshots.getMany(ids).catch(() => new Map<string, Snapshot<Route>>());
+        for (const id of ids) {
+          const route = snapshots.get(id)?.data;
+          if (!route) continue;
+          const targets = route.targets.map((t) => ({ targetId: t.id, siteId: t.siteId, enabled: t.enabled, healthy: t.healthy, siteOnline: t.siteId in route.owners, node: route.owners[t.siteId] ?? null }));
+          const servingNodes = [...new Set(targets.filter((t) => t.enabled && t.healthy && t.node).map((t) => t.node!))].sort();
+          out.set(id, { published: true, servingNodes, targets });
+        }
+        return out;
       },
     };
     await ensureSetupToken({ db: this.db, valkey: this.valkey, nodeId: config.nodeId }, this.#log).catch((err) =>
@@ -260,14 +276,38 @@ export class ClusterNode {
             const key = valkey.keys.siteSession(site);
             if (session) await valkey.call((c) => c.set(key, JSON.stringify(session)));
             else await valkey.call((c) => c.del(key));
+            await valkey.publish('sites', { siteId: site, node: session?.node ?? null });
           },
         }, id, epoch),
     });
-    // Admin writes to sites and targets reach the connectors of the sites held here.
+    const routes = new SnapshotStore<Route>(valkey, ROUTES_SNAPSHOT);
+    this.#host.register({
+      kind: 'resource',
+      placement: 'placed',
+      catalog: () => resourceCatalog(db),
+      behavior: (id, epoch) =>
+        resourceBehavior({
+          db,
+          publish: (snapshot) => routes.put(snapshot),
+          siteOwners: async (ids) => new Map([...(await ownership.ownersOf('site', ids))].map(([siteId, o]) => [siteId, o.node])),
+          health: (ids) => readHealth(valkey, ids),
+        }, id, epoch),
+    });
+    // Admin writes reach the connectors of the sites held here and the resource actors held
+    // here (which republish their routes); a new or deleted resource also moves placement.
     await valkey.subscribe('changes', (m) => {
       const kind = (m as { kind?: string }).kind;
       if (kind === 'target' || kind === 'site' || kind === 'resource') this.#host?.broadcastLocal('site', { type: 'config-changed' });
+      if (kind === 'target' || kind === 'site' || kind === 'resource' || kind === 'org' || kind === 'domain') {
+        this.#host?.broadcastLocal('resource', { type: 'reload' });
+        if (kind === 'resource' || kind === 'org') void this.#host?.reconcile();
+      }
     });
+    // Health reports and site moves change where traffic may go.
+    const refresh = (m: unknown) => this.#host?.broadcastLocal('resource', { type: 'refresh', siteId: (m as { siteId?: string }).siteId });
+    await valkey.subscribe('health', refresh);
+    await valkey.subscribe('sites', refresh);
+    membership.on('view', () => this.#host?.broadcastLocal('resource', { type: 'refresh' }));
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
     membership.on('view', () => peer.sync(membership.live()));
@@ -278,15 +318,13 @@ export class ClusterNode {
 
   /** Routes, target health, and the HTTP(S), TCP and UDP ingress. */
   async #startIngress(): Promise<void> {
-    const routes = new RouteTable({ db: this.db, valkey: this.valkey, logger: this.#log });
+    const routes = new RouteTable({ valkey: this.valkey, logger: this.#log });
     this.#routes = routes;
     const membership = this.#membership!;
-    const ownership = this.#ownership!;
     const peer = this.#peer!;
-    const health = new TargetHealth({ valkey: this.valkey, logger: this.#log });
     const placement = {
-      healthy: (targetId: string) => health.healthy(targetId),
-      siteNodes: async (ids: string[]) => new Map([...(await ownership.ownersOf('site', ids))].map(([id, o]) => [id, o.node])),
+      nodeId: this.config.nodeId,
+      isLive: (node: string) => membership.member(node) !== undefined,
       forward: (node: string, resourceId: string, targetId: string, header: Buffer) => {
         const member = membership.member(node);
         if (!member) return Promise.reject(new Error(`node ${node} is not live`));
@@ -305,7 +343,6 @@ export class ClusterNode {
       logger: this.#log,
     });
     await routes.start();
-    await health.start(routes);
     this.#tcpIngress.sync();
     this.#udpIngress.sync();
     await this.#httpIngress.listen();
@@ -348,7 +385,7 @@ export class ClusterNode {
     this.#tcpIngress?.close();
     this.#udpIngress?.close();
     await this.#httpIngress?.close();
-    this.#routes?.stop();
+    await this.#routes?.stop();
     if (this.#host) {
       await Promise.race([
         this.#host.handoffAll().catch((err) => this.#log.warn({ err: (err as Error).message }, 'handoff failed')),

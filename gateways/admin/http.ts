@@ -32,6 +32,16 @@ export interface ApiDeps {
   connectorToken(siteId: string): { token: string; expiresAt: number };
   /** Online status and owning node of sites, from the ownership registry (one round trip). */
   siteStatus(siteIds: string[]): Promise<Map<string, SiteStatus>>;
+  /** What the ingress serves for resources, from the route snapshots their actors published. */
+  resourceStatus(resourceIds: string[]): Promise<Map<string, ResourceStatus>>;
+}
+
+export interface ResourceStatus {
+  /** False until the resource's actor has published its route (or after it failed to). */
+  published: boolean;
+  /** Nodes that hold a tunnel to one of its usable targets (any node forwards to them). */
+  servingNodes: string[];
+  targets: Array<{ targetId: string; siteId: string; enabled: boolean; healthy: boolean; siteOnline: boolean; node: string | null }>;
 }
 
 /** Names and free text: letters, digits, spaces and a little punctuation; no markup or quotes. */

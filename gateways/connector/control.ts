@@ -14,7 +14,7 @@ import type { ActorHost } from '../../supervisors/actor-host.ts';
 import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type NodeMessage } from './protocol.ts';
 import { verifyConnectorToken } from './token.ts';
 import type { TunnelRegistry } from './tunnels.ts';
-import { frameDuplex, type FrameDuplex } from './ws-duplex.ts';
+import { frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from './ws-duplex.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
 
@@ -39,7 +39,7 @@ function refuse(socket: Duplex, status: 401 | 404 | 503, code: string) {
 export class ControlChannel {
   readonly #d: ControlChannelDeps;
   readonly #log: Logger;
-  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_MESSAGE });
+  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 2 * MAX_DATA_FRAME });
 
   constructor(deps: ControlChannelDeps) {
     this.#d = deps;
@@ -78,6 +78,7 @@ export class ControlChannel {
     ws.on('error', () => {});
     ws.on('message', async (frame: Buffer, isBinary) => {
       if (isBinary) return data.feed(frame); // the HTTP/2 data plane
+      if (frame.length > MAX_CONTROL_MESSAGE) return ws.close(CLOSE.tooLarge.code, CLOSE.tooLarge.reason);
       let msg: ConnectorMessage;
       try {
         msg = ConnectorMessage.parse(JSON.parse(frame.toString()));
@@ -94,7 +95,8 @@ export class ControlChannel {
           clearTimeout(registerTimer);
           await this.#d.host.claimHere('site', siteId);
           const duplex = data.duplex;
-          const h2 = http2.connect('http://connector.invalid', { createConnection: () => duplex as never });
+          const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => duplex as never });
+          h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
           h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
           this.#d.tunnels.set(siteId, session.id, h2);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session }, 5000);

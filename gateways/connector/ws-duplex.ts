@@ -2,6 +2,8 @@
 // with per-stream flow control) can run on the same connection as the JSON control
 // messages, which use text frames. Backpressure: a write completes when the frame is handed
 // to the socket; when the reader falls behind, the WebSocket stops reading.
+// HTTP/2 writes many small pieces (frame headers, then payloads): whatever piled up while
+// the socket was busy goes out as one WebSocket frame (writev), one syscall instead of many.
 import { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 
@@ -13,12 +15,33 @@ export interface FrameDuplex {
   end(): void;
 }
 
+/**
+ * Window sizes for the HTTP/2 sessions over a tunnel. The defaults (64 KiB per stream and
+ * per connection) cap one bulk stream at a window per round trip; these let a single stream
+ * fill the link while flow control still bounds what a slow reader buffers.
+ */
+export const TUNNEL_H2_SETTINGS = { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 64 * 1024 } as const;
+export const TUNNEL_H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
+/** Largest binary frame either side sends (batched writes are cut at this size). */
+export const MAX_DATA_FRAME = 512 * 1024;
+
 export function frameDuplex(ws: WebSocket): FrameDuplex {
   let paused = false;
+  const send = (chunk: Buffer, cb: (err?: Error | null) => void) => {
+    if (ws.readyState !== WebSocket.OPEN) return cb(new Error('websocket closed'));
+    ws.send(chunk, { binary: true }, cb);
+  };
   const duplex = new Duplex({
+    highWaterMark: 256 * 1024,
     write(chunk: Buffer, _enc, cb) {
-      if (ws.readyState !== WebSocket.OPEN) return cb(new Error('websocket closed'));
-      ws.send(chunk, { binary: true }, cb);
+      send(chunk, cb);
+    },
+    writev(chunks, cb) {
+      const all = chunks.length === 1 ? (chunks[0]!.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+      for (let off = 0; off < all.length; off += MAX_DATA_FRAME) {
+        const last = off + MAX_DATA_FRAME >= all.length;
+        send(all.subarray(off, off + MAX_DATA_FRAME), last ? cb : () => {});
+      }
     },
     read() {
       if (paused) {

@@ -19,9 +19,14 @@ import type { CertificateStore } from './certs.ts';
 import { MAX_HELLO, readClientHello } from './client-hello.ts';
 import { encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
 import type { Route, RouteTable } from './routes.ts';
+import { UpstreamPool, type UpstreamPath } from './upstream-pool.ts';
 import { chooseTarget, type Placement } from './tcp.ts';
 
-type Upstream = { stream: Duplex; tls: boolean; host: string };
+const SAFE_RETRY = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
 
@@ -54,6 +59,7 @@ export class HttpIngress {
   /** Real client address of each connection (also for connections forwarded to us). */
   readonly #clients = new WeakMap<object, string>();
   readonly #plain: Server;
+  readonly #pool = new UpstreamPool();
   readonly #secure: Server;
   #tlsListener: NetServer | undefined;
 
@@ -98,7 +104,7 @@ export class HttpIngress {
       }
       const route = this.#routeFor(hello.serverName);
       if (!route) return sock.destroy();
-      const local = route.targets.some((t) => t.enabled && this.#d.placement.healthy(t.id) && this.#d.tunnels.has(t.siteId));
+      const local = route.targets.some((t) => t.enabled && t.healthy && this.#d.tunnels.has(t.siteId));
       const client: ProxyAddresses = { source: { address: sock.remoteAddress ?? '0.0.0.0', port: sock.remotePort ?? 0 }, destination: { address: sock.localAddress ?? '0.0.0.0', port: sock.localPort ?? 0 } };
       if (local) {
         sock.setTimeout(0);
@@ -106,7 +112,7 @@ export class HttpIngress {
         return this.terminateTls(sock, client.source.address);
       }
       try {
-        const choice = await chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
+        const choice = chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
         if (!choice || choice.node === 'local') throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no online target', { resourceId: route.resourceId });
         const upstream = await this.#d.placement.forward(choice.node, route.resourceId, 'tls', encodeProxyV2(client));
         upstream.write(buf);
@@ -136,23 +142,27 @@ export class HttpIngress {
   }
 
   #routeFor(hostname: string): Route | undefined {
-    return this.#d.routes.all().find((r) => r.protocol === 'http' && r.enabled && r.hostname === hostname);
+    return this.#d.routes.byHost(hostname);
   }
 
-  /** A byte stream to a target of the route, through a local tunnel or another node. */
-  async #upstream(route: Route, client: string): Promise<Upstream> {
-    const choice = await chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
+  /** How to reach one target of the route: through a local tunnel or another node. */
+  async #path(route: Route, client: string): Promise<UpstreamPath> {
+    const choice = chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
     if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled target on an online site', { resourceId: route.resourceId });
     const t = choice.target;
-    let stream: Duplex =
+    const open =
       choice.node === 'local'
-        ? await this.#d.tunnels.open(t.siteId, t, 'tcp')
-        : await this.#d.placement.forward(choice.node, route.resourceId, t.id, encodeProxyV2({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } }));
-    if (t.scheme === 'https') {
-      // Targets inside a site commonly use private or self-signed certificates.
-      stream = tlsConnect({ socket: stream as Socket, servername: t.host, rejectUnauthorized: false });
-    }
-    return { stream, tls: t.scheme === 'https', host: t.host };
+        ? () => this.#d.tunnels.open(t.siteId, t, 'tcp')
+        : // The header names the first client; later requests on a pooled stream carry theirs in X-Forwarded-For.
+          () => this.#d.placement.forward(choice.node, route.resourceId, t.id, encodeProxyV2({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } }));
+    return { key: `${t.id}@${choice.node}`, tls: t.scheme === 'https', servername: t.host, open };
+  }
+
+  /** A fresh (unpooled) byte stream to a target, for upgraded connections. */
+  async #upstream(route: Route, client: string): Promise<Duplex> {
+    const path = await this.#path(route, client);
+    const stream = await path.open();
+    return path.tls ? tlsConnect({ socket: stream as Socket, servername: path.servername, rejectUnauthorized: false }) : stream;
   }
 
   #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https'): Record<string, string | string[]> {
@@ -172,29 +182,43 @@ export class HttpIngress {
       res.writeHead(301, { location: `https://${hostOf(req)}${req.url ?? '/'}` });
       return res.end();
     }
-    let upstream: Upstream;
-    try {
-      upstream = await this.#upstream(route, this.#clientOf(req));
-    } catch (err) {
-      return errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
-    }
-    const out = request({
-      method: req.method,
-      path: req.url,
-      headers: { ...this.#forwardedHeaders(req, proto), connection: 'close' },
-      createConnection: () => upstream.stream as Socket,
-      timeout: this.#d.responseTimeoutMs ?? 60_000,
-    });
-    out.on('timeout', () => out.destroy(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' })));
-    out.on('error', (err) => errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`));
-    out.on('response', (up) => {
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
-      res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
-      pipeline(up, res, () => {});
-    });
-    req.on('aborted', () => out.destroy());
-    pipeline(req, out, () => {});
+    const send = async (retried: boolean) => {
+      let path: UpstreamPath;
+      try {
+        path = await this.#path(route, this.#clientOf(req));
+      } catch (err) {
+        return errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
+      }
+      const out = request({
+        method: req.method,
+        path: req.url,
+        headers: this.#forwardedHeaders(req, proto),
+        agent: this.#pool.agentFor(path),
+        timeout: this.#d.responseTimeoutMs ?? 60_000,
+      });
+      out.on('timeout', () => out.destroy(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' })));
+      out.on('error', (err) => {
+        // A pooled stream can close just as it is reused (the tunnel moved, the target
+        // closed an idle connection): a request without a body is safe to send once more.
+        if (!retried && out.reusedSocket && !res.headersSent && SAFE_RETRY.has(req.method ?? '') && !hasBody(req)) return void send(true);
+        errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`);
+      });
+      out.on('response', (up) => {
+        const headers: Record<string, string | string[]> = {};
+        for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
+        res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
+        // pipe, not pipeline: this is the hot path, and pipeline allocates an AbortController
+        // (and an abort error when it finishes) per call.
+        up.on('error', () => res.destroy());
+        up.pipe(res);
+      });
+      res.once('close', () => !res.writableFinished && out.destroy());
+      if (hasBody(req)) {
+        req.on('error', () => out.destroy());
+        req.pipe(out);
+      } else out.end();
+    };
+    await send(false);
   }
 
   /** Upgrade (WebSocket) requests: the request head goes through, then bytes both ways. */
@@ -203,7 +227,7 @@ export class HttpIngress {
     const route = this.#routeFor(hostOf(req));
     if (!route || (proto === 'http' && route.tls)) return sock.destroy();
     try {
-      const { stream } = await this.#upstream(route, this.#clientOf(req));
+      const stream = await this.#upstream(route, this.#clientOf(req));
       const headers = { ...this.#forwardedHeaders(req, proto), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
       const lines = [`${req.method} ${req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
       stream.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -221,5 +245,6 @@ export class HttpIngress {
     this.#secure.close();
     this.#plain.closeAllConnections();
     this.#secure.closeAllConnections();
+    this.#pool.close();
   }
 }

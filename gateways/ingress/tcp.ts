@@ -11,25 +11,30 @@ import { encodeProxyV2 } from './proxy-protocol.ts';
 import { pickWeighted, type Route, type RouteTable, type RouteTarget } from './routes.ts';
 
 export interface Placement {
-  /** False for a target its connector reported unhealthy. */
-  healthy(targetId: string): boolean;
-  /** Node holding each site's tunnel (live owners only). */
-  siteNodes(siteIds: string[]): Promise<Map<string, string>>;
+  /** This node's id: a route naming it while no local tunnel exists is stale. */
+  nodeId: string;
+  /** True while a node holds a live lease (a route's owner may lag behind a death). */
+  isLive(node: string): boolean;
   /** Opens a forwarded stream to `node` for a target; the header goes first. */
   forward(node: string, resourceId: string, targetId: string, header: Buffer): Promise<Duplex>;
 }
 
 export type Choice = { target: RouteTarget; node: 'local' } | { target: RouteTarget; node: string };
 
-/** Local tunnels first (no extra hop), else any node holding a tunnel of an enabled target. */
-export async function chooseTarget(route: Route, tunnels: TunnelRegistry, placement: Placement, protocol: 'tcp' | 'udp'): Promise<Choice | undefined> {
-  const usable = route.targets.filter((t) => t.enabled && placement.healthy(t.id) && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
-  const local = usable.filter((t) => tunnels.has(t.siteId));
-  const here = pickWeighted(local);
+/**
+ * Enabled, healthy targets only; local tunnels first (no extra hop), else a target whose
+ * site's tunnel is on another live node. Decided from memory alone.
+ */
+export function chooseTarget(route: Route, tunnels: TunnelRegistry, placement: Placement, protocol: 'tcp' | 'udp'): Choice | undefined {
+  const usable = route.targets.filter((t) => t.enabled && t.healthy && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
+  const here = pickWeighted(usable.filter((t) => tunnels.has(t.siteId)));
   if (here) return { target: here, node: 'local' };
-  const nodes = await placement.siteNodes([...new Set(usable.map((t) => t.siteId))]);
-  const remote = pickWeighted(usable.filter((t) => nodes.has(t.siteId)));
-  return remote ? { target: remote, node: nodes.get(remote.siteId)! } : undefined;
+  const elsewhere = (siteId: string) => {
+    const node = route.owners[siteId];
+    return node !== undefined && node !== placement.nodeId && placement.isLive(node);
+  };
+  const remote = pickWeighted(usable.filter((t) => elsewhere(t.siteId)));
+  return remote ? { target: remote, node: route.owners[remote.siteId]! } : undefined;
 }
 
 export class TcpIngress {
@@ -67,7 +72,7 @@ export class TcpIngress {
     const route = this.deps.routes.byId(resourceId);
     try {
       if (!route) throw new Error('resource gone');
-      const choice = await chooseTarget(route, this.deps.tunnels, this.deps.placement, 'tcp');
+      const choice = chooseTarget(route, this.deps.tunnels, this.deps.placement, 'tcp');
       if (!choice) throw new Error('CLUSTER_ERR_INGRESS_NO_TARGET');
       const upstream =
         choice.node === 'local'

@@ -80,7 +80,7 @@ export class UdpIngress {
   async #open(entry: { socket: Socket; resourceId: string; sessions: Map<string, Session> }, key: string, s: Session, rinfo: RemoteInfo) {
     try {
       const route = this.deps.routes.byId(entry.resourceId);
-      const choice = route && (await chooseTarget(route, this.deps.tunnels, this.deps.placement, 'udp'));
+      const choice = route && chooseTarget(route, this.deps.tunnels, this.deps.placement, 'udp');
       if (!choice) throw new Error('CLUSTER_ERR_INGRESS_NO_TARGET');
       const stream =
         choice.node === 'local'

@@ -70,3 +70,17 @@ export async function startApiCluster(t: Tap, count: number, config: Record<stri
   if (login.status !== 200 || !login.cookie) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
   return Object.assign(cluster, { lb: haproxy.url, adminCookie: login.cookie });
 }
+
+/**
+ * Waits until the resource's published route names `node` as holding a usable target's
+ * tunnel (the API's resource status): from then on every node's ingress routes it.
+ */
+export async function servedBy(c: ApiCluster, orgId: string, resourceId: string, node: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const res = await call(c.lb, 'GET', `/api/v1/orgs/${orgId}/resources/${resourceId}`, { cookie: c.adminCookie });
+    if ((res.body?.status?.servingNodes ?? []).includes(node)) return;
+    if (Date.now() > deadline) throw new Error(`resource ${resourceId} not served by ${node} after ${ms}ms: ${JSON.stringify(res.body?.status)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

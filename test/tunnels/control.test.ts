@@ -74,7 +74,7 @@ t.test('site connectors and the control channel', async (t) => {
       ['health before register', JSON.stringify({ v: 1, type: 'health', targets: [] }), 4400, 'CLUSTER_ERR_CONNECTOR_BAD_MESSAGE'],
       ['unknown version', JSON.stringify({ v: 2, type: 'register', connectorVersion: 'x', transports: [] }), 4400, 'CLUSTER_ERR_CONNECTOR_BAD_MESSAGE'],
       ['extra field', JSON.stringify({ v: 1, type: 'register', connectorVersion: 'x', transports: [], admin: true }), 4400, 'CLUSTER_ERR_CONNECTOR_BAD_MESSAGE'],
-      ['oversized', 'x'.repeat(200_000), 1009, ''],
+      ['oversized', 'x'.repeat(200_000), 1009, 'CLUSTER_ERR_CONNECTOR_MESSAGE_TOO_LARGE'],
     ];
     for (const [name, payload, code, reason] of cases) {
       const { ws, closed } = await openControl(c.nodes[1]!.adminUrl, token);

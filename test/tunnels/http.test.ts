@@ -4,7 +4,7 @@ import t from 'tap';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
-import { call, startApiCluster } from '../harness/api.ts';
+import { call, servedBy, startApiCluster } from '../harness/api.ts';
 
 const logger = createLogger({ level: 'silent' });
 const CLIENT_ADDRESS = '127.9.9.9'; // the test's "public client", distinct from everything else
@@ -62,7 +62,7 @@ t.test('HTTP resources answer through every node', async (t) => {
   const ready = new Promise((r) => connector.on('config', (targets: unknown[]) => targets.length === 2 && r(targets)));
   connector.start();
   await ready;
-  await new Promise((r) => setTimeout(r, 200)); // route tables catch up with the new targets
+  for (const r of [plain, secure]) await servedBy(c, org.id, r.id, 'node-2');
 
   for (let i = 0; i < 3; i++) {
     const ip = `${net}.${i + 1}`;

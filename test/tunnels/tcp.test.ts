@@ -3,7 +3,7 @@ import t from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { freePort } from '../../devenv/ports.ts';
-import { call, startApiCluster } from '../harness/api.ts';
+import { call, servedBy, startApiCluster } from '../harness/api.ts';
 import { sharedServices } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -46,6 +46,7 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
   const configured = new Promise((r) => connector.on('config', (targets: unknown[]) => targets.length && r(targets)));
   connector.start();
   await configured;
+  await servedBy(c, org.id, res.id, 'node-2');
 
   for (let i = 0; i < 3; i++) {
     const host = `${net}.${i + 1}`;

@@ -6,7 +6,7 @@ import t from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { Deframer, frameDatagram } from '../../gateways/connector/datagrams.ts';
-import { call, startApiCluster } from '../harness/api.ts';
+import { call, servedBy, startApiCluster } from '../harness/api.ts';
 
 const run = promisify(execFile);
 const logger = createLogger({ level: 'silent' });
@@ -44,6 +44,7 @@ t.test('a UDP resource carries DNS queries through every node', async (t) => {
   const configured = new Promise((r) => connector.on('config', (targets: unknown[]) => targets.length && r(targets)));
   connector.start();
   await configured;
+  await servedBy(c, org.id, res.id, 'node-2');
   await new Promise((r) => setTimeout(r, 300));
 
   for (let i = 0; i < 3; i++) {

@@ -40,11 +40,15 @@ const HealthCheck = Type.Object(
 
 export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
+  const withStatus = async (rows: Array<z.infer<typeof resource>>) => {
+    const status = await deps().resourceStatus(rows.map((x) => x.id));
+    return rows.map((x) => ({ ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [] } }));
+  };
 
   r.get('/api/v1/orgs/:orgId/resources', { schema: { tags: ['resources'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
     const { limit, offset } = page(req.query);
     const items = await withDb(() => deps().db.any(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE org_id = ${req.params.orgId} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
-    return { items, limit, offset };
+    return { items: await withStatus([...items]), limit, offset };
   });
 
   r.post('/api/v1/orgs/:orgId/resources', {
@@ -80,7 +84,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   r.get('/api/v1/orgs/:orgId/resources/:resourceId', { schema: { tags: ['resources'], params: Params }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
     const row = await withDb(() => deps().db.maybeOne(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE id = ${req.params.resourceId} AND org_id = ${req.params.orgId}`));
     if (!row) throw notFound('resource');
-    return row;
+    return (await withStatus([row]))[0];
   });
 
   r.patch('/api/v1/orgs/:orgId/resources/:resourceId', {

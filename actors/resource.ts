@@ -1,0 +1,115 @@
+// The resource actor: one per resource, placed by rendezvous hashing. It keeps the resource's
+// route (hostname or port -> targets on one or more sites, each target's reported health, and
+// the node holding each site's tunnel) and publishes it as a versioned snapshot that every
+// node's ingress mirrors. It recomputes on admin edits (reload from PostgreSQL), on health
+// reports and site moves (refresh from Valkey), and when nodes join or die.
+import { z } from 'zod';
+import { sql, type DatabasePool } from '../persistence/db.ts';
+import type { Snapshot } from '../persistence/snapshots.ts';
+import type { Behavior } from './runtime.ts';
+
+export interface RouteTarget {
+  id: string;
+  siteId: string;
+  host: string;
+  port: number;
+  scheme: 'http' | 'https' | 'tcp' | 'udp';
+  enabled: boolean;
+  weight: number;
+  /** Last health the site's connector reported; true when never reported (no checks). */
+  healthy: boolean;
+}
+
+export interface Route {
+  resourceId: string;
+  orgId: string;
+  protocol: 'http' | 'tcp' | 'udp';
+  hostname: string | null;
+  port: number | null;
+  tls: boolean;
+  enabled: boolean;
+  targets: RouteTarget[];
+  /** Site id -> node holding its tunnel (live owners only; offline sites are absent). */
+  owners: Record<string, string>;
+}
+
+export type ResourceMsg =
+  | { type: 'reload' }
+  | { type: 'refresh'; siteId?: string }
+  | { type: 'status' };
+
+export interface ResourceDeps {
+  db: DatabasePool;
+  /** Stores and announces the snapshot (compare-and-set on the version). */
+  publish(snapshot: Snapshot<Route>): Promise<boolean>;
+  /** Live node holding each site's tunnel. */
+  siteOwners(siteIds: string[]): Promise<Map<string, string>>;
+  /** Reported health by target id, for the given sites. */
+  health(siteIds: string[]): Promise<Map<string, boolean>>;
+}
+
+export interface ResourceState {
+  /** The resource as stored; null once deleted. */
+  base: Omit<Route, 'owners'> | null;
+  published: string | undefined;
+}
+
+const row = z.object({
+  resource_id: z.string(), org_id: z.string(), protocol: z.enum(['http', 'tcp', 'udp']), hostname: z.string().nullable(), proxy_port: z.number().nullable(), tls: z.boolean(), enabled: z.boolean(),
+  targets: z.array(z.object({ id: z.string(), siteId: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), weight: z.number() })),
+});
+
+export async function resourceCatalog(db: DatabasePool): Promise<string[]> {
+  return [...(await db.anyFirst(sql.type(z.object({ id: z.string() }))`SELECT id FROM resources ORDER BY id`))];
+}
+
+async function load(db: DatabasePool, id: string): Promise<ResourceState['base']> {
+  const r = await db.maybeOne(sql.type(row)`
+    SELECT r.id AS resource_id, r.org_id, r.protocol, r.hostname, r.proxy_port, r.tls, r.enabled,
+      COALESCE(json_agg(json_build_object('id', t.id, 'siteId', t.site_id, 'host', t.host, 'port', t.port, 'scheme', t.scheme, 'enabled', t.enabled, 'weight', t.weight) ORDER BY t.id)
+        FILTER (WHERE t.id IS NOT NULL), '[]') AS targets
+    FROM resources r LEFT JOIN targets t ON t.resource_id = r.id WHERE r.id = ${id} GROUP BY r.id`);
+  if (!r) return null;
+  return {
+    resourceId: r.resource_id, orgId: r.org_id, protocol: r.protocol, hostname: r.hostname, port: r.proxy_port, tls: r.tls, enabled: r.enabled,
+    targets: r.targets.map((t) => ({ ...t, healthy: true })),
+  };
+}
+
+export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number): Behavior<ResourceState, ResourceMsg> {
+  // Outside the state so a restart (same epoch) keeps counting up.
+  let seq = 0;
+  const sites = (base: ResourceState['base']) => [...new Set(base?.targets.map((t) => t.siteId) ?? [])];
+
+  /** Adds health and owners, publishes if anything changed; returns what was published. */
+  async function publish(state: ResourceState, base: ResourceState['base']): Promise<ResourceState> {
+    let data: Route | undefined;
+    if (base) {
+      const ids = sites(base);
+      const [owners, health] = await Promise.all([deps.siteOwners(ids), deps.health(ids)]);
+      data = { ...base, targets: base.targets.map((t) => ({ ...t, healthy: health.get(t.id) ?? true })), owners: Object.fromEntries(owners) };
+    }
+    const json = JSON.stringify(data ?? null);
+    if (json === state.published) return { base, published: json };
+    await deps.publish({ id, version: { epoch, seq: ++seq }, data });
+    return { base, published: json };
+  }
+
+  return {
+    async init() {
+      return publish({ base: null, published: undefined }, await load(deps.db, id));
+    },
+    async receive(state, msg, ctx) {
+      switch (msg.type) {
+        case 'reload':
+          return publish(state, await load(deps.db, id));
+        case 'refresh':
+          if (msg.siteId && !sites(state.base).includes(msg.siteId)) return state;
+          return publish(state, state.base);
+        case 'status':
+          ctx.reply({ epoch, seq, route: state.published ? JSON.parse(state.published) : null });
+          return state;
+      }
+    },
+  };
+}

@@ -1,0 +1,129 @@
+// Versioned snapshots that actors publish for every node: one Valkey hash per kind (id ->
+// JSON), written compare-and-set on the version, then announced on a channel of the same
+// name. A version is the publishing actor's fencing epoch and a sequence number within it,
+// so a stale owner (a lower epoch) can never overwrite what its successor published, and a
+// node that hears messages out of order keeps the newest. Deletions are tombstones, so a
+// late write from an older owner cannot bring a deleted entry back.
+import type { Valkey } from './valkey.ts';
+
+export interface Version {
+  epoch: number;
+  seq: number;
+}
+
+export interface Snapshot<T> {
+  id: string;
+  version: Version;
+  /** Undefined in a tombstone. */
+  data?: T;
+}
+
+export function newer(a: Version, b: Version | undefined): boolean {
+  return !b || a.epoch > b.epoch || (a.epoch === b.epoch && a.seq > b.seq);
+}
+
+/** KEYS[1]=hash; ARGV: id, epoch, seq, json, channel. 1 = stored and published, 0 = not newer. */
+const PUT = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local v = cjson.decode(cur).version
+  local e, s = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if v.epoch > e or (v.epoch == e and v.seq >= s) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[4])
+return 1`;
+
+export class SnapshotStore<T> {
+  readonly #valkey: Valkey;
+  readonly #name: string;
+
+  constructor(valkey: Valkey, name: string) {
+    this.#valkey = valkey;
+    this.#name = name;
+  }
+
+  /** Stores and announces a snapshot unless a newer one is stored; true if it was. */
+  async put(snapshot: Snapshot<T>): Promise<boolean> {
+    const v = this.#valkey;
+    const json = JSON.stringify(snapshot);
+    const r = await v.call((c) => c.eval(PUT, 1, v.keys.snapshot(this.#name), snapshot.id, snapshot.version.epoch, snapshot.version.seq, json, v.keys.channel(this.#name)));
+    return r === 1;
+  }
+
+  async get(id: string): Promise<Snapshot<T> | undefined> {
+    const raw = await this.#valkey.call((c) => c.hget(this.#valkey.keys.snapshot(this.#name), id));
+    return raw ? (JSON.parse(raw) as Snapshot<T>) : undefined;
+  }
+
+  async getMany(ids: string[]): Promise<Map<string, Snapshot<T>>> {
+    if (ids.length === 0) return new Map();
+    const raws = await this.#valkey.call((c) => c.hmget(this.#valkey.keys.snapshot(this.#name), ...ids));
+    return new Map(ids.flatMap((id, i) => (raws[i] ? [[id, JSON.parse(raws[i]!) as Snapshot<T>] as const] : [])));
+  }
+
+  async all(): Promise<Snapshot<T>[]> {
+    const raw = await this.#valkey.call((c) => c.hgetall(this.#valkey.keys.snapshot(this.#name)));
+    return Object.values(raw).map((r) => JSON.parse(r) as Snapshot<T>);
+  }
+
+  /** Calls `handler` for every announced snapshot (any order; compare versions). */
+  subscribe(handler: (s: Snapshot<T>) => void): Promise<() => Promise<void>> {
+    return this.#valkey.subscribe(this.#name, (m) => handler(m as Snapshot<T>));
+  }
+}
+
+/**
+ * A node's in-memory copy of every snapshot of one kind: fed by announcements, repaired by a
+ * periodic full read (pub/sub is at-most-once). Readers never wait on Valkey.
+ */
+export class SnapshotMirror<T> {
+  readonly #store: SnapshotStore<T>;
+  readonly #entries = new Map<string, Snapshot<T>>();
+  readonly #onChange: (id: string, data: T | undefined) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  /** When the last full read or announcement arrived (ms since epoch). */
+  lastUpdate = 0;
+
+  constructor(store: SnapshotStore<T>, onChange: (id: string, data: T | undefined) => void) {
+    this.#store = store;
+    this.#onChange = onChange;
+  }
+
+  async start(repairEveryMs: number, onRepairError: (err: Error) => void): Promise<void> {
+    this.#unsubscribe = await this.#store.subscribe((s) => this.apply(s));
+    await this.repair();
+    this.#timer = setInterval(() => void this.repair().catch(onRepairError), repairEveryMs);
+  }
+
+  async repair(): Promise<void> {
+    for (const s of await this.#store.all()) this.apply(s);
+    this.lastUpdate = Date.now();
+  }
+
+  apply(s: Snapshot<T>) {
+    if (!s || typeof s.id !== 'string' || !s.version) return;
+    if (!newer(s.version, this.#entries.get(s.id)?.version)) return;
+    this.#entries.set(s.id, s);
+    this.lastUpdate = Date.now();
+    this.#onChange(s.id, s.data);
+  }
+
+  get(id: string): T | undefined {
+    return this.#entries.get(id)?.data;
+  }
+
+  version(id: string): Version | undefined {
+    return this.#entries.get(id)?.version;
+  }
+
+  *values(): IterableIterator<T> {
+    for (const s of this.#entries.values()) if (s.data !== undefined) yield s.data;
+  }
+
+  async stop() {
+    clearInterval(this.#timer);
+    await this.#unsubscribe?.();
+  }
+}
