@@ -85,8 +85,10 @@ export interface ClusterConfig {
   dns: {
     /** Authoritative DNS listener (UDP and TCP). @default "0.0.0.0:53" */
     bind: Address;
-    /** Zones this cluster is authoritative for. @default [] */
-    zones: string[];
+    /** CA domains allowed to issue certificates for every zone (CAA "issue" records); none: no CAA record. @default [] */
+    caaIssuers: string[];
+    /** UDP responses per second per source address (floods beyond it are dropped); 0 disables. @default 1000 */
+    rateLimit: number;
     /** TTL of resource records. @default "30s" */
     recordTtl: number;
   };
@@ -176,7 +178,7 @@ export const SPEC: Spec<ClusterConfig> = {
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]) },
-  dns: { bind: address('0.0.0.0:53'), zones: domainList([]), recordTtl: duration('30s', { min: 1000 }) },
+  dns: { bind: address('0.0.0.0:53'), caaIssuers: domainList([]), rateLimit: integer(1000, 0, 10_000_000), recordTtl: duration('30s', { min: 1000 }) },
   peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },
   wireguard: {
     listenPort: integer(51820, 1, 65535),

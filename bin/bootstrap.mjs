@@ -28,6 +28,8 @@ const SYSTEM_PACKAGES = [
   ['wg', 'wireguard-tools'],
   ['haproxy', 'haproxy'],
   ['dig', 'dnsutils'],
+  ['dnsperf', 'dnsperf'], // bench:dns
+  ['/usr/sbin/nsd', 'nsd'], // bench:dns compares against it
   ['ip', 'iproute2'],
   ['openssl', 'openssl'],
 ];
@@ -110,8 +112,9 @@ function installSystemPackages() {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
   execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
-  // Debian starts a cluster-wide PostgreSQL and Valkey on install; we run our own, throwaway.
-  for (const unit of ['postgresql', 'valkey-server']) {
+  // Debian starts a cluster-wide PostgreSQL, Valkey and NSD on install; we run our own, throwaway
+  // (and a system NSD on *:53 would take the port our nodes' DNS binds on loopback addresses).
+  for (const unit of ['postgresql', 'valkey-server', 'nsd']) {
     spawnSync('service', [unit, 'stop'], { stdio: 'ignore' });
   }
   const still = missingPackages();

@@ -72,7 +72,7 @@ export async function up(opts: { fresh: boolean }): Promise<void> {
         valkey: { url: services.valkey!.url },
         admin: { bind: `${host}:${adminPort}` },
         ingress: { http: `${host}:${await freePort(host)}`, https: `${host}:${await freePort(host)}`, publicAddresses: [host] },
-        dns: { bind: `${host}:${await freePort(host)}`, zones: ['cluster.test'] },
+        dns: { bind: `${host}:${await freePort(host)}` },
         peer: { bind: `${host}:${await freePort(host)}` },
         acme: { directoryUrl: services.pebble!.directoryUrl },
         shutdown: { drainDelay: '500ms' },

@@ -54,6 +54,11 @@ export class Keyspace {
     return this.#key('health', siteId);
   }
 
+  /** ACME challenge TXT values of a zone (hash: owner name -> JSON array of values). */
+  acmeTxt(zone: string): string {
+    return this.#key('acme-txt', zone);
+  }
+
   /** A connected site's session: {node, since} (deleted when it disconnects). */
   siteSession(siteId: string): string {
     return this.#key('site-session', siteId);

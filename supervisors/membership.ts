@@ -19,6 +19,8 @@ export interface MemberRecord {
   incarnation: string;
   admin: string;
   peer: string;
+  /** Addresses public clients reach the node at (DNS answers name them). */
+  addresses: string[];
   startedAt: number;
 }
 
@@ -34,6 +36,7 @@ export interface MembershipOptions {
   nodeId: string;
   admin: string;
   peer: string;
+  addresses?: string[];
   ttlMs: number;
   renewEveryMs: number;
 }
@@ -97,7 +100,7 @@ export class Membership extends EventEmitter {
   }
 
   #record(): MemberRecord {
-    return { id: this.#o.nodeId, incarnation: this.#incarnation, admin: this.#o.admin, peer: this.#o.peer, startedAt: this.#startedAt };
+    return { id: this.#o.nodeId, incarnation: this.#incarnation, admin: this.#o.admin, peer: this.#o.peer, addresses: this.#o.addresses ?? [], startedAt: this.#startedAt };
   }
 
   async start(): Promise<void> {

@@ -34,6 +34,11 @@ import { createDb, pingDb, type DatabasePool } from '../persistence/db.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Valkey } from '../persistence/valkey.ts';
 import { ActorHost } from './actor-host.ts';
+import { dnsZoneBehavior, dnsZoneCatalog } from '../actors/dns-zone.ts';
+import { DnsServer } from '../gateways/dns/server.ts';
+import { ZONES_SNAPSHOT, ZoneTable } from '../gateways/dns/zones.ts';
+import type { ZoneData } from '../gateways/dns/zone-data.ts';
+import { Counter, Gauge } from 'prom-client';
 import { Membership } from './membership.ts';
 import { createMetrics, type ClusterMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
@@ -68,6 +73,8 @@ export class ClusterNode {
   #tcpIngress: TcpIngress | undefined;
   #httpIngress: HttpIngress | undefined;
   #udpIngress: UdpIngress | undefined;
+  #dns: DnsServer | undefined;
+  #zones: ZoneTable | undefined;
 
   constructor(deps: NodeDeps) {
     this.config = deps.config;
@@ -205,6 +212,7 @@ export class ClusterNode {
       nodeId: config.nodeId,
       admin: `${config.admin.bind.host}:${config.admin.bind.port}`,
       peer: peerAdvertise(config),
+      addresses: publicAddresses(config),
       ttlMs: config.lease.ttl,
       renewEveryMs: config.lease.renewEvery,
     });
@@ -293,6 +301,28 @@ export class ClusterNode {
           health: (ids) => readHealth(valkey, ids),
         }, id, epoch),
     });
+    const zones = new SnapshotStore<ZoneData>(valkey, ZONES_SNAPSHOT);
+    this.#host.register({
+      kind: 'dns-zone',
+      placement: 'placed',
+      catalog: () => dnsZoneCatalog(db),
+      behavior: (zone, epoch) =>
+        dnsZoneBehavior({
+          db,
+          recordTtl: Math.round(config.dns.recordTtl / 1000),
+          caaIssuers: config.dns.caaIssuers,
+          liveNodes: () => membership.live().map((m) => ({ id: m.id, addresses: m.addresses ?? [] })),
+          routes: async (ids) => new Map([...(await routes.getMany(ids))].flatMap(([id, s]) => (s.data ? [[id, s.data] as const] : []))),
+          acme: {
+            all: async (z) => Object.fromEntries(Object.entries(await valkey.call((c) => c.hgetall(valkey.keys.acmeTxt(z)))).map(([k, v]) => [k, JSON.parse(v) as string[]])),
+            set: async (z, name, values) => {
+              if (values.length) await valkey.call((c) => c.hset(valkey.keys.acmeTxt(z), name, JSON.stringify(values)));
+              else await valkey.call((c) => c.hdel(valkey.keys.acmeTxt(z), name));
+            },
+          },
+          publish: (snapshot) => zones.put(snapshot),
+        }, zone, epoch),
+    });
     // Admin writes reach the connectors of the sites held here and the resource actors held
     // here (which republish their routes); a new or deleted resource also moves placement.
     await valkey.subscribe('changes', (m) => {
@@ -300,14 +330,20 @@ export class ClusterNode {
       if (kind === 'target' || kind === 'site' || kind === 'resource') this.#host?.broadcastLocal('site', { type: 'config-changed' });
       if (kind === 'target' || kind === 'site' || kind === 'resource' || kind === 'org' || kind === 'domain') {
         this.#host?.broadcastLocal('resource', { type: 'reload' });
-        if (kind === 'resource' || kind === 'org') void this.#host?.reconcile();
+        if (kind !== 'target') this.#host?.broadcastLocal('dns-zone', { type: 'reload' });
+        if (kind === 'resource' || kind === 'org' || kind === 'domain') void this.#host?.reconcile();
       }
     });
+    // Zones follow their resources' routes (site moves, health) and the live nodes.
+    await routes.subscribe(() => this.#host?.broadcastLocal('dns-zone', { type: 'refresh' }));
     // Health reports and site moves change where traffic may go.
     const refresh = (m: unknown) => this.#host?.broadcastLocal('resource', { type: 'refresh', siteId: (m as { siteId?: string }).siteId });
     await valkey.subscribe('health', refresh);
     await valkey.subscribe('sites', refresh);
-    membership.on('view', () => this.#host?.broadcastLocal('resource', { type: 'refresh' }));
+    membership.on('view', () => {
+      this.#host?.broadcastLocal('resource', { type: 'refresh' });
+      this.#host?.broadcastLocal('dns-zone', { type: 'refresh' });
+    });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
     membership.on('view', () => peer.sync(membership.live()));
@@ -346,6 +382,25 @@ export class ClusterNode {
     this.#tcpIngress.sync();
     this.#udpIngress.sync();
     await this.#httpIngress.listen();
+    await this.#startDns();
+  }
+
+  /** The authoritative DNS gateway, answering from the zones the dns-zone actors publish. */
+  async #startDns(): Promise<void> {
+    const zones = new ZoneTable({ valkey: this.valkey, logger: this.#log });
+    this.#zones = zones;
+    const queries = new Counter({ name: 'cluster_dns_queries_total', help: 'DNS queries answered, by question type and response code', labelNames: ['type', 'rcode'], registers: [this.#metrics.registry] });
+    new Gauge({ name: 'cluster_dns_snapshot_age_seconds', help: 'Time since the DNS gateway last received zone data', registers: [this.#metrics.registry], collect() { this.set(zones.age / 1000); } });
+    await zones.start();
+    this.#dns = new DnsServer({
+      zones,
+      host: this.config.dns.bind.host,
+      port: this.config.dns.bind.port,
+      rateLimit: this.config.dns.rateLimit,
+      logger: this.#log,
+      onQuery: (type, rcode) => queries.inc({ type, rcode }),
+    });
+    await this.#dns.listen();
   }
 
   /** The actor host (routing, claims); available once the node runs. */
@@ -385,6 +440,8 @@ export class ClusterNode {
     this.#tcpIngress?.close();
     this.#udpIngress?.close();
     await this.#httpIngress?.close();
+    await this.#dns?.close();
+    await this.#zones?.stop();
     await this.#routes?.stop();
     if (this.#host) {
       await Promise.race([
@@ -403,6 +460,13 @@ export class ClusterNode {
     await this.#db?.end();
     this.lifecycle.to('stopped');
   }
+}
+
+/** Where clients reach this node: the configured public addresses, else a specific ingress bind address. */
+export function publicAddresses(config: ClusterConfig): string[] {
+  if (config.ingress.publicAddresses.length) return config.ingress.publicAddresses;
+  const host = config.ingress.https.host;
+  return host === '0.0.0.0' || host === '::' ? [] : [host];
 }
 
 /**

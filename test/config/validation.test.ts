@@ -51,7 +51,7 @@ t.test('bad values are rejected, each naming its field, the problem and the expe
       lease: { ttl: '3x' },
       admin: { bind: 'localhost' },
       postgres: { url: 'mysql://db/x' },
-      dns: { zones: ['not a domain'] },
+      dns: { caaIssuers: ['not a domain'] },
       wireguard: { driver: 'kernel' },
       log: { level: 'loud' },
       leese: { ttl: '3s' },
@@ -61,7 +61,7 @@ t.test('bad values are rejected, each naming its field, the problem and the expe
   t.match(byField.get('lease.ttl'), { problem: /"3x" is not a duration/, expected: /duration such as/ });
   t.match(byField.get('admin.bind'), { problem: /not host:port/, expected: /host:port/ });
   t.match(byField.get('postgres.url'), { problem: /unsupported scheme/, expected: /postgres:/ });
-  t.match(byField.get('dns.zones'), { problem: /not a domain name/ });
+  t.match(byField.get('dns.caaIssuers'), { problem: /not a domain name/ });
   t.match(byField.get('wireguard.driver'), { expected: /"auto", "netlink", "uapi"/ });
   t.match(byField.get('log.level'), { problem: /"loud"/ });
   t.match(byField.get('leese'), { problem: /not a known field/ });
@@ -87,7 +87,7 @@ t.test('a lease renewal interval that leaves no room before expiry is rejected',
 });
 
 t.test('environment variables override the file, and unknown CLUSTER_ variables are rejected', async (t) => {
-  const dir = t.testdir({ 'node.yaml': `nodeId: from-file\nlease:\n  ttl: 3s\ndns:\n  zones: [a.example]\npeer:\n  advertise: 10.0.0.1:7946\n` });
+  const dir = t.testdir({ 'node.yaml': `nodeId: from-file\nlease:\n  ttl: 3s\ndns:\n  caaIssuers: [a.example]\npeer:\n  advertise: 10.0.0.1:7946\n` });
   const env = {
     CLUSTER_CLUSTER_SECRET: CLUSTER_SECRET,
     CLUSTER_ENCRYPTION_KEY: KEY,
@@ -95,12 +95,12 @@ t.test('environment variables override the file, and unknown CLUSTER_ variables 
     CLUSTER_VALKEY_URL: 'redis://127.0.0.1:1',
     CLUSTER_NODE_ID: 'from-env',
     CLUSTER_LEASE_TTL: '5s',
-    CLUSTER_DNS_ZONES: 'b.example, C.Example.',
+    CLUSTER_DNS_CAA_ISSUERS: 'b.example, C.Example.',
   };
   const c = await loadConfig({ file: join(dir, 'node.yaml'), env });
   t.equal(c.nodeId, 'from-env');
   t.equal(c.lease.ttl, 5000);
-  t.same(c.dns.zones, ['b.example', 'c.example']);
+  t.same(c.dns.caaIssuers, ['b.example', 'c.example']);
   t.equal(envName('lease.renewEvery'), 'CLUSTER_LEASE_RENEW_EVERY');
   await t.rejects(loadConfig({ file: join(dir, 'node.yaml'), env: { ...env, CLUSTER_LEASE_TLL: '1s' } }), { code: 'CLUSTER_ERR_CONFIG_INVALID', fields: { problems: [{ field: 'CLUSTER_LEASE_TLL' }] } });
   await t.rejects(loadConfig({ file: join(dir, 'node.yaml'), env: { ...env, CLUSTER_LEASE_TTL: 'soon' } }), { code: 'CLUSTER_ERR_CONFIG_INVALID', message: /lease\.ttl: "soon" is not a duration/ });

@@ -1,0 +1,152 @@
+// The dns-zone actor: one per zone (a domain), placed by rendezvous hashing. It computes the
+// zone's records from its resources, where their sites' tunnels are (the route snapshots),
+// target health and the live nodes, keeps a monotonic SOA serial (a fenced write to
+// PostgreSQL whenever the records change), holds ACME challenge TXT records, and publishes
+// the zone as a versioned snapshot that every node's DNS gateway answers from.
+//
+// A resource's A/AAAA records are the public addresses of the live nodes holding a tunnel
+// to one of its healthy, enabled targets (no extra hop), else of every live node (any node
+// forwards). Each live node with a public address is a name server: ns-<node>.<zone>.
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import type { Route } from './resource.ts';
+import { sql, type DatabasePool } from '../persistence/db.ts';
+import { fencedWrite } from '../persistence/epochs.ts';
+import type { Snapshot } from '../persistence/snapshots.ts';
+import type { RecordData, ZoneData } from '../gateways/dns/zone-data.ts';
+import type { Behavior } from './runtime.ts';
+
+export type DnsZoneMsg =
+  | { type: 'reload' }
+  | { type: 'refresh' }
+  | { type: 'acme-set'; name: string; value: string }
+  | { type: 'acme-clear'; name: string; value: string }
+  | { type: 'status' };
+
+export interface DnsZoneDeps {
+  db: DatabasePool;
+  /** Seconds. */
+  recordTtl: number;
+  /** CA domains allowed to issue for the zone (CAA "issue"); none: no CAA record. */
+  caaIssuers: string[];
+  liveNodes(): Array<{ id: string; addresses: string[] }>;
+  routes(resourceIds: string[]): Promise<Map<string, Route>>;
+  acme: {
+    all(zone: string): Promise<Record<string, string[]>>;
+    set(zone: string, name: string, values: string[]): Promise<void>;
+  };
+  publish(snapshot: Snapshot<ZoneData>): Promise<boolean>;
+}
+
+interface Stored {
+  domainId: string;
+  serial: number;
+  hosts: Array<{ resourceId: string; hostname: string }>;
+}
+
+export interface DnsZoneState {
+  stored: Stored | null;
+  acme: Record<string, string[]>;
+  /** Records last published (without serial), to tell whether anything changed. */
+  published: string | undefined;
+  serial: number;
+}
+
+const domainRow = z.object({ id: z.string(), soa_serial: z.coerce.number() });
+const hostRow = z.object({ id: z.string(), hostname: z.string() });
+
+export async function dnsZoneCatalog(db: DatabasePool): Promise<string[]> {
+  return [...(await db.anyFirst(sql.type(z.object({ name: z.string() }))`SELECT name FROM domains ORDER BY name`))];
+}
+
+async function load(db: DatabasePool, zone: string): Promise<Stored | null> {
+  const d = await db.maybeOne(sql.type(domainRow)`SELECT id, soa_serial FROM domains WHERE name = ${zone}`);
+  if (!d) return null;
+  const hosts = await db.any(sql.type(hostRow)`
+    SELECT r.id, r.hostname FROM resources r
+    WHERE r.domain_id = ${d.id} AND r.enabled AND r.protocol = 'http' AND r.hostname IS NOT NULL ORDER BY r.hostname`);
+  return { domainId: d.id, serial: d.soa_serial, hosts: hosts.map((h) => ({ resourceId: h.id, hostname: h.hostname })) };
+}
+
+const label = (nodeId: string) => nodeId.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+
+export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number): Behavior<DnsZoneState, DnsZoneMsg> {
+  const fence = { kind: 'dns-zone', id: zone, epoch };
+  let seq = 0; // outside the state: a restart in the same epoch keeps counting up
+
+  async function records(stored: Stored, acme: Record<string, string[]>): Promise<Record<string, RecordData[]>> {
+    const ttl = deps.recordTtl;
+    const live = deps.liveNodes().filter((n) => n.addresses.length > 0).sort((a, b) => a.id.localeCompare(b.id));
+    const addressRecords = (addresses: string[]): RecordData[] => addresses.map((a) => ({ type: isIP(a) === 6 ? 'AAAA' : 'A', ttl, data: a }) as RecordData);
+    const out: Record<string, RecordData[]> = {};
+    const add = (name: string, r: RecordData[]) => (out[name] = [...(out[name] ?? []), ...r]);
+    add(zone, live.map((n) => ({ type: 'NS', ttl, data: `ns-${label(n.id)}.${zone}` })));
+    for (const n of live) add(`ns-${label(n.id)}.${zone}`, addressRecords(n.addresses));
+    for (const ca of deps.caaIssuers) add(zone, [{ type: 'CAA', ttl, data: { flags: 0, tag: 'issue', value: ca } }]);
+    const routes = await deps.routes(stored.hosts.map((h) => h.resourceId));
+    const byId = new Map(live.map((n) => [n.id, n]));
+    for (const h of stored.hosts) {
+      const route = routes.get(h.resourceId);
+      const serving = new Set((route?.targets ?? []).filter((t) => t.enabled && t.healthy).map((t) => route!.owners[t.siteId]).filter((n): n is string => n !== undefined && byId.has(n)));
+      const nodes = serving.size ? live.filter((n) => serving.has(n.id)) : live;
+      add(h.hostname, addressRecords(nodes.flatMap((n) => n.addresses)));
+    }
+    for (const [name, values] of Object.entries(acme)) if (values.length) add(name, [{ type: 'TXT', ttl: Math.min(ttl, 60), data: values }]);
+    return out;
+  }
+
+  async function publish(state: DnsZoneState): Promise<DnsZoneState> {
+    if (!state.stored) {
+      if (state.published === 'deleted') return state;
+      await deps.publish({ id: zone, version: { epoch, seq: ++seq } });
+      return { ...state, published: 'deleted' };
+    }
+    const recs = await records(state.stored, state.acme);
+    const json = JSON.stringify(recs);
+    if (json === state.published) return state;
+    // Records changed (or a new owner starts, not knowing what its predecessor served): the
+    // serial moves forward, durably, and only for the current owner.
+    const serial = await fencedWrite(deps.db, fence, (tx) =>
+      tx.oneFirst(sql.type(z.object({ soa_serial: z.coerce.number() }))`
+        UPDATE domains SET soa_serial = soa_serial + 1 WHERE id = ${state.stored!.domainId} RETURNING soa_serial`),
+    );
+    const first = recs[zone]?.find((r) => r.type === 'NS')?.data as string | undefined;
+    const data: ZoneData = {
+      zone,
+      serial,
+      soa: { mname: first ?? `ns.${zone}`, rname: `hostmaster.${zone}`, refresh: 3600, retry: 600, expire: 1_209_600, minimum: deps.recordTtl, ttl: deps.recordTtl },
+      records: recs,
+    };
+    await deps.publish({ id: zone, version: { epoch, seq: ++seq }, data });
+    return { ...state, published: json, serial };
+  }
+
+  return {
+    async init() {
+      const stored = await load(deps.db, zone);
+      return publish({ stored, acme: await deps.acme.all(zone), published: undefined, serial: stored?.serial ?? 0 });
+    },
+    async receive(state, msg, ctx) {
+      switch (msg.type) {
+        case 'reload':
+          return publish({ ...state, stored: await load(deps.db, zone) });
+        case 'refresh':
+          return publish(state);
+        case 'acme-set':
+        case 'acme-clear': {
+          const name = msg.name.toLowerCase();
+          if (name !== zone && !name.endsWith(`.${zone}`)) throw new Error(`${name} is not in zone ${zone}`);
+          const cur = state.acme[name] ?? [];
+          const values = msg.type === 'acme-set' ? [...new Set([...cur, msg.value])] : cur.filter((v) => v !== msg.value);
+          await deps.acme.set(zone, name, values);
+          const next = await publish({ ...state, acme: { ...state.acme, [name]: values } });
+          ctx.reply({ serial: next.serial });
+          return next;
+        }
+        case 'status':
+          ctx.reply({ zone, epoch, serial: state.serial, published: state.published !== undefined && state.published !== 'deleted' });
+          return state;
+      }
+    },
+  };
+}

@@ -1,0 +1,177 @@
+// The authoritative DNS gateway: UDP and TCP (length-framed) on the configured address.
+// Every query is answered from the in-memory zone table. Bad packets: shorter than a header
+// or responses are dropped; undecodable queries get FORMERR; other opcodes NOTIMP. UDP
+// answers honour the client's EDNS0 payload size (512 without EDNS) and are truncated with
+// TC set when they do not fit. A per-source token bucket drops floods over UDP. Encoded
+// answers are cached per zone generation, so the hot path is a lookup and an id patch.
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, type Server, type Socket } from 'node:net';
+import dnsPacket, { type Answer, type Packet } from 'dns-packet';
+import type { Logger } from '../../core/log.ts';
+import { answerQuestion, RCODE, responseFor } from './answer.ts';
+import type { ZoneTable } from './zones.ts';
+
+const TC = 1 << 9;
+const EDNS_PAYLOAD = 1232; // what we advertise: the DNS flag day 2020 size, safe from fragmentation
+const MAX_TCP_CONNECTIONS = 512;
+const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+
+export interface DnsServerOptions {
+  zones: ZoneTable;
+  host: string;
+  port: number;
+  logger: Logger;
+  /** Responses per second per source address over UDP; 0 disables. */
+  rateLimit: number;
+  onQuery?: (type: string, rcode: string) => void;
+}
+
+class Buckets {
+  readonly #b = new Map<string, { tokens: number; at: number }>();
+  constructor(private readonly rate: number) {}
+  take(key: string, now: number): boolean {
+    if (this.rate <= 0) return true;
+    let b = this.#b.get(key);
+    if (!b) {
+      if (this.#b.size > 100_000) this.#b.clear(); // bounded memory under a spoofed-source flood
+      b = { tokens: this.rate, at: now };
+      this.#b.set(key, b);
+    }
+    b.tokens = Math.min(this.rate, b.tokens + ((now - b.at) / 1000) * this.rate);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
+
+function formErr(buf: Buffer): Buffer {
+  const out = Buffer.alloc(12);
+  buf.copy(out, 0, 0, 2); // id
+  const opcode = (buf[2]! >> 3) & 0xf;
+  out.writeUInt16BE(0x8000 | (opcode << 11) | RCODE.FORMERR, 2);
+  return out;
+}
+
+export class DnsServer {
+  readonly #o: DnsServerOptions;
+  readonly #log: Logger;
+  readonly #buckets: Buckets;
+  #udp: UdpSocket | undefined;
+  #tcp: Server | undefined;
+  readonly #cache = new Map<string, Buffer>();
+  #cacheGeneration = -1;
+
+  constructor(o: DnsServerOptions) {
+    this.#o = o;
+    this.#log = o.logger.child({ component: 'dns' });
+    this.#buckets = new Buckets(o.rateLimit);
+  }
+
+  async listen(): Promise<void> {
+    const { host, port } = this.#o;
+    const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
+    this.#udp = udp;
+    udp.on('message', (msg, rinfo) => {
+      if (!this.#buckets.take(rinfo.address, Date.now())) return;
+      const out = this.answer(msg, 'udp');
+      if (out) udp.send(out, rinfo.port, rinfo.address);
+    });
+    udp.on('error', (err) => this.#log.warn({ err: err.message }, 'dns udp error'));
+    await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(port, host, () => (udp.off('error', reject), resolve())));
+    this.#tcp = createServer((sock) => this.#serveTcp(sock));
+    this.#tcp.maxConnections = MAX_TCP_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => this.#tcp!.once('error', reject).listen(port, host, () => resolve()));
+  }
+
+  #serveTcp(sock: Socket) {
+    sock.setTimeout(10_000, () => sock.destroy());
+    sock.on('error', () => {});
+    let buf: Buffer = Buffer.alloc(0);
+    sock.on('data', (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (buf.length < 2 + len) break;
+        const out = this.answer(buf.subarray(2, 2 + len), 'tcp');
+        buf = buf.subarray(2 + len);
+        if (!out) return sock.destroy();
+        const framed = Buffer.allocUnsafe(2 + out.length);
+        framed.writeUInt16BE(out.length, 0);
+        out.copy(framed, 2);
+        sock.write(framed);
+      }
+    });
+  }
+
+  /** The wire answer to one query, or undefined to drop it. Never throws. */
+  answer(msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
+    if (msg.length < 12 || (msg[2]! & 0x80) !== 0) return undefined; // not a header, or a response
+    try {
+      return this.#answer(msg, transport);
+    } catch (err) {
+      this.#o.onQuery?.('invalid', 'FORMERR');
+      this.#log.debug({ err: (err as Error).message }, 'malformed dns query');
+      return formErr(msg);
+    }
+  }
+
+  #answer(msg: Buffer, transport: 'udp' | 'tcp'): Buffer {
+    const zones = this.#o.zones;
+    if (this.#cacheGeneration !== zones.generation) {
+      this.#cache.clear();
+      this.#cacheGeneration = zones.generation;
+    }
+    // Everything after the id decides the answer: the cache key is those bytes.
+    const key = `${transport}${msg.toString('latin1', 2)}`;
+    const hit = this.#cache.get(key);
+    if (hit) {
+      const out = Buffer.from(hit);
+      msg.copy(out, 0, 0, 2);
+      this.#o.onQuery?.(this.#typeOf(hit), RCODE_NAMES[hit[3]! & 0xf] ?? 'OTHER');
+      return out;
+    }
+    const query = dnsPacket.decode(msg);
+    const opcode = (msg[2]! >> 3) & 0xf;
+    let out: Buffer;
+    if (opcode !== 0) out = this.#header(msg, RCODE.NOTIMP);
+    else if (query.questions?.length !== 1 || (query.answers?.length ?? 0) > 0) out = formErr(msg);
+    else {
+      const opt = query.additionals?.find((a) => a.type === 'OPT') as (Answer & { udpPayloadSize?: number }) | undefined;
+      const respOpt = opt ? ({ name: '.', type: 'OPT', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, options: [] } as unknown as Answer) : undefined;
+      const limit = transport === 'tcp' ? 65_535 : opt ? Math.max(512, Math.min(opt.udpPayloadSize ?? 512, 4096)) : 512;
+      const reply = answerQuestion(query.questions[0]!, zones.zones);
+      const packet: Packet = responseFor(query, reply, respOpt);
+      out = dnsPacket.encode(packet);
+      if (out.length > limit) out = dnsPacket.encode({ ...packet, flags: (packet.flags ?? 0) | TC, answers: [], authorities: [], additionals: respOpt ? [respOpt] : [] });
+    }
+    if (this.#cache.size > 50_000) this.#cache.clear();
+    this.#cache.set(key, out);
+    this.#o.onQuery?.(this.#typeOf(out), RCODE_NAMES[out[3]! & 0xf] ?? 'OTHER');
+    return out;
+  }
+
+  #typeOf(out: Buffer): string {
+    // The question's type, read from the answer (we echo the question).
+    if (out.readUInt16BE(4) !== 1) return 'none';
+    let o = 12;
+    while (o < out.length && out[o] !== 0) o += out[o]! + 1;
+    return o + 3 <= out.length ? typeName(out.readUInt16BE(o + 1)) : 'none';
+  }
+
+  #header(msg: Buffer, rcode: number): Buffer {
+    const out = formErr(msg);
+    out.writeUInt16BE((out.readUInt16BE(2) & ~0xf) | rcode, 2);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#udp?.close();
+    await new Promise<void>((resolve) => (this.#tcp ? this.#tcp.close(() => resolve()) : resolve()));
+  }
+}
+
+const TYPE_NAMES: Record<number, string> = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 255: 'ANY', 257: 'CAA' };
+function typeName(n: number): string {
+  return TYPE_NAMES[n] ?? 'OTHER';
+}

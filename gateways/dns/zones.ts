@@ -1,0 +1,43 @@
+// Every node's copy of the zones the dns-zone actors publish (Valkey snapshots mirrored in
+// memory), so a query never waits on Valkey or PostgreSQL.
+import type { Logger } from '../../core/log.ts';
+import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
+import type { Valkey } from '../../persistence/valkey.ts';
+import type { ZoneData } from './zone-data.ts';
+
+export const ZONES_SNAPSHOT = 'zones';
+
+export class ZoneTable {
+  readonly #mirror: SnapshotMirror<ZoneData>;
+  readonly #log: Logger;
+  #zones = new Map<string, ZoneData>();
+  /** Bumped on every change; answer caches key on it. */
+  generation = 0;
+
+  constructor(deps: { valkey: Valkey; logger: Logger }) {
+    this.#log = deps.logger.child({ component: 'dns-zones' });
+    this.#mirror = new SnapshotMirror(new SnapshotStore<ZoneData>(deps.valkey, ZONES_SNAPSHOT), () => this.#rebuild());
+  }
+
+  async start(): Promise<void> {
+    await this.#mirror.start(30_000, (err) => this.#log.warn({ err: err.message }, 'zone repair failed; answering from the last snapshot'));
+  }
+
+  #rebuild() {
+    this.#zones = new Map([...this.#mirror.values()].map((z) => [z.zone, z]));
+    this.generation++;
+  }
+
+  get zones(): ReadonlyMap<string, ZoneData> {
+    return this.#zones;
+  }
+
+  /** Milliseconds since the newest snapshot or repair read arrived. */
+  get age(): number {
+    return this.#mirror.lastUpdate ? Date.now() - this.#mirror.lastUpdate : Number.POSITIVE_INFINITY;
+  }
+
+  stop() {
+    return this.#mirror.stop();
+  }
+}
