@@ -111,6 +111,10 @@ export interface ClusterConfig {
     directoryUrl: string;
     /** Contact e-mail for the ACME account. @default unset */
     contact: string | undefined;
+    /** How often the cert-issuer looks for certificates to obtain or renew. @default "10m" */
+    checkEvery: number;
+    /** Renew when this share of the certificate's lifetime (percent) remains. @default 33 */
+    renewRemainingPercent: number;
   };
   lease: {
     /** Membership lease TTL: a node that has not renewed for this long is dead. @default "3s" */
@@ -188,6 +192,8 @@ export const SPEC: Spec<ClusterConfig> = {
   acme: {
     directoryUrl: url({ protocols: ['https:', 'http:'], default: 'https://acme-v02.api.letsencrypt.org/directory' }),
     contact: text({ optional: true, pattern: /^[^@\s]+@[^@\s]+$/, expected: 'an e-mail address' }),
+    checkEvery: duration('10m', { min: 500 }),
+    renewRemainingPercent: integer(33, 1, 99),
   },
   lease: { ttl: duration('3s', { min: 500 }), renewEvery: duration('1s', { min: 100 }) },
   failover: { handoffTimeout: duration('5s', { min: 100 }), reconcileEvery: duration('5s', { min: 100 }) },

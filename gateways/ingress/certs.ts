@@ -1,7 +1,8 @@
 // TLS certificates for the ingress, by hostname. `source` is where issued certificates come
-// from (the certificate work will plug PostgreSQL in here); until a hostname has one, a
+// from (PostgreSQL, keys decrypted with the cluster key); until a hostname has one, a
 // certificate generated for it (self-signed, P-256, 90 days) is served, and browsers will
-// say so. Contexts are cached in memory; `invalidate` drops one when a new certificate lands.
+// say so. Contexts are cached in memory; `reload` swaps one in when a new certificate lands
+// (the old one serves until the new one is ready: no handshake waits on the database).
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -47,6 +48,14 @@ export class CertificateStore {
 
   invalidate(hostname: string) {
     this.#contexts.delete(hostname);
+  }
+
+  /** Loads the hostname's issued certificate now and serves it from the next handshake on. */
+  async reload(hostname: string): Promise<boolean> {
+    const issued = await this.#source?.get(hostname);
+    if (!issued) return false;
+    this.#contexts.set(hostname, Promise.resolve(createSecureContext(issued)));
+    return true;
   }
 
   /** For tls options: resolves the context of the requested server name. */

@@ -56,8 +56,8 @@ interface Tap {
   teardown(fn: () => unknown): void;
 }
 
-export async function startApiCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode?: (i: number) => Record<string, any>): Promise<ApiCluster> {
-  const cluster = await startCluster(t, count, { admin: { trustProxy: ['127.0.0.1'] }, ...config }, perNode);
+export async function startApiCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode?: (i: number) => Record<string, any>, env?: NodeJS.ProcessEnv): Promise<ApiCluster> {
+  const cluster = await startCluster(t, count, { admin: { trustProxy: ['127.0.0.1'] }, ...config }, perNode, env);
   const haproxy = await LocalHaproxy.start({
     dir: mkdtempSync(join(tmpdir(), 'haproxy-')),
     backends: cluster.nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })),

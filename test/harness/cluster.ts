@@ -18,7 +18,7 @@ interface Tap {
 }
 
 /** `perNode` adds config for the i-th node (e.g. its own loopback address for ingress). */
-export async function startCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode: (i: number) => Record<string, any> = () => ({})): Promise<TestCluster> {
+export async function startCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode: (i: number) => Record<string, any> = () => ({}), env?: NodeJS.ProcessEnv): Promise<TestCluster> {
   const postgresUrl = await freshDatabase(t);
   const { clusterName, valkeyUrl } = await freshClusterName(t);
   const cluster: TestCluster = {
@@ -28,7 +28,7 @@ export async function startCluster(t: Tap, count: number, config: Record<string,
     nodes: [],
     async start(nodeId: string) {
       const i = Number(nodeId.replace(/\D/g, '')) - 1;
-      const node = await startTestNode(t, { postgresUrl, valkeyUrl, clusterName, nodeId, config: { ...config, ...perNode(i) } });
+      const node = await startTestNode(t, { postgresUrl, valkeyUrl, clusterName, nodeId, config: { ...config, ...perNode(i) }, env });
       cluster.nodes.push(node);
       return node;
     },

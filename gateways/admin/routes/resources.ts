@@ -22,6 +22,9 @@ const target = z.object({
 });
 const TARGET_COLUMNS = sql.fragment`id, resource_id AS "resourceId", site_id AS "siteId", host, port, scheme, enabled, weight, health_check AS "healthCheck", version`;
 
+const certificate = z.object({
+  hostname: z.string(), status: z.string(), notAfter: z.coerce.date().nullable(), renewAfter: z.coerce.date().nullable(), lastError: z.string().nullable(), nextAttemptAt: z.coerce.date().nullable(),
+});
 const Params = Type.Object({ orgId: Uuid, resourceId: Uuid }, { additionalProperties: false });
 const TargetParams = Type.Object({ orgId: Uuid, resourceId: Uuid, targetId: Uuid }, { additionalProperties: false });
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
@@ -42,7 +45,19 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const withStatus = async (rows: Array<z.infer<typeof resource>>) => {
     const status = await deps().resourceStatus(rows.map((x) => x.id));
-    return rows.map((x) => ({ ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [] } }));
+    const hostnames = rows.flatMap((x) => (x.hostname ? [x.hostname] : []));
+    const certs = new Map(
+      hostnames.length
+        ? (await withDb(() => deps().db.any(sql.type(certificate)`
+            SELECT hostname, status, not_after AS "notAfter", renew_after AS "renewAfter", last_error AS "lastError", next_attempt_at AS "nextAttemptAt"
+            FROM certificates WHERE hostname = ANY(${sql.array(hostnames, 'text')})`))).map((c) => [c.hostname, c] as const)
+        : [],
+    );
+    return rows.map((x) => {
+      const cert = x.hostname ? certs.get(x.hostname) : undefined;
+      const { hostname: _h, ...certificateStatus } = cert ?? { hostname: '' };
+      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [] }, certificate: x.tls && cert ? certificateStatus : null };
+    });
   };
 
   r.get('/api/v1/orgs/:orgId/resources', { schema: { tags: ['resources'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
@@ -85,6 +100,15 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     const row = await withDb(() => deps().db.maybeOne(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE id = ${req.params.resourceId} AND org_id = ${req.params.orgId}`));
     if (!row) throw notFound('resource');
     return (await withStatus([row]))[0];
+  });
+
+  // Obtain the certificate now (or renew it if due) instead of waiting for the next check.
+  // Any number of these at once, on any nodes, make at most one ACME order.
+  r.post('/api/v1/orgs/:orgId/resources/:resourceId/certificate', { schema: { tags: ['resources'], params: Params }, preHandler: orgAccess(deps, 'resources:write') }, async (req) => {
+    const row = await withDb(() => deps().db.maybeOne(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE id = ${req.params.resourceId} AND org_id = ${req.params.orgId}`));
+    if (!row) throw notFound('resource');
+    if (!row.tls || !row.hostname || !row.domainId) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', 'only an HTTPS resource under a domain gets a certificate', { field: 'tls', problem: 'the resource is not an HTTPS resource under a domain' });
+    return deps().obtainCertificate(row.hostname);
   });
 
   r.patch('/api/v1/orgs/:orgId/resources/:resourceId', {

@@ -1,0 +1,218 @@
+// The cert-issuer actor: a cluster singleton (placed like any actor, one id) that obtains and
+// renews a certificate per TLS hostname with ACME DNS-01 through the cluster's own DNS.
+//  - No two orders for one hostname: the actor handles one request at a time and re-checks
+//    the stored certificate first; an order in flight is recorded (fenced) before any
+//    challenge, so a new owner after a node death takes that order up instead of placing
+//    another.
+//  - Keys never rest in plaintext: the account key and certificate keys are sealed
+//    (AES-256-GCM under the cluster key) before they reach PostgreSQL.
+//  - Failures back off exponentially (longer when the CA says rateLimited); renewal starts
+//    when `renewRemainingPercent` of the lifetime remains; every node is told to reload.
+import * as acme from 'acme-client';
+import { z } from 'zod';
+import { isClusterError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import { audit } from '../persistence/audit.ts';
+import { sql, type DatabasePool } from '../persistence/db.ts';
+import { fencedWrite } from '../persistence/epochs.ts';
+import type { Sealer } from '../persistence/sealed.ts';
+import type { Behavior } from './runtime.ts';
+
+export const CERT_ISSUER_ID = 'cluster';
+
+export type CertIssuerMsg = { type: 'check' } | { type: 'obtain'; hostname: string } | { type: 'status' };
+
+export interface CertIssuerDeps {
+  db: DatabasePool;
+  sealer: Sealer;
+  nodeId: string;
+  directoryUrl: string;
+  contact: string | undefined;
+  checkEveryMs: number;
+  renewRemainingPercent: number;
+  logger: Logger;
+  /** Sets or clears an ACME challenge TXT record; resolves once every node serves the change. */
+  challenge(zone: string, name: string, value: string, present: boolean): Promise<void>;
+  /** Tells every node to reload the hostname's certificate. */
+  published(hostname: string): Promise<void>;
+}
+
+export interface ObtainResult {
+  hostname: string;
+  status: 'valid' | 'pending' | 'failed' | 'unknown';
+  /** True when this request placed (or completed) an ACME order. */
+  ordered: boolean;
+  notAfter: string | null;
+  error?: string;
+}
+
+const certRow = z.object({
+  hostname: z.string(), zone: z.string(), domain_id: z.string(), status: z.string().nullable(), not_after: z.coerce.date().nullable(), renew_after: z.coerce.date().nullable(),
+  pending_order_url: z.string().nullable(), pending_key_sealed: z.instanceof(Buffer).nullable(), failures: z.coerce.number().nullable(), next_attempt_at: z.coerce.date().nullable(),
+});
+type CertRow = z.infer<typeof certRow>;
+
+/** Hostnames that should have a certificate: enabled TLS HTTP resources under a domain. */
+const WANTED = sql.fragment`
+  SELECT r.hostname, d.name AS zone, d.id AS domain_id, c.status, c.not_after, c.renew_after, c.pending_order_url, c.pending_key_sealed, c.failures, c.next_attempt_at
+  FROM resources r JOIN domains d ON d.id = r.domain_id LEFT JOIN certificates c ON c.hostname = r.hostname
+  WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL`;
+
+function backoffMs(failures: number, rateLimited: boolean): number {
+  const base = Math.min(6 * 3600_000, 30_000 * 2 ** Math.min(failures, 12));
+  return rateLimited ? Math.max(base, 3600_000) : base;
+}
+
+const due = (r: CertRow, now: Date) => r.status !== 'valid' || r.renew_after === null || r.renew_after <= now || r.pending_order_url !== null;
+
+export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavior<{ checks: number }, CertIssuerMsg> {
+  const fence = { kind: 'cert-issuer', id: CERT_ISSUER_ID, epoch };
+  const log = deps.logger.child({ actor: 'cert-issuer' });
+  let client: acme.Client | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  /** The ACME account for this directory: created once, key sealed, shared by every owner. */
+  async function account(): Promise<acme.Client> {
+    if (client) return client;
+    const row = () => deps.db.maybeOne(sql.type(z.object({ key_sealed: z.instanceof(Buffer), account_url: z.string().nullable() }))`
+      SELECT key_sealed, account_url FROM acme_accounts WHERE directory_url = ${deps.directoryUrl}`);
+    let stored = await row();
+    if (!stored) {
+      const key = await acme.crypto.createPrivateEcdsaKey();
+      await deps.db.query(sql.unsafe`INSERT INTO acme_accounts (directory_url, key_sealed) VALUES (${deps.directoryUrl}, ${sql.binary(deps.sealer.seal(key, `acme-account:${deps.directoryUrl}`))}) ON CONFLICT (directory_url) DO NOTHING`);
+      stored = (await row())!; // another owner may have won the insert: use its key
+    }
+    const accountKey = deps.sealer.open(stored.key_sealed, `acme-account:${deps.directoryUrl}`);
+    const c = new acme.Client({ directoryUrl: deps.directoryUrl, accountKey, ...(stored.account_url ? { accountUrl: stored.account_url } : {}) });
+    await c.createAccount({ termsOfServiceAgreed: true, ...(deps.contact ? { contact: [`mailto:${deps.contact}`] } : {}) });
+    if (!stored.account_url) await deps.db.query(sql.unsafe`UPDATE acme_accounts SET account_url = ${c.getAccountUrl()} WHERE directory_url = ${deps.directoryUrl}`);
+    client = c;
+    return c;
+  }
+
+  async function load(hostname: string): Promise<CertRow | null> {
+    return deps.db.maybeOne(sql.type(certRow)`${WANTED} AND r.hostname = ${hostname} LIMIT 1`);
+  }
+
+  /** Places (or resumes) the order for one hostname and stores the certificate. */
+  async function order(row: CertRow): Promise<ObtainResult> {
+    const { hostname, zone } = row;
+    const c = await account();
+    let key: Buffer;
+    let order: acme.Order | undefined;
+    if (row.pending_order_url && row.pending_key_sealed) {
+      key = deps.sealer.open(row.pending_key_sealed, `certificate:${hostname}`);
+      order = await c.getOrder({ url: row.pending_order_url } as acme.Order).catch(() => undefined);
+      if (order?.status === 'invalid') order = undefined;
+      if (order) log.info({ hostname, order: row.pending_order_url }, 'resuming an ACME order placed by a previous owner');
+    } else key = await acme.crypto.createPrivateEcdsaKey();
+    const resumed = order !== undefined;
+    if (!order) {
+      order = await c.createOrder({ identifiers: [{ type: 'dns', value: hostname }] });
+      const placed = order;
+      await fencedWrite(deps.db, fence, async (tx) => {
+        await tx.query(sql.unsafe`
+          INSERT INTO certificates (hostname, domain_id, status, pending_order_url, pending_key_sealed)
+          VALUES (${hostname}, ${row.domain_id}, 'pending', ${placed.url}, ${sql.binary(deps.sealer.seal(key, `certificate:${hostname}`))})
+          ON CONFLICT (hostname) DO UPDATE SET pending_order_url = EXCLUDED.pending_order_url, pending_key_sealed = EXCLUDED.pending_key_sealed, updated_at = now()`);
+        await audit(tx, { actorType: 'node', actorId: deps.nodeId, orgId: null, action: 'certificate.ordered', targetType: 'certificate', targetId: hostname, nodeId: deps.nodeId, details: { order: placed.url } });
+      });
+      log.info({ hostname, order: order.url }, 'ACME order placed');
+    }
+    if (order.status === 'pending') {
+      for (const authz of await c.getAuthorizations(order)) {
+        if (authz.status === 'valid') continue;
+        const challenge = authz.challenges.find((ch) => ch.type === 'dns-01');
+        if (!challenge) throw new Error(`the CA offers no dns-01 challenge for ${authz.identifier.value}`);
+        const value = await c.getChallengeKeyAuthorization(challenge);
+        const name = `_acme-challenge.${authz.identifier.value}`;
+        await deps.challenge(zone, name, value, true);
+        try {
+          await c.completeChallenge(challenge);
+          await c.waitForValidStatus(challenge);
+        } finally {
+          await deps.challenge(zone, name, value, false).catch((err) => log.warn({ name, err: (err as Error).message }, 'could not clear a challenge record'));
+        }
+      }
+    }
+    const [, csr] = await acme.crypto.createCsr({ commonName: hostname, altNames: [hostname] }, key);
+    if (order.status !== 'valid') order = await c.finalizeOrder(order, csr);
+    const cert = await c.getCertificate(order);
+    const info = acme.crypto.readCertificateInfo(cert);
+    const lifetime = info.notAfter.getTime() - info.notBefore.getTime();
+    const renewAfter = new Date(info.notAfter.getTime() - (lifetime * deps.renewRemainingPercent) / 100);
+    const renewal = row.status === 'valid';
+    await fencedWrite(deps.db, fence, async (tx) => {
+      await tx.query(sql.unsafe`
+        UPDATE certificates SET status = 'valid', cert_pem = ${cert}, key_sealed = ${sql.binary(deps.sealer.seal(key, `certificate:${hostname}`))},
+          not_before = ${info.notBefore.toISOString()}, not_after = ${info.notAfter.toISOString()}, renew_after = ${renewAfter.toISOString()},
+          order_url = ${order!.url}, pending_order_url = NULL, pending_key_sealed = NULL, failures = 0, next_attempt_at = NULL, last_error = NULL,
+          version = version + 1, updated_at = now()
+        WHERE hostname = ${hostname}`);
+      await audit(tx, { actorType: 'node', actorId: deps.nodeId, orgId: null, action: renewal ? 'certificate.renewed' : 'certificate.issued', targetType: 'certificate', targetId: hostname, nodeId: deps.nodeId, details: { notAfter: info.notAfter.toISOString(), resumed } });
+    });
+    await deps.published(hostname);
+    log.info({ hostname, notAfter: info.notAfter.toISOString(), renewal }, renewal ? 'certificate renewed' : 'certificate issued');
+    return { hostname, status: 'valid', ordered: true, notAfter: info.notAfter.toISOString() };
+  }
+
+  async function failed(row: CertRow, err: unknown): Promise<ObtainResult> {
+    const message = (err as Error).message ?? String(err);
+    const rateLimited = /rateLimited/i.test(message) || (err as { type?: string }).type?.endsWith(':rateLimited') === true;
+    const failures = (row.failures ?? 0) + 1;
+    const next = new Date(Date.now() + backoffMs(failures - 1, rateLimited));
+    log.warn({ hostname: row.hostname, failures, retryAt: next.toISOString(), rateLimited, err: message }, 'certificate order failed; will retry');
+    if (isClusterError(err, 'CLUSTER_ERR_ACTOR_FENCED')) throw err;
+    await fencedWrite(deps.db, fence, async (tx) => {
+      await tx.query(sql.unsafe`
+        INSERT INTO certificates (hostname, domain_id, status, failures, next_attempt_at, last_error)
+        VALUES (${row.hostname}, ${row.domain_id}, 'failed', ${failures}, ${next.toISOString()}, ${message.slice(0, 500)})
+        ON CONFLICT (hostname) DO UPDATE SET failures = ${failures}, next_attempt_at = ${next.toISOString()}, last_error = ${message.slice(0, 500)},
+          status = CASE WHEN certificates.status = 'valid' THEN 'valid' ELSE 'failed' END, updated_at = now()`);
+      await audit(tx, { actorType: 'node', actorId: deps.nodeId, orgId: null, action: 'certificate.failed', targetType: 'certificate', targetId: row.hostname, nodeId: deps.nodeId, details: { error: message.slice(0, 500), failures, rateLimited } });
+    }).catch((e) => log.warn({ err: (e as Error).message }, 'could not record the failure'));
+    return { hostname: row.hostname, status: row.status === 'valid' ? 'valid' : 'failed', ordered: false, notAfter: row.not_after?.toISOString() ?? null, error: message };
+  }
+
+  /** Re-checks under the actor's one-at-a-time rule, then orders only if still needed. */
+  async function obtain(hostname: string, respectBackoff: boolean): Promise<ObtainResult> {
+    const row = await load(hostname);
+    if (!row) return { hostname, status: 'unknown', ordered: false, notAfter: null, error: 'no enabled TLS resource under a domain has this hostname' };
+    const now = new Date();
+    if (!due(row, now)) return { hostname, status: 'valid', ordered: false, notAfter: row.not_after?.toISOString() ?? null };
+    if (respectBackoff && row.next_attempt_at && row.next_attempt_at > now) return { hostname, status: (row.status as ObtainResult['status']) ?? 'failed', ordered: false, notAfter: row.not_after?.toISOString() ?? null };
+    try {
+      return await order(row);
+    } catch (err) {
+      return failed(row, err);
+    }
+  }
+
+  return {
+    init(ctx) {
+      clearInterval(timer);
+      timer = setInterval(() => ctx.self({ type: 'check' }), deps.checkEveryMs);
+      ctx.self({ type: 'check' }); // take up orders in flight and anything due, now
+      return { checks: 0 };
+    },
+    async receive(state, msg, ctx) {
+      switch (msg.type) {
+        case 'check': {
+          const rows = await deps.db.any(sql.type(certRow)`${WANTED} ORDER BY r.hostname`);
+          const now = new Date();
+          for (const r of rows) if (due(r, now) && !(r.next_attempt_at && r.next_attempt_at > now)) await obtain(r.hostname, true);
+          return { checks: state.checks + 1 };
+        }
+        case 'obtain':
+          ctx.reply(await obtain(msg.hostname.toLowerCase(), false));
+          return state;
+        case 'status':
+          ctx.reply({ epoch, checks: state.checks, directoryUrl: deps.directoryUrl });
+          return state;
+      }
+    },
+    stopped() {
+      clearInterval(timer);
+    },
+  };
+}
