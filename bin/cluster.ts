@@ -2,7 +2,8 @@
 //   cluster node --config FILE      run one node (the production entry point)
 //   cluster migrate --config FILE   apply schema migrations and exit
 //   cluster config --config FILE    validate the config and print it, secrets redacted
-//   cluster up [--fresh]            local services + a node, for trying it out (npm start)
+//   cluster up [--fresh] [--nodes N]  local services, N nodes, haproxy and a demo site (npm start)
+//   cluster status [--url URL]        nodes, sites and resources of a running cluster
 import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig } from '../cluster.config.ts';
 import { isClusterError } from '../core/errors.ts';
@@ -14,7 +15,9 @@ const USAGE = `usage: cluster <command> [options]
   node --config FILE      run a cluster node
   migrate --config FILE   apply database migrations and exit
   config --config FILE    check a config file and print it with secrets redacted
-  up [--fresh]            start local PostgreSQL, Valkey, Pebble and a node (npm start)
+  up [--fresh] [--nodes N] [--data-dir DIR]
+                            start local PostgreSQL, Valkey, Pebble, N nodes (3), haproxy and a demo site (npm start)
+  status [--url URL]        nodes, sites and resources of a running cluster (default http://127.0.0.1:8080)
 Config may also come from CLUSTER_* environment variables (CLUSTER_CONFIG names the file).`;
 
 function fail(err: unknown): never {
@@ -27,7 +30,7 @@ async function main(argv: string[]) {
   const [command, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, url: { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     allowPositionals: false,
   });
   if (values.help || !command) {
@@ -55,7 +58,14 @@ async function main(argv: string[]) {
     }
     case 'up': {
       const { up } = await import('./up.ts');
-      await up({ fresh: values.fresh ?? false });
+      const nodes = Number(values.nodes ?? 3);
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new Error('--nodes must be 1-9');
+      await up({ fresh: values.fresh ?? false, nodes, dataDir: values['data-dir'] });
+      return;
+    }
+    case 'status': {
+      const { status } = await import('./status.ts');
+      await status(values.url);
       return;
     }
     default:

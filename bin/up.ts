@@ -1,51 +1,84 @@
 // `cluster up` (npm start): a local cluster to try things out. Starts PostgreSQL, Valkey and
-// Pebble with data under .data/ (kept across restarts; --fresh wipes it), then a node, and
-// prints where it answers. Ctrl-C or SIGTERM stops everything it started, in reverse order.
+// Pebble (the local ACME CA, checking challenges against node-1's DNS) with data under
+// .data/ (kept across restarts; --fresh wipes it), then N nodes on their own loopback
+// addresses (127.0.0.11, .12, ...) with the standard ports, haproxy in front of their admin
+// API, and a demo site: a small HTTP service and its connector, published as
+// https://hello.demo.cluster.test with a certificate from Pebble. Prints progress, a status
+// table and commands to try. Ctrl-C or SIGTERM stops everything it started, in reverse order.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
-import { freePort } from '../devenv/ports.ts';
+import { ServiceProcess } from '../devenv/process.ts';
 import { startLocalServices } from '../devenv/services.ts';
+import { printStatus } from './status.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CONNECTOR = fileURLToPath(new URL('./cluster-connector.mjs', import.meta.url));
+export const DEMO = { org: 'demo', zone: 'demo.cluster.test', hostname: 'hello.demo.cluster.test' };
 
 interface LocalSecrets {
   clusterSecret: string;
   encryptionKey: string;
+  adminEmail: string;
+  adminPassword: string;
 }
 
 /** Secrets of the local cluster, made once and kept with its data (mode 0600). */
 function localSecrets(dataDir: string): LocalSecrets {
   const file = join(dataDir, 'secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as LocalSecrets;
-  const secrets = { clusterSecret: randomBytes(32).toString('base64url'), encryptionKey: randomBytes(32).toString('base64') };
+  const old = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<LocalSecrets>) : {};
+  const secrets: LocalSecrets = {
+    clusterSecret: old.clusterSecret ?? randomBytes(32).toString('base64url'),
+    encryptionKey: old.encryptionKey ?? randomBytes(32).toString('base64'),
+    adminEmail: old.adminEmail ?? 'admin@cluster.test',
+    adminPassword: old.adminPassword ?? randomBytes(12).toString('base64url'),
+  };
   writeFileSync(file, JSON.stringify(secrets), { mode: 0o600 });
   return secrets;
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-export async function up(opts: { fresh: boolean }): Promise<void> {
-  const dataDir = join(ROOT, '.data');
+async function api(base: string, method: string, path: string, body?: unknown, cookie?: string) {
+  const res = await fetch(`${base}${path}`, { method, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(cookie ? { cookie } : {}) }, body: body ? JSON.stringify(body) : undefined });
+  return { status: res.status, body: (await res.json().catch(() => undefined)) as any, cookie: res.headers.get('set-cookie')?.split(';')[0] };
+}
+
+const DEMO_SERVICE = `
+import { createServer } from 'node:http';
+const port = Number(process.argv.at(-1));
+createServer((req, res) => {
+  res.setHeader('content-type', 'text/plain');
+  res.end('hello from the demo site (served by ' + req.headers['x-forwarded-host'] + ' for ' + req.headers['x-forwarded-for'] + ')\\n');
+}).listen(port, '127.0.0.1');
+`;
+
+export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string }): Promise<void> {
+  const dataDir = opts.dataDir ?? join(ROOT, '.data');
   if (opts.fresh) rmSync(dataDir, { recursive: true, force: true });
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   const t0 = Date.now();
-  say('starting local services (data in .data/)');
+  const ip = (i: number) => `127.0.0.${11 + i}`;
+  say(`starting local services (data in ${dataDir})`);
   const services = await startLocalServices({
     dataDir,
     pebble: true,
+    pebbleDnsServer: `${ip(0)}:53`,
     persistent: true,
-    onReady: (name, ms) => say(`  ${name.padEnd(10)} ready in ${ms} ms`),
+    onReady: (name, ms) => say(`  ${name.padEnd(12)} ready in ${ms} ms`),
   });
   const nodes: NodeProcess[] = [];
+  const extras: Array<{ stop(): Promise<unknown> }> = [];
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     say('\nstopping');
-    for (const n of nodes.reverse()) await n.proc.stop('SIGTERM', 20_000);
+    for (const e of extras.reverse()) await e.stop().catch(() => {});
+    await Promise.all(nodes.map((n) => n.proc.stop('SIGTERM', 20_000)));
     say('  nodes stopped');
     await services.stop();
     say('  services stopped');
@@ -56,50 +89,110 @@ export async function up(opts: { fresh: boolean }): Promise<void> {
 
   try {
     const secrets = localSecrets(dataDir);
-    const host = '127.0.0.11';
-    const adminPort = 8080;
-    const node = new NodeProcess({
-      name: 'node-1',
-      configFile: join(dataDir, 'node-1.yaml'),
-      logFile: join(dataDir, 'node-1.log'),
-      env: { NODE_EXTRA_CA_CERTS: services.pebble!.caFile },
-      config: {
-        nodeId: 'node-1',
-        clusterName: 'local',
-        clusterSecret: secrets.clusterSecret,
-        encryptionKey: secrets.encryptionKey,
-        postgres: { url: services.postgres!.url },
-        valkey: { url: services.valkey!.url },
-        admin: { bind: `${host}:${adminPort}` },
-        ingress: { http: `${host}:${await freePort(host)}`, https: `${host}:${await freePort(host)}`, publicAddresses: [host] },
-        dns: { bind: `${host}:${await freePort(host)}` },
-        peer: { bind: `${host}:${await freePort(host)}` },
-        acme: { directoryUrl: services.pebble!.directoryUrl },
-        shutdown: { drainDelay: '500ms' },
-      },
+    for (let i = 0; i < opts.nodes; i++) {
+      const id = `node-${i + 1}`;
+      const host = ip(i);
+      nodes.push(new NodeProcess({
+        name: id,
+        configFile: join(dataDir, `${id}.yaml`),
+        logFile: join(dataDir, `${id}.log`),
+        env: { NODE_EXTRA_CA_CERTS: services.pebble!.caFile },
+        config: {
+          nodeId: id,
+          clusterName: 'local',
+          clusterSecret: secrets.clusterSecret,
+          encryptionKey: secrets.encryptionKey,
+          postgres: { url: services.postgres!.url },
+          valkey: { url: services.valkey!.url },
+          admin: { bind: `${host}:8080`, trustProxy: ['127.0.0.1'] },
+          ingress: { http: `${host}:80`, https: `${host}:443`, publicAddresses: [host] },
+          dns: { bind: `${host}:53`, caaIssuers: ['pebble.letsencrypt.org'] },
+          peer: { bind: `${host}:7946` },
+          acme: { directoryUrl: services.pebble!.directoryUrl, checkEvery: '1m' },
+          shutdown: { drainDelay: '500ms' },
+        },
+      }));
+    }
+    await Promise.all(nodes.map(async (n) => {
+      const tn = Date.now();
+      await n.waitReady(60_000);
+      say(`  ${n.config.nodeId.padEnd(12)} ready in ${Date.now() - tn} ms (${ip(nodes.indexOf(n))})`);
+    }));
+    const haproxyDir = join(dataDir, 'haproxy');
+    mkdirSync(haproxyDir, { recursive: true });
+    const t1 = Date.now();
+    const lb = await LocalHaproxy.start({ dir: haproxyDir, port: 8080, backends: nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
+    extras.push(lb);
+    say(`  ${'haproxy'.padEnd(12)} ready in ${Date.now() - t1} ms (${lb.url})`);
+
+    // The first start creates the local admin with the one-time setup token from a node's log.
+    const t2 = Date.now();
+    let login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
+    if (login.status !== 200) {
+      let token: string | undefined;
+      for (let i = 0; i < 100 && !token; i++) {
+        token = nodes.map((n) => /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'))?.[1]).find(Boolean);
+        if (!token) await new Promise((r) => setTimeout(r, 100));
+      }
+      const setup = await api(lb.url, 'POST', '/api/v1/auth/setup', { token, email: secrets.adminEmail, password: secrets.adminPassword });
+      if (setup.status !== 201) throw new Error(`could not create the local admin: ${JSON.stringify(setup.body)}`);
+      login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
+    }
+    const cookie = login.cookie!;
+    const demo = await ensureDemo(lb.url, cookie, dataDir);
+    const service = new ServiceProcess({ name: 'demo-service', command: process.execPath, args: ['--input-type=module', '-e', DEMO_SERVICE, String(demo.port)], logFile: join(dataDir, 'demo-service.log') });
+    extras.push({ stop: () => service.stop('SIGTERM', 2000) });
+    const connector = new ServiceProcess({
+      name: 'connector',
+      command: process.execPath,
+      args: [CONNECTOR, '--endpoint', lb.url, ...nodes.map((n) => ['--endpoint', n.adminUrl]).flat(), '--id', demo.siteId, '--secret', demo.secret],
+      logFile: join(dataDir, 'connector.log'),
     });
-    nodes.push(node);
-    const tn = Date.now();
-    await node.waitReady(60_000);
-    say(`  ${'node-1'.padEnd(10)} ready in ${Date.now() - tn} ms`);
-    say(`\ncluster up in ${Date.now() - t0} ms`);
-    say(`  node-1   ${node.adminUrl}  (health: ${node.adminUrl}/healthz, readiness: ${node.adminUrl}/readyz)`);
-    say(`  logs     .data/node-1.log`);
-    say(`  postgres ${services.postgres!.url}`);
-    say(`  valkey   ${services.valkey!.url}`);
-    say(`  acme     ${services.pebble!.directoryUrl}`);
-    // First start: the node printed its one-time setup token on its console (its log file here).
-    const token = /one-time setup token:\s+(\S+)/.exec(readFileSync(node.logFile, 'utf8'))?.[1];
-    if (token) say(`\nfirst start: create the admin with\n  curl -X POST ${node.adminUrl}/api/v1/auth/setup -H 'content-type: application/json' \\\n    -d '{"token":"${token}","email":"you@example.com","password":"at least 12 characters"}'`);
-    say(`\ntry: curl ${node.adminUrl}/readyz`);
-    say('Ctrl-C stops everything.');
-    const exit = await node.proc.exited;
+    extras.push({ stop: () => connector.stop('SIGTERM', 3000) });
+    for (let i = 0; i < 100; i++) {
+      const site = await api(lb.url, 'GET', `/api/v1/orgs/${demo.orgId}/sites/${demo.siteId}`, undefined, cookie);
+      if (site.body?.status?.online) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const cert = await api(lb.url, 'POST', `/api/v1/orgs/${demo.orgId}/resources/${demo.resourceId}/certificate`, undefined, cookie);
+    say(`  ${'demo site'.padEnd(12)} ready in ${Date.now() - t2} ms (certificate: ${cert.body?.status ?? cert.status})`);
+    say(`\ncluster up in ${Date.now() - t0} ms\n`);
+    await printStatus(lb.url, cookie, say);
+    writeFileSync(join(dataDir, 'pebble-root.pem'), await services.pebble!.issuedRoot());
+    say(`
+try:
+  dig @${ip(0)} ${DEMO.hostname} A +norec
+  curl --cacert ${join(dataDir, 'pebble-root.pem')} --resolve ${DEMO.hostname}:443:${ip(opts.nodes - 1)} https://${DEMO.hostname}/
+  cluster status                       (node bin/cluster.mjs status)
+admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/docs
+  login: ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in .data/secrets.json)
+logs: .data/node-N.log, .data/connector.log
+Ctrl-C stops everything.`);
+    const exits = nodes.map((n) => n.proc.exited.then((e) => ({ n, e })));
+    const { n, e } = await Promise.race(exits);
     if (!stopping) {
-      say(`node-1 exited unexpectedly (${exit.code ?? exit.signal}); see .data/node-1.log`);
-      await stop(1);
+      say(`${n.config.nodeId} exited (${e.code ?? e.signal}); see .data/${n.config.nodeId}.log. The rest keeps running; Ctrl-C stops everything.`);
+      await new Promise(() => {});
     }
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     await stop(1);
   }
+}
+
+/** The demo org, zone, site, resource and target; created once, found again after a restart. */
+async function ensureDemo(lb: string, cookie: string, dataDir: string): Promise<{ orgId: string; siteId: string; secret: string; resourceId: string; port: number }> {
+  const file = join(dataDir, 'demo.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
+  const org = (await api(lb, 'POST', '/api/v1/orgs', { slug: DEMO.org, name: 'Demo' }, cookie)).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  await api(lb, 'POST', `${base}/domains`, { name: DEMO.zone }, cookie);
+  const site = (await api(lb, 'POST', `${base}/sites`, { name: 'demo-site' }, cookie)).body;
+  const resource = (await api(lb, 'POST', `${base}/resources`, { name: 'hello', protocol: 'http', hostname: DEMO.hostname, tls: true }, cookie)).body;
+  const port = 18_000 + Math.floor(Math.random() * 2000);
+  const target = await api(lb, 'POST', `${base}/resources/${resource.id}/targets`, { siteId: site.id, host: '127.0.0.1', port, scheme: 'http', healthCheck: { type: 'http', path: '/', intervalMs: 2000 } }, cookie);
+  if (target.status !== 201) throw new Error(`could not create the demo: ${JSON.stringify(target.body)}`);
+  const demo = { orgId: org.id, siteId: site.id, secret: site.connector.secret, resourceId: resource.id, port };
+  writeFileSync(file, JSON.stringify(demo), { mode: 0o600 });
+  return demo;
 }

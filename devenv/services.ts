@@ -17,6 +17,8 @@ export interface LocalServicesOptions {
   postgres?: boolean;
   valkey?: boolean;
   pebble?: boolean;
+  /** DNS server Pebble checks DNS-01 challenges against (default: its own challenge server). */
+  pebbleDnsServer?: string;
   /** Keep data across restarts (`npm start`); tests leave this off for speed. */
   persistent?: boolean;
   /** Called as each service becomes ready (progress display). */
@@ -65,7 +67,7 @@ export async function startLocalServices(opts: LocalServicesOptions = {}): Promi
       }));
     }
     if (opts.pebble ?? false) {
-      jobs.push(timed('pebble', () => LocalPebble.start({ dir: join(dataDir, 'pebble') })).then((s) => {
+      jobs.push(timed('pebble', () => LocalPebble.start({ dir: join(dataDir, 'pebble'), dnsServer: opts.pebbleDnsServer })).then((s) => {
         services.pebble = s;
         started.push(s);
       }));
