@@ -77,6 +77,8 @@ export class ClusterNode {
   #httpIngress: HttpIngress | undefined;
   #udpIngress: UdpIngress | undefined;
   #dns: DnsServer | undefined;
+  /** Seals and opens keys at rest under the cluster key (certificates, the ACME account). */
+  readonly #sealer: Sealer;
   #zones: ZoneTable | undefined;
 
   constructor(deps: NodeDeps) {
@@ -100,6 +102,7 @@ export class ClusterNode {
       restart: { maxRestarts: supervision.maxRestarts, windowMs: supervision.window, backoffMinMs: supervision.backoffMin, backoffMaxMs: supervision.backoffMax },
       onEscalate: (kind, id) => this.#host?.onEscalate(kind, id, supervision.window),
     });
+    this.#sealer = new Sealer(this.config.encryptionKey);
     this.#metrics = createMetrics({
       actorCount: (kind) => this.#system.count(kind),
       kinds: () => this.#host?.kinds() ?? [],
@@ -327,7 +330,7 @@ export class ClusterNode {
           publish: (snapshot) => zones.put(snapshot),
         }, zone, epoch),
     });
-    const sealer = new Sealer(config.encryptionKey);
+    const sealer = this.#sealer;
     this.#host.register({
       kind: 'cert-issuer',
       placement: 'placed',
@@ -401,7 +404,7 @@ export class ClusterNode {
     this.#udpIngress = new UdpIngress({ routes, tunnels: this.#tunnels, bindHost: this.config.ingress.https.host, logger: this.#log, placement });
     // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
     // node here, loudly, instead of serving generated certificates in their place.
-    const issued = issuedCertificates(this.db, new Sealer(this.config.encryptionKey));
+    const issued = issuedCertificates(this.db, this.#sealer);
     await issued.checkKey();
     const certs = new CertificateStore(issued);
     for (const hostname of await issued.hostnames()) await certs.reload(hostname).catch((err) => this.#log.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'));
