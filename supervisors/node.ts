@@ -33,7 +33,8 @@ import type { Logger } from '../core/log.ts';
 import { createAdminGateway, listenAdmin } from '../gateways/admin/server.ts';
 import type { ApiDeps } from '../gateways/admin/http.ts';
 import { ensureSetupToken } from '../gateways/admin/routes/auth.ts';
-import { createDb, pingDb, type DatabasePool } from '../persistence/db.ts';
+import { createDb, pingDb, sql, type DatabasePool } from '../persistence/db.ts';
+import { z } from 'zod';
 import { migrate } from '../persistence/migrate.ts';
 import { Valkey } from '../persistence/valkey.ts';
 import { ActorHost } from './actor-host.ts';
@@ -41,7 +42,7 @@ import { dnsZoneBehavior, dnsZoneCatalog } from '../actors/dns-zone.ts';
 import { DnsServer } from '../gateways/dns/server.ts';
 import { ZONES_SNAPSHOT, ZoneTable } from '../gateways/dns/zones.ts';
 import type { ZoneData } from '../gateways/dns/zone-data.ts';
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { Membership } from './membership.ts';
 import { createMetrics, type ClusterMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
@@ -415,7 +416,29 @@ export class ClusterNode {
         (err) => this.#log.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
       );
     });
+    const registry = this.#metrics.registry;
+    const tunnels = this.#tunnels;
+    new Gauge({ name: 'cluster_tunnels', help: 'Site tunnels (connector connections) held by this node', registers: [registry], collect() { this.set(tunnels.size); } });
+    const requests = new Counter({ name: 'cluster_ingress_requests_total', help: 'HTTP requests proxied by this node, by resource and status', labelNames: ['resource', 'status'], registers: [registry] });
+    const latency = new Histogram({ name: 'cluster_ingress_request_seconds', help: 'Time to the end of the response, by resource', labelNames: ['resource'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+    const db = this.db;
+    new Gauge({
+      name: 'cluster_certificate_expiry_seconds',
+      help: 'Seconds until each issued certificate expires',
+      labelNames: ['hostname'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const rows = await db.any(sql.type(z.object({ hostname: z.string(), seconds: z.coerce.number() }))`
+          SELECT hostname, extract(epoch FROM not_after - now()) AS seconds FROM certificates WHERE status = 'valid'`).catch(() => []);
+        for (const r of rows) this.set({ hostname: r.hostname }, r.seconds);
+      },
+    });
     this.#httpIngress = new HttpIngress({
+      onRequest: (resource, status, seconds) => {
+        requests.inc({ resource, status: String(status) });
+        latency.observe({ resource }, seconds);
+      },
       routes,
       tunnels: this.#tunnels,
       placement,

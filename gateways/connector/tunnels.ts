@@ -24,6 +24,11 @@ export class TunnelRegistry {
     cur.h2.destroy();
   }
 
+  /** Tunnels held here (metrics). */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
   has(siteId: string): boolean {
     const s = this.#sessions.get(siteId);
     return Boolean(s && !s.h2.closed && !s.h2.destroyed);

@@ -40,6 +40,8 @@ export interface HttpIngressDeps {
   logger: Logger;
   /** Longest wait for the target's response headers. @default 60s */
   responseTimeoutMs?: number;
+  /** Called once per proxied request when its response ends (metrics). */
+  onRequest?: (resourceId: string, status: number, seconds: number) => void;
 }
 
 function hostOf(req: IncomingMessage): string {
@@ -178,6 +180,10 @@ export class HttpIngress {
   async #handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https') {
     const route = this.#routeFor(hostOf(req));
     if (!route) return errorPage(res, 'CLUSTER_ERR_API_NOT_FOUND', `no resource for ${hostOf(req) || 'this host'}`);
+    if (this.#d.onRequest) {
+      const t0 = process.hrtime.bigint();
+      res.once('finish', () => this.#d.onRequest!(route.resourceId, res.statusCode, Number(process.hrtime.bigint() - t0) / 1e9));
+    }
     if (proto === 'http' && route.tls) {
       res.writeHead(301, { location: `https://${hostOf(req)}${req.url ?? '/'}` });
       return res.end();

@@ -101,6 +101,14 @@ t.test('certificates: issued by Pebble through our DNS, one order at a time, ren
   const status = (await call(c.lb, 'GET', `${base}/resources/${res.id}`, { cookie })).body;
   t.match(status.certificate, { status: 'valid', notAfter: /^\d{4}-/ }, 'the API shows the certificate');
 
+  // Metrics an operator watches: certificate expiry, tunnels, proxied requests by resource.
+  const metrics = await (await fetch(`${c.nodes[1]!.adminUrl}/metrics`)).text();
+  const expiry = Number(/cluster_certificate_expiry_seconds\{hostname="secure\.certs\.test"\} ([\d.e+]+)/.exec(metrics)?.[1]);
+  t.ok(expiry > 86_400, `certificate expiry is exported (${expiry} s)`);
+  t.match(metrics, /^cluster_tunnels 1$/m, 'the holder reports its tunnel');
+  const served = Number(new RegExp(`cluster_ingress_requests_total\\{resource="${res.id}",status="200"\\} (\\d+)`).exec(metrics)?.[1]);
+  t.ok(served >= 6, `the holder counted the resource's requests (${served})`);
+
   // A node with another cluster key refuses to start instead of serving the wrong thing.
   const wrong = await startTestNode(t, { postgresUrl: c.postgresUrl, valkeyUrl: c.valkeyUrl, clusterName: c.clusterName, nodeId: 'node-9', config: { encryptionKey: Buffer.alloc(32, 7).toString('base64') } });
   const code = await wrong.proc.exited;
