@@ -2,7 +2,7 @@
 // Three node processes behind haproxy. autocannon measures an authenticated list of sites
 // and a create/update mix through the load balancer, and the same list against one node
 // directly. Last line: one JSON object.
-import { readFileSync } from 'node:fs';
+import { setupToken } from '../devenv/admin-client.ts';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
@@ -33,11 +33,7 @@ async function main() {
       }
       await Promise.all(nodes.map((n) => n.waitReady(60_000)));
       haproxy = await LocalHaproxy.start({ dir, backends: nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.slice(7) })) });
-      let token: string | undefined;
-      for (let i = 0; i < 100 && !token; i++) {
-        token = nodes.map((n) => /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'))?.[1]).find(Boolean);
-        if (!token) await new Promise((r) => setTimeout(r, 100));
-      }
+      const token = await setupToken(nodes);
       const admin = { email: 'bench@example.com', password: 'benchmark password 123' };
       await json(`${haproxy.url}/api/v1/auth/setup`, { method: 'POST', body: JSON.stringify({ token, ...admin }) });
       const cookie = (await json(`${haproxy.url}/api/v1/auth/login`, { method: 'POST', body: JSON.stringify(admin) })).cookie!;

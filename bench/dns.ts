@@ -7,11 +7,11 @@
 // survivor's answer names the new holder (BENCH_ROUNDS rounds). Last line: one JSON object.
 import { execFile, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { NodeProcess } from '../devenv/node-process.ts';
+import type { NodeProcess } from '../devenv/node-process.ts';
 import { ServiceProcess, waitUntil } from '../devenv/process.ts';
 import { createLogger } from '../core/log.ts';
 import { Secret } from '../core/secret.ts';
@@ -19,8 +19,9 @@ import { SnapshotStore } from '../persistence/snapshots.ts';
 import { Valkey } from '../persistence/valkey.ts';
 import type { ZoneData } from '../gateways/dns/zone-data.ts';
 import { ZONES_SNAPSHOT } from '../gateways/dns/zones.ts';
-import { nodeAddress, testNodeConfig } from '../test/harness/nodes.ts';
-import { log, runBench, withBenchServices } from './lib.ts';
+import { nodeAddress } from '../test/harness/nodes.ts';
+import { adminCall as api } from '../devenv/admin-client.ts';
+import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -30,11 +31,6 @@ const ZONE = 'bench.test';
 const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.meta.url));
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
-
-async function api(base: string, method: string, path: string, body?: unknown, cookie?: string) {
-  const res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  return { status: res.status, body: (await res.json().catch(() => undefined)) as any, cookie: res.headers.get('set-cookie')?.split(';')[0] };
-}
 
 async function digShort(server: string, name: string, type: string): Promise<string[]> {
   const { stdout } = await run('dig', [`@${server}`, name, type, '+short', '+norec', '+time=1', '+tries=1']).catch(() => ({ stdout: '' }));
@@ -84,32 +80,16 @@ function zoneFile(z: ZoneData): string {
 async function main() {
   return withBenchServices('dns', async ({ dir, services }) => {
     const procs: ServiceProcess[] = [];
-    const nodes = new Map<string, NodeProcess>();
+    let nodes = new Map<string, NodeProcess>();
     try {
       const target = createServer((_req, res) => res.end('ok'));
       await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
-      const url = await services.postgres!.createDatabase('bench');
-      const configs = new Map<string, Record<string, any>>();
-      for (const id of ['node-1', 'node-2', 'node-3']) {
-        configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' }, dns: { rateLimit: 0 } } }));
-      }
-      const start = (id: string) => {
-        const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`) });
-        nodes.set(id, n);
-        return n;
-      };
-      for (const id of configs.keys()) start(id);
-      await Promise.all([...nodes.values()].map((n) => n.waitReady(60_000)));
+      const cluster = await startBenchNodes(dir, services, { dns: { rateLimit: 0 } });
+      const { configs, start } = cluster;
+      nodes = cluster.nodes;
       const ip = (id: string) => String(configs.get(id)!.dns.bind).replace(/:53$/, '');
       const admin = nodes.get('node-1')!.adminUrl;
-      let token: string | undefined;
-      for (let i = 0; i < 100 && !token; i++) {
-        token = [...nodes.values()].map((n) => /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'))?.[1]).find(Boolean);
-        if (!token) await new Promise((r) => setTimeout(r, 100));
-      }
-      const who = { email: 'bench@example.com', password: 'benchmark password 123' };
-      await api(admin, 'POST', '/api/v1/auth/setup', { token, ...who });
-      const cookie = (await api(admin, 'POST', '/api/v1/auth/login', who)).cookie!;
+      const cookie = await benchAdmin(admin, nodes.values());
       const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
       const base = `/api/v1/orgs/${org.id}`;
       await api(admin, 'POST', `${base}/domains`, { name: ZONE }, cookie);

@@ -1,9 +1,13 @@
 // Shared scaffolding of the benchmarks: a scratch directory PostgreSQL can reach, local
-// services, and a main() wrapper that exits non-zero with the error on stderr.
+// services, three nodes with an administrator, and a main() wrapper that exits non-zero with
+// the error on stderr.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { adminCall, setupToken } from '../devenv/admin-client.ts';
+import { NodeProcess } from '../devenv/node-process.ts';
 import { startLocalServices, type LocalServices } from '../devenv/services.ts';
+import { testNodeConfig } from '../test/harness/nodes.ts';
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -32,4 +36,29 @@ export function runBench(main: () => Promise<Record<string, unknown>>): void {
       process.exit(1);
     },
   );
+}
+
+/** Three `cluster node` processes on their own loopback addresses; `start` (re)starts one. */
+export async function startBenchNodes(dir: string, services: LocalServices, config: Record<string, any> = {}) {
+  const url = await services.postgres!.createDatabase('bench');
+  const configs = new Map<string, Record<string, any>>();
+  for (const id of ['node-1', 'node-2', 'node-3']) {
+    configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' }, ...config } }));
+  }
+  const nodes = new Map<string, NodeProcess>();
+  const start = (id: string) => {
+    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`) });
+    nodes.set(id, n);
+    return n;
+  };
+  for (const id of configs.keys()) start(id);
+  await Promise.all([...nodes.values()].map((n) => n.waitReady(60_000)));
+  return { configs, nodes, start };
+}
+
+/** Creates the benchmark's administrator with the setup token and logs in; the session cookie. */
+export async function benchAdmin(admin: string, nodes: Iterable<{ logFile: string }>): Promise<string> {
+  const who = { email: 'bench@example.com', password: 'benchmark password 123' };
+  await adminCall(admin, 'POST', '/api/v1/auth/setup', { token: await setupToken(nodes), ...who });
+  return (await adminCall(admin, 'POST', '/api/v1/auth/login', who)).cookie!;
 }

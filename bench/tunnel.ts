@@ -5,18 +5,17 @@
 // (b) one bulk TCP stream's throughput directly and through the tunnel; (c) steady requests
 // spread over the nodes while the tunnel's node is SIGKILLed, ten rounds: the longest run of
 // failing requests. Last line: one JSON object.
-import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
-import { NodeProcess } from '../devenv/node-process.ts';
+import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
-import { testNodeConfig } from '../test/harness/nodes.ts';
-import { log, runBench, withBenchServices } from './lib.ts';
+import { adminCall as api } from '../devenv/admin-client.ts';
+import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -71,38 +70,19 @@ function get(host: string, hostname: string): Promise<boolean> {
   });
 }
 
-async function api(base: string, method: string, path: string, body?: unknown, cookie?: string) {
-  const res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  return { status: res.status, body: (await res.json().catch(() => undefined)) as any, cookie: res.headers.get('set-cookie')?.split(';')[0] };
-}
-
 async function main() {
   return withBenchServices('tunnel', async ({ dir, services }) => {
     const procs: ServiceProcess[] = [];
-    const nodes = new Map<string, NodeProcess>();
+    let nodes = new Map<string, NodeProcess>();
     let haproxy: LocalHaproxy | undefined;
     try {
       const [httpPort, bulkPort] = [await freePort(), await freePort()];
       procs.push(new ServiceProcess({ name: 'target', command: process.execPath, args: ['--input-type=module', '-e', TARGET, String(httpPort), String(bulkPort), String(BULK_MB)], logFile: join(dir, 'target.log') }));
-      const url = await services.postgres!.createDatabase('bench');
-      const configs = new Map<string, Record<string, any>>();
-      for (const id of ['node-1', 'node-2', 'node-3']) configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' } } }));
-      const start = (id: string) => {
-        const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`) });
-        nodes.set(id, n);
-        return n;
-      };
-      for (const id of configs.keys()) start(id);
-      await Promise.all([...nodes.values()].map((n) => n.waitReady(60_000)));
+      const cluster = await startBenchNodes(dir, services);
+      const { configs, start } = cluster;
+      nodes = cluster.nodes;
       const admin = nodes.get('node-1')!.adminUrl;
-      let token: string | undefined;
-      for (let i = 0; i < 100 && !token; i++) {
-        token = [...nodes.values()].map((n) => /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'))?.[1]).find(Boolean);
-        if (!token) await new Promise((r) => setTimeout(r, 100));
-      }
-      const who = { email: 'bench@example.com', password: 'benchmark password 123' };
-      await api(admin, 'POST', '/api/v1/auth/setup', { token, ...who });
-      const cookie = (await api(admin, 'POST', '/api/v1/auth/login', who)).cookie!;
+      const cookie = await benchAdmin(admin, nodes.values());
       const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
       const base = `/api/v1/orgs/${org.id}`;
       await api(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie);

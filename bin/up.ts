@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { adminCall as api, setupToken } from '../devenv/admin-client.ts';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { ServiceProcess } from '../devenv/process.ts';
@@ -41,11 +42,6 @@ function localSecrets(dataDir: string): LocalSecrets {
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-
-async function api(base: string, method: string, path: string, body?: unknown, cookie?: string) {
-  const res = await fetch(`${base}${path}`, { method, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(cookie ? { cookie } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  return { status: res.status, body: (await res.json().catch(() => undefined)) as any, cookie: res.headers.get('set-cookie')?.split(';')[0] };
-}
 
 const DEMO_SERVICE = `
 import { createServer } from 'node:http';
@@ -129,11 +125,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const t2 = Date.now();
     let login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
     if (login.status !== 200) {
-      let token: string | undefined;
-      for (let i = 0; i < 100 && !token; i++) {
-        token = nodes.map((n) => /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'))?.[1]).find(Boolean);
-        if (!token) await new Promise((r) => setTimeout(r, 100));
-      }
+      const token = await setupToken(nodes);
       const setup = await api(lb.url, 'POST', '/api/v1/auth/setup', { token, email: secrets.adminEmail, password: secrets.adminPassword });
       if (setup.status !== 201) throw new Error(`could not create the local admin: ${JSON.stringify(setup.body)}`);
       login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });

@@ -148,7 +148,7 @@ export class HttpIngress {
   }
 
   /** How to reach one target of the route: through a local tunnel or another node. */
-  async #path(route: Route, client: string): Promise<UpstreamPath> {
+  #path(route: Route, client: string): UpstreamPath {
     const choice = chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
     if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled target on an online site', { resourceId: route.resourceId });
     const t = choice.target;
@@ -162,7 +162,7 @@ export class HttpIngress {
 
   /** A fresh (unpooled) byte stream to a target, for upgraded connections. */
   async #upstream(route: Route, client: string): Promise<Duplex> {
-    const path = await this.#path(route, client);
+    const path = this.#path(route, client);
     const stream = await path.open();
     return path.tls ? tlsConnect({ socket: stream as Socket, servername: path.servername, rejectUnauthorized: false }) : stream;
   }
@@ -188,12 +188,12 @@ export class HttpIngress {
       res.writeHead(301, { location: `https://${hostOf(req)}${req.url ?? '/'}` });
       return res.end();
     }
-    const send = async (retried: boolean) => {
+    const send = (retried: boolean): void => {
       let path: UpstreamPath;
       try {
-        path = await this.#path(route, this.#clientOf(req));
+        path = this.#path(route, this.#clientOf(req));
       } catch (err) {
-        return errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
+        return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
       }
       const out = request({
         method: req.method,
@@ -224,7 +224,7 @@ export class HttpIngress {
         req.pipe(out);
       } else out.end();
     };
-    await send(false);
+    send(false);
   }
 
   /** Upgrade (WebSocket) requests: the request head goes through, then bytes both ways. */

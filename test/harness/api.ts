@@ -1,11 +1,9 @@
 // Admin API helpers: a cluster behind haproxy with its first administrator created, and a
 // small HTTP client that keeps cookies out of the way of assertions.
-import { readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalHaproxy } from '../../devenv/haproxy.ts';
-import type { NodeProcess } from '../../devenv/node-process.ts';
 import { startCluster, type TestCluster } from './cluster.ts';
 
 export interface Reply {
@@ -39,18 +37,8 @@ export interface ApiCluster extends TestCluster {
   adminCookie: string;
 }
 
-/** The setup token a node printed on its console (it goes to the node's log file here). */
-export async function setupToken(nodes: NodeProcess[], ms = 10_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    for (const n of nodes) {
-      const m = /one-time setup token:\s+(\S+)/.exec(readFileSync(n.logFile, 'utf8'));
-      if (m) return m[1]!;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('no setup token printed');
-}
+export { setupToken } from '../../devenv/admin-client.ts';
+import { setupToken } from '../../devenv/admin-client.ts';
 
 interface Tap {
   teardown(fn: () => unknown): void;
