@@ -125,6 +125,9 @@ export class Connector extends EventEmitter {
   }
 
   #onMessage(text: string) {
+    // After stop(), messages still arriving during the close handshake are not acted on: a
+    // late config would restart the health-check timers and keep a stopped connector alive.
+    if (this.#isStopped()) return;
     let msg: NodeMessage;
     try {
       msg = NodeMessage.parse(JSON.parse(text));
