@@ -20,9 +20,10 @@ function table(rows: string[][], say: Say) {
 const ago = (iso: string | null) => (iso ? `${Math.round((Date.now() - Date.parse(iso)) / 1000)} s` : '-');
 
 export async function printStatus(base: string, cookie: string, say: Say): Promise<void> {
-  const nodes = (await get(base, '/api/v1/nodes', cookie)).items as Array<{ id: string; admin: string; addresses?: string[]; leaseAgeMs: number | null; actors?: number }>;
+  const nodes = (await get(base, '/api/v1/nodes', cookie)).items as Array<{ id: string; admin: string; addresses?: string[]; leaseAgeMs: number | null; actors: Record<string, number> | null }>;
+  const actors = (a: Record<string, number> | null) => (a ? Object.entries(a).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`).join(', ') || 'none' : 'no answer');
   say('nodes');
-  table([['NODE', 'ADDRESS', 'ADMIN', 'LEASE AGE'], ...nodes.map((n) => [n.id, (n.addresses ?? []).join(',') || '-', n.admin, n.leaseAgeMs === null ? '-' : `${n.leaseAgeMs} ms`])], say);
+  table([['NODE', 'ADDRESS', 'ADMIN', 'LEASE AGE', 'ACTORS'], ...nodes.map((n) => [n.id, (n.addresses ?? []).join(',') || '-', n.admin, n.leaseAgeMs === null ? '-' : `${n.leaseAgeMs} ms`, actors(n.actors)])], say);
   const orgs = (await get(base, '/api/v1/orgs?limit=200', cookie)).items as Array<{ id: string; slug: string }>;
   const sites: string[][] = [['ORG', 'SITE', 'ONLINE', 'NODE', 'CONNECTED FOR']];
   const resources: string[][] = [['ORG', 'RESOURCE', 'ADDRESS', 'SERVED BY', 'TARGETS HEALTHY', 'CERTIFICATE EXPIRES']];

@@ -10,7 +10,17 @@ export interface ClusterMetrics {
   claimLatency: Histogram<string>;
 }
 
-export function createMetrics(opts: { actorCount: (kind?: string) => number; kinds: () => string[]; leaseHealthy: () => boolean }): ClusterMetrics {
+export interface MetricSources {
+  actorCount: (kind?: string) => number;
+  kinds: () => string[];
+  leaseHealthy: () => boolean;
+  /** Live members in this node's view (itself included). */
+  liveNodes: () => number;
+  /** Last result of the readiness probes (they run on an interval; scraping adds no load). */
+  dependencies: () => { postgres: boolean; valkey: boolean };
+}
+
+export function createMetrics(opts: MetricSources): ClusterMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
@@ -28,6 +38,23 @@ export function createMetrics(opts: { actorCount: (kind?: string) => number; kin
     registers: [registry],
     collect() {
       this.set(opts.leaseHealthy() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'cluster_live_nodes',
+    help: 'Live nodes in this node\'s membership view, itself included',
+    registers: [registry],
+    collect() {
+      this.set(opts.liveNodes());
+    },
+  });
+  new Gauge({
+    name: 'cluster_dependency_up',
+    help: '1 while the last health probe of a dependency (postgres, valkey) succeeded',
+    labelNames: ['dependency'],
+    registers: [registry],
+    collect() {
+      for (const [dep, up] of Object.entries(opts.dependencies())) this.set({ dependency: dep }, up ? 1 : 0);
     },
   });
   return {

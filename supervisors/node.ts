@@ -108,6 +108,8 @@ export class ClusterNode {
       actorCount: (kind) => this.#system.count(kind),
       kinds: () => this.#host?.kinds() ?? [],
       leaseHealthy: () => this.#membership?.healthy ?? false,
+      liveNodes: () => this.#membership?.liveIds().length ?? 0,
+      dependencies: () => ({ postgres: this.#readiness.postgresUp, valkey: this.#readiness.valkeyUp }),
     });
     this.lifecycle.onChange((to, from) => this.#log.info({ from, to }, `node ${to}`));
   }
@@ -164,10 +166,14 @@ export class ClusterNode {
       nodes: async () => {
         const live = membership.live();
         const v = this.valkey;
-        const ttls = await v.call((c) => live.reduce((p, m) => p.pttl(v.keys.lease(m.id)), c.pipeline()).exec());
+        const [ttls, stats] = await Promise.all([
+          v.call((c) => live.reduce((p, m) => p.pttl(v.keys.lease(m.id)), c.pipeline()).exec()),
+          // Actor counts from each node itself; a node that does not answer in time shows none.
+          Promise.all(live.map((m) => (m.id === config.nodeId ? this.#actorStats() : (this.#peer!.stats(m.peer, 1000) as Promise<{ actors: Record<string, number> }>).catch(() => null)))),
+        ]);
         return live.map((m, i) => {
           const pttl = ttls?.[i]?.[1] as number | undefined;
-          return { ...m, leaseAgeMs: pttl !== undefined && pttl >= 0 ? config.lease.ttl - pttl : null };
+          return { ...m, leaseAgeMs: pttl !== undefined && pttl >= 0 ? config.lease.ttl - pttl : null, actors: stats[i]?.actors ?? null };
         });
       },
       // A site is online where its site actor runs (placed where its connector is connected).
@@ -208,6 +214,10 @@ export class ClusterNode {
     this.lifecycle.to('running');
   }
 
+  #actorStats(): { actors: Record<string, number> } {
+    return { actors: Object.fromEntries((this.#host?.kinds() ?? []).map((k) => [k, this.#system.count(k)])) };
+  }
+
   /** Peer link, membership, ownership and the actor host, in the order they depend on each other. */
   async #startActors(): Promise<void> {
     const { config } = this;
@@ -243,6 +253,7 @@ export class ClusterNode {
           live: membership.liveIds(),
           actors: this.#system.list(),
         }),
+        stats: () => this.#actorStats(),
         linkDown: (node) => void membership.suspect(node),
         forward: (stream, resourceId, targetId) => {
           if (!this.#routes) return stream.destroy();

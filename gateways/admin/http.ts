@@ -26,8 +26,8 @@ export interface ApiDeps {
   /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
   secureCookies: boolean;
   sessionTtlMs: number;
-  /** Live nodes with the age of their lease (time since its last renewal). */
-  nodes(): Promise<Array<MemberRecord & { leaseAgeMs: number | null }>>;
+  /** Live nodes with the age of their lease (time since its last renewal) and actors by kind (null: did not answer). */
+  nodes(): Promise<Array<MemberRecord & { leaseAgeMs: number | null; actors: Record<string, number> | null }>>;
   /** Issues a short-lived connector token for a site (signed with the cluster secret). */
   connectorToken(siteId: string): { token: string; expiresAt: number };
   /** Online status and owning node of sites, from the ownership registry (one round trip). */

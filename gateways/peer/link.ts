@@ -19,6 +19,8 @@ export interface PeerHandlers {
   route(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown>;
   /** Inspection document for GET /peer/v1/node. */
   inspect(): unknown;
+  /** Small summary for GET /peer/v1/stats (actors by kind), cheap enough for status pages. */
+  stats(): unknown;
   /** A link to `node` closed. */
   linkDown(node: string): void;
   /** A forwarded client connection for a resource's target (PROXY v2 header first). */
@@ -166,6 +168,7 @@ export class PeerLink {
     if ('refused' in who) return send(401, new ClusterError('CLUSTER_ERR_PEER_AUTH_FAILED', who.refused, { reason: who.refused }).toJSON());
     try {
       if (req.method === 'GET' && req.url === `${PEER_PATH}/node`) return send(200, this.#handlers.inspect());
+      if (req.method === 'GET' && req.url === `${PEER_PATH}/stats`) return send(200, this.#handlers.stats());
       if (req.method === 'POST' && req.url === `${PEER_PATH}/ask`) {
         let body = '';
         for await (const chunk of req) {
@@ -184,6 +187,13 @@ export class PeerLink {
       this.#log.error({ err }, 'peer request failed');
       return send(500, { code: 'CLUSTER_ERR_API_INTERNAL', message: 'internal error' });
     }
+  }
+
+  /** GET /peer/v1/stats of another node (for the admin API's node list). */
+  async stats(peer: string, timeoutMs: number): Promise<unknown> {
+    const res = await fetch(`http://${peer}${PEER_PATH}/stats`, { headers: authHeaders(this.#secret, this.#self()), signal: AbortSignal.timeout(timeoutMs) });
+    if (res.status !== 200) throw new Error(`stats of ${peer}: HTTP ${res.status}`);
+    return res.json();
   }
 
   /** Opens links to these members and closes links to nodes no longer listed. */

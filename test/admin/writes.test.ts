@@ -117,12 +117,17 @@ t.test('admin writes', async (t) => {
     const nodes = await call(c.lb, 'GET', '/api/v1/nodes', { cookie });
     t.same(nodes.body.items.map((n: { id: string }) => n.id), ['node-1', 'node-2', 'node-3']);
     t.ok(nodes.body.items.every((n: { leaseAgeMs: number }) => n.leaseAgeMs >= 0 && n.leaseAgeMs <= 3000), 'lease ages are shown');
+    const issuers = nodes.body.items.map((n: { actors: Record<string, number> | null }) => n.actors?.['cert-issuer'] ?? 0);
+    t.ok(nodes.body.items.every((n: { actors: unknown }) => n.actors !== null), 'every node reports its actors');
+    t.equal(issuers.reduce((a: number, b: number) => a + b, 0), 1, 'the singleton certificate issuer runs on exactly one node');
     const doc = await call(c.lb, 'GET', '/api/v1/openapi.json');
     t.equal(doc.status, 200);
     t.ok(doc.body.paths['/api/v1/orgs/{orgId}/sites'].post, 'routes are documented');
     t.equal((await fetch(`${c.lb}/api/v1/docs/`)).status, 200);
     const metrics = (await Promise.all(c.nodes.map(async (n) => (await fetch(`${n.adminUrl}/metrics`)).text()))).join('\n');
     t.match(metrics, /cluster_http_requests_total\{method="POST",route="\/api\/v1\/orgs\/:orgId\/sites",status="201"\}/);
+    for (const dep of ['postgres', 'valkey']) t.equal(metrics.match(new RegExp(`^cluster_dependency_up\\{dependency="${dep}"\\} 1$`, 'gm'))?.length, 3, `every node reports ${dep} up`);
+    t.equal(metrics.match(/^cluster_live_nodes 3$/gm)?.length, 3, 'every node sees three live nodes');
   });
 
   await t.test('a SIGKILLed node loses no acknowledged write', async (t) => {

@@ -11,8 +11,8 @@ const cert = z.object({ id: z.string(), hostname: z.string(), status: z.string()
 export function clusterRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  r.get('/api/v1/nodes', { schema: { tags: ['cluster'], summary: 'Live nodes of the cluster, with lease age' }, preHandler: serverAdmin() }, async () => ({
-    items: (await deps().nodes()).map((n) => ({ id: n.id, incarnation: n.incarnation, admin: n.admin, peer: n.peer, addresses: n.addresses ?? [], startedAt: new Date(n.startedAt), leaseAgeMs: n.leaseAgeMs })),
+  r.get('/api/v1/nodes', { schema: { tags: ['cluster'], summary: 'Live nodes of the cluster, with lease age and actors by kind' }, preHandler: serverAdmin() }, async () => ({
+    items: (await deps().nodes()).map((n) => ({ id: n.id, incarnation: n.incarnation, admin: n.admin, peer: n.peer, addresses: n.addresses ?? [], startedAt: new Date(n.startedAt), leaseAgeMs: n.leaseAgeMs, actors: n.actors })),
   }));
 
   r.get('/api/v1/orgs/:orgId/certificates', { schema: { tags: ['certificates'], params: OrgParams }, preHandler: orgAccess(deps, 'certificates:read') }, async (req) => {
