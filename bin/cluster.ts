@@ -4,6 +4,7 @@
 //   cluster config --config FILE    validate the config and print it, secrets redacted
 //   cluster up [--fresh] [--nodes N]  local services, N nodes, haproxy and a demo site (npm start)
 //   cluster status [--url URL]        nodes, sites and resources of a running cluster
+//   cluster chaos [--duration S] ...  break nodes of a `cluster up` cluster under traffic and report
 import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig } from '../cluster.config.ts';
 import { isClusterError } from '../core/errors.ts';
@@ -18,6 +19,10 @@ const USAGE = `usage: cluster <command> [options]
   up [--fresh] [--nodes N] [--data-dir DIR]
                             start local PostgreSQL, Valkey, Pebble, N nodes (3), haproxy and a demo site (npm start)
   status [--url URL]        nodes, sites and resources of a running cluster (default http://127.0.0.1:8080)
+  chaos [--duration S (60)] [--kill-every S (10)] [--modes kill,stop,restart] [--seed N] [--data-dir DIR]
+                            against the cluster \`cluster up\` runs: SIGKILL, SIGSTOP or restart a random node
+                            every --kill-every seconds under traffic; report outages, lost writes and
+                            duplicate actors; exit 1 if a write was lost or an actor ran twice
 Config may also come from CLUSTER_* environment variables (CLUSTER_CONFIG names the file).`;
 
 function fail(err: unknown): never {
@@ -30,7 +35,7 @@ async function main(argv: string[]) {
   const [command, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, url: { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, url: { type: 'string' }, 'data-dir': { type: 'string' }, duration: { type: 'string' }, 'kill-every': { type: 'string' }, modes: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     allowPositionals: false,
   });
   if (values.help || !command) {
@@ -66,6 +71,11 @@ async function main(argv: string[]) {
     case 'status': {
       const { status } = await import('./status.ts');
       await status(values.url);
+      return;
+    }
+    case 'chaos': {
+      const { chaosCommand } = await import('./chaos.ts');
+      process.exitCode = await chaosCommand({ duration: values.duration, killEvery: values['kill-every'], modes: values.modes, seed: values.seed, dataDir: values['data-dir'] });
       return;
     }
     default:

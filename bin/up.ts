@@ -5,11 +5,15 @@
 // API, and a demo site: a small HTTP service and its connector, published as
 // https://hello.demo.cluster.test with a certificate from Pebble. Prints progress, a status
 // table and commands to try. Ctrl-C or SIGTERM stops everything it started, in reverse order.
+// It stays the owner of the node processes: `cluster chaos` asks it, through the control
+// socket .data/control.sock, to signal and restart them.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminCall as api, setupToken } from '../devenv/admin-client.ts';
+import { serveControl, type ClusterInfo } from '../devenv/control.ts';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { ServiceProcess } from '../devenv/process.ts';
@@ -66,15 +70,18 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     persistent: true,
     onReady: (name, ms) => say(`  ${name.padEnd(12)} ready in ${ms} ms`),
   });
-  const nodes: NodeProcess[] = [];
+  const nodes = new Map<string, NodeProcess>(); // the current process of each node
   const extras: Array<{ stop(): Promise<unknown> }> = [];
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     say('\nstopping');
+    control?.close();
     for (const e of extras.reverse()) await e.stop().catch(() => {});
-    await Promise.all(nodes.map((n) => n.proc.stop('SIGTERM', 20_000)));
+    // A node frozen by `cluster chaos` must be thawed to hear SIGTERM.
+    for (const n of nodes.values()) n.proc.signal('SIGCONT');
+    await Promise.all([...nodes.values()].map((n) => n.proc.stop('SIGTERM', 20_000)));
     say('  nodes stopped');
     await services.stop();
     say('  services stopped');
@@ -82,13 +89,14 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
   };
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
+  let control: Server | undefined;
 
   try {
     const secrets = localSecrets(dataDir);
-    for (let i = 0; i < opts.nodes; i++) {
-      const id = `node-${i + 1}`;
-      const host = ip(i);
-      nodes.push(new NodeProcess({
+    const ids = Array.from({ length: opts.nodes }, (_, i) => `node-${i + 1}`);
+    const startNode = (id: string): NodeProcess => {
+      const host = ip(ids.indexOf(id));
+      const n = new NodeProcess({
         name: id,
         configFile: join(dataDir, `${id}.yaml`),
         logFile: join(dataDir, `${id}.log`),
@@ -105,19 +113,24 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           dns: { bind: `${host}:53`, caaIssuers: ['pebble.letsencrypt.org'] },
           peer: { bind: `${host}:7946` },
           acme: { directoryUrl: services.pebble!.directoryUrl, checkEvery: '1m' },
-          shutdown: { drainDelay: '500ms' },
+          shutdown: { drainDelay: '1s' },
         },
-      }));
-    }
-    await Promise.all(nodes.map(async (n) => {
+      });
+      nodes.set(id, n);
+      void n.proc.exited.then((e) => {
+        if (!stopping && nodes.get(id) === n) say(`${id} exited (${e.code ?? e.signal}); see ${n.logFile}. The rest keeps running.`);
+      });
+      return n;
+    };
+    await Promise.all(ids.map(async (id) => {
       const tn = Date.now();
-      await n.waitReady(60_000);
-      say(`  ${n.config.nodeId.padEnd(12)} ready in ${Date.now() - tn} ms (${ip(nodes.indexOf(n))})`);
+      await startNode(id).waitReady(60_000);
+      say(`  ${id.padEnd(12)} ready in ${Date.now() - tn} ms (${ip(ids.indexOf(id))})`);
     }));
     const haproxyDir = join(dataDir, 'haproxy');
     mkdirSync(haproxyDir, { recursive: true });
     const t1 = Date.now();
-    const lb = await LocalHaproxy.start({ dir: haproxyDir, port: 8080, backends: nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
+    const lb = await LocalHaproxy.start({ dir: haproxyDir, port: 8080, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
     extras.push(lb);
     say(`  ${'haproxy'.padEnd(12)} ready in ${Date.now() - t1} ms (${lb.url})`);
 
@@ -125,7 +138,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const t2 = Date.now();
     let login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
     if (login.status !== 200) {
-      const token = await setupToken(nodes);
+      const token = await setupToken([...nodes.values()]);
       const setup = await api(lb.url, 'POST', '/api/v1/auth/setup', { token, email: secrets.adminEmail, password: secrets.adminPassword });
       if (setup.status !== 201) throw new Error(`could not create the local admin: ${JSON.stringify(setup.body)}`);
       login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
@@ -137,7 +150,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const connector = new ServiceProcess({
       name: 'connector',
       command: process.execPath,
-      args: [CONNECTOR, '--endpoint', lb.url, ...nodes.map((n) => ['--endpoint', n.adminUrl]).flat(), '--id', demo.siteId, '--secret', demo.secret],
+      args: [CONNECTOR, '--endpoint', lb.url, ...[...nodes.values()].flatMap((n) => ['--endpoint', n.adminUrl]), '--id', demo.siteId, '--secret', demo.secret],
       logFile: join(dataDir, 'connector.log'),
     });
     extras.push({ stop: () => connector.stop('SIGTERM', 3000) });
@@ -150,22 +163,55 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     say(`  ${'demo site'.padEnd(12)} ready in ${Date.now() - t2} ms (certificate: ${cert.body?.status ?? cert.status})`);
     say(`\ncluster up in ${Date.now() - t0} ms\n`);
     await printStatus(lb.url, cookie, say);
-    writeFileSync(join(dataDir, 'pebble-root.pem'), await services.pebble!.issuedRoot());
+    // Pebble makes a new root every start, while certificates it issued before stay in use
+    // until renewed: the trust file keeps every root seen with this data directory.
+    const rootFile = join(dataDir, 'pebble-root.pem');
+    const root = (await services.pebble!.issuedRoot()).trim();
+    const roots = existsSync(rootFile) ? readFileSync(rootFile, 'utf8') : '';
+    if (!roots.includes(root)) writeFileSync(rootFile, `${roots}${root}\n`);
     say(`
 try:
   dig @${ip(0)} ${DEMO.hostname} A +norec
-  curl --cacert ${join(dataDir, 'pebble-root.pem')} --resolve ${DEMO.hostname}:443:${ip(opts.nodes - 1)} https://${DEMO.hostname}/
+  curl --cacert ${rootFile} --resolve ${DEMO.hostname}:443:${ip(opts.nodes - 1)} https://${DEMO.hostname}/
   cluster status                       (node bin/cluster.mjs status)
 admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/docs
-  login: ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in .data/secrets.json)
-logs: .data/node-N.log, .data/connector.log
+  login: ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in ${join(dataDir, 'secrets.json')})
+logs: ${join(dataDir, 'node-N.log')}, ${join(dataDir, 'connector.log')}
+chaos: cluster chaos --duration 60${opts.dataDir ? ` --data-dir ${dataDir}` : ''}   (kills, freezes and restarts nodes under traffic; see docs/operations.md)
 Ctrl-C stops everything.`);
-    const exits = nodes.map((n) => n.proc.exited.then((e) => ({ n, e })));
-    const { n, e } = await Promise.race(exits);
-    if (!stopping) {
-      say(`${n.config.nodeId} exited (${e.code ?? e.signal}); see .data/${n.config.nodeId}.log. The rest keeps running; Ctrl-C stops everything.`);
-      await new Promise(() => {});
-    }
+    const info = (): ClusterInfo => ({
+      nodes: ids.map((id) => {
+        const n = nodes.get(id)!;
+        return { id, ip: ip(ids.indexOf(id)), pid: n.pid, alive: n.proc.alive, admin: n.adminUrl, peer: String(n.config.peer.bind), dns: String(n.config.dns.bind) };
+      }),
+      adminUrl: lb.url,
+      postgresUrl: services.postgres!.url,
+      hostname: DEMO.hostname,
+      caFile: join(dataDir, 'pebble-root.pem'),
+    });
+    control = await serveControl(join(dataDir, 'control.sock'), async (req) => {
+      if (req.op === 'info') return info();
+      const n = nodes.get(req.node);
+      if (!n) throw new Error(`no node ${JSON.stringify(req.node)} (have ${ids.join(', ')})`);
+      switch (req.op) {
+        case 'signal':
+          say(`${req.node}: ${req.signal} (control socket)`);
+          n.proc.signal(req.signal);
+          return { pid: n.pid };
+        case 'wait-exit':
+          return n.proc.exited;
+        case 'start': {
+          // A SIGKILLed process may not have been reaped yet.
+          if (n.proc.alive) await Promise.race([n.proc.exited, new Promise((r) => setTimeout(r, 5000))]);
+          if (n.proc.alive) throw new Error(`${req.node} is running (pid ${n.pid})`);
+          const tn = Date.now();
+          await startNode(req.node).waitReady(60_000);
+          say(`${req.node}: started again, ready in ${Date.now() - tn} ms`);
+          return { readyMs: Date.now() - tn };
+        }
+      }
+    });
+    await new Promise(() => {}); // until Ctrl-C / SIGTERM
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     await stop(1);

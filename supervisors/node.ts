@@ -2,8 +2,9 @@
 // Start order: admin gateway (so /healthz answers at once and /readyz says why it is not
 // ready), Valkey (connects in the background), PostgreSQL + migrations (retried while
 // PostgreSQL is unreachable), readiness probes, then `running`.
-// Stop order: `draining` (/readyz 503) for drainDelay, gateways close, pools close,
-// `stopped`. A force timeout ends a stuck shutdown with CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT.
+// Stop order: `draining` (/readyz 503) for drainDelay, connectors sent elsewhere, actors
+// handed off, membership left, ingress and DNS kept open another drainDelay for clients with
+// older DNS answers, gateways close, pools close, `stopped`. A force timeout ends a stuck shutdown with CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT.
 import type { FastifyInstance } from 'fastify';
 import { peerAdvertise, redactConfig, type ClusterConfig } from '../cluster.config.ts';
 import { probeBehavior, probeCatalog } from '../actors/probe.ts';
@@ -514,15 +515,11 @@ export class ClusterNode {
     const { config } = this;
     this.#log.info({ reason }, 'node draining');
     this.lifecycle.to('draining');
+    // The load balancer sees /readyz fail and stops sending admin requests here.
     if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
-    // Connectors go elsewhere first; then actors are handed off, so survivors take over at once.
+    // Connectors go elsewhere first; then actors are handed off and the node leaves, so the
+    // survivors take over at once and DNS stops naming this node.
     this.#control?.close();
-    this.#tcpIngress?.close();
-    this.#udpIngress?.close();
-    await this.#httpIngress?.close();
-    await this.#dns?.close();
-    await this.#zones?.stop();
-    await this.#routes?.stop();
     if (this.#host) {
       await Promise.race([
         this.#host.handoffAll().catch((err) => this.#log.warn({ err: (err as Error).message }, 'handoff failed')),
@@ -531,6 +528,15 @@ export class ClusterNode {
     }
     await this.#system.stopAll(0);
     await this.#membership?.leave();
+    // Ingress and DNS stay open one more drainDelay: clients still holding this node's address
+    // from an earlier answer are served, forwarded to the node their site's tunnel moved to.
+    if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
+    this.#tcpIngress?.close();
+    this.#udpIngress?.close();
+    await this.#httpIngress?.close();
+    await this.#dns?.close();
+    await this.#zones?.stop();
+    await this.#routes?.stop();
     await this.#peer?.close();
     await this.#ownership?.stop();
     this.#system.shutdown();

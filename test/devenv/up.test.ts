@@ -1,13 +1,13 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// The local cluster an operator starts first (`npm start` = `cluster up`), and `cluster chaos`
+// run against it: one cluster for the file, torn down by the last test.
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { ServiceProcess } from '../../devenv/process.ts';
+import { CLUSTER_CLI, launchLocalCluster, type LaunchedCluster } from '../../devenv/local-cluster.ts';
 
-const CLUSTER = fileURLToPath(new URL('../../bin/cluster.mjs', import.meta.url));
 const NODE_IPS = ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
 
 function httpsGet(ip: string, servername: string, ca: string): Promise<string> {
@@ -23,30 +23,49 @@ function httpsGet(ip: string, servername: string, ca: string): Promise<string> {
 
 const listeners = () => execFileSync('ss', ['-Htlnu'], { encoding: 'utf8' }).split('\n').filter((l) => NODE_IPS.some((ip) => l.includes(`${ip}:`)) || l.includes('127.0.0.1:8080 '));
 
-t.test('`cluster up --nodes 3` becomes ready, the demo answers over HTTPS through every node, and teardown leaves nothing behind', async (t) => {
+const dir = mkdtempSync(join(tmpdir(), 'cluster-up-'));
+chmodSync(dir, 0o755); // the postgres user must reach its data directory
+let cluster: LaunchedCluster | undefined;
+t.teardown(async () => {
+  await cluster?.proc.stop('SIGKILL', 1000);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+t.test('`cluster up --nodes 3` becomes ready and the demo answers over HTTPS through every node', async (t) => {
   t.same(listeners(), [], 'nothing listens on the local cluster addresses before');
-  const dir = mkdtempSync(join(tmpdir(), 'cluster-up-'));
-  chmodSync(dir, 0o755); // the postgres user must reach its data directory
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const log = join(dir, 'up.out');
-  const up = new ServiceProcess({ name: 'cluster-up', command: process.execPath, args: [CLUSTER, 'up', '--nodes', '3', '--data-dir', join(dir, 'data')], logFile: log });
-  t.teardown(() => up.stop('SIGKILL', 1000));
-  const deadline = Date.now() + 120_000;
-  const output = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
-  while (!/Ctrl-C stops everything/.test(output()) && Date.now() < deadline) {
-    if (!up.alive) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const out = output();
+  cluster = await launchLocalCluster({ dir, nodes: 3 });
+  const out = cluster.output();
   t.match(out, /cluster up in \d+ ms/, 'it says it is up');
   t.match(out, /demo site\s+ready in \d+ ms \(certificate: valid\)/, 'the demo resource has a certificate from the local CA');
   t.match(out, /demo-site\s+yes\s+node-\d/, 'the status table shows the demo site online');
-  const root = readFileSync(join(dir, 'data', 'pebble-root.pem'), 'utf8');
+  t.match(out, /node-\d\s+127\.0\.0\.1\d\s+\S+\s+\d+ ms\s+.*\b1 cert-issuer\b/, 'the status table shows the actors each node runs');
+  const root = readFileSync(join(cluster.dataDir, 'pebble-root.pem'), 'utf8');
   for (const ip of NODE_IPS) t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}, chain verified`);
+});
 
-  up.signal('SIGTERM');
-  const exit = await up.exited;
-  t.equal(exit.code, 0, 'Ctrl-C/SIGTERM stops it cleanly');
+t.test('a 30-second `cluster chaos` run loses no acknowledged write and runs no actor twice', async (t) => {
+  if (!cluster) return t.fail('no cluster to run chaos against');
+  const child = spawn(process.execPath, [CLUSTER_CLI, 'chaos', '--duration', '30', '--kill-every', '6', '--modes', 'kill,stop,restart', '--seed', '7', '--data-dir', cluster.dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  t.comment(out.split('\n').filter((l) => /^(report|  \S|    #)/.test(l)).join('\n'));
+  const summary = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, number>;
+  t.equal(code, 0, 'chaos exits 0 (no lost write, no duplicate actor)');
+  t.equal(summary.lost_writes, 0, 'every acknowledged admin write is in PostgreSQL');
+  t.equal(summary.duplicates, 0, 'no actor ran on two nodes at once, and no stale owner wrote');
+  t.ok(summary.kills! >= 3, `nodes were disrupted (${summary.kills})`);
+  t.ok(summary.writes_acked! > 50, `admin writes flowed (${summary.writes_acked} acknowledged)`);
+  t.ok(summary.requests! - summary.failed! > 100, `resource requests were served (${summary.requests! - summary.failed!} of ${summary.requests})`);
+  t.match(out, /healed\s+every actor running once/, 'the cluster healed afterwards');
+});
+
+t.test('Ctrl-C/SIGTERM stops everything `cluster up` started, leaving no process or listening port', async (t) => {
+  if (!cluster) return t.fail('no cluster to stop');
+  cluster.proc.signal('SIGTERM');
+  const exit = await cluster.proc.exited;
+  t.equal(exit.code, 0, 'it stops cleanly');
   t.same(listeners(), [], 'no listening port left behind');
   const procs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir));
   t.same(procs, [], 'no process left behind');

@@ -1,0 +1,103 @@
+// Watches where every actor runs while `cluster chaos` breaks nodes: samples each node's
+// actor list over its peer port (all nodes at once, a short timeout so a frozen node simply
+// drops out of the sample), every `intervalMs`.
+//
+// A duplicate is an actor listed by two answering nodes in two consecutive samples. One
+// sample alone is not proof: the parallel reads are not one instant, and a handoff in
+// between could show an actor on both sides of it. Two samples at least `intervalMs` apart
+// can: no handoff or failover keeps an actor on its old node once the new one runs it.
+import { inspectNode } from '../peer-client.ts';
+
+export interface ObservedNode {
+  id: string;
+  peer: string;
+}
+
+export interface Sample {
+  at: number;
+  /** Nodes that answered, with the actors ("kind/id") each runs. */
+  byNode: Map<string, Set<string>>;
+  /** Nodes that answered holding a current lease (a node just thawed lists actors it is about to stop). */
+  healthy: Set<string>;
+}
+
+export class ActorObserver {
+  /** Confirmed duplicates: "kind/id on node-a+node-b". */
+  readonly duplicates = new Set<string>();
+  latest: Sample | undefined;
+  readonly #o: { nodes: ObservedNode[]; clusterSecret: string; intervalMs: number; timeoutMs: number };
+  readonly #waiters = new Set<(s: Sample) => void>();
+  #candidates = new Set<string>();
+  #running = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(opts: { nodes: ObservedNode[]; clusterSecret: string; intervalMs?: number; timeoutMs?: number }) {
+    this.#o = { intervalMs: 250, timeoutMs: 500, ...opts };
+  }
+
+  start() {
+    this.#running = true;
+    this.#loop = (async () => {
+      while (this.#running) {
+        const started = Date.now();
+        this.#take(await this.sample());
+        await new Promise((r) => setTimeout(r, Math.max(0, this.#o.intervalMs - (Date.now() - started))));
+      }
+    })();
+  }
+
+  async stop() {
+    this.#running = false;
+    await this.#loop;
+  }
+
+  async sample(): Promise<Sample> {
+    const at = Date.now();
+    const views = await Promise.all(this.#o.nodes.map((n) => inspectNode({ peer: n.peer, clusterSecret: this.#o.clusterSecret }, this.#o.timeoutMs).catch(() => null)));
+    const byNode = new Map<string, Set<string>>();
+    const healthy = new Set<string>();
+    for (const v of views) {
+      if (!v) continue;
+      byNode.set(v.node, new Set(v.actors.map((a) => `${a.kind}/${a.id}`)));
+      if (v.leaseHealthy) healthy.add(v.node);
+    }
+    return { at, byNode, healthy };
+  }
+
+  #take(s: Sample) {
+    const where = new Map<string, string[]>();
+    for (const [node, actors] of s.byNode) for (const a of actors) where.set(a, [...(where.get(a) ?? []), node]);
+    const candidates = new Set<string>();
+    for (const [a, nodes] of where) if (nodes.length > 1) candidates.add(`${a} on ${nodes.sort().join('+')}`);
+    for (const c of candidates) if (this.#candidates.has(c)) this.duplicates.add(c);
+    this.#candidates = candidates;
+    this.latest = s;
+    for (const w of this.#waiters) w(s);
+  }
+
+  /** Resolves with the first sample in which `check` holds (or undefined after `timeoutMs`). */
+  until(check: (s: Sample) => boolean, timeoutMs: number): Promise<Sample | undefined> {
+    if (this.latest && check(this.latest)) return Promise.resolve(this.latest);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        resolve(undefined);
+      }, timeoutMs);
+      const waiter = (s: Sample) => {
+        if (!check(s)) return;
+        clearTimeout(timer);
+        this.#waiters.delete(waiter);
+        resolve(s);
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+}
+
+/** Every one of `actors` runs on some answering node with a current lease in `s` (`except` not counted). */
+export function allRunning(s: Sample, actors: Iterable<string>, except?: string): boolean {
+  const running = new Set<string>();
+  for (const [node, set] of s.byNode) if (s.healthy.has(node) && node !== except) for (const a of set) running.add(a);
+  for (const a of actors) if (!running.has(a)) return false;
+  return true;
+}

@@ -1,0 +1,68 @@
+// Figures of a chaos run, computed from what it recorded (pure functions, no I/O).
+import type { RequestSample } from './traffic.ts';
+
+export type Mode = 'kill' | 'stop' | 'restart';
+
+export interface ChaosEvent {
+  n: number;
+  mode: Mode;
+  node: string;
+  /** ms since the run began */
+  at: number;
+  /** how long the node stayed killed or frozen (0 for restart) */
+  holdMs: number;
+  /** actors the node ran just before */
+  actors: number;
+  /** until every one of them ran again (elsewhere, or on the node once back); null: not within the wait */
+  recoveredMs: number | null;
+  /** until the node itself was ready again */
+  backMs: number;
+}
+
+export interface Outage {
+  /** start of the first failed request (ms since the run began) */
+  from: number;
+  /** start of the next successful request, or the end of the traffic */
+  to: number;
+  failed: number;
+}
+
+/** Runs of consecutive failed requests, in start order. */
+export function outages(samples: RequestSample[], endAt: number): Outage[] {
+  const sorted = [...samples].sort((a, b) => a.at - b.at);
+  const out: Outage[] = [];
+  let open: Outage | undefined;
+  for (const s of sorted) {
+    if (!s.ok) {
+      open ??= { from: s.at, to: s.at, failed: 0 };
+      open.failed++;
+    } else if (open) {
+      open.to = s.at;
+      out.push(open);
+      open = undefined;
+    }
+  }
+  if (open) out.push({ ...open, to: endAt });
+  return out;
+}
+
+/** The outages that began while `events[i]` was the latest disruption. */
+export function outagesOf(events: ChaosEvent[], all: Outage[], i: number): Outage[] {
+  const from = events[i]!.at;
+  const to = events[i + 1]?.at ?? Infinity;
+  return all.filter((o) => o.from >= from && o.from < to);
+}
+
+/** A small seeded generator (mulberry32), so `--seed` replays the same victims and holds. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const fmtS = (ms: number) => `${(ms / 1000).toFixed(1)}s`;

@@ -1,0 +1,206 @@
+// `cluster chaos`: proves a cluster started by `cluster up` survives its nodes dying.
+// Drives steady traffic (DNS-resolved HTTPS requests to the demo resource, admin writes
+// through the load balancer) while it SIGKILLs, SIGSTOPs or restarts a random node every
+// `killEvery` seconds, through the launcher's control socket. It watches every actor on
+// every node the whole time, then checks PostgreSQL: every acknowledged write must be
+// there, and no probe actor may have written with an older epoch after a newer one (an actor
+// that ran twice). Prints a live timeline, a report, and one JSON line last.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { adminCall } from '../admin-client.ts';
+import { controlCall, type ClusterInfo } from '../control.ts';
+import { ActorObserver, allRunning } from './observer.ts';
+import { fmtS, outages, outagesOf, seededRandom, type ChaosEvent, type Mode } from './report.ts';
+import { StubResolver } from './resolver.ts';
+import { AdminWrites, ResourceTraffic } from './traffic.ts';
+
+export interface ChaosOptions {
+  dataDir: string;
+  durationS: number;
+  killEveryS: number;
+  modes: Mode[];
+  seed: number;
+  /** Probe actors placed for the run (they heartbeat through fenced writes). @default 60 */
+  probes?: number;
+  say: (line: string) => void;
+}
+
+export interface ChaosSummary {
+  bench: 'chaos';
+  duration_s: number;
+  kills: number;
+  requests: number;
+  failed: number;
+  longest_outage_ms: number;
+  writes_acked: number;
+  writes_failed: number;
+  lost_writes: number;
+  duplicates: number;
+  seed: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitReady(adminUrl: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await fetch(`${adminUrl}/readyz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status === 200, () => false);
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${adminUrl} not ready after ${timeoutMs} ms`);
+}
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
+  const say = o.say;
+  const socket = join(o.dataDir, 'control.sock');
+  const info = await controlCall<ClusterInfo>(socket, { op: 'info' }, 5000);
+  const secrets = JSON.parse(readFileSync(join(o.dataDir, 'secrets.json'), 'utf8')) as { clusterSecret: string; adminEmail: string; adminPassword: string };
+  const stopped = info.nodes.filter((n) => !n.alive).map((n) => n.id);
+  if (stopped.length) throw new Error(`start from a whole cluster: ${stopped.join(', ')} not running`);
+  await Promise.all(info.nodes.map((n) => waitReady(n.admin, 10_000)));
+  const nodeIds = info.nodes.map((n) => n.id);
+  const rand = seededRandom(o.seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+
+  const login = await adminCall(info.adminUrl, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
+  if (login.status !== 200) throw new Error(`admin login failed: HTTP ${login.status}`);
+  const cookie = login.cookie!;
+  const runId = `${o.seed}-${Date.now().toString(36)}`;
+  const org = await adminCall(info.adminUrl, 'POST', '/api/v1/orgs', { slug: `chaos-${runId}`, name: `Chaos ${runId}` }, cookie);
+  if (org.status !== 201) throw new Error(`could not create the chaos org: ${JSON.stringify(org.body)}`);
+  const db = new pg.Client({ connectionString: info.postgresUrl });
+  await db.connect();
+  const probeIds = Array.from({ length: o.probes ?? 60 }, (_, i) => `chaos-${runId}-${i}`);
+  const observer = new ActorObserver({ nodes: info.nodes, clusterSecret: secrets.clusterSecret });
+  const resolver = new StubResolver(info.nodes.map((n) => n.dns));
+  let traffic: ResourceTraffic | undefined;
+  let writes: AdminWrites | undefined;
+  let aborted = false;
+  const onInt = () => {
+    if (aborted) process.exit(130);
+    aborted = true;
+    say('interrupted: finishing the current disruption, then reporting (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', onInt);
+  let ticker: NodeJS.Timeout | undefined;
+  try {
+    await db.query('INSERT INTO probe_actors (id, heartbeat_ms) SELECT unnest($1::text[]), 1000', [probeIds]);
+    observer.start();
+    const probeKeys = probeIds.map((id) => `probe/${id}`);
+    say(`placing ${probeIds.length} probe actors (heartbeats are fenced writes)`);
+    if (!(await observer.until((s) => allRunning(s, probeKeys), 30_000))) throw new Error('the probe actors were not all placed within 30 s');
+    const everything = new Set<string>();
+    for (const set of observer.latest!.byNode.values()) for (const a of set) everything.add(a);
+
+    const t0 = Date.now();
+    const at = () => Date.now() - t0;
+    const stamp = () => `+${fmtS(at()).padStart(6)}`;
+    const ca = readFileSync(info.caFile, 'utf8');
+    const load = new ResourceTraffic({ hostname: info.hostname, ca, expect: /hello from the demo site/, resolver, t0, intervalMs: 50, timeoutMs: 3000, maxInFlight: 20 });
+    const admin = new AdminWrites({ base: info.adminUrl, cookie, orgId: org.body.id, writers: 4, intervalMs: 500, timeoutMs: 5000 });
+    [traffic, writes] = [load, admin];
+    load.start();
+    admin.start();
+    say(`${stamp()}  traffic: https://${info.hostname} resolved through ${info.nodes.length} name servers (20/s), site creations through ${info.adminUrl} (8/s); ${everything.size} actors on ${nodeIds.length} nodes`);
+    let seenFailed = 0;
+    ticker = setInterval(() => {
+      const failed = load.samples.filter((s) => !s.ok);
+      const last = failed.at(-1);
+      const counts = observer.latest ? nodeIds.map((id) => `${id} ${observer.latest!.byNode.get(id)?.size ?? '-'}`).join(', ') : '';
+      say(`${stamp()}  requests ${load.samples.length - failed.length} ok / ${failed.length} failed, writes ${admin.acked.length} acked / ${admin.failed} failed; actors: ${counts}${failed.length > seenFailed && last ? `; last failure: ${last.error}` : ''}`);
+      seenFailed = failed.length;
+    }, 5000);
+
+    const events: ChaosEvent[] = [];
+    const disrupt = async (n: number, mode: Mode, node: string): Promise<ChaosEvent> => {
+      const before = [...(observer.latest?.byNode.get(node) ?? [])];
+      const nodeAdmin = info.nodes.find((x) => x.id === node)!.admin;
+      const start = Date.now();
+      const holdMs = mode === 'restart' ? 0 : Math.round(1000 + rand() * Math.max(0, o.killEveryS * 600 - 1000));
+      let back = false;
+      const recovery = observer.until((s) => s.at > start && allRunning(s, before, back ? undefined : node), 90_000);
+      const what = { kill: `SIGKILL ${node}, restart after ${fmtS(holdMs)}`, stop: `SIGSTOP ${node} for ${fmtS(holdMs)}`, restart: `restart ${node} (SIGTERM, start again)` }[mode];
+      say(`${stamp()}  #${n} ${what}; it runs ${before.length} actors`);
+      if (mode === 'kill') {
+        await controlCall(socket, { op: 'signal', node, signal: 'SIGKILL' });
+        await sleep(holdMs);
+        await controlCall(socket, { op: 'start', node });
+      } else if (mode === 'stop') {
+        await controlCall(socket, { op: 'signal', node, signal: 'SIGSTOP' });
+        await sleep(holdMs);
+        await controlCall(socket, { op: 'signal', node, signal: 'SIGCONT' });
+        await waitReady(nodeAdmin, 60_000);
+      } else {
+        await controlCall(socket, { op: 'signal', node, signal: 'SIGTERM' });
+        await controlCall(socket, { op: 'wait-exit', node });
+        await controlCall(socket, { op: 'start', node });
+      }
+      const backMs = Date.now() - start;
+      back = true;
+      const done = await recovery;
+      const recoveredMs = done ? done.at - start : null;
+      say(`${stamp()}  #${n} ${node} back after ${fmtS(backMs)}; its ${before.length} actors ${recoveredMs === null ? 'NOT all running again within 90 s' : `running again after ${recoveredMs} ms`}`);
+      return { n, mode, node, at: start - t0, holdMs, actors: before.length, recoveredMs, backMs };
+    };
+
+    for (let tick = o.killEveryS * 1000; tick < o.durationS * 1000 && !aborted; tick += o.killEveryS * 1000) {
+      while (at() < tick && !aborted) await sleep(Math.min(200, tick - at()));
+      if (aborted) break;
+      events.push(await disrupt(events.length + 1, pick(o.modes), pick(nodeIds)));
+    }
+    while (at() < o.durationS * 1000 && !aborted) await sleep(Math.min(200, o.durationS * 1000 - at()));
+    const endAt = at();
+    clearInterval(ticker);
+    await Promise.all([load.stop(), admin.stop()]);
+    say(`${stamp()}  traffic stopped; waiting for every actor to run once`);
+    const healed = await observer.until((s) => allRunning(s, everything) && nodeIds.every((id) => s.healthy.has(id)), 60_000);
+    await sleep(500); // two more samples for the duplicate check
+    await observer.stop();
+
+    // What PostgreSQL says.
+    const found = (await db.query<{ id: string }>('SELECT id FROM sites WHERE id = ANY($1::uuid[])', [admin.acked])).rows.length;
+    const stale = Number((await db.query<{ n: string }>(`
+      SELECT count(*) AS n FROM (
+        SELECT epoch, max(epoch) OVER (PARTITION BY probe_id ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newest_before
+        FROM probe_messages WHERE probe_id = ANY($1::text[])) m
+      WHERE epoch < newest_before`, [probeIds])).rows[0]!.n);
+    const beats = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM probe_messages WHERE probe_id = ANY($1::text[])', [probeIds])).rows[0]!.n);
+
+    const all = outages(load.samples, endAt);
+    const failed = load.samples.filter((s) => !s.ok).length;
+    const longest = Math.max(0, ...all.map((x) => x.to - x.from));
+    const lost = admin.acked.length - found;
+    const duplicates = observer.duplicates.size + stale;
+
+    say('\nreport');
+    say(`  disruptions      ${events.length} (${(['kill', 'stop', 'restart'] as const).map((m) => `${events.filter((e) => e.mode === m).length} ${m}`).join(', ')})`);
+    for (const [i, e] of events.entries()) {
+      const os = outagesOf(events, all, i);
+      const worst = Math.max(0, ...os.map((x) => x.to - x.from));
+      say(`    #${e.n} ${e.mode.padEnd(7)} ${e.node}  at ${fmtS(e.at)}: ${e.actors} actors running again after ${e.recoveredMs === null ? 'MORE THAN 90 s' : `${e.recoveredMs} ms`}; requests ${os.length ? `failed for ${worst} ms (${os.reduce((a, x) => a + x.failed, 0)} failed)` : 'unaffected'}`);
+    }
+    say(`  requests         ${load.samples.length - failed} ok, ${failed} failed; longest outage ${longest} ms`);
+    const reasons = new Map<string, number>();
+    for (const s of load.samples) if (!s.ok) reasons.set(s.error!.replace(/\d+\.\d+\.\d+\.\d+/g, 'x'), (reasons.get(s.error!.replace(/\d+\.\d+\.\d+\.\d+/g, 'x')) ?? 0) + 1);
+    for (const [r, c] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5)) say(`                   ${c} × ${r}`);
+    say(`  admin writes     ${admin.acked.length} acknowledged, ${found} of them found in PostgreSQL (lost: ${lost}); ${admin.failed} not acknowledged${admin.failed ? ` (${[...admin.failures].map(([r, c]) => `${c} × ${r}`).join(', ')})` : ''}`);
+    say(`  actors           ${everything.size} watched on every node every 250 ms; duplicates seen running: ${observer.duplicates.size}${observer.duplicates.size ? ` (${[...observer.duplicates].slice(0, 5).join('; ')})` : ''}`);
+    say(`  fenced writes    ${beats} probe heartbeats; written by a stale owner after its successor: ${stale}`);
+    say(`  healed           ${healed ? 'every actor running once, every node holding its lease' : 'NOT healed within 60 s'}`);
+    say(`  replay           cluster chaos --duration ${o.durationS} --kill-every ${o.killEveryS} --modes ${o.modes.join(',')} --seed ${o.seed}`);
+    return { bench: 'chaos', duration_s: Math.round(endAt / 1000), kills: events.length, requests: load.samples.length, failed, longest_outage_ms: longest, writes_acked: admin.acked.length, writes_failed: admin.failed, lost_writes: lost, duplicates, seed: o.seed };
+  } finally {
+    clearInterval(ticker);
+    process.off('SIGINT', onInt);
+    await Promise.all([traffic?.stop(), writes?.stop(), observer.stop()]);
+    // Leave the cluster as we found it: no frozen or dead node, no chaos data.
+    for (const n of nodeIds) await controlCall(socket, { op: 'signal', node: n, signal: 'SIGCONT' }).catch(() => {});
+    const current = await controlCall<ClusterInfo>(socket, { op: 'info' }, 5000).catch(() => undefined);
+    for (const n of current?.nodes.filter((x) => !x.alive) ?? []) await controlCall(socket, { op: 'start', node: n.id }).catch(() => {});
+    await adminCall(info.adminUrl, 'DELETE', `/api/v1/orgs/${org.body.id}`, undefined, cookie).catch(() => {});
+    await db.query('DELETE FROM probe_actors WHERE id = ANY($1::text[])', [probeIds]).catch(() => {});
+    await db.end().catch(() => {});
+  }
+}
