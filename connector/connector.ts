@@ -2,6 +2,8 @@
 // exchanges its site id and secret for a token, holds the control WebSocket, answers pings,
 // keeps the targets the cluster configured for its site, and reconnects with jittered
 // exponential backoff (first retry within 250 ms), rotating through the endpoints it knows.
+// A node that goes silent (frozen, partitioned: TCP stays open, nothing arrives) is noticed
+// by the connector's own WebSocket pings and left for another endpoint.
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import type { Logger } from '../core/log.ts';
@@ -17,6 +19,10 @@ export interface ConnectorOptions {
   secret: string;
   logger: Logger;
   version?: string;
+  /** WebSocket ping interval; the node is given up after `silentAfterMs` without a byte. @default 1000 */
+  pingEveryMs?: number;
+  /** @default 3000 */
+  silentAfterMs?: number;
 }
 
 export type ConnectorState = 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -30,6 +36,8 @@ export class Connector extends EventEmitter {
   #next = 0;
   #timer: NodeJS.Timeout | undefined;
   #token: { value: string; endpoint: string; expiresAt: number } | undefined;
+  /** An endpoint that went silent is skipped for a while (if there is another). */
+  #avoid: { endpoint: string; until: number } | undefined;
   #data: FrameDuplex | undefined;
   readonly #dataServer;
   readonly #health = new HealthChecker((changes) => this.reportHealth(changes));
@@ -74,8 +82,10 @@ export class Connector extends EventEmitter {
   async #connect() {
     if (this.#state === 'stopped') return;
     this.#state = 'connecting';
-    const endpoint = this.#o.endpoints[this.#next % this.#o.endpoints.length]!;
-    this.#next++;
+    let endpoint = this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
+    if (this.#avoid && this.#avoid.endpoint === endpoint && this.#avoid.until > Date.now() && this.#o.endpoints.length > 1) {
+      endpoint = this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
+    }
     let token: string;
     try {
       token = await this.#fetchToken(endpoint);
@@ -93,8 +103,21 @@ export class Connector extends EventEmitter {
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     this.#ws = ws;
+    let heard = Date.now();
+    let liveness: NodeJS.Timeout | undefined;
+    ws.on('pong', () => (heard = Date.now()));
     ws.on('open', () => {
       if (this.#state === 'stopped') return ws.close(1000, 'bye');
+      heard = Date.now();
+      const silentAfter = this.#o.silentAfterMs ?? 3000;
+      liveness = setInterval(() => {
+        if (Date.now() - heard > silentAfter) {
+          this.#log.warn({ endpoint, node: this.node, silentMs: Date.now() - heard }, 'node went silent; connecting elsewhere');
+          this.#avoid = { endpoint, until: Date.now() + 30_000 };
+          return ws.terminate();
+        }
+        ws.ping();
+      }, this.#o.pingEveryMs ?? 1000);
       // The node opens HTTP/2 streams to us over this connection's binary frames; its
       // preface may arrive before the 'registered' reply, so the data plane starts now.
       this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
@@ -103,6 +126,7 @@ export class Connector extends EventEmitter {
       this.#dataServer.emit('connection', this.#data.duplex);
     });
     ws.on('message', (frame: Buffer, isBinary) => {
+      heard = Date.now();
       if (isBinary) this.#data?.feed(frame);
       else this.#onMessage(frame.toString());
     });
@@ -112,6 +136,7 @@ export class Connector extends EventEmitter {
     });
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'control connection error'));
     ws.on('close', (code, reason) => {
+      clearInterval(liveness);
       if (this.#ws !== ws) return;
       this.#ws = undefined;
       this.#data?.end();

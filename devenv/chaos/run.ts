@@ -138,10 +138,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
         await controlCall(socket, { op: 'start', node });
       }
       const backMs = Date.now() - start;
+      // What the others had not taken over in the last sample before the node was back.
+      const last = observer.latest;
+      const missing = last && last.at > start ? before.filter((a) => !allRunning(last, [a], node)) : [];
       back = true;
       const done = await recovery;
       const recoveredMs = done ? done.at - start : null;
-      say(`${stamp()}  #${n} ${node} back after ${fmtS(backMs)}; its ${before.length} actors ${recoveredMs === null ? 'NOT all running again within 90 s' : `running again after ${recoveredMs} ms`}`);
+      if (recoveredMs !== null && recoveredMs <= backMs) missing.length = 0; // taken over before it was back
+      say(`${stamp()}  #${n} ${node} back after ${fmtS(backMs)}; its ${before.length} actors ${recoveredMs === null ? 'NOT all running again within 90 s' : `running again after ${recoveredMs} ms`}${missing.length ? `; not yet running elsewhere at +${fmtS(last!.at - t0)}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}` : ''}`);
       return { n, mode, node, at: start - t0, holdMs, actors: before.length, recoveredMs, backMs };
     };
 

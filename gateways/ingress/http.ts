@@ -122,8 +122,12 @@ export class HttpIngress {
         pipeline(sock, upstream, sock, () => {});
         sock.resume();
       } catch (err) {
-        this.#log.warn({ host: hello.serverName, err: (err as Error).message }, 'tls connection not forwarded');
-        sock.destroy();
+        // No owner to forward to (the site's tunnel is moving, or its node just died): answer
+        // here instead of resetting; the request path chooses again and says 503 if it must.
+        this.#log.warn({ host: hello.serverName, err: (err as Error).message }, 'tls connection not forwarded; terminating here');
+        sock.setTimeout(0);
+        sock.unshift(buf);
+        this.terminateTls(sock, client.source.address);
       }
     };
     sock.on('data', onData);
