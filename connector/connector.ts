@@ -38,7 +38,8 @@ export class Connector extends EventEmitter {
   #token: { value: string; endpoint: string; expiresAt: number } | undefined;
   /** An endpoint that went silent is skipped for a while (if there is another). */
   #avoid: { endpoint: string; until: number } | undefined;
-  #data: FrameDuplex | undefined;
+  /** Every open control connection: the current one, and one a draining node is retiring. */
+  readonly #sockets = new Set<WebSocket>();
   readonly #dataServer;
   readonly #health = new HealthChecker((changes) => this.reportHealth(changes));
   /** Targets the cluster allows this connector to reach; nothing else is ever dialled. */
@@ -103,6 +104,8 @@ export class Connector extends EventEmitter {
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     this.#ws = ws;
+    this.#sockets.add(ws);
+    let data: FrameDuplex | undefined;
     let heard = Date.now();
     let liveness: NodeJS.Timeout | undefined;
     ws.on('pong', () => (heard = Date.now()));
@@ -121,14 +124,13 @@ export class Connector extends EventEmitter {
       // The node opens HTTP/2 streams to us over this connection's binary frames; its
       // preface may arrive before the 'registered' reply, so the data plane starts now.
       this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
-      this.#data?.end();
-      this.#data = frameDuplex(ws);
-      this.#dataServer.emit('connection', this.#data.duplex);
+      data = frameDuplex(ws);
+      this.#dataServer.emit('connection', data.duplex);
     });
     ws.on('message', (frame: Buffer, isBinary) => {
       heard = Date.now();
-      if (isBinary) this.#data?.feed(frame);
-      else this.#onMessage(frame.toString());
+      if (isBinary) data?.feed(frame);
+      else this.#onMessage(frame.toString(), ws, endpoint);
     });
     ws.on('unexpected-response', (_req, res) => {
       if (res.statusCode === 401) this.#token = undefined; // expired or revoked: get a new one
@@ -137,10 +139,10 @@ export class Connector extends EventEmitter {
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'control connection error'));
     ws.on('close', (code, reason) => {
       clearInterval(liveness);
-      if (this.#ws !== ws) return;
+      this.#sockets.delete(ws);
+      data?.end();
+      if (this.#ws !== ws) return; // a connection we moved away from: the new one is current
       this.#ws = undefined;
-      this.#data?.end();
-      this.#data = undefined;
       const wasConnected = this.#state === 'connected';
       this.emit('disconnected', { code, reason: reason.toString() });
       if (wasConnected) this.#log.warn({ code, reason: reason.toString(), node: this.node }, 'control connection closed; reconnecting');
@@ -149,7 +151,7 @@ export class Connector extends EventEmitter {
     });
   }
 
-  #onMessage(text: string) {
+  #onMessage(text: string, ws: WebSocket, endpoint: string) {
     // After stop(), messages still arriving during the close handshake are not acted on: a
     // late config would restart the health-check timers and keep a stopped connector alive.
     if (this.#isStopped()) return;
@@ -163,6 +165,7 @@ export class Connector extends EventEmitter {
     }
     switch (msg.type) {
       case 'registered':
+        if (ws !== this.#ws) break;
         this.#state = 'connected';
         this.#attempt = 0;
         this.node = msg.node;
@@ -176,10 +179,20 @@ export class Connector extends EventEmitter {
         this.emit('config', msg.targets);
         break;
       case 'ping':
-        this.#send({ v: PROTOCOL_VERSION, type: 'pong', at: msg.at });
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'pong', at: msg.at } satisfies ConnectorMessage));
         break;
       case 'disconnect':
-        this.#ws?.close(1000, msg.reason);
+        ws.close(1000, msg.reason);
+        break;
+      case 'move':
+        // The node is draining. Make before break: open a tunnel elsewhere while this one
+        // keeps serving; the node closes it once the site has moved and its streams are done.
+        if (ws !== this.#ws) break;
+        this.#log.info({ node: this.node, reason: msg.reason }, 'node asks us to move; connecting elsewhere first');
+        this.#avoid = { endpoint, until: Date.now() + 30_000 };
+        this.#ws = undefined;
+        this.#attempt = 0;
+        void this.#connect();
         break;
     }
   }
@@ -209,14 +222,15 @@ export class Connector extends EventEmitter {
     this.#state = 'stopped';
     clearTimeout(this.#timer);
     this.#health.stop();
-    const ws = this.#ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return;
-    if (ws.readyState === WebSocket.CONNECTING) return ws.terminate(); // its close handler sees 'stopped'
-    this.#send({ v: PROTOCOL_VERSION, type: 'disconnect', reason: 'connector stopping' });
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      ws.close(1000, 'bye');
-      setTimeout(() => (ws.terminate(), resolve()), 2000).unref();
-    });
+    await Promise.all([...this.#sockets].map((ws) => {
+      if (ws.readyState === WebSocket.CLOSED) return undefined;
+      if (ws.readyState === WebSocket.CONNECTING) return ws.terminate(); // its close handler sees 'stopped'
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'disconnect', reason: 'connector stopping' } satisfies ConnectorMessage));
+      return new Promise<void>((resolve) => {
+        ws.once('close', () => resolve());
+        ws.close(1000, 'bye');
+        setTimeout(() => (ws.terminate(), resolve()), 2000).unref();
+      });
+    }));
   }
 }

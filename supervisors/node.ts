@@ -517,8 +517,10 @@ export class ClusterNode {
     this.lifecycle.to('draining');
     // The load balancer sees /readyz fail and stops sending admin requests here.
     if (config.shutdown.drainDelay > 0) await this.#clock.sleep(config.shutdown.drainDelay);
-    // Connectors go elsewhere first; then actors are handed off and the node leaves, so the
-    // survivors take over at once and DNS stops naming this node.
+    // Connectors go elsewhere first (a new tunnel before the old one closes); then actors are
+    // handed off and the node leaves, so the survivors take over at once and DNS stops
+    // naming this node.
+    await this.#control?.moveAll(config.failover.handoffTimeout);
     this.#control?.close();
     if (this.#host) {
       await Promise.race([

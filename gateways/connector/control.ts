@@ -40,6 +40,8 @@ export class ControlChannel {
   readonly #d: ControlChannelDeps;
   readonly #log: Logger;
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 2 * MAX_DATA_FRAME });
+  /** Asks one connection's connector to move (see moveAll). */
+  readonly #movers = new Map<WebSocket, () => void>();
 
   constructor(deps: ControlChannelDeps) {
     this.#d = deps;
@@ -59,11 +61,34 @@ export class ControlChannel {
 
   #serve(ws: WebSocket, siteId: string) {
     const log = this.#log.child({ siteId });
+    let moving = false;
     const session: ControlSession = {
       id: randomUUID(),
       send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg)),
-      close: (code, reason) => ws.close(code, reason),
+      close: (code, reason) => {
+        // Superseded while moving: the connector's new tunnel elsewhere is up. This one keeps
+        // serving a moment (until every node's routes name the new node), then takes no new
+        // streams, finishes the ones in flight and closes.
+        if (moving && code === CLOSE.superseded.code) return retire();
+        ws.close(code, reason);
+      },
     };
+    const retire = () => {
+      setTimeout(() => {
+        const bye = () => ws.close(1000, 'moved');
+        const tunnel = this.#d.tunnels.detach(siteId, session.id);
+        if (tunnel && !tunnel.closed) tunnel.close(bye);
+        else bye();
+        // Idle pooled streams never finish on their own: a request in flight gets 2 s.
+        setTimeout(bye, 2000).unref();
+        setTimeout(() => ws.terminate(), 10_000).unref();
+      }, 300).unref();
+    };
+    this.#movers.set(ws, () => {
+      if (!registered) return ws.close(CLOSE.draining.code, CLOSE.draining.reason);
+      moving = true;
+      session.send({ v: PROTOCOL_VERSION, type: 'move', reason: 'node draining' });
+    });
     let registered = false;
     let alive = true;
     // Binary frames (the data plane) may arrive before the register message is handled:
@@ -114,6 +139,7 @@ export class ControlChannel {
       }
     });
     ws.on('close', async () => {
+      this.#movers.delete(ws);
       clearTimeout(registerTimer);
       clearInterval(ping);
       data.end();
@@ -124,6 +150,17 @@ export class ControlChannel {
       if (current) await this.#d.host.release('site', siteId).catch((err) => log.warn({ err: (err as Error).message }, 'release failed'));
       log.info({ wasCurrent: Boolean(current) }, 'connector disconnected');
     });
+  }
+
+  /**
+   * Draining: asks every connector to open a tunnel to another node first; each old
+   * connection closes once its site has moved and its streams are done. Resolves when all
+   * have closed, or after `timeoutMs` (then close() ends the rest).
+   */
+  async moveAll(timeoutMs: number): Promise<void> {
+    for (const move of this.#movers.values()) move();
+    const deadline = Date.now() + timeoutMs;
+    while (this.#wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   }
 
   close() {

@@ -41,5 +41,7 @@ export const NodeMessage = z.discriminatedUnion('type', [
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('config'), targets: z.array(Target) }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('ping'), at: z.number() }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string() }),
+  /** The node is draining: connect elsewhere, keep this connection until the node closes it. */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('move'), reason: z.string() }),
 ]);
 export type NodeMessage = z.infer<typeof NodeMessage>;

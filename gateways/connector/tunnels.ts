@@ -24,6 +24,14 @@ export class TunnelRegistry {
     cur.h2.destroy();
   }
 
+  /** Takes the tunnel out of use without closing it (streams in flight finish), if it is still this session's. */
+  detach(siteId: string, sessionId: string): http2.ClientHttp2Session | undefined {
+    const cur = this.#sessions.get(siteId);
+    if (cur?.sessionId !== sessionId) return undefined;
+    this.#sessions.delete(siteId);
+    return cur.h2;
+  }
+
   /** Tunnels held here (metrics). */
   get size(): number {
     return this.#sessions.size;

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ServiceProcess } from '../../devenv/process.ts';
 import { call, startApiCluster } from '../harness/api.ts';
 
@@ -21,7 +21,8 @@ function get(host: string, hostname: string): Promise<number> {
   });
 }
 
-t.test('SIGKILL the node holding the tunnel while a client sends requests: the connector moves and requests succeed again', async (t) => {
+/** A 3-node cluster, an HTTP resource and its connector (dialling every node); the node holding the tunnel. */
+async function haSite(t: Test) {
   const target = createServer((_req, res) => res.end('ok'));
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   t.teardown(() => (target.closeAllConnections(), target.close()));
@@ -50,6 +51,11 @@ t.test('SIGKILL the node holding the tunnel while a client sends requests: the c
   const victim = c.nodes.find((n) => n.config.nodeId === holder)!;
   const survivors = c.nodes.filter((n) => n !== victim).map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
 
+  return { c, cookie, base, site, holder, victim, survivors };
+}
+
+t.test('SIGKILL the node holding the tunnel while a client sends requests: the connector moves and requests succeed again', async (t) => {
+  const { c, cookie, base, site, holder, victim, survivors } = await haSite(t);
   // A client that, like one with a stale DNS answer, keeps using every surviving node.
   const results: Array<{ at: number; ok: boolean }> = [];
   let running = true;
@@ -77,4 +83,27 @@ t.test('SIGKILL the node holding the tunnel while a client sends requests: the c
   t.ok(tail.every((r) => r.ok), 'and keep succeeding: nothing is left routed to the dead node');
   const status = (await call(c.nodes.find((n) => n !== victim)!.adminUrl, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
   t.not(status.node, holder, 'the site is held by a survivor');
+});
+
+t.test('SIGTERM the node holding the tunnel while a client sends requests: the connector moves first and no request fails', async (t) => {
+  const { c, cookie, base, site, holder, victim, survivors } = await haSite(t);
+  const results: Array<{ at: number; ok: boolean }> = [];
+  let running = true;
+  const client = (async () => {
+    for (let i = 0; running; i++) {
+      const status = await get(survivors[i % survivors.length]!, 'app.ha.test');
+      results.push({ at: Date.now(), ok: status === 200 });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 500));
+  victim.proc.signal('SIGTERM');
+  t.equal((await victim.proc.exited).code, 0, 'the node stopped cleanly');
+  await new Promise((r) => setTimeout(r, 1000));
+  running = false;
+  await client;
+  t.ok(results.length > 50, `requests flowed throughout (${results.length})`);
+  t.equal(results.filter((r) => !r.ok).length, 0, 'not one request failed while the tunnel moved');
+  const status = (await call(c.nodes.find((n) => n !== victim)!.adminUrl, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
+  t.ok(status.online && status.node !== holder, `the site is held by another node (${status.node})`);
 });
