@@ -3,7 +3,7 @@
 //   cluster migrate --config FILE   apply schema migrations and exit
 //   cluster config --config FILE    validate the config and print it, secrets redacted
 //   cluster up [--fresh] [--nodes N]  local services, N nodes, haproxy and a demo site (npm start)
-//   cluster status [--url URL]        nodes, sites and resources of a running cluster
+//   cluster status [--url URL] [--data-dir DIR]  nodes, sites and resources of a running cluster
 //   cluster chaos [--duration S] ...  break nodes of a `cluster up` cluster under traffic and report
 import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig } from '../cluster.config.ts';
@@ -18,7 +18,9 @@ const USAGE = `usage: cluster <command> [options]
   config --config FILE    check a config file and print it with secrets redacted
   up [--fresh] [--nodes N] [--data-dir DIR]
                             start local PostgreSQL, Valkey, Pebble, N nodes (3), haproxy and a demo site (npm start)
-  status [--url URL]        nodes, sites and resources of a running cluster (default http://127.0.0.1:8080)
+  status [--url URL] [--data-dir DIR]
+                            nodes, sites and resources of a running cluster (default http://127.0.0.1:8080;
+                            the login comes from CLUSTER_ADMIN_EMAIL/PASSWORD or DIR/secrets.json)
   chaos [--duration S (60)] [--kill-every S (10)] [--modes kill,stop,restart] [--seed N] [--data-dir DIR]
                             against the cluster \`cluster up\` runs: SIGKILL, SIGSTOP or restart a random node
                             every --kill-every seconds under traffic; report outages, lost writes and
@@ -70,7 +72,7 @@ async function main(argv: string[]) {
     }
     case 'status': {
       const { status } = await import('./status.ts');
-      await status(values.url);
+      await status(values.url, values['data-dir']);
       return;
     }
     case 'chaos': {

@@ -44,9 +44,9 @@ export async function printStatus(base: string, cookie: string, say: Say): Promi
   table(resources, say);
 }
 
-/** `cluster status [--url URL]`: logs in with CLUSTER_ADMIN_EMAIL/PASSWORD, or the local cluster's admin. */
-export async function status(url: string | undefined): Promise<void> {
-  const local = join(fileURLToPath(new URL('..', import.meta.url)), '.data', 'secrets.json');
+/** `cluster status [--url URL] [--data-dir DIR]`: logs in with CLUSTER_ADMIN_EMAIL/PASSWORD, or the local cluster's admin. */
+export async function status(url: string | undefined, dataDir?: string): Promise<void> {
+  const local = join(dataDir ?? join(fileURLToPath(new URL('..', import.meta.url)), '.data'), 'secrets.json');
   const secrets = existsSync(local) ? (JSON.parse(readFileSync(local, 'utf8')) as { adminEmail?: string; adminPassword?: string }) : {};
   const email = process.env.CLUSTER_ADMIN_EMAIL ?? secrets.adminEmail;
   const password = process.env.CLUSTER_ADMIN_PASSWORD ?? secrets.adminPassword;

@@ -68,6 +68,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     pebble: true,
     pebbleDnsServer: `${ip(0)}:53`,
     persistent: true,
+    onStarting: (name) => say(`  ${name.padEnd(12)} starting`),
     onReady: (name, ms) => say(`  ${name.padEnd(12)} ready in ${ms} ms`),
   });
   const nodes = new Map<string, NodeProcess>(); // the current process of each node
@@ -124,18 +125,21 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     };
     await Promise.all(ids.map(async (id) => {
       const tn = Date.now();
+      say(`  ${id.padEnd(12)} starting (${ip(ids.indexOf(id))})`);
       await startNode(id).waitReady(60_000);
       say(`  ${id.padEnd(12)} ready in ${Date.now() - tn} ms (${ip(ids.indexOf(id))})`);
     }));
     const haproxyDir = join(dataDir, 'haproxy');
     mkdirSync(haproxyDir, { recursive: true });
     const t1 = Date.now();
+    say(`  ${'haproxy'.padEnd(12)} starting`);
     const lb = await LocalHaproxy.start({ dir: haproxyDir, port: 8080, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
     extras.push(lb);
     say(`  ${'haproxy'.padEnd(12)} ready in ${Date.now() - t1} ms (${lb.url})`);
 
     // The first start creates the local admin with the one-time setup token from a node's log.
     const t2 = Date.now();
+    say(`  ${'demo site'.padEnd(12)} starting (admin, org, zone, site, resource, connector, certificate)`);
     let login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
     if (login.status !== 200) {
       const token = await setupToken([...nodes.values()]);
@@ -169,15 +173,16 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const root = (await services.pebble!.issuedRoot()).trim();
     const roots = existsSync(rootFile) ? readFileSync(rootFile, 'utf8') : '';
     if (!roots.includes(root)) writeFileSync(rootFile, `${roots}${root}\n`);
+    const dd = opts.dataDir ? ` --data-dir ${dataDir}` : '';
     say(`
 try:
   dig @${ip(0)} ${DEMO.hostname} A +norec
   curl --cacert ${rootFile} --resolve ${DEMO.hostname}:443:${ip(opts.nodes - 1)} https://${DEMO.hostname}/
-  cluster status                       (node bin/cluster.mjs status)
+  node bin/cluster.mjs status${dd}
 admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/docs
   login: ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in ${join(dataDir, 'secrets.json')})
 logs: ${join(dataDir, 'node-N.log')}, ${join(dataDir, 'connector.log')}
-chaos: cluster chaos --duration 60${opts.dataDir ? ` --data-dir ${dataDir}` : ''}   (kills, freezes and restarts nodes under traffic; see docs/operations.md)
+chaos: node bin/cluster.mjs chaos --duration 60${dd}   (kills, freezes and restarts nodes under traffic; see docs/operations.md)
 Ctrl-C stops everything.`);
     const info = (): ClusterInfo => ({
       nodes: ids.map((id) => {

@@ -1,6 +1,6 @@
 // Runs `cluster up` as a child process (the suite's test and `npm run bench:chaos` use the
 // real command, exactly as an operator would) and waits until it says it is up.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ServiceProcess } from './process.ts';
@@ -17,8 +17,10 @@ export interface LaunchedCluster {
 export async function launchLocalCluster(opts: { dir: string; nodes?: number; timeoutMs?: number }): Promise<LaunchedCluster> {
   const logFile = join(opts.dir, 'up.out');
   const dataDir = join(opts.dir, 'data');
+  // The log is appended to across launches on one directory: read only this launch's part.
+  const from = existsSync(logFile) ? statSync(logFile).size : 0;
   const proc = new ServiceProcess({ name: 'cluster-up', command: process.execPath, args: [CLUSTER_CLI, 'up', '--nodes', String(opts.nodes ?? 3), '--data-dir', dataDir], logFile });
-  const output = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  const output = () => (existsSync(logFile) ? readFileSync(logFile).subarray(from).toString('utf8') : '');
   const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
   while (!/Ctrl-C stops everything/.test(output())) {
     if (!proc.alive || Date.now() > deadline) {

@@ -21,7 +21,8 @@ export interface LocalServicesOptions {
   pebbleDnsServer?: string;
   /** Keep data across restarts (`npm start`); tests leave this off for speed. */
   persistent?: boolean;
-  /** Called as each service becomes ready (progress display). */
+  /** Called as each service starts and as it becomes ready (progress display). */
+  onStarting?: (service: string) => void;
   onReady?: (service: string, ms: number) => void;
 }
 
@@ -48,6 +49,7 @@ export async function startLocalServices(opts: LocalServicesOptions = {}): Promi
   };
   const timed = async <T>(name: string, start: () => Promise<T>): Promise<T> => {
     const t0 = Date.now();
+    opts.onStarting?.(name);
     const s = await start();
     opts.onReady?.(name, Date.now() - t0);
     return s;

@@ -53,6 +53,13 @@ export function outagesOf(events: ChaosEvent[], all: Outage[], i: number): Outag
   return all.filter((o) => o.from >= from && o.from < to);
 }
 
+/** The p-th percentile (nearest rank) of `xs`; 0 for none. */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
 /** A small seeded generator (mulberry32), so `--seed` replays the same victims and holds. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { adminCall } from '../admin-client.ts';
 import { controlCall, type ClusterInfo } from '../control.ts';
 import { ActorObserver, allRunning } from './observer.ts';
-import { fmtS, outages, outagesOf, seededRandom, type ChaosEvent, type Mode } from './report.ts';
+import { fmtS, outages, outagesOf, percentile, seededRandom, type ChaosEvent, type Mode } from './report.ts';
 import { StubResolver } from './resolver.ts';
 import { AdminWrites, ResourceTraffic } from './traffic.ts';
 
@@ -33,6 +33,8 @@ export interface ChaosSummary {
   requests: number;
   failed: number;
   longest_outage_ms: number;
+  /** 99th percentile time of the successful requests (DNS lookup included) */
+  p99_ms: number;
   writes_acked: number;
   writes_failed: number;
   lost_writes: number;
@@ -175,6 +177,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const all = outages(load.samples, endAt);
     const failed = load.samples.filter((s) => !s.ok).length;
     const longest = Math.max(0, ...all.map((x) => x.to - x.from));
+    const okMs = load.samples.filter((s) => s.ok).map((s) => s.ms);
+    const p50 = percentile(okMs, 50);
+    const p99 = percentile(okMs, 99);
     const lost = admin.acked.length - found;
     const duplicates = observer.duplicates.size + stale;
 
@@ -185,7 +190,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       const worst = Math.max(0, ...os.map((x) => x.to - x.from));
       say(`    #${e.n} ${e.mode.padEnd(7)} ${e.node}  at ${fmtS(e.at)}: ${e.actors} actors running again after ${e.recoveredMs === null ? 'MORE THAN 90 s' : `${e.recoveredMs} ms`}; requests ${os.length ? `failed for ${worst} ms (${os.reduce((a, x) => a + x.failed, 0)} failed)` : 'unaffected'}`);
     }
-    say(`  requests         ${load.samples.length - failed} ok, ${failed} failed; longest outage ${longest} ms`);
+    say(`  requests         ${load.samples.length - failed} ok, ${failed} failed; longest outage ${longest} ms; answered in p50 ${p50} ms, p99 ${p99} ms, slowest ${Math.max(0, ...okMs)} ms`);
     const reasons = new Map<string, number>();
     for (const s of load.samples) if (!s.ok) reasons.set(s.error!.replace(/\d+\.\d+\.\d+\.\d+/g, 'x'), (reasons.get(s.error!.replace(/\d+\.\d+\.\d+\.\d+/g, 'x')) ?? 0) + 1);
     for (const [r, c] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5)) say(`                   ${c} × ${r}`);
@@ -194,7 +199,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     say(`  fenced writes    ${beats} probe heartbeats; written by a stale owner after its successor: ${stale}`);
     say(`  healed           ${healed ? 'every actor running once, every node holding its lease' : 'NOT healed within 60 s'}`);
     say(`  replay           cluster chaos --duration ${o.durationS} --kill-every ${o.killEveryS} --modes ${o.modes.join(',')} --seed ${o.seed}`);
-    return { bench: 'chaos', duration_s: Math.round(endAt / 1000), kills: events.length, requests: load.samples.length, failed, longest_outage_ms: longest, writes_acked: admin.acked.length, writes_failed: admin.failed, lost_writes: lost, duplicates, seed: o.seed };
+    return { bench: 'chaos', duration_s: Math.round(endAt / 1000), kills: events.length, requests: load.samples.length, failed, longest_outage_ms: longest, p99_ms: p99, writes_acked: admin.acked.length, writes_failed: admin.failed, lost_writes: lost, duplicates, seed: o.seed };
   } finally {
     clearInterval(ticker);
     process.off('SIGINT', onInt);

@@ -75,15 +75,19 @@ export class ResourceTraffic {
 
   #get(ip: string, timeoutMs: number): Promise<string> {
     return new Promise((resolve, reject) => {
-      const req = request({ host: ip, port: 443, path: '/', servername: this.#o.hostname, headers: { host: this.#o.hostname }, ca: this.#o.ca, agent: false, timeout: timeoutMs }, (res) => {
+      // A deadline for the whole exchange. The request's own `timeout` option is an idle
+      // timer that does not run during the TLS handshake, so a frozen node would hold a
+      // request until it thaws and the report would count a seconds-long stall as a success.
+      const deadline = setTimeout(() => req.destroy(new Error(`timeout after ${timeoutMs} ms`)), timeoutMs);
+      const req = request({ host: ip, port: 443, path: '/', servername: this.#o.hostname, headers: { host: this.#o.hostname }, ca: this.#o.ca, agent: false }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d) => (body += d));
         res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode} from ${ip}`))));
         res.on('error', reject);
       });
-      req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms at ${ip}`)));
       req.on('error', (err) => reject(new Error(`${(err as NodeJS.ErrnoException).code ?? err.message} at ${ip}`)));
+      req.on('close', () => clearTimeout(deadline));
       req.end();
     });
   }

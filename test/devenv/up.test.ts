@@ -5,17 +5,18 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { CLUSTER_CLI, launchLocalCluster, type LaunchedCluster } from '../../devenv/local-cluster.ts';
 
 const NODE_IPS = ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
 
+/** The raw HTTP answer, with the serial number of the certificate the node presented. */
 function httpsGet(ip: string, servername: string, ca: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: ip, port: 443, servername, ca, rejectUnauthorized: true }, () => sock.write(`GET / HTTP/1.1\r\nhost: ${servername}\r\nconnection: close\r\n\r\n`));
     let body = '';
     sock.on('data', (d) => (body += d));
-    sock.on('end', () => resolve(body));
+    sock.on('end', () => resolve(`certificate serial ${sock.getPeerCertificate().serialNumber}\n${body}`));
     sock.on('error', reject);
     sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
   });
@@ -61,12 +62,33 @@ t.test('a 30-second `cluster chaos` run loses no acknowledged write and runs no 
   t.match(out, /healed\s+every actor running once/, 'the cluster healed afterwards');
 });
 
-t.test('Ctrl-C/SIGTERM stops everything `cluster up` started, leaving no process or listening port', async (t) => {
-  if (!cluster) return t.fail('no cluster to stop');
-  cluster.proc.signal('SIGTERM');
-  const exit = await cluster.proc.exited;
+async function stopAndCheck(t: Test, c: LaunchedCluster) {
+  c.proc.signal('SIGTERM');
+  const exit = await c.proc.exited;
   t.equal(exit.code, 0, 'it stops cleanly');
   t.same(listeners(), [], 'no listening port left behind');
   const procs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir));
   t.same(procs, [], 'no process left behind');
+}
+
+let servedBefore = '';
+t.test('Ctrl-C/SIGTERM stops everything `cluster up` started, leaving no process or listening port', async (t) => {
+  if (!cluster) return t.fail('no cluster to stop');
+  const root = readFileSync(join(cluster.dataDir, 'pebble-root.pem'), 'utf8');
+  servedBefore = /certificate serial (\w+)/.exec(await httpsGet(NODE_IPS[0]!, 'hello.demo.cluster.test', root))?.[1] ?? '';
+  await stopAndCheck(t, cluster);
+});
+
+t.test('`cluster up` again on the same data directory keeps its admin, demo site and certificate', async (t) => {
+  if (!cluster) return t.fail('no data directory from the first start');
+  const dataDir = cluster.dataDir;
+  const kept = ['secrets.json', 'demo.json'].map((f) => readFileSync(join(dataDir, f), 'utf8'));
+  cluster = await launchLocalCluster({ dir, nodes: 3 });
+  t.same(['secrets.json', 'demo.json'].map((f) => readFileSync(join(dataDir, f), 'utf8')), kept, 'the same admin login and demo site');
+  t.match(cluster.output(), /demo-site\s+yes\s+node-\d/, 'the demo site is online again');
+  const root = readFileSync(join(dataDir, 'pebble-root.pem'), 'utf8');
+  const answer = await httpsGet(NODE_IPS[1]!, 'hello.demo.cluster.test', root);
+  t.match(answer, /hello from the demo site/, 'HTTPS answers again, chain verified');
+  t.equal(/certificate serial (\w+)/.exec(answer)?.[1], servedBefore, 'the certificate issued before the restart is served from PostgreSQL, not ordered again');
+  await stopAndCheck(t, cluster);
 });

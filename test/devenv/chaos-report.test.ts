@@ -1,0 +1,36 @@
+// The figures `cluster chaos` reports, computed from recorded samples (pure functions).
+import t from 'tap';
+import { outages, outagesOf, percentile, seededRandom, type ChaosEvent } from '../../devenv/chaos/report.ts';
+
+const sample = (at: number, ok: boolean) => ({ at, ms: 10, ok, ...(ok ? {} : { error: 'x' }) });
+
+t.test('an outage runs from the first failed request to the next good one, and one still open ends with the traffic', async (t) => {
+  const samples = [sample(0, true), sample(100, false), sample(50, true), sample(150, false), sample(400, true), sample(500, false), sample(600, false)];
+  t.same(outages(samples, 900), [
+    { from: 100, to: 400, failed: 2 },
+    { from: 500, to: 900, failed: 2 },
+  ]);
+  t.same(outages([sample(0, true), sample(50, true)], 100), [], 'no failure, no outage');
+});
+
+t.test('each outage is charged to the disruption it began under', async (t) => {
+  const ev = (n: number, at: number): ChaosEvent => ({ n, mode: 'kill', node: 'node-1', at, holdMs: 0, actors: 1, recoveredMs: 1, backMs: 1 });
+  const events = [ev(1, 1000), ev(2, 5000)];
+  const all = [{ from: 500, to: 600, failed: 1 }, { from: 1200, to: 1500, failed: 3 }, { from: 6000, to: 6100, failed: 1 }];
+  t.same(outagesOf(events, all, 0), [all[1]], 'between the first and the second disruption');
+  t.same(outagesOf(events, all, 1), [all[2]], 'after the last one');
+});
+
+t.test('percentiles are nearest-rank, and a seed replays the same draws', async (t) => {
+  const xs = Array.from({ length: 100 }, (_, i) => 100 - i);
+  t.equal(percentile(xs, 50), 50);
+  t.equal(percentile(xs, 99), 99);
+  t.equal(percentile(xs, 100), 100);
+  t.equal(percentile([], 99), 0);
+  const a = seededRandom(7);
+  const b = seededRandom(7);
+  const draws = Array.from({ length: 5 }, () => a());
+  t.same(Array.from({ length: 5 }, () => b()), draws, 'same seed, same victims');
+  t.ok(draws.every((x) => x >= 0 && x < 1));
+  t.not(seededRandom(8)(), draws[0], 'another seed, other draws');
+});
