@@ -1,7 +1,9 @@
 // Throwaway (or persistent, for `npm start`) PostgreSQL 15. initdb refuses root, so as root
 // the data directory is owned by, and the server runs as, the `postgres` user.
+import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { ClusterError } from '../core/errors.ts';
 import pg from 'pg';
 import { freePort } from './ports.ts';
 import { ServiceProcess, runChecked, waitUntil } from './process.ts';
@@ -54,7 +56,10 @@ export class LocalPostgres {
   #init() {
     mkdirSync(this.dir, { recursive: true });
     const asRoot = process.getuid?.() === 0;
-    if (asRoot) chownSync(this.dir, ...pgIds());
+    if (asRoot) {
+      chownSync(this.dir, ...pgIds());
+      reachableByPostgres(this.dir);
+    }
     if (existsSync(join(this.dir, 'data', 'PG_VERSION'))) return;
     runChecked('postgres', join(PG_BIN, 'initdb'), ['-D', join(this.dir, 'data'), '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--no-instructions'], asRoot ? { user: 'postgres' } : {});
   }
@@ -108,4 +113,17 @@ function pgIds(): [number, number] {
   const out = runChecked('postgres', 'id', ['-u', 'postgres']).trim();
   const gid = runChecked('postgres', 'id', ['-g', 'postgres']).trim();
   return [Number(out), Number(gid)];
+}
+
+/**
+ * The server runs as `postgres`, which must be able to walk down to its directory. A clone
+ * under /root (mode 0700) is the usual trap; initdb would only say "permission denied".
+ */
+function reachableByPostgres(dir: string): void {
+  const can = (d: string) => spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', d]).status === 0;
+  const abs = resolve(dir);
+  if (can(abs)) return;
+  let blocked = abs;
+  for (let d = dirname(abs); d !== blocked && !can(d); d = dirname(d)) blocked = d;
+  throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `postgres: the postgres user cannot reach ${abs}: ${blocked} is not searchable by it. Run \`chmod o+x ${blocked}\`, or use --data-dir with a directory it can reach (e.g. under /var/tmp)`, { service: 'postgres' });
 }

@@ -192,7 +192,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     }
     say(`  requests         ${load.samples.length - failed} ok, ${failed} failed; longest outage ${longest} ms; answered in p50 ${p50} ms, p99 ${p99} ms, slowest ${Math.max(0, ...okMs)} ms`);
     const reasons = new Map<string, number>();
-    for (const s of load.samples) if (!s.ok) reasons.set(s.error!.replace(/\d+\.\d+\.\d+\.\d+/g, 'x'), (reasons.get(s.error!.replace(/\d+\.\d+\.\d+\.\d+/g, 'x')) ?? 0) + 1);
+    // Causes grouped without the node address or the remaining time in them.
+    const cause = (e: string) => e.replace(/\d+\.\d+\.\d+\.\d+/g, 'a node').replace(/after \d+ ms/g, 'after the deadline');
+    for (const s of load.samples) if (!s.ok) reasons.set(cause(s.error!), (reasons.get(cause(s.error!)) ?? 0) + 1);
     for (const [r, c] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5)) say(`                   ${c} × ${r}`);
     say(`  admin writes     ${admin.acked.length} acknowledged, ${found} of them found in PostgreSQL (lost: ${lost}); ${admin.failed} not acknowledged${admin.failed ? ` (${[...admin.failures].map(([r, c]) => `${c} × ${r}`).join(', ')})` : ''}`);
     say(`  actors           ${everything.size} watched on every node every 250 ms; duplicates seen running: ${observer.duplicates.size}${observer.duplicates.size ? ` (${[...observer.duplicates].slice(0, 5).join('; ')})` : ''}`);

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import t from 'tap';
@@ -71,4 +73,12 @@ t.test('a service whose port is taken fails with a coded error instead of report
   // Valkey on a port that is already taken fails during start-up.
   const { LocalValkey } = await import('../../devenv/valkey.ts');
   await t.rejects(LocalValkey.start({ dir: t.testdir(), port: s.valkey!.port }), { code: 'CLUSTER_ERR_LOCAL_SERVICE_FAILED', fields: { service: 'valkey' } });
+});
+
+t.test('PostgreSQL under a directory its user cannot reach fails naming the directory and the fix', { skip: process.getuid?.() !== 0 ? 'only root hands PostgreSQL to the postgres user' : false }, async (t) => {
+  const closed = mkdtempSync(join(tmpdir(), 'closed-')); // mode 0700, like /root
+  t.teardown(() => rmSync(closed, { recursive: true, force: true }));
+  const { LocalPostgres } = await import('../../devenv/postgres.ts');
+  await t.rejects(LocalPostgres.start({ dir: join(closed, 'data', 'postgres') }), { code: 'CLUSTER_ERR_LOCAL_SERVICE_FAILED', message: new RegExp(`${closed} is not searchable by it\\. Run \`chmod o\\+x ${closed}\``) });
+  t.notOk(existsSync(join(closed, 'data', 'postgres', 'data')), 'no half-made cluster left behind');
 });
