@@ -141,8 +141,10 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const t2 = Date.now();
     say(`  ${'demo site'.padEnd(12)} starting (admin, org, zone, site, resource, connector, certificate)`);
     let login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
+    let usedToken: string | undefined;
     if (login.status !== 200) {
       const token = await setupToken([...nodes.values()]);
+      usedToken = token;
       const setup = await api(lb.url, 'POST', '/api/v1/auth/setup', { token, email: secrets.adminEmail, password: secrets.adminPassword });
       if (setup.status !== 201) throw new Error(`could not create the local admin: ${JSON.stringify(setup.body)}`);
       login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
@@ -180,7 +182,9 @@ try:
   curl --cacert ${rootFile} --resolve ${DEMO.hostname}:443:${ip(opts.nodes - 1)} https://${DEMO.hostname}/
   node bin/cluster.mjs status${dd}
 admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/docs
-  login: ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in ${join(dataDir, 'secrets.json')})
+  login: POST ${lb.url}/api/v1/auth/login  ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in ${join(dataDir, 'secrets.json')})${usedToken ? `
+  first start: this admin was made with the one-time setup token ${usedToken} from the nodes' log
+  (POST /api/v1/auth/setup; it works once, so it is spent now)` : ''}
 logs: ${join(dataDir, 'node-N.log')}, ${join(dataDir, 'connector.log')}
 chaos: node bin/cluster.mjs chaos --duration 60${dd}   (kills, freezes and restarts nodes under traffic; see docs/operations.md)
 Ctrl-C stops everything.`);

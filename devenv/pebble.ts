@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import { freePort } from './ports.ts';
+import { onFreePorts } from './ports.ts';
 import { ServiceProcess, runChecked, waitUntil } from './process.ts';
 
 export interface PebbleOptions {
@@ -43,11 +43,14 @@ export class LocalPebble {
   static async start(opts: PebbleOptions): Promise<LocalPebble> {
     mkdirSync(opts.dir, { recursive: true });
     makeCertificates(opts.dir);
-    const [port, mgmt] = [await freePort(), await freePort()];
+    const logs = ['pebble.log', 'challtestsrv.log'].map((f) => join(opts.dir, f));
+    return onFreePorts(opts.dnsServer ? 2 : 4, logs, (ports) => LocalPebble.#startOn(opts, ports));
+  }
+
+  static async #startOn(opts: PebbleOptions, [port, mgmt, dnsPort, challMgmt]: number[]): Promise<LocalPebble> {
     let dns = opts.dnsServer;
     const procs: ServiceProcess[] = [];
     if (!dns) {
-      const [dnsPort, challMgmt] = [await freePort(), await freePort()];
       dns = `127.0.0.1:${dnsPort}`;
       procs.push(new ServiceProcess({
         name: 'pebble-challtestsrv',
@@ -73,9 +76,14 @@ export class LocalPebble {
     const logFile = join(opts.dir, 'pebble.log');
     const pebble = new ServiceProcess({ name: 'pebble', command: 'pebble', args: ['-config', join(opts.dir, 'pebble.json'), '-dnsserver', dns], env, logFile });
     procs.push(pebble);
-    const p = new LocalPebble(opts.dir, port, mgmt, dns);
+    const p = new LocalPebble(opts.dir, port!, mgmt!, dns);
     p.#procs = procs;
-    await waitUntil('pebble', () => p.#get(p.directoryUrl).then((r) => r.status === 200), { timeoutMs: 20_000, proc: pebble, logFile });
+    try {
+      await waitUntil('pebble', () => p.#get(p.directoryUrl).then((r) => r.status === 200), { timeoutMs: 20_000, proc: pebble, logFile });
+    } catch (err) {
+      await p.stop();
+      throw err;
+    }
     return p;
   }
 

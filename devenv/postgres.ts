@@ -5,7 +5,7 @@ import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ClusterError } from '../core/errors.ts';
 import pg from 'pg';
-import { freePort } from './ports.ts';
+import { onFreePorts } from './ports.ts';
 import { ServiceProcess, runChecked, waitUntil } from './process.ts';
 
 export const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -31,10 +31,13 @@ export class LocalPostgres {
   }
 
   static async start(opts: PostgresOptions): Promise<LocalPostgres> {
-    const pgsql = new LocalPostgres(opts.dir, opts.port ?? (await freePort()), opts.fast ?? false);
-    pgsql.#init();
-    await pgsql.resume();
-    return pgsql;
+    const on = async (port: number) => {
+      const pgsql = new LocalPostgres(opts.dir, port, opts.fast ?? false);
+      pgsql.#init();
+      await pgsql.resume();
+      return pgsql;
+    };
+    return opts.port ? on(opts.port) : onFreePorts(1, [join(opts.dir, 'postgres.log')], ([port]) => on(port!));
   }
 
   get url(): string {

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { freePort } from './ports.ts';
+import { onFreePorts } from './ports.ts';
 import { ServiceProcess, waitUntil } from './process.ts';
 
 export interface ValkeyServerOptions {
@@ -26,9 +26,12 @@ export class LocalValkey {
 
   static async start(opts: ValkeyServerOptions): Promise<LocalValkey> {
     mkdirSync(opts.dir, { recursive: true });
-    const v = new LocalValkey(opts.dir, opts.port ?? (await freePort()), opts.persist ?? false);
-    await v.resume();
-    return v;
+    const on = async (port: number) => {
+      const v = new LocalValkey(opts.dir, port, opts.persist ?? false);
+      await v.resume();
+      return v;
+    };
+    return opts.port ? on(opts.port) : onFreePorts(1, [join(opts.dir, 'valkey.log')], ([port]) => on(port!));
   }
 
   get url(): string {
