@@ -29,6 +29,8 @@ Config may also come from CLUSTER_* environment variables (CLUSTER_CONFIG names 
 
 function fail(err: unknown): never {
   if (isClusterError(err)) process.stderr.write(`${err.code}: ${err.message}\n`);
+  // Our own errors are messages for the operator; a stack only helps on request.
+  else if (err instanceof Error && err.constructor === Error && !process.env.CLUSTER_DEBUG) process.stderr.write(`error: ${err.message}\n  (CLUSTER_DEBUG=1 shows where it came from)\n`);
   else process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(isClusterError(err, 'CLUSTER_ERR_CONFIG_INVALID') || isClusterError(err, 'CLUSTER_ERR_CONFIG_FILE_UNREADABLE') ? 2 : 1);
 }
