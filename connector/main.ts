@@ -1,20 +1,20 @@
 // `cluster-connector`: run a site connector.
-//   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET
+//   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]
 // or CLUSTER_CONNECTOR_ENDPOINTS (comma-separated), CLUSTER_CONNECTOR_ID,
-// CLUSTER_CONNECTOR_SECRET. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+// CLUSTER_CONNECTOR_SECRET, CLUSTER_CONNECTOR_SILENT_AFTER. SIGTERM/SIGINT say goodbye to the cluster before exiting.
 import { parseArgs } from 'node:util';
 import { createLogger } from '../core/log.ts';
 import { Connector } from './connector.ts';
 
 const { values } = parseArgs({
-  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' } },
+  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' } },
 });
 const env = process.env;
 const endpoints = values.endpoint ?? (env.CLUSTER_CONNECTOR_ENDPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const siteId = values.id ?? env.CLUSTER_CONNECTOR_ID;
 const secret = values.secret ?? env.CLUSTER_CONNECTOR_SECRET;
 if (endpoints.length === 0 || !siteId || !secret) {
-  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET\n');
+  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]\n');
   process.exit(2);
 }
 for (const e of endpoints) {
@@ -25,8 +25,17 @@ for (const e of endpoints) {
     process.exit(2);
   }
 }
+// How long a node may send nothing (pings go out every second) before the connector leaves it
+// for another endpoint. Shorter moves sooner off a frozen node; too short moves off a node that
+// is only slow, losing the streams in flight.
+const silentRaw = values['silent-after'] ?? env.CLUSTER_CONNECTOR_SILENT_AFTER ?? '3000';
+const silentAfterMs = Number(silentRaw);
+if (!Number.isInteger(silentAfterMs) || silentAfterMs < 1500 || silentAfterMs > 60_000) {
+  process.stderr.write(`invalid --silent-after ${JSON.stringify(silentRaw)}: expected milliseconds from 1500 to 60000\n`);
+  process.exit(2);
+}
 const logger = createLogger({ level: values['log-level'] ?? env.CLUSTER_CONNECTOR_LOG_LEVEL ?? 'info', base: { site: siteId } });
-const connector = new Connector({ endpoints, siteId, secret, logger });
+const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs });
 connector.start();
 const stop = () => void connector.stop().then(() => process.exit(0));
 process.once('SIGTERM', stop);

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { allowedTarget } from '../../connector/data-plane.ts';
 import { decodeProxyV2, encodeProxyV2 } from '../../gateways/ingress/proxy-protocol.ts';
 import { pickWeighted } from '../../gateways/ingress/routes.ts';
@@ -51,4 +53,19 @@ t.test('targets are chosen by weight', async (t) => {
   const rnd = () => [0.1, 0.3, 0.6, 0.9][seq++ % 4]!;
   t.same(Array.from({ length: 4 }, () => pickWeighted(items, rnd)!.id), ['a', 'b', 'b', 'b']);
   t.equal(pickWeighted([]), undefined);
+});
+
+t.test('the connector refuses a bad command line before it dials anything', async (t) => {
+  const entry = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
+  const run = (...args: string[]) => spawnSync(process.execPath, [entry, ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, CLUSTER_CONNECTOR_ENDPOINTS: '', CLUSTER_CONNECTOR_ID: '', CLUSTER_CONNECTOR_SECRET: '' } });
+  const base = ['--endpoint', 'http://127.0.0.1:1', '--id', 'site', '--secret', 'x'];
+  for (const bad of ['10', '1.5e3x', '999999']) {
+    const r = run(...base, '--silent-after', bad);
+    t.equal(r.status, 2, `--silent-after ${bad} exits 2`);
+    t.match(r.stderr, /invalid --silent-after .*milliseconds from 1500 to 60000/);
+  }
+  const ftp = run('--endpoint', 'ftp://x', '--id', 'site', '--secret', 'x');
+  t.equal(ftp.status, 2);
+  t.match(ftp.stderr, /invalid endpoint "ftp:\/\/x"/);
+  t.match(run('--id', 'site').stderr, /^usage: cluster-connector/);
 });
