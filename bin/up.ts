@@ -185,7 +185,7 @@ admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/docs
   login: POST ${lb.url}/api/v1/auth/login  ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in ${join(dataDir, 'secrets.json')})${usedToken ? `
   first start: this admin was made with the one-time setup token ${usedToken} from the nodes' log
   (POST /api/v1/auth/setup; it works once, so it is spent now)` : ''}
-logs: ${join(dataDir, 'node-N.log')}, ${join(dataDir, 'connector.log')}
+logs: ${join(dataDir, 'node-N.log')}, ${join(dataDir, 'connector.log')}   (JSON lines; readable: tail -f FILE | npx pino-pretty)
 chaos: node bin/cluster.mjs chaos --duration 60${dd}   (kills, freezes and restarts nodes under traffic; see docs/operations.md)
 Ctrl-C stops everything.`);
     const info = (): ClusterInfo => ({
