@@ -37,7 +37,7 @@ const bindsUdp = (port: number, host: string) =>
  * A port that was free on `host` a moment ago, for TCP and UDP (DNS uses both). Chosen at
  * random between 10000 and the ephemeral range, so that neither outgoing connections nor a
  * parallel test file picking the same way are likely to take it first; callers that start a
- * server on it still retry when it was taken (see `LocalPebble.start`).
+ * server on it still retry when it was taken (`onFreePorts`).
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const low = 10_000;
