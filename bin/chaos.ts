@@ -1,6 +1,5 @@
 // `cluster chaos`: argument checking and exit status around devenv/chaos/run.ts.
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { DEFAULT_DATA_DIR } from '../devenv/control.ts';
 import { runChaos } from '../devenv/chaos/run.ts';
 import type { Mode } from '../devenv/chaos/report.ts';
 
@@ -21,7 +20,7 @@ export async function chaosCommand(args: { duration?: string; killEvery?: string
   if (bad.length || modes.length === 0) throw new Error(`--modes takes a list of ${MODES.join(', ')} (got ${bad.join(', ') || 'nothing'})`);
   const seed = args.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(args.seed);
   if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
-  const dataDir = args.dataDir ?? join(fileURLToPath(new URL('..', import.meta.url)), '.data');
+  const dataDir = args.dataDir ?? DEFAULT_DATA_DIR;
   const say = (line: string) => process.stdout.write(`${line}\n`);
   say(`chaos: ${durationS} s, a disruption every ${killEveryS} s (${modes.join(', ')}), seed ${seed}`);
   const summary = await runChaos({ dataDir, durationS, killEveryS, modes, seed, say });

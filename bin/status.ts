@@ -2,7 +2,7 @@
 // (or the load balancer in front of them). `cluster up` prints the same table.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { DEFAULT_DATA_DIR } from '../devenv/control.ts';
 
 type Say = (line: string) => void;
 
@@ -46,7 +46,7 @@ export async function printStatus(base: string, cookie: string, say: Say): Promi
 
 /** `cluster status [--url URL] [--data-dir DIR]`: logs in with CLUSTER_ADMIN_EMAIL/PASSWORD, or the local cluster's admin. */
 export async function status(url: string | undefined, dataDir?: string): Promise<void> {
-  const local = join(dataDir ?? join(fileURLToPath(new URL('..', import.meta.url)), '.data'), 'secrets.json');
+  const local = join(dataDir ?? DEFAULT_DATA_DIR, 'secrets.json');
   const secrets = existsSync(local) ? (JSON.parse(readFileSync(local, 'utf8')) as { adminEmail?: string; adminPassword?: string }) : {};
   const email = process.env.CLUSTER_ADMIN_EMAIL ?? secrets.adminEmail;
   const password = process.env.CLUSTER_ADMIN_PASSWORD ?? secrets.adminPassword;

@@ -13,14 +13,13 @@ import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminCall as api, setupToken } from '../devenv/admin-client.ts';
-import { serveControl, type ClusterInfo } from '../devenv/control.ts';
+import { DEFAULT_DATA_DIR, serveControl, type ClusterInfo } from '../devenv/control.ts';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { startLocalServices } from '../devenv/services.ts';
 import { printStatus } from './status.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CONNECTOR = fileURLToPath(new URL('./cluster-connector.mjs', import.meta.url));
 export const DEMO = { org: 'demo', zone: 'demo.cluster.test', hostname: 'hello.demo.cluster.test' };
 
@@ -46,6 +45,14 @@ function localSecrets(dataDir: string): LocalSecrets {
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
+const progress = (name: string, what: string) => say(`  ${name.padEnd(12)} ${what}`);
+
+/** Prints that a step starts; the function it returns prints that it is ready, with the time. */
+function step(name: string, detail = ''): (detail?: string) => void {
+  const t0 = Date.now();
+  progress(name, `starting${detail ? ` (${detail})` : ''}`);
+  return (done = '') => progress(name, `ready in ${Date.now() - t0} ms${done ? ` (${done})` : ''}`);
+}
 
 const DEMO_SERVICE = `
 import { createServer } from 'node:http';
@@ -57,7 +64,7 @@ createServer((req, res) => {
 `;
 
 export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string }): Promise<void> {
-  const dataDir = opts.dataDir ?? join(ROOT, '.data');
+  const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
   if (opts.fresh) rmSync(dataDir, { recursive: true, force: true });
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   const t0 = Date.now();
@@ -68,8 +75,8 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     pebble: true,
     pebbleDnsServer: `${ip(0)}:53`,
     persistent: true,
-    onStarting: (name) => say(`  ${name.padEnd(12)} starting`),
-    onReady: (name, ms) => say(`  ${name.padEnd(12)} ready in ${ms} ms`),
+    onStarting: (name) => progress(name, 'starting'),
+    onReady: (name, ms) => progress(name, `ready in ${ms} ms`),
   });
   const nodes = new Map<string, NodeProcess>(); // the current process of each node
   const extras: Array<{ stop(): Promise<unknown> }> = [];
@@ -124,28 +131,24 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
       return n;
     };
     await Promise.all(ids.map(async (id) => {
-      const tn = Date.now();
-      say(`  ${id.padEnd(12)} starting (${ip(ids.indexOf(id))})`);
+      const ready = step(id, ip(ids.indexOf(id)));
       await startNode(id).waitReady(60_000);
-      say(`  ${id.padEnd(12)} ready in ${Date.now() - tn} ms (${ip(ids.indexOf(id))})`);
+      ready(ip(ids.indexOf(id)));
     }));
     const haproxyDir = join(dataDir, 'haproxy');
     mkdirSync(haproxyDir, { recursive: true });
-    const t1 = Date.now();
-    say(`  ${'haproxy'.padEnd(12)} starting`);
+    const lbReady = step('haproxy');
     const lb = await LocalHaproxy.start({ dir: haproxyDir, port: 8080, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
     extras.push(lb);
-    say(`  ${'haproxy'.padEnd(12)} ready in ${Date.now() - t1} ms (${lb.url})`);
+    lbReady(lb.url);
 
     // The first start creates the local admin with the one-time setup token from a node's log.
-    const t2 = Date.now();
-    say(`  ${'demo site'.padEnd(12)} starting (admin, org, zone, site, resource, connector, certificate)`);
+    const demoReady = step('demo site', 'admin, org, zone, site, resource, connector, certificate');
     let login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
     let usedToken: string | undefined;
     if (login.status !== 200) {
-      const token = await setupToken([...nodes.values()]);
-      usedToken = token;
-      const setup = await api(lb.url, 'POST', '/api/v1/auth/setup', { token, email: secrets.adminEmail, password: secrets.adminPassword });
+      usedToken = await setupToken([...nodes.values()]);
+      const setup = await api(lb.url, 'POST', '/api/v1/auth/setup', { token: usedToken, email: secrets.adminEmail, password: secrets.adminPassword });
       if (setup.status !== 201) throw new Error(`could not create the local admin: ${JSON.stringify(setup.body)}`);
       login = await api(lb.url, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
     }
@@ -166,7 +169,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
       await new Promise((r) => setTimeout(r, 100));
     }
     const cert = await api(lb.url, 'POST', `/api/v1/orgs/${demo.orgId}/resources/${demo.resourceId}/certificate`, undefined, cookie);
-    say(`  ${'demo site'.padEnd(12)} ready in ${Date.now() - t2} ms (certificate: ${cert.body?.status ?? cert.status})`);
+    demoReady(`certificate: ${cert.body?.status ?? cert.status}`);
     say(`\ncluster up in ${Date.now() - t0} ms\n`);
     await printStatus(lb.url, cookie, say);
     // Pebble makes a new root every start, while certificates it issued before stay in use

@@ -28,9 +28,10 @@ for (const e of endpoints) {
 // How long a node may send nothing (pings go out every second) before the connector leaves it
 // for another endpoint. Shorter moves sooner off a frozen node; too short moves off a node that
 // is only slow, losing the streams in flight.
-const silentRaw = values['silent-after'] ?? env.CLUSTER_CONNECTOR_SILENT_AFTER ?? '3000';
-const silentAfterMs = Number(silentRaw);
-if (!Number.isInteger(silentAfterMs) || silentAfterMs < 1500 || silentAfterMs > 60_000) {
+// Unset: the Connector's own default (3 s).
+const silentRaw = values['silent-after'] ?? env.CLUSTER_CONNECTOR_SILENT_AFTER;
+const silentAfterMs = silentRaw === undefined ? undefined : Number(silentRaw);
+if (silentAfterMs !== undefined && (!Number.isInteger(silentAfterMs) || silentAfterMs < 1500 || silentAfterMs > 60_000)) {
   process.stderr.write(`invalid --silent-after ${JSON.stringify(silentRaw)}: expected milliseconds from 1500 to 60000\n`);
   process.exit(2);
 }

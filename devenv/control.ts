@@ -4,8 +4,13 @@
 // The socket is mode 0600: whoever can use it can kill the local cluster.
 import { chmodSync, existsSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { ErrorCode } from '../core/errors.ts';
+
+/** Where `cluster up` keeps its data (and this socket) unless told `--data-dir`. */
+export const DEFAULT_DATA_DIR = join(fileURLToPath(new URL('..', import.meta.url)), '.data');
 
 export const ControlRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('info') }),
