@@ -44,34 +44,50 @@ async function haSite(t: Test) {
   });
   t.teardown(() => connector.stop('SIGTERM', 3000));
   const ingress = c.nodes.map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
-  const deadline = Date.now() + 15_000;
-  while ((await get(ingress[0]!, 'app.ha.test')) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-
-  const holder = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status.node as string;
+  // Ready means both: the resource answers through a node, and the API names the node whose
+  // site actor holds the tunnel. Either one alone is not enough to pick the victim.
+  const deadline = Date.now() + 30_000;
+  let status: any;
+  let answer = 0;
+  for (;;) {
+    answer = await get(ingress[0]!, 'app.ha.test');
+    status = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body?.status;
+    if (answer === 200 && status?.online && c.nodes.some((n) => n.config.nodeId === status.node)) break;
+    if (Date.now() > deadline) throw new Error(`site not ready after 30 s: ingress answered ${answer}, site status ${JSON.stringify(status)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const holder = status.node as string;
   const victim = c.nodes.find((n) => n.config.nodeId === holder)!;
   const survivors = c.nodes.filter((n) => n !== victim).map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
 
   return { c, cookie, base, site, holder, victim, survivors };
 }
 
-t.test('SIGKILL the node holding the tunnel while a client sends requests: the connector moves and requests succeed again', async (t) => {
-  const { c, cookie, base, site, holder, victim, survivors } = await haSite(t);
-  // A client that, like one with a stale DNS answer, keeps using every surviving node.
+/** Requests round-robin over `hosts` until stopped (at the latest when the test ends). */
+function client(t: Test, hosts: string[]) {
   const results: Array<{ at: number; ok: boolean }> = [];
   let running = true;
-  const client = (async () => {
+  const loop = (async () => {
     for (let i = 0; running; i++) {
-      const status = await get(survivors[i % survivors.length]!, 'app.ha.test');
+      const status = await get(hosts[i % hosts.length]!, 'app.ha.test');
       results.push({ at: Date.now(), ok: status === 200 });
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
+  const stop = () => ((running = false), loop);
+  t.teardown(stop);
+  return { results, stop };
+}
+
+t.test('SIGKILL the node holding the tunnel while a client sends requests: the connector moves and requests succeed again', async (t) => {
+  const { c, cookie, base, site, holder, victim, survivors } = await haSite(t);
+  // A client that, like one with a stale DNS answer, keeps using every surviving node.
+  const { results, stop } = client(t, survivors);
   await new Promise((r) => setTimeout(r, 500));
   const killedAt = Date.now();
   victim.proc.signal('SIGKILL');
   await new Promise((r) => setTimeout(r, 4000));
-  running = false;
-  await client;
+  await stop();
 
   const before = results.filter((r) => r.at < killedAt);
   const after = results.filter((r) => r.at >= killedAt);
@@ -87,21 +103,12 @@ t.test('SIGKILL the node holding the tunnel while a client sends requests: the c
 
 t.test('SIGTERM the node holding the tunnel while a client sends requests: the connector moves first and no request fails', async (t) => {
   const { c, cookie, base, site, holder, victim, survivors } = await haSite(t);
-  const results: Array<{ at: number; ok: boolean }> = [];
-  let running = true;
-  const client = (async () => {
-    for (let i = 0; running; i++) {
-      const status = await get(survivors[i % survivors.length]!, 'app.ha.test');
-      results.push({ at: Date.now(), ok: status === 200 });
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const { results, stop } = client(t, survivors);
   await new Promise((r) => setTimeout(r, 500));
   victim.proc.signal('SIGTERM');
   t.equal((await victim.proc.exited).code, 0, 'the node stopped cleanly');
   await new Promise((r) => setTimeout(r, 1000));
-  running = false;
-  await client;
+  await stop();
   t.ok(results.length > 50, `requests flowed throughout (${results.length})`);
   t.equal(results.filter((r) => !r.ok).length, 0, 'not one request failed while the tunnel moved');
   const status = (await call(c.nodes.find((n) => n !== victim)!.adminUrl, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
