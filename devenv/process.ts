@@ -6,6 +6,7 @@
 //  - an `exit` hook kills every group still alive.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { ClusterError } from '../core/errors.ts';
 
 const live = new Set<ServiceProcess>();
@@ -59,8 +60,10 @@ export class ServiceProcess {
       this.child.once('exit', (code, signal) => {
         this.#alive = false;
         live.delete(this);
-        this.#log?.end();
-        resolve({ code, signal });
+        // 'exit' can come before the last output is read from the pipes: resolve only once
+        // the log holds everything the process wrote (bounded, in case a grandchild keeps a
+        // pipe open), so a caller reading the log after `exited` sees the final lines.
+        void this.#drainLog().then(() => resolve({ code, signal }));
       });
       this.child.once('error', () => {
         this.#alive = false;
@@ -68,6 +71,18 @@ export class ServiceProcess {
         resolve({ code: -1, signal: null });
       });
     });
+  }
+
+  async #drainLog(): Promise<void> {
+    const log = this.#log;
+    if (!log) return;
+    const closed = (s: Readable | null) => (s && !s.destroyed ? new Promise<void>((r) => s.once('close', r)) : Promise.resolve());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([closed(this.child.stdout), closed(this.child.stderr)]), new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
+    this.child.stdout?.unpipe(log);
+    this.child.stderr?.unpipe(log);
+    await new Promise<void>((r) => log.end(r));
   }
 
   get pid(): number {
