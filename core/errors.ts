@@ -49,6 +49,7 @@ export interface ErrorFields {
   CLUSTER_ERR_API_CONFLICT: { field: string };
   CLUSTER_ERR_API_VERSION_CONFLICT: { currentVersion: number };
   CLUSTER_ERR_API_RATE_LIMITED: { retryAfterMs: number };
+  CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE: { transport: string; available: string[] };
   CLUSTER_ERR_AUTH_SETUP_DONE: Record<string, never>;
   CLUSTER_ERR_AUTH_BAD_SETUP_TOKEN: Record<string, never>;
   CLUSTER_ERR_AUTH_BAD_CREDENTIALS: Record<string, never>;
@@ -97,6 +98,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_API_CONFLICT: { status: 409, summary: 'the value is already taken (the field is named)' },
   CLUSTER_ERR_API_VERSION_CONFLICT: { status: 409, summary: 'the object changed since the version the write was based on' },
   CLUSTER_ERR_API_RATE_LIMITED: { status: 429, summary: 'too many attempts; retry later' },
+  CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE: { status: 422, summary: 'the tunnel transport asked for is not built into this release' },
   CLUSTER_ERR_AUTH_SETUP_DONE: { status: 409, summary: 'the first administrator exists already' },
   CLUSTER_ERR_AUTH_BAD_SETUP_TOKEN: { status: 401, summary: 'the setup token is wrong or used' },
   CLUSTER_ERR_AUTH_BAD_CREDENTIALS: { status: 401, summary: 'wrong e-mail or password' },

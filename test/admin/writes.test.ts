@@ -52,6 +52,9 @@ t.test('admin writes', async (t) => {
       ['POST', `/api/v1/orgs/not-a-uuid/sites`, { body: { name: 'x' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `${base}/sites`, { raw: 'name=x', contentType: 'application/x-www-form-urlencoded' }, 415, 'CLUSTER_ERR_API_BAD_REQUEST'],
       ['GET', `${base}/sites?limit=abc`, {}, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      // Not built: refused, never stored as a site that would quietly use WebSocket.
+      ['POST', `${base}/sites`, { body: { name: 'wg', transport: 'wireguard' } }, 422, 'CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE'],
+      ['PATCH', `${base}/sites/${site.id}`, { body: { version: site.version, transport: 'wireguard' } }, 422, 'CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE'],
     ];
     for (const [method, path, opts, status, code] of cases) {
       const r = await call(c.lb, method, path, { cookie, ...opts });
@@ -64,6 +67,8 @@ t.test('admin writes', async (t) => {
     t.match(unknown.body, { field: 'body.color', problem: 'is not a known field' });
     const wrongType = await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 42 } });
     t.match(wrongType.body, { field: 'body.name' });
+    const wg = await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'wg', transport: 'wireguard' } });
+    t.match(wg.body, { transport: 'wireguard', available: ['websocket'], message: /not built/ }, 'the refusal says what is available');
     t.same(await counts(c.postgresUrl), before, 'no row changed, not even the audit log');
   });
 

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { z } from 'zod';
+import { ClusterError } from '../../../core/errors.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
 import { orgAccess } from '../auth.ts';
@@ -13,6 +14,14 @@ const site = z.object({ id: z.string(), orgId: z.string(), name: z.string(), tra
 const COLUMNS = sql.fragment`id, org_id AS "orgId", name, transport, version, last_seen_at AS "lastSeenAt", created_at AS "createdAt"`;
 const Params = Type.Object({ orgId: Uuid, siteId: Uuid }, { additionalProperties: false });
 const Transport = Type.Union([Type.Literal('websocket'), Type.Literal('wireguard')]);
+/** Transports connectors can actually use. `wireguard` is part of the API's vocabulary but not built yet. */
+const AVAILABLE_TRANSPORTS = ['websocket'];
+
+/** Refuses, loudly, a transport this release cannot serve, rather than store a site that would silently use another. */
+function usableTransport(transport: string | undefined): void {
+  if (transport === undefined || AVAILABLE_TRANSPORTS.includes(transport)) return;
+  throw new ClusterError('CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE', `the ${transport} transport is not built into this release; sites use ${AVAILABLE_TRANSPORTS.join(', ')}`, { transport, available: AVAILABLE_TRANSPORTS });
+}
 
 export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -31,6 +40,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     schema: { tags: ['sites'], summary: 'Create a site; the connector secret is shown only in this reply', params: OrgParams, body: Type.Object({ name: Name, transport: Type.Optional(Transport) }, { additionalProperties: false }) },
     preHandler: orgAccess(deps, 'sites:write'),
   }, async (req, reply) => {
+    usableTransport(req.body.transport);
     const secret = generateToken();
     const created = await write(deps(), req, { kind: 'site', orgId: req.params.orgId, action: 'created' }, async (tx) => {
       const s = await tx.one(sql.type(site)`INSERT INTO sites (org_id, name, transport) VALUES (${req.params.orgId}, ${req.body.name}, ${req.body.transport ?? 'websocket'}) RETURNING ${COLUMNS}`);
@@ -50,6 +60,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     schema: { tags: ['sites'], params: Params, body: Type.Object({ version: Version, name: Type.Optional(Name), transport: Type.Optional(Transport) }, { additionalProperties: false }) },
     preHandler: orgAccess(deps, 'sites:write'),
   }, async (req) => {
+    usableTransport(req.body.transport);
     const { orgId, siteId } = req.params;
     return write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated' }, async (tx) => {
       const row = await tx.maybeOne(sql.type(site)`
