@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import t from 'tap';
 import type { NodeProcess } from '../../devenv/node-process.ts';
@@ -127,11 +128,10 @@ t.test('a node frozen with SIGSTOP past its lease is replaced; after SIGCONT it 
   t.equal(stale[0].n, 0, 'no write with the old epoch landed after the new owner claimed');
   const fresh = await sql(cluster.postgresUrl, `SELECT count(*)::int AS n FROM probe_messages WHERE probe_id = 'hb' AND epoch >= $1`, [newEpoch]);
   t.ok(fresh[0].n > 0, 'the current owner keeps writing');
-  const { readFileSync } = await import('node:fs');
   t.match(readFileSync(frozen.logFile, 'utf8'), /"msg":"fenced: stopping all actors, then rejoining"/, 'it fenced itself');
 });
 
-t.test('SIGTERM hands every actor off; none is unowned longer than the handoff bound', async (t) => {
+t.test('SIGTERM hands every actor off as a planned leave; each moved actor starts once on its new node', async (t) => {
   const cluster = await startCluster(t, 3, { ...FAST, shutdown: { drainDelay: '0ms' } });
   const ids = Array.from({ length: 60 }, (_, i) => `h${i}`);
   await sql(cluster.postgresUrl, `INSERT INTO probe_actors (id) SELECT unnest($1::text[])`, [ids]);
@@ -146,8 +146,16 @@ t.test('SIGTERM hands every actor off; none is unowned longer than the handoff b
   const gap = Date.now() - sentAt;
   await settled(cluster.postgresUrl);
   t.comment(`${moving.length} actors handed off in ${gap}ms`);
-  t.ok(gap < 5000, `all actors owned again within the 5s handoff bound (${gap}ms)`);
   t.same(await leaving.proc.exited, { code: 0, signal: null });
+  // Handed off, not waited out: the leaving node released them itself, and the survivors saw
+  // a planned leave rather than a lease running out (how fast is bench:failover's business).
+  const handedOff = readFileSync(leaving.logFile, 'utf8').split('\n').filter((l) => l.includes('"msg":"handed off actors"') && l.includes('"kind":"probe"')).map((l) => JSON.parse(l).count as number);
+  t.same(handedOff, [moving.length], `the leaving node released its ${moving.length} actors itself`);
+  for (const s of survivors) {
+    const log = readFileSync(s.logFile, 'utf8');
+    t.match(log, /"peer":"node-2"[^\n]*"msg":"member leave"/, `${s.config.nodeId} saw node-2 leave`);
+    t.notMatch(log, /"peer":"node-2"[^\n]*"msg":"member dead"/, `${s.config.nodeId} never took node-2 for dead`);
+  }
   const rows = await sql(cluster.postgresUrl, 'SELECT id, starts FROM probe_actors');
   t.same(rows.filter((r) => r.starts !== startsBefore.get(r.id)! + (moving.includes(r.id) ? 1 : 0)).map((r) => r.id), [], 'each moved actor started once on its new node; the rest did not restart');
 });
