@@ -82,6 +82,11 @@ export class Membership extends EventEmitter {
     return this.#state === 'joined' && this.#o.clock.now() < this.#fenceAt();
   }
 
+  /** How long our lease certainly lasts without another renewal; 0 when we hold none. */
+  get leaseRemainingMs(): number {
+    return this.#state === 'joined' ? Math.max(0, this.#fenceAt() - this.#o.clock.now()) : 0;
+  }
+
   #fenceAt(): number {
     return this.#renewedAt + this.#o.ttlMs - Math.min(500, this.#o.renewEveryMs / 2);
   }

@@ -6,6 +6,7 @@ export interface ClusterMetrics {
   claims: Counter<'kind'>;
   respawns: Counter<'kind'>;
   fencings: Counter<string>;
+  memberEvents: Counter<'event' | 'reason'>;
   fencingRejections: Counter<'kind'>;
   claimLatency: Histogram<string>;
 }
@@ -14,6 +15,8 @@ export interface MetricSources {
   actorCount: (kind?: string) => number;
   kinds: () => string[];
   leaseHealthy: () => boolean;
+  /** Milliseconds before this node must fence itself unless a renewal lands (0 without a lease). */
+  leaseRemainingMs: () => number;
   /** Live members in this node's view (itself included). */
   liveNodes: () => number;
   /** Last result of the readiness probes (they run on an interval; scraping adds no load). */
@@ -41,6 +44,14 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     },
   });
   new Gauge({
+    name: 'cluster_lease_remaining_seconds',
+    help: 'Time left before this node fences itself unless a lease renewal lands; near 0 means Valkey is slow or away',
+    registers: [registry],
+    collect() {
+      this.set(opts.leaseRemainingMs() / 1000);
+    },
+  });
+  new Gauge({
     name: 'cluster_live_nodes',
     help: 'Live nodes in this node\'s membership view, itself included',
     registers: [registry],
@@ -62,6 +73,7 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     claims: new Counter({ name: 'cluster_actor_claims_total', help: 'Actors claimed (spawned after winning ownership) by this node', labelNames: ['kind'], registers: [registry] }),
     respawns: new Counter({ name: 'cluster_actor_respawns_total', help: 'Claims of actors that had run before elsewhere (failover or handoff)', labelNames: ['kind'], registers: [registry] }),
     fencings: new Counter({ name: 'cluster_node_fencings_total', help: 'Times this node lost its lease and stopped all its actors', registers: [registry] }),
+    memberEvents: new Counter({ name: 'cluster_member_events_total', help: 'Membership changes this node saw in its peers: join, dead (reason lease or refused) and leave (planned)', labelNames: ['event', 'reason'], registers: [registry] }),
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
   };

@@ -44,7 +44,7 @@ import { DnsServer } from '../gateways/dns/server.ts';
 import { ZONES_SNAPSHOT, ZoneTable } from '../gateways/dns/zones.ts';
 import type { ZoneData } from '../gateways/dns/zone-data.ts';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { Membership } from './membership.ts';
+import { Membership, type MembershipEvent } from './membership.ts';
 import { createMetrics, type ClusterMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
@@ -109,6 +109,7 @@ export class ClusterNode {
       actorCount: (kind) => this.#system.count(kind),
       kinds: () => this.#host?.kinds() ?? [],
       leaseHealthy: () => this.#membership?.healthy ?? false,
+      leaseRemainingMs: () => this.#membership?.leaseRemainingMs ?? 0,
       liveNodes: () => this.#membership?.liveIds().length ?? 0,
       dependencies: () => ({ postgres: this.#readiness.postgresUp, valkey: this.#readiness.valkeyUp }),
     });
@@ -236,6 +237,7 @@ export class ClusterNode {
       renewEveryMs: config.lease.renewEvery,
     });
     this.#membership = membership;
+    membership.on('change', (e: MembershipEvent) => this.#metrics.memberEvents.inc({ event: e.type, reason: e.type === 'dead' ? e.reason : '' }));
     const ownership = new OwnershipRegistry({ valkey, db, membership });
     this.#ownership = ownership;
     const host = (): ActorHost => this.#host!;

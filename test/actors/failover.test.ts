@@ -4,6 +4,7 @@ import t from 'tap';
 import type { NodeProcess } from '../../devenv/node-process.ts';
 import { actorKey, placeOn } from '../../supervisors/placement.ts';
 import { askVia, inspectNode, startCluster, type NodeView } from '../harness/cluster.ts';
+import { scrape, total } from '../harness/metrics.ts';
 
 const FAST = { failover: { reconcileEvery: '1s', handoffTimeout: '5s' }, lease: { ttl: '3s', renewEvery: '1s' } };
 
@@ -27,13 +28,6 @@ async function settled(url: string, quietMs = 600): Promise<Map<string, number>>
     prev = now;
     await new Promise((r) => setTimeout(r, quietMs));
   }
-}
-
-/** Value of one Prometheus sample on a node's /metrics. */
-async function metric(node: NodeProcess, sample: string): Promise<number> {
-  const text = await (await fetch(`${node.adminUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.split(' ')[1]) : 0;
 }
 
 async function views(nodes: NodeProcess[]): Promise<NodeView[]> {
@@ -84,9 +78,10 @@ t.test("a SIGKILLed node's actors run again exactly once on the survivors, with 
   t.same(orphans.filter((id) => byId.get(id).owner_node === 'node-1'), [], 'the durable owner is a survivor');
   const vs = await views(survivors);
   t.same(vs.map((v) => v.live), [['node-2', 'node-3'], ['node-2', 'node-3']], 'survivors agree node-1 is gone');
-  const respawns = (await Promise.all(survivors.map((n) => metric(n, 'cluster_actor_respawns_total{kind="probe"}')))).reduce((a, b) => a + b, 0);
+  const scraped = (await Promise.all(survivors.map((n) => scrape(n.adminUrl)))).flat();
+  const respawns = total(scraped, 'cluster_actor_respawns_total', { kind: 'probe' }) ?? 0;
   t.ok(respawns >= orphans.length, `survivors count ${respawns} respawns in /metrics`);
-  const running = (await Promise.all(survivors.map((n) => metric(n, 'cluster_actors{kind="probe"}')))).reduce((a, b) => a + b, 0);
+  const running = total(scraped, 'cluster_actors', { kind: 'probe' });
   t.equal(running, ids.length, '/metrics shows every actor running on the survivors');
 });
 

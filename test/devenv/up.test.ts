@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import t, { type Test } from 'tap';
 import { CLUSTER_CLI, launchLocalCluster, type LaunchedCluster } from '../../devenv/local-cluster.ts';
+import { dig } from '../harness/dig.ts';
+import { scrape, total } from '../harness/metrics.ts';
 
 const NODE_IPS = ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
 
@@ -60,6 +62,38 @@ t.test('a 30-second `cluster chaos` run loses no acknowledged write and runs no 
   t.ok(summary.writes_acked! > 50, `admin writes flowed (${summary.writes_acked} acknowledged)`);
   t.ok(summary.requests! - summary.failed! > 100, `resource requests were served (${summary.requests! - summary.failed!} of ${summary.requests})`);
   t.match(out, /healed\s+every actor running once/, 'the cluster healed afterwards');
+});
+
+t.test('every node serves the metrics an operator watches, with values that match the cluster', async (t) => {
+  if (!cluster) return t.fail('no cluster to scrape');
+  const demo = JSON.parse(readFileSync(join(cluster.dataDir, 'demo.json'), 'utf8')) as { resourceId: string };
+  const root = readFileSync(join(cluster.dataDir, 'pebble-root.pem'), 'utf8');
+  // Traffic of our own, so the counters do not depend on which nodes chaos restarted last.
+  for (const ip of NODE_IPS) {
+    t.same((await dig(ip, 'hello.demo.cluster.test', 'A')).status, 'NOERROR', `${ip} answers the demo name`);
+    t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}`);
+  }
+  const perNode = await Promise.all(NODE_IPS.map((ip) => scrape(`http://${ip}:8080`)));
+  for (const [i, m] of perNode.entries()) {
+    const ip = NODE_IPS[i]!;
+    t.equal(total(m, 'cluster_dependency_up', { dependency: 'postgres' }), 1, `${ip}: PostgreSQL up`);
+    t.equal(total(m, 'cluster_dependency_up', { dependency: 'valkey' }), 1, `${ip}: Valkey up`);
+    t.equal(total(m, 'cluster_lease_healthy'), 1, `${ip}: holds its lease`);
+    const left = total(m, 'cluster_lease_remaining_seconds') ?? 0;
+    t.ok(left > 0 && left <= 3, `${ip}: lease time left is within the 3 s TTL (${left} s)`);
+    t.equal(total(m, 'cluster_live_nodes'), 3, `${ip}: sees three live nodes`);
+    t.ok((total(m, 'cluster_dns_queries_total', { type: 'A', rcode: 'NOERROR' }) ?? 0) >= 1, `${ip}: counts the DNS query it answered`);
+    const expiry = total(m, 'cluster_certificate_expiry_seconds', { hostname: 'hello.demo.cluster.test' }) ?? 0;
+    t.ok(expiry > 86_400, `${ip}: reports the demo certificate's expiry (${Math.round(expiry / 86_400)} days)`);
+  }
+  const all = perNode.flat();
+  for (const kind of ['site', 'resource', 'dns-zone', 'cert-issuer']) t.equal(total(all, 'cluster_actors', { kind }), 1, `one ${kind} actor across the nodes`);
+  t.equal(total(all, 'cluster_tunnels'), 1, 'one tunnel (the demo connector) across the nodes');
+  // Whichever node a client reached, the tunnel's holder terminated TLS and proxied it.
+  t.ok((total(all, 'cluster_ingress_requests_total', { resource: demo.resourceId, status: '200' }) ?? 0) >= NODE_IPS.length, 'the demo requests are counted by resource');
+  t.ok((total(all, 'cluster_ingress_request_seconds_count', { resource: demo.resourceId }) ?? 0) >= NODE_IPS.length, 'and timed by resource');
+  t.ok((total(all, 'cluster_actor_respawns_total') ?? 0) > 0, 'the failovers of the chaos run are counted');
+  t.ok((total(all, 'cluster_member_events_total') ?? 0) > 0, 'and so are the membership changes it caused');
 });
 
 async function stopAndCheck(t: Test, c: LaunchedCluster) {
