@@ -1,6 +1,7 @@
 // The one registry of coded errors. Every error that leaves a module boundary is a
 // ClusterError with a code from this table. Codes are `CLUSTER_ERR_<AREA>_<PROBLEM>`;
-// a retired code stays listed (marked retired) so it is never reused. README lists them.
+// a retired code stays listed (marked retired) so it is never reused. docs/errors.md lists
+// them for operators (test/config/error-reference.test.ts keeps it in step).
 
 export interface ConfigProblem {
   /** Dotted path of the field, e.g. `lease.ttl`. */
@@ -62,7 +63,7 @@ export type ErrorCode = keyof ErrorFields;
 interface ErrorSpec {
   /** HTTP status where the error reaches an API; undefined where it never does. */
   status?: number;
-  /** One-line description for the README's table and default messages. */
+  /** One-line description (docs/errors.md says more, with what an operator can do). */
   summary: string;
 }
 
