@@ -8,12 +8,13 @@
 // It stays the owner of the node processes: `cluster chaos` asks it, through the control
 // socket .data/control.sock, to signal and restart them.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminCall as api, setupToken } from '../devenv/admin-client.ts';
 import { DEFAULT_DATA_DIR, serveControl, type ClusterInfo } from '../devenv/control.ts';
+import { LOCK_FILE, lockDataDir } from '../devenv/data-lock.ts';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { ServiceProcess } from '../devenv/process.ts';
@@ -65,8 +66,10 @@ createServer((req, res) => {
 
 export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string }): Promise<void> {
   const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
-  if (opts.fresh) rmSync(dataDir, { recursive: true, force: true });
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  // Before anything is started or deleted: a running cluster's data is never touched.
+  const lock = lockDataDir(dataDir);
+  if (opts.fresh) for (const f of readdirSync(dataDir)) if (f !== LOCK_FILE) rmSync(join(dataDir, f), { recursive: true, force: true });
   const t0 = Date.now();
   const ip = (i: number) => `127.0.0.${11 + i}`;
   say(`starting local services (data in ${dataDir})`);
@@ -77,6 +80,9 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     persistent: true,
     onStarting: (name) => progress(name, 'starting'),
     onReady: (name, ms) => progress(name, `ready in ${ms} ms`),
+  }).catch((err: unknown) => {
+    lock.release();
+    throw err;
   });
   const nodes = new Map<string, NodeProcess>(); // the current process of each node
   const extras: Array<{ stop(): Promise<unknown> }> = [];
@@ -93,6 +99,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     say('  nodes stopped');
     await services.stop();
     say('  services stopped');
+    lock.release();
     process.exit(code);
   };
   process.on('SIGINT', () => void stop(0));

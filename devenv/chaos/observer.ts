@@ -6,6 +6,11 @@
 // sample alone is not proof: the parallel reads are not one instant, and a handoff in
 // between could show an actor on both sides of it. Two samples at least `intervalMs` apart
 // can: no handoff or failover keeps an actor on its old node once the new one runs it.
+//
+// A gap is a span in which a watched actor ran on no answering node with a current lease:
+// its real downtime, as opposed to the time a handoff took while the actor kept running. It
+// is measured from the first sample that missed the actor to the first that saw it again, so
+// its resolution is the sampling interval (a shorter gap may go unseen).
 import { inspectNode } from '../peer-client.ts';
 
 export interface ObservedNode {
@@ -21,9 +26,22 @@ export interface Sample {
   healthy: Set<string>;
 }
 
+export interface Gap {
+  actor: string;
+  /** the first sample that found it running nowhere (ms since the epoch) */
+  from: number;
+  /** the first sample that found it running again */
+  to: number;
+}
+
 export class ActorObserver {
   /** Confirmed duplicates: "kind/id on node-a+node-b". */
   readonly duplicates = new Set<string>();
+  /** Closed gaps of the watched actors, in the order they closed. */
+  readonly gaps: Gap[] = [];
+  /** Watched actor -> when the sample that first missed it was taken. */
+  readonly #missing = new Map<string, number>();
+  #watched = new Set<string>();
   latest: Sample | undefined;
   readonly #o: { nodes: ObservedNode[]; clusterSecret: string; intervalMs: number; timeoutMs: number };
   readonly #waiters = new Set<(s: Sample) => void>();
@@ -40,7 +58,7 @@ export class ActorObserver {
     this.#loop = (async () => {
       while (this.#running) {
         const started = Date.now();
-        this.#take(await this.sample());
+        this.record(await this.sample());
         await new Promise((r) => setTimeout(r, Math.max(0, this.#o.intervalMs - (Date.now() - started))));
       }
     })();
@@ -49,6 +67,17 @@ export class ActorObserver {
   async stop() {
     this.#running = false;
     await this.#loop;
+  }
+
+  /** From the next sample on, records the gaps of these actors ("kind/id"). */
+  watch(actors: Iterable<string>) {
+    this.#watched = new Set(actors);
+    this.#missing.clear();
+  }
+
+  /** Gaps still open (actors running nowhere in the latest sample), closed at `at`. */
+  openGaps(at: number): Gap[] {
+    return [...this.#missing].map(([actor, from]) => ({ actor, from, to: at }));
   }
 
   async sample(): Promise<Sample> {
@@ -64,13 +93,23 @@ export class ActorObserver {
     return { at, byNode, healthy };
   }
 
-  #take(s: Sample) {
+  /** Takes one sample into the duplicate check and the gaps (the sampling loop calls it). */
+  record(s: Sample) {
     const where = new Map<string, string[]>();
     for (const [node, actors] of s.byNode) for (const a of actors) where.set(a, [...(where.get(a) ?? []), node]);
     const candidates = new Set<string>();
     for (const [a, nodes] of where) if (nodes.length > 1) candidates.add(`${a} on ${nodes.sort().join('+')}`);
     for (const c of candidates) if (this.#candidates.has(c)) this.duplicates.add(c);
     this.#candidates = candidates;
+    for (const a of this.#watched) {
+      const running = (where.get(a) ?? []).some((node) => s.healthy.has(node));
+      const since = this.#missing.get(a);
+      if (!running && since === undefined) this.#missing.set(a, s.at);
+      else if (running && since !== undefined) {
+        this.#missing.delete(a);
+        this.gaps.push({ actor: a, from: since, to: s.at });
+      }
+    }
     this.latest = s;
     for (const w of this.#waiters) w(s);
   }

@@ -46,12 +46,15 @@ export function outages(samples: RequestSample[], endAt: number): Outage[] {
   return out;
 }
 
-/** The outages that began while `events[i]` was the latest disruption. */
-export function outagesOf(events: ChaosEvent[], all: Outage[], i: number): Outage[] {
+/** The spans (request outages, actor gaps) that began while `events[i]` was the latest disruption. */
+export function startedDuring<T extends { from: number }>(events: ChaosEvent[], spans: T[], i: number): T[] {
   const from = events[i]!.at;
   const to = events[i + 1]?.at ?? Infinity;
-  return all.filter((o) => o.from >= from && o.from < to);
+  return spans.filter((o) => o.from >= from && o.from < to);
 }
+
+/** The longest span, 0 for none. */
+export const longest = (spans: Array<{ from: number; to: number }>): number => Math.max(0, ...spans.map((x) => x.to - x.from));
 
 /** The p-th percentile (nearest rank) of `xs`; 0 for none. */
 export function percentile(xs: number[], p: number): number {

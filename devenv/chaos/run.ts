@@ -11,7 +11,7 @@ import pg from 'pg';
 import { adminCall } from '../admin-client.ts';
 import { controlCall, type ClusterInfo } from '../control.ts';
 import { ActorObserver, allRunning } from './observer.ts';
-import { fmtS, outages, outagesOf, percentile, seededRandom, type ChaosEvent, type Mode } from './report.ts';
+import { fmtS, longest, outages, percentile, seededRandom, startedDuring, type ChaosEvent, type Mode } from './report.ts';
 import { StubResolver } from './resolver.ts';
 import { AdminWrites, ResourceTraffic } from './traffic.ts';
 
@@ -35,6 +35,8 @@ export interface ChaosSummary {
   longest_outage_ms: number;
   /** 99th percentile time of the successful requests (DNS lookup included) */
   p99_ms: number;
+  /** the longest any watched actor ran on no live node (sampled every 250 ms) */
+  longest_actor_down_ms: number;
   writes_acked: number;
   writes_failed: number;
   lost_writes: number;
@@ -95,6 +97,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     if (!(await observer.until((s) => allRunning(s, probeKeys), 30_000))) throw new Error('the probe actors were not all placed within 30 s');
     const everything = new Set<string>();
     for (const set of observer.latest!.byNode.values()) for (const a of set) everything.add(a);
+    observer.watch(everything);
 
     const t0 = Date.now();
     const at = () => Date.now() - t0;
@@ -164,6 +167,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const healed = await observer.until((s) => allRunning(s, everything) && nodeIds.every((id) => s.healthy.has(id)), 60_000);
     await sleep(500); // two more samples for the duplicate check
     await observer.stop();
+    // Actor gaps on the run's clock, those never closed ending now.
+    const gaps = [...observer.gaps, ...observer.openGaps(Date.now())].map((g) => ({ ...g, from: g.from - t0, to: g.to - t0 }));
 
     // What PostgreSQL says.
     const found = (await db.query<{ id: string }>('SELECT id FROM sites WHERE id = ANY($1::uuid[])', [admin.acked])).rows.length;
@@ -176,7 +181,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
 
     const all = outages(load.samples, endAt);
     const failed = load.samples.filter((s) => !s.ok).length;
-    const longest = Math.max(0, ...all.map((x) => x.to - x.from));
+    const longestOutage = longest(all);
     const okMs = load.samples.filter((s) => s.ok).map((s) => s.ms);
     const p50 = percentile(okMs, 50);
     const p99 = percentile(okMs, 99);
@@ -186,22 +191,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     say('\nreport');
     say(`  disruptions      ${events.length} (${(['kill', 'stop', 'restart'] as const).map((m) => `${events.filter((e) => e.mode === m).length} ${m}`).join(', ')})`);
     for (const [i, e] of events.entries()) {
-      const os = outagesOf(events, all, i);
-      const worst = Math.max(0, ...os.map((x) => x.to - x.from));
-      say(`    #${e.n} ${e.mode.padEnd(7)} ${e.node}  at ${fmtS(e.at)}: ${e.actors} actors running again after ${e.recoveredMs === null ? 'MORE THAN 90 s' : `${e.recoveredMs} ms`}; requests ${os.length ? `failed for ${worst} ms (${os.reduce((a, x) => a + x.failed, 0)} failed)` : 'unaffected'}`);
+      const os = startedDuring(events, all, i);
+      const down = startedDuring(events, gaps, i);
+      const settled = e.recoveredMs === null ? 'not all running within 90 s' : `all running after ${e.recoveredMs} ms`;
+      say(`    #${e.n} ${e.mode.padEnd(7)} ${e.node}  at ${fmtS(e.at)}: ${e.actors} actors ${settled}, ${down.length ? `${new Set(down.map((g) => g.actor)).size} down for up to ${longest(down)} ms` : 'none seen down'}; requests ${os.length ? `failed for ${longest(os)} ms (${os.reduce((a, x) => a + x.failed, 0)} failed)` : 'unaffected'}`);
     }
-    say(`  requests         ${load.samples.length - failed} ok, ${failed} failed; longest outage ${longest} ms; answered in p50 ${p50} ms, p99 ${p99} ms, slowest ${Math.max(0, ...okMs)} ms`);
+    say(`  requests         ${load.samples.length - failed} ok, ${failed} failed; longest outage ${longestOutage} ms; answered in p50 ${p50} ms, p99 ${p99} ms, slowest ${Math.max(0, ...okMs)} ms`);
     const reasons = new Map<string, number>();
     // Causes grouped without the node address or the remaining time in them.
     const cause = (e: string) => e.replace(/\d+\.\d+\.\d+\.\d+/g, 'a node').replace(/after \d+ ms/g, 'after the deadline');
     for (const s of load.samples) if (!s.ok) reasons.set(cause(s.error!), (reasons.get(cause(s.error!)) ?? 0) + 1);
     for (const [r, c] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5)) say(`                   ${c} × ${r}`);
     say(`  admin writes     ${admin.acked.length} acknowledged, ${found} of them found in PostgreSQL (lost: ${lost}); ${admin.failed} not acknowledged${admin.failed ? ` (${[...admin.failures].map(([r, c]) => `${c} × ${r}`).join(', ')})` : ''}`);
-    say(`  actors           ${everything.size} watched on every node every 250 ms; duplicates seen running: ${observer.duplicates.size}${observer.duplicates.size ? ` (${[...observer.duplicates].slice(0, 5).join('; ')})` : ''}`);
+    say(`  actors           ${everything.size} watched on every node every 250 ms; longest any ran on no live node: ${longest(gaps)} ms; duplicates seen running: ${observer.duplicates.size}${observer.duplicates.size ? ` (${[...observer.duplicates].slice(0, 5).join('; ')})` : ''}`);
     say(`  fenced writes    ${beats} probe heartbeats; written by a stale owner after its successor: ${stale}`);
     say(`  healed           ${healed ? 'every actor running once, every node holding its lease' : 'NOT healed within 60 s'}`);
     say(`  replay           cluster chaos --duration ${o.durationS} --kill-every ${o.killEveryS} --modes ${o.modes.join(',')} --seed ${o.seed}`);
-    return { bench: 'chaos', duration_s: Math.round(endAt / 1000), kills: events.length, requests: load.samples.length, failed, longest_outage_ms: longest, p99_ms: p99, writes_acked: admin.acked.length, writes_failed: admin.failed, lost_writes: lost, duplicates, seed: o.seed };
+    return { bench: 'chaos', duration_s: Math.round(endAt / 1000), kills: events.length, requests: load.samples.length, failed, longest_outage_ms: longestOutage, p99_ms: p99, longest_actor_down_ms: longest(gaps), writes_acked: admin.acked.length, writes_failed: admin.failed, lost_writes: lost, duplicates, seed: o.seed };
   } finally {
     clearInterval(ticker);
     process.off('SIGINT', onInt);

@@ -1,6 +1,7 @@
 // The figures `cluster chaos` reports, computed from recorded samples (pure functions).
 import t from 'tap';
-import { outages, outagesOf, percentile, seededRandom, type ChaosEvent } from '../../devenv/chaos/report.ts';
+import { ActorObserver } from '../../devenv/chaos/observer.ts';
+import { outages, percentile, seededRandom, startedDuring, type ChaosEvent } from '../../devenv/chaos/report.ts';
 
 const sample = (at: number, ok: boolean) => ({ at, ms: 10, ok, ...(ok ? {} : { error: 'x' }) });
 
@@ -17,8 +18,8 @@ t.test('each outage is charged to the disruption it began under', async (t) => {
   const ev = (n: number, at: number): ChaosEvent => ({ n, mode: 'kill', node: 'node-1', at, holdMs: 0, actors: 1, recoveredMs: 1, backMs: 1 });
   const events = [ev(1, 1000), ev(2, 5000)];
   const all = [{ from: 500, to: 600, failed: 1 }, { from: 1200, to: 1500, failed: 3 }, { from: 6000, to: 6100, failed: 1 }];
-  t.same(outagesOf(events, all, 0), [all[1]], 'between the first and the second disruption');
-  t.same(outagesOf(events, all, 1), [all[2]], 'after the last one');
+  t.same(startedDuring(events, all, 0), [all[1]], 'between the first and the second disruption');
+  t.same(startedDuring(events, all, 1), [all[2]], 'after the last one');
 });
 
 t.test('percentiles are nearest-rank, and a seed replays the same draws', async (t) => {
@@ -33,4 +34,20 @@ t.test('percentiles are nearest-rank, and a seed replays the same draws', async 
   t.same(Array.from({ length: 5 }, () => b()), draws, 'same seed, same victims');
   t.ok(draws.every((x) => x >= 0 && x < 1));
   t.not(seededRandom(8)(), draws[0], 'another seed, other draws');
+});
+
+t.test('an actor is down only while no node with a lease runs it, not while a draining node hands it over', async (t) => {
+  const obs = new ActorObserver({ nodes: [], clusterSecret: 'x' });
+  const at = (ms: number, byNode: Record<string, string[]>, healthy = Object.keys(byNode)) =>
+    obs.record({ at: ms, byNode: new Map(Object.entries(byNode).map(([n, a]) => [n, new Set(a)])), healthy: new Set(healthy) });
+  obs.watch(['site/a', 'resource/b']);
+  at(0, { 'node-1': ['site/a', 'resource/b'] });
+  at(250, { 'node-1': ['site/a'], 'node-2': ['resource/b'] }); // handed over between samples: never down
+  at(500, { 'node-2': ['resource/b'] }); // node-1 frozen: site/a runs nowhere
+  at(750, { 'node-1': ['site/a'], 'node-2': ['resource/b'] }, ['node-2']); // thawed without a lease: still down
+  at(1000, { 'node-2': ['resource/b', 'site/a'] });
+  t.same(obs.gaps, [{ actor: 'site/a', from: 500, to: 1000 }], 'one gap, from the first sample that missed it to the first that saw it again');
+  at(1250, { 'node-2': ['site/a'] });
+  t.same(obs.openGaps(1400), [{ actor: 'resource/b', from: 1250, to: 1400 }], 'a gap not yet closed is reported as open');
+  t.same(obs.duplicates, new Set(), 'no actor listed twice in a row');
 });

@@ -1,7 +1,7 @@
 // The local cluster an operator starts first (`npm start` = `cluster up`), and `cluster chaos`
 // run against it: one cluster for the file, torn down by the last test.
-import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -44,6 +44,20 @@ t.test('`cluster up --nodes 3` becomes ready and the demo answers over HTTPS thr
   t.match(out, /node-\d\s+127\.0\.0\.1\d\s+\S+\s+\d+ ms\s+.*\b1 cert-issuer\b/, 'the status table shows the actors each node runs');
   const root = readFileSync(join(cluster.dataDir, 'pebble-root.pem'), 'utf8');
   for (const ip of NODE_IPS) t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}, chain verified`);
+});
+
+t.test('a second `cluster up --fresh` on a running cluster\'s data directory is refused and deletes nothing', async (t) => {
+  if (!cluster) return t.fail('no running cluster');
+  const dataDir = cluster.dataDir;
+  const before = readdirSync(dataDir).sort();
+  const second = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    execFile(process.execPath, [CLUSTER_CLI, 'up', '--fresh', '--data-dir', dataDir], { timeout: 30_000 }, (e, _out, err) => resolve({ code: e ? (e.code as number) : 0, err }));
+  });
+  t.equal(second.code, 1, 'it exits 1');
+  t.match(second.err, /CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: another `cluster up` \(pid \d+\) is running/, 'and says which launcher holds the directory');
+  t.same(readdirSync(dataDir).sort(), before, 'the data directory is as it was');
+  const root = readFileSync(join(dataDir, 'pebble-root.pem'), 'utf8');
+  t.match(await httpsGet(NODE_IPS[2]!, 'hello.demo.cluster.test', root), /hello from the demo site/, 'the running cluster still serves');
 });
 
 t.test('a 30-second `cluster chaos` run loses no acknowledged write and runs no actor twice', async (t) => {
