@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { adminCall as api, setupToken } from '../devenv/admin-client.ts';
 import { DEFAULT_DATA_DIR, serveControl, type ClusterInfo } from '../devenv/control.ts';
 import { LOCK_FILE, lockDataDir } from '../devenv/data-lock.ts';
+import { busyAddresses, type Listen } from '../devenv/ports.ts';
+import { ClusterError } from '../core/errors.ts';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { ServiceProcess } from '../devenv/process.ts';
@@ -22,6 +24,8 @@ import { startLocalServices } from '../devenv/services.ts';
 import { printStatus } from './status.ts';
 
 const CONNECTOR = fileURLToPath(new URL('./cluster-connector.mjs', import.meta.url));
+/** haproxy's port on 127.0.0.1, in front of the nodes' admin API. */
+const LB_PORT = 8080;
 export const DEMO = { org: 'demo', zone: 'demo.cluster.test', hostname: 'hello.demo.cluster.test' };
 
 interface LocalSecrets {
@@ -72,11 +76,24 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
   if (opts.fresh) for (const f of readdirSync(dataDir)) if (f !== LOCK_FILE) rmSync(join(dataDir, f), { recursive: true, force: true });
   const t0 = Date.now();
   const ip = (i: number) => `127.0.0.${11 + i}`;
+  const ports = { admin: 8080, http: 80, https: 443, dns: 53, peer: 7946 };
+  const wanted: Listen[] = [{ host: '127.0.0.1', port: LB_PORT, proto: 'tcp' }];
+  for (let i = 0; i < opts.nodes; i++) {
+    for (const port of Object.values(ports)) wanted.push({ host: ip(i), port, proto: 'tcp' });
+    wanted.push({ host: ip(i), port: ports.dns, proto: 'udp' });
+  }
+  const busy = await busyAddresses(wanted);
+  if (busy.length) {
+    lock.release();
+    const addresses = busy.map((l) => `${l.host}:${l.port}/${l.proto}`);
+    const named = addresses.length > 4 ? `${addresses.slice(0, 4).join(', ')} and ${addresses.length - 4} more` : addresses.join(', ');
+    throw new ClusterError('CLUSTER_ERR_LOCAL_ADDRESS_IN_USE', `${named} ${busy.length === 1 ? 'is' : 'are'} held by another process (a \`cluster up\` with another --data-dir, or a benchmark's cluster? \`ss -ltnup\` shows who)`, { addresses });
+  }
   say(`starting local services (data in ${dataDir})`);
   const services = await startLocalServices({
     dataDir,
     pebble: true,
-    pebbleDnsServer: `${ip(0)}:53`,
+    pebbleDnsServer: `${ip(0)}:${ports.dns}`,
     persistent: true,
     onStarting: (name) => progress(name, 'starting'),
     onReady: (name, ms) => progress(name, `ready in ${ms} ms`),
@@ -123,10 +140,10 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           encryptionKey: secrets.encryptionKey,
           postgres: { url: services.postgres!.url },
           valkey: { url: services.valkey!.url },
-          admin: { bind: `${host}:8080`, trustProxy: ['127.0.0.1'] },
-          ingress: { http: `${host}:80`, https: `${host}:443`, publicAddresses: [host] },
-          dns: { bind: `${host}:53`, caaIssuers: ['pebble.letsencrypt.org'] },
-          peer: { bind: `${host}:7946` },
+          admin: { bind: `${host}:${ports.admin}`, trustProxy: ['127.0.0.1'] },
+          ingress: { http: `${host}:${ports.http}`, https: `${host}:${ports.https}`, publicAddresses: [host] },
+          dns: { bind: `${host}:${ports.dns}`, caaIssuers: ['pebble.letsencrypt.org'] },
+          peer: { bind: `${host}:${ports.peer}` },
           acme: { directoryUrl: services.pebble!.directoryUrl, checkEvery: '1m' },
           shutdown: { drainDelay: '1s' },
         },
@@ -145,7 +162,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const haproxyDir = join(dataDir, 'haproxy');
     mkdirSync(haproxyDir, { recursive: true });
     const lbReady = step('haproxy');
-    const lb = await LocalHaproxy.start({ dir: haproxyDir, port: 8080, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
+    const lb = await LocalHaproxy.start({ dir: haproxyDir, port: LB_PORT, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
     extras.push(lb);
     lbReady(lb.url);
 

@@ -51,7 +51,11 @@ export class NodeProcess {
     return { status: res.status, body: await res.json() };
   }
 
+  /** Until this very process answers ready (another server on the address never counts). */
   async waitReady(timeoutMs = 30_000): Promise<void> {
-    await waitUntil(this.proc.name, async () => (await this.readyz()).status === 200, { timeoutMs, proc: this.proc });
+    await waitUntil(this.proc.name, async () => {
+      const r = await this.readyz();
+      return r.status === 200 && r.body?.pid === this.pid;
+    }, { timeoutMs, proc: this.proc });
   }
 }

@@ -88,3 +88,15 @@ export function isListening(host: string, port: number, timeoutMs = 500): Promis
     });
   });
 }
+
+export interface Listen {
+  host: string;
+  port: number;
+  proto: 'tcp' | 'udp';
+}
+
+/** The listen addresses of `wanted` that cannot be bound right now (someone else holds them). */
+export async function busyAddresses(wanted: Listen[]): Promise<Listen[]> {
+  const busy = await Promise.all(wanted.map(async (l) => ((l.proto === 'tcp' ? (await bindsTcp(l.port, l.host)) === l.port : await bindsUdp(l.port, l.host)) ? null : l)));
+  return busy.filter((l): l is Listen => l !== null);
+}

@@ -88,6 +88,7 @@ export class ClusterNode {
     this.#clock = deps.clock ?? systemClock;
     this.#log = deps.logger;
     this.#readiness = new Readiness({
+      nodeId: this.config.nodeId,
       clock: this.#clock,
       logger: this.#log,
       intervalMs: this.config.health.probeInterval,

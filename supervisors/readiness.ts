@@ -7,11 +7,15 @@ import type { Logger } from '../core/log.ts';
 
 export interface ReadinessReport {
   ready: boolean;
+  /** Which node and process answered: a launcher or an operator can tell it from a stray server on the address. */
+  node: string;
+  pid: number;
   state: LifecycleState;
   checks: { postgres: 'up' | 'down'; valkey: 'up' | 'down'; migrations: 'done' | 'pending'; lease: 'held' | 'none' };
 }
 
 export interface ReadinessDeps {
+  nodeId: string;
   clock: Clock;
   logger: Logger;
   intervalMs: number;
@@ -49,7 +53,8 @@ export class Readiness {
       migrations: this.#migrated ? 'done' : 'pending',
       lease: this.#deps.leaseHealthy() ? 'held' : 'none',
     } as const;
-    return { ready: state === 'running' && this.#postgres && this.#valkey && this.#migrated && checks.lease === 'held', state, checks };
+    const ready = state === 'running' && this.#postgres && this.#valkey && this.#migrated && checks.lease === 'held';
+    return { ready, node: this.#deps.nodeId, pid: process.pid, state, checks };
   }
 
   get postgresUp(): boolean {

@@ -46,7 +46,7 @@ t.test('`cluster up --nodes 3` becomes ready and the demo answers over HTTPS thr
   for (const ip of NODE_IPS) t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}, chain verified`);
 });
 
-t.test('a second `cluster up --fresh` on a running cluster\'s data directory is refused and deletes nothing', async (t) => {
+t.test('a second `cluster up` beside a running one is refused before it starts or deletes anything', async (t) => {
   if (!cluster) return t.fail('no running cluster');
   const dataDir = cluster.dataDir;
   const before = readdirSync(dataDir).sort();
@@ -56,6 +56,13 @@ t.test('a second `cluster up --fresh` on a running cluster\'s data directory is 
   t.equal(second.code, 1, 'it exits 1');
   t.match(second.err, /CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: another `cluster up` \(pid \d+\) is running/, 'and says which launcher holds the directory');
   t.same(readdirSync(dataDir).sort(), before, 'the data directory is as it was');
+  const elsewhere = join(dir, 'other-data');
+  const third = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    execFile(process.execPath, [CLUSTER_CLI, 'up', '--data-dir', elsewhere], { timeout: 30_000 }, (e, _out, err) => resolve({ code: e ? (e.code as number) : 0, err }));
+  });
+  t.equal(third.code, 1, 'one on another data directory exits 1 too');
+  t.match(third.err, /CLUSTER_ERR_LOCAL_ADDRESS_IN_USE: 127\.0\.0\.1:8080\/tcp, 127\.0\.0\.11:8080\/tcp/, 'naming the addresses the running cluster holds, before it starts anything');
+  t.same(readdirSync(elsewhere), [], 'it started nothing there');
   const root = readFileSync(join(dataDir, 'pebble-root.pem'), 'utf8');
   t.match(await httpsGet(NODE_IPS[2]!, 'hello.demo.cluster.test', root), /hello from the demo site/, 'the running cluster still serves');
 });

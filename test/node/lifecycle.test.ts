@@ -31,7 +31,7 @@ t.test('a node becomes ready, answers health checks, drains and exits 0 on SIGTE
   const node = await startTestNode(t, { postgresUrl, valkeyUrl, clusterName, config: { shutdown: { drainDelay: '1500ms' } } });
   await node.waitReady();
   const ready = await node.readyz();
-  t.same(ready.body, { status: 'ready', ready: true, state: 'running', checks: { postgres: 'up', valkey: 'up', migrations: 'done', lease: 'held' } });
+  t.same(ready.body, { status: 'ready', ready: true, node: 'node-1', pid: node.pid, state: 'running', checks: { postgres: 'up', valkey: 'up', migrations: 'done', lease: 'held' } });
   const health = await fetch(`${node.adminUrl}/healthz`);
   t.equal(health.status, 200);
   t.same(await health.json(), { status: 'alive' });
