@@ -2,12 +2,13 @@
 import { DEFAULT_DATA_DIR } from '../devenv/control.ts';
 import { runChaos } from '../devenv/chaos/run.ts';
 import type { Mode } from '../devenv/chaos/report.ts';
+import { UsageError } from './usage-error.ts';
 
 const MODES: readonly Mode[] = ['kill', 'stop', 'restart'];
 
 function seconds(flag: string, raw: string | undefined, fallback: number, min: number): number {
   const v = raw === undefined ? fallback : Number(raw);
-  if (!Number.isFinite(v) || v < min || v > 86_400) throw new Error(`--${flag} must be a number of seconds, at least ${min}`);
+  if (!Number.isFinite(v) || v < min || v > 86_400) throw new UsageError(`--${flag} must be a number of seconds, at least ${min}`);
   return v;
 }
 
@@ -17,9 +18,9 @@ export async function chaosCommand(args: { duration?: string; killEvery?: string
   const killEveryS = seconds('kill-every', args.killEvery, 10, 3);
   const modes = (args.modes ?? MODES.join(',')).split(',').map((m) => m.trim()) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
-  if (bad.length || modes.length === 0) throw new Error(`--modes takes a list of ${MODES.join(', ')} (got ${bad.join(', ') || 'nothing'})`);
+  if (bad.length || modes.length === 0) throw new UsageError(`--modes takes a list of ${MODES.join(', ')} (got ${bad.join(', ') || 'nothing'})`);
   const seed = args.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(args.seed);
-  if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
+  if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
   const dataDir = args.dataDir ?? DEFAULT_DATA_DIR;
   const say = (line: string) => process.stdout.write(`${line}\n`);
   say(`chaos: ${durationS} s, a disruption every ${killEveryS} s (${modes.join(', ')}), seed ${seed}`);

@@ -11,6 +11,7 @@ import { isClusterError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { ClusterNode, runNodeProcess } from '../supervisors/node.ts';
+import { isUsageError, UsageError } from './usage-error.ts';
 
 const USAGE = `usage: cluster <command> [options]
   node --config FILE      run a cluster node
@@ -28,6 +29,10 @@ const USAGE = `usage: cluster <command> [options]
 Config may also come from CLUSTER_* environment variables (CLUSTER_CONFIG names the file).`;
 
 function fail(err: unknown): never {
+  if (isUsageError(err)) {
+    process.stderr.write(`error: ${(err as Error).message}\n  (cluster --help lists the commands and options)\n`);
+    process.exit(2);
+  }
   if (isClusterError(err)) process.stderr.write(`${err.code}: ${err.message}\n`);
   // Our own errors are messages for the operator; a stack only helps on request.
   else if (err instanceof Error && err.constructor === Error && !process.env.CLUSTER_DEBUG) process.stderr.write(`error: ${err.message}\n  (CLUSTER_DEBUG=1 shows where it came from)\n`);
@@ -42,7 +47,7 @@ async function main(argv: string[]) {
     options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, url: { type: 'string' }, 'data-dir': { type: 'string' }, duration: { type: 'string' }, 'kill-every': { type: 'string' }, modes: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     allowPositionals: false,
   });
-  if (values.help || !command) {
+  if (values.help || !command || command === '--help' || command === '-h') {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
@@ -68,7 +73,7 @@ async function main(argv: string[]) {
     case 'up': {
       const { up } = await import('./up.ts');
       const nodes = Number(values.nodes ?? 3);
-      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new Error('--nodes must be 1-9');
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new UsageError('--nodes must be a whole number from 1 to 9');
       await up({ fresh: values.fresh ?? false, nodes, dataDir: values['data-dir'] });
       return;
     }
@@ -83,8 +88,7 @@ async function main(argv: string[]) {
       return;
     }
     default:
-      process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
-      process.exit(2);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
 }
 

@@ -6,8 +6,18 @@ import { DEFAULT_DATA_DIR } from '../devenv/control.ts';
 
 type Say = (line: string) => void;
 
+/** fetch with a deadline, failing with what an operator needs to know when nothing answers. */
+async function call(base: string, path: string, init: RequestInit = {}): Promise<Response> {
+  try {
+    return await fetch(`${base}${path}`, { ...init, signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`cannot reach the admin API at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message}); is the cluster running? --url names a node or the load balancer`);
+  }
+}
+
 async function get(base: string, path: string, cookie: string): Promise<any> {
-  const res = await fetch(`${base}${path}`, { headers: { cookie } });
+  const res = await call(base, path, { headers: { cookie } });
   if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
   return res.json();
 }
@@ -52,7 +62,7 @@ export async function status(url: string | undefined, dataDir?: string): Promise
   const password = process.env.CLUSTER_ADMIN_PASSWORD ?? secrets.adminPassword;
   if (!email || !password) throw new Error('set CLUSTER_ADMIN_EMAIL and CLUSTER_ADMIN_PASSWORD (or run `cluster up` on this machine first)');
   const base = url ?? 'http://127.0.0.1:8080';
-  const res = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+  const res = await call(base, '/api/v1/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
   if (res.status !== 200) throw new Error(`login at ${base} failed: HTTP ${res.status}`);
   await printStatus(base, res.headers.get('set-cookie')!.split(';')[0]!, (l) => process.stdout.write(`${l}\n`));
 }
