@@ -22,6 +22,8 @@ export interface ChaosEvent {
 export interface Outage {
   /** start of the first failed request (ms since the run began) */
   from: number;
+  /** when the first failure was seen: the end of the first failed request (a timeout ends at its deadline) */
+  seenAt: number;
   /** start of the next successful request, or the end of the traffic */
   to: number;
   failed: number;
@@ -34,7 +36,8 @@ export function outages(samples: RequestSample[], endAt: number): Outage[] {
   let open: Outage | undefined;
   for (const s of sorted) {
     if (!s.ok) {
-      open ??= { from: s.at, to: s.at, failed: 0 };
+      open ??= { from: s.at, seenAt: s.at + s.ms, to: s.at, failed: 0 };
+      open.seenAt = Math.min(open.seenAt, s.at + s.ms);
       open.failed++;
     } else if (open) {
       open.to = s.at;
@@ -46,11 +49,15 @@ export function outages(samples: RequestSample[], endAt: number): Outage[] {
   return out;
 }
 
-/** The spans (request outages, actor gaps) that began while `events[i]` was the latest disruption. */
-export function startedDuring<T extends { from: number }>(events: ChaosEvent[], spans: T[], i: number): T[] {
+/**
+ * The spans (request outages, actor gaps) charged to `events[i]`: those `when` places while it
+ * was the latest disruption. Outages go by when their first failure was seen, not when that
+ * request started: one sent just before a node froze fails because of the freeze.
+ */
+export function chargedTo<T>(events: ChaosEvent[], spans: T[], i: number, when: (s: T) => number): T[] {
   const from = events[i]!.at;
   const to = events[i + 1]?.at ?? Infinity;
-  return spans.filter((o) => o.from >= from && o.from < to);
+  return spans.filter((s) => when(s) >= from && when(s) < to);
 }
 
 /** The longest span, 0 for none. */

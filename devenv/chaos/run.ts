@@ -11,7 +11,7 @@ import pg from 'pg';
 import { adminCall } from '../admin-client.ts';
 import { controlCall, type ClusterInfo } from '../control.ts';
 import { ActorObserver, allRunning } from './observer.ts';
-import { fmtS, longest, outages, percentile, seededRandom, startedDuring, type ChaosEvent, type Mode } from './report.ts';
+import { chargedTo, fmtS, longest, outages, percentile, seededRandom, type ChaosEvent, type Mode } from './report.ts';
 import { StubResolver } from './resolver.ts';
 import { AdminWrites, ResourceTraffic } from './traffic.ts';
 
@@ -191,8 +191,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     say('\nreport');
     say(`  disruptions      ${events.length} (${(['kill', 'stop', 'restart'] as const).map((m) => `${events.filter((e) => e.mode === m).length} ${m}`).join(', ')})`);
     for (const [i, e] of events.entries()) {
-      const os = startedDuring(events, all, i);
-      const down = startedDuring(events, gaps, i);
+      const os = chargedTo(events, all, i, (o) => o.seenAt);
+      const down = chargedTo(events, gaps, i, (g) => g.from);
       const settled = e.recoveredMs === null ? 'not all running within 90 s' : `all running after ${e.recoveredMs} ms`;
       say(`    #${e.n} ${e.mode.padEnd(7)} ${e.node}  at ${fmtS(e.at)}: ${e.actors} actors ${settled}, ${down.length ? `${new Set(down.map((g) => g.actor)).size} down for up to ${longest(down)} ms` : 'none seen down'}; requests ${os.length ? `failed for ${longest(os)} ms (${os.reduce((a, x) => a + x.failed, 0)} failed)` : 'unaffected'}`);
     }

@@ -1,25 +1,28 @@
 // The figures `cluster chaos` reports, computed from recorded samples (pure functions).
 import t from 'tap';
 import { ActorObserver } from '../../devenv/chaos/observer.ts';
-import { outages, percentile, seededRandom, startedDuring, type ChaosEvent } from '../../devenv/chaos/report.ts';
+import { chargedTo, outages, percentile, seededRandom, type ChaosEvent } from '../../devenv/chaos/report.ts';
 
 const sample = (at: number, ok: boolean) => ({ at, ms: 10, ok, ...(ok ? {} : { error: 'x' }) });
 
 t.test('an outage runs from the first failed request to the next good one, and one still open ends with the traffic', async (t) => {
   const samples = [sample(0, true), sample(100, false), sample(50, true), sample(150, false), sample(400, true), sample(500, false), sample(600, false)];
   t.same(outages(samples, 900), [
-    { from: 100, to: 400, failed: 2 },
-    { from: 500, to: 900, failed: 2 },
+    { from: 100, seenAt: 110, to: 400, failed: 2 },
+    { from: 500, seenAt: 510, to: 900, failed: 2 },
   ]);
   t.same(outages([sample(0, true), sample(50, true)], 100), [], 'no failure, no outage');
 });
 
-t.test('each outage is charged to the disruption it began under', async (t) => {
+t.test('each outage is charged to the disruption under which its first failure was seen', async (t) => {
   const ev = (n: number, at: number): ChaosEvent => ({ n, mode: 'kill', node: 'node-1', at, holdMs: 0, actors: 1, recoveredMs: 1, backMs: 1 });
   const events = [ev(1, 1000), ev(2, 5000)];
-  const all = [{ from: 500, to: 600, failed: 1 }, { from: 1200, to: 1500, failed: 3 }, { from: 6000, to: 6100, failed: 1 }];
-  t.same(startedDuring(events, all, 0), [all[1]], 'between the first and the second disruption');
-  t.same(startedDuring(events, all, 1), [all[2]], 'after the last one');
+  // A request sent at 4,900 ms to a node frozen at 5,000 ms times out at 7,900 ms: the freeze's doing.
+  const samples = [sample(400, true), { at: 1200, ms: 20, ok: false, error: 'x' }, sample(1500, true), { at: 4900, ms: 3000, ok: false, error: 'timeout' }, sample(8000, true)];
+  const all = outages(samples, 9000);
+  t.same(all.map((o) => o.seenAt), [1220, 7900], 'seen when the failing request ended');
+  t.same(chargedTo(events, all, 0, (o) => o.seenAt), [all[0]], 'a quick failure after the first disruption is its');
+  t.same(chargedTo(events, all, 1, (o) => o.seenAt), [all[1]], 'the timeout that began before the second disruption is the second\'s');
 });
 
 t.test('percentiles are nearest-rank, and a seed replays the same draws', async (t) => {
