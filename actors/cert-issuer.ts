@@ -71,7 +71,14 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
   let client: acme.Client | undefined;
   let timer: NodeJS.Timeout | undefined;
 
-  /** The ACME account for this directory: created once, key sealed, shared by every owner. */
+  /**
+   * The ACME account for this directory: one key, made once, sealed, shared by every owner.
+   * Each owner finds the account by its key (newAccount with onlyReturnExisting, RFC 8555
+   * 7.3.1) and registers it only when the CA does not know the key (a first start, or a CA
+   * that lost or deactivated it). Calling createAccount() with a known account URL would
+   * make acme-client send an empty account update, which CAs refuse: every owner after the
+   * first could then order nothing.
+   */
   async function account(): Promise<acme.Client> {
     if (client) return client;
     const row = () => deps.db.maybeOne(sql.type(z.object({ key_sealed: z.instanceof(Buffer), account_url: z.string().nullable() }))`
@@ -83,9 +90,17 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
       stored = (await row())!; // another owner may have won the insert: use its key
     }
     const accountKey = deps.sealer.open(stored.key_sealed, `acme-account:${deps.directoryUrl}`);
-    const c = new acme.Client({ directoryUrl: deps.directoryUrl, accountKey, ...(stored.account_url ? { accountUrl: stored.account_url } : {}) });
-    await c.createAccount({ termsOfServiceAgreed: true, ...(deps.contact ? { contact: [`mailto:${deps.contact}`] } : {}) });
-    if (!stored.account_url) await deps.db.query(sql.unsafe`UPDATE acme_accounts SET account_url = ${c.getAccountUrl()} WHERE directory_url = ${deps.directoryUrl}`);
+    const contact = deps.contact ? [`mailto:${deps.contact}`] : undefined;
+    const c = new acme.Client({ directoryUrl: deps.directoryUrl, accountKey });
+    let acct: { contact?: string[] };
+    try {
+      acct = await c.createAccount({ onlyReturnExisting: true });
+    } catch (err) {
+      log.info({ directoryUrl: deps.directoryUrl, reason: (err as Error).message }, stored.account_url ? 'the CA does not know the stored ACME account; registering its key again' : 'registering the ACME account');
+      acct = await c.createAccount({ termsOfServiceAgreed: true, ...(contact ? { contact } : {}) });
+    }
+    if (contact && !contact.every((m) => acct.contact?.includes(m))) await c.updateAccount({ contact });
+    if (stored.account_url !== c.getAccountUrl()) await deps.db.query(sql.unsafe`UPDATE acme_accounts SET account_url = ${c.getAccountUrl()} WHERE directory_url = ${deps.directoryUrl}`);
     client = c;
     return c;
   }

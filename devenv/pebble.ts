@@ -6,13 +6,19 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import { onFreePorts } from './ports.ts';
+import { busyAddresses, onFreePorts } from './ports.ts';
 import { ServiceProcess, runChecked, waitUntil } from './process.ts';
 
 export interface PebbleOptions {
   dir: string;
   /** DNS server Pebble uses for DNS-01 checks; default: a pebble-challtestsrv we start. */
   dnsServer?: string;
+  /**
+   * Listen on the ports of the previous start in `dir` when they are free, so the directory
+   * URL stays the same across restarts, as a real CA's does (`cluster up`; the ACME account
+   * is stored per directory URL). @default false
+   */
+  keepPorts?: boolean;
 }
 
 function makeCertificates(dir: string) {
@@ -44,7 +50,22 @@ export class LocalPebble {
     mkdirSync(opts.dir, { recursive: true });
     makeCertificates(opts.dir);
     const logs = ['pebble.log', 'challtestsrv.log'].map((f) => join(opts.dir, f));
-    return onFreePorts(opts.dnsServer ? 2 : 4, logs, (ports) => LocalPebble.#startOn(opts, ports));
+    const count = opts.dnsServer ? 2 : 4;
+    const saved = join(opts.dir, 'ports.json');
+    if (opts.keepPorts && existsSync(saved)) {
+      const ports = JSON.parse(readFileSync(saved, 'utf8')) as number[];
+      const free = ports.length === count && (await busyAddresses(ports.map((port) => ({ host: '127.0.0.1', port, proto: 'tcp' as const })))).length === 0;
+      // Taken meanwhile (or a failed start): new ports, and so a new directory URL.
+      if (free) {
+        const p = await LocalPebble.#startOn(opts, ports).catch(() => undefined);
+        if (p) return p;
+      }
+    }
+    return onFreePorts(count, logs, async (ports) => {
+      const p = await LocalPebble.#startOn(opts, ports);
+      if (opts.keepPorts) writeFileSync(saved, JSON.stringify(ports));
+      return p;
+    });
   }
 
   static async #startOn(opts: PebbleOptions, [port, mgmt, dnsPort, challMgmt]: number[]): Promise<LocalPebble> {

@@ -69,7 +69,7 @@ export async function startLocalServices(opts: LocalServicesOptions = {}): Promi
       }));
     }
     if (opts.pebble ?? false) {
-      jobs.push(timed('pebble', () => LocalPebble.start({ dir: join(dataDir, 'pebble'), dnsServer: opts.pebbleDnsServer })).then((s) => {
+      jobs.push(timed('pebble', () => LocalPebble.start({ dir: join(dataDir, 'pebble'), dnsServer: opts.pebbleDnsServer, keepPorts: opts.persistent })).then((s) => {
         services.pebble = s;
         started.push(s);
       }));

@@ -5,7 +5,10 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
+import pg from 'pg';
 import t, { type Test } from 'tap';
+import { adminCall } from '../../devenv/admin-client.ts';
+import { controlCall, type ClusterInfo } from '../../devenv/control.ts';
 import { CLUSTER_CLI, launchLocalCluster, type LaunchedCluster } from '../../devenv/local-cluster.ts';
 import { dig } from '../harness/dig.ts';
 import { scrape, total } from '../harness/metrics.ts';
@@ -145,5 +148,27 @@ t.test('`cluster up` again on the same data directory keeps its admin, demo site
   const answer = await httpsGet(NODE_IPS[1]!, 'hello.demo.cluster.test', root);
   t.match(answer, /hello from the demo site/, 'HTTPS answers again, chain verified');
   t.equal(/certificate serial (\w+)/.exec(answer)?.[1], servedBefore, 'the certificate issued before the restart is served from PostgreSQL, not ordered again');
+
+  // The restarted local CA has forgotten the ACME account made on the first start: a renewal
+  // now must register the stored key again and still get a certificate.
+  const info = await controlCall<ClusterInfo>(join(dataDir, 'control.sock'), { op: 'info' }, 5000);
+  const db = new pg.Client({ connectionString: info.postgresUrl });
+  await db.connect();
+  try {
+    await db.query(`UPDATE certificates SET renew_after = now() - interval '1 second' WHERE hostname = 'hello.demo.cluster.test'`);
+  } finally {
+    await db.end();
+  }
+  const secrets = JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { adminEmail: string; adminPassword: string };
+  const login = await adminCall(info.adminUrl, 'POST', '/api/v1/auth/login', { email: secrets.adminEmail, password: secrets.adminPassword });
+  const demo = JSON.parse(readFileSync(join(dataDir, 'demo.json'), 'utf8')) as { orgId: string; resourceId: string };
+  const renewed = await adminCall(info.adminUrl, 'POST', `/api/v1/orgs/${demo.orgId}/resources/${demo.resourceId}/certificate`, undefined, login.cookie);
+  t.match(renewed.body, { status: 'valid', ordered: true }, 'a due certificate is renewed through the restarted CA');
+  let serial = '';
+  for (let i = 0; i < 50 && (!serial || serial === servedBefore); i++) {
+    serial = /certificate serial (\w+)/.exec(await httpsGet(NODE_IPS[2]!, 'hello.demo.cluster.test', root))?.[1] ?? '';
+    if (serial === servedBefore) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.not(serial, servedBefore, 'and every node serves the renewed certificate');
   await stopAndCheck(t, cluster);
 });
