@@ -245,6 +245,13 @@ function isWildcard(host: string): boolean {
 }
 
 /** The address other nodes dial for this node's peer link. */
+/** Where clients reach this node: the configured public addresses, else a specific ingress bind address. */
+export function publicAddresses(config: ClusterConfig): string[] {
+  if (config.ingress.publicAddresses.length) return config.ingress.publicAddresses;
+  const host = config.ingress.https.host;
+  return host === '0.0.0.0' || host === '::' ? [] : [host];
+}
+
 export function peerAdvertise(config: ClusterConfig): string {
   const a = config.peer.advertise ?? config.peer.bind;
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;

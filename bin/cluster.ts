@@ -10,7 +10,8 @@ import { loadConfig, redactConfig } from '../cluster.config.ts';
 import { isClusterError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { migrate } from '../persistence/migrate.ts';
-import { ClusterNode, runNodeProcess } from '../supervisors/node.ts';
+import { ClusterNode } from '../supervisors/node.ts';
+import { runNodeProcess } from '../supervisors/run-node.ts';
 import { isUsageError, UsageError } from './usage-error.ts';
 
 const USAGE = `usage: cluster <command> [options]

@@ -36,3 +36,9 @@ export async function askVia(target: PeerTarget, kind: string, id: string, msg: 
   });
   return { status: res.status, body: await res.json() };
 }
+
+/** The TXT values the node's DNS serves at `name` (from its in-memory zones). */
+export async function servedTxt(target: PeerTarget, name: string, timeoutMs = 2000): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://${target.peer}${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, { headers: headers(target), signal: AbortSignal.timeout(timeoutMs) });
+  return { status: res.status, body: await res.json() };
+}

@@ -6,7 +6,7 @@
 // handed off, membership left, ingress and DNS kept open another drainDelay for clients with
 // older DNS answers, gateways close, pools close, `stopped`. A force timeout ends a stuck shutdown with CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT.
 import type { FastifyInstance } from 'fastify';
-import { peerAdvertise, redactConfig, type ClusterConfig } from '../cluster.config.ts';
+import { peerAdvertise, publicAddresses, redactConfig, type ClusterConfig } from '../cluster.config.ts';
 import { probeBehavior, probeCatalog } from '../actors/probe.ts';
 import { siteBehavior } from '../actors/site.ts';
 import { ControlChannel } from '../gateways/connector/control.ts';
@@ -45,6 +45,7 @@ import { ZONES_SNAPSHOT, ZoneTable } from '../gateways/dns/zones.ts';
 import type { ZoneData } from '../gateways/dns/zone-data.ts';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { Membership, type MembershipEvent } from './membership.ts';
+import { challengePublisher } from './challenge-propagation.ts';
 import { createMetrics, type ClusterMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
@@ -258,6 +259,7 @@ export class ClusterNode {
           actors: this.#system.list(),
         }),
         stats: () => this.#actorStats(),
+        txt: (name) => this.#zones?.txt(name) ?? [],
         linkDown: (node) => void membership.suspect(node),
         forward: (stream, resourceId, targetId) => {
           if (!this.#routes) return stream.destroy();
@@ -361,13 +363,15 @@ export class ClusterNode {
           checkEveryMs: config.acme.checkEvery,
           renewRemainingPercent: config.acme.renewRemainingPercent,
           logger: this.#log,
-          challenge: async (zone, name, value, present) => {
-            await this.actors.ask('dns-zone', zone, { type: present ? 'acme-set' : 'acme-clear', name, value }, 10_000);
-            // The zone was published (Valkey announces it to every node at once); wait until
-            // this node's own DNS serves the change before telling the CA to look.
-            const served = () => (this.#zones?.zones.get(zone)?.records[name.toLowerCase()] ?? []).some((r) => r.type === 'TXT' && (r.data as string[]).includes(value));
-            for (let i = 0; i < 100 && served() !== present; i++) await this.#clock.sleep(20);
-          },
+          challenge: challengePublisher({
+            publish: async (zone, name, value, present) => void (await this.actors.ask('dns-zone', zone, { type: present ? 'acme-set' : 'acme-clear', name, value }, 10_000)),
+            selfId: config.nodeId,
+            liveIds: () => membership.liveIds(),
+            localTxt: (name) => this.#zones?.txt(name) ?? [],
+            peerTxt: (id, name) => peer.txt(membership.member(id)?.peer ?? '', name, 1000),
+            clock: this.#clock,
+            logger: this.#log,
+          }),
           published: async (hostname) => void (await valkey.publish('certs', { hostname })),
         }, epoch),
     });
@@ -550,54 +554,5 @@ export class ClusterNode {
     await this.#valkey?.close();
     await this.#db?.end();
     this.lifecycle.to('stopped');
-  }
-}
-
-/** Where clients reach this node: the configured public addresses, else a specific ingress bind address. */
-export function publicAddresses(config: ClusterConfig): string[] {
-  if (config.ingress.publicAddresses.length) return config.ingress.publicAddresses;
-  const host = config.ingress.https.host;
-  return host === '0.0.0.0' || host === '::' ? [] : [host];
-}
-
-/**
- * Runs a node as the main job of this process: start, stop on SIGTERM/SIGINT within the
- * shutdown timeout (a second signal forces exit), exit 0 when stopped cleanly.
- */
-export async function runNodeProcess(node: ClusterNode, logger: Logger): Promise<void> {
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      logger.warn({ signal: sig }, 'second signal: exiting now');
-      process.exit(130);
-    }
-    const timer = setTimeout(() => {
-      const err = new ClusterError('CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT', 'graceful shutdown timed out', { timeoutMs: node.config.shutdown.timeout });
-      logger.fatal({ code: err.code, timeoutMs: node.config.shutdown.timeout }, err.message);
-      process.exit(1);
-    }, node.config.shutdown.timeout);
-    timer.unref();
-    node.stop(sig).then(
-      () => {
-        logger.info('node stopped');
-        logger.flush?.();
-        process.exit(0);
-      },
-      (err) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  try {
-    await node.start();
-  } catch (err) {
-    logger.fatal({ err: isClusterError(err) ? err.toJSON() : err }, 'node failed to start');
-    node.lifecycle.to('failed');
-    await node.stop('start failed').catch(() => {});
-    process.exit(1);
   }
 }

@@ -3,7 +3,7 @@
 import type { Logger } from '../../core/log.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
-import type { ZoneData } from './zone-data.ts';
+import { zoneOf, type ZoneData } from './zone-data.ts';
 
 export const ZONES_SNAPSHOT = 'zones';
 
@@ -30,6 +30,15 @@ export class ZoneTable {
 
   get zones(): ReadonlyMap<string, ZoneData> {
     return this.#zones;
+  }
+
+  /** The TXT values this node's DNS answers at exactly `name` (what a CA checking DNS-01 here sees). */
+  txt(name: string): string[] {
+    const lower = name.toLowerCase();
+    const zone = zoneOf(lower, this.#zones);
+    const records = zone === undefined ? [] : (this.#zones.get(zone)!.records[lower] ?? []);
+    // Strings of the snapshot may arrive as Buffers (the wire form dns-packet also accepts).
+    return records.filter((r) => r.type === 'TXT').flatMap((r) => (r.data as Array<string | Buffer>).map((d) => (typeof d === 'string' ? d : Buffer.from(d).toString('utf8'))));
   }
 
   /** Milliseconds since the newest snapshot or repair read arrived. */

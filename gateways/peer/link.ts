@@ -8,7 +8,7 @@ import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
 import { ClusterError, isClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
-import { AskRequest, PEER_PATH, PeerMessage, authHeaders, verifyAuth, type PeerIdentity } from './protocol.ts';
+import { AskRequest, PEER_PATH, PeerMessage, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from './protocol.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
 
@@ -21,6 +21,8 @@ export interface PeerHandlers {
   inspect(): unknown;
   /** Small summary for GET /peer/v1/stats (actors by kind), cheap enough for status pages. */
   stats(): unknown;
+  /** TXT values this node's DNS serves at `name` (GET /peer/v1/txt?name=), from memory. */
+  txt(name: string): string[];
   /** A link to `node` closed. */
   linkDown(node: string): void;
   /** A forwarded client connection for a resource's target (PROXY v2 header first). */
@@ -169,6 +171,11 @@ export class PeerLink {
     try {
       if (req.method === 'GET' && req.url === `${PEER_PATH}/node`) return send(200, this.#handlers.inspect());
       if (req.method === 'GET' && req.url === `${PEER_PATH}/stats`) return send(200, this.#handlers.stats());
+      if (req.method === 'GET' && req.url?.startsWith(`${PEER_PATH}/txt?`)) {
+        const q = TxtQuery.safeParse(Object.fromEntries(new URL(req.url, 'http://peer').searchParams));
+        if (!q.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+        return send(200, { values: this.#handlers.txt(q.data.name) });
+      }
       if (req.method === 'POST' && req.url === `${PEER_PATH}/ask`) {
         let body = '';
         for await (const chunk of req) {
@@ -194,6 +201,13 @@ export class PeerLink {
     const res = await fetch(`http://${peer}${PEER_PATH}/stats`, { headers: authHeaders(this.#secret, this.#self()), signal: AbortSignal.timeout(timeoutMs) });
     if (res.status !== 200) throw new Error(`stats of ${peer}: HTTP ${res.status}`);
     return res.json();
+  }
+
+  /** The TXT values `peer`'s DNS serves at `name`. */
+  async txt(peer: string, name: string, timeoutMs: number): Promise<string[]> {
+    const res = await fetch(`http://${peer}${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, { headers: authHeaders(this.#secret, this.#self()), signal: AbortSignal.timeout(timeoutMs) });
+    if (res.status !== 200) throw new Error(`txt of ${peer}: HTTP ${res.status}`);
+    return ((await res.json()) as { values: string[] }).values;
   }
 
   /** Opens links to these members and closes links to nodes no longer listed. */

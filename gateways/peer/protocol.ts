@@ -53,4 +53,7 @@ export const PeerMessage = z.discriminatedUnion('t', [
 export type PeerMessage = z.infer<typeof PeerMessage>;
 
 /** Body of POST /peer/v1/ask: deliver a message to an actor wherever it lives (tools, tests). */
+/** GET /peer/v1/txt?name=: a DNS name, as the DNS gateway would be asked it. */
+export const TxtQuery = z.object({ name: z.string().min(1).max(253).regex(/^[A-Za-z0-9_.-]+$/, 'a DNS name') }).strict();
+
 export const AskRequest = z.object({ kind: name, id: name, msg: z.unknown(), timeoutMs: z.number().int().positive().max(120_000).default(5000) }).strict();

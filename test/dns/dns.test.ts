@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import dnsPacket from 'dns-packet';
 import t from 'tap';
 import { ServiceProcess } from '../../devenv/process.ts';
-import { askVia } from '../harness/cluster.ts';
+import { askVia, servedTxtVia } from '../harness/cluster.ts';
 import { call, servedBy, startApiCluster } from '../harness/api.ts';
 import { dig } from '../harness/dig.ts';
 
@@ -53,11 +53,15 @@ t.test('every node answers authoritatively for the zones, and A records follow t
       t.same(answers.map((a) => a.short), [answers[0]!.short, answers[0]!.short, answers[0]!.short], `${type} ${name}: the same on every node`);
     }
     t.same((await dig(ips[1]!, '_acme-challenge.app.zone.test', 'TXT')).short, ['"token-1"']);
+    // What the cert-issuer asks every node before the CA looks: the same as dig sees.
+    for (const n of c.nodes) t.same((await servedTxtVia(n, '_acme-challenge.APP.zone.test')).body, { values: ['token-1'] }, `${n.config.nodeId} reports the challenge record to its peers`);
+    t.equal((await servedTxtVia(c.nodes[0]!, 'bad name/../x')).status, 400, 'a malformed name is refused');
     t.same((await dig(ips[2]!, 'zone.test', 'CAA')).short, ['0 issue "pebble.test"']);
     t.equal((await dig(ips[0]!, 'zone.test', 'NS')).short.length, 3, 'one name server per node');
     t.match((await dig(ips[0]!, 'APP.Zone.TEST', 'A')).short, all.short, 'names are case-insensitive');
     await askVia(c.nodes[0]!, 'dns-zone', 'zone.test', { type: 'acme-clear', name: '_acme-challenge.app.zone.test', value: 'token-1' });
     t.equal((await dig(ips[2]!, '_acme-challenge.app.zone.test', 'TXT')).status, 'NXDOMAIN', 'a cleared challenge is gone');
+    t.same((await servedTxtVia(c.nodes[2]!, '_acme-challenge.app.zone.test')).body, { values: [] }, 'and no longer reported');
   });
 
   await t.test('NXDOMAIN, NODATA and REFUSED; TCP; truncation', async (t) => {

@@ -1,7 +1,7 @@
 // Multi-node helpers: several real node processes sharing one database and key prefix,
 // and authenticated access to their peer port (inspection, routed asks).
 import type { NodeProcess } from '../../devenv/node-process.ts';
-import { askVia as ask, inspectNode as inspect, type NodeView } from '../../devenv/peer-client.ts';
+import { askVia as ask, inspectNode as inspect, servedTxt, type NodeView } from '../../devenv/peer-client.ts';
 import { startTestNode } from './nodes.ts';
 import { freshClusterName, freshDatabase } from './services.ts';
 
@@ -46,3 +46,6 @@ export const inspectNode = (node: NodeProcess, timeoutMs = 2000): Promise<NodeVi
 
 /** Sends a message into the cluster through `node`; returns the reply or the coded error. */
 export const askVia = (node: NodeProcess, kind: string, id: string, msg: unknown, timeoutMs = 5000) => ask(target(node), kind, id, msg, timeoutMs);
+
+/** The TXT values `node`'s DNS serves at `name`, as its peers see them. */
+export const servedTxtVia = (node: NodeProcess, name: string) => servedTxt(target(node), name);
