@@ -12,13 +12,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ClusterError } from '../core/errors.ts';
 import { adminCall as api, setupToken } from '../devenv/admin-client.ts';
 import { DEFAULT_DATA_DIR, serveControl, type ClusterInfo } from '../devenv/control.ts';
 import { LOCK_FILE, lockDataDir } from '../devenv/data-lock.ts';
-import { busyAddresses, type Listen } from '../devenv/ports.ts';
-import { ClusterError } from '../core/errors.ts';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
+import { busyAddresses, type Listen } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { startLocalServices } from '../devenv/services.ts';
 import { printStatus } from './status.ts';
