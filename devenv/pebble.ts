@@ -53,8 +53,13 @@ export class LocalPebble {
     const count = opts.dnsServer ? 2 : 4;
     const saved = join(opts.dir, 'ports.json');
     if (opts.keepPorts && existsSync(saved)) {
-      const ports = JSON.parse(readFileSync(saved, 'utf8')) as number[];
-      const free = ports.length === count && (await busyAddresses(ports.map((port) => ({ host: '127.0.0.1', port, proto: 'tcp' as const })))).length === 0;
+      let ports: number[] = [];
+      try {
+        ports = JSON.parse(readFileSync(saved, 'utf8')) as number[];
+      } catch {
+        /* unreadable: new ports */
+      }
+      const free = Array.isArray(ports) && ports.length === count && ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536) && (await busyAddresses(ports.map((port) => ({ host: '127.0.0.1', port, proto: 'tcp' as const })))).length === 0;
       // Taken meanwhile (or a failed start): new ports, and so a new directory URL.
       if (free) {
         const p = await LocalPebble.#startOn(opts, ports).catch(() => undefined);
