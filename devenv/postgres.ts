@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ClusterError } from '../core/errors.ts';
 import pg from 'pg';
 import { onFreePorts } from './ports.ts';
-import { ServiceProcess, runChecked, waitUntil } from './process.ts';
+import { ServiceProcess, childPids, runChecked, waitUntil } from './process.ts';
 
 export const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
@@ -90,6 +90,31 @@ export class LocalPostgres {
   }
 
   /** Stops the server (fast shutdown) but keeps its data, to simulate an outage. */
+  /**
+   * Freezes the server, like a hung host: connections stay open and nothing answers. Every
+   * backend calls setsid(), so the postmaster's process group alone would leave open
+   * connections working: each of its children is stopped too.
+   */
+  freeze(): void {
+    this.#signalAll('SIGSTOP');
+  }
+
+  thaw(): void {
+    this.#signalAll('SIGCONT');
+  }
+
+  #signalAll(sig: NodeJS.Signals) {
+    if (!this.#proc?.alive) return;
+    this.#proc.signal(sig);
+    for (const pid of childPids(this.#proc.pid)) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+  }
+
   async pause(): Promise<void> {
     await this.#proc?.stop('SIGINT', 10_000);
   }

@@ -5,7 +5,7 @@
 //  - each child leads its own process group, which we signal as a whole;
 //  - an `exit` hook kills every group still alive.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ClusterError } from '../core/errors.ts';
 
@@ -144,4 +144,20 @@ export async function waitUntil(service: string, probe: () => Promise<boolean>, 
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `${service} not ready after ${opts.timeoutMs}ms${opts.logFile ? ` (see ${opts.logFile})` : ''}`, { service });
+}
+
+/** Pids of the direct children of `pid` (from /proc; Linux). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
 }

@@ -75,6 +75,15 @@ export class LocalValkey {
   }
 
   /** Stops the server, to simulate an outage; `resume()` brings it back on the same port. */
+  /** Freezes the server (SIGSTOP to its process group): connections stay open and nothing answers, like a hung host. */
+  freeze(): void {
+    this.#proc?.signal('SIGSTOP');
+  }
+
+  thaw(): void {
+    this.#proc?.signal('SIGCONT');
+  }
+
   async pause(): Promise<void> {
     await this.#proc?.stop('SIGTERM', 5000);
   }

@@ -17,6 +17,7 @@ import {
 import { ClusterError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
+import { withDeadline } from './db-deadline.ts';
 
 export { sql };
 export type { DatabasePool };
@@ -46,10 +47,11 @@ const rowParser: Interceptor = {
 /**
  * Creates the pool. slonik's pg driver connects once here to load type parsers, so this
  * needs PostgreSQL reachable and throws CLUSTER_ERR_DB_UNAVAILABLE otherwise; once created,
- * the pool survives PostgreSQL restarts (broken connections are replaced).
+ * the pool survives PostgreSQL restarts (broken connections are replaced). Every query and
+ * transaction has a client-side deadline (db-deadline.ts), so a hung server cannot hold one.
  */
 export async function createDb(opts: DbOptions): Promise<DatabasePool> {
-  return withDb(() => createPool(opts.url.reveal(), {
+  const pool = await withDb(() => createPool(opts.url.reveal(), {
     maximumPoolSize: opts.poolSize,
     connectionTimeout: opts.connectTimeout,
     statementTimeout: opts.statementTimeout,
@@ -60,6 +62,8 @@ export async function createDb(opts: DbOptions): Promise<DatabasePool> {
     transactionRetryLimit: 0,
     interceptors: [rowParser],
   }));
+  // A statement may take statementTimeout; a connection connectTimeout to set up first.
+  return withDeadline(pool, opts.statementTimeout + opts.connectTimeout);
 }
 
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);
