@@ -46,9 +46,13 @@ import type { ZoneData } from '../gateways/dns/zone-data.ts';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { Membership, type MembershipEvent } from './membership.ts';
 import { challengePublisher } from './challenge-propagation.ts';
+import { ChangeReplay } from './change-replay.ts';
 import { createMetrics, type ClusterMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
+
+/** How often a node reads the audit log for change announcements it missed: how long a lost one can leave actors stale. */
+const CHANGE_REPLAY_EVERY_MS = 10_000;
 
 export interface NodeDeps {
   config: ClusterConfig;
@@ -71,6 +75,7 @@ export class ClusterNode {
   #membership: Membership | undefined;
   #ownership: OwnershipRegistry | undefined;
   #peer: PeerLink | undefined;
+  #replay: ChangeReplay | undefined;
   #host: ActorHost | undefined;
   #api: ApiDeps | undefined;
   #control: ControlChannel | undefined;
@@ -377,8 +382,7 @@ export class ClusterNode {
     });
     // Admin writes reach the connectors of the sites held here and the resource actors held
     // here (which republish their routes); a new or deleted resource also moves placement.
-    await valkey.subscribe('changes', (m) => {
-      const kind = (m as { kind?: string }).kind;
+    const applyChange = (kind: string | undefined) => {
       if (kind === 'target' || kind === 'site' || kind === 'resource') this.#host?.broadcastLocal('site', { type: 'config-changed' });
       if (kind === 'target' || kind === 'site' || kind === 'resource' || kind === 'org' || kind === 'domain') {
         this.#host?.broadcastLocal('resource', { type: 'reload' });
@@ -386,7 +390,11 @@ export class ClusterNode {
         if (kind === 'resource' || kind === 'domain') this.#host?.broadcastLocal('cert-issuer', { type: 'check' });
         if (kind === 'resource' || kind === 'org' || kind === 'domain') void this.#host?.reconcile();
       }
-    });
+    };
+    await valkey.subscribe('changes', (m) => applyChange((m as { kind?: string }).kind));
+    // Announcements lost while Valkey was away are found again in the audit log.
+    this.#replay = new ChangeReplay({ db, clock: this.#clock, logger: this.#log, everyMs: CHANGE_REPLAY_EVERY_MS, lookBackMs: 60_000, apply: (kinds) => kinds.forEach(applyChange) });
+    await this.#replay.start();
     // Zones follow their resources' routes (site moves, health) and the live nodes.
     await routes.subscribe(() => this.#host?.broadcastLocal('dns-zone', { type: 'refresh' }));
     // Health reports and site moves change where traffic may go.
@@ -544,6 +552,7 @@ export class ClusterNode {
     this.#udpIngress?.close();
     await this.#httpIngress?.close();
     await this.#dns?.close();
+    this.#replay?.stop();
     await this.#zones?.stop();
     await this.#routes?.stop();
     await this.#peer?.close();

@@ -161,7 +161,9 @@ export class HttpIngress {
         ? () => this.#d.tunnels.open(t.siteId, t, 'tcp')
         : // The header names the first client; later requests on a pooled stream carry theirs in X-Forwarded-For.
           () => this.#d.placement.forward(choice.node, route.resourceId, t.id, encodeProxyV2({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } }));
-    return { key: `${t.id}@${choice.node}`, tls: t.scheme === 'https', servername: t.host, open };
+    // Keyed by where the stream ends too: after an admin moves a target, no request may reuse
+    // a kept-alive stream to its old address.
+    return { key: `${t.id}=${t.scheme}://${t.host}:${t.port}@${choice.node}`, tls: t.scheme === 'https', servername: t.host, open };
   }
 
   /** A fresh (unpooled) byte stream to a target, for upgraded connections. */

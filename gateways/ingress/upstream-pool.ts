@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 
 export interface UpstreamPath {
-  /** Pool key: target id plus the node the stream goes through. */
+  /** Pool key: target id and address, plus the node the stream goes through. */
   key: string;
   tls: boolean;
   servername: string;
