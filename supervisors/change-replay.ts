@@ -4,7 +4,8 @@
 // actors would keep stale config until some later change. Every write also commits an audit
 // row in its own transaction, so the audit log is the change log: each node reads the rows
 // it has not seen every `everyMs` and applies their kinds like announcements (applying one
-// twice is harmless: actors reload from PostgreSQL).
+// twice is harmless: actors reload from PostgreSQL). Announcements carry their audit id, so
+// a change is replayed only where its announcement did not arrive.
 //
 // Audit ids are handed out when a transaction inserts its row, not when it commits, so a row
 // can appear below ids already read. Each read therefore starts at the newest id known
@@ -49,6 +50,11 @@ export class ChangeReplay {
 
   stop() {
     this.#timer?.cancel();
+  }
+
+  /** An announcement of this audit row arrived: the read need not apply it again. */
+  announced(auditId: number) {
+    if (auditId > (this.#marks[0]?.maxId ?? 0)) this.#seen.add(auditId);
   }
 
   /** One read (the timer calls it; exposed for tests). */

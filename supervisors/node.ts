@@ -391,10 +391,16 @@ export class ClusterNode {
         if (kind === 'resource' || kind === 'org' || kind === 'domain') void this.#host?.reconcile();
       }
     };
-    await valkey.subscribe('changes', (m) => applyChange((m as { kind?: string }).kind));
-    // Announcements lost while Valkey was away are found again in the audit log.
-    this.#replay = new ChangeReplay({ db, clock: this.#clock, logger: this.#log, everyMs: CHANGE_REPLAY_EVERY_MS, lookBackMs: 60_000, apply: (kinds) => kinds.forEach(applyChange) });
-    await this.#replay.start();
+    // Announcements lost on the way (Valkey away, a subscription reconnecting) are found again
+    // in the audit log.
+    const replay = new ChangeReplay({ db, clock: this.#clock, logger: this.#log, everyMs: CHANGE_REPLAY_EVERY_MS, lookBackMs: 60_000, apply: (kinds) => kinds.forEach(applyChange) });
+    this.#replay = replay;
+    await valkey.subscribe('changes', (m) => {
+      const { kind, auditId } = m as { kind?: string; auditId?: unknown };
+      if (typeof auditId === 'number') replay.announced(auditId);
+      applyChange(kind);
+    });
+    await replay.start();
     // Zones follow their resources' routes (site moves, health) and the live nodes.
     await routes.subscribe(() => this.#host?.broadcastLocal('dns-zone', { type: 'refresh' }));
     // Health reports and site moves change where traffic may go.

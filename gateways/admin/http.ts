@@ -98,6 +98,8 @@ export interface Change {
   id: string;
   orgId: string | null;
   action: 'created' | 'updated' | 'deleted';
+  /** The change's audit row: nodes that got the announcement need not replay it from the log. */
+  auditId?: number;
 }
 
 /**
@@ -112,18 +114,20 @@ export async function write<T extends { id: string }>(
   details?: (result: T) => Record<string, unknown>,
 ): Promise<T> {
   let result: T;
+  let auditId: number;
   try {
-    result = await withDb(() =>
+    [result, auditId] = await withDb(() =>
       deps.db.transaction(async (tx) => {
         const r = await fn(tx);
-        await audit(tx, { ...actorOf(req), orgId: change.orgId, action: `${change.kind}.${change.action}`, targetType: change.kind, targetId: change.id ?? r.id, nodeId: deps.nodeId, details: details?.(r) });
-        return r;
+        const a = await audit(tx, { ...actorOf(req), orgId: change.orgId, action: `${change.kind}.${change.action}`, targetType: change.kind, targetId: change.id ?? r.id, nodeId: deps.nodeId, details: details?.(r) });
+        return [r, a] as const;
       }),
     );
   } catch (err) {
     throw mapDbError(err);
   }
-  await deps.valkey.publish('changes', { ...change, id: change.id ?? result.id } satisfies Change).catch(() => {});
+  // Committed: a lost announcement is found again in the audit log (supervisors/change-replay.ts).
+  await deps.valkey.publish('changes', { ...change, id: change.id ?? result.id, auditId } satisfies Change).catch(() => {});
   return result;
 }
 

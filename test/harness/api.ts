@@ -72,3 +72,25 @@ export async function servedBy(c: ApiCluster, orgId: string, resourceId: string,
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+export interface PublishedResource {
+  org: { id: string };
+  /** `/api/v1/orgs/:orgId` */
+  base: string;
+  site: { id: string; connector: { secret: string } };
+  resource: { id: string; version: number };
+  target: { id: string; version: number };
+}
+
+/** An org with a zone, a site and a plain-HTTP resource `app.<zone>` whose one target is `127.0.0.1:targetPort` on that site. */
+export async function publishHttpResource(c: ApiCluster, o: { slug: string; zone: string; targetPort: number }): Promise<PublishedResource> {
+  const cookie = c.adminCookie;
+  const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: o.slug, name: o.slug } })).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: o.zone } });
+  const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'site' } })).body;
+  const resource = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: `app.${o.zone}`, tls: false } })).body;
+  const target = (await call(c.lb, 'POST', `${base}/resources/${resource.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: o.targetPort, scheme: 'http' } })).body;
+  if (!target?.id) throw new Error(`could not publish app.${o.zone}: ${JSON.stringify(target)}`);
+  return { org, base, site, resource, target };
+}

@@ -10,7 +10,7 @@ import t from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { LocalPostgres, LocalValkey } from '../../devenv/services.ts';
-import { call, servedBy, startApiCluster, type Reply } from '../harness/api.ts';
+import { call, publishHttpResource, servedBy, startApiCluster, type Reply } from '../harness/api.ts';
 import { dig } from '../harness/dig.ts';
 import { nodeAddress } from '../harness/nodes.ts';
 
@@ -56,12 +56,7 @@ t.test('while PostgreSQL or Valkey hangs, tunnels, DNS and HTTP keep serving fro
     (i) => ({ ingress: { http: `${ips[i]}:80`, https: `${ips[i]}:443`, publicAddresses: [ips[i]] }, dns: { bind: `${ips[i]}:53` } }),
   );
   const cookie = c.adminCookie;
-  const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'outage', name: 'Outage' } })).body;
-  const base = `/api/v1/orgs/${org.id}`;
-  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: 'outage.test' } });
-  const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'office' } })).body;
-  const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: 'app.outage.test', tls: false } })).body;
-  const tgt = (await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: (target.address() as { port: number }).port, scheme: 'http' } })).body;
+  const { org, base, site, resource: res, target: tgt } = await publishHttpResource(c, { slug: 'outage', zone: 'outage.test', targetPort: (target.address() as { port: number }).port });
   const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger: createLogger({ level: 'silent' }) });
   t.teardown(() => connector.stop());
   connector.start();

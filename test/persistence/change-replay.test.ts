@@ -21,7 +21,7 @@ t.test('each missed change is applied once, even one committed after later chang
   const db = new pg.Client({ connectionString: url });
   await db.connect();
   t.teardown(() => db.end());
-  const change = (c: pg.Client, kind: string) => c.query(`INSERT INTO audit_log (actor_type, action, target_type, target_id) VALUES ('system', $1, $2, 'x')`, [`${kind}.updated`, kind]);
+  const change = (c: pg.Client, kind: string) => c.query(`INSERT INTO audit_log (actor_type, action, target_type, target_id) VALUES ('system', $1, $2, 'x') RETURNING id`, [`${kind}.updated`, kind]);
   await change(db, 'org'); // before the node started: its actors read it when they started
 
   let now = 0;
@@ -59,4 +59,12 @@ t.test('each missed change is applied once, even one committed after later chang
   now += 10_000;
   await replay.tick();
   t.same(applied.at(-1), ['site'], 'and changes keep being found after it moved');
+
+  // The usual case: the announcement arrived, so the read has nothing to apply.
+  const heard = (await change(db, 'target')).rows[0].id;
+  replay.announced(Number(heard));
+  const before = applied.length;
+  now += 10_000;
+  await replay.tick();
+  t.equal(applied.length, before, 'a change whose announcement arrived is not applied again');
 });

@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import t, { type Test } from 'tap';
 import { ServiceProcess } from '../../devenv/process.ts';
-import { call, startApiCluster } from '../harness/api.ts';
+import { call, publishHttpResource, startApiCluster } from '../harness/api.ts';
 
 const CONNECTOR_ENTRY = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
 
@@ -28,12 +28,7 @@ async function haSite(t: Test) {
   t.teardown(() => (target.closeAllConnections(), target.close()));
   const c = await startApiCluster(t, 3);
   const cookie = c.adminCookie;
-  const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'ha', name: 'Ha' } })).body;
-  const base = `/api/v1/orgs/${org.id}`;
-  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: 'ha.test' } });
-  const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'site' } })).body;
-  const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: 'app.ha.test', tls: false } })).body;
-  await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: (target.address() as { port: number }).port, scheme: 'http' } });
+  const { base, site } = await publishHttpResource(c, { slug: 'ha', zone: 'ha.test', targetPort: (target.address() as { port: number }).port });
 
   const dir = mkdtempSync(join(tmpdir(), 'connector-'));
   const connector = new ServiceProcess({
