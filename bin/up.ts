@@ -187,11 +187,13 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
       logFile: join(dataDir, 'connector.log'),
     });
     extras.push({ stop: () => connector.stop('SIGTERM', 3000) });
-    for (let i = 0; i < 100; i++) {
+    let online = false;
+    for (let i = 0; i < 100 && !online; i++) {
       const site = await api(lb.url, 'GET', `/api/v1/orgs/${demo.orgId}/sites/${demo.siteId}`, undefined, cookie);
-      if (site.body?.status?.online) break;
-      await new Promise((r) => setTimeout(r, 100));
+      online = site.body?.status?.online === true;
+      if (!online) await new Promise((r) => setTimeout(r, 100));
     }
+    if (!online) say(`  demo site    WARNING: its connector is not connected after 10 s; see ${join(dataDir, 'connector.log')}`);
     const cert = await api(lb.url, 'POST', `/api/v1/orgs/${demo.orgId}/resources/${demo.resourceId}/certificate`, undefined, cookie);
     demoReady(`certificate: ${cert.body?.status ?? cert.status}`);
     say(`\ncluster up in ${Date.now() - t0} ms\n`);

@@ -1,7 +1,7 @@
 // The local cluster an operator starts first (`npm start` = `cluster up`), and `cluster chaos`
 // run against it: one cluster for the file, torn down by the last test.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -29,6 +29,13 @@ function httpsGet(ip: string, servername: string, ca: string): Promise<string> {
 
 const listeners = () => execFileSync('ss', ['-Htlnu'], { encoding: 'utf8' }).split('\n').filter((l) => NODE_IPS.some((ip) => l.includes(`${ip}:`)) || l.includes('127.0.0.1:8080 '));
 
+/** What an engineer needs when the demo site does not come online: the connector's story and the nodes' complaints. */
+function diagnose(t: Test, dataDir: string) {
+  const tail = (f: string, n: number) => (existsSync(join(dataDir, f)) ? readFileSync(join(dataDir, f), 'utf8').trim().split('\n').slice(-n).join('\n') : `(no ${f})`);
+  t.comment(`connector.log:\n${tail('connector.log', 30)}`);
+  for (const n of ['node-1', 'node-2', 'node-3']) t.comment(`${n}.log warnings:\n${tail(`${n}.log`, 400).split('\n').filter((l) => /"level":[45]0/.test(l)).slice(-15).join('\n')}`);
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'cluster-up-'));
 chmodSync(dir, 0o755); // the postgres user must reach its data directory
 let cluster: LaunchedCluster | undefined;
@@ -43,7 +50,7 @@ t.test('`cluster up --nodes 3` becomes ready and the demo answers over HTTPS thr
   const out = cluster.output();
   t.match(out, /cluster up in \d+ ms/, 'it says it is up');
   t.match(out, /demo site\s+ready in \d+ ms \(certificate: valid\)/, 'the demo resource has a certificate from the local CA');
-  t.match(out, /demo-site\s+yes\s+node-\d/, 'the status table shows the demo site online');
+  if (!t.match(out, /demo-site\s+yes\s+node-\d/, 'the status table shows the demo site online')) diagnose(t, cluster.dataDir);
   t.match(out, /node-\d\s+127\.0\.0\.1\d\s+\S+\s+\d+ ms\s+.*\b1 cert-issuer\b/, 'the status table shows the actors each node runs');
   const root = readFileSync(join(cluster.dataDir, 'pebble-root.pem'), 'utf8');
   for (const ip of NODE_IPS) t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}, chain verified`);
