@@ -373,7 +373,10 @@ export class ClusterNode {
             selfId: config.nodeId,
             liveIds: () => membership.liveIds(),
             localTxt: (name) => this.#zones?.txt(name) ?? [],
-            peerTxt: (id, name) => peer.txt(membership.member(id)?.peer ?? '', name, 1000),
+            peerTxt: async (id, name) => {
+              const m = membership.member(id); // gone meanwhile: it serves nothing
+              return m ? peer.txt(m.peer, name, 1000) : [];
+            },
             clock: this.#clock,
             logger: this.#log,
           }),

@@ -14,7 +14,9 @@ function toAnswer(name: string, r: RecordData): Answer {
     case 'CAA':
       return { name, type: 'CAA', ttl: r.ttl, class: 'IN', data: { flags: r.data.flags, tag: r.data.tag, value: r.data.value, issuerCritical: (r.data.flags & 128) !== 0 } } as Answer;
     case 'TXT':
-      return { name, type: 'TXT', ttl: r.ttl, class: 'IN', data: r.data } as Answer;
+      // A copy: dns-packet's encoder turns the strings into Buffers in place, which would
+      // rewrite the zone snapshot every node answers (and reports to its peers) from.
+      return { name, type: 'TXT', ttl: r.ttl, class: 'IN', data: [...r.data] } as Answer;
     default:
       return { name, type: r.type, ttl: r.ttl, class: 'IN', data: r.data } as Answer;
   }

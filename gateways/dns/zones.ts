@@ -37,8 +37,7 @@ export class ZoneTable {
     const lower = name.toLowerCase();
     const zone = zoneOf(lower, this.#zones);
     const records = zone === undefined ? [] : (this.#zones.get(zone)!.records[lower] ?? []);
-    // Strings of the snapshot may arrive as Buffers (the wire form dns-packet also accepts).
-    return records.filter((r) => r.type === 'TXT').flatMap((r) => (r.data as Array<string | Buffer>).map((d) => (typeof d === 'string' ? d : Buffer.from(d).toString('utf8'))));
+    return records.flatMap((r) => (r.type === 'TXT' ? r.data : []));
   }
 
   /** Milliseconds since the newest snapshot or repair read arrived. */
