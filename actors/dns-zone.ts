@@ -9,11 +9,11 @@
 // forwards). Each live node with a public address is a name server: ns-<node>.<zone>.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import type { Route } from './resource.ts';
+import type { Route } from '../protocol/route.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
-import type { RecordData, ZoneData } from '../gateways/dns/zone-data.ts';
+import type { RecordData, ZoneData } from '../protocol/zone.ts';
 import type { Behavior } from './runtime.ts';
 
 export type DnsZoneMsg =

@@ -6,32 +6,8 @@
 import { z } from 'zod';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
+import type { Route } from '../protocol/route.ts';
 import type { Behavior } from './runtime.ts';
-
-export interface RouteTarget {
-  id: string;
-  siteId: string;
-  host: string;
-  port: number;
-  scheme: 'http' | 'https' | 'tcp' | 'udp';
-  enabled: boolean;
-  weight: number;
-  /** Last health the site's connector reported; true when never reported (no checks). */
-  healthy: boolean;
-}
-
-export interface Route {
-  resourceId: string;
-  orgId: string;
-  protocol: 'http' | 'tcp' | 'udp';
-  hostname: string | null;
-  port: number | null;
-  tls: boolean;
-  enabled: boolean;
-  targets: RouteTarget[];
-  /** Site id -> node holding its tunnel (live owners only; offline sites are absent). */
-  owners: Record<string, string>;
-}
 
 export type ResourceMsg =
   | { type: 'reload' }

@@ -5,15 +5,8 @@
 import { z } from 'zod';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
-import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type NodeMessage } from '../gateways/connector/protocol.ts';
+import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession } from '../protocol/connector.ts';
 import type { Behavior } from './runtime.ts';
-
-/** The node's end of one connector control connection. */
-export interface ControlSession {
-  readonly id: string;
-  send(msg: NodeMessage): void;
-  close(code: number, reason: string): void;
-}
 
 export type SiteMsg =
   | { type: 'attach'; session: ControlSession }

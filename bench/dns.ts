@@ -17,8 +17,7 @@ import { createLogger } from '../core/log.ts';
 import { Secret } from '../core/secret.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
 import { Valkey } from '../persistence/valkey.ts';
-import type { ZoneData } from '../gateways/dns/zone-data.ts';
-import { ZONES_SNAPSHOT } from '../gateways/dns/zones.ts';
+import type { ZoneData } from '../protocol/zone.ts';
 import { nodeAddress } from '../test/harness/nodes.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
@@ -114,7 +113,7 @@ async function main() {
       const valkey = new Valkey({ url: new Secret(services.valkey!.url), clusterName: 'bench', connectTimeout: 2000, commandTimeout: 2000, logger: createLogger({ level: 'silent' }) });
       valkey.connect();
       let zone: ZoneData | undefined;
-      await waitUntil('zone snapshot', async () => Boolean((zone = (await new SnapshotStore<ZoneData>(valkey, ZONES_SNAPSHOT).get(ZONE).catch(() => undefined))?.data)), { timeoutMs: 10_000 });
+      await waitUntil('zone snapshot', async () => Boolean((zone = (await new SnapshotStore(valkey, 'zones').get(ZONE).catch(() => undefined))?.data)), { timeoutMs: 10_000 });
       await valkey.close();
       writeFileSync(join(dir, `${ZONE}.zone`), zoneFile(zone!));
       const nsdIp = nodeAddress();

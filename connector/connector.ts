@@ -7,10 +7,10 @@
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import type { Logger } from '../core/log.ts';
-import { frameDuplex, type FrameDuplex } from '../gateways/connector/ws-duplex.ts';
+import { frameDuplex, type FrameDuplex } from '../protocol/tunnel-framing.ts';
 import { createDataPlaneServer } from './data-plane.ts';
 import { HealthChecker } from './health.ts';
-import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget } from '../gateways/connector/protocol.ts';
+import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget } from '../protocol/connector.ts';
 
 export interface ConnectorOptions {
   /** Base URLs of nodes or of the load balancer, e.g. https://cluster.example.com */

@@ -5,10 +5,9 @@
 import { createSocket } from 'node:dgram';
 import http2 from 'node:http2';
 import { connect, isIPv6 } from 'node:net';
-import type { ConnectorTarget } from '../gateways/connector/protocol.ts';
-import { PROTOCOL_HEADER, TARGET_HEADER } from '../gateways/connector/tunnels.ts';
-import { Deframer, frameDatagram } from '../gateways/connector/datagrams.ts';
-import { TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../gateways/connector/ws-duplex.ts';
+import type { ConnectorTarget } from '../protocol/connector.ts';
+import { Deframer, frameDatagram } from '../protocol/datagrams.ts';
+import { PROTOCOL_HEADER, TARGET_HEADER, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
 import type { Logger } from '../core/log.ts';
 
 /** The configured, enabled target a stream may reach, or undefined. */

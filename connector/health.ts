@@ -5,7 +5,7 @@
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
-import type { ConnectorTarget } from '../gateways/connector/protocol.ts';
+import type { ConnectorTarget } from '../protocol/connector.ts';
 
 interface Check {
   type: 'http' | 'tcp' | 'none';

@@ -1,7 +1,7 @@
 // Authenticated access to a node's peer port for tools, tests and benchmarks: inspect the
 // node (membership view, actors) and ask an actor anywhere in the cluster through it.
 import { Secret } from '../core/secret.ts';
-import { authHeaders, PEER_PATH } from '../gateways/peer/protocol.ts';
+import { authHeaders, PEER_PATH } from '../protocol/peer.ts';
 
 export interface NodeView {
   node: string;

@@ -4,6 +4,7 @@
 // so a stale owner (a lower epoch) can never overwrite what its successor published, and a
 // node that hears messages out of order keeps the newest. Deletions are tombstones, so a
 // late write from an older owner cannot bring a deleted entry back.
+import { CHANNELS, type ChannelMessage, type SnapshotChannel } from '../protocol/channels.ts';
 import type { Valkey } from './valkey.ts';
 
 export interface Version {
@@ -17,6 +18,9 @@ export interface Snapshot<T> {
   /** Undefined in a tombstone. */
   data?: T;
 }
+
+/** What a snapshot channel's entries hold. */
+export type SnapshotData<C extends SnapshotChannel> = NonNullable<ChannelMessage<C>['data']>;
 
 export function newer(a: Version, b: Version | undefined): boolean {
   return !b || a.epoch > b.epoch || (a.epoch === b.epoch && a.seq > b.seq);
@@ -34,13 +38,19 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[4])
 return 1`;
 
-export class SnapshotStore<T> {
+export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> = SnapshotData<C>> {
   readonly #valkey: Valkey;
-  readonly #name: string;
+  readonly #name: C;
 
-  constructor(valkey: Valkey, name: string) {
+  constructor(valkey: Valkey, name: C) {
     this.#valkey = valkey;
     this.#name = name;
+  }
+
+  /** A stored entry, checked like an announced one: it crossed a process too. */
+  #parse(raw: string): Snapshot<T> | undefined {
+    const r = CHANNELS[this.#name].safeParse(JSON.parse(raw));
+    return r.success ? (r.data as Snapshot<T>) : undefined;
   }
 
   /** Stores and announces a snapshot unless a newer one is stored; true if it was. */
@@ -53,18 +63,21 @@ export class SnapshotStore<T> {
 
   async get(id: string): Promise<Snapshot<T> | undefined> {
     const raw = await this.#valkey.call((c) => c.hget(this.#valkey.keys.snapshot(this.#name), id));
-    return raw ? (JSON.parse(raw) as Snapshot<T>) : undefined;
+    return raw ? this.#parse(raw) : undefined;
   }
 
   async getMany(ids: string[]): Promise<Map<string, Snapshot<T>>> {
     if (ids.length === 0) return new Map();
     const raws = await this.#valkey.call((c) => c.hmget(this.#valkey.keys.snapshot(this.#name), ...ids));
-    return new Map(ids.flatMap((id, i) => (raws[i] ? [[id, JSON.parse(raws[i]!) as Snapshot<T>] as const] : [])));
+    return new Map(ids.flatMap((id, i) => {
+      const s = raws[i] ? this.#parse(raws[i]!) : undefined;
+      return s ? [[id, s] as const] : [];
+    }));
   }
 
   async all(): Promise<Snapshot<T>[]> {
     const raw = await this.#valkey.call((c) => c.hgetall(this.#valkey.keys.snapshot(this.#name)));
-    return Object.values(raw).map((r) => JSON.parse(r) as Snapshot<T>);
+    return Object.values(raw).flatMap((r) => this.#parse(r) ?? []);
   }
 
   /** Calls `handler` for every announced snapshot (any order; compare versions). */
@@ -77,8 +90,8 @@ export class SnapshotStore<T> {
  * A node's in-memory copy of every snapshot of one kind: fed by announcements, repaired by a
  * periodic full read (pub/sub is at-most-once). Readers never wait on Valkey.
  */
-export class SnapshotMirror<T> {
-  readonly #store: SnapshotStore<T>;
+export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C> = SnapshotData<C>> {
+  readonly #store: SnapshotStore<C, T>;
   readonly #entries = new Map<string, Snapshot<T>>();
   readonly #onChange: (id: string, data: T | undefined) => void;
   #timer: NodeJS.Timeout | undefined;
@@ -86,7 +99,7 @@ export class SnapshotMirror<T> {
   /** When the last full read or announcement arrived (ms since epoch). */
   lastUpdate = 0;
 
-  constructor(store: SnapshotStore<T>, onChange: (id: string, data: T | undefined) => void) {
+  constructor(store: SnapshotStore<C, T>, onChange: (id: string, data: T | undefined) => void) {
     this.#store = store;
     this.#onChange = onChange;
   }

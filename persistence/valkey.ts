@@ -4,6 +4,7 @@
 // commandTimeout), never a hang and never a quiet fallback to local memory.
 import { Redis, type RedisOptions } from 'ioredis';
 import { ClusterError } from '../core/errors.ts';
+import { CHANNELS, type ChannelMessage, type ChannelName } from '../protocol/channels.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { Keyspace } from './keys.ts';
@@ -18,7 +19,6 @@ export interface ValkeyOptions {
   logger: Logger;
 }
 
-export type MessageHandler = (message: unknown, channel: string) => void;
 
 function backoff(attempt: number): number {
   const cap = Math.min(2000, 50 * 2 ** Math.min(attempt, 6));
@@ -31,7 +31,9 @@ export class Valkey {
   readonly cmd: Redis;
   readonly #sub: Redis;
   readonly #log: Logger;
-  readonly #handlers = new Map<string, Set<MessageHandler>>();
+  readonly #handlers = new Map<string, { name: ChannelName; handlers: Set<(message: any) => void> }>();
+  /** Pub/sub messages dropped because they did not match their channel's schema. */
+  droppedMessages = 0;
   #state: ValkeyState = 'connecting';
 
   constructor(opts: ValkeyOptions) {
@@ -101,7 +103,7 @@ export class Valkey {
   }
 
   /** Publishes a JSON message on a cluster channel (name without prefix). */
-  async publish(name: string, message: unknown): Promise<number> {
+  async publish<C extends ChannelName>(name: C, message: ChannelMessage<C>): Promise<number> {
     return this.call((c) => c.publish(this.keys.channel(name), JSON.stringify(message)));
   }
 
@@ -110,36 +112,37 @@ export class Valkey {
    * that cache state must also reconcile periodically, since messages sent while the
    * subscriber was away are lost (pub/sub is at-most-once).
    */
-  async subscribe(name: string, handler: MessageHandler): Promise<() => Promise<void>> {
+  async subscribe<C extends ChannelName>(name: C, handler: (message: ChannelMessage<C>) => void): Promise<() => Promise<void>> {
     const channel = this.keys.channel(name);
-    let set = this.#handlers.get(channel);
-    if (!set) {
-      set = new Set();
-      this.#handlers.set(channel, set);
+    let entry = this.#handlers.get(channel);
+    if (!entry) {
+      entry = { name, handlers: new Set() };
+      this.#handlers.set(channel, entry);
       await this.#sub.subscribe(channel);
     }
-    set.add(handler);
+    entry.handlers.add(handler);
     return async () => {
       const current = this.#handlers.get(channel);
-      if (!current?.delete(handler) || current.size > 0) return;
+      if (!current?.handlers.delete(handler) || current.handlers.size > 0) return;
       this.#handlers.delete(channel);
       if (this.#sub.status === 'ready') await this.#sub.unsubscribe(channel);
     };
   }
 
   #dispatch(channel: string, raw: string) {
-    const handlers = this.#handlers.get(channel);
-    if (!handlers) return;
+    const entry = this.#handlers.get(channel);
+    if (!entry) return;
     let message: unknown;
     try {
-      message = JSON.parse(raw);
-    } catch {
-      this.#log.warn({ channel }, 'dropped a malformed pub/sub message');
+      message = CHANNELS[entry.name].parse(JSON.parse(raw));
+    } catch (err) {
+      this.droppedMessages++;
+      this.#log.warn({ channel: entry.name, err: err instanceof SyntaxError ? 'not JSON' : (err as Error).message.slice(0, 300) }, 'dropped a malformed pub/sub message');
       return;
     }
-    for (const h of handlers) {
+    for (const h of entry.handlers) {
       try {
-        h(message, channel);
+        h(message);
       } catch (err) {
         this.#log.error({ err, channel }, 'pub/sub handler failed');
       }

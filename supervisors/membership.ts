@@ -13,16 +13,9 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { DROP_LEASE, JOIN_LEASE, RENEW_LEASE } from '../persistence/ownership-scripts.ts';
 import type { Valkey } from '../persistence/valkey.ts';
+import type { ChannelMessage, MemberRecord } from '../protocol/channels.ts';
 
-export interface MemberRecord {
-  id: string;
-  incarnation: string;
-  admin: string;
-  peer: string;
-  /** Addresses public clients reach the node at (DNS answers name them). */
-  addresses: string[];
-  startedAt: number;
-}
+export type { MemberRecord };
 
 export type MembershipEvent =
   | { type: 'join'; member: MemberRecord }
@@ -178,9 +171,8 @@ export class Membership extends EventEmitter {
     setImmediate(() => void this.#join().catch((err) => this.#log.error({ err }, 'rejoin failed')));
   }
 
-  #onMessage(raw: unknown) {
-    const m = raw as { type?: string; member?: MemberRecord };
-    if (!m?.member?.id || m.member.id === this.#o.nodeId) return;
+  #onMessage(m: ChannelMessage<'membership'>) {
+    if (m.member.id === this.#o.nodeId) return;
     if (m.type === 'leave') this.#leaving.add(`${m.member.id}/${m.member.incarnation}`);
     // Events only trigger a reconciliation: the lease keys are the truth.
     void this.reconcile();

@@ -13,7 +13,7 @@ import { ControlChannel } from '../gateways/connector/control.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
-import { ROUTES_SNAPSHOT, RouteTable } from '../gateways/ingress/routes.ts';
+import { RouteTable } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
@@ -22,7 +22,8 @@ import { issuedCertificates } from '../gateways/ingress/issued-certs.ts';
 import { CERT_ISSUER_ID, certIssuerBehavior } from '../actors/cert-issuer.ts';
 import { Sealer } from '../persistence/sealed.ts';
 import { publishHealth, readHealth } from '../gateways/ingress/health.ts';
-import { resourceBehavior, resourceCatalog, type Route } from '../actors/resource.ts';
+import { resourceBehavior, resourceCatalog } from '../actors/resource.ts';
+import type { Route } from '../protocol/route.ts';
 import { SnapshotStore, type Snapshot } from '../persistence/snapshots.ts';
 import type { ResourceStatus } from '../gateways/admin/http.ts';
 import { ActorSystem } from '../actors/runtime.ts';
@@ -41,8 +42,8 @@ import { Valkey } from '../persistence/valkey.ts';
 import { ActorHost } from './actor-host.ts';
 import { dnsZoneBehavior, dnsZoneCatalog } from '../actors/dns-zone.ts';
 import { DnsServer } from '../gateways/dns/server.ts';
-import { ZONES_SNAPSHOT, ZoneTable } from '../gateways/dns/zones.ts';
-import type { ZoneData } from '../gateways/dns/zone-data.ts';
+import { ZoneTable } from '../gateways/dns/zones.ts';
+import type { ZoneData } from '../protocol/zone.ts';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { Membership, type MembershipEvent } from './membership.ts';
 import { challengePublisher } from './challenge-propagation.ts';
@@ -161,7 +162,7 @@ export class ClusterNode {
     if (this.state !== 'starting') return; // stopped while waiting for PostgreSQL
     await this.#startActors();
     const membership = this.#membership!;
-    const routeSnapshots = new SnapshotStore<Route>(this.valkey, ROUTES_SNAPSHOT);
+    const routeSnapshots = new SnapshotStore(this.valkey, 'routes');
     this.#api = {
       db: this.db,
       valkey: this.valkey,
@@ -318,7 +319,7 @@ export class ClusterNode {
           },
         }, id, epoch),
     });
-    const routes = new SnapshotStore<Route>(valkey, ROUTES_SNAPSHOT);
+    const routes = new SnapshotStore(valkey, 'routes');
     this.#host.register({
       kind: 'resource',
       placement: 'placed',
@@ -331,7 +332,7 @@ export class ClusterNode {
           health: (ids) => readHealth(valkey, ids),
         }, id, epoch),
     });
-    const zones = new SnapshotStore<ZoneData>(valkey, ZONES_SNAPSHOT);
+    const zones = new SnapshotStore(valkey, 'zones');
     this.#host.register({
       kind: 'dns-zone',
       placement: 'placed',

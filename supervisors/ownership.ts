@@ -7,6 +7,7 @@ import type { DatabasePool } from '../persistence/db.ts';
 import { claimEpochs } from '../persistence/epochs.ts';
 import { CLAIM_OWNERS, CONFIRM_OWNERS, RELEASE_OWNERS } from '../persistence/ownership-scripts.ts';
 import type { Valkey } from '../persistence/valkey.ts';
+import type { OwnershipChange } from '../protocol/channels.ts';
 import type { Membership } from './membership.ts';
 
 export interface Owner {
@@ -15,9 +16,7 @@ export interface Owner {
   epoch: number;
 }
 
-export type OwnershipChange =
-  | { type: 'claimed'; kind: string; ids: string[]; node: string; incarnation: string; epochs: number[] }
-  | { type: 'released'; kind: string; ids: string[]; node: string; incarnation: string };
+export type { OwnershipChange };
 
 const BATCH = 500;
 
@@ -36,7 +35,7 @@ export class OwnershipRegistry extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    this.#unsubscribe = await this.#valkey.subscribe('ownership', (m) => this.#apply(m as OwnershipChange));
+    this.#unsubscribe = await this.#valkey.subscribe('ownership', (m) => this.#apply(m));
     // Membership changes make cached owners on dead nodes stale.
     this.#membership.on('change', () => this.#cache.clear());
   }

@@ -8,7 +8,7 @@ import { audit, type AuditEntry } from '../../persistence/audit.ts';
 import { withDb, type DatabasePool } from '../../persistence/db.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
-import type { MemberRecord } from '../../supervisors/membership.ts';
+import type { Change, MemberRecord } from '../../protocol/channels.ts';
 
 export interface SiteStatus {
   online: boolean;
@@ -93,14 +93,7 @@ export function actorOf(req: FastifyRequest): Pick<AuditEntry, 'actorType' | 'ac
   return p.type === 'user' ? { actorType: 'user', actorId: p.userId } : { actorType: 'api_key', actorId: p.keyId };
 }
 
-export interface Change {
-  kind: 'org' | 'user' | 'site' | 'domain' | 'resource' | 'target' | 'api_key' | 'member';
-  id: string;
-  orgId: string | null;
-  action: 'created' | 'updated' | 'deleted';
-  /** The change's audit row: nodes that got the announcement need not replay it from the log. */
-  auditId?: number;
-}
+export type { Change };
 
 /**
  * One write: the change and its audit row in one transaction; the reply waits for the

@@ -9,12 +9,11 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
-import type { ControlSession } from '../../actors/site.ts';
 import type { ActorHost } from '../../supervisors/actor-host.ts';
-import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type NodeMessage } from './protocol.ts';
+import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage } from '../../protocol/connector.ts';
 import { verifyConnectorToken } from './token.ts';
 import type { TunnelRegistry } from './tunnels.ts';
-import { frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from './ws-duplex.ts';
+import { frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
 

@@ -4,9 +4,8 @@
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { ClusterError } from '../../core/errors.ts';
+import { PROTOCOL_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts';
 
-export const TARGET_HEADER = 'x-cluster-target';
-export const PROTOCOL_HEADER = 'x-cluster-protocol';
 
 export class TunnelRegistry {
   readonly #sessions = new Map<string, { sessionId: string; h2: http2.ClientHttp2Session }>();

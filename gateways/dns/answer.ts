@@ -3,7 +3,17 @@
 // the authority section of both); an empty non-terminal is NODATA. CNAMEs are followed
 // within the zone. Names compare case-insensitively; the question is echoed as asked.
 import type { Answer, Packet, Question } from 'dns-packet';
-import { zoneOf, type RecordData, type ZoneData } from './zone-data.ts';
+import type { RecordData, ZoneData } from '../../protocol/zone.ts';
+
+/** The zone `name` falls in: the longest zone that is `name` or a parent of it. */
+export function zoneOf(name: string, zones: ReadonlyMap<string, unknown>): string | undefined {
+  for (let n = name; ; ) {
+    if (zones.has(n)) return n;
+    const dot = n.indexOf('.');
+    if (dot < 0) return undefined;
+    n = n.slice(dot + 1);
+  }
+}
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 const AA = 1 << 10;

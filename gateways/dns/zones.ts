@@ -3,12 +3,11 @@
 import type { Logger } from '../../core/log.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
-import { zoneOf, type ZoneData } from './zone-data.ts';
-
-export const ZONES_SNAPSHOT = 'zones';
+import type { ZoneData } from '../../protocol/zone.ts';
+import { zoneOf } from './answer.ts';
 
 export class ZoneTable {
-  readonly #mirror: SnapshotMirror<ZoneData>;
+  readonly #mirror: SnapshotMirror<'zones'>;
   readonly #log: Logger;
   #zones = new Map<string, ZoneData>();
   /** Bumped on every change; answer caches key on it. */
@@ -16,7 +15,7 @@ export class ZoneTable {
 
   constructor(deps: { valkey: Valkey; logger: Logger }) {
     this.#log = deps.logger.child({ component: 'dns-zones' });
-    this.#mirror = new SnapshotMirror(new SnapshotStore<ZoneData>(deps.valkey, ZONES_SNAPSHOT), () => this.#rebuild());
+    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'zones'), () => this.#rebuild());
   }
 
   async start(): Promise<void> {

@@ -2,18 +2,16 @@
 // publish (route, target health, the node holding each site's tunnel), indexed by hostname
 // and port. Lookups are in memory; a connection never waits on Valkey or PostgreSQL.
 import { EventEmitter } from 'node:events';
-import type { Route } from '../../actors/resource.ts';
+import type { Route } from '../../protocol/route.ts';
 import type { Logger } from '../../core/log.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 
-export type { Route, RouteTarget } from '../../actors/resource.ts';
-
-export const ROUTES_SNAPSHOT = 'routes';
+export type { Route, RouteTarget } from '../../protocol/route.ts';
 
 export class RouteTable extends EventEmitter {
   readonly #log: Logger;
-  readonly #mirror: SnapshotMirror<Route>;
+  readonly #mirror: SnapshotMirror<'routes'>;
   #byHost = new Map<string, Route>();
   #all: Route[] = [];
   #pending: NodeJS.Timeout | undefined;
@@ -21,7 +19,7 @@ export class RouteTable extends EventEmitter {
   constructor(deps: { valkey: Valkey; logger: Logger }) {
     super();
     this.#log = deps.logger.child({ component: 'routes' });
-    this.#mirror = new SnapshotMirror(new SnapshotStore<Route>(deps.valkey, ROUTES_SNAPSHOT), () => this.#schedule());
+    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'routes'), () => this.#schedule());
   }
 
   async start(): Promise<void> {

@@ -6,7 +6,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../core/log.ts';
-import { Deframer, MAX_DATAGRAM, frameDatagram } from '../connector/datagrams.ts';
+import { Deframer, MAX_DATAGRAM, frameDatagram } from '../../protocol/datagrams.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import { encodeProxyV2 } from './proxy-protocol.ts';
 import type { RouteTable } from './routes.ts';

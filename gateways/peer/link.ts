@@ -8,7 +8,7 @@ import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
 import { ClusterError, isClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
-import { AskRequest, PEER_PATH, PeerMessage, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from './protocol.ts';
+import { AskRequest, PEER_PATH, PeerMessage, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { Secret } from '../../core/secret.ts';
-import { authHeaders, PEER_PATH } from '../../gateways/peer/protocol.ts';
+import { authHeaders, PEER_PATH } from '../../protocol/peer.ts';
 import { askVia, startCluster } from '../harness/cluster.ts';
 
 function tryConnect(url: string, headers: Record<string, string>): Promise<string> {

@@ -1,23 +1,11 @@
 // The cert-issuer asks the CA to check a DNS-01 challenge only once every live node's DNS
 // serves the record, waiting a bounded time (logic only; the DNS test checks real nodes).
 import t from 'tap';
-import type { Clock } from '../../core/clock.ts';
 import { waitServedEverywhere } from '../../supervisors/challenge-propagation.ts';
-
-/** A clock whose time moves only when someone sleeps. */
-function simulatedClock(): Clock & { t: number } {
-  const c = {
-    t: 0,
-    now: () => c.t,
-    sleep: async (ms: number) => void (c.t += ms),
-    setTimeout: () => ({ cancel() {} }),
-    setInterval: () => ({ cancel() {} }),
-  };
-  return c;
-}
+import { SimulatedClock } from '../harness/clock.ts';
 
 t.test('it waits until every live node serves the record', async (t) => {
-  const clock = simulatedClock();
+  const clock = new SimulatedClock();
   const asked: string[] = [];
   const left = await waitServedEverywhere({
     nodes: () => ['node-1', 'node-2', 'node-3'],
@@ -32,7 +20,7 @@ t.test('it waits until every live node serves the record', async (t) => {
 });
 
 t.test('after the bound it gives up, naming the nodes that do not serve it; one that cannot be asked counts as not serving', async (t) => {
-  const clock = simulatedClock();
+  const clock = new SimulatedClock();
   const left = await waitServedEverywhere({
     nodes: () => ['node-1', 'node-2', 'node-3'],
     serves: async (n) => {
@@ -48,7 +36,7 @@ t.test('after the bound it gives up, naming the nodes that do not serve it; one 
 });
 
 t.test('a node that leaves the cluster meanwhile is no longer waited for', async (t) => {
-  const clock = simulatedClock();
+  const clock = new SimulatedClock();
   const left = await waitServedEverywhere({
     nodes: () => (clock.t < 300 ? ['node-1', 'node-2'] : ['node-1']),
     serves: async (n) => n === 'node-1',

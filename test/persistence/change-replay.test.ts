@@ -3,7 +3,7 @@
 // whose transaction commits after later ones were read.
 import pg from 'pg';
 import t from 'tap';
-import type { Clock } from '../../core/clock.ts';
+import { SimulatedClock } from '../harness/clock.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { createDb } from '../../persistence/db.ts';
@@ -24,8 +24,8 @@ t.test('each missed change is applied once, even one committed after later chang
   const change = (c: pg.Client, kind: string) => c.query(`INSERT INTO audit_log (actor_type, action, target_type, target_id) VALUES ('system', $1, $2, 'x') RETURNING id`, [`${kind}.updated`, kind]);
   await change(db, 'org'); // before the node started: its actors read it when they started
 
-  let now = 0;
-  const clock: Clock = { now: () => now, sleep: async () => {}, setTimeout: () => ({ cancel() {} }), setInterval: () => ({ cancel() {} }) };
+  // Ticks are driven by hand below; the clock only says how old an id is.
+  const clock = new SimulatedClock();
   const applied: string[][] = [];
   const replay = new ChangeReplay({ db: pool, clock, logger, everyMs: 10_000, lookBackMs: 60_000, apply: (kinds) => applied.push([...kinds].sort()) });
   await replay.start();
@@ -42,21 +42,21 @@ t.test('each missed change is applied once, even one committed after later chang
   await slow.query('BEGIN');
   await change(slow, 'domain');
   await change(db, 'resource');
-  now += 10_000;
+  clock.t += 10_000;
   await replay.tick();
   t.same(applied.at(-1), ['resource'], 'the committed one is applied');
   await slow.query('COMMIT');
-  now += 10_000;
+  clock.t += 10_000;
   await replay.tick();
   t.same(applied.at(-1), ['domain'], 'the late one is applied when it commits, though its id is below one already read');
   const count = applied.length;
-  now += 10_000;
+  clock.t += 10_000;
   await replay.tick();
-  now += 70_000;
+  clock.t += 70_000;
   await replay.tick();
   t.equal(applied.length, count, 'nothing is applied twice, before or after the look-back moves on');
   await change(db, 'site');
-  now += 10_000;
+  clock.t += 10_000;
   await replay.tick();
   t.same(applied.at(-1), ['site'], 'and changes keep being found after it moved');
 
@@ -64,7 +64,7 @@ t.test('each missed change is applied once, even one committed after later chang
   const heard = (await change(db, 'target')).rows[0].id;
   replay.announced(Number(heard));
   const before = applied.length;
-  now += 10_000;
+  clock.t += 10_000;
   await replay.tick();
   t.equal(applied.length, before, 'a change whose announcement arrived is not applied again');
 });

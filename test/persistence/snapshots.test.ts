@@ -7,6 +7,9 @@ import { Valkey } from '../../persistence/valkey.ts';
 import { freshClusterName } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
+const soa = { mname: 'ns.z', rname: 'hostmaster.z', refresh: 1, retry: 1, expire: 1, minimum: 1, ttl: 1 };
+/** A zone snapshot whose serial stands for the value under test. */
+const zone = (n: number) => ({ zone: 'z', serial: n, soa, records: {} });
 
 t.test('snapshots: a stale owner cannot overwrite its successor, tombstones stay, mirrors keep the newest', async (t) => {
   const { clusterName, valkeyUrl } = await freshClusterName(t);
@@ -14,25 +17,37 @@ t.test('snapshots: a stale owner cannot overwrite its successor, tombstones stay
   v.connect();
   t.teardown(() => v.close());
   if (v.state !== 'ready') await once(v.cmd, 'ready');
-  const store = new SnapshotStore<{ n: number }>(v, 'things');
+  const store = new SnapshotStore(v, 'zones');
   const seen: Array<[string, number | undefined]> = [];
-  const mirror = new SnapshotMirror(store, (id, data) => seen.push([id, data?.n]));
+  const mirror = new SnapshotMirror(store, (id, data) => seen.push([id, data?.serial]));
   await mirror.start(60_000, () => {});
   t.teardown(() => mirror.stop());
 
-  t.ok(await store.put({ id: 'a', version: { epoch: 2, seq: 1 }, data: { n: 1 } }), 'first write');
-  t.ok(await store.put({ id: 'a', version: { epoch: 2, seq: 2 }, data: { n: 2 } }), 'next sequence');
-  t.notOk(await store.put({ id: 'a', version: { epoch: 1, seq: 99 }, data: { n: -1 } }), 'an older epoch is refused');
-  t.notOk(await store.put({ id: 'a', version: { epoch: 2, seq: 2 }, data: { n: -2 } }), 'the same version is refused');
-  t.same((await store.get('a'))?.data, { n: 2 });
+  t.ok(await store.put({ id: 'a', version: { epoch: 2, seq: 1 }, data: zone(1) }), 'first write');
+  t.ok(await store.put({ id: 'a', version: { epoch: 2, seq: 2 }, data: zone(2) }), 'next sequence');
+  t.notOk(await store.put({ id: 'a', version: { epoch: 1, seq: 99 }, data: zone(-1) }), 'an older epoch is refused');
+  t.notOk(await store.put({ id: 'a', version: { epoch: 2, seq: 2 }, data: zone(-2) }), 'the same version is refused');
+  t.same((await store.get('a'))?.data, zone(2));
   t.ok(await store.put({ id: 'a', version: { epoch: 3, seq: 1 } }), 'a tombstone from the next owner');
-  t.notOk(await store.put({ id: 'a', version: { epoch: 2, seq: 3 }, data: { n: 3 } }), 'a late write cannot bring it back');
+  t.notOk(await store.put({ id: 'a', version: { epoch: 2, seq: 3 }, data: zone(3) }), 'a late write cannot bring it back');
   for (let i = 0; i < 50 && mirror.version('a')?.epoch !== 3; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(mirror.get('a'), undefined, 'the mirror dropped it');
   t.same(seen, [['a', 1], ['a', 2], ['a', undefined]], 'the mirror saw exactly the accepted versions, in order');
 
   // Out-of-order delivery (e.g. from a repair read racing an announcement) keeps the newest.
-  mirror.apply({ id: 'b', version: { epoch: 5, seq: 2 }, data: { n: 52 } });
-  mirror.apply({ id: 'b', version: { epoch: 5, seq: 1 }, data: { n: 51 } });
-  t.same(mirror.get('b'), { n: 52 });
+  mirror.apply({ id: 'b', version: { epoch: 5, seq: 2 }, data: zone(52) });
+  mirror.apply({ id: 'b', version: { epoch: 5, seq: 1 }, data: zone(51) });
+  t.same(mirror.get('b'), zone(52));
+
+  // What does not match the channel's schema never reaches a subscriber (nor a repair read).
+  const heard: unknown[] = [];
+  await v.subscribe('zones', (m) => heard.push(m));
+  await v.cmd.publish(v.keys.channel('zones'), JSON.stringify({ id: 'c', version: { epoch: 1, seq: 1 }, data: { zone: 'c', serial: 'not a number' } }));
+  await v.cmd.hset(v.keys.snapshot('zones'), 'c', JSON.stringify({ id: 'c', version: { epoch: 1, seq: 1 }, data: { zone: 'c' } }));
+  t.ok(await store.put({ id: 'd', version: { epoch: 1, seq: 1 }, data: zone(7) }), 'a valid snapshot after the bad one');
+  for (let i = 0; i < 50 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(heard.map((m) => (m as { id: string }).id), ['d'], 'only the valid announcement was delivered');
+  t.equal(v.droppedMessages, 1, 'the malformed announcement was counted');
+  t.equal(await store.get('c'), undefined, 'a malformed stored entry reads as absent');
+  t.same((await store.all()).map((e) => e.id).sort(), ['a', 'd'], 'a full read skips it too');
 });

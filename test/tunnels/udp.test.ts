@@ -5,7 +5,7 @@ import dnsPacket from 'dns-packet';
 import t from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
-import { Deframer, frameDatagram } from '../../gateways/connector/datagrams.ts';
+import { Deframer, frameDatagram } from '../../protocol/datagrams.ts';
 import { call, servedBy, startApiCluster } from '../harness/api.ts';
 
 const run = promisify(execFile);

@@ -3,7 +3,7 @@
 // timestamp (replays are limited to a short window); anything else is refused.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Secret } from '../../core/secret.ts';
+import type { Secret } from '../core/secret.ts';
 
 export const PEER_PATH = '/peer/v1';
 const MAX_SKEW_MS = 30_000;

@@ -25,6 +25,10 @@ export const TUNNEL_H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
 /** Largest binary frame either side sends (batched writes are cut at this size). */
 export const MAX_DATA_FRAME = 512 * 1024;
 
+/** Headers of a tunnel stream's CONNECT request: which configured target, over which protocol. */
+export const TARGET_HEADER = 'x-cluster-target';
+export const PROTOCOL_HEADER = 'x-cluster-protocol';
+
 export function frameDuplex(ws: WebSocket): FrameDuplex {
   let paused = false;
   const send = (chunk: Buffer, cb: (err?: Error | null) => void) => {

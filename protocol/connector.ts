@@ -45,3 +45,10 @@ export const NodeMessage = z.discriminatedUnion('type', [
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('move'), reason: z.string() }),
 ]);
 export type NodeMessage = z.infer<typeof NodeMessage>;
+
+/** The node's end of one connector control connection (held by the site actor). */
+export interface ControlSession {
+  readonly id: string;
+  send(msg: NodeMessage): void;
+  close(code: number, reason: string): void;
+}

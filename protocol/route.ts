@@ -1,0 +1,34 @@
+// What a resource actor publishes and every node's ingress routes by: one resource's route,
+// with each target's reported health and the node holding each site's tunnel. The schema is
+// checked where a snapshot arrives from Valkey (protocol/channels.ts).
+import { z } from 'zod';
+
+export const TARGET_SCHEMES = ['http', 'https', 'tcp', 'udp'] as const;
+
+export const RouteTargetSchema = z.object({
+  id: z.string(),
+  siteId: z.string(),
+  host: z.string(),
+  port: z.number().int().min(1).max(65535),
+  scheme: z.enum(TARGET_SCHEMES),
+  enabled: z.boolean(),
+  weight: z.number().nonnegative(),
+  /** Last health the site's connector reported; true when never reported (no checks). */
+  healthy: z.boolean(),
+});
+
+export const RouteSchema = z.object({
+  resourceId: z.string(),
+  orgId: z.string(),
+  protocol: z.enum(['http', 'tcp', 'udp']),
+  hostname: z.string().nullable(),
+  port: z.number().int().nullable(),
+  tls: z.boolean(),
+  enabled: z.boolean(),
+  targets: z.array(RouteTargetSchema),
+  /** Site id -> node holding its tunnel (live owners only; offline sites are absent). */
+  owners: z.record(z.string()),
+});
+
+export type RouteTarget = z.infer<typeof RouteTargetSchema>;
+export type Route = z.infer<typeof RouteSchema>;
