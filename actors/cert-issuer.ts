@@ -16,11 +16,12 @@ import { audit } from '../persistence/audit.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
 import type { Sealer } from '../persistence/sealed.ts';
-import type { Behavior } from './runtime.ts';
+import type { CertIssuerMsg } from '../protocol/actor-messages.ts';
+import { unknownMessage, type Behavior } from './runtime.ts';
 
 export const CERT_ISSUER_ID = 'cluster';
 
-export type CertIssuerMsg = { type: 'check' } | { type: 'obtain'; hostname: string } | { type: 'status' };
+export type { CertIssuerMsg };
 
 export interface CertIssuerDeps {
   db: DatabasePool;
@@ -224,6 +225,8 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
         case 'status':
           ctx.reply({ epoch, checks: state.checks, directoryUrl: deps.directoryUrl });
           return state;
+        default:
+          return unknownMessage(msg);
       }
     },
     stopped() {

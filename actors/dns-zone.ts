@@ -14,14 +14,10 @@ import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
 import type { RecordData, ZoneData } from '../protocol/zone.ts';
-import type { Behavior } from './runtime.ts';
+import type { DnsZoneMsg } from '../protocol/actor-messages.ts';
+import { unknownMessage, type Behavior } from './runtime.ts';
 
-export type DnsZoneMsg =
-  | { type: 'reload' }
-  | { type: 'refresh' }
-  | { type: 'acme-set'; name: string; value: string }
-  | { type: 'acme-clear'; name: string; value: string }
-  | { type: 'status' };
+export type { DnsZoneMsg };
 
 export interface DnsZoneDeps {
   db: DatabasePool;
@@ -146,6 +142,8 @@ export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number):
         case 'status':
           ctx.reply({ zone, epoch, serial: state.serial, published: state.published !== undefined && state.published !== 'deleted' });
           return state;
+        default:
+          return unknownMessage(msg);
       }
     },
   };

@@ -6,20 +6,10 @@ import { z } from 'zod';
 import { isClusterError } from '../core/errors.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
-import type { Behavior } from './runtime.ts';
+import type { ProbeMsg } from '../protocol/actor-messages.ts';
+import { unknownMessage, type Behavior } from './runtime.ts';
 
-export type ProbeMsg =
-  | { type: 'ping' }
-  | { type: 'record'; msgId: string }
-  | { type: 'beat' }
-  | { type: 'crash'; reason?: string };
-
-export const ProbeMsgSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('ping') }),
-  z.object({ type: z.literal('record'), msgId: z.string().min(1).max(200) }),
-  z.object({ type: z.literal('beat') }),
-  z.object({ type: z.literal('crash'), reason: z.string().max(200).optional() }),
-]);
+export type { ProbeMsg };
 
 export interface ProbeState {
   handled: number;
@@ -78,6 +68,8 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
         }
         case 'crash':
           throw new Error(msg.reason ?? 'probe asked to crash');
+        default:
+          return unknownMessage(msg);
       }
     },
     stopped() {

@@ -7,12 +7,10 @@ import { z } from 'zod';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
 import type { Route } from '../protocol/route.ts';
-import type { Behavior } from './runtime.ts';
+import type { ResourceMsg } from '../protocol/actor-messages.ts';
+import { unknownMessage, type Behavior } from './runtime.ts';
 
-export type ResourceMsg =
-  | { type: 'reload' }
-  | { type: 'refresh'; siteId?: string }
-  | { type: 'status' };
+export type { ResourceMsg };
 
 export interface ResourceDeps {
   db: DatabasePool;
@@ -85,6 +83,8 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
         case 'status':
           ctx.reply({ epoch, seq, route: state.published ? JSON.parse(state.published) : null });
           return state;
+        default:
+          return unknownMessage(msg);
       }
     },
   };

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import nact from 'nact';
 import { systemClock, type Clock } from '../core/clock.ts';
-import { ClusterError } from '../core/errors.ts';
+import { ClusterError, isClusterError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { RestartBudget, type RestartPolicyOptions } from '../supervisors/restart-policy.ts';
 
@@ -26,6 +26,15 @@ export interface Behavior<S, M> {
   receive(state: S, msg: M, ctx: ActorContext<M>): S | Promise<S>;
   /** Called once when the actor stops for good (not on restart). */
   stopped?(state: S | undefined, ctx: ActorContext<M>): void | Promise<void>;
+}
+
+/**
+ * The `default` of every receive's exhaustive switch: `msg` is `never` there, so a message
+ * type added to a union and not handled fails to compile. Should one arrive anyway, the
+ * asker gets CLUSTER_ERR_ACTOR_BAD_MESSAGE and the actor keeps its state (no crash).
+ */
+export function unknownMessage(msg: never): never {
+  throw new ClusterError('CLUSTER_ERR_ACTOR_BAD_MESSAGE', `unknown message type ${JSON.stringify((msg as { type?: unknown })?.type)}`, { kind: '', id: '', reason: 'unknown type' });
 }
 
 export type InspectionEvent =
@@ -195,6 +204,11 @@ export class ActorSystem {
         lastState = s;
         return s;
       } catch (err) {
+        if (isClusterError(err, 'CLUSTER_ERR_ACTOR_BAD_MESSAGE') && state !== UNINIT) {
+          // Refused, not failed: the message changes nothing, and the actor keeps its state.
+          env.reject?.(new ClusterError('CLUSTER_ERR_ACTOR_BAD_MESSAGE', err.message, { ...err.fields, kind, id }));
+          return state;
+        }
         env.reject?.(err);
         this.#emit({ type: 'failed', kind, id, error: String((err as Error)?.message ?? err) });
         throw err;

@@ -6,15 +6,10 @@ import { z } from 'zod';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
 import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession } from '../protocol/connector.ts';
-import type { Behavior } from './runtime.ts';
+import type { SiteMsg } from '../protocol/actor-messages.ts';
+import { unknownMessage, type Behavior } from './runtime.ts';
 
-export type SiteMsg =
-  | { type: 'attach'; session: ControlSession }
-  | { type: 'detach'; sessionId: string }
-  | { type: 'health'; targets: Array<{ id: string; healthy: boolean }> }
-  | { type: 'config-changed' }
-  | { type: 'seen' }
-  | { type: 'status' };
+export type { SiteMsg };
 
 export interface SiteState {
   session: ControlSession | undefined;
@@ -96,6 +91,8 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
             targets: state.targets.map((t) => ({ id: t.id, healthy: state.health.get(t.id) ?? null })),
           });
           return state;
+        default:
+          return unknownMessage(msg);
       }
     },
     stopped(state) {

@@ -41,6 +41,13 @@ export interface ErrorFields {
   CLUSTER_ERR_NODE_FENCED: { nodeId: string };
   CLUSTER_ERR_PEER_AUTH_FAILED: { reason: string };
   CLUSTER_ERR_PEER_BAD_MESSAGE: { reason: string };
+  CLUSTER_ERR_PEER_UNKNOWN_ERROR: { remoteCode: string };
+  CLUSTER_ERR_ACTOR_BAD_MESSAGE: { kind: string; id: string; reason: string };
+  CLUSTER_ERR_CONNECTOR_BAD_MESSAGE: Record<string, never>;
+  CLUSTER_ERR_CONNECTOR_MESSAGE_TOO_LARGE: { limit: number };
+  CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED: Record<string, never>;
+  CLUSTER_ERR_CONNECTOR_SUPERSEDED: { siteId: string };
+  CLUSTER_ERR_NODE_DRAINING: { nodeId: string };
   CLUSTER_ERR_TUNNEL_DOWN: { siteId: string };
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { siteId: string; targetId: string };
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { siteId: string; targetId: string; status: number };
@@ -97,6 +104,13 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_NODE_FENCED: { status: 503, summary: 'this node lost its membership lease and stopped its actors; it is rejoining' },
   CLUSTER_ERR_PEER_AUTH_FAILED: { summary: 'a peer link or peer request failed cluster-secret authentication' },
   CLUSTER_ERR_PEER_BAD_MESSAGE: { summary: 'a peer link message was malformed' },
+  CLUSTER_ERR_PEER_UNKNOWN_ERROR: { status: 502, summary: 'another node answered with an error code this node does not know (a newer release)' },
+  CLUSTER_ERR_ACTOR_BAD_MESSAGE: { status: 400, summary: 'a message does not match its actor kind\'s schema; it was not delivered' },
+  CLUSTER_ERR_CONNECTOR_BAD_MESSAGE: { summary: 'a connector sent a control message that does not parse, or none in time (WebSocket close 4400)' },
+  CLUSTER_ERR_CONNECTOR_MESSAGE_TOO_LARGE: { summary: 'a connector sent a control message over the size limit (WebSocket close 1009)' },
+  CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED: { status: 401, summary: 'a connector\'s token is missing, invalid or expired (HTTP 401 on the upgrade, close 4401)' },
+  CLUSTER_ERR_CONNECTOR_SUPERSEDED: { summary: 'a newer connection of the same site replaced this one (WebSocket close 4409)' },
+  CLUSTER_ERR_NODE_DRAINING: { status: 503, summary: 'the node is starting or draining and takes no connectors (HTTP 503 on the upgrade, close 4503)' },
   CLUSTER_ERR_API_VALIDATION: { status: 400, summary: 'a body, parameter or query field is missing, unknown or of the wrong form (the field is named)' },
   CLUSTER_ERR_API_UNAUTHENTICATED: { status: 401, summary: 'no valid session or API key' },
   CLUSTER_ERR_API_FORBIDDEN: { status: 403, summary: 'authenticated, but not allowed to do this' },

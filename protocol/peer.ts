@@ -48,6 +48,8 @@ export const PeerMessage = z.discriminatedUnion('t', [
     value: z.unknown().optional(),
     code: z.string().optional(),
     message: z.string().optional(),
+    /** The error's typed fields (ErrorFields of its code). */
+    fields: z.record(z.unknown()).optional(),
   }),
 ]);
 export type PeerMessage = z.infer<typeof PeerMessage>;

@@ -11,15 +11,16 @@ import type { PeerLink } from '../gateways/peer/link.ts';
 import type { ClusterMetrics } from './metrics.ts';
 import type { Membership } from './membership.ts';
 import type { OwnershipRegistry, OwnershipChange } from './ownership.ts';
+import { ACTOR_MESSAGES, isActorKind, type ActorKindName, type ActorMessage } from '../protocol/actor-messages.ts';
 import { actorKey, placeOn } from './placement.ts';
 
-export interface ActorKind {
-  kind: string;
+export interface ActorKind<K extends ActorKindName = ActorKindName> {
+  kind: K;
   /** `placed`: rendezvous hashing decides the node; `explicit`: claimed where needed (sites). */
   placement: 'placed' | 'explicit';
   /** Ids of all actors of this kind that should exist (placed kinds). */
   catalog?: () => Promise<string[]>;
-  behavior(id: string, epoch: number): Behavior<any, any>;
+  behavior(id: string, epoch: number): Behavior<any, ActorMessage<K>>;
 }
 
 export interface ActorHostDeps {
@@ -39,7 +40,7 @@ export interface ActorHostDeps {
 export class ActorHost {
   readonly #d: ActorHostDeps;
   readonly #log: Logger;
-  readonly #kinds = new Map<string, ActorKind>();
+  readonly #kinds = new Map<string, ActorKind<any>>();
   #timer: { cancel(): void } | undefined;
   #running: Promise<void> | undefined;
   #again = false;
@@ -52,8 +53,19 @@ export class ActorHost {
     this.#log = deps.logger.child({ component: 'actor-host' });
   }
 
-  register(kind: ActorKind) {
+  register<K extends ActorKindName>(kind: ActorKind<K>) {
     this.#kinds.set(kind.kind, kind);
+  }
+
+  /** Checks a message against its kind's schema: every delivery, local or from a peer. */
+  #validate(kind: string, id: string, msg: unknown): unknown {
+    if (!isActorKind(kind) || !this.#kinds.has(kind)) throw new ClusterError('CLUSTER_ERR_ACTOR_UNKNOWN_KIND', `unknown actor kind ${kind}`, { kind });
+    const parsed = ACTOR_MESSAGES[kind].safeParse(msg);
+    if (!parsed.success) {
+      const reason = parsed.error.issues.map((i) => `${i.path.join('.') || 'message'}: ${i.message}`).join('; ').slice(0, 500);
+      throw new ClusterError('CLUSTER_ERR_ACTOR_BAD_MESSAGE', `message for ${kind}/${id} refused: ${reason}`, { kind, id, reason });
+    }
+    return parsed.data;
   }
 
   kinds(): string[] {
@@ -202,7 +214,8 @@ export class ActorHost {
   }
 
   /** Sends to every local actor of a kind (e.g. tell local sites their config changed). */
-  broadcastLocal(kind: string, msg: unknown) {
+  broadcastLocal<K extends ActorKindName>(kind: K, msg: ActorMessage<K>) {
+    this.#validate(kind, '*', msg);
     for (const a of this.#d.system.list(kind)) {
       try {
         this.#d.system.get(kind, a.id)?.send(msg);
@@ -212,6 +225,7 @@ export class ActorHost {
 
   /** Delivery of a message that arrived over the peer link, for a local actor. */
   async deliverLocal(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
+    msg = this.#validate(kind, id, msg);
     if (!this.#d.membership.healthy) throw new ClusterError('CLUSTER_ERR_NODE_FENCED', 'this node is fenced', { nodeId: this.#d.membership.nodeId });
     const actor = this.#d.system.get(kind, id);
     if (!actor || actor.stopping) throw new ClusterError('CLUSTER_ERR_ACTOR_NOT_HERE', `${kind}/${id} is not on this node`, { kind, id });
@@ -224,8 +238,13 @@ export class ActorHost {
    * fails with CLUSTER_ERR_ACTOR_UNREACHABLE. A message is only resent when it certainly
    * was not handled; a link lost mid-flight fails instead (at most once, never twice).
    */
-  async ask(kind: string, id: string, msg: unknown, timeoutMs = 5000): Promise<unknown> {
-    if (!this.#kinds.has(kind)) throw new ClusterError('CLUSTER_ERR_ACTOR_UNKNOWN_KIND', `unknown actor kind ${kind}`, { kind });
+  ask<K extends ActorKindName>(kind: K, id: string, msg: ActorMessage<K>, timeoutMs = 5000): Promise<unknown> {
+    return this.route(kind, id, msg, timeoutMs);
+  }
+
+  /** `ask` for a message from outside (POST /peer/v1/ask): checked here before it travels. */
+  async route(kind: string, id: string, msg: unknown, timeoutMs = 5000): Promise<unknown> {
+    msg = this.#validate(kind, id, msg);
     const { ownership, membership, peer, clock } = this.#d;
     const deadline = clock.now() + this.#d.handoffTimeoutMs;
     for (let attempt = 1; ; attempt++) {

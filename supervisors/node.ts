@@ -255,7 +255,7 @@ export class ClusterNode {
       logger: this.#log,
       handlers: {
         deliver: (kind, id, msg, timeoutMs) => host().deliverLocal(kind, id, msg, timeoutMs),
-        route: (kind, id, msg, timeoutMs) => host().ask(kind, id, msg, timeoutMs),
+        route: (kind, id, msg, timeoutMs) => host().route(kind, id, msg, timeoutMs),
         inspect: () => ({
           node: config.nodeId,
           incarnation: membership.incarnation,

@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
-import { ClusterError, isClusterError } from '../../core/errors.ts';
+import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
 import { AskRequest, PEER_PATH, PeerMessage, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
@@ -33,6 +33,16 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   timer: NodeJS.Timeout;
+}
+
+/**
+ * An error another node answered with. A code this release does not know (a newer node in a
+ * rolling upgrade) becomes CLUSTER_ERR_PEER_UNKNOWN_ERROR naming it.
+ */
+export function remoteError(code: string | undefined, message: string | undefined, fields: Record<string, unknown> | undefined): ClusterError {
+  const known = code !== undefined && Object.hasOwn(ERROR_CODES, code);
+  if (!known) return new ClusterError('CLUSTER_ERR_PEER_UNKNOWN_ERROR', `another node answered ${code ?? 'an error without a code'}: ${message ?? ''}`, { remoteCode: code ?? '' });
+  return new ClusterError(code as ErrorCode, message ?? 'remote error', (fields ?? {}) as never);
 }
 
 class OutboundLink {
@@ -74,7 +84,7 @@ class OutboundLink {
     this.pending.delete(m.rid);
     clearTimeout(p.timer);
     if (m.ok) p.resolve(m.value);
-    else p.reject(new ClusterError((m.code as any) ?? 'CLUSTER_ERR_API_INTERNAL', m.message ?? 'remote error', {} as any));
+    else p.reject(remoteError(m.code, m.message, m.fields));
   }
 
   async ask(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
@@ -155,7 +165,9 @@ export class PeerLink {
       try {
         reply = { t: 'reply', rid: m.rid, ok: true, value: await this.#handlers.deliver(m.kind, m.id, m.msg, m.timeoutMs) };
       } catch (err) {
-        reply = { t: 'reply', rid: m.rid, ok: false, code: isClusterError(err) ? err.code : 'CLUSTER_ERR_API_INTERNAL', message: (err as Error).message };
+        reply = isClusterError(err)
+          ? { t: 'reply', rid: m.rid, ok: false, code: err.code, message: err.message, fields: err.fields as Record<string, unknown> }
+          : { t: 'reply', rid: m.rid, ok: false, code: 'CLUSTER_ERR_API_INTERNAL', message: (err as Error).message };
       }
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(reply));
     });
