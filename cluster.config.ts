@@ -73,6 +73,8 @@ export interface ClusterConfig {
     trustProxy: string[];
     /** Lifetime of a login session. @default "24h" */
     sessionTtl: number;
+    /** Mark session cookies Secure (sent over HTTPS only); turn off only for a plain-HTTP lab setup. @default true */
+    secureCookies: boolean;
   };
   ingress: {
     /** Plain HTTP listener. @default "0.0.0.0:80" */
@@ -115,6 +117,20 @@ export interface ClusterConfig {
     checkEvery: number;
     /** Renew when this share of the certificate's lifetime (percent) remains. @default 33 */
     renewRemainingPercent: number;
+    /** Longest an API request to obtain a certificate waits for the order. @default "2m" */
+    obtainTimeout: number;
+  };
+  connector: {
+    /** Lifetime of the token a connector gets for its site id and secret. @default "1h" */
+    tokenTtl: number;
+    /** How often a connected site's last-seen time is written. @default "15s" */
+    seenEvery: number;
+  };
+  changes: {
+    /** How often the audit log is read for change announcements that never arrived: how long a lost one leaves actors stale. @default "10s" */
+    replayEvery: number;
+    /** How far back that read looks (audit ids are taken at insert and commit out of order). @default "60s" */
+    replayWindow: number;
   };
   lease: {
     /** Membership lease TTL: a node that has not renewed for this long is dead. @default "3s" */
@@ -180,7 +196,7 @@ export const SPEC: Spec<ClusterConfig> = {
     connectTimeout: duration('3s', { min: 100 }),
     commandTimeout: duration('2s', { min: 50 }),
   },
-  admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }) },
+  admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]) },
   dns: { bind: address('0.0.0.0:53'), caaIssuers: domainList([]), rateLimit: integer(1000, 0, 10_000_000), recordTtl: duration('30s', { min: 1000 }) },
   peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },
@@ -194,7 +210,10 @@ export const SPEC: Spec<ClusterConfig> = {
     contact: text({ optional: true, pattern: /^[^@\s]+@[^@\s]+$/, expected: 'an e-mail address' }),
     checkEvery: duration('10m', { min: 500 }),
     renewRemainingPercent: integer(33, 1, 99),
+    obtainTimeout: duration('2m', { min: 1000 }),
   },
+  connector: { tokenTtl: duration('1h', { min: 60_000 }), seenEvery: duration('15s', { min: 1000 }) },
+  changes: { replayEvery: duration('10s', { min: 100 }), replayWindow: duration('60s', { min: 1000 }) },
   lease: { ttl: duration('3s', { min: 500 }), renewEvery: duration('1s', { min: 100 }) },
   failover: { handoffTimeout: duration('5s', { min: 100 }), reconcileEvery: duration('5s', { min: 100 }) },
   supervision: { maxRestarts: integer(5, 0, 1000), window: duration('30s', { min: 100 }), backoffMin: duration('100ms'), backoffMax: duration('10s') },

@@ -11,6 +11,7 @@
 import * as acme from 'acme-client';
 import { z } from 'zod';
 import { isClusterError } from '../core/errors.ts';
+import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { audit } from '../persistence/audit.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
@@ -27,6 +28,7 @@ export interface CertIssuerDeps {
   db: DatabasePool;
   sealer: Sealer;
   nodeId: string;
+  clock: Clock;
   directoryUrl: string;
   contact: string | undefined;
   checkEveryMs: number;
@@ -59,18 +61,20 @@ const WANTED = sql.fragment`
   FROM resources r JOIN domains d ON d.id = r.domain_id LEFT JOIN certificates c ON c.hostname = r.hostname
   WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL`;
 
-function backoffMs(failures: number, rateLimited: boolean): number {
+/** How long to wait after the `failures`-th failure in a row (longer when the CA said rateLimited). */
+export function backoffMs(failures: number, rateLimited: boolean): number {
   const base = Math.min(6 * 3600_000, 30_000 * 2 ** Math.min(failures, 12));
   return rateLimited ? Math.max(base, 3600_000) : base;
 }
 
-const due = (r: CertRow, now: Date) => r.status !== 'valid' || r.renew_after === null || r.renew_after <= now || r.pending_order_url !== null;
+/** A hostname needs an order: no valid certificate, renewal time reached, or an order in flight. */
+export const due = (r: Pick<CertRow, 'status' | 'renew_after' | 'pending_order_url'>, now: Date) => r.status !== 'valid' || r.renew_after === null || r.renew_after <= now || r.pending_order_url !== null;
 
 export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavior<{ checks: number }, CertIssuerMsg> {
   const fence = { kind: 'cert-issuer', id: CERT_ISSUER_ID, epoch };
   const log = deps.logger.child({ actor: 'cert-issuer' });
   let client: acme.Client | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: { cancel(): void } | undefined;
 
   /**
    * The ACME account for this directory: one key, made once, sealed, shared by every owner.
@@ -176,7 +180,7 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
     const message = (err as Error).message ?? String(err);
     const rateLimited = /rateLimited/i.test(message) || (err as { type?: string }).type?.endsWith(':rateLimited') === true;
     const failures = (row.failures ?? 0) + 1;
-    const next = new Date(Date.now() + backoffMs(failures - 1, rateLimited));
+    const next = new Date(deps.clock.now() + backoffMs(failures - 1, rateLimited));
     log.warn({ hostname: row.hostname, failures, retryAt: next.toISOString(), rateLimited, err: message }, 'certificate order failed; will retry');
     if (isClusterError(err, 'CLUSTER_ERR_ACTOR_FENCED')) throw err;
     await fencedWrite(deps.db, fence, async (tx) => {
@@ -194,7 +198,7 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
   async function obtain(hostname: string, respectBackoff: boolean): Promise<ObtainResult> {
     const row = await load(hostname);
     if (!row) return { hostname, status: 'unknown', ordered: false, notAfter: null, error: 'no enabled TLS resource under a domain has this hostname' };
-    const now = new Date();
+    const now = new Date(deps.clock.now());
     if (!due(row, now)) return { hostname, status: 'valid', ordered: false, notAfter: row.not_after?.toISOString() ?? null };
     if (respectBackoff && row.next_attempt_at && row.next_attempt_at > now) return { hostname, status: (row.status as ObtainResult['status']) ?? 'failed', ordered: false, notAfter: row.not_after?.toISOString() ?? null };
     try {
@@ -206,8 +210,8 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
 
   return {
     init(ctx) {
-      clearInterval(timer);
-      timer = setInterval(() => ctx.self({ type: 'check' }), deps.checkEveryMs);
+      timer?.cancel();
+      timer = deps.clock.setInterval(() => ctx.self({ type: 'check' }), deps.checkEveryMs);
       ctx.self({ type: 'check' }); // take up orders in flight and anything due, now
       return { checks: 0 };
     },
@@ -215,7 +219,7 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
       switch (msg.type) {
         case 'check': {
           const rows = await deps.db.any(sql.type(certRow)`${WANTED} ORDER BY r.hostname`);
-          const now = new Date();
+          const now = new Date(deps.clock.now());
           for (const r of rows) if (due(r, now) && !(r.next_attempt_at && r.next_attempt_at > now)) await obtain(r.hostname, true);
           return { checks: state.checks + 1 };
         }
@@ -230,7 +234,7 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
       }
     },
     stopped() {
-      clearInterval(timer);
+      timer?.cancel();
     },
   };
 }

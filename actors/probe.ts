@@ -3,6 +3,7 @@
 // recorded with their epoch; an optional heartbeat writes on a timer. Operators, `cluster
 // chaos`, tests and benchmarks create probes (rows in probe_actors) to watch actors move.
 import { z } from 'zod';
+import type { Clock } from '../core/clock.ts';
 import { isClusterError } from '../core/errors.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
@@ -18,6 +19,7 @@ export interface ProbeState {
 export interface ProbeDeps {
   db: DatabasePool;
   nodeId: string;
+  clock: Clock;
   onFenced: (id: string) => void;
 }
 
@@ -36,10 +38,10 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
     }
   };
   // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
-  let heartbeat: NodeJS.Timeout | undefined;
+  let heartbeat: { cancel(): void } | undefined;
   return {
     async init(ctx) {
-      clearInterval(heartbeat);
+      heartbeat?.cancel();
       const heartbeatMs = await guarded(() =>
         fencedWrite(deps.db, fence, (tx) =>
           tx.maybeOneFirst(sql.type(z.object({ heartbeat_ms: z.number().nullable() }))`
@@ -47,7 +49,7 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
             WHERE id = ${id} RETURNING heartbeat_ms`),
         ),
       );
-      heartbeat = heartbeatMs ? setInterval(() => ctx.self({ type: 'beat' }), heartbeatMs) : undefined;
+      heartbeat = heartbeatMs ? deps.clock.setInterval(() => ctx.self({ type: 'beat' }), heartbeatMs) : undefined;
       return { handled: 0 };
     },
     async receive(state, msg, ctx) {
@@ -73,7 +75,7 @@ export function probeBehavior(deps: ProbeDeps, id: string, epoch: number): Behav
       }
     },
     stopped() {
-      clearInterval(heartbeat);
+      heartbeat?.cancel();
     },
   };
 }

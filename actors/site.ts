@@ -3,6 +3,7 @@
 // targets to the connector, keeps the targets' reported health, and records when the site
 // was last seen (a fenced write, batched). Online status cluster-wide is its ownership entry.
 import { z } from 'zod';
+import type { Clock } from '../core/clock.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
 import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession } from '../protocol/connector.ts';
@@ -25,6 +26,7 @@ export interface SiteDeps {
   /** Makes reported target health visible to every node's ingress. */
   publishHealth: (siteId: string, targets: Array<{ id: string; healthy: boolean }>) => Promise<void>;
   nodeId: string;
+  clock: Clock;
   /** How often last-seen is written while connected. */
   seenEveryMs: number;
 }
@@ -42,19 +44,19 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
   const markSeen = () =>
     fencedWrite(deps.db, fence, (tx) => tx.query(sql.unsafe`UPDATE sites SET last_seen_at = now() WHERE id = ${siteId}`));
   // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
-  let timer: NodeJS.Timeout | undefined;
+  let timer: { cancel(): void } | undefined;
   return {
     async init(ctx) {
       const targets = await loadTargets(deps.db, siteId);
-      clearInterval(timer);
-      timer = setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
+      timer?.cancel();
+      timer = deps.clock.setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
       return { session: undefined, connectedSince: undefined, targets, health: new Map() };
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
         case 'attach': {
           if (state.session && state.session.id !== msg.session.id) state.session.close(CLOSE.superseded.code, CLOSE.superseded.reason);
-          const next = { ...state, session: msg.session, connectedSince: Date.now() };
+          const next = { ...state, session: msg.session, connectedSince: deps.clock.now() };
           msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch });
           pushConfig(next);
           await markSeen();
@@ -96,7 +98,7 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
       }
     },
     stopped(state) {
-      clearInterval(timer);
+      timer?.cancel();
       // Stopped because another node took the site, or this node is leaving: the connector
       // reconnects (to the newest owner, or any other node).
       state?.session?.close(CLOSE.superseded.code, CLOSE.superseded.reason);

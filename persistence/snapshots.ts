@@ -5,6 +5,7 @@
 // node that hears messages out of order keeps the newest. Deletions are tombstones, so a
 // late write from an older owner cannot bring a deleted entry back.
 import { CHANNELS, type ChannelMessage, type SnapshotChannel } from '../protocol/channels.ts';
+import type { Clock } from '../core/clock.ts';
 import type { Valkey } from './valkey.ts';
 
 export interface Version {
@@ -94,32 +95,34 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
   readonly #store: SnapshotStore<C, T>;
   readonly #entries = new Map<string, Snapshot<T>>();
   readonly #onChange: (id: string, data: T | undefined) => void;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #timer: { cancel(): void } | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
-  /** When the last full read or announcement arrived (ms since epoch). */
+  /** When the last full read or announcement arrived (clock ms). */
   lastUpdate = 0;
 
-  constructor(store: SnapshotStore<C, T>, onChange: (id: string, data: T | undefined) => void) {
+  constructor(store: SnapshotStore<C, T>, onChange: (id: string, data: T | undefined) => void, clock: Clock) {
     this.#store = store;
     this.#onChange = onChange;
+    this.#clock = clock;
   }
 
   async start(repairEveryMs: number, onRepairError: (err: Error) => void): Promise<void> {
     this.#unsubscribe = await this.#store.subscribe((s) => this.apply(s));
     await this.repair();
-    this.#timer = setInterval(() => void this.repair().catch(onRepairError), repairEveryMs);
+    this.#timer = this.#clock.setInterval(() => void this.repair().catch(onRepairError), repairEveryMs);
   }
 
   async repair(): Promise<void> {
     for (const s of await this.#store.all()) this.apply(s);
-    this.lastUpdate = Date.now();
+    this.lastUpdate = this.#clock.now();
   }
 
   apply(s: Snapshot<T>) {
     if (!s || typeof s.id !== 'string' || !s.version) return;
     if (!newer(s.version, this.#entries.get(s.id)?.version)) return;
     this.#entries.set(s.id, s);
-    this.lastUpdate = Date.now();
+    this.lastUpdate = this.#clock.now();
     this.#onChange(s.id, s.data);
   }
 
@@ -136,7 +139,7 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
   }
 
   async stop() {
-    clearInterval(this.#timer);
+    this.#timer?.cancel();
     await this.#unsubscribe?.();
   }
 }

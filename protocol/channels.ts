@@ -37,6 +37,13 @@ export const MemberRecordSchema = z.object({
 });
 export type MemberRecord = z.infer<typeof MemberRecordSchema>;
 
+/** An actor's ownership entry (`owner:<kind>:<id>` in Valkey). */
+export interface Owner {
+  node: string;
+  incarnation: string;
+  epoch: number;
+}
+
 export const OwnershipChangeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('claimed'), kind: id, ids: z.array(id), node: id, incarnation: z.string(), epochs: z.array(z.number().int()) }),
   z.object({ type: z.literal('released'), kind: id, ids: z.array(id), node: id, incarnation: z.string() }),

@@ -78,3 +78,37 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
   };
 }
+
+export interface EdgeMetricSources {
+  tunnels: () => number;
+  certificateExpiries: () => Promise<Array<{ hostname: string; seconds: number }>>;
+  zoneSnapshotAgeMs: () => number;
+}
+
+/** The data plane's metrics: tunnels, proxied requests, DNS queries, certificate expiry. */
+export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
+  new Gauge({ name: 'cluster_tunnels', help: 'Site tunnels (connector connections) held by this node', registers: [registry], collect() { this.set(src.tunnels()); } });
+  const requests = new Counter({ name: 'cluster_ingress_requests_total', help: 'HTTP requests proxied by this node, by resource and status', labelNames: ['resource', 'status'], registers: [registry] });
+  const latency = new Histogram({ name: 'cluster_ingress_request_seconds', help: 'Time to the end of the response, by resource', labelNames: ['resource'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+  new Gauge({
+    name: 'cluster_certificate_expiry_seconds',
+    help: 'Seconds until each issued certificate expires',
+    labelNames: ['hostname'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const r of await src.certificateExpiries().catch(() => [])) this.set({ hostname: r.hostname }, r.seconds);
+    },
+  });
+  const queries = new Counter({ name: 'cluster_dns_queries_total', help: 'DNS queries answered, by question type and response code', labelNames: ['type', 'rcode'], registers: [registry] });
+  new Gauge({ name: 'cluster_dns_snapshot_age_seconds', help: 'Time since the DNS gateway last received zone data', registers: [registry], collect() { this.set(src.zoneSnapshotAgeMs() / 1000); } });
+  return {
+    onRequest(resource: string, status: number, seconds: number) {
+      requests.inc({ resource, status: String(status) });
+      latency.observe({ resource }, seconds);
+    },
+    onQuery(type: string, rcode: string) {
+      queries.inc({ type, rcode });
+    },
+  };
+}

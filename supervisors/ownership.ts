@@ -7,14 +7,10 @@ import type { DatabasePool } from '../persistence/db.ts';
 import { claimEpochs } from '../persistence/epochs.ts';
 import { CLAIM_OWNERS, CONFIRM_OWNERS, RELEASE_OWNERS } from '../persistence/ownership-scripts.ts';
 import type { Valkey } from '../persistence/valkey.ts';
-import type { OwnershipChange } from '../protocol/channels.ts';
+import type { Owner, OwnershipChange } from '../protocol/channels.ts';
 import type { Membership } from './membership.ts';
 
-export interface Owner {
-  node: string;
-  incarnation: string;
-  epoch: number;
-}
+export type { Owner };
 
 export type { OwnershipChange };
 

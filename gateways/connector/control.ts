@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
+import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
 import type { ActorHost } from '../../supervisors/actor-host.ts';
@@ -21,6 +22,7 @@ export interface ControlChannelDeps {
   secret: Secret;
   host: ActorHost;
   tunnels: TunnelRegistry;
+  clock: Clock;
   logger: Logger;
   /** False while the node is starting or draining: connectors should go elsewhere. */
   accepting: () => boolean;
@@ -94,10 +96,10 @@ export class ControlChannel {
     // they wait in this stream until the HTTP/2 session reads them.
     const data: FrameDuplex = frameDuplex(ws);
     const registerTimer = setTimeout(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), this.#d.registerTimeoutMs ?? 5000);
-    const ping = setInterval(() => {
+    const ping = this.#d.clock.setInterval(() => {
       if (!alive) return ws.terminate(); // no pong since the last ping
       alive = false;
-      session.send({ v: PROTOCOL_VERSION, type: 'ping', at: Date.now() });
+      session.send({ v: PROTOCOL_VERSION, type: 'ping', at: this.#d.clock.now() });
     }, this.#d.pingEveryMs ?? 10_000);
     ws.on('error', () => {});
     ws.on('message', async (frame: Buffer, isBinary) => {
@@ -140,7 +142,7 @@ export class ControlChannel {
     ws.on('close', async () => {
       this.#movers.delete(ws);
       clearTimeout(registerTimer);
-      clearInterval(ping);
+      ping.cancel();
       data.end();
       this.#d.tunnels.delete(siteId, session.id);
       if (!registered) return;
@@ -158,8 +160,8 @@ export class ControlChannel {
    */
   async moveAll(timeoutMs: number): Promise<void> {
     for (const move of this.#movers.values()) move();
-    const deadline = Date.now() + timeoutMs;
-    while (this.#wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const deadline = this.#d.clock.now() + timeoutMs;
+    while (this.#wss.clients.size > 0 && this.#d.clock.now() < deadline) await this.#d.clock.sleep(50);
   }
 
   close() {

@@ -7,6 +7,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import dnsPacket, { type Answer, type Packet } from 'dns-packet';
+import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { answerQuestion, RCODE, responseFor } from './answer.ts';
 import type { ZoneTable } from './zones.ts';
@@ -23,6 +24,7 @@ export interface DnsServerOptions {
   logger: Logger;
   /** Responses per second per source address over UDP; 0 disables. */
   rateLimit: number;
+  clock: Clock;
   onQuery?: (type: string, rcode: string) => void;
 }
 
@@ -73,7 +75,7 @@ export class DnsServer {
     const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
     this.#udp = udp;
     udp.on('message', (msg, rinfo) => {
-      if (!this.#buckets.take(rinfo.address, Date.now())) return;
+      if (!this.#buckets.take(rinfo.address, this.#o.clock.now())) return;
       const out = this.answer(msg, 'udp');
       if (out) udp.send(out, rinfo.port, rinfo.address);
     });

@@ -1,5 +1,6 @@
 // Every node's copy of the zones the dns-zone actors publish (Valkey snapshots mirrored in
 // memory), so a query never waits on Valkey or PostgreSQL.
+import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
@@ -9,13 +10,15 @@ import { zoneOf } from './answer.ts';
 export class ZoneTable {
   readonly #mirror: SnapshotMirror<'zones'>;
   readonly #log: Logger;
+  readonly #clock: Clock;
   #zones = new Map<string, ZoneData>();
   /** Bumped on every change; answer caches key on it. */
   generation = 0;
 
-  constructor(deps: { valkey: Valkey; logger: Logger }) {
+  constructor(deps: { valkey: Valkey; logger: Logger; clock: Clock }) {
+    this.#clock = deps.clock;
     this.#log = deps.logger.child({ component: 'dns-zones' });
-    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'zones'), () => this.#rebuild());
+    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'zones'), () => this.#rebuild(), deps.clock);
   }
 
   async start(): Promise<void> {
@@ -41,7 +44,7 @@ export class ZoneTable {
 
   /** Milliseconds since the newest snapshot or repair read arrived. */
   get age(): number {
-    return this.#mirror.lastUpdate ? Date.now() - this.#mirror.lastUpdate : Number.POSITIVE_INFINITY;
+    return this.#mirror.lastUpdate ? this.#clock.now() - this.#mirror.lastUpdate : Number.POSITIVE_INFINITY;
   }
 
   stop() {

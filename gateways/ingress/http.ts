@@ -11,7 +11,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
-import { ClusterError, isClusterError, type ErrorCode } from '../../core/errors.ts';
+import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Address } from '../../cluster.config.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
@@ -20,7 +20,7 @@ import { MAX_HELLO, readClientHello } from './client-hello.ts';
 import { encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
 import type { Route, RouteTable } from './routes.ts';
 import { UpstreamPool, type UpstreamPath } from './upstream-pool.ts';
-import { chooseTarget, type Placement } from './tcp.ts';
+import { chooseTarget, pathTo, type Placement } from './upstream.ts';
 
 const SAFE_RETRY = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -50,7 +50,7 @@ function hostOf(req: IncomingMessage): string {
 
 function errorPage(res: ServerResponse, code: ErrorCode, message: string) {
   if (res.headersSent) return res.destroy();
-  const status = code === 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' ? 504 : code === 'CLUSTER_ERR_INGRESS_NO_TARGET' || code === 'CLUSTER_ERR_API_NOT_FOUND' ? (code === 'CLUSTER_ERR_API_NOT_FOUND' ? 404 : 503) : 502;
+  const status = ERROR_CODES[code].status ?? 502;
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify({ code, message }));
 }
@@ -141,26 +141,16 @@ export class HttpIngress {
     this.#secure.emit('connection', tls);
   }
 
-  /** Serves plain HTTP on a stream forwarded to us. */
-  servePlain(stream: Duplex, clientAddress: string) {
-    this.#clients.set(stream, clientAddress);
-    this.#plain.emit('connection', stream);
-  }
-
   #routeFor(hostname: string): Route | undefined {
     return this.#d.routes.byHost(hostname);
   }
 
   /** How to reach one target of the route: through a local tunnel or another node. */
   #path(route: Route, client: string): UpstreamPath {
-    const choice = chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
-    if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled target on an online site', { resourceId: route.resourceId });
+    const { choice, open: openFor } = pathTo(route, this.#d, 'tcp');
     const t = choice.target;
-    const open =
-      choice.node === 'local'
-        ? () => this.#d.tunnels.open(t.siteId, t, 'tcp')
-        : // The header names the first client; later requests on a pooled stream carry theirs in X-Forwarded-For.
-          () => this.#d.placement.forward(choice.node, route.resourceId, t.id, encodeProxyV2({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } }));
+    // A forwarded stream's header names the first client; later requests on a pooled stream carry theirs in X-Forwarded-For.
+    const open = () => openFor({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } });
     // Keyed by where the stream ends too: after an admin moves a target, no request may reuse
     // a kept-alive stream to its old address.
     return { key: `${t.id}=${t.scheme}://${t.host}:${t.port}@${choice.node}`, tls: t.scheme === 'https', servername: t.host, open };

@@ -7,7 +7,14 @@ import type { CertificateSource } from './certs.ts';
 
 const row = z.object({ hostname: z.string(), cert_pem: z.string(), key_sealed: z.instanceof(Buffer) });
 
-export function issuedCertificates(db: DatabasePool, sealer: Sealer): CertificateSource & { hostnames(): Promise<string[]>; checkKey(): Promise<void> } {
+export interface IssuedCertificates extends CertificateSource {
+  hostnames(): Promise<string[]>;
+  checkKey(): Promise<void>;
+  /** Seconds until each valid certificate expires (metrics). */
+  expiries(): Promise<Array<{ hostname: string; seconds: number }>>;
+}
+
+export function issuedCertificates(db: DatabasePool, sealer: Sealer): IssuedCertificates {
   const open = (r: z.infer<typeof row>) => ({ cert: r.cert_pem, key: sealer.open(r.key_sealed, `certificate:${r.hostname}`).toString('utf8') });
   return {
     async get(hostname) {
@@ -16,6 +23,10 @@ export function issuedCertificates(db: DatabasePool, sealer: Sealer): Certificat
     },
     async hostnames() {
       return [...(await db.anyFirst(sql.type(z.object({ hostname: z.string() }))`SELECT hostname FROM certificates WHERE status = 'valid' ORDER BY hostname`))];
+    },
+    async expiries() {
+      return [...(await db.any(sql.type(z.object({ hostname: z.string(), seconds: z.coerce.number() }))`
+        SELECT hostname, extract(epoch FROM not_after - now()) AS seconds FROM certificates WHERE status = 'valid'`))];
     },
     /** Opens one stored key (if any): a node started with the wrong cluster key must not run. */
     async checkKey() {

@@ -3,6 +3,7 @@
 // and port. Lookups are in memory; a connection never waits on Valkey or PostgreSQL.
 import { EventEmitter } from 'node:events';
 import type { Route } from '../../protocol/route.ts';
+import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
@@ -16,10 +17,10 @@ export class RouteTable extends EventEmitter {
   #all: Route[] = [];
   #pending: NodeJS.Timeout | undefined;
 
-  constructor(deps: { valkey: Valkey; logger: Logger }) {
+  constructor(deps: { valkey: Valkey; logger: Logger; clock: Clock }) {
     super();
     this.#log = deps.logger.child({ component: 'routes' });
-    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'routes'), () => this.#schedule());
+    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'routes'), () => this.#schedule(), deps.clock);
   }
 
   async start(): Promise<void> {

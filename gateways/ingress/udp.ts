@@ -5,12 +5,12 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { Deframer, MAX_DATAGRAM, frameDatagram } from '../../protocol/datagrams.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
-import { encodeProxyV2 } from './proxy-protocol.ts';
 import type { RouteTable } from './routes.ts';
-import { chooseTarget, type Placement } from './tcp.ts';
+import { pathTo, type Placement } from './upstream.ts';
 
 interface Session {
   stream: Duplex | undefined;
@@ -80,15 +80,11 @@ export class UdpIngress {
   async #open(entry: { socket: Socket; resourceId: string; sessions: Map<string, Session> }, key: string, s: Session, rinfo: RemoteInfo) {
     try {
       const route = this.deps.routes.byId(entry.resourceId);
-      const choice = route && chooseTarget(route, this.deps.tunnels, this.deps.placement, 'udp');
-      if (!choice) throw new Error('CLUSTER_ERR_INGRESS_NO_TARGET');
-      const stream =
-        choice.node === 'local'
-          ? await this.deps.tunnels.open(choice.target.siteId, choice.target, 'udp')
-          : await this.deps.placement.forward(choice.node, entry.resourceId, choice.target.id, encodeProxyV2({
-              source: { address: rinfo.address, port: rinfo.port },
-              destination: { address: this.deps.bindHost, port: entry.socket.address().port },
-            }));
+      if (!route) throw new ClusterError('CLUSTER_ERR_API_NOT_FOUND', 'the resource is gone', {});
+      const stream = await pathTo(route, this.deps, 'udp').open({
+        source: { address: rinfo.address, port: rinfo.port },
+        destination: { address: this.deps.bindHost, port: entry.socket.address().port },
+      });
       const deframer = new Deframer();
       stream.on('data', (chunk: Buffer) => {
         const current = entry.sessions.get(key);

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import t from 'tap';
+import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
@@ -19,7 +20,7 @@ t.test('snapshots: a stale owner cannot overwrite its successor, tombstones stay
   if (v.state !== 'ready') await once(v.cmd, 'ready');
   const store = new SnapshotStore(v, 'zones');
   const seen: Array<[string, number | undefined]> = [];
-  const mirror = new SnapshotMirror(store, (id, data) => seen.push([id, data?.serial]));
+  const mirror = new SnapshotMirror(store, (id, data) => seen.push([id, data?.serial]), systemClock);
   await mirror.start(60_000, () => {});
   t.teardown(() => mirror.stop());
 

@@ -76,7 +76,7 @@ export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     const token = generateToken();
     await withDb(() => d.db.query(sql.unsafe`
       INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (${user.id}, ${sql.binary(hashToken(token))}, now() + ${`${d.sessionTtlMs} milliseconds`}::interval)`));
-    reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'lax', secure: d.secureCookies || req.protocol === 'https', path: '/', maxAge: Math.floor(d.sessionTtlMs / 1000) });
+    reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'lax', secure: d.secureCookies, path: '/', maxAge: Math.floor(d.sessionTtlMs / 1000) });
     return { id: user.id, email: user.email, isServerAdmin: user.is_server_admin };
   });
 

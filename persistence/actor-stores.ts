@@ -1,0 +1,83 @@
+// The Valkey state actors keep beside their snapshots, one adapter per concern: where a
+// site's connector is connected (for the API's site status), the ACME challenge TXT values a
+// zone serves, and the target health connectors report. Ephemeral by design: a lost entry
+// is rebuilt by the actor that owns it (a reconnect, a re-set challenge, the next report).
+import type { Valkey } from './valkey.ts';
+
+export interface SiteSession {
+  node: string;
+  since: number;
+}
+
+export type TargetHealth = Array<{ id: string; healthy: boolean }>;
+
+/** Connected sessions: written by the site actor, read by the status API. */
+export function siteSessions(valkey: Valkey) {
+  return {
+    /** Records (or, with null, clears) the site's session and announces where its tunnel is. */
+    async publish(siteId: string, session: SiteSession | null): Promise<void> {
+      const key = valkey.keys.siteSession(siteId);
+      if (session) await valkey.call((c) => c.set(key, JSON.stringify(session)));
+      else await valkey.call((c) => c.del(key));
+      await valkey.publish('sites', { siteId, node: session?.node ?? null });
+    },
+  };
+}
+
+/** ACME challenge TXT values by zone: the dns-zone actor's durable-enough memory of them. */
+export function acmeTxtStore(valkey: Valkey) {
+  return {
+    async all(zone: string): Promise<Record<string, string[]>> {
+      const raw = await valkey.call((c) => c.hgetall(valkey.keys.acmeTxt(zone)));
+      return Object.fromEntries(Object.entries(raw).map(([name, v]) => [name, JSON.parse(v) as string[]]));
+    },
+    async set(zone: string, name: string, values: string[]): Promise<void> {
+      if (values.length) await valkey.call((c) => c.hset(valkey.keys.acmeTxt(zone), name, JSON.stringify(values)));
+      else await valkey.call((c) => c.hdel(valkey.keys.acmeTxt(zone), name));
+    },
+  };
+}
+
+/**
+ * Target health as the connectors report it: the site actor records it (one hash per site)
+ * and announces it; the resource actors read it into their routes. Unknown health counts
+ * as healthy (a target without checks is always used).
+ */
+export function targetHealth(valkey: Valkey) {
+  return {
+    async publish(siteId: string, targets: TargetHealth): Promise<void> {
+      const key = valkey.keys.targetHealth(siteId);
+      await valkey.call((c) => c.hset(key, Object.fromEntries(targets.map((t) => [t.id, t.healthy ? '1' : '0']))));
+      await valkey.publish('health', { siteId, targets });
+    },
+    /** Reported health by target id, for the given sites' targets. */
+    async read(siteIds: string[]): Promise<Map<string, boolean>> {
+      const out = new Map<string, boolean>();
+      if (siteIds.length === 0) return out;
+      const res = await valkey.call((c) => siteIds.reduce((p, id) => p.hgetall(valkey.keys.targetHealth(id)), c.pipeline()).exec());
+      for (const [err, hash] of res ?? []) {
+        if (err) throw err;
+        for (const [id, v] of Object.entries((hash ?? {}) as Record<string, string>)) out.set(id, v === '1');
+      }
+      return out;
+    },
+  };
+}
+
+/** Each site's recorded session and reported health, in one round trip (the status API). */
+export async function readSiteStates(valkey: Valkey, siteIds: string[]): Promise<Map<string, { session: SiteSession | null; health: TargetHealth }>> {
+  if (siteIds.length === 0) return new Map();
+  const res = await valkey.call((c) => siteIds.reduce((p, id) => p.get(valkey.keys.siteSession(id)).hgetall(valkey.keys.targetHealth(id)), c.pipeline()).exec());
+  return new Map(siteIds.map((id, i) => {
+    const session = JSON.parse((res?.[2 * i]?.[1] as string | null) ?? 'null') as SiteSession | null;
+    const health = Object.entries((res?.[2 * i + 1]?.[1] ?? {}) as Record<string, string>).map(([targetId, h]) => ({ id: targetId, healthy: h === '1' }));
+    return [id, { session, health }];
+  }));
+}
+
+/** Milliseconds left on each node's lease (-2: gone), in one round trip. */
+export async function leaseRemaining(valkey: Valkey, nodeIds: string[]): Promise<Array<number | undefined>> {
+  if (nodeIds.length === 0) return [];
+  const res = await valkey.call((c) => nodeIds.reduce((p, id) => p.pttl(valkey.keys.lease(id)), c.pipeline()).exec());
+  return nodeIds.map((_, i) => res?.[i]?.[1] as number | undefined);
+}

@@ -1,0 +1,81 @@
+// The node's data plane, built and started in order: the route mirror, TCP/UDP/HTTP(S)
+// ingress with the issued certificates, and the authoritative DNS over the zone mirror.
+// Everything here answers from memory; nothing waits on an actor.
+import type { ClusterConfig } from '../cluster.config.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../core/log.ts';
+import type { TunnelRegistry } from '../gateways/connector/tunnels.ts';
+import { DnsServer } from '../gateways/dns/server.ts';
+import { ZoneTable } from '../gateways/dns/zones.ts';
+import { CertificateStore } from '../gateways/ingress/certs.ts';
+import { HttpIngress } from '../gateways/ingress/http.ts';
+import { issuedCertificates } from '../gateways/ingress/issued-certs.ts';
+import { RouteTable } from '../gateways/ingress/routes.ts';
+import { TcpIngress } from '../gateways/ingress/tcp.ts';
+import { UdpIngress } from '../gateways/ingress/udp.ts';
+import type { Placement } from '../gateways/ingress/upstream.ts';
+import type { DatabasePool } from '../persistence/db.ts';
+import type { Sealer } from '../persistence/sealed.ts';
+import type { Valkey } from '../persistence/valkey.ts';
+import { createEdgeMetrics, type ClusterMetrics } from './metrics.ts';
+
+export interface EdgeDeps {
+  config: ClusterConfig;
+  db: DatabasePool;
+  valkey: Valkey;
+  sealer: Sealer;
+  tunnels: TunnelRegistry;
+  placement: Placement;
+  metrics: ClusterMetrics;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface Edge {
+  routes: RouteTable;
+  zones: ZoneTable;
+  http: HttpIngress;
+  /** Ingress first (no new connections), then DNS, then the mirrors. */
+  close(): Promise<void>;
+}
+
+export async function startEdge(d: EdgeDeps): Promise<Edge> {
+  const { config, valkey, logger, clock } = d;
+  const routes = new RouteTable({ valkey, logger, clock });
+  const zones = new ZoneTable({ valkey, logger, clock });
+  const common = { routes, tunnels: d.tunnels, placement: d.placement, bindHost: config.ingress.https.host, logger };
+  const tcp = new TcpIngress(common);
+  const udp = new UdpIngress(common);
+  // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
+  // node here, loudly, instead of serving generated certificates in their place.
+  const issued = issuedCertificates(d.db, d.sealer);
+  await issued.checkKey();
+  const certs = new CertificateStore(issued);
+  for (const hostname of await issued.hostnames()) await certs.reload(hostname).catch((err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'));
+  await valkey.subscribe('certs', ({ hostname }) => void certs.reload(hostname).then(
+    (ok) => logger.info({ hostname, loaded: ok }, 'certificate reloaded'),
+    (err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
+  ));
+  const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
+  const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, onRequest: metrics.onRequest });
+  await routes.start();
+  tcp.sync();
+  udp.sync();
+  await http.listen();
+  await zones.start();
+  const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, onQuery: metrics.onQuery });
+  await dns.listen();
+  return {
+    routes,
+    zones,
+    http,
+    async close() {
+      tcp.close();
+      udp.close();
+      await http.close();
+      await dns.close();
+      await zones.stop();
+      await routes.stop();
+    },
+  };
+}
