@@ -64,6 +64,40 @@ async function load(db: DatabasePool, zone: string): Promise<Stored | null> {
   return { domainId: d.id, serial: d.soa_serial, hosts: hosts.map((h) => ({ resourceId: h.id, hostname: h.hostname })) };
 }
 
+/**
+ * A zone's records (pure): NS and glue per live node with a public address, CAA per allowed
+ * CA, A/AAAA per resource hostname (the live nodes holding a tunnel to a healthy, enabled
+ * target; every live node when none does), and the ACME challenge TXT values.
+ */
+export function zoneRecords(z: {
+  zone: string;
+  /** Seconds. */
+  ttl: number;
+  caaIssuers: readonly string[];
+  live: Array<{ id: string; addresses: string[] }>;
+  hosts: Array<{ resourceId: string; hostname: string }>;
+  routes: ReadonlyMap<string, Route>;
+  acme: Record<string, string[]>;
+}): Record<string, RecordData[]> {
+  const { zone, ttl } = z;
+  const live = z.live.filter((n) => n.addresses.length > 0).sort((a, b) => a.id.localeCompare(b.id));
+  const addressRecords = (addresses: string[]): RecordData[] => addresses.map((a) => ({ type: isIP(a) === 6 ? 'AAAA' : 'A', ttl, data: a }) as RecordData);
+  const out: Record<string, RecordData[]> = {};
+  const add = (name: string, r: RecordData[]) => (out[name] = [...(out[name] ?? []), ...r]);
+  add(zone, live.map((n) => ({ type: 'NS', ttl, data: `ns-${label(n.id)}.${zone}` })));
+  for (const n of live) add(`ns-${label(n.id)}.${zone}`, addressRecords(n.addresses));
+  for (const ca of z.caaIssuers) add(zone, [{ type: 'CAA', ttl, data: { flags: 0, tag: 'issue', value: ca } }]);
+  const byId = new Map(live.map((n) => [n.id, n]));
+  for (const h of z.hosts) {
+    const route = z.routes.get(h.resourceId);
+    const serving = new Set((route?.targets ?? []).filter((t) => t.enabled && t.healthy).map((t) => route!.owners[t.siteId]).filter((n): n is string => n !== undefined && byId.has(n)));
+    const nodes = serving.size ? live.filter((n) => serving.has(n.id)) : live;
+    add(h.hostname, addressRecords(nodes.flatMap((n) => n.addresses)));
+  }
+  for (const [name, values] of Object.entries(z.acme)) if (values.length) add(name, [{ type: 'TXT', ttl: Math.min(ttl, 60), data: values }]);
+  return out;
+}
+
 const label = (nodeId: string) => nodeId.toLowerCase().replace(/[^a-z0-9-]/g, '-');
 
 export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number): Behavior<DnsZoneState, DnsZoneMsg> {
@@ -71,24 +105,8 @@ export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number):
   let seq = 0; // outside the state: a restart in the same epoch keeps counting up
 
   async function records(stored: Stored, acme: Record<string, string[]>): Promise<Record<string, RecordData[]>> {
-    const ttl = deps.recordTtl;
-    const live = deps.liveNodes().filter((n) => n.addresses.length > 0).sort((a, b) => a.id.localeCompare(b.id));
-    const addressRecords = (addresses: string[]): RecordData[] => addresses.map((a) => ({ type: isIP(a) === 6 ? 'AAAA' : 'A', ttl, data: a }) as RecordData);
-    const out: Record<string, RecordData[]> = {};
-    const add = (name: string, r: RecordData[]) => (out[name] = [...(out[name] ?? []), ...r]);
-    add(zone, live.map((n) => ({ type: 'NS', ttl, data: `ns-${label(n.id)}.${zone}` })));
-    for (const n of live) add(`ns-${label(n.id)}.${zone}`, addressRecords(n.addresses));
-    for (const ca of deps.caaIssuers) add(zone, [{ type: 'CAA', ttl, data: { flags: 0, tag: 'issue', value: ca } }]);
     const routes = await deps.routes(stored.hosts.map((h) => h.resourceId));
-    const byId = new Map(live.map((n) => [n.id, n]));
-    for (const h of stored.hosts) {
-      const route = routes.get(h.resourceId);
-      const serving = new Set((route?.targets ?? []).filter((t) => t.enabled && t.healthy).map((t) => route!.owners[t.siteId]).filter((n): n is string => n !== undefined && byId.has(n)));
-      const nodes = serving.size ? live.filter((n) => serving.has(n.id)) : live;
-      add(h.hostname, addressRecords(nodes.flatMap((n) => n.addresses)));
-    }
-    for (const [name, values] of Object.entries(acme)) if (values.length) add(name, [{ type: 'TXT', ttl: Math.min(ttl, 60), data: values }]);
-    return out;
+    return zoneRecords({ zone, ttl: deps.recordTtl, caaIssuers: deps.caaIssuers, live: deps.liveNodes(), hosts: stored.hosts, routes, acme });
   }
 
   async function publish(state: DnsZoneState): Promise<DnsZoneState> {

@@ -9,8 +9,9 @@ import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { testNodeConfig } from '../test/harness/nodes.ts';
 import { log, runBench, withBenchServices } from './lib.ts';
+import { size } from './sizes.ts';
 
-const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
+const DURATION = size('SECONDS', 10, 1);
 
 async function json(url: string, init: RequestInit & { cookie?: string; body?: string } = {}) {
   const res = await fetch(url, { ...init, headers: { 'content-type': 'application/json', ...(init.cookie ? { cookie: init.cookie } : {}) } });

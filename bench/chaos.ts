@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { runChaos } from '../devenv/chaos/run.ts';
 import { launchLocalCluster } from '../devenv/local-cluster.ts';
 import { log } from './lib.ts';
+import { size } from './sizes.ts';
 
-const DURATION_S = Number(process.env.BENCH_DURATION ?? 120);
+const DURATION_S = size('DURATION', 120, 8);
+const KILL_EVERY_S = size('KILL_EVERY', 10, 3);
 const SEED = Number(process.env.BENCH_SEED ?? 20261124);
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-chaos-'));
@@ -19,7 +21,7 @@ let code = 1;
 const cluster = await launchLocalCluster({ dir });
 try {
   log(`cluster up; chaos for ${DURATION_S} s, seed ${SEED}`);
-  const summary = await runChaos({ dataDir: cluster.dataDir, durationS: DURATION_S, killEveryS: 10, modes: ['kill', 'stop', 'restart'], seed: SEED, say: log });
+  const summary = await runChaos({ dataDir: cluster.dataDir, durationS: DURATION_S, killEveryS: KILL_EVERY_S, modes: ['kill', 'stop', 'restart'], seed: SEED, say: log });
   process.stdout.write(`${JSON.stringify(summary)}\n`);
   code = summary.lost_writes > 0 || summary.duplicates > 0 ? 1 : 0;
 } catch (err) {

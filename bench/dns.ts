@@ -21,11 +21,12 @@ import type { ZoneData } from '../protocol/zone.ts';
 import { nodeAddress } from '../test/harness/nodes.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { size } from './sizes.ts';
 
 const run = promisify(execFile);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const HOSTS = Number(process.env.BENCH_HOSTS ?? 50);
+const SECONDS = size('SECONDS', 10, 1);
+const ROUNDS = size('ROUNDS', 5, 1);
+const HOSTS = size('HOSTS', 50, 3);
 const ZONE = 'bench.test';
 const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.meta.url));
 

@@ -12,9 +12,12 @@ import { inspectNode, type NodeView } from '../devenv/peer-client.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { testNodeConfig } from '../test/harness/nodes.ts';
 import { log, runBench, withBenchServices } from './lib.ts';
+import { size } from './sizes.ts';
 
-const ACTORS = Number(process.env.BENCH_ACTORS ?? 3000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const ACTORS = size('ACTORS', 3000, 20);
+const ROUNDS = size('ROUNDS', 10, 1);
+
+const probes = (v: NodeView) => v.actors.filter((a) => a.kind === 'probe');
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -66,8 +69,9 @@ async function main() {
         while (Date.now() < deadline) {
           const views = await snapshot(on).catch(() => []);
           const owner = new Map<string, string>();
-          for (const v of views) for (const a of v.actors) owner.set(a.id, v.node);
-          const total = views.reduce((s, v) => s + v.actors.length, 0);
+          // Probes only: other kinds (the cert-issuer singleton) also run on these nodes.
+          for (const v of views) for (const a of probes(v)) owner.set(a.id, v.node);
+          const total = views.reduce((s, v) => s + probes(v).length, 0);
           if (owner.size === ACTORS && total === ACTORS) {
             const n = await starts();
             if (n === quiet) return owner;
@@ -103,7 +107,7 @@ async function main() {
           const now = Date.now() - t0;
           if (detected === undefined && views.every((v) => !v.live.includes(victim))) detected = now;
           const seen = new Map<string, number>();
-          for (const v of views) for (const a of v.actors) seen.set(a.id, (seen.get(a.id) ?? 0) + 1);
+          for (const v of views) for (const a of probes(v)) seen.set(a.id, (seen.get(a.id) ?? 0) + 1);
           duplicates += [...seen.values()].filter((c) => c > 1).length;
           if (orphans.every((a) => seen.has(a))) return { detected: detected ?? now, respawned: now, orphans: orphans.length };
           if (now > 30_000) throw new Error(`round did not finish: ${orphans.filter((a) => !seen.has(a)).length} orphans missing`);

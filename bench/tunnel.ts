@@ -16,10 +16,11 @@ import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { size } from './sizes.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
-const BULK_MB = Number(process.env.BENCH_BULK_MB ?? 256);
+const SECONDS = size('SECONDS', 10, 1);
+const ROUNDS = size('ROUNDS', 10, 1);
+const BULK_MB = size('BULK_MB', 256, 4);
 const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.meta.url));
 
 const TARGET = `

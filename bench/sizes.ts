@@ -1,0 +1,18 @@
+// Benchmark sizes: full by default; BENCH_SMOKE=1 shrinks every benchmark to a few actors,
+// a second of load and one round, so the suite runs each one and checks its JSON line (a
+// benchmark nobody runs breaks unseen). BENCH_<NAME> overrides either.
+export const SMOKE = process.env.BENCH_SMOKE === '1';
+
+export function size(name: string, full: number, smoke: number): number {
+  const set = process.env[`BENCH_${name}`];
+  return set !== undefined && set !== '' ? Number(set) : SMOKE ? smoke : full;
+}
+
+/** The fields each benchmark's JSON line promises (all numbers), checked by the suite's smoke runs. */
+export const BENCH_FIELDS = {
+  failover: ['actors', 'rounds', 'detect_ms_p50', 'respawn_all_ms_p50', 'respawn_all_ms_p99', 'respawn_all_ms_max', 'sigstop_respawn_ms', 'duplicates'],
+  api: ['read_rps', 'read_p99_ms', 'write_rps', 'write_p99_ms', 'direct_read_rps', 'direct_read_p99_ms', 'non_2xx'],
+  tunnel: ['direct_rps', 'haproxy_rps', 'tunnel_rps', 'tunnel_p99_ms', 'direct_mbps', 'tunnel_mbps', 'failover_gap_ms_p50', 'failover_gap_ms_p99'],
+  dns: ['qps', 'nsd_qps', 'p99_ms', 'nsd_p99_ms', 'follow_ms_p99'],
+  chaos: ['duration_s', 'kills', 'requests', 'failed', 'longest_outage_ms', 'p99_ms', 'longest_actor_down_ms', 'writes_acked', 'writes_failed', 'lost_writes', 'duplicates', 'seed'],
+} as const;
