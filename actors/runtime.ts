@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import nact from 'nact';
 import { systemClock, type Clock } from '../core/clock.ts';
+import { actorKey } from '../protocol/actor-messages.ts';
 import { ClusterError, isClusterError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { RestartBudget, type RestartPolicyOptions } from '../supervisors/restart-policy.ts';
@@ -155,7 +156,7 @@ export class ActorSystem {
   }
 
   get(kind: string, id: string): LocalActor<any> | undefined {
-    return this.#actors.get(`${kind}/${id}`);
+    return this.#actors.get(actorKey(kind, id));
   }
 
   list(kind?: string): Array<{ kind: string; id: string; epoch: number }> {
@@ -170,7 +171,7 @@ export class ActorSystem {
   }
 
   spawn<S, M>(kind: string, id: string, behavior: Behavior<S, M>, opts: { epoch?: number } = {}): LocalActor<M> {
-    const key = `${kind}/${id}`;
+    const key = actorKey(kind, id);
     if (this.#actors.has(key)) throw new ClusterError('CLUSTER_ERR_ACTOR_ALREADY_RUNNING', `${key} is already running here`, { kind, id });
     const epoch = opts.epoch ?? 0;
     const log = this.#opts.logger.child({ actor: kind, actorId: id, epoch });

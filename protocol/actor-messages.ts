@@ -64,3 +64,8 @@ export type CertIssuerMsg = ActorMessage<'cert-issuer'>;
 export function isActorKind(kind: string): kind is ActorKindName {
   return Object.hasOwn(ACTOR_MESSAGES, kind);
 }
+
+/** An actor's identity as one string: its placement hash input and its local registry key. */
+export function actorKey(kind: string, id: string): string {
+  return `${kind}/${id}`;
+}

@@ -119,7 +119,7 @@ export class ActorHost {
       const leaving = system.list(kind.kind).filter((a) => !want.has(a.id)).map((a) => a.id);
       if (leaving.length) await this.#handoff(kind.kind, leaving);
       const now = clock.now();
-      const missing = [...want].filter((id) => !system.get(kind.kind, id) && !((this.#quarantine.get(`${kind.kind}/${id}`) ?? 0) > now));
+      const missing = [...want].filter((id) => !system.get(kind.kind, id) && !((this.#quarantine.get(actorKey(kind.kind, id)) ?? 0) > now));
       if (missing.length === 0 || !membership.healthy) continue;
       const t0 = clock.now();
       const won = await ownership.claim(kind.kind, missing);
@@ -187,7 +187,7 @@ export class ActorHost {
 
   /** An actor exhausted its restart budget: give up ownership and keep it off this node a while. */
   onEscalate(kind: string, id: string, quarantineMs: number) {
-    this.#quarantine.set(`${kind}/${id}`, this.#d.clock.now() + quarantineMs);
+    this.#quarantine.set(actorKey(kind, id), this.#d.clock.now() + quarantineMs);
     void this.#d.ownership.release(kind, [id]).catch(() => {});
   }
 

@@ -9,6 +9,7 @@ import { CLAIM_OWNERS, CONFIRM_OWNERS, RELEASE_OWNERS } from '../persistence/own
 import type { Valkey } from '../persistence/valkey.ts';
 import type { Owner, OwnershipChange } from '../protocol/channels.ts';
 import type { Membership } from './membership.ts';
+import { actorKey } from './placement.ts';
 
 export type { Owner };
 
@@ -43,7 +44,7 @@ export class OwnershipRegistry extends EventEmitter {
   #apply(change: OwnershipChange) {
     if (!change || !Array.isArray(change.ids)) return;
     change.ids.forEach((id, i) => {
-      const key = `${change.kind}/${id}`;
+      const key = actorKey(change.kind, id);
       if (change.type === 'claimed') this.#cache.set(key, { node: change.node, incarnation: change.incarnation, epoch: change.epochs[i] ?? 0 });
       else if (this.#cache.get(key)?.incarnation === change.incarnation) this.#cache.delete(key);
     });
@@ -51,12 +52,12 @@ export class OwnershipRegistry extends EventEmitter {
   }
 
   invalidate(kind: string, id: string) {
-    this.#cache.delete(`${kind}/${id}`);
+    this.#cache.delete(actorKey(kind, id));
   }
 
   /** Current live owner of an actor, or undefined (free, claiming, or owner's lease gone). */
   async ownerOf(kind: string, id: string, opts: { fresh?: boolean } = {}): Promise<Owner | undefined> {
-    const key = `${kind}/${id}`;
+    const key = actorKey(kind, id);
     let owner = opts.fresh ? undefined : this.#cache.get(key);
     if (owner === undefined) {
       const raw = await this.#valkey.call((c) => c.get(this.#valkey.keys.owner(kind, id)));

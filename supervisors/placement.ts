@@ -21,6 +21,4 @@ export function placeOn(key: string, nodes: readonly string[]): string | undefin
   return best;
 }
 
-export function actorKey(kind: string, id: string): string {
-  return `${kind}/${id}`;
-}
+export { actorKey } from '../protocol/actor-messages.ts';

@@ -1,20 +1,31 @@
 // Restart policy for crashing actors: a budget of restarts within a sliding window, with
 // exponential backoff and jitter between restarts; past the budget, escalate. Pure logic
 // (time comes in as `now`), so tests drive it without waiting.
+import { SPEC } from '../cluster.config.ts';
+
 export interface RestartPolicyOptions {
-  /** Restarts allowed within `windowMs` before escalating. @default 5 */
+  /** Restarts allowed within `windowMs` before escalating (config `supervision.maxRestarts`). */
   maxRestarts: number;
-  /** @default 30_000 */
+  /** Config `supervision.window`. */
   windowMs: number;
-  /** First backoff. @default 100 */
+  /** First backoff (config `supervision.backoffMin`). */
   backoffMinMs: number;
-  /** Backoff cap. @default 10_000 */
+  /** Backoff cap (config `supervision.backoffMax`). */
   backoffMaxMs: number;
   /** Fraction of the delay randomised (0..1). @default 0.2 */
   jitter: number;
 }
 
-export const DEFAULT_RESTART_POLICY: RestartPolicyOptions = { maxRestarts: 5, windowMs: 30_000, backoffMinMs: 100, backoffMaxMs: 10_000, jitter: 0.2 };
+const defaultOf = <T>(field: { default?: unknown; parse(raw: unknown): T }): T => field.parse(field.default);
+
+/** The configuration's defaults (SPEC is their one home), for actor systems built without a config. */
+export const DEFAULT_RESTART_POLICY: RestartPolicyOptions = {
+  maxRestarts: defaultOf(SPEC.supervision.maxRestarts),
+  windowMs: defaultOf(SPEC.supervision.window),
+  backoffMinMs: defaultOf(SPEC.supervision.backoffMin),
+  backoffMaxMs: defaultOf(SPEC.supervision.backoffMax),
+  jitter: 0.2,
+};
 
 export type RestartDecision = { action: 'restart'; delayMs: number; attempt: number } | { action: 'escalate'; failures: number };
 

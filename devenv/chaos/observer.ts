@@ -12,6 +12,7 @@
 // is measured from the first sample that missed the actor to the first that saw it again, so
 // its resolution is the sampling interval (a shorter gap may go unseen).
 import { inspectNode } from '../peer-client.ts';
+import { actorKey } from '../../protocol/actor-messages.ts';
 
 export interface ObservedNode {
   id: string;
@@ -87,7 +88,7 @@ export class ActorObserver {
     const healthy = new Set<string>();
     for (const v of views) {
       if (!v) continue;
-      byNode.set(v.node, new Set(v.actors.map((a) => `${a.kind}/${a.id}`)));
+      byNode.set(v.node, new Set(v.actors.map((a) => actorKey(a.kind, a.id))));
       if (v.leaseHealthy) healthy.add(v.node);
     }
     return { at, byNode, healthy };

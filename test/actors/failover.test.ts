@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import t from 'tap';
+import { until } from '../harness/until.ts';
 import type { NodeProcess } from '../../devenv/node-process.ts';
 import { actorKey, placeOn } from '../../supervisors/placement.ts';
 import { askVia, inspectNode, startCluster, type NodeView } from '../harness/cluster.ts';
@@ -40,18 +41,13 @@ async function views(nodes: NodeProcess[]): Promise<NodeView[]> {
  */
 async function waitForPlacement(nodes: NodeProcess[], ids: string[], ms = 20_000): Promise<Map<string, string>> {
   const live = nodes.map((n) => String(n.config.nodeId));
-  const deadline = Date.now() + ms;
-  let last = '';
-  while (Date.now() < deadline) {
+  return until(async () => {
     const vs = await views(nodes).catch(() => []);
     const seen = new Map<string, string>();
     let dup = false;
     for (const v of vs) for (const a of v.actors) if (a.kind === 'probe') (seen.has(a.id) ? (dup = true) : seen.set(a.id, v.node));
-    last = `${seen.size}/${ids.length} dup=${dup}`;
-    if (!dup && seen.size === ids.length && ids.every((id) => seen.get(id) === placeOn(actorKey('probe', id), live))) return seen;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`placement did not settle: ${last}`);
+    return !dup && seen.size === ids.length && ids.every((id) => seen.get(id) === placeOn(actorKey('probe', id), live)) ? seen : undefined;
+  }, ms, 'placement to settle', 100);
 }
 
 t.test("a SIGKILLed node's actors run again exactly once on the survivors, with no message sent to them", async (t) => {

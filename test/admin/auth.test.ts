@@ -33,27 +33,6 @@ t.test('admin authentication across a load-balanced cluster', async (t) => {
     t.match(right, { status: 429, body: { code: 'CLUSTER_ERR_API_RATE_LIMITED' } }, 'even the right password waits for the window');
   });
 
-  await t.test('an API key cannot act outside its org or its allowed actions', async (t) => {
-    const a = await call(c.lb, 'POST', '/api/v1/orgs', { cookie: c.adminCookie, body: { slug: 'alpha', name: 'Alpha' } });
-    const b = await call(c.lb, 'POST', '/api/v1/orgs', { cookie: c.adminCookie, body: { slug: 'beta', name: 'Beta' } });
-    t.equal(a.status, 201);
-    await call(c.lb, 'POST', `/api/v1/orgs/${b.body.id}/sites`, { cookie: c.adminCookie, body: { name: 'beta hq' } });
-    const key = await call(c.lb, 'POST', `/api/v1/orgs/${a.body.id}/api-keys`, { cookie: c.adminCookie, body: { name: 'reader', actions: ['sites:read'] } });
-    t.equal(key.status, 201);
-    t.match(key.body.key, /^ck_[A-Za-z0-9]{12}_/);
-    const bearer = key.body.key as string;
-    t.match(await call(c.lb, 'GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer }), { status: 200, body: { items: [] } });
-    t.match(await call(c.lb, 'POST', `/api/v1/orgs/${a.body.id}/sites`, { bearer, body: { name: 'nope' } }), { status: 403, body: { code: 'CLUSTER_ERR_API_FORBIDDEN', needed: 'sites:write' } });
-    t.match(await call(c.lb, 'GET', `/api/v1/orgs/${a.body.id}/domains`, { bearer }), { status: 403 });
-    t.match(await call(c.lb, 'GET', `/api/v1/orgs/${b.body.id}/sites`, { bearer }), { status: 404, body: { code: 'CLUSTER_ERR_API_NOT_FOUND' } }, 'another org is invisible');
-    t.match(await call(c.lb, 'GET', '/api/v1/users', { bearer }), { status: 403 });
-    t.match(await call(c.lb, 'GET', '/api/v1/orgs', { bearer }), { status: 200, body: { items: [{ slug: 'alpha' }] } });
-    t.equal((await call(c.lb, 'GET', '/api/v1/orgs', { bearer })).body.items.length, 1);
-    t.match(await call(c.lb, 'GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer: bearer.slice(0, -2) + 'xx' }), { status: 401 }, 'a forged key is refused');
-    t.equal((await call(c.lb, 'DELETE', `/api/v1/orgs/${a.body.id}/api-keys/${key.body.id}`, { cookie: c.adminCookie })).status, 204);
-    t.match(await call(c.lb, 'GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer }), { status: 401 }, 'a revoked key is refused');
-  });
-
   await t.test('members read, org admins write, strangers see nothing', async (t) => {
     const org = await call(c.lb, 'POST', '/api/v1/orgs', { cookie: c.adminCookie, body: { slug: 'gamma', name: 'Gamma' } });
     const mk = async (email: string) => (await call(c.lb, 'POST', '/api/v1/users', { cookie: c.adminCookie, body: { email, password: 'a long enough password' } })).body.id;

@@ -1,6 +1,7 @@
 // The operators' error-code reference (docs/errors.md) against the one registry in
 // core/errors.ts: an operator looking up a code they were shown must find it, with the
 // HTTP status the API really answers with.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { ERROR_CODES, type ErrorCode } from '../../core/errors.ts';
@@ -29,4 +30,18 @@ t.test('every registered error code is documented with the status the API answer
 
 t.test('the reference lists no code the registry does not have', async (t) => {
   t.same([...rows.keys()].filter((c) => !(c in ERROR_CODES)), [], 'every documented code exists');
+});
+
+t.test('every code the source names is registered, and none is thrown as a bare Error', async (t) => {
+  const root = new URL('../../', import.meta.url);
+  const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard', '*.ts'], { cwd: root, encoding: 'utf8' }).split('\n').filter((f) => f && !f.startsWith('test/'));
+  const unknown = new Set<string>();
+  const bare: string[] = [];
+  for (const f of files) {
+    const text = readFileSync(new URL(f, root), 'utf8');
+    for (const m of text.matchAll(/['"`](CLUSTER_ERR_[A-Z0-9_]+)['"`]/g)) if (!(m[1]! in ERROR_CODES)) unknown.add(`${f}: ${m[1]}`);
+    if (/new Error\(\s*['"`]CLUSTER_ERR_/.test(text)) bare.push(f);
+  }
+  t.same([...unknown], [], 'no code outside the registry');
+  t.same(bare, [], 'coded errors are ClusterErrors, with their fields and status');
 });

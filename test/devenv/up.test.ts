@@ -11,6 +11,7 @@ import { adminCall } from '../../devenv/admin-client.ts';
 import { controlCall, type ClusterInfo } from '../../devenv/control.ts';
 import { CLUSTER_CLI, launchLocalCluster, type LaunchedCluster } from '../../devenv/local-cluster.ts';
 import { dig } from '../harness/dig.ts';
+import { runBenchSmoke } from '../harness/bench.ts';
 import { scrape, total } from '../harness/metrics.ts';
 
 const NODE_IPS = ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
@@ -178,4 +179,15 @@ t.test('`cluster up` again on the same data directory keeps its admin, demo site
   }
   t.not(serial, servedBefore, 'and every node serves the renewed certificate');
   await stopAndCheck(t, cluster);
+});
+
+// The chaos benchmark launches its own `cluster up` on the same fixed addresses, so it runs
+// here, after this file's cluster has stopped, rather than beside it in test/bench/.
+t.test('bench:chaos runs at smoke size and prints every field it promises, with nothing lost', async (t) => {
+  t.same(listeners(), [], 'the addresses are free');
+  const run = await runBenchSmoke('chaos');
+  if (run.code !== 0) t.comment(run.stderr);
+  t.equal(run.code, 0, 'it exits 0 (no lost write, no duplicate)');
+  t.same(run.bad, [], 'no promised field is missing or not a number');
+  t.equal(run.result?.lost_writes, 0);
 });

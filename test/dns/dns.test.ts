@@ -6,22 +6,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import dnsPacket from 'dns-packet';
 import t from 'tap';
+import { until } from '../harness/until.ts';
 import { ServiceProcess } from '../../devenv/process.ts';
 import { askVia, servedTxtVia } from '../harness/cluster.ts';
 import { call, servedBy, startApiCluster } from '../harness/api.ts';
 import { dig } from '../harness/dig.ts';
 
 const CONNECTOR_ENTRY = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
-const until = async <T>(what: string, f: () => Promise<T | undefined>, ms = 15_000): Promise<T> => {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
-
 t.test('every node answers authoritatively for the zones, and A records follow the tunnel', async (t) => {
   const target = createServer((_req, res) => res.end('ok'));
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
@@ -37,10 +28,10 @@ t.test('every node answers authoritatively for the zones, and A records follow t
   await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: (target.address() as { port: number }).port, scheme: 'http' } });
 
   // Before any site is online, the resource's name lists every live node (any node forwards).
-  const all = await until('every node answers A with all nodes', async () => {
+  const all = await until(async () => {
     const a = await dig(ips[0]!, 'app.zone.test', 'A');
     return a.short.length === 3 ? a : undefined;
-  });
+  }, 15_000, 'every node answers A with all nodes');
   t.same(all.short, [...ips].sort(), 'no tunnel yet: every node is an answer');
 
   await t.test('the same SOA, NS, A, TXT and CAA answers from every node', async (t) => {
@@ -96,29 +87,29 @@ t.test('every node answers authoritatively for the zones, and A records follow t
     t.teardown(() => connector.stop('SIGTERM', 3000));
     await servedBy(c, org.id, res.id, 'node-2', 20_000);
     const holderIp = ips[1]!;
-    for (const ip of ips) t.same((await until(`node ${ip} names the holder`, async () => {
+    for (const ip of ips) t.same((await until(async () => {
       const a = await dig(ip, 'app.zone.test', 'A');
       return a.short.length === 1 && a.short[0] === holderIp ? a : undefined;
-    })).short, [holderIp], `${ip} answers with the holder only`);
+    }, 15_000, `node ${ip} names the holder`)).short, [holderIp], `${ip} answers with the holder only`);
     const serial = Number((await dig(ips[0]!, 'zone.test', 'SOA')).short[0]!.split(' ')[2]);
 
     const killedAt = Date.now();
     c.nodes[1]!.proc.signal('SIGKILL');
     const survivors = [ips[0]!, ips[2]!];
-    const moved = await Promise.all(survivors.map((ip) => until(`node ${ip} follows`, async () => {
+    const moved = await Promise.all(survivors.map((ip) => until(async () => {
       const a = await dig(ip, 'app.zone.test', 'A');
       return a.short.length === 1 && a.short[0] !== holderIp && survivors.includes(a.short[0]!) ? { ip: a.short[0]!, ms: Date.now() - killedAt } : undefined;
-    }, 20_000)));
+    }, 20_000, `node ${ip} follows`)));
     t.equal(moved[0]!.ip, moved[1]!.ip, 'both survivors name the same new holder');
     t.comment(`records followed the tunnel ${Math.max(...moved.map((m) => m.ms))} ms after the SIGKILL`);
     // The tunnel moves as soon as the connector notices; the name server set follows
     // membership, which drops the dead node when a peer finds its port refused or, at the
     // latest, when its lease expires.
     for (const ip of survivors) {
-      const ns = await until(`node ${ip} drops the dead name server`, async () => {
+      const ns = await until(async () => {
         const r = await dig(ip, 'zone.test', 'NS');
         return r.short.length === 2 ? r : undefined;
-      });
+      }, 15_000, `node ${ip} drops the dead name server`);
       t.notOk(ns.short.some((n) => n.startsWith(`ns-${String(c.nodes[1]!.config.nodeId)}.`)), `${ip}: the dead node is no longer a name server`);
     }
     const after = Number((await dig(ips[2]!, 'zone.test', 'SOA')).short[0]!.split(' ')[2]);

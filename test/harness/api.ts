@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalHaproxy } from '../../devenv/haproxy.ts';
 import { startCluster, type TestCluster } from './cluster.ts';
+import { until } from './until.ts';
 
 export interface Reply {
   status: number;
@@ -64,13 +65,10 @@ export async function startApiCluster(t: Tap, count: number, config: Record<stri
  * tunnel (the API's resource status): from then on every node's ingress routes it.
  */
 export async function servedBy(c: ApiCluster, orgId: string, resourceId: string, node: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
+  await until(async () => {
     const res = await call(c.lb, 'GET', `/api/v1/orgs/${orgId}/resources/${resourceId}`, { cookie: c.adminCookie });
-    if ((res.body?.status?.servingNodes ?? []).includes(node)) return;
-    if (Date.now() > deadline) throw new Error(`resource ${resourceId} not served by ${node} after ${ms}ms: ${JSON.stringify(res.body?.status)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return (res.body?.status?.servingNodes ?? []).includes(node);
+  }, ms, `resource ${resourceId} to be served by ${node}`);
 }
 
 export interface PublishedResource {

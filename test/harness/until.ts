@@ -2,16 +2,16 @@
 // The bound only keeps a broken run from hanging; it is never what a test asserts.
 
 /**
- * Resolves with the condition's first truthy value; rejects naming `what` (and the last
- * error the condition threw) once `ms` have passed.
+ * Resolves with the condition's first value that is not undefined, null or false; rejects
+ * naming `what` (and the last error the condition threw) once `ms` have passed.
  */
-export async function until<T>(condition: () => T | Promise<T>, ms = 15_000, what = 'condition', everyMs = 50): Promise<NonNullable<T>> {
+export async function until<T>(condition: () => T | Promise<T>, ms = 15_000, what = 'condition', everyMs = 50): Promise<Exclude<T, undefined | null | false>> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
     try {
       const v = await condition();
-      if (v) return v as NonNullable<T>;
+      if (v !== undefined && v !== null && v !== false) return v as Exclude<T, undefined | null | false>;
     } catch (err) {
       last = err;
     }

@@ -6,6 +6,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import t from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
@@ -126,6 +127,12 @@ t.test('while PostgreSQL or Valkey hangs, tunnels, DNS and HTTP keep serving fro
   t.equal(withoutPostgres.body?.code, 'CLUSTER_ERR_DB_UNAVAILABLE', `and says why (${withoutPostgres.body?.message})`);
   const after = await write('after-PostgreSQL');
   t.equal(after.status, 201, 'PostgreSQL back: admin writes work again');
+  // The refused write stayed refused: its transaction, waiting on the frozen server, rolled
+  // back when the server woke instead of committing behind the 503.
+  const db = new pg.Client({ connectionString: pgServer.url });
+  await db.connect();
+  const { rows } = await db.query(`SELECT name FROM sites WHERE name IN ('during-PostgreSQL', 'after-PostgreSQL') ORDER BY name`).finally(() => db.end());
+  t.same(rows.map((r) => r.name), ['after-PostgreSQL'], 'a write answered 503 is not in PostgreSQL after recovery');
   await probe();
   t.same(failures, [], 'and everything still serves');
 });

@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import t from 'tap';
+import { until } from '../harness/until.ts';
 import { WebSocket } from 'ws';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
@@ -12,16 +13,6 @@ import { call, startApiCluster, type ApiCluster } from '../harness/api.ts';
 
 const logger = createLogger({ level: 'silent' });
 const CONNECTOR_ENTRY = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Resolves with the first emission of `event`, or fails after `ms`. */
 function nextEvent<T>(emitter: { once(e: string, f: (v: T) => void): unknown }, event: string, ms = 15_000): Promise<T> {
@@ -105,7 +96,7 @@ t.test('site connectors and the control channel', async (t) => {
     const target = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources/${res.id}/targets`, { cookie: c.adminCookie, body: { siteId: site.id, host: '127.0.0.1', port: 9, scheme: 'http' } })).body;
     t.match(await configured, [{ id: target.id, host: '127.0.0.1', port: 9 }], 'an admin edit reaches the connector');
     await connector.stop();
-    await until('offline', async () => ((await statusVia(c.lb, site.id)).online ? undefined : true));
+    await until(async () => ((await statusVia(c.lb, site.id)).online ? undefined : true), 15_000, 'offline');
     t.pass('a connector that says goodbye takes its site offline');
   });
 
@@ -122,7 +113,7 @@ t.test('site connectors and the control channel', async (t) => {
     second.start();
     t.match(await superseded, { code: 4409, reason: 'CLUSTER_ERR_CONNECTOR_SUPERSEDED' });
     await first.stop(); // a real duplicate would keep reconnecting; stop it so the second stays
-    t.match(await until('moved', async () => { const s = await statusVia(c.lb, site.id); return s.node === 'node-2' ? s : undefined; }), { online: true, node: 'node-2' });
+    t.match(await until(async () => { const s = await statusVia(c.lb, site.id); return s.node === 'node-2' ? s : undefined; }, 15_000, 'moved'), { online: true, node: 'node-2' });
   });
 
   await t.test('SIGKILL the node holding a connector: it reconnects elsewhere and the status follows', async (t) => {
@@ -135,16 +126,16 @@ t.test('site connectors and the control channel', async (t) => {
       logFile: join(dir, 'connector.log'),
     });
     t.teardown(() => proc.stop('SIGTERM', 3000));
-    const first = await until('online', async () => { const s = await statusVia(c.lb, site.id); return s.online ? s : undefined; });
+    const first = await until(async () => { const s = await statusVia(c.lb, site.id); return s.online ? s : undefined; }, 15_000, 'online');
     const holder = c.nodes.find((n) => n.config.nodeId === first.node)!;
     const killedAt = Date.now();
     holder.proc.signal('SIGKILL');
     const survivor = c.nodes.find((n) => n !== holder)!;
-    const moved = await until('reconnected elsewhere', async () => { const s = await statusVia(survivor.adminUrl, site.id); return s.online && s.node !== first.node ? s : undefined; });
+    const moved = await until(async () => { const s = await statusVia(survivor.adminUrl, site.id); return s.online && s.node !== first.node ? s : undefined; }, 15_000, 'reconnected elsewhere');
     t.comment(`connector moved from ${first.node} to ${moved.node} in ${Date.now() - killedAt}ms`);
     t.not(moved.node, first.node);
     await proc.stop('SIGTERM', 5000);
-    await until('offline after goodbye', async () => ((await statusVia(survivor.adminUrl, site.id)).online ? undefined : true));
+    await until(async () => ((await statusVia(survivor.adminUrl, site.id)).online ? undefined : true), 15_000, 'offline after goodbye');
     t.pass('SIGTERM says goodbye: the site goes offline');
   });
 });

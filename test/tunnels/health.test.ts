@@ -1,5 +1,6 @@
 import { createServer, request, type Server } from 'node:http';
 import t from 'tap';
+import { until } from '../harness/until.ts';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { call, startApiCluster } from '../harness/api.ts';
@@ -52,16 +53,12 @@ t.test('a target marked unhealthy stops receiving traffic and comes back when he
   t.teardown(() => connector.stop());
   connector.start();
   const ingress = c.nodes.map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
-  const until = async (what: string, ok: (s: string[]) => boolean) => {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
+  const sampled = (what: string, ok: (s: string[]) => boolean) =>
+    until(async () => {
       const s = [...(await sample(ingress[0]!, 10)), ...(await sample(ingress[1]!, 10))];
-      if (ok(s)) return s;
-      if (Date.now() > deadline) throw new Error(`${what}: last sample ${s.join(',')}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
-  await until('both targets in use', (s) => s.includes('A') && s.includes('B'));
+      return ok(s) ? s : undefined;
+    }, 15_000, what, 200);
+  await sampled('both targets in use', (s) => s.includes('A') && s.includes('B'));
   t.pass('both targets serve while healthy (through both nodes)');
 
   const connected = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
@@ -70,12 +67,12 @@ t.test('a target marked unhealthy stops receiving traffic and comes back when he
   t.ok(connected.targets.every((x: { healthy: boolean }) => x.healthy));
   a.closeAllConnections();
   a.close();
-  const onlyB = await until('A taken out', (s) => s.every((x) => x === 'B'));
+  const onlyB = await sampled('A taken out', (s) => s.every((x) => x === 'B'));
   t.same([...new Set(onlyB)], ['B'], 'the unhealthy target gets no traffic on any node');
   const status = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body.status;
   t.equal(status.targets.filter((x: { healthy: boolean }) => !x.healthy).length, 1, 'the API shows the unhealthy target');
 
   a = await serve('A', portA);
-  await until('A back', (s) => s.includes('A'));
+  await sampled('A back', (s) => s.includes('A'));
   t.pass('it comes back when healthy again');
 });

@@ -1,0 +1,112 @@
+// The admin API's rules, in-process against real PostgreSQL and Valkey (no cluster of
+// processes needed): validation names the field and changes nothing, conflicts are 409,
+// targets stay inside their org, API keys stay inside their org and actions.
+import pg from 'pg';
+import t from 'tap';
+import { adminApp } from '../harness/admin-app.ts';
+
+async function counts(url: string): Promise<Record<string, number>> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query(`SELECT (SELECT count(*) FROM orgs)::int AS orgs, (SELECT count(*) FROM sites)::int AS sites, (SELECT count(*) FROM resources)::int AS resources,
+      (SELECT count(*) FROM domains)::int AS domains, (SELECT count(*) FROM targets)::int AS targets, (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM audit_log)::int AS audit`);
+    return rows[0];
+  } finally {
+    await c.end();
+  }
+}
+
+t.test('admin API rules', async (t) => {
+  const { call, cookie, postgresUrl } = await adminApp(t);
+  const org = (await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'acme', name: 'Acme' } })).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  t.equal((await call('POST', `${base}/domains`, { cookie, body: { name: 'example.com' } })).status, 201);
+  const site = (await call('POST', `${base}/sites`, { cookie, body: { name: 'hq' } })).body;
+
+  await t.test('bad input gets a coded 4xx naming the field, and changes nothing', async (t) => {
+    const before = await counts(postgresUrl);
+    const cases: Array<[string, string, { body?: unknown; raw?: string; contentType?: string }, number, RegExp | string]> = [
+      ['POST', `${base}/sites`, { raw: '{"name": "broken' }, 400, 'CLUSTER_ERR_API_BAD_REQUEST'],
+      ['POST', `${base}/sites`, { body: { name: 'x', color: 'red' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/sites`, { body: { name: 42 } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/sites`, { body: {} }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/sites`, { body: { name: "x'; DROP TABLE sites; --" } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/sites`, { body: { name: '<script>alert(1)</script>' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'http', hostname: "app.example.com' OR 1=1 --" } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'tcp', proxyPort: '22' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'tcp', proxyPort: 70000 } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'http', hostname: 'app.other.org' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `/api/v1/orgs/not-a-uuid/sites`, { body: { name: 'x' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/sites`, { raw: 'name=x', contentType: 'application/x-www-form-urlencoded' }, 415, 'CLUSTER_ERR_API_BAD_REQUEST'],
+      ['GET', `${base}/sites?limit=abc`, {}, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      // Not built: refused, never stored as a site that would quietly use WebSocket.
+      ['POST', `${base}/sites`, { body: { name: 'wg', transport: 'wireguard' } }, 422, 'CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE'],
+      ['PATCH', `${base}/sites/${site.id}`, { body: { version: site.version, transport: 'wireguard' } }, 422, 'CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE'],
+    ];
+    for (const [method, path, opts, status, code] of cases) {
+      const r = await call(method, path, { cookie, ...opts });
+      t.equal(r.status, status, `${method} ${path} ${JSON.stringify(opts).slice(0, 60)} -> ${status}`);
+      t.match(r.body?.code, code);
+    }
+    const big = await call('POST', `${base}/sites`, { cookie, raw: JSON.stringify({ name: 'a'.repeat(200_000) }) });
+    t.match(big, { status: 413, body: { code: 'CLUSTER_ERR_API_BAD_REQUEST', reason: 'FST_ERR_CTP_BODY_TOO_LARGE' } }, 'oversize body');
+    const unknown = await call('POST', `${base}/sites`, { cookie, body: { name: 'x', color: 'red' } });
+    t.match(unknown.body, { field: 'body.color', problem: 'is not a known field' });
+    const wrongType = await call('POST', `${base}/sites`, { cookie, body: { name: 42 } });
+    t.match(wrongType.body, { field: 'body.name' });
+    const wg = await call('POST', `${base}/sites`, { cookie, body: { name: 'wg', transport: 'wireguard' } });
+    t.match(wg.body, { transport: 'wireguard', available: ['websocket'], message: /not built/ }, 'the refusal says what is available');
+    t.same(await counts(postgresUrl), before, 'no row changed, not even the audit log');
+  });
+
+  await t.test('uniqueness conflicts are 409 naming the field', async (t) => {
+    t.equal((await call('POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: 'app.example.com' } })).status, 201);
+    t.match(await call('POST', `${base}/resources`, { cookie, body: { name: 'app two', protocol: 'http', hostname: 'app.example.com' } }), { status: 409, body: { code: 'CLUSTER_ERR_API_CONFLICT', field: 'hostname' } });
+    t.equal((await call('POST', `${base}/resources`, { cookie, body: { name: 'ssh', protocol: 'tcp', proxyPort: 2222 } })).status, 201);
+    t.match(await call('POST', `${base}/resources`, { cookie, body: { name: 'ssh2', protocol: 'tcp', proxyPort: 2222 } }), { status: 409, body: { field: 'proxyPort' } });
+    t.match(await call('POST', `${base}/sites`, { cookie, body: { name: 'hq' } }), { status: 409, body: { field: 'name' } });
+    t.match(await call('DELETE', `${base}/domains/${(await call('GET', `${base}/domains`, { cookie })).body.items[0].id}`, { cookie }), { status: 409, body: { field: 'references' } }, 'a domain in use cannot be deleted');
+  });
+
+  await t.test('targets only use the org\'s own sites; site secrets are shown once and stored hashed', async (t) => {
+    const res = (await call('POST', `${base}/resources`, { cookie, body: { name: 'web', protocol: 'http', hostname: 'web.example.com' } })).body;
+    const other = (await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'other', name: 'Other' } })).body;
+    const foreign = (await call('POST', `/api/v1/orgs/${other.id}/sites`, { cookie, body: { name: 'theirs' } })).body;
+    t.match(await call('POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: foreign.id, host: '10.0.0.5', port: 80, scheme: 'http' } }), { status: 400, body: { field: 'body.siteId' } });
+    t.match(await call('POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '10.0.0.5', port: 80, scheme: 'http', healthCheck: { type: 'http', path: '/health' } } }), { status: 201, body: { siteId: site.id, healthCheck: { type: 'http' } } });
+    t.match(site.connector.secret, /^[A-Za-z0-9_-]{43}$/);
+    t.match(await call('GET', `${base}/sites/${site.id}`, { cookie }), { status: 200, body: { name: 'hq', status: { online: false } } });
+    t.notOk(JSON.stringify((await call('GET', `${base}/sites/${site.id}`, { cookie })).body).includes(site.connector.secret), 'never shown again');
+    const db = new pg.Client({ connectionString: postgresUrl });
+    await db.connect();
+    const { rows } = await db.query('SELECT secret_hash FROM site_secrets WHERE site_id = $1', [site.id]);
+    await db.end();
+    t.notOk(rows.some((r) => r.secret_hash.toString('utf8').includes(site.connector.secret)));
+    const rotated = await call('POST', `${base}/sites/${site.id}/rotate-secret`, { cookie });
+    t.equal(rotated.status, 200);
+    t.not(rotated.body.connector.secret, site.connector.secret);
+  });
+
+  await t.test('an API key cannot act outside its org or its allowed actions', async (t) => {
+    const a = await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'alpha', name: 'Alpha' } });
+    const b = await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'beta', name: 'Beta' } });
+    t.equal(a.status, 201);
+    await call('POST', `/api/v1/orgs/${b.body.id}/sites`, { cookie, body: { name: 'beta hq' } });
+    const key = await call('POST', `/api/v1/orgs/${a.body.id}/api-keys`, { cookie, body: { name: 'reader', actions: ['sites:read'] } });
+    t.equal(key.status, 201);
+    t.match(key.body.key, /^ck_[A-Za-z0-9]{12}_/);
+    const bearer = key.body.key as string;
+    t.match(await call('GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer }), { status: 200, body: { items: [] } });
+    t.match(await call('POST', `/api/v1/orgs/${a.body.id}/sites`, { bearer, body: { name: 'nope' } }), { status: 403, body: { code: 'CLUSTER_ERR_API_FORBIDDEN', needed: 'sites:write' } });
+    t.match(await call('GET', `/api/v1/orgs/${a.body.id}/domains`, { bearer }), { status: 403 });
+    t.match(await call('GET', `/api/v1/orgs/${b.body.id}/sites`, { bearer }), { status: 404, body: { code: 'CLUSTER_ERR_API_NOT_FOUND' } }, 'another org is invisible');
+    t.match(await call('GET', '/api/v1/users', { bearer }), { status: 403 });
+    t.match(await call('GET', '/api/v1/orgs', { bearer }), { status: 200, body: { items: [{ slug: 'alpha' }] } });
+    t.equal((await call('GET', '/api/v1/orgs', { bearer })).body.items.length, 1);
+    t.match(await call('GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer: bearer.slice(0, -2) + 'xx' }), { status: 401 }, 'a forged key is refused');
+    t.equal((await call('DELETE', `/api/v1/orgs/${a.body.id}/api-keys/${key.body.id}`, { cookie })).status, 204);
+    t.match(await call('GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer }), { status: 401 }, 'a revoked key is refused');
+  });
+
+});
