@@ -13,6 +13,7 @@ import { Secret, redactUrl } from './core/secret.ts';
 import {
   type Address,
   type Field,
+  type PortRange,
   FieldProblem,
   address,
   boolean,
@@ -23,13 +24,14 @@ import {
   ipList,
   key256,
   oneOf,
+  portRange,
   secretText,
   secretUrl,
   text,
   url,
 } from './core/config-fields.ts';
 
-export type { Address } from './core/config-fields.ts';
+export type { Address, PortRange } from './core/config-fields.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -83,6 +85,11 @@ export interface ClusterConfig {
     https: Address;
     /** Addresses public clients reach this node at; published in DNS. @default [] */
     publicAddresses: string[];
+    /**
+     * Ports TCP/UDP resources may take. Must not hold any port the node listens on itself
+     * (admin, HTTP, HTTPS, DNS, peer, WireGuard), so no tenant can take one. @default "20000-29999"
+     */
+    resourcePorts: PortRange;
   };
   dns: {
     /** Authoritative DNS listener (UDP and TCP). @default "0.0.0.0:53" */
@@ -174,7 +181,7 @@ export interface ClusterConfig {
   };
 }
 
-type Spec<T> = { [K in keyof T]-?: T[K] extends Secret<any> | Address | unknown[] | string | number | boolean | undefined ? Field<T[K]> : Spec<T[K]> };
+type Spec<T> = { [K in keyof T]-?: T[K] extends Secret<any> | Address | PortRange | unknown[] | string | number | boolean | undefined ? Field<T[K]> : Spec<T[K]> };
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -197,7 +204,7 @@ export const SPEC: Spec<ClusterConfig> = {
     commandTimeout: duration('2s', { min: 50 }),
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
-  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]) },
+  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999') },
   dns: { bind: address('0.0.0.0:53'), caaIssuers: domainList([]), rateLimit: integer(1000, 0, 10_000_000), recordTtl: duration('30s', { min: 1000 }) },
   peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },
   wireguard: {
@@ -263,7 +270,18 @@ function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::';
 }
 
-/** The address other nodes dial for this node's peer link. */
+/** Every port the node listens on itself: resources may never take one. */
+export function ownPorts(config: ClusterConfig): Array<{ what: string; port: number }> {
+  return [
+    { what: 'admin', port: config.admin.bind.port },
+    { what: 'HTTP', port: config.ingress.http.port },
+    { what: 'HTTPS', port: config.ingress.https.port },
+    { what: 'DNS', port: config.dns.bind.port },
+    { what: 'peer', port: config.peer.bind.port },
+    { what: 'WireGuard', port: config.wireguard.listenPort },
+  ];
+}
+
 /** Where clients reach this node: the configured public addresses, else a specific ingress bind address. */
 export function publicAddresses(config: ClusterConfig): string[] {
   if (config.ingress.publicAddresses.length) return config.ingress.publicAddresses;
@@ -271,6 +289,7 @@ export function publicAddresses(config: ClusterConfig): string[] {
   return host === '0.0.0.0' || host === '::' ? [] : [host];
 }
 
+/** The address other nodes dial for this node's peer link. */
 export function peerAdvertise(config: ClusterConfig): string {
   const a = config.peer.advertise ?? config.peer.bind;
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
@@ -322,6 +341,11 @@ export function compileConfig(input: unknown, source = 'config'): ClusterConfig 
   const config = out as ClusterConfig;
   if (problems.length === 0 && config.lease.renewEvery * 2 > config.lease.ttl) {
     problems.push({ field: 'lease.renewEvery', problem: `${config.lease.renewEvery}ms leaves no room to renew before the ${config.lease.ttl}ms lease runs out`, expected: 'at most half of lease.ttl' });
+  }
+  if (problems.length === 0) {
+    const { min, max } = config.ingress.resourcePorts;
+    const own = ownPorts(config).filter((p) => p.port >= min && p.port <= max);
+    if (own.length) problems.push({ field: 'ingress.resourcePorts', problem: `${min}-${max} holds this node's own ${own.map((p) => `${p.what} port ${p.port}`).join(', ')}`, expected: 'a range that leaves out every port the node listens on' });
   }
   if (problems.length === 0 && !config.peer.advertise && isWildcard(config.peer.bind.host)) {
     const pub = config.ingress.publicAddresses[0];

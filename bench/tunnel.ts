@@ -90,7 +90,7 @@ async function main() {
       const site = (await api(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
       const web = (await api(admin, 'POST', `${base}/resources`, { name: 'web', protocol: 'http', hostname: 'app.bench.test', tls: false }, cookie)).body;
       await api(admin, 'POST', `${base}/resources/${web.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: httpPort, scheme: 'http' }, cookie);
-      const tcpPort = 9000;
+      const tcpPort = 29000; // inside the default ingress.resourcePorts
       const raw = (await api(admin, 'POST', `${base}/resources`, { name: 'bulk', protocol: 'tcp', proxyPort: tcpPort }, cookie)).body;
       await api(admin, 'POST', `${base}/resources/${raw.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: bulkPort, scheme: 'tcp' }, cookie);
       procs.push(new ServiceProcess({

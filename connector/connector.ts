@@ -6,6 +6,7 @@
 // by the connector's own WebSocket pings and left for another endpoint.
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
+import { systemClock, type Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { frameDuplex, type FrameDuplex } from '../protocol/tunnel-framing.ts';
 import { createDataPlaneServer } from './data-plane.ts';
@@ -23,6 +24,8 @@ export interface ConnectorOptions {
   pingEveryMs?: number;
   /** @default 3000 */
   silentAfterMs?: number;
+  /** Time source for token expiry, liveness and backoff. @default the system clock */
+  clock?: Clock;
 }
 
 export type ConnectorState = 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -34,7 +37,8 @@ export class Connector extends EventEmitter {
   #ws: WebSocket | undefined;
   #attempt = 0;
   #next = 0;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #timer: { cancel(): void } | undefined;
   #token: { value: string; endpoint: string; expiresAt: number } | undefined;
   /** An endpoint that went silent is skipped for a while (if there is another). */
   #avoid: { endpoint: string; until: number } | undefined;
@@ -48,6 +52,7 @@ export class Connector extends EventEmitter {
 
   constructor(o: ConnectorOptions) {
     super();
+    this.#clock = o.clock ?? systemClock;
     if (o.endpoints.length === 0) throw new Error('connector needs at least one endpoint');
     this.#o = o;
     this.#log = o.logger.child({ component: 'connector', siteId: o.siteId });
@@ -67,7 +72,7 @@ export class Connector extends EventEmitter {
   }
 
   async #fetchToken(endpoint: string): Promise<string> {
-    if (this.#token && this.#token.endpoint === endpoint && this.#token.expiresAt - Date.now() > 60_000) return this.#token.value;
+    if (this.#token && this.#token.endpoint === endpoint && this.#token.expiresAt - this.#clock.now() > 60_000) return this.#token.value;
     const res = await fetch(new URL('/api/v1/connector/token', endpoint), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -76,7 +81,7 @@ export class Connector extends EventEmitter {
     });
     const body = (await res.json().catch(() => ({}))) as { token?: string; expiresAt?: number; code?: string };
     if (res.status !== 200 || !body.token) throw Object.assign(new Error(`token refused: HTTP ${res.status} ${body.code ?? ''}`), { status: res.status, code: body.code });
-    this.#token = { value: body.token, endpoint, expiresAt: body.expiresAt ?? Date.now() };
+    this.#token = { value: body.token, endpoint, expiresAt: body.expiresAt ?? this.#clock.now() };
     return body.token;
   }
 
@@ -84,7 +89,7 @@ export class Connector extends EventEmitter {
     if (this.#state === 'stopped') return;
     this.#state = 'connecting';
     let endpoint = this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
-    if (this.#avoid && this.#avoid.endpoint === endpoint && this.#avoid.until > Date.now() && this.#o.endpoints.length > 1) {
+    if (this.#avoid && this.#avoid.endpoint === endpoint && this.#avoid.until > this.#clock.now() && this.#o.endpoints.length > 1) {
       endpoint = this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
     }
     let token: string;
@@ -106,17 +111,17 @@ export class Connector extends EventEmitter {
     this.#ws = ws;
     this.#sockets.add(ws);
     let data: FrameDuplex | undefined;
-    let heard = Date.now();
-    let liveness: NodeJS.Timeout | undefined;
-    ws.on('pong', () => (heard = Date.now()));
+    let heard = this.#clock.now();
+    let liveness: { cancel(): void } | undefined;
+    ws.on('pong', () => (heard = this.#clock.now()));
     ws.on('open', () => {
       if (this.#state === 'stopped') return ws.close(1000, 'bye');
-      heard = Date.now();
+      heard = this.#clock.now();
       const silentAfter = this.#o.silentAfterMs ?? 3000;
-      liveness = setInterval(() => {
-        if (Date.now() - heard > silentAfter) {
-          this.#log.warn({ endpoint, node: this.node, silentMs: Date.now() - heard }, 'node went silent; connecting elsewhere');
-          this.#avoid = { endpoint, until: Date.now() + 30_000 };
+      liveness = this.#clock.setInterval(() => {
+        if (this.#clock.now() - heard > silentAfter) {
+          this.#log.warn({ endpoint, node: this.node, silentMs: this.#clock.now() - heard }, 'node went silent; connecting elsewhere');
+          this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
           return ws.terminate();
         }
         ws.ping();
@@ -128,7 +133,7 @@ export class Connector extends EventEmitter {
       this.#dataServer.emit('connection', data.duplex);
     });
     ws.on('message', (frame: Buffer, isBinary) => {
-      heard = Date.now();
+      heard = this.#clock.now();
       if (isBinary) data?.feed(frame);
       else this.#onMessage(frame.toString(), ws, endpoint);
     });
@@ -138,7 +143,7 @@ export class Connector extends EventEmitter {
     });
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'control connection error'));
     ws.on('close', (code, reason) => {
-      clearInterval(liveness);
+      liveness?.cancel();
       this.#sockets.delete(ws);
       data?.end();
       if (this.#ws !== ws) return; // a connection we moved away from: the new one is current
@@ -189,7 +194,7 @@ export class Connector extends EventEmitter {
         // keeps serving; the node closes it once the site has moved and its streams are done.
         if (ws !== this.#ws) break;
         this.#log.info({ node: this.node, reason: msg.reason }, 'node asks us to move; connecting elsewhere first');
-        this.#avoid = { endpoint, until: Date.now() + 30_000 };
+        this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
         this.#ws = undefined;
         this.#attempt = 0;
         void this.#connect();
@@ -213,14 +218,14 @@ export class Connector extends EventEmitter {
     const cap = this.#attempt === 0 ? 250 : Math.min(10_000, 250 * 2 ** this.#attempt);
     const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
     this.#attempt++;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#connect(), delay);
+    this.#timer?.cancel();
+    this.#timer = this.#clock.setTimeout(() => void this.#connect(), delay);
   }
 
   /** Says goodbye and stops (SIGTERM). */
   async stop(): Promise<void> {
     this.#state = 'stopped';
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#health.stop();
     await Promise.all([...this.#sockets].map((ws) => {
       if (ws.readyState === WebSocket.CLOSED) return undefined;

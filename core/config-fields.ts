@@ -175,6 +175,26 @@ function parseAddress(raw: unknown, expected: string): Address {
   return { host, port };
 }
 
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+/** "20000-29999": an inclusive range of ports. */
+export function portRange(def: string): Field<PortRange> {
+  const expected = 'a port range "min-max" within 1-65535, e.g. "20000-29999"';
+  return {
+    default: def,
+    parse(raw) {
+      const m = typeof raw === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(raw.trim()) : null;
+      if (!m) throw new FieldProblem(`${describe(raw)} is not a port range`, expected);
+      const [min, max] = [Number(m[1]), Number(m[2])];
+      if (min < 1 || max > 65535 || min > max) throw new FieldProblem(`${describe(raw)} is not an ascending range within 1-65535`, expected);
+      return { min, max };
+    },
+  };
+}
+
 export function address(def: string | undefined, opts: { optional?: boolean } = {}): Field<Address> {
   const expected = 'host:port, e.g. "0.0.0.0:443", "127.0.0.1:8080" or "[::]:53"';
   return { default: def, optional: opts.optional, parse: (raw) => parseAddress(raw, expected) };

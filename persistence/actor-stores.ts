@@ -81,3 +81,23 @@ export async function leaseRemaining(valkey: Valkey, nodeIds: string[]): Promise
   const res = await valkey.call((c) => nodeIds.reduce((p, id) => p.pttl(valkey.keys.lease(id)), c.pipeline()).exec());
   return nodeIds.map((_, i) => res?.[i]?.[1] as number | undefined);
 }
+
+/**
+ * Resource ports a node could not listen on, and why: written by each node's ingress,
+ * shown in the resource's status (one node's failure never stops it, or another node).
+ */
+export function listenProblems(valkey: Valkey, nodeId: string) {
+  return {
+    async report(resourceId: string, problem: string | null): Promise<void> {
+      const key = valkey.keys.listenProblems(resourceId);
+      if (problem) await valkey.call((c) => c.hset(key, nodeId, problem));
+      else await valkey.call((c) => c.hdel(key, nodeId));
+    },
+  };
+}
+
+export async function readListenProblems(valkey: Valkey, resourceIds: string[]): Promise<Map<string, Record<string, string>>> {
+  if (resourceIds.length === 0) return new Map();
+  const res = await valkey.call((c) => resourceIds.reduce((p, id) => p.hgetall(valkey.keys.listenProblems(id)), c.pipeline()).exec());
+  return new Map(resourceIds.map((id, i) => [id, (res?.[i]?.[1] ?? {}) as Record<string, string>]));
+}

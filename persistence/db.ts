@@ -14,7 +14,8 @@ import {
   StatementTimeoutError,
   UnexpectedStateError,
 } from 'slonik';
-import { ClusterError } from '../core/errors.ts';
+import type { Clock } from '../core/clock.ts';
+import { ClusterError, isClusterError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { withDeadline } from './db-deadline.ts';
@@ -105,4 +106,22 @@ export async function pingDb(pool: DatabasePool, timeoutMs: number): Promise<boo
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Runs `step` until PostgreSQL is reachable: CLUSTER_ERR_DB_UNAVAILABLE is retried with
+ * backoff (capped at 5 s) while `keepTrying()`; other errors end it. Undefined when it stopped trying.
+ */
+export async function whileUnreachable<T>(o: { clock: Clock; logger: Logger; keepTrying: () => boolean }, step: () => Promise<T>): Promise<T | undefined> {
+  for (let attempt = 0; o.keepTrying(); attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (!isClusterError(err, 'CLUSTER_ERR_DB_UNAVAILABLE')) throw err;
+      const delay = Math.min(5000, 200 * 2 ** Math.min(attempt, 5));
+      o.logger.warn({ code: err.code, retryInMs: delay }, 'postgres unreachable; start-up waits');
+      await o.clock.sleep(delay);
+    }
+  }
+  return undefined;
 }

@@ -64,6 +64,11 @@ export class Keyspace {
     return this.#key('site-session', siteId);
   }
 
+  /** Why nodes could not listen on a resource's port (hash: node id -> problem). */
+  listenProblems(resourceId: string): string {
+    return this.#key('listen', resourceId);
+  }
+
   /** Sliding-window counter of a rate limit. */
   rateLimit(scope: string, subject: string): string {
     return this.#key('ratelimit', scope, subject);

@@ -14,9 +14,12 @@ import { RouteTable } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import type { Placement } from '../gateways/ingress/upstream.ts';
+import type { PeerLink } from '../gateways/peer/link.ts';
+import { listenProblems } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 import type { Valkey } from '../persistence/valkey.ts';
+import type { Membership } from './membership.ts';
 import { createEdgeMetrics, type ClusterMetrics } from './metrics.ts';
 
 export interface EdgeDeps {
@@ -25,7 +28,8 @@ export interface EdgeDeps {
   valkey: Valkey;
   sealer: Sealer;
   tunnels: TunnelRegistry;
-  placement: Placement;
+  membership: Membership;
+  peer: PeerLink;
   metrics: ClusterMetrics;
   clock: Clock;
   logger: Logger;
@@ -43,9 +47,21 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   const { config, valkey, logger, clock } = d;
   const routes = new RouteTable({ valkey, logger, clock });
   const zones = new ZoneTable({ valkey, logger, clock });
-  const common = { routes, tunnels: d.tunnels, placement: d.placement, bindHost: config.ingress.https.host, logger };
-  const tcp = new TcpIngress(common);
-  const udp = new UdpIngress(common);
+  // Where a connection goes when its target's tunnel is on another node: the peer link.
+  const placement: Placement = {
+    nodeId: config.nodeId,
+    isLive: (node) => d.membership.member(node) !== undefined,
+    forward: (node, resourceId, targetId, header) => {
+      const member = d.membership.member(node);
+      if (!member) return Promise.reject(new Error(`node ${node} is not live`));
+      return d.peer.openForward(member.peer, resourceId, targetId, header);
+    },
+  };
+  const common = { routes, tunnels: d.tunnels, placement, bindHost: config.ingress.https.host, logger };
+  const listen = listenProblems(valkey, config.nodeId);
+  const report = (resourceId: string, problem: string | null) => void listen.report(resourceId, problem).catch(() => {});
+  const tcp = new TcpIngress({ ...common, ports: config.ingress.resourcePorts, report });
+  const udp = new UdpIngress({ ...common, ports: config.ingress.resourcePorts, report });
   // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
   // node here, loudly, instead of serving generated certificates in their place.
   const issued = issuedCertificates(d.db, d.sealer);
@@ -58,13 +74,16 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   ));
   const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, onRequest: metrics.onRequest });
+  // The node's own listeners first: a resource can never hold a port the node needs (the
+  // configured range excludes them too). Route updates open resource listeners, so the
+  // route mirror starts after them.
+  await zones.start();
+  await http.listen();
+  const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, onQuery: metrics.onQuery });
+  await dns.listen();
   await routes.start();
   tcp.sync();
   udp.sync();
-  await http.listen();
-  await zones.start();
-  const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, onQuery: metrics.onQuery });
-  await dns.listen();
   return {
     routes,
     zones,

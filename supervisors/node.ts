@@ -12,7 +12,6 @@ import { peerAdvertise, publicAddresses, redactConfig, type ClusterConfig } from
 import { CERT_ISSUER_ID } from '../actors/cert-issuer.ts';
 import { ActorSystem } from '../actors/runtime.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
-import { isClusterError } from '../core/errors.ts';
 import { Lifecycle, type LifecycleState } from '../core/lifecycle.ts';
 import type { Logger } from '../core/log.ts';
 import type { ApiDeps } from '../gateways/admin/http.ts';
@@ -24,7 +23,7 @@ import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
-import { createDb, pingDb, type DatabasePool } from '../persistence/db.ts';
+import { createDb, pingDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Sealer } from '../persistence/sealed.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
@@ -51,6 +50,7 @@ interface Running {
   ownership: OwnershipRegistry;
   peer: PeerLink;
   host: ActorHost;
+  routes: SnapshotStore<'routes'>;
   changes?: { stop(): void };
   control?: ControlChannel;
   edge?: Edge;
@@ -120,24 +120,25 @@ export class ClusterNode {
     const valkey = (this.#valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, logger: this.#log }));
     valkey.connect();
     this.#readiness.start();
-    const db = await this.#whenPostgresReachable(async () => {
+    // Start-up waits for PostgreSQL (with backoff) instead of failing; a stop meanwhile ends the wait.
+    const db = await whileUnreachable({ clock: this.#clock, logger: this.#log, keepTrying: () => this.state === 'starting' }, async () => {
       await migrate({ url: config.postgres.url, connectTimeout: config.postgres.connectTimeout, logger: this.#log });
       return createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, idleInTransactionTimeout: config.postgres.idleInTransactionTimeout, logger: this.#log });
     });
     if (!db) return; // stopped while waiting for PostgreSQL
     const run = await this.#startActors(db, valkey);
-    const routes = new SnapshotStore(valkey, 'routes');
     this.#api = {
       db,
       valkey,
       nodeId: config.nodeId,
       secureCookies: config.admin.secureCookies,
       sessionTtlMs: config.admin.sessionTtl,
+      resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId) => ({ token: issueConnectorToken(config.clusterSecret, siteId, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
       obtainCertificate: (hostname) => run.host.ask('cert-issuer', CERT_ISSUER_ID, { type: 'obtain', hostname }, config.acme.obtainTimeout),
       ...statusQueries({
         valkey,
-        routes,
+        routes: run.routes,
         leaseTtlMs: config.lease.ttl,
         live: () => run.membership.live(),
         ownersOf: (kind, ids) => run.ownership.ownersOf(kind, ids),
@@ -148,16 +149,7 @@ export class ClusterNode {
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
     run.control.attach(this.#admin.server);
-    const placement = {
-      nodeId: config.nodeId,
-      isLive: (node: string) => run.membership.member(node) !== undefined,
-      forward: (node: string, resourceId: string, targetId: string, header: Buffer) => {
-        const member = run.membership.member(node);
-        if (!member) return Promise.reject(new Error(`node ${node} is not live`));
-        return run.peer.openForward(member.peer, resourceId, targetId, header);
-      },
-    };
-    run.edge = await startEdge({ config, db, valkey, sealer: this.#sealer, tunnels: this.#tunnels, placement, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
+    run.edge = await startEdge({ config, db, valkey, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
@@ -203,7 +195,7 @@ export class ClusterNode {
         return m ? peer.txt(m.peer, name, 1000) : [];
       },
     });
-    const run: Running = (this.#run = { db, membership, ownership, peer, host });
+    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes });
     run.changes = await routeChanges({ host, valkey, db, membership, routes, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
@@ -212,21 +204,6 @@ export class ClusterNode {
     peer.sync(membership.live());
     host.start();
     return run;
-  }
-
-  /** Start-up work that needs PostgreSQL waits for it (with backoff) instead of failing; undefined when stopped meanwhile. */
-  async #whenPostgresReachable<T>(step: () => Promise<T>): Promise<T | undefined> {
-    for (let attempt = 0; this.state === 'starting'; attempt++) {
-      try {
-        return await step();
-      } catch (err) {
-        if (!isClusterError(err, 'CLUSTER_ERR_DB_UNAVAILABLE')) throw err;
-        const delay = Math.min(5000, 200 * 2 ** Math.min(attempt, 5));
-        this.#log.warn({ code: err.code, retryInMs: delay }, 'postgres unreachable; start-up waits');
-        await this.#clock.sleep(delay);
-      }
-    }
-    return undefined;
   }
 
   /** Graceful stop; idempotent. Resolves when everything is closed. */

@@ -18,6 +18,12 @@ export const SESSION_COOKIE = 'cluster_session';
 export const API_ACTIONS = ['org:read', 'members:read', 'members:write', 'sites:read', 'sites:write', 'domains:read', 'domains:write', 'resources:read', 'resources:write', 'certificates:read', 'audit:read'] as const;
 export type ApiAction = (typeof API_ACTIONS)[number];
 
+/** What granting a role in an org hands out. */
+export const ROLE_ACTIONS: Record<'admin' | 'member', readonly ApiAction[]> = {
+  admin: API_ACTIONS,
+  member: API_ACTIONS.filter((a) => a.endsWith(':read')),
+};
+
 export type Principal =
   | { type: 'user'; userId: string; email: string; isServerAdmin: boolean; sessionId: string; tokenHash: string }
   | { type: 'api_key'; keyId: string; orgId: string; actions: string[] };
@@ -127,3 +133,15 @@ export const orgAccess = (deps: () => AuthDeps, action: ApiAction) => async (req
   if (write && row.role !== 'admin') throw new ClusterError('CLUSTER_ERR_API_FORBIDDEN', 'org admins only', { needed: 'org_admin' });
   req.orgRole = row.role as 'admin' | 'member';
 };
+
+/**
+ * Nobody hands out more than they hold: an API key may create keys, or give a role, only
+ * with actions it has itself. (Server admins and org admins hold every action of the org;
+ * members cannot reach a route that grants.)
+ */
+export function assertMayGrant(req: FastifyRequest, actions: readonly string[]): void {
+  const p = need(req);
+  if (p.type !== 'api_key') return;
+  const missing = actions.filter((a) => !p.actions.includes(a));
+  if (missing.length) throw new ClusterError('CLUSTER_ERR_API_FORBIDDEN', `this API key cannot grant what it does not hold: ${missing.join(', ')}`, { needed: missing[0]! });
+}

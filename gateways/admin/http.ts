@@ -8,6 +8,7 @@ import { audit, type AuditEntry } from '../../persistence/audit.ts';
 import { withDb, type DatabasePool } from '../../persistence/db.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
+import type { PortRange } from '../../core/config-fields.ts';
 import type { Change, MemberRecord } from '../../protocol/channels.ts';
 
 export interface SiteStatus {
@@ -26,6 +27,8 @@ export interface ApiDeps {
   /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
   secureCookies: boolean;
   sessionTtlMs: number;
+  /** Ports TCP/UDP resources may take (config ingress.resourcePorts). */
+  resourcePorts: PortRange;
   /** Live nodes with the age of their lease (time since its last renewal) and actors by kind (null: did not answer). */
   nodes(): Promise<Array<MemberRecord & { leaseAgeMs: number | null; actors: Record<string, number> | null }>>;
   /** Issues a short-lived connector token for a site (signed with the cluster secret). */
@@ -44,6 +47,8 @@ export interface ResourceStatus {
   /** Nodes that hold a tunnel to one of its usable targets (any node forwards to them). */
   servingNodes: string[];
   targets: Array<{ targetId: string; siteId: string; enabled: boolean; healthy: boolean; siteOnline: boolean; node: string | null }>;
+  /** Nodes that could not listen on the resource's port, with why (TCP/UDP resources). */
+  listenProblems: Record<string, string>;
 }
 
 /** Names and free text: letters, digits, spaces and a little punctuation; no markup or quotes. */

@@ -1,7 +1,7 @@
 // The admin API's status queries: live nodes with their lease age and actor counts, sites'
 // connection and health, and what the ingress serves for resources. Read from Valkey (one
 // round trip each) and from the nodes themselves; never from an actor's mailbox.
-import { leaseRemaining, readSiteStates } from '../../persistence/actor-stores.ts';
+import { leaseRemaining, readListenProblems, readSiteStates } from '../../persistence/actor-stores.ts';
 import type { SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { MemberRecord, Owner } from '../../protocol/channels.ts';
@@ -46,13 +46,16 @@ export function statusQueries(s: StatusSources): Pick<ApiDeps, 'nodes' | 'siteSt
     },
     async resourceStatus(ids) {
       const out = new Map<string, ResourceStatus>();
-      const snapshots = await s.routes.getMany(ids).catch(() => new Map<string, never>());
+      const [snapshots, problems] = await Promise.all([
+        s.routes.getMany(ids).catch(() => new Map<string, never>()),
+        readListenProblems(s.valkey, ids).catch(() => new Map<string, Record<string, string>>()),
+      ]);
       for (const id of ids) {
         const route = snapshots.get(id)?.data;
         if (!route) continue;
         const targets = route.targets.map((t) => ({ targetId: t.id, siteId: t.siteId, enabled: t.enabled, healthy: t.healthy, siteOnline: t.siteId in route.owners, node: route.owners[t.siteId] ?? null }));
         const servingNodes = [...new Set(targets.filter((t) => t.enabled && t.healthy && t.node).map((t) => t.node!))].sort();
-        out.set(id, { published: true, servingNodes, targets });
+        out.set(id, { published: true, servingNodes, targets, listenProblems: problems.get(id) ?? {} });
       }
       return out;
     },

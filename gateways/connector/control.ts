@@ -9,8 +9,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
+import type { SiteMsg } from '../../protocol/actor-messages.ts';
 import type { Secret } from '../../core/secret.ts';
-import type { ActorHost } from '../../supervisors/actor-host.ts';
 import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage } from '../../protocol/connector.ts';
 import { verifyConnectorToken } from './token.ts';
 import type { TunnelRegistry } from './tunnels.ts';
@@ -18,9 +18,17 @@ import { frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SET
 
 export const CONTROL_PATH = '/api/v1/ws';
 
+/** What the control channel needs of the actor host: the site actor of each connection. */
+export interface SiteActors {
+  /** Claims the site's actor on this node (newest connection wins). */
+  claimHere(kind: 'site', id: string): Promise<number>;
+  deliverLocal(kind: 'site', id: string, msg: SiteMsg, timeoutMs: number): Promise<unknown>;
+  release(kind: 'site', id: string): Promise<void>;
+}
+
 export interface ControlChannelDeps {
   secret: Secret;
-  host: ActorHost;
+  host: SiteActors;
   tunnels: TunnelRegistry;
   clock: Clock;
   logger: Logger;

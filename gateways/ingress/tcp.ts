@@ -4,10 +4,12 @@
 // protocol v2 header so that node knows the client's address.
 import { createServer, type Server, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
+import type { PortRange } from '../../core/config-fields.ts';
 import { ClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { RouteTable } from './routes.ts';
+import { wantedPorts, type ListenReport } from './resource-ports.ts';
 import { pathTo, type Placement } from './upstream.ts';
 
 export class TcpIngress {
@@ -15,7 +17,7 @@ export class TcpIngress {
   readonly #log: Logger;
 
   constructor(
-    private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; logger: Logger },
+    private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; ports: PortRange; report: ListenReport; logger: Logger },
   ) {
     this.#log = deps.logger.child({ component: 'ingress-tcp' });
     deps.routes.on('updated', () => this.sync());
@@ -23,17 +25,24 @@ export class TcpIngress {
 
   /** Opens listeners for enabled TCP resources and closes the rest. */
   sync() {
-    const want = new Map(this.deps.routes.all().filter((r) => r.protocol === 'tcp' && r.enabled && r.port).map((r) => [r.port!, r.resourceId]));
+    const want = wantedPorts(this.deps.routes.all(), 'tcp', this.deps.ports, this.deps.report);
     for (const [port, entry] of this.#servers) {
       if (want.get(port) !== entry.resourceId) {
         entry.server.close();
         this.#servers.delete(port);
+        this.deps.report(entry.resourceId, null);
       }
     }
     for (const [port, resourceId] of want) {
       if (this.#servers.has(port)) continue;
       const server = createServer((sock) => void this.#serve(sock, resourceId));
-      server.on('error', (err) => this.#log.error({ port, resourceId, err: err.message }, 'cannot listen for a TCP resource'));
+      server.on('listening', () => this.deps.report(resourceId, null));
+      server.on('error', (err) => {
+        // Not bound: forget it (the next route update tries again) and say why in its status.
+        if (this.#servers.get(port)?.server === server) this.#servers.delete(port);
+        this.#log.error({ port, resourceId, err: err.message }, 'cannot listen for a TCP resource');
+        this.deps.report(resourceId, `tcp port ${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      });
       server.listen(port, this.deps.bindHost);
       this.#servers.set(port, { server, resourceId });
     }

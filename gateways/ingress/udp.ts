@@ -5,11 +5,13 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { PortRange } from '../../core/config-fields.ts';
 import { ClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { Deframer, MAX_DATAGRAM, frameDatagram } from '../../protocol/datagrams.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { RouteTable } from './routes.ts';
+import { wantedPorts, type ListenReport } from './resource-ports.ts';
 import { pathTo, type Placement } from './upstream.ts';
 
 interface Session {
@@ -24,24 +26,32 @@ export class UdpIngress {
   readonly #sockets = new Map<number, { socket: Socket; resourceId: string; sessions: Map<string, Session> }>();
   readonly #log: Logger;
 
-  constructor(private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; logger: Logger; idleMs?: number }) {
+  constructor(private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; ports: PortRange; report: ListenReport; logger: Logger; idleMs?: number }) {
     this.#log = deps.logger.child({ component: 'ingress-udp' });
     deps.routes.on('updated', () => this.sync());
   }
 
   sync() {
-    const want = new Map(this.deps.routes.all().filter((r) => r.protocol === 'udp' && r.enabled && r.port).map((r) => [r.port!, r.resourceId]));
+    const want = wantedPorts(this.deps.routes.all(), 'udp', this.deps.ports, this.deps.report);
     for (const [port, entry] of this.#sockets) {
       if (want.get(port) === entry.resourceId) continue;
       for (const s of entry.sessions.values()) this.#end(s);
       entry.socket.close();
       this.#sockets.delete(port);
+      this.deps.report(entry.resourceId, null);
     }
     for (const [port, resourceId] of want) {
       if (this.#sockets.has(port)) continue;
       const socket = createSocket(isIPv6(this.deps.bindHost) ? 'udp6' : 'udp4');
       const entry = { socket, resourceId, sessions: new Map<string, Session>() };
-      socket.on('error', (err) => this.#log.error({ port, resourceId, err: err.message }, 'udp resource socket error'));
+      socket.on('listening', () => this.deps.report(resourceId, null));
+      socket.on('error', (err) => {
+        this.#log.error({ port, resourceId, err: err.message }, 'udp resource socket error');
+        if (this.#sockets.get(port) !== entry || (err as NodeJS.ErrnoException).syscall !== 'bind') return;
+        // Not bound: forget it (the next route update tries again) and say why in its status.
+        this.#sockets.delete(port);
+        this.deps.report(resourceId, `udp port ${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      });
       socket.on('message', (msg, rinfo) => this.#datagram(entry, msg, rinfo));
       socket.bind(port, this.deps.bindHost);
       this.#sockets.set(port, entry);

@@ -36,6 +36,10 @@ t.test('admin API rules', async (t) => {
       ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'http', hostname: "app.example.com' OR 1=1 --" } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'tcp', proxyPort: '22' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'tcp', proxyPort: 70000 } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      // A node's own ports (HTTPS, DNS, admin) lie outside the resource port range: no tenant can take one.
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'tcp', proxyPort: 443 } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'udp', proxyPort: 53 } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
+      ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'tcp', proxyPort: 8080 } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `${base}/resources`, { body: { name: 'app', protocol: 'http', hostname: 'app.other.org' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `/api/v1/orgs/not-a-uuid/sites`, { body: { name: 'x' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `${base}/sites`, { raw: 'name=x', contentType: 'application/x-www-form-urlencoded' }, 415, 'CLUSTER_ERR_API_BAD_REQUEST'],
@@ -63,8 +67,8 @@ t.test('admin API rules', async (t) => {
   await t.test('uniqueness conflicts are 409 naming the field', async (t) => {
     t.equal((await call('POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: 'app.example.com' } })).status, 201);
     t.match(await call('POST', `${base}/resources`, { cookie, body: { name: 'app two', protocol: 'http', hostname: 'app.example.com' } }), { status: 409, body: { code: 'CLUSTER_ERR_API_CONFLICT', field: 'hostname' } });
-    t.equal((await call('POST', `${base}/resources`, { cookie, body: { name: 'ssh', protocol: 'tcp', proxyPort: 2222 } })).status, 201);
-    t.match(await call('POST', `${base}/resources`, { cookie, body: { name: 'ssh2', protocol: 'tcp', proxyPort: 2222 } }), { status: 409, body: { field: 'proxyPort' } });
+    t.equal((await call('POST', `${base}/resources`, { cookie, body: { name: 'ssh', protocol: 'tcp', proxyPort: 22222 } })).status, 201);
+    t.match(await call('POST', `${base}/resources`, { cookie, body: { name: 'ssh2', protocol: 'tcp', proxyPort: 22222 } }), { status: 409, body: { field: 'proxyPort' } });
     t.match(await call('POST', `${base}/sites`, { cookie, body: { name: 'hq' } }), { status: 409, body: { field: 'name' } });
     t.match(await call('DELETE', `${base}/domains/${(await call('GET', `${base}/domains`, { cookie })).body.items[0].id}`, { cookie }), { status: 409, body: { field: 'references' } }, 'a domain in use cannot be deleted');
   });
@@ -109,4 +113,23 @@ t.test('admin API rules', async (t) => {
     t.match(await call('GET', `/api/v1/orgs/${a.body.id}/sites`, { bearer }), { status: 401 }, 'a revoked key is refused');
   });
 
+});
+
+t.test('an API key grants nothing it does not hold: no broader key, no higher role', async (t) => {
+  const { call, cookie } = await adminApp(t);
+  const org = (await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'delta', name: 'Delta' } })).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  const user = (await call('POST', '/api/v1/users', { cookie, body: { email: 'someone@example.com', password: 'a long enough password' } })).body;
+  const mint = async (actions: string[], by: { cookie?: string; bearer?: string }) => call('POST', `${base}/api-keys`, { ...by, body: { name: `k ${actions.length}`, actions } });
+  const manager = (await mint(['members:write'], { cookie })).body.key as string;
+
+  t.match(await mint(['members:write', 'sites:write'], { bearer: manager }), { status: 403, body: { code: 'CLUSTER_ERR_API_FORBIDDEN', needed: 'sites:write' } }, 'a broader key is refused');
+  t.equal((await mint(['members:write'], { bearer: manager })).status, 201, 'a key with the same actions is fine');
+  t.match(await call('PUT', `${base}/members/${user.id}`, { bearer: manager, body: { role: 'admin' } }), { status: 403 }, 'org admin is refused: it carries every action');
+  t.match(await call('PUT', `${base}/members/${user.id}`, { bearer: manager, body: { role: 'member' } }), { status: 403 }, 'so is member: it reads what this key cannot');
+  t.match(await call('GET', `${base}/members`, { cookie }), { status: 200, body: { items: [] } }, 'nothing changed');
+
+  const reader = (await mint(['members:write', 'org:read', 'members:read', 'sites:read', 'domains:read', 'resources:read', 'certificates:read', 'audit:read'], { cookie })).body.key as string;
+  t.equal((await call('PUT', `${base}/members/${user.id}`, { bearer: reader, body: { role: 'member' } })).status, 200, 'a key holding every read action may add a member');
+  t.equal((await call('PUT', `${base}/members/${user.id}`, { cookie, body: { role: 'admin' } })).status, 200, 'a server admin may make an org admin');
 });

@@ -11,7 +11,7 @@ t.test('admin writes', async (t) => {
   const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'hq' } })).body;
 
   await t.test('two concurrent updates of one resource: one succeeds, one gets 409', async (t) => {
-    const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'race', protocol: 'tcp', proxyPort: 3000 } })).body;
+    const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'race', protocol: 'tcp', proxyPort: 23000 } })).body;
     const [a, b] = await Promise.all([
       call(c.nodes[0]!.adminUrl, 'PATCH', `${base}/resources/${res.id}`, { cookie, body: { version: res.version, name: 'by a' } }),
       call(c.nodes[1]!.adminUrl, 'PATCH', `${base}/resources/${res.id}`, { cookie, body: { version: res.version, name: 'by b' } }),

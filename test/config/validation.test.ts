@@ -157,3 +157,11 @@ t.test('`cluster config` prints the config redacted; a bad file exits 2 naming t
   t.notMatch(res.stderr, 'tiny');
   t.notMatch(res.stderr, PG_PASSWORD);
 });
+
+t.test('the resource port range may hold none of the node\'s own ports', async (t) => {
+  t.same(compileConfig(valid()).ingress.resourcePorts, { min: 20000, max: 29999 }, 'the default');
+  t.match(problemsOf(() => compileConfig({ ...valid(), ingress: { resourcePorts: '1-1024' } })), [{ field: 'ingress.resourcePorts', problem: /HTTP port 80, HTTPS port 443, DNS port 53/ }]);
+  t.match(problemsOf(() => compileConfig({ ...valid(), ingress: { resourcePorts: '30000-60000' } })), [{ field: 'ingress.resourcePorts', problem: /WireGuard port 51820/ }]);
+  t.match(problemsOf(() => compileConfig({ ...valid(), ingress: { resourcePorts: '9-1' } })), [{ field: 'ingress.resourcePorts', expected: /min-max/ }]);
+  t.same(compileConfig({ ...valid(), ingress: { resourcePorts: '30000-40000' } }).ingress.resourcePorts, { min: 30000, max: 40000 });
+});

@@ -37,6 +37,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     nodeId: 'node-1',
     secureCookies: false,
     sessionTtlMs: 3600_000,
+    resourcePorts: { min: 20000, max: 29999 },
     connectorToken: (siteId) => ({ token: issueConnectorToken(secret, siteId, 60_000), expiresAt: Date.now() + 60_000 }),
     nodes: async () => [],
     siteStatus: async (ids) => new Map(ids.map((id) => [id, { online: false, node: null, connectedSince: null, targets: [] }])),

@@ -1,8 +1,9 @@
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
+import { once } from 'node:events';
 import t from 'tap';
+import { until } from '../harness/until.ts';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
-import { freePort } from '../../devenv/ports.ts';
 import { call, servedBy, startApiCluster } from '../harness/api.ts';
 import { sharedServices } from '../harness/services.ts';
 
@@ -35,7 +36,7 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'tcp', name: 'Tcp' } })).body;
   const site = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/sites`, { cookie, body: { name: 'datacenter' } })).body;
-  const port = await freePort();
+  const port = 20000 + Math.floor(Math.random() * 10_000); // inside the default ingress.resourcePorts; the nodes' addresses are the test's own
   const res = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources`, { cookie, body: { name: 'cache', protocol: 'tcp', proxyPort: port } })).body;
   const valkeyPort = Number(new URL((await sharedServices()).valkeyUrl).port);
   const target = await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: valkeyPort, scheme: 'tcp' } });
@@ -61,4 +62,23 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
   await call(c.lb, 'PATCH', `/api/v1/orgs/${org.id}/resources/${res.id}/targets/${target.body.id}`, { cookie, body: { version: 1, enabled: false } });
   await new Promise((r) => setTimeout(r, 300));
   await t.rejects(exchange(`${net}.2`, port, 'PING\r\n', (s) => s.includes('\r\n'), 2000), 'a disabled target gets no traffic');
+
+  // A port some other process holds on one node: that node says so in the resource's status,
+  // the others listen, and the node still restarts (a resource never stops a node).
+  const squatted = port === 29999 ? 20000 : port + 1;
+  const squatter = createNetServer().listen(squatted, `${net}.1`);
+  await once(squatter, 'listening');
+  t.teardown(() => squatter.close());
+  const held = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources`, { cookie, body: { name: 'held', protocol: 'tcp', proxyPort: squatted } })).body;
+  const status = await until(async () => {
+    const r = (await call(c.lb, 'GET', `/api/v1/orgs/${org.id}/resources/${held.id}`, { cookie })).body;
+    return r?.status?.listenProblems?.['node-1'] ? r.status : undefined;
+  }, 15_000, 'the listen problem in the status');
+  t.match(status.listenProblems, { 'node-1': /tcp port \d+: EADDRINUSE/ }, 'node-1 reports the port it cannot take');
+  t.same(Object.keys(status.listenProblems), ['node-1'], 'the other nodes listen');
+  c.nodes[0]!.proc.signal('SIGKILL');
+  await c.nodes[0]!.proc.exited;
+  const again = await c.start('node-1');
+  await again.waitReady(30_000);
+  t.pass('node-1 restarts while its resource port is held');
 });

@@ -35,7 +35,7 @@ t.test('a UDP resource carries DNS queries through every node', async (t) => {
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'udp', name: 'Udp' } })).body;
   const base = `/api/v1/orgs/${org.id}`;
   const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'resolver' } })).body;
-  const port = 5300;
+  const port = 20000 + Math.floor(Math.random() * 10_000); // inside the default ingress.resourcePorts
   const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'dns', protocol: 'udp', proxyPort: port } })).body;
   const target = await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: dns.address().port, scheme: 'udp' } });
   t.equal(target.status, 201);

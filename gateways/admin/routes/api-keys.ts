@@ -7,7 +7,7 @@ import { Type } from 'typebox';
 import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
-import { API_ACTIONS, orgAccess } from '../auth.ts';
+import { API_ACTIONS, assertMayGrant, orgAccess } from '../auth.ts';
 import { deleteOne, Name, OrgParams, Uuid, write, type ApiDeps } from '../http.ts';
 
 const key = z.object({ id: z.string(), name: z.string(), prefix: z.string(), actions: z.array(z.string()), createdAt: z.coerce.date(), lastUsedAt: z.coerce.date().nullable(), revoked: z.boolean() });
@@ -35,6 +35,7 @@ export function apiKeyRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     },
     preHandler: orgAccess(deps, 'members:write'),
   }, async (req, reply) => {
+    assertMayGrant(req, req.body.actions);
     const prefix = newPrefix();
     const token = `ck_${prefix}_${generateToken()}`;
     const p = req.principal!;

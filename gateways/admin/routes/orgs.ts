@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
-import { authenticated, orgAccess, serverAdmin } from '../auth.ts';
+import { assertMayGrant, authenticated, orgAccess, ROLE_ACTIONS, serverAdmin } from '../auth.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
@@ -77,6 +77,7 @@ export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     preHandler: orgAccess(deps, 'members:write'),
   }, async (req) => {
     const { orgId, userId } = req.params;
+    assertMayGrant(req, ROLE_ACTIONS[req.body.role]);
     return write(deps(), req, { kind: 'member', id: userId, orgId, action: 'updated' }, async (tx) => {
       if (!(await tx.exists(sql.unsafe`SELECT 1 FROM users WHERE id = ${userId}`))) throw notFound('user');
       await tx.query(sql.unsafe`INSERT INTO org_members (org_id, user_id, role) VALUES (${orgId}, ${userId}, ${req.body.role}) ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role`);

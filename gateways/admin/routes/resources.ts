@@ -28,6 +28,12 @@ const certificate = z.object({
 const Params = Type.Object({ orgId: Uuid, resourceId: Uuid }, { additionalProperties: false });
 const TargetParams = Type.Object({ orgId: Uuid, resourceId: Uuid, targetId: Uuid }, { additionalProperties: false });
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+
+/** A resource port must lie in the operator's range, which holds none of the node's own ports. */
+function assertResourcePort(d: ApiDeps, port: number) {
+  const { min, max } = d.resourcePorts;
+  if (port < min || port > max) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', `proxyPort ${port} is outside this cluster's resource ports ${min}-${max}`, { field: 'body.proxyPort', problem: `outside ${min}-${max}` });
+}
 const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$', description: 'hostname or IP address as seen from the site' });
 const HealthCheck = Type.Object(
   {
@@ -56,7 +62,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     return rows.map((x) => {
       const cert = x.hostname ? certs.get(x.hostname) : undefined;
       const { hostname: _h, ...certificateStatus } = cert ?? { hostname: '' };
-      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [] }, certificate: x.tls && cert ? certificateStatus : null };
+      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [], listenProblems: {} }, certificate: x.tls && cert ? certificateStatus : null };
     });
   };
 
@@ -89,6 +95,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
           INSERT INTO resources (org_id, name, protocol, domain_id, hostname, tls, enabled)
           VALUES (${orgId}, ${b.name}, 'http', ${domainId}, ${b.hostname}, ${b.tls ?? true}, ${b.enabled ?? true}) RETURNING ${COLUMNS}`);
       }
+      assertResourcePort(deps(), b.proxyPort);
       return tx.one(sql.type(resource)`
         INSERT INTO resources (org_id, name, protocol, proxy_port, tls, enabled)
         VALUES (${orgId}, ${b.name}, ${b.protocol}, ${b.proxyPort}, false, ${b.enabled ?? true}) RETURNING ${COLUMNS}`);
@@ -117,6 +124,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   }, async (req) => {
     const { orgId, resourceId } = req.params;
     const b = req.body;
+    if (b.proxyPort !== undefined) assertResourcePort(deps(), b.proxyPort);
     return write(deps(), req, { kind: 'resource', id: resourceId, orgId, action: 'updated' }, async (tx) => {
       const row = await tx.maybeOne(sql.type(resource)`
         UPDATE resources SET name = COALESCE(${b.name ?? null}, name), enabled = COALESCE(${b.enabled ?? null}, enabled),
