@@ -52,6 +52,7 @@ export interface ErrorFields {
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { siteId: string; targetId: string };
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { siteId: string; targetId: string; status: number };
   CLUSTER_ERR_INGRESS_NO_TARGET: { resourceId: string };
+  CLUSTER_ERR_INGRESS_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_API_VALIDATION: { field: string; problem: string };
   CLUSTER_ERR_API_UNAUTHENTICATED: Record<string, never>;
@@ -125,6 +126,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { status: 504, summary: 'the connector could not reach the target in time' },
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { status: 502, summary: 'the connector refused or could not connect to the target' },
   CLUSTER_ERR_INGRESS_NO_TARGET: { status: 503, summary: 'the resource has no enabled target on an online site' },
+  CLUSTER_ERR_INGRESS_BAD_REQUEST: { status: 400, summary: 'a request through ingress is malformed or ambiguously framed (refused before any target sees it)' },
   CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },
   CLUSTER_ERR_API_NOT_FOUND: { status: 404, summary: 'no such route or object' },
   CLUSTER_ERR_API_INTERNAL: { status: 500, summary: 'an unexpected error; details are in the node log' },

@@ -29,6 +29,19 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
+/** Headers only this edge may set: a client's own copies are dropped, never passed on. */
+const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip)$/;
+
+/**
+ * Answers a request the parser refused (both Content-Length and Transfer-Encoding, a bad
+ * chunk size, obs-fold, an unknown transfer coding: what request smuggling is made of) with
+ * a coded 400 and closes the connection; nothing of it reaches a target.
+ */
+function refuseMalformed(err: Error & { code?: string }, sock: Duplex) {
+  if (!sock.writable || (err.code !== undefined && err.code === 'ECONNRESET')) return sock.destroy();
+  const body = JSON.stringify({ code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST', message: 'malformed or ambiguous HTTP request', reason: err.code ?? 'parse error' });
+  sock.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
 
 export interface HttpIngressDeps {
   routes: RouteTable;
@@ -72,7 +85,7 @@ export class HttpIngress {
     this.#secure = createHttpServer((req, res) => void this.#handle(req, res, 'https'));
     for (const s of [this.#plain, this.#secure]) {
       s.on('upgrade', (req, sock, head) => void this.#upgrade(req, sock as Socket, head, s === this.#secure ? 'https' : 'http'));
-      s.on('clientError', (_err, sock) => sock.destroy());
+      s.on('clientError', (err, sock) => refuseMalformed(err, sock));
       s.headersTimeout = 30_000;
       s.requestTimeout = 0; // bodies may stream for long; the target's own timeouts apply
     }
@@ -165,8 +178,11 @@ export class HttpIngress {
 
   #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https'): Record<string, string | string[]> {
     const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k) && !EDGE_ONLY.test(k)) headers[k] = v;
     for (const h of (req.headers.connection ?? '').split(',')) delete headers[h.trim().toLowerCase()];
+    // A body goes on framed as it came: its length, or chunked (Node's client sends a GET's
+    // body unframed otherwise, and the target would read it as the next request).
+    if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
     headers['x-forwarded-for'] = this.#clientOf(req); // we are the edge: the client's own header is not believed
     headers['x-forwarded-proto'] = proto;
     headers['x-forwarded-host'] = req.headers.host ?? '';
@@ -214,7 +230,10 @@ export class HttpIngress {
         up.on('error', () => res.destroy());
         up.pipe(res);
       });
+      // A stream whose request or response was not carried whole is never pooled again:
+      // what is left on it would be read as the start of the next exchange.
       res.once('close', () => !res.writableFinished && out.destroy());
+      req.once('close', () => !req.complete && out.destroy());
       if (hasBody(req)) {
         req.on('error', () => out.destroy());
         req.pipe(out);
@@ -223,22 +242,48 @@ export class HttpIngress {
     send(false);
   }
 
-  /** Upgrade (WebSocket) requests: the request head goes through, then bytes both ways. */
+  /**
+   * Upgrade (WebSocket) requests: the request head goes through; the client's bytes follow
+   * only once the target answered 101 (before that they would be read as more HTTP requests
+   * on the target's connection). Any other answer is passed back and the connection closed.
+   */
   async #upgrade(req: IncomingMessage, sock: Socket, head: Buffer, proto: 'http' | 'https') {
     sock.on('error', () => {});
     const route = this.#routeFor(hostOf(req));
     if (!route || (proto === 'http' && route.tls)) return sock.destroy();
+    let stream: Duplex;
     try {
-      const stream = await this.#upstream(route, this.#clientOf(req));
-      const headers = { ...this.#forwardedHeaders(req, proto), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
-      const lines = [`${req.method} ${req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
-      stream.write(`${lines.join('\r\n')}\r\n\r\n`);
-      if (head.length) stream.write(head);
-      pipeline(sock, stream, sock, () => {});
+      stream = await this.#upstream(route, this.#clientOf(req));
     } catch (err) {
       this.#log.warn({ host: hostOf(req), err: (err as Error).message }, 'upgrade not routed');
-      sock.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      return void sock.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     }
+    stream.on('error', () => sock.destroy());
+    const headers = { ...this.#forwardedHeaders(req, proto), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
+    const lines = [`${req.method} ${req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
+    stream.write(`${lines.join('\r\n')}\r\n\r\n`);
+    sock.pause();
+    let answer = Buffer.alloc(0);
+    const onAnswer = (chunk: Buffer) => {
+      answer = Buffer.concat([answer, chunk]);
+      const end = answer.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (answer.length > 64 * 1024) (stream.destroy(), sock.destroy());
+        return;
+      }
+      stream.off('data', onAnswer);
+      sock.write(answer); // the target's answer, and whatever followed it, as it came
+      if (/^HTTP\/1\.[01] 101 /.test(answer.subarray(0, end).toString('latin1'))) {
+        if (head.length) stream.write(head);
+        pipeline(sock, stream, sock, () => {});
+        sock.resume();
+        return;
+      }
+      // Refused: the rest of its answer goes back, the client's bytes never go on.
+      stream.pipe(sock);
+      setTimeout(() => (stream.destroy(), sock.destroy()), 10_000).unref();
+    };
+    stream.on('data', onAnswer);
   }
 
   async close(): Promise<void> {
