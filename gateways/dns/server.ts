@@ -1,24 +1,34 @@
 // The authoritative DNS gateway: UDP and TCP (length-framed) on the configured address.
 // Every query is answered from the in-memory zone table. Bad packets: shorter than a header
-// or responses are dropped; undecodable queries get FORMERR; other opcodes NOTIMP. UDP
-// answers honour the client's EDNS0 payload size (512 without EDNS) and are truncated with
-// TC set when they do not fit. A per-source token bucket drops floods over UDP. Encoded
-// answers are cached per zone generation, so the hot path is a lookup and an id patch.
+// or responses are dropped; oversized queries, queries with bytes beyond their question and
+// OPT record, and undecodable ones get FORMERR; other opcodes NOTIMP. UDP answers honour the
+// client's EDNS0 payload size (512 without EDNS) and are truncated with TC set when they do
+// not fit. A per-source token bucket (IPv6 counted per /56) limits answers over UDP and TCP;
+// TCP also caps connections per source and in all, and stops reading while a client does
+// not read its answers. Encoded answers are cached per zone generation under the decoded
+// question (query-key.ts), in a cache bounded by bytes, so the hot path is a lookup.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import dnsPacket, { type Answer, type Packet } from 'dns-packet';
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { answerQuestion, RCODE, responseFor } from './answer.ts';
+import { MAX_QUERY, queryKey } from './query-key.ts';
 import type { ZoneTable } from './zones.ts';
 
 const TC = 1 << 9;
 const EDNS_PAYLOAD = 1232; // what we advertise: the DNS flag day 2020 size, safe from fragmentation
 const MAX_TCP_CONNECTIONS = 512;
+/** TCP connections one source (an IPv4 address, an IPv6 /56) may hold at once. */
+const MAX_TCP_PER_SOURCE = 16;
+/** A TCP connection with no complete query for this long is closed. */
+const TCP_IDLE_MS = 10_000;
+/** Bytes of encoded answers (and their keys) the answer cache may hold. */
+const CACHE_BYTES = 32 * 1024 * 1024;
 const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
 export interface DnsServerOptions {
-  zones: ZoneTable;
+  zones: Pick<ZoneTable, 'zones' | 'generation'>;
   host: string;
   port: number;
   logger: Logger;
@@ -28,22 +38,49 @@ export interface DnsServerOptions {
   onQuery?: (type: string, rcode: string) => void;
 }
 
-class Buckets {
+/** A source as rate limits count it: an IPv4 address, or the /56 of an IPv6 one (what one site is given). */
+export function sourceOf(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(address)) return address;
+  const [head, tail] = address.replace(/%.*$/, '').split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  const g = groups.map((x) => parseInt(x || '0', 16));
+  return `${g.slice(0, 3).map((x) => x.toString(16)).join(':')}:${((g[3] ?? 0) & 0xff00).toString(16)}::/56`;
+}
+
+/**
+ * Token buckets per source, in bounded memory: past `maxSources` the least recently seen
+ * source is forgotten, one at a time, so a flood of spoofed sources cannot reset everyone's
+ * bucket (a busy source stays recent and keeps its count).
+ */
+export class RateBuckets {
   readonly #b = new Map<string, { tokens: number; at: number }>();
-  constructor(private readonly rate: number) {}
+  constructor(
+    private readonly rate: number,
+    private readonly maxSources = 100_000,
+  ) {}
+
   take(key: string, now: number): boolean {
     if (this.rate <= 0) return true;
     let b = this.#b.get(key);
-    if (!b) {
-      if (this.#b.size > 100_000) this.#b.clear(); // bounded memory under a spoofed-source flood
+    if (b) this.#b.delete(key); // re-inserted below: the map's order is recency
+    else {
+      if (this.#b.size >= this.maxSources) this.#b.delete(this.#b.keys().next().value!);
       b = { tokens: this.rate, at: now };
-      this.#b.set(key, b);
     }
+    this.#b.set(key, b);
     b.tokens = Math.min(this.rate, b.tokens + ((now - b.at) / 1000) * this.rate);
     b.at = now;
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
+  }
+
+  get size(): number {
+    return this.#b.size;
   }
 }
 
@@ -58,16 +95,18 @@ function formErr(buf: Buffer): Buffer {
 export class DnsServer {
   readonly #o: DnsServerOptions;
   readonly #log: Logger;
-  readonly #buckets: Buckets;
+  readonly #buckets: RateBuckets;
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
+  readonly #tcpBySource = new Map<string, number>();
   readonly #cache = new Map<string, Buffer>();
+  #cacheBytes = 0;
   #cacheGeneration = -1;
 
   constructor(o: DnsServerOptions) {
     this.#o = o;
     this.#log = o.logger.child({ component: 'dns' });
-    this.#buckets = new Buckets(o.rateLimit);
+    this.#buckets = new RateBuckets(o.rateLimit);
   }
 
   async listen(): Promise<void> {
@@ -75,7 +114,7 @@ export class DnsServer {
     const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
     this.#udp = udp;
     udp.on('message', (msg, rinfo) => {
-      if (!this.#buckets.take(rinfo.address, this.#o.clock.now())) return;
+      if (!this.#buckets.take(sourceOf(rinfo.address), this.#o.clock.now())) return;
       const out = this.answer(msg, 'udp');
       if (out) udp.send(out, rinfo.port, rinfo.address);
     });
@@ -87,23 +126,50 @@ export class DnsServer {
   }
 
   #serveTcp(sock: Socket) {
-    sock.setTimeout(10_000, () => sock.destroy());
     sock.on('error', () => {});
+    const source = sourceOf(sock.remoteAddress ?? '');
+    const held = this.#tcpBySource.get(source) ?? 0;
+    if (held >= MAX_TCP_PER_SOURCE) return void sock.destroy();
+    this.#tcpBySource.set(source, held + 1);
+    sock.once('close', () => {
+      const n = (this.#tcpBySource.get(source) ?? 1) - 1;
+      if (n > 0) this.#tcpBySource.set(source, n);
+      else this.#tcpBySource.delete(source);
+    });
+    sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());
     let buf: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       while (buf.length >= 2) {
         const len = buf.readUInt16BE(0);
+        if (len > MAX_QUERY) return void sock.destroy(); // no query is this large: do not buffer it
         if (buf.length < 2 + len) break;
-        const out = this.answer(buf.subarray(2, 2 + len), 'tcp');
+        const query = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
-        if (!out) return sock.destroy();
+        if (!this.#buckets.take(source, this.#o.clock.now())) continue; // over its rate: no answer
+        const out = this.answer(query, 'tcp');
+        if (!out) return void sock.destroy();
         const framed = Buffer.allocUnsafe(2 + out.length);
         framed.writeUInt16BE(out.length, 0);
         out.copy(framed, 2);
-        sock.write(framed);
+        // A client that does not read its answers stops being read: memory stays bounded.
+        if (!sock.write(framed)) {
+          sock.pause();
+          sock.once('drain', () => sock.resume());
+        }
       }
     });
+  }
+
+  /** The TCP port listened on (the configured one, or the one picked for port 0). */
+  get tcpPort(): number | undefined {
+    const a = this.#tcp?.address();
+    return a && typeof a === 'object' ? a.port : undefined;
+  }
+
+  /** Bytes the answer cache holds (keys and encoded answers). */
+  get cacheBytes(): number {
+    return this.#cacheBytes;
   }
 
   /** The wire answer to one query, or undefined to drop it. Never throws. */
@@ -122,10 +188,15 @@ export class DnsServer {
     const zones = this.#o.zones;
     if (this.#cacheGeneration !== zones.generation) {
       this.#cache.clear();
+      this.#cacheBytes = 0;
       this.#cacheGeneration = zones.generation;
     }
-    // Everything after the id decides the answer: the cache key is those bytes.
-    const key = `${transport}${msg.toString('latin1', 2)}`;
+    const q = queryKey(msg, transport);
+    if (!q.ok) {
+      this.#o.onQuery?.('invalid', 'FORMERR');
+      return formErr(msg);
+    }
+    const key = q.key;
     const hit = this.#cache.get(key);
     if (hit) {
       const out = Buffer.from(hit);
@@ -147,10 +218,20 @@ export class DnsServer {
       out = dnsPacket.encode(packet);
       if (out.length > limit) out = dnsPacket.encode({ ...packet, flags: (packet.flags ?? 0) | TC, answers: [], authorities: [], additionals: respOpt ? [respOpt] : [] });
     }
-    if (this.#cache.size > 50_000) this.#cache.clear();
-    this.#cache.set(key, out);
+    this.#remember(key, out);
     this.#o.onQuery?.(this.#typeOf(out), RCODE_NAMES[out[3]! & 0xf] ?? 'OTHER');
     return out;
+  }
+
+  /** Caches an answer; the oldest answers go first once the cache holds CACHE_BYTES. */
+  #remember(key: string, out: Buffer) {
+    this.#cache.set(key, out);
+    this.#cacheBytes += key.length + out.length;
+    while (this.#cacheBytes > CACHE_BYTES) {
+      const [oldKey, oldOut] = this.#cache.entries().next().value!;
+      this.#cache.delete(oldKey);
+      this.#cacheBytes -= oldKey.length + oldOut.length;
+    }
   }
 
   #typeOf(out: Buffer): string {

@@ -1,0 +1,83 @@
+// The DNS gateway is open to anyone: what a query may cost it is bounded. Junk after a
+// question is FORMERR and never a cache entry, the cache is bounded by bytes, rate limits
+// count IPv6 per /56 and cannot be reset by spoofed sources, TCP is capped per source.
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import dnsPacket from 'dns-packet';
+import t from 'tap';
+import { createLogger } from '../../core/log.ts';
+import { DnsServer, RateBuckets, sourceOf } from '../../gateways/dns/server.ts';
+import type { ZoneData } from '../../protocol/zone.ts';
+import { SimulatedClock } from '../harness/clock.ts';
+import { until } from '../harness/until.ts';
+
+const zone: ZoneData = {
+  zone: 'limits.test',
+  serial: 1,
+  soa: { mname: 'ns.limits.test', rname: 'hostmaster.limits.test', refresh: 1, retry: 1, expire: 1, minimum: 30, ttl: 30 },
+  records: { 'app.limits.test': [{ type: 'A', ttl: 30, data: '192.0.2.1' }] },
+};
+const zones = { zones: new Map([['limits.test', zone]]), generation: 1 };
+const server = (rateLimit = 0) => new DnsServer({ zones, host: '127.0.0.1', port: 0, logger: createLogger({ level: 'silent' }), rateLimit, clock: new SimulatedClock() });
+const query = (name: string, id = 1, opt = false) =>
+  dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }], additionals: opt ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as never] : [] });
+const rcode = (out: Buffer | undefined) => out && out[3]! & 0xf;
+
+t.test('bytes after the question and OPT record are FORMERR and cached nowhere', async (t) => {
+  const dns = server();
+  const good = query('app.limits.test');
+  t.equal(rcode(dns.answer(good, 'udp')), 0);
+  const cached = dns.cacheBytes;
+  t.ok(cached > 0, 'the answer is cached');
+  let formerr = 0;
+  for (let i = 0; i < 2000; i++) if (rcode(dns.answer(Buffer.concat([query('app.limits.test', i), Buffer.alloc(100, i)]), 'udp')) === 1) formerr++;
+  t.equal(formerr, 2000, 'every query with junk after it is FORMERR');
+  t.equal(dns.cacheBytes, cached, '2,000 queries with junk added nothing to the cache');
+  t.equal(rcode(dns.answer(Buffer.concat([query('app.limits.test'), Buffer.alloc(20_000)]), 'tcp')), 1, 'an oversized query is FORMERR');
+  t.equal(rcode(dns.answer(query('app.limits.test', 7, true), 'udp')), 0, 'a query with an OPT record is fine');
+});
+
+t.test('the same question under other ids shares one entry; the cache is bounded by bytes', async (t) => {
+  const dns = server();
+  for (let i = 0; i < 500; i++) dns.answer(query('app.limits.test', i), 'udp');
+  const one = dns.cacheBytes;
+  dns.answer(query('app.limits.test', 9999), 'udp');
+  t.equal(dns.cacheBytes, one, 'ids do not make new entries');
+  for (let i = 0; i < 200_000; i++) dns.answer(query(`n${i}-${'x'.repeat(40)}.limits.test`, i & 0xffff), 'udp');
+  t.ok(dns.cacheBytes <= 32 * 1024 * 1024, `the cache holds ${dns.cacheBytes} bytes after 200,000 distinct names`);
+});
+
+t.test('rate limits: spoofed sources cannot reset a busy source, and IPv6 counts per /56', async (t) => {
+  const b = new RateBuckets(5, 1000);
+  for (let i = 0; i < 5; i++) t.ok(b.take('198.51.100.1', 0));
+  t.notOk(b.take('198.51.100.1', 0), 'the busy source is out of tokens');
+  for (let i = 0; i < 5000; i++) {
+    b.take(`203.0.${i >> 8}.${i & 255}`, 0);
+    if (i % 500 === 0) b.take('198.51.100.1', 0); // it keeps asking, so it stays known
+  }
+  t.ok(b.size <= 1000, 'memory is bounded');
+  t.notOk(b.take('198.51.100.1', 0), 'and its bucket was not reset by the flood');
+  t.equal(sourceOf('2001:db8:1:2345::1'), sourceOf('2001:db8:1:23ff:aaaa::9'), 'one /56');
+  t.not(sourceOf('2001:db8:1:2345::1'), sourceOf('2001:db8:1:2445::1'), 'another /56');
+  t.equal(sourceOf('2001:db8:0:0:3:4:5:6'), '2001:db8:0:0::/56');
+  t.equal(sourceOf('::ffff:192.0.2.7'), '192.0.2.7');
+});
+
+t.test('TCP: one source holds at most 16 connections', async (t) => {
+  const dns = new DnsServer({ zones, host: '127.0.0.1', port: 0, logger: createLogger({ level: 'silent' }), rateLimit: 0, clock: new SimulatedClock() });
+  // Port 0 picks a free port for UDP and TCP separately; the TCP one is what this test needs.
+  await dns.listen();
+  t.teardown(() => dns.close());
+  const port = dns.tcpPort!;
+  const socks = await Promise.all(Array.from({ length: 20 }, async () => {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    await once(s, 'connect');
+    return s;
+  }));
+  t.teardown(() => socks.forEach((s) => s.destroy()));
+  const closed = () => socks.filter((s) => s.destroyed || s.readableEnded).length;
+  for (const s of socks) s.on('end', () => s.destroy());
+  await until(() => closed() >= 4, 5000, 'connections over the cap to close');
+  t.equal(closed(), 4, 'the connections over 16 were closed, the rest stay');
+});
