@@ -14,6 +14,10 @@ export type { SiteMsg };
 
 export interface SiteState {
   session: ControlSession | undefined;
+  /** The secret generation the session's token was issued under. */
+  sessionGeneration: number;
+  /** The site's current secret generation; null once the site is deleted. */
+  generation: number | null;
   connectedSince: number | undefined;
   targets: ConnectorTarget[];
   health: Map<string, boolean>;
@@ -33,9 +37,13 @@ export interface SiteDeps {
 
 const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });
 
-async function loadTargets(db: DatabasePool, siteId: string): Promise<ConnectorTarget[]> {
-  return [...(await db.any(sql.type(targetRow)`
-    SELECT id, host, port, scheme, enabled, health_check AS "healthCheck" FROM targets WHERE site_id = ${siteId} ORDER BY id`))];
+/** The site's targets and current secret generation; null once the site is deleted. */
+async function load(db: DatabasePool, siteId: string): Promise<{ targets: ConnectorTarget[]; generation: number } | null> {
+  const generation = await db.maybeOneFirst(sql.type(z.object({ secret_generation: z.number() }))`SELECT secret_generation FROM sites WHERE id = ${siteId}`);
+  if (generation === null) return null;
+  const targets = await db.any(sql.type(targetRow)`
+    SELECT id, host, port, scheme, enabled, health_check AS "healthCheck" FROM targets WHERE site_id = ${siteId} ORDER BY id`);
+  return { targets: [...targets], generation };
 }
 
 export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Behavior<SiteState, SiteMsg> {
@@ -47,16 +55,22 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
   let timer: { cancel(): void } | undefined;
   return {
     async init(ctx) {
-      const targets = await loadTargets(deps.db, siteId);
+      const site = await load(deps.db, siteId);
       timer?.cancel();
       timer = deps.clock.setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
-      return { session: undefined, connectedSince: undefined, targets, health: new Map() };
+      return { session: undefined, sessionGeneration: 0, connectedSince: undefined, targets: site?.targets ?? [], generation: site?.generation ?? null, health: new Map() };
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
         case 'attach': {
+          // A deleted site, or a token issued before the secret was rotated: refused.
+          if (state.generation === null || msg.generation < state.generation) {
+            msg.session.close(CLOSE.unauthenticated.code, CLOSE.unauthenticated.reason);
+            ctx.reply(false);
+            return state;
+          }
           if (state.session && state.session.id !== msg.session.id) state.session.close(CLOSE.superseded.code, CLOSE.superseded.reason);
-          const next = { ...state, session: msg.session, connectedSince: deps.clock.now() };
+          const next = { ...state, session: msg.session, sessionGeneration: msg.generation, connectedSince: deps.clock.now() };
           msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch });
           pushConfig(next);
           await markSeen();
@@ -66,7 +80,8 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
         case 'detach': {
           const current = state.session?.id === msg.sessionId;
           if (current) await deps.publishSession(siteId, null);
-          ctx.reply(current);
+          // True: no session is left here, so the actor may go (a refused or ended one was the last).
+          ctx.reply(current || state.session === undefined);
           return current ? { ...state, session: undefined, connectedSince: undefined } : state;
         }
         case 'health': {
@@ -78,7 +93,15 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           return { ...state, health };
         }
         case 'config-changed': {
-          const next = { ...state, targets: await loadTargets(deps.db, siteId) };
+          const site = await load(deps.db, siteId);
+          const next = { ...state, targets: site?.targets ?? [], generation: site?.generation ?? null };
+          // Deleted, or its secret rotated since this connection's token: the connection ends
+          // now (the connector needs the new secret to come back).
+          if (next.session && (next.generation === null || next.sessionGeneration < next.generation)) {
+            next.session.close(CLOSE.unauthenticated.code, CLOSE.unauthenticated.reason);
+            await deps.publishSession(siteId, null);
+            return { ...next, session: undefined, connectedSince: undefined };
+          }
           pushConfig(next);
           return next;
         }

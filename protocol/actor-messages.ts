@@ -17,7 +17,8 @@ export const ProbeMsgSchema = z.discriminatedUnion('type', [
 const Session = z.custom<ControlSession>((v) => typeof v === 'object' && v !== null && typeof (v as ControlSession).send === 'function' && typeof (v as ControlSession).close === 'function', 'a local control session');
 
 export const SiteMsgSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('attach'), session: Session }),
+  /** `generation`: the secret generation the connector's token was issued under. */
+  z.object({ type: z.literal('attach'), session: Session, generation: z.number().int().positive() }),
   z.object({ type: z.literal('detach'), sessionId: z.string() }),
   z.object({ type: z.literal('health'), targets: z.array(z.object({ id: z.string(), healthy: z.boolean() })).max(1000) }),
   z.object({ type: z.literal('config-changed') }),

@@ -134,7 +134,7 @@ export class ClusterNode {
       secureCookies: config.admin.secureCookies,
       sessionTtlMs: config.admin.sessionTtl,
       resourcePorts: config.ingress.resourcePorts,
-      connectorToken: (siteId) => ({ token: issueConnectorToken(config.clusterSecret, siteId, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
+      connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
       obtainCertificate: (hostname) => run.host.ask('cert-issuer', CERT_ISSUER_ID, { type: 'obtain', hostname }, config.acme.obtainTimeout),
       ...statusQueries({
         valkey,

@@ -31,8 +31,8 @@ export interface ApiDeps {
   resourcePorts: PortRange;
   /** Live nodes with the age of their lease (time since its last renewal) and actors by kind (null: did not answer). */
   nodes(): Promise<Array<MemberRecord & { leaseAgeMs: number | null; actors: Record<string, number> | null }>>;
-  /** Issues a short-lived connector token for a site (signed with the cluster secret). */
-  connectorToken(siteId: string): { token: string; expiresAt: number };
+  /** Issues a short-lived connector token for a site's current secret generation (signed with the cluster secret). */
+  connectorToken(siteId: string, generation: number): { token: string; expiresAt: number };
   /** Online status and owning node of sites, from the ownership registry (one round trip). */
   siteStatus(siteIds: string[]): Promise<Map<string, SiteStatus>>;
   /** What the ingress serves for resources, from the route snapshots their actors published. */

@@ -61,14 +61,14 @@ export class ControlChannel {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if ((req.url ?? '').split('?')[0] !== CONTROL_PATH) return refuse(socket, 404, 'CLUSTER_ERR_API_NOT_FOUND');
       const auth = req.headers.authorization;
-      const siteId = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7)) : undefined;
-      if (!siteId) return refuse(socket, 401, CLOSE.unauthenticated.reason);
+      const token = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7), this.#d.clock.now()) : undefined;
+      if (!token) return refuse(socket, 401, CLOSE.unauthenticated.reason);
       if (!this.#d.accepting()) return refuse(socket, 503, CLOSE.draining.reason);
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, siteId));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation));
     });
   }
 
-  #serve(ws: WebSocket, siteId: string) {
+  #serve(ws: WebSocket, siteId: string, generation: number) {
     const log = this.#log.child({ siteId });
     let moving = false;
     const session: ControlSession = {
@@ -133,7 +133,8 @@ export class ControlChannel {
           h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
           h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
           this.#d.tunnels.set(siteId, session.id, h2);
-          await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session }, 5000);
+          // The site actor checks the token's secret generation: a token from before a rotation is refused there.
+          await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           log.info({ connectorVersion: msg.connectorVersion }, 'connector registered');
         } else if (!registered) {
           ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);

@@ -38,7 +38,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     secureCookies: false,
     sessionTtlMs: 3600_000,
     resourcePorts: { min: 20000, max: 29999 },
-    connectorToken: (siteId) => ({ token: issueConnectorToken(secret, siteId, 60_000), expiresAt: Date.now() + 60_000 }),
+    connectorToken: (siteId, generation) => ({ token: issueConnectorToken(secret, siteId, generation, 60_000), expiresAt: Date.now() + 60_000 }),
     nodes: async () => [],
     siteStatus: async (ids) => new Map(ids.map((id) => [id, { online: false, node: null, connectedSince: null, targets: [] }])),
     resourceStatus: async () => new Map(),

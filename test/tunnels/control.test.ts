@@ -48,6 +48,8 @@ t.test('site connectors and the control channel', async (t) => {
     for (let i = 0; i < 12; i++) statuses.push((await call(c.nodes[i % 3]!.adminUrl, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: `wrong-secret-guess-number-${i}` } })).status);
     t.same(statuses.slice(0, 10), Array(10).fill(401));
     t.same(statuses.slice(10), [429, 429], 'the limit holds across nodes');
+    const right = await call(c.nodes[0]!.adminUrl, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: site.connector.secret } });
+    t.equal(right.status, 200, 'the right secret still works: guessing at a site id cannot lock its connector out');
     const refused = await new Promise<number>((resolve) => {
       const ws = new WebSocket(`${c.nodes[0]!.adminUrl.replace('http', 'ws')}/api/v1/ws`, { headers: { authorization: 'Bearer forged.token' } });
       ws.on('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0));
@@ -114,6 +116,32 @@ t.test('site connectors and the control channel', async (t) => {
     t.match(await superseded, { code: 4409, reason: 'CLUSTER_ERR_CONNECTOR_SUPERSEDED' });
     await first.stop(); // a real duplicate would keep reconnecting; stop it so the second stays
     t.match(await until(async () => { const s = await statusVia(c.lb, site.id); return s.node === 'node-2' ? s : undefined; }, 15_000, 'moved'), { online: true, node: 'node-2' });
+  });
+
+  await t.test('rotating a site\'s secret or deleting the site closes its live connection; tokens from before are refused', async (t) => {
+    const site = await newSite(c, org.id, 'rotated');
+    const oldToken = (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: site.connector.secret } })).body.token as string;
+    const register = (ws: WebSocket) => ws.send(JSON.stringify({ v: 1, type: 'register', connectorVersion: 'test', transports: ['websocket'] }));
+    const live = await openControl(c.nodes[0]!.adminUrl, oldToken);
+    register(live.ws);
+    await until(async () => (await statusVia(c.lb, site.id)).online, 15_000, 'online');
+    const rotated = await call(c.lb, 'POST', `${siteUrl(site.id)}/rotate-secret`, { cookie: c.adminCookie });
+    t.equal(rotated.status, 200);
+    t.same(await live.closed, { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' }, 'the live connection is closed at once');
+    await until(async () => !(await statusVia(c.lb, site.id)).online, 15_000, 'offline');
+    // The old token still carries a valid signature, but its generation is gone (on any node).
+    const replay = await openControl(c.nodes[1]!.adminUrl, oldToken);
+    register(replay.ws);
+    t.same(await replay.closed, { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' }, 'a token from before the rotation is refused');
+    t.equal((await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: site.connector.secret } })).status, 401, 'so is the old secret');
+    t.notOk((await statusVia(c.lb, site.id)).online, 'and the site stays offline');
+
+    const newToken = (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: rotated.body.connector.secret } })).body.token as string;
+    const fresh = await openControl(c.nodes[2]!.adminUrl, newToken);
+    register(fresh.ws);
+    await until(async () => (await statusVia(c.lb, site.id)).online, 15_000, 'online with the new secret');
+    t.equal((await call(c.lb, 'DELETE', siteUrl(site.id), { cookie: c.adminCookie })).status, 204);
+    t.same(await fresh.closed, { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' }, 'deleting the site closes its connection');
   });
 
   await t.test('SIGKILL the node holding a connector: it reconnects elsewhere and the status follows', async (t) => {

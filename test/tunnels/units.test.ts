@@ -22,16 +22,18 @@ t.test('a connector dials only targets configured for its site, at their configu
   t.equal(allowedTarget(targets, { ...h(targets[0]!.id, '10.0.0.5:80'), ':method': 'GET' }), undefined);
 });
 
-t.test('connector tokens are bound to the site and expire', async (t) => {
+t.test('connector tokens are bound to the site and its secret generation, and expire', async (t) => {
   const secret = new Secret('cluster-secret-for-token-tests-0123456789');
   const site = '11111111-2222-4333-8444-555555555555';
-  const token = issueConnectorToken(secret, site, 60_000, 1_000_000);
-  t.equal(verifyConnectorToken(secret, token, 1_000_001), site);
+  const token = issueConnectorToken(secret, site, 3, 60_000, 1_000_000);
+  t.same(verifyConnectorToken(secret, token, 1_000_001), { siteId: site, generation: 3 });
   t.equal(verifyConnectorToken(secret, token, 1_060_001), undefined, 'expired');
   t.equal(verifyConnectorToken(new Secret('another-cluster-secret-0123456789abcdef'), token, 1_000_001), undefined, 'another cluster');
   const [body, sig] = token.split('.');
   const forged = Buffer.from(Buffer.from(body!, 'base64url').toString().replace('1', '9')).toString('base64url');
   t.equal(verifyConnectorToken(secret, `${forged}.${sig}`, 1_000_001), undefined, 'a changed body fails');
+  const newer = Buffer.from(Buffer.from(body!, 'base64url').toString().replace('.3.', '.4.')).toString('base64url');
+  t.equal(verifyConnectorToken(secret, `${newer}.${sig}`, 1_000_001), undefined, 'so does a changed generation');
 });
 
 t.test('targets are chosen by weight', async (t) => {

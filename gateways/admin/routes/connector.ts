@@ -1,6 +1,7 @@
 // POST /api/v1/connector/token: a connector proves its site id and secret and gets a
-// short-lived token for the control WebSocket. Rate limited per address and per site,
-// counted in Valkey so the limit holds across nodes.
+// short-lived token for the control WebSocket, bound to the site's current secret
+// generation. Rate limited per address, and per site for wrong secrets only (counted in
+// Valkey, so across nodes): knowing a site's id is not enough to lock its connector out.
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -24,16 +25,17 @@ export function connectorRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   }, async (req) => {
     const d = deps();
     await hit(d.valkey, CONNECTOR_LIMITS.perAddress, req.ip);
-    await hit(d.valkey, CONNECTOR_LIMITS.perSite, req.body.siteId);
-    const hashes = await withDb(() => d.db.anyFirst(sql.type(z.object({ secret_hash: z.instanceof(Buffer) }))`
-      SELECT secret_hash FROM site_secrets WHERE site_id = ${req.body.siteId} AND revoked_at IS NULL`));
+    const rows = await withDb(() => d.db.any(sql.type(z.object({ secret_hash: z.instanceof(Buffer), generation: z.number() }))`
+      SELECT k.secret_hash, s.secret_generation AS generation FROM site_secrets k JOIN sites s ON s.id = k.site_id
+      WHERE k.site_id = ${req.body.siteId} AND k.revoked_at IS NULL`));
     const presented = hashToken(req.body.secret);
-    // Compare against every live secret (there is one, or two during a rotation), in constant time.
-    const ok = hashes.reduce((acc, h) => timingSafeEqual(h, presented) || acc, false);
+    // Compare against every live secret in constant time.
+    const ok = rows.reduce((acc, r) => timingSafeEqual(r.secret_hash, presented) || acc, false);
     if (!ok) {
       req.log.warn({ siteId: req.body.siteId, from: req.ip }, 'connector refused: wrong site id or secret');
+      await hit(d.valkey, CONNECTOR_LIMITS.perSite, req.body.siteId); // wrong secrets only
       throw new ClusterError('CLUSTER_ERR_AUTH_BAD_CREDENTIALS', 'wrong site id or secret', {});
     }
-    return d.connectorToken(req.body.siteId);
+    return d.connectorToken(req.body.siteId, rows[0]!.generation);
   });
 }

@@ -75,7 +75,9 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     const { orgId, siteId } = req.params;
     const secret = generateToken();
     await write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated' }, async (tx) => {
-      if (!(await tx.exists(sql.unsafe`SELECT 1 FROM sites WHERE id = ${siteId} AND org_id = ${orgId}`))) throw notFound('site');
+      // The generation moves on: tokens issued for the old secret stop working, and the site's
+      // live connection is closed by its actor when it hears of the change.
+      if (!(await tx.maybeOne(sql.unsafe`UPDATE sites SET secret_generation = secret_generation + 1 WHERE id = ${siteId} AND org_id = ${orgId} RETURNING id`))) throw notFound('site');
       await tx.query(sql.unsafe`UPDATE site_secrets SET revoked_at = now() WHERE site_id = ${siteId} AND revoked_at IS NULL`);
       await tx.query(sql.unsafe`INSERT INTO site_secrets (site_id, secret_hash) VALUES (${siteId}, ${sql.binary(hashToken(secret))})`);
       return { id: siteId };
