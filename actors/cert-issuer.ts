@@ -47,17 +47,39 @@ export interface ObtainResult {
   ordered: boolean;
   notAfter: string | null;
   error?: string;
+  /** Set when the hostname is backing off after failures: no order before this time. */
+  retryAt?: string;
+}
+
+/** Orders one check may place for one org: a failing org cannot hold up the others' orders. */
+export const ORDERS_PER_ORG_PER_CHECK = 2;
+
+/**
+ * What one check orders, in order (pure): due hostnames out of their backoff, those that
+ * never failed first, at most `perOrg` for each org.
+ */
+export function dueOrders<R extends Pick<CertRow, 'hostname' | 'org_id' | 'status' | 'renew_after' | 'pending_order_url' | 'failures' | 'next_attempt_at'>>(rows: readonly R[], now: Date, perOrg = ORDERS_PER_ORG_PER_CHECK): R[] {
+  const taken = new Map<string, number>();
+  return rows
+    .filter((r) => due(r, now) && !(r.next_attempt_at && r.next_attempt_at > now))
+    .sort((a, b) => (a.failures ?? 0) - (b.failures ?? 0) || a.hostname.localeCompare(b.hostname))
+    .filter((r) => {
+      const n = taken.get(r.org_id) ?? 0;
+      taken.set(r.org_id, n + 1);
+      return n < perOrg;
+    });
 }
 
 const certRow = z.object({
   hostname: z.string(), zone: z.string(), domain_id: z.string(), status: z.string().nullable(), not_after: z.coerce.date().nullable(), renew_after: z.coerce.date().nullable(),
   pending_order_url: z.string().nullable(), pending_key_sealed: z.instanceof(Buffer).nullable(), failures: z.coerce.number().nullable(), next_attempt_at: z.coerce.date().nullable(),
+  org_id: z.string(),
 });
 type CertRow = z.infer<typeof certRow>;
 
 /** Hostnames that should have a certificate: enabled TLS HTTP resources under a domain. */
 const WANTED = sql.fragment`
-  SELECT r.hostname, d.name AS zone, d.id AS domain_id, c.status, c.not_after, c.renew_after, c.pending_order_url, c.pending_key_sealed, c.failures, c.next_attempt_at
+  SELECT r.hostname, d.name AS zone, d.id AS domain_id, r.org_id, c.status, c.not_after, c.renew_after, c.pending_order_url, c.pending_key_sealed, c.failures, c.next_attempt_at
   FROM resources r JOIN domains d ON d.id = r.domain_id LEFT JOIN certificates c ON c.hostname = r.hostname
   WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL`;
 
@@ -194,13 +216,15 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
     return { hostname: row.hostname, status: row.status === 'valid' ? 'valid' : 'failed', ordered: false, notAfter: row.not_after?.toISOString() ?? null, error: message };
   }
 
-  /** Re-checks under the actor's one-at-a-time rule, then orders only if still needed. */
-  async function obtain(hostname: string, respectBackoff: boolean): Promise<ObtainResult> {
+  /** Re-checks under the actor's one-at-a-time rule, then orders only if still needed and not backing off. */
+  async function obtain(hostname: string): Promise<ObtainResult> {
     const row = await load(hostname);
     if (!row) return { hostname, status: 'unknown', ordered: false, notAfter: null, error: 'no enabled TLS resource under a domain has this hostname' };
     const now = new Date(deps.clock.now());
     if (!due(row, now)) return { hostname, status: 'valid', ordered: false, notAfter: row.not_after?.toISOString() ?? null };
-    if (respectBackoff && row.next_attempt_at && row.next_attempt_at > now) return { hostname, status: (row.status as ObtainResult['status']) ?? 'failed', ordered: false, notAfter: row.not_after?.toISOString() ?? null };
+    // The failure backoff holds for API requests too: retrying at will would spend the
+    // cluster's shared ACME account on one org's broken zone.
+    if (row.next_attempt_at && row.next_attempt_at > now) return { hostname, status: (row.status as ObtainResult['status']) ?? 'failed', ordered: false, notAfter: row.not_after?.toISOString() ?? null, retryAt: row.next_attempt_at.toISOString() };
     try {
       return await order(row);
     } catch (err) {
@@ -219,12 +243,11 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
       switch (msg.type) {
         case 'check': {
           const rows = await deps.db.any(sql.type(certRow)`${WANTED} ORDER BY r.hostname`);
-          const now = new Date(deps.clock.now());
-          for (const r of rows) if (due(r, now) && !(r.next_attempt_at && r.next_attempt_at > now)) await obtain(r.hostname, true);
+          for (const r of dueOrders(rows, new Date(deps.clock.now()))) await obtain(r.hostname);
           return { checks: state.checks + 1 };
         }
         case 'obtain':
-          ctx.reply(await obtain(msg.hostname.toLowerCase(), false));
+          ctx.reply(await obtain(msg.hostname.toLowerCase()));
           return state;
         case 'status':
           ctx.reply({ epoch, checks: state.checks, directoryUrl: deps.directoryUrl });

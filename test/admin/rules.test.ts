@@ -133,3 +133,24 @@ t.test('an API key grants nothing it does not hold: no broader key, no higher ro
   t.equal((await call('PUT', `${base}/members/${user.id}`, { bearer: reader, body: { role: 'member' } })).status, 200, 'a key holding every read action may add a member');
   t.equal((await call('PUT', `${base}/members/${user.id}`, { cookie, body: { role: 'admin' } })).status, 200, 'a server admin may make an org admin');
 });
+
+t.test('certificate requests: a hostname backing off answers 429 with its retry time, and each org has a budget', async (t) => {
+  const { call, cookie } = await adminApp(t);
+  const mk = async (slug: string) => {
+    const org = (await call('POST', '/api/v1/orgs', { cookie, body: { slug, name: slug } })).body;
+    await call('POST', `/api/v1/orgs/${org.id}/domains`, { cookie, body: { name: `${slug}.test` } });
+    const mkRes = async (host: string) => (await call('POST', `/api/v1/orgs/${org.id}/resources`, { cookie, body: { name: host.split('.')[0], protocol: 'http', hostname: `${host}.${slug}.test` } })).body;
+    return { base: `/api/v1/orgs/${org.id}`, mkRes };
+  };
+  const a = await mk('certa');
+  const failing = await a.mkRes('backoff');
+  t.match(await call('POST', `${a.base}/resources/${failing.id}/certificate`, { cookie }), { status: 429, body: { code: 'CLUSTER_ERR_API_RATE_LIMITED', retryAfterMs: Number } }, 'no order during the backoff');
+  const fine = await a.mkRes('www');
+  const statuses: number[] = [];
+  for (let i = 0; i < 20; i++) statuses.push((await call('POST', `${a.base}/resources/${fine.id}/certificate`, { cookie })).status);
+  t.same([...new Set(statuses)], [200, 429], 'the org runs out of its hourly budget');
+  t.equal(statuses.filter((x) => x === 200).length, 19, 'after 20 requests (the backed-off one counted)');
+  const b = await mk('certb');
+  const other = await b.mkRes('www');
+  t.equal((await call('POST', `${b.base}/resources/${other.id}/certificate`, { cookie })).status, 200, 'another org is not held up');
+});

@@ -42,7 +42,11 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     nodes: async () => [],
     siteStatus: async (ids) => new Map(ids.map((id) => [id, { online: false, node: null, connectedSince: null, targets: [] }])),
     resourceStatus: async () => new Map(),
-    obtainCertificate: async (hostname) => ({ hostname, status: 'unknown', ordered: false, notAfter: null }),
+    // The cert issuer's answers, by hostname: `backoff.*` is backing off after failures.
+    obtainCertificate: async (hostname) =>
+      hostname.startsWith('backoff.')
+        ? { hostname, status: 'failed', ordered: false, notAfter: null, retryAt: new Date(Date.now() + 600_000).toISOString() }
+        : { hostname, status: 'valid', ordered: true, notAfter: null },
   };
   const app = await createAdminGateway({
     logger,

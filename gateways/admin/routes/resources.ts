@@ -7,6 +7,7 @@ import { Type } from 'typebox';
 import { z } from 'zod';
 import { ClusterError } from '../../../core/errors.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
+import { hit, type Limit } from '../../../persistence/rate-limit.ts';
 import { orgAccess } from '../auth.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 import { DomainName } from './domains.ts';
@@ -28,6 +29,9 @@ const certificate = z.object({
 const Params = Type.Object({ orgId: Uuid, resourceId: Uuid }, { additionalProperties: false });
 const TargetParams = Type.Object({ orgId: Uuid, resourceId: Uuid, targetId: Uuid }, { additionalProperties: false });
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+
+/** Certificate requests per org (each may place an ACME order on the cluster's one account). */
+export const CERTIFICATE_LIMIT: Limit = { scope: 'certificate-org', max: 20, windowMs: 3600_000 };
 
 /** A resource port must lie in the operator's range, which holds none of the node's own ports. */
 function assertResourcePort(d: ApiDeps, port: number) {
@@ -115,7 +119,15 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     const row = await withDb(() => deps().db.maybeOne(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE id = ${req.params.resourceId} AND org_id = ${req.params.orgId}`));
     if (!row) throw notFound('resource');
     if (!row.tls || !row.hostname || !row.domainId) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', 'only an HTTPS resource under a domain gets a certificate', { field: 'tls', problem: 'the resource is not an HTTPS resource under a domain' });
-    return deps().obtainCertificate(row.hostname);
+    // One org cannot spend the cluster's shared ACME account: requests are limited per org,
+    // and a hostname backing off after failures is not ordered again before its time.
+    await hit(deps().valkey, CERTIFICATE_LIMIT, req.params.orgId);
+    const result = (await deps().obtainCertificate(row.hostname)) as { retryAt?: string; error?: string };
+    if (result.retryAt) {
+      const retryAfterMs = Math.max(0, Date.parse(result.retryAt) - Date.now());
+      throw new ClusterError('CLUSTER_ERR_API_RATE_LIMITED', `${row.hostname} failed recently; the next order may be placed at ${result.retryAt}`, { retryAfterMs });
+    }
+    return result;
   });
 
   r.patch('/api/v1/orgs/:orgId/resources/:resourceId', {
