@@ -1,6 +1,7 @@
 // The node's data plane, built and started in order: the route mirror, TCP/UDP/HTTP(S)
 // ingress with the issued certificates, and the authoritative DNS over the zone mirror.
 // Everything here answers from memory; nothing waits on an actor.
+import { Counter } from 'prom-client';
 import type { ClusterConfig } from '../cluster.config.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
@@ -61,7 +62,8 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   const listen = listenProblems(valkey, config.nodeId);
   const report = (resourceId: string, problem: string | null) => void listen.report(resourceId, problem).catch(() => {});
   const tcp = new TcpIngress({ ...common, ports: config.ingress.resourcePorts, report });
-  const udp = new UdpIngress({ ...common, ports: config.ingress.resourcePorts, report });
+  const udpDrops = new Counter({ name: 'cluster_udp_dropped_total', help: 'UDP datagrams dropped by this node\'s ingress, by reason (session limits, rate, backpressure)', labelNames: ['reason'], registers: [d.metrics.registry] });
+  const udp = new UdpIngress({ ...common, ports: config.ingress.resourcePorts, report, clock, onDrop: (reason) => udpDrops.inc({ reason }) });
   // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
   // node here, loudly, instead of serving generated certificates in their place.
   const issued = issuedCertificates(d.db, d.sealer);

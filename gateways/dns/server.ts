@@ -8,12 +8,13 @@
 // not read its answers. Encoded answers are cached per zone generation under the decoded
 // question (query-key.ts), in a cache bounded by bytes, so the hot path is a lookup.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, isIPv6, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import dnsPacket, { type Answer, type Packet } from 'dns-packet';
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { answerQuestion, RCODE, responseFor } from './answer.ts';
 import { MAX_QUERY, queryKey } from './query-key.ts';
+import { RateBuckets, sourceOf } from '../../core/rate-buckets.ts';
 import type { ZoneTable } from './zones.ts';
 
 const TC = 1 << 9;
@@ -36,52 +37,6 @@ export interface DnsServerOptions {
   rateLimit: number;
   clock: Clock;
   onQuery?: (type: string, rcode: string) => void;
-}
-
-/** A source as rate limits count it: an IPv4 address, or the /56 of an IPv6 one (what one site is given). */
-export function sourceOf(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  if (!isIPv6(address)) return address;
-  const [head, tail] = address.replace(/%.*$/, '').split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  const g = groups.map((x) => parseInt(x || '0', 16));
-  return `${g.slice(0, 3).map((x) => x.toString(16)).join(':')}:${((g[3] ?? 0) & 0xff00).toString(16)}::/56`;
-}
-
-/**
- * Token buckets per source, in bounded memory: past `maxSources` the least recently seen
- * source is forgotten, one at a time, so a flood of spoofed sources cannot reset everyone's
- * bucket (a busy source stays recent and keeps its count).
- */
-export class RateBuckets {
-  readonly #b = new Map<string, { tokens: number; at: number }>();
-  constructor(
-    private readonly rate: number,
-    private readonly maxSources = 100_000,
-  ) {}
-
-  take(key: string, now: number): boolean {
-    if (this.rate <= 0) return true;
-    let b = this.#b.get(key);
-    if (b) this.#b.delete(key); // re-inserted below: the map's order is recency
-    else {
-      if (this.#b.size >= this.maxSources) this.#b.delete(this.#b.keys().next().value!);
-      b = { tokens: this.rate, at: now };
-    }
-    this.#b.set(key, b);
-    b.tokens = Math.min(this.rate, b.tokens + ((now - b.at) / 1000) * this.rate);
-    b.at = now;
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-
-  get size(): number {
-    return this.#b.size;
-  }
 }
 
 function formErr(buf: Buffer): Buffer {

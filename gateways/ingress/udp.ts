@@ -1,23 +1,31 @@
 // UDP resources: every node binds each enabled UDP resource's port. Datagrams from one
 // client address form a session: one stream through a local tunnel (or forwarded, PROXY v2
 // first, to the node holding one) carrying length-prefixed datagrams both ways, closed after
-// `idleMs` without traffic.
+// `idleMs` without traffic. New sessions are admitted within limits (udp-admission.ts); a
+// session whose stream is not keeping up drops datagrams instead of buffering them. Every
+// drop is counted with its reason.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { PortRange } from '../../core/config-fields.ts';
 import { ClusterError } from '../../core/errors.ts';
+import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { Deframer, MAX_DATAGRAM, frameDatagram } from '../../protocol/datagrams.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { RouteTable } from './routes.ts';
 import { wantedPorts, type ListenReport } from './resource-ports.ts';
+import { UDP_LIMITS, UdpAdmission, type DropReason, type UdpLimits } from './udp-admission.ts';
 import { pathTo, type Placement } from './upstream.ts';
 
 interface Session {
   stream: Duplex | undefined;
   queue: Buffer[];
   timer: NodeJS.Timeout;
+  /** The admitted source, released when the session ends. */
+  source: string;
+  /** The stream's buffer is full: datagrams are dropped until it drains. */
+  congested: boolean;
 }
 
 const MAX_QUEUED = 64;
@@ -25,9 +33,19 @@ const MAX_QUEUED = 64;
 export class UdpIngress {
   readonly #sockets = new Map<number, { socket: Socket; resourceId: string; sessions: Map<string, Session> }>();
   readonly #log: Logger;
+  readonly #admission: UdpAdmission;
 
-  constructor(private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; ports: PortRange; report: ListenReport; logger: Logger; idleMs?: number }) {
+  constructor(
+    private readonly deps: {
+      routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; ports: PortRange; report: ListenReport; logger: Logger; clock: Clock;
+      idleMs?: number;
+      limits?: UdpLimits;
+      /** A datagram was dropped (metrics). */
+      onDrop?: (reason: DropReason) => void;
+    },
+  ) {
     this.#log = deps.logger.child({ component: 'ingress-udp' });
+    this.#admission = new UdpAdmission(deps.limits ?? UDP_LIMITS, deps.clock);
     deps.routes.on('updated', () => this.sync());
   }
 
@@ -69,19 +87,37 @@ export class UdpIngress {
   #end(s: Session) {
     clearTimeout(s.timer);
     s.stream?.destroy();
+    if (s.source) this.#admission.closed(s.source);
+    s.source = ''; // released once, however it ends
+  }
+
+  #drop(reason: DropReason) {
+    this.deps.onDrop?.(reason);
+  }
+
+  /** Writes one datagram to the session's stream, or drops it while the stream is backed up. */
+  #forward(s: Session, msg: Buffer) {
+    if (s.congested) return this.#drop('backpressure');
+    if (!s.stream!.write(frameDatagram(msg))) {
+      s.congested = true;
+      s.stream!.once('drain', () => (s.congested = false));
+    }
   }
 
   #datagram(entry: { socket: Socket; resourceId: string; sessions: Map<string, Session> }, msg: Buffer, rinfo: RemoteInfo) {
-    if (msg.length > MAX_DATAGRAM) return;
+    if (msg.length > MAX_DATAGRAM) return this.#drop('oversized');
     const key = `${rinfo.address}|${rinfo.port}`;
     let s = entry.sessions.get(key);
     if (s) {
       this.#touch(entry, key, s);
-      if (s.stream) s.stream.write(frameDatagram(msg));
+      if (s.stream) this.#forward(s, msg);
       else if (s.queue.length < MAX_QUEUED) s.queue.push(msg);
+      else this.#drop('queue-full');
       return;
     }
-    s = { stream: undefined, queue: [msg], timer: setTimeout(() => {}, 0) };
+    const admitted = this.#admission.admit(rinfo.address, entry.sessions.size);
+    if (!admitted.ok) return this.#drop(admitted.reason);
+    s = { stream: undefined, queue: [msg], timer: setTimeout(() => {}, 0), source: admitted.source, congested: false };
     entry.sessions.set(key, s);
     this.#touch(entry, key, s);
     void this.#open(entry, key, s, rinfo);
@@ -102,9 +138,12 @@ export class UdpIngress {
         for (const d of deframer.push(chunk)) entry.socket.send(d, rinfo.port, rinfo.address);
       });
       stream.on('error', () => {});
-      stream.on('close', () => entry.sessions.get(key) === s && entry.sessions.delete(key));
+      stream.on('close', () => {
+        if (entry.sessions.get(key) === s) entry.sessions.delete(key);
+        this.#end(s);
+      });
       s.stream = stream;
-      for (const q of s.queue.splice(0)) stream.write(frameDatagram(q));
+      for (const q of s.queue.splice(0)) this.#forward(s, q);
     } catch (err) {
       this.#log.warn({ resourceId: entry.resourceId, client: rinfo.address, err: (err as Error).message }, 'udp session not routed');
       entry.sessions.delete(key);

@@ -45,8 +45,8 @@ t.test('each kind\'s schema accepts its messages and refuses others', async (t) 
   t.notOk(ACTOR_MESSAGES['dns-zone'].safeParse({ type: 'acme-set', name: '' }).success, 'a challenge without a value');
   t.notOk(ACTOR_MESSAGES.resource.safeParse({ type: 'acme-set', name: 'x', value: 'y' }).success, 'another kind\'s message');
   const session = { id: 's', send() {}, close() {} };
-  t.ok(ACTOR_MESSAGES.site.safeParse({ type: 'attach', session }).success, 'a local session attaches');
-  t.notOk(ACTOR_MESSAGES.site.safeParse(JSON.parse(JSON.stringify({ type: 'attach', session }))).success, 'a session that crossed a process (no methods) does not');
+  t.ok(ACTOR_MESSAGES.site.safeParse({ type: 'attach', session, generation: 1 }).success, 'a local session attaches');
+  t.notOk(ACTOR_MESSAGES.site.safeParse(JSON.parse(JSON.stringify({ type: 'attach', session, generation: 1 }))).success, 'a session that crossed a process (no methods) does not');
   t.notOk(ACTOR_MESSAGES['cert-issuer'].safeParse({ type: 'obtain' }).success, 'obtain needs a hostname');
 });
 

@@ -3,6 +3,9 @@ import { createSocket } from 'node:dgram';
 import { promisify } from 'node:util';
 import dnsPacket from 'dns-packet';
 import t from 'tap';
+import { UDP_LIMITS } from '../../gateways/ingress/udp-admission.ts';
+import { scrape, total } from '../harness/metrics.ts';
+import { until } from '../harness/until.ts';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { Deframer, frameDatagram } from '../../protocol/datagrams.ts';
@@ -52,4 +55,26 @@ t.test('a UDP resource carries DNS queries through every node', async (t) => {
     const { stdout } = await run('dig', [`@${ip}`, '-p', String(port), 'www.site.example', 'A', '+short', '+time=3', '+tries=2']);
     t.equal(stdout.trim(), '192.0.2.53', `dig through node-${i + 1} (${i === 1 ? 'holds the tunnel' : 'forwards'})`);
   }
+
+  // A flood of new sessions from one source (100 client ports at once): the node admits what
+  // its limits allow, drops the rest, counts the drops, and keeps serving.
+  const holder = String(c.nodes[1]!.config.ingress.https).replace(/:443$/, '');
+  const query = dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'A', name: 'www.site.example' }] });
+  const clients = await Promise.all(Array.from({ length: 100 }, async () => {
+    const s = createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    return s;
+  }));
+  t.teardown(() => clients.forEach((s) => s.close()));
+  let answered = 0;
+  for (const s of clients) s.on('message', () => answered++);
+  for (const s of clients) s.send(query, port, holder);
+  const dropped = async () => total(await scrape(c.nodes[1]!.adminUrl), 'cluster_udp_dropped_total') ?? 0;
+  // The burst allowance is the per-source rate (tokens refill while the datagrams arrive).
+  await until(async () => answered + (await dropped()) >= 100, 10_000, 'every datagram answered or counted as dropped');
+  const drops = await dropped();
+  t.equal(answered + drops, 100, 'each datagram was either served or dropped and counted');
+  t.ok(answered >= UDP_LIMITS.newPerSecondPerSource && drops >= 30, `${answered} sessions admitted, ${drops} dropped`);
+  const { stdout } = await run('dig', [`@${holder}`, '-p', String(port), 'www.site.example', 'A', '+short', '+time=3', '+tries=2']);
+  t.equal(stdout.trim(), '192.0.2.53', 'and the resource still answers');
 });
