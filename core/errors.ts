@@ -57,6 +57,7 @@ export interface ErrorFields {
   CLUSTER_ERR_API_VALIDATION: { field: string; problem: string };
   CLUSTER_ERR_API_UNAUTHENTICATED: Record<string, never>;
   CLUSTER_ERR_API_FORBIDDEN: { needed: string };
+  CLUSTER_ERR_API_CROSS_ORIGIN: { origin: string };
   CLUSTER_ERR_API_CONFLICT: { field: string };
   CLUSTER_ERR_API_VERSION_CONFLICT: { currentVersion: number };
   CLUSTER_ERR_API_RATE_LIMITED: { retryAfterMs: number };
@@ -115,6 +116,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_API_VALIDATION: { status: 400, summary: 'a body, parameter or query field is missing, unknown or of the wrong form (the field is named)' },
   CLUSTER_ERR_API_UNAUTHENTICATED: { status: 401, summary: 'no valid session or API key' },
   CLUSTER_ERR_API_FORBIDDEN: { status: 403, summary: 'authenticated, but not allowed to do this' },
+  CLUSTER_ERR_API_CROSS_ORIGIN: { status: 403, summary: 'a cookie-authenticated change came from another origin (cross-site request forgery)' },
   CLUSTER_ERR_API_CONFLICT: { status: 409, summary: 'the value is already taken (the field is named)' },
   CLUSTER_ERR_API_VERSION_CONFLICT: { status: 409, summary: 'the object changed since the version the write was based on' },
   CLUSTER_ERR_API_RATE_LIMITED: { status: 429, summary: 'too many attempts; retry later' },

@@ -68,8 +68,9 @@ async function apiKeyPrincipal(deps: AuthDeps, token: string): Promise<Principal
   if (!m) return undefined;
   const row = await withDb(() =>
     deps.db.maybeOne(sql.type(keyRow)`
-      SELECT id, org_id, actions, key_hash FROM api_keys
-      WHERE key_prefix = ${m[1]!} AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`),
+      SELECT k.id, k.org_id, k.actions, k.key_hash FROM api_keys k LEFT JOIN users u ON u.id = k.created_by
+      WHERE k.key_prefix = ${m[1]!} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+        AND u.disabled_at IS NULL -- a disabled user's keys stop with them`),
   );
   if (!row || !timingSafeEqual(row.key_hash, hashToken(token))) return undefined;
   void deps.db.query(sql.unsafe`UPDATE api_keys SET last_used_at = now() WHERE id = ${row.id}`).catch(() => {});

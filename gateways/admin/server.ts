@@ -5,7 +5,7 @@
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { ClusterError, isClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -43,6 +43,31 @@ function validationError(err: FastifyError): ClusterError<'CLUSTER_ERR_API_VALID
   const field = [err.validationContext ?? 'body', path, leaf].filter(Boolean).join('.');
   const problem = params.additionalProperty ? 'is not a known field' : params.missingProperty ? 'is required' : (first?.message ?? 'is invalid');
   return new ClusterError('CLUSTER_ERR_API_VALIDATION', `${field} ${problem}`, { field, problem });
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A browser sends the session cookie with requests another site makes it send; SameSite=Lax
+ * alone still lets some through. A state-changing request authenticated by the cookie must
+ * come from this origin: a browser says where it came from (Origin, Sec-Fetch-Site), and a
+ * request from another site is refused. Clients without a browser send neither header and
+ * hold their cookie themselves; API keys are never sent by a browser on its own.
+ */
+function assertSameOrigin(req: FastifyRequest) {
+  if (SAFE_METHODS.has(req.method) || req.principal?.type !== 'user') return;
+  const fetchSite = req.headers['sec-fetch-site'];
+  const origin = req.headers.origin;
+  let crossOrigin = fetchSite === 'cross-site' || fetchSite === 'same-site';
+  if (!crossOrigin && origin !== undefined) {
+    try {
+      // Both as URLs, so a default port written out (":443") compares equal to one left out.
+      crossOrigin = origin === 'null' || new URL(origin).host !== new URL(`${req.protocol}://${req.host}`).host;
+    } catch {
+      crossOrigin = true;
+    }
+  }
+  if (crossOrigin) throw new ClusterError('CLUSTER_ERR_API_CROSS_ORIGIN', 'a cookie-authenticated change must come from this origin', { origin: String(origin ?? fetchSite) });
 }
 
 export async function createAdminGateway(deps: AdminGatewayDeps): Promise<FastifyInstance> {
@@ -103,6 +128,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   app.addHook('onRequest', async (req) => {
     if (!req.url.startsWith('/api/v1/') || req.url.startsWith('/api/v1/docs')) return;
     req.principal = await authenticate(api(), req);
+    assertSameOrigin(req);
   });
 
   registerHealthRoutes(app, deps.readiness);

@@ -154,3 +154,52 @@ t.test('certificate requests: a hostname backing off answers 429 with its retry 
   const other = await b.mkRes('www');
   t.equal((await call('POST', `${b.base}/resources/${other.id}/certificate`, { cookie })).status, 200, 'another org is not held up');
 });
+
+t.test('a changed, disabled or deleted user loses what they had at once, API keys included', async (t) => {
+  const { call, cookie } = await adminApp(t);
+  const password = 'a long enough password';
+  const mkUser = async (email: string, isServerAdmin = false) => {
+    const u = (await call('POST', '/api/v1/users', { cookie, body: { email, password } })).body;
+    if (isServerAdmin) await call('PATCH', `/api/v1/users/${u.id}`, { cookie, body: { version: u.version, isServerAdmin: true } });
+    return (await call('GET', `/api/v1/users/${u.id}`, { cookie })).body as { id: string; version: number };
+  };
+  const login = async (email: string) => (await call('POST', '/api/v1/auth/login', { body: { email, password } })).cookie!;
+
+  const ops = await mkUser('ops@example.com', true);
+  const opsCookie = await login('ops@example.com');
+  t.equal((await call('GET', '/api/v1/users', { cookie: opsCookie })).status, 200, 'a server admin lists users (and the principal is cached)');
+  await call('PATCH', `/api/v1/users/${ops.id}`, { cookie, body: { version: ops.version, isServerAdmin: false } });
+  t.equal((await call('GET', '/api/v1/users', { cookie: opsCookie })).status, 403, 'no longer a server admin: refused on the next request');
+
+  const org = (await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'epsilon', name: 'Epsilon' } })).body;
+  const dev = await mkUser('dev@example.com');
+  await call('PUT', `/api/v1/orgs/${org.id}/members/${dev.id}`, { cookie, body: { role: 'admin' } });
+  const devCookie = await login('dev@example.com');
+  const key = (await call('POST', `/api/v1/orgs/${org.id}/api-keys`, { cookie: devCookie, body: { name: 'ci', actions: ['sites:read'] } })).body.key as string;
+  t.equal((await call('GET', `/api/v1/orgs/${org.id}/sites`, { bearer: key })).status, 200, 'their key works');
+  const devNow = (await call('GET', `/api/v1/users/${dev.id}`, { cookie })).body;
+  await call('PATCH', `/api/v1/users/${dev.id}`, { cookie, body: { version: devNow.version, disabled: true } });
+  t.equal((await call('GET', `/api/v1/orgs/${org.id}/sites`, { bearer: key })).status, 401, 'a disabled user\'s API key stops working');
+  t.equal((await call('GET', '/api/v1/auth/me', { cookie: devCookie })).status, 401, 'and so does their session');
+
+  const gone = await mkUser('gone@example.com');
+  await call('PUT', `/api/v1/orgs/${org.id}/members/${gone.id}`, { cookie, body: { role: 'admin' } });
+  const goneCookie = await login('gone@example.com');
+  const goneKey = (await call('POST', `/api/v1/orgs/${org.id}/api-keys`, { cookie: goneCookie, body: { name: 'ci2', actions: ['sites:read'] } })).body.key as string;
+  t.equal((await call('GET', '/api/v1/auth/me', { cookie: goneCookie })).status, 200);
+  t.equal((await call('DELETE', `/api/v1/users/${gone.id}`, { cookie })).status, 204);
+  t.equal((await call('GET', '/api/v1/auth/me', { cookie: goneCookie })).status, 401, 'a deleted user\'s session ends at once');
+  t.equal((await call('GET', `/api/v1/orgs/${org.id}/sites`, { bearer: goneKey })).status, 401, 'and their keys are revoked');
+  t.equal((await call('DELETE', `/api/v1/users/${gone.id}`, { cookie })).status, 404, 'deleting again: no such user');
+});
+
+t.test('a cookie-authenticated change from another site is refused; the same origin, tools and API keys are not', async (t) => {
+  const { call, cookie } = await adminApp(t);
+  const withHeaders = (headers: Record<string, string>) => call('POST', '/api/v1/orgs', { cookie, body: { slug: `o${Object.keys(headers).length}${Math.floor(Math.random() * 1e6)}`, name: 'x' }, headers });
+  t.match(await withHeaders({ origin: 'https://evil.example' }), { status: 403, body: { code: 'CLUSTER_ERR_API_CROSS_ORIGIN' } }, 'another Origin');
+  t.match(await withHeaders({ 'sec-fetch-site': 'cross-site' }), { status: 403 }, 'a cross-site fetch');
+  t.match(await withHeaders({ origin: 'null' }), { status: 403 }, 'an opaque origin');
+  t.equal((await withHeaders({ origin: 'http://localhost:80' })).status, 201, 'the API\'s own origin');
+  t.equal((await withHeaders({})).status, 201, 'a tool without a browser (no Origin)');
+  t.equal((await call('GET', '/api/v1/orgs', { cookie, headers: { origin: 'https://evil.example' } })).status, 200, 'reads are not changes');
+});

@@ -18,7 +18,7 @@ import { freshClusterName, freshDatabase } from './services.ts';
 const logger = createLogger({ level: 'silent' });
 const SETUP_TOKEN = 'setup-token-of-the-admin-app';
 
-export type Call = (method: string, path: string, opts?: { cookie?: string; bearer?: string; body?: unknown; raw?: string; contentType?: string }) => Promise<Reply>;
+export type Call = (method: string, path: string, opts?: { cookie?: string; bearer?: string; body?: unknown; raw?: string; contentType?: string; headers?: Record<string, string> }) => Promise<Reply>;
 
 export async function adminApp(t: { teardown(fn: () => unknown): void }): Promise<{ call: Call; cookie: string; postgresUrl: string }> {
   const postgresUrl = await freshDatabase(t);
@@ -57,7 +57,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
   });
   t.teardown(() => app.close());
   const call: Call = async (method, path, opts = {}) => {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...opts.headers };
     if (opts.cookie) headers.cookie = opts.cookie;
     if (opts.bearer) headers.authorization = `Bearer ${opts.bearer}`;
     let payload: string | undefined;

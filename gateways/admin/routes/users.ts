@@ -1,12 +1,13 @@
 // /api/v1/users: server admins manage user accounts.
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { DatabaseTransactionConnection } from 'slonik';
 import { Type } from 'typebox';
 import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { hashPassword } from '../../../persistence/hashing.ts';
 import { serverAdmin } from '../auth.ts';
-import { deleteOne, Name, notFound, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
+import { Name, notFound, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const user = z.object({ id: z.string(), email: z.string(), displayName: z.string(), isServerAdmin: z.boolean(), disabled: z.boolean(), version: z.number(), createdAt: z.coerce.date() });
 const COLUMNS = sql.fragment`id, email, display_name AS "displayName", is_server_admin AS "isServerAdmin", disabled_at IS NOT NULL AS disabled, version, created_at AS "createdAt"`;
@@ -59,19 +60,38 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
           version = version + 1, updated_at = now()
         WHERE id = ${req.params.userId} AND version = ${b.version} RETURNING ${COLUMNS}`);
       if (!row) throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`SELECT version FROM users WHERE id = ${req.params.userId}`), 'user');
-      if (b.disabled) {
-        revoked = [...(await tx.anyFirst(sql.type(z.object({ token_hash: z.instanceof(Buffer) }))`
-          UPDATE sessions SET revoked_at = now() WHERE user_id = ${row.id} AND revoked_at IS NULL RETURNING token_hash`))];
-      }
+      revoked = b.disabled
+        ? [...(await tx.anyFirst(sql.type(z.object({ token_hash: z.instanceof(Buffer) }))`
+            UPDATE sessions SET revoked_at = now() WHERE user_id = ${row.id} AND revoked_at IS NULL RETURNING token_hash`))]
+        : await liveSessionHashes(tx, row.id);
       return row;
     });
-    // A disabled user's sessions end on every node now, not when their cache entries expire.
-    if (revoked.length) await d.valkey.call((c) => c.del(...revoked.map((h) => d.valkey.keys.session(h.toString('hex')))));
+    // Any change to a user (disabled, no longer a server admin) holds on every node now, not
+    // when the cached principals expire: they are dropped and read again from PostgreSQL.
+    await forgetCachedSessions(d, revoked);
     return updated;
   });
 
   r.delete('/api/v1/users/:userId', { schema: { tags: ['users'], params: Params }, preHandler: serverAdmin() }, async (req, reply) => {
-    await deleteOne(deps(), req, { kind: 'user', id: req.params.userId, orgId: null }, 'user', sql.unsafe`DELETE FROM users WHERE id = ${req.params.userId} RETURNING id`);
+    const d = deps();
+    let hashes: Buffer[] = [];
+    await write(d, req, { kind: 'user', id: req.params.userId, orgId: null, action: 'deleted' }, async (tx) => {
+      hashes = await liveSessionHashes(tx, req.params.userId);
+      // The API keys the user made go with them (an org admin can make new ones).
+      await tx.query(sql.unsafe`UPDATE api_keys SET revoked_at = now() WHERE created_by = ${req.params.userId} AND revoked_at IS NULL`);
+      if (!(await tx.maybeOne(sql.unsafe`DELETE FROM users WHERE id = ${req.params.userId} RETURNING id`))) throw notFound('user');
+      return { id: req.params.userId };
+    });
+    await forgetCachedSessions(d, hashes);
     return reply.code(204).send();
   });
+}
+
+async function liveSessionHashes(tx: DatabaseTransactionConnection, userId: string): Promise<Buffer[]> {
+  return [...(await tx.anyFirst(sql.type(z.object({ token_hash: z.instanceof(Buffer) }))`SELECT token_hash FROM sessions WHERE user_id = ${userId} AND revoked_at IS NULL`))];
+}
+
+/** Drops cached principals, so the next request of each session is checked in PostgreSQL. */
+async function forgetCachedSessions(d: ApiDeps, hashes: Buffer[]): Promise<void> {
+  if (hashes.length) await d.valkey.call((c) => c.del(...hashes.map((h) => d.valkey.keys.session(h.toString('hex')))));
 }
