@@ -90,6 +90,10 @@ export interface ClusterConfig {
      * (admin, HTTP, HTTPS, DNS, peer, WireGuard), so no tenant can take one. @default "20000-29999"
      */
     resourcePorts: PortRange;
+    /** Longest a TLS client may take to send its whole ClientHello. @default "10s" */
+    helloTimeout: number;
+    /** Connections one client address (IPv6: one /56) may hold open on the HTTP port, and on the HTTPS port. @default 256 */
+    maxConnectionsPerSource: number;
   };
   dns: {
     /** Authoritative DNS listener (UDP and TCP). @default "0.0.0.0:53" */
@@ -204,7 +208,7 @@ export const SPEC: Spec<ClusterConfig> = {
     commandTimeout: duration('2s', { min: 50 }),
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
-  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999') },
+  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000) },
   dns: { bind: address('0.0.0.0:53'), caaIssuers: domainList([]), rateLimit: integer(1000, 0, 10_000_000), recordTtl: duration('30s', { min: 1000 }) },
   peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },
   wireguard: {

@@ -47,3 +47,34 @@ export class RateBuckets {
     return this.#b.size;
   }
 }
+
+/** Open connections per source, capped: a source at its cap is refused until one closes. */
+export class ConnectionCounter {
+  readonly #open = new Map<string, number>();
+  constructor(private readonly perSource: number) {}
+
+  /** Counts a new connection from `source`; false (and not counted) when it is at its cap. */
+  tryOpen(source: string): boolean {
+    const n = this.#open.get(source) ?? 0;
+    if (n >= this.perSource) return false;
+    this.#open.set(source, n + 1);
+    return true;
+  }
+
+  closed(source: string): void {
+    const n = (this.#open.get(source) ?? 1) - 1;
+    if (n > 0) this.#open.set(source, n);
+    else this.#open.delete(source);
+  }
+
+  /** Counts a socket for its life: false (and the socket destroyed) when its source is at its cap. */
+  admit(sock: { remoteAddress?: string | undefined; destroy(): void; once(event: 'close', fn: () => void): unknown }): boolean {
+    const source = sourceOf(sock.remoteAddress ?? '');
+    if (!this.tryOpen(source)) {
+      sock.destroy();
+      return false;
+    }
+    sock.once('close', () => this.closed(source));
+    return true;
+  }
+}

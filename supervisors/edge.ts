@@ -75,7 +75,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     (err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
   ));
   const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
-  const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, onRequest: metrics.onRequest });
+  const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, onRequest: metrics.onRequest });
   // The node's own listeners first: a resource can never hold a port the node needs (the
   // configured range excludes them too). Route updates open resource listeners, so the
   // route mirror starts after them.

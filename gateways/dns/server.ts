@@ -14,7 +14,7 @@ import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { answerQuestion, RCODE, responseFor } from './answer.ts';
 import { MAX_QUERY, queryKey } from './query-key.ts';
-import { RateBuckets, sourceOf } from '../../core/rate-buckets.ts';
+import { ConnectionCounter, RateBuckets, sourceOf } from '../../core/rate-buckets.ts';
 import type { ZoneTable } from './zones.ts';
 
 const TC = 1 << 9;
@@ -53,7 +53,7 @@ export class DnsServer {
   readonly #buckets: RateBuckets;
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
-  readonly #tcpBySource = new Map<string, number>();
+  readonly #tcpBySource = new ConnectionCounter(MAX_TCP_PER_SOURCE);
   readonly #cache = new Map<string, Buffer>();
   #cacheBytes = 0;
   #cacheGeneration = -1;
@@ -82,15 +82,8 @@ export class DnsServer {
 
   #serveTcp(sock: Socket) {
     sock.on('error', () => {});
+    if (!this.#tcpBySource.admit(sock)) return;
     const source = sourceOf(sock.remoteAddress ?? '');
-    const held = this.#tcpBySource.get(source) ?? 0;
-    if (held >= MAX_TCP_PER_SOURCE) return void sock.destroy();
-    this.#tcpBySource.set(source, held + 1);
-    sock.once('close', () => {
-      const n = (this.#tcpBySource.get(source) ?? 1) - 1;
-      if (n > 0) this.#tcpBySource.set(source, n);
-      else this.#tcpBySource.delete(source);
-    });
     sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());
     let buf: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {

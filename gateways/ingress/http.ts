@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
 import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
+import { ConnectionCounter } from '../../core/rate-buckets.ts';
 import type { Address } from '../../cluster.config.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { CertificateStore } from './certs.ts';
@@ -53,6 +54,10 @@ export interface HttpIngressDeps {
   logger: Logger;
   /** Longest wait for the target's response headers. @default 60s */
   responseTimeoutMs?: number;
+  /** Longest a TLS connection may take to send its whole ClientHello (a deadline, not an idle timeout). */
+  helloTimeoutMs: number;
+  /** Connections one source (IPv4 address, IPv6 /56) may hold open on :80 and on :443. */
+  maxConnectionsPerSource: number;
   /** Called once per proxied request when its response ends (metrics). */
   onRequest?: (resourceId: string, status: number, seconds: number) => void;
 }
@@ -77,11 +82,16 @@ export class HttpIngress {
   readonly #pool = new UpstreamPool();
   readonly #secure: Server;
   #tlsListener: NetServer | undefined;
+  readonly #plainBySource: ConnectionCounter;
+  readonly #tlsBySource: ConnectionCounter;
 
   constructor(deps: HttpIngressDeps) {
     this.#d = deps;
     this.#log = deps.logger.child({ component: 'ingress-http' });
+    this.#plainBySource = new ConnectionCounter(deps.maxConnectionsPerSource);
+    this.#tlsBySource = new ConnectionCounter(deps.maxConnectionsPerSource);
     this.#plain = createHttpServer((req, res) => void this.#handle(req, res, 'http'));
+    this.#plain.on('connection', (sock: Socket) => void this.#plainBySource.admit(sock));
     this.#secure = createHttpServer((req, res) => void this.#handle(req, res, 'https'));
     for (const s of [this.#plain, this.#secure]) {
       s.on('upgrade', (req, sock, head) => void this.#upgrade(req, sock as Socket, head, s === this.#secure ? 'https' : 'http'));
@@ -94,7 +104,7 @@ export class HttpIngress {
   async listen(): Promise<void> {
     const { http, https } = this.#d;
     await new Promise<void>((resolve, reject) => this.#plain.once('error', reject).listen(http.port, http.host, () => resolve()));
-    this.#tlsListener = createNetServer((sock) => this.#peek(sock));
+    this.#tlsListener = createNetServer((sock) => this.#tlsBySource.admit(sock) && this.#peek(sock));
     await new Promise<void>((resolve, reject) => this.#tlsListener!.once('error', reject).listen(https.port, https.host, () => resolve()));
   }
 
@@ -106,11 +116,15 @@ export class HttpIngress {
   #peek(sock: Socket) {
     sock.on('error', () => {});
     sock.setTimeout(10_000, () => sock.destroy());
+    // A deadline for the whole hello: a byte now and then would reset an idle timeout forever.
+    const deadline = setTimeout(() => sock.destroy(), this.#d.helloTimeoutMs);
+    sock.once('close', () => clearTimeout(deadline));
     let buf = Buffer.alloc(0);
     const onData = async (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       const hello = readClientHello(buf);
       if (hello.state === 'incomplete' && buf.length < MAX_HELLO) return;
+      clearTimeout(deadline);
       sock.off('data', onData);
       sock.pause();
       if (hello.state !== 'done' || !hello.serverName) {
