@@ -177,6 +177,12 @@ export interface ClusterConfig {
     /** Graceful shutdown ends in a forced exit after this long. @default "15s" */
     timeout: number;
   };
+  metrics: {
+    /** Prometheus metrics listener (GET /metrics). Keep it off public networks: metrics name tenants' hostnames. @default "127.0.0.1:9464" */
+    bind: Address;
+    /** When set, a scrape must send `Authorization: Bearer <token>`. @default unset */
+    token: Secret | undefined;
+  };
   log: {
     /** pino log level. @default "info" */
     level: (typeof LOG_LEVELS)[number];
@@ -230,6 +236,7 @@ export const SPEC: Spec<ClusterConfig> = {
   supervision: { maxRestarts: integer(5, 0, 1000), window: duration('30s', { min: 100 }), backoffMin: duration('100ms'), backoffMax: duration('10s') },
   health: { probeInterval: duration('1s', { min: 100 }), probeTimeout: duration('1s', { min: 50 }) },
   shutdown: { drainDelay: duration('2s'), timeout: duration('15s', { min: 1000 }) },
+  metrics: { bind: address('127.0.0.1:9464'), token: secretText(16, { optional: true }) },
   log: { level: oneOf(LOG_LEVELS, 'info'), pretty: boolean(false) },
 };
 
@@ -283,6 +290,7 @@ export function ownPorts(config: ClusterConfig): Array<{ what: string; port: num
     { what: 'DNS', port: config.dns.bind.port },
     { what: 'peer', port: config.peer.bind.port },
     { what: 'WireGuard', port: config.wireguard.listenPort },
+    { what: 'metrics', port: config.metrics.bind.port },
   ];
 }
 

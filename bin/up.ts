@@ -76,7 +76,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
   if (opts.fresh) for (const f of readdirSync(dataDir)) if (f !== LOCK_FILE) rmSync(join(dataDir, f), { recursive: true, force: true });
   const t0 = Date.now();
   const ip = (i: number) => `127.0.0.${11 + i}`;
-  const ports = { admin: 8080, http: 80, https: 443, dns: 53, peer: 7946 };
+  const ports = { admin: 8080, http: 80, https: 443, dns: 53, peer: 7946, metrics: 9464 };
   const wanted: Listen[] = [{ host: '127.0.0.1', port: LB_PORT, proto: 'tcp' }];
   for (let i = 0; i < opts.nodes; i++) {
     for (const port of Object.values(ports)) wanted.push({ host: ip(i), port, proto: 'tcp' });
@@ -144,6 +144,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           ingress: { http: `${host}:${ports.http}`, https: `${host}:${ports.https}`, publicAddresses: [host] },
           dns: { bind: `${host}:${ports.dns}`, caaIssuers: ['pebble.letsencrypt.org'] },
           peer: { bind: `${host}:${ports.peer}` },
+          metrics: { bind: `${host}:${ports.metrics}` },
           acme: { directoryUrl: services.pebble!.directoryUrl, checkEvery: '1m' },
           shutdown: { drainDelay: '1s' },
         },

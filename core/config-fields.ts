@@ -132,10 +132,11 @@ export function secretUrl(protocols: string[]): Field<Secret> {
   return { secret: true, parse: (raw) => new Secret(inner.parse(raw)) };
 }
 
-export function secretText(minLength: number): Field<Secret> {
+export function secretText(minLength: number, opts: { optional?: boolean } = {}): Field<Secret> {
   const expected = `a random string of at least ${minLength} characters`;
   return {
     secret: true,
+    optional: opts.optional,
     parse(raw) {
       if (typeof raw !== 'string') throw new FieldProblem(`${describe(raw, true)} is not a string`, expected);
       if (raw.length < minLength) throw new FieldProblem(`${describe(raw, true)} is too short`, expected);

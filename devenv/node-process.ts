@@ -19,6 +19,8 @@ export interface NodeProcessOptions {
 export class NodeProcess {
   readonly proc: ServiceProcess;
   readonly adminUrl: string;
+  /** Where the node serves GET /metrics (config metrics.bind). */
+  readonly metricsUrl: string;
   readonly logFile: string;
   readonly configFile: string;
   /** The raw config the node was started with. */
@@ -31,6 +33,8 @@ export class NodeProcess {
     writeFileSync(opts.configFile, stringify(opts.config), { mode: 0o600 });
     const bind = String((opts.config.admin as { bind?: string } | undefined)?.bind ?? '0.0.0.0:8080');
     this.adminUrl = `http://${bind.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;
+    const metrics = String((opts.config.metrics as { bind?: string } | undefined)?.bind ?? '127.0.0.1:9464');
+    this.metricsUrl = `http://${metrics.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;
     // CLUSTER_* from our own environment must not leak into the child's config.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CLUSTER_')));
     this.proc = new ServiceProcess({

@@ -17,6 +17,7 @@ import type { Logger } from '../core/log.ts';
 import type { ApiDeps } from '../gateways/admin/http.ts';
 import { ensureSetupToken } from '../gateways/admin/routes/auth.ts';
 import { createAdminGateway, listenAdmin } from '../gateways/admin/server.ts';
+import { listenMetrics, type MetricsServer } from '../gateways/admin/metrics-server.ts';
 import { statusQueries } from '../gateways/admin/status.ts';
 import { ControlChannel } from '../gateways/connector/control.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
@@ -69,6 +70,7 @@ export class ClusterNode {
   readonly #sealer: Sealer;
   #valkey: Valkey | undefined;
   #admin: FastifyInstance | undefined;
+  #metricsServer: MetricsServer | undefined;
   #api: ApiDeps | undefined;
   #run: Running | undefined;
   #stopping: Promise<void> | undefined;
@@ -116,6 +118,7 @@ export class ClusterNode {
     this.#log.info({ config: redactConfig(config) }, 'node starting');
     this.#admin = await createAdminGateway({ logger: this.#log, readiness: () => this.#readiness.report(), metrics: this.#metrics.registry, trustProxy: [...config.admin.trustProxy], api: () => this.#api });
     await listenAdmin(this.#admin, config.admin.bind);
+    this.#metricsServer = await listenMetrics(this.#metrics.registry, config.metrics.bind, config.metrics.token);
     this.#log.info({ address: `${config.admin.bind.host}:${config.admin.bind.port}` }, 'admin gateway listening');
     const valkey = (this.#valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, logger: this.#log }));
     valkey.connect();
@@ -239,6 +242,7 @@ export class ClusterNode {
       ['stop actor system', () => this.#system.shutdown()],
       ['stop readiness', () => this.#readiness.stop()],
       ['close admin gateway', () => this.#admin?.close()],
+      ['close metrics listener', () => this.#metricsServer?.close()],
       ['close valkey', () => this.#valkey?.close()],
       ['close postgres', () => run?.db.end()],
     ];

@@ -132,7 +132,6 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   });
 
   registerHealthRoutes(app, deps.readiness);
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()));
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   authRoutes(app, api);
   orgRoutes(app, api);

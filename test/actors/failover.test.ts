@@ -74,7 +74,7 @@ t.test("a SIGKILLed node's actors run again exactly once on the survivors, with 
   t.same(orphans.filter((id) => byId.get(id).owner_node === 'node-1'), [], 'the durable owner is a survivor');
   const vs = await views(survivors);
   t.same(vs.map((v) => v.live), [['node-2', 'node-3'], ['node-2', 'node-3']], 'survivors agree node-1 is gone');
-  const scraped = (await Promise.all(survivors.map((n) => scrape(n.adminUrl)))).flat();
+  const scraped = (await Promise.all(survivors.map((n) => scrape(n.metricsUrl)))).flat();
   const respawns = total(scraped, 'cluster_actor_respawns_total', { kind: 'probe' }) ?? 0;
   t.ok(respawns >= orphans.length, `survivors count ${respawns} respawns in /metrics`);
   const running = total(scraped, 'cluster_actors', { kind: 'probe' });

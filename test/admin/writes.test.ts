@@ -39,7 +39,7 @@ t.test('admin writes', async (t) => {
     t.equal(doc.status, 200);
     t.ok(doc.body.paths['/api/v1/orgs/{orgId}/sites'].post, 'routes are documented');
     t.equal((await fetch(`${c.lb}/api/v1/docs/`)).status, 200);
-    const metrics = (await Promise.all(c.nodes.map(async (n) => (await fetch(`${n.adminUrl}/metrics`)).text()))).join('\n');
+    const metrics = (await Promise.all(c.nodes.map(async (n) => (await fetch(`${n.metricsUrl}/metrics`)).text()))).join('\n');
     t.match(metrics, /cluster_http_requests_total\{method="POST",route="\/api\/v1\/orgs\/:orgId\/sites",status="201"\}/);
     for (const dep of ['postgres', 'valkey']) t.equal(metrics.match(new RegExp(`^cluster_dependency_up\\{dependency="${dep}"\\} 1$`, 'gm'))?.length, 3, `every node reports ${dep} up`);
     t.equal(metrics.match(/^cluster_live_nodes 3$/gm)?.length, 3, 'every node sees three live nodes');

@@ -48,6 +48,7 @@ const IN_WORDS: Record<string, (d: unknown) => boolean> = {
   nodeId: (d) => d === undefined, // the machine's hostname, computed at start
   'peer.advertise': (d) => d === undefined,
   'acme.contact': (d) => d === undefined,
+  'metrics.token': (d) => d === undefined,
   'acme.directoryUrl': (d) => typeof d === 'string' && d.includes('letsencrypt.org'),
 };
 

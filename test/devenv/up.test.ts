@@ -105,7 +105,7 @@ t.test('every node serves the metrics an operator watches, with values that matc
     t.same((await dig(ip, 'hello.demo.cluster.test', 'A')).status, 'NOERROR', `${ip} answers the demo name`);
     t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}`);
   }
-  const perNode = await Promise.all(NODE_IPS.map((ip) => scrape(`http://${ip}:8080`)));
+  const perNode = await Promise.all(NODE_IPS.map((ip) => scrape(`http://${ip}:9464`)));
   for (const [i, m] of perNode.entries()) {
     const ip = NODE_IPS[i]!;
     t.equal(total(m, 'cluster_dependency_up', { dependency: 'postgres' }), 1, `${ip}: PostgreSQL up`);

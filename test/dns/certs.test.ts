@@ -108,7 +108,7 @@ t.test('certificates: issued by Pebble through our DNS, one order at a time, ren
   t.match(status.certificate, { status: 'valid', notAfter: /^\d{4}-/ }, 'the API shows the certificate');
 
   // Metrics an operator watches: certificate expiry, tunnels, proxied requests by resource.
-  const metrics = await (await fetch(`${c.nodes[1]!.adminUrl}/metrics`)).text();
+  const metrics = await (await fetch(`${c.nodes[1]!.metricsUrl}/metrics`)).text();
   const expiry = Number(/cluster_certificate_expiry_seconds\{hostname="secure\.certs\.test"\} ([\d.e+]+)/.exec(metrics)?.[1]);
   t.ok(expiry > 86_400, `certificate expiry is exported (${expiry} s)`);
   t.match(metrics, /^cluster_tunnels 1$/m, 'the holder reports its tunnel');

@@ -47,6 +47,7 @@ export async function testNodeConfig(opts: TestNodeOptions): Promise<Record<stri
     ingress: { http: `${host}:80`, https: `${host}:443`, publicAddresses: [host] },
     dns: { bind: `${host}:53` },
     peer: { bind: `${host}:7946` },
+    metrics: { bind: `${host}:9464` },
     health: { probeInterval: '250ms', probeTimeout: '500ms' },
     shutdown: { drainDelay: '0ms', timeout: '10s' },
     log: { level: 'info' },

@@ -69,7 +69,7 @@ t.test('a UDP resource carries DNS queries through every node', async (t) => {
   let answered = 0;
   for (const s of clients) s.on('message', () => answered++);
   for (const s of clients) s.send(query, port, holder);
-  const dropped = async () => total(await scrape(c.nodes[1]!.adminUrl), 'cluster_udp_dropped_total') ?? 0;
+  const dropped = async () => total(await scrape(c.nodes[1]!.metricsUrl), 'cluster_udp_dropped_total') ?? 0;
   // The burst allowance is the per-source rate (tokens refill while the datagrams arrive).
   await until(async () => answered + (await dropped()) >= 100, 10_000, 'every datagram answered or counted as dropped');
   const drops = await dropped();
