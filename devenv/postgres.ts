@@ -1,12 +1,14 @@
 // Throwaway (or persistent, for `npm start`) PostgreSQL 15. initdb refuses root, so as root
-// the data directory is owned by, and the server runs as, the `postgres` user.
+// the data directory is owned by, and the server runs as, the `postgres` user. Connections
+// need the generated password (scram-sha-256), even on loopback.
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ClusterError } from '../core/errors.ts';
 import pg from 'pg';
 import { onFreePorts } from './ports.ts';
 import { ServiceProcess, childPids, runChecked, waitUntil } from './process.ts';
+import { servicePassword } from './service-password.ts';
 
 export const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
@@ -23,6 +25,7 @@ export class LocalPostgres {
   readonly port: number;
   readonly fast: boolean;
   #proc: ServiceProcess | undefined;
+  #password = '';
 
   private constructor(dir: string, port: number, fast: boolean) {
     this.dir = dir;
@@ -41,11 +44,11 @@ export class LocalPostgres {
   }
 
   get url(): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+    return this.urlFor('postgres');
   }
 
   urlFor(database: string): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
+    return `postgres://postgres:${encodeURIComponent(this.#password)}@127.0.0.1:${this.port}/${database}`;
   }
 
   get logFile(): string {
@@ -63,8 +66,34 @@ export class LocalPostgres {
       chownSync(this.dir, ...pgIds());
       reachableByPostgres(this.dir);
     }
-    if (existsSync(join(this.dir, 'data', 'PG_VERSION'))) return;
-    runChecked('postgres', join(PG_BIN, 'initdb'), ['-D', join(this.dir, 'data'), '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--no-instructions'], asRoot ? { user: 'postgres' } : {});
+    this.#password = servicePassword(this.dir);
+    const data = join(this.dir, 'data');
+    if (existsSync(join(data, 'PG_VERSION'))) return this.#requirePassword(data, asRoot);
+    // initdb reads the password from a file the postgres user can read, removed right after.
+    const pwfile = join(this.dir, 'initdb-password');
+    writeFileSync(pwfile, `${this.#password}\n`, { mode: 0o600 });
+    if (asRoot) chownSync(pwfile, ...pgIds());
+    try {
+      runChecked('postgres', join(PG_BIN, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync', '--no-instructions'], asRoot ? { user: 'postgres' } : {});
+    } finally {
+      rmSync(pwfile, { force: true });
+    }
+  }
+
+  /**
+   * A data directory made before passwords (it trusts every local connection): the password
+   * is set in single-user mode and the server asks for it from then on.
+   */
+  #requirePassword(data: string, asRoot: boolean) {
+    const hba = join(data, 'pg_hba.conf');
+    const conf = readFileSync(hba, 'utf8');
+    if (!/\btrust\s*$/m.test(conf)) return;
+    const set = spawnSync(asRoot ? 'runuser' : join(PG_BIN, 'postgres'), [...(asRoot ? ['-u', 'postgres', '--', join(PG_BIN, 'postgres')] : []), '--single', '-D', data, 'postgres'], {
+      input: `ALTER USER postgres PASSWORD '${this.#password.replace(/'/g, "''")}';\n`,
+      encoding: 'utf8',
+    });
+    if (set.status !== 0) throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `postgres: could not set the password: ${set.stderr.trim().slice(-500)}`, { service: 'postgres' });
+    writeFileSync(hba, conf.replace(/\btrust(\s*)$/gm, 'scram-sha-256$1'));
   }
 
   /** Starts (or restarts after `pause`) the server on the same port and data. */

@@ -1,9 +1,10 @@
-// Throwaway (or persistent, for `npm start`) Valkey server on loopback.
-import { mkdirSync } from 'node:fs';
+// Throwaway (or persistent, for `npm start`) Valkey server on loopback, with a generated password.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { onFreePorts } from './ports.ts';
 import { ServiceProcess, waitUntil } from './process.ts';
+import { servicePassword } from './service-password.ts';
 
 export interface ValkeyServerOptions {
   dir: string;
@@ -16,12 +17,14 @@ export class LocalValkey {
   readonly dir: string;
   readonly port: number;
   readonly persist: boolean;
+  readonly #password: string;
   #proc: ServiceProcess | undefined;
 
   private constructor(dir: string, port: number, persist: boolean) {
     this.dir = dir;
     this.port = port;
     this.persist = persist;
+    this.#password = servicePassword(dir);
   }
 
   static async start(opts: ValkeyServerOptions): Promise<LocalValkey> {
@@ -35,7 +38,7 @@ export class LocalValkey {
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `redis://:${encodeURIComponent(this.#password)}@127.0.0.1:${this.port}`;
   }
 
   get logFile(): string {
@@ -48,7 +51,10 @@ export class LocalValkey {
 
   async resume(): Promise<void> {
     if (this.running) return;
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
+    // The password goes in a config file only this user reads, never on the command line (ps shows that to everyone).
+    const conf = join(this.dir, 'valkey.conf');
+    writeFileSync(conf, `requirepass "${this.#password}"\n`, { mode: 0o600 });
+    const args = [conf, '--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', this.persist ? 'yes' : 'no');
     this.#proc = new ServiceProcess({ name: 'valkey', command: 'valkey-server', args, logFile: this.logFile });
     const pid = this.#proc.pid;
@@ -62,7 +68,7 @@ export class LocalValkey {
       let reply = '';
       sock.setTimeout(1000, () => (sock.destroy(), resolve(undefined)));
       sock.once('error', () => resolve(undefined));
-      sock.once('connect', () => sock.write('INFO server\r\n'));
+      sock.once('connect', () => sock.write(`AUTH ${this.#password}\r\nINFO server\r\n`));
       sock.on('data', (d) => {
         reply += d.toString();
         const m = /process_id:(\d+)/.exec(reply);

@@ -4,6 +4,8 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import t from 'tap';
 import { isListening } from '../../devenv/ports.ts';
@@ -37,6 +39,22 @@ t.test('the services manager starts PostgreSQL, Valkey and Pebble ready to use, 
   t.equal((await c.query('SHOW server_version_num')).rows[0].server_version_num.slice(0, 2), '15');
   await c.end();
   t.ok(await isListening('127.0.0.1', s.valkey!.port));
+  // Neither trusts a local connection without its password (a local user could otherwise
+  // write a session into Valkey and become server admin).
+  const noPassword = new URL(s.postgres!.url);
+  noPassword.password = '';
+  const anonymous = new pg.Client({ connectionString: noPassword.toString() });
+  await t.rejects(anonymous.connect(), /password/, 'PostgreSQL asks for the password');
+  await anonymous.end().catch(() => {});
+  const noAuth = new Redis(s.valkey!.url.replace(/\/\/:[^@]*@/, '//'), { lazyConnect: true, maxRetriesPerRequest: 0 });
+  await noAuth.connect().catch(() => {});
+  await t.rejects(noAuth.set('x', '1'), /NOAUTH/, 'Valkey refuses commands without it');
+  noAuth.disconnect();
+  const withAuth = new Redis(s.valkey!.url, { lazyConnect: true });
+  await withAuth.connect();
+  t.equal(await withAuth.ping(), 'PONG', 'and works with it');
+  withAuth.disconnect();
+  t.notMatch(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }), new RegExp(decodeURIComponent(new URL(s.valkey!.url).password)), 'no password on a command line');
   const dir = await getJson(s.pebble!.directoryUrl, readFileSync(s.pebble!.caFile));
   t.match(dir, { newNonce: /^https:/, newAccount: /^https:/, newOrder: /^https:/ }, 'Pebble serves an ACME directory over HTTPS trusted via caFile');
   t.match(await s.pebble!.issuedRoot(), /BEGIN CERTIFICATE/);

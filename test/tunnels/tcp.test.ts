@@ -38,7 +38,9 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
   const site = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/sites`, { cookie, body: { name: 'datacenter' } })).body;
   const port = 20000 + Math.floor(Math.random() * 10_000); // inside the default ingress.resourcePorts; the nodes' addresses are the test's own
   const res = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources`, { cookie, body: { name: 'cache', protocol: 'tcp', proxyPort: port } })).body;
-  const valkeyPort = Number(new URL((await sharedServices()).valkeyUrl).port);
+  const valkeyUrl = new URL((await sharedServices()).valkeyUrl);
+  const valkeyPort = Number(valkeyUrl.port);
+  const auth = `AUTH ${decodeURIComponent(valkeyUrl.password)}\r\n`; // the test Valkey asks for its password, as it should
   const target = await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: valkeyPort, scheme: 'tcp' } });
   t.equal(target.status, 201);
 
@@ -51,12 +53,12 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
 
   for (let i = 0; i < 3; i++) {
     const host = `${net}.${i + 1}`;
-    const reply = await exchange(host, port, 'PING\r\n', (s) => s.includes('\r\n'));
-    t.equal(reply, '+PONG\r\n', `PING through node-${i + 1} (${i === 1 ? 'holds the tunnel' : 'forwards'})`);
+    const reply = await exchange(host, port, `${auth}PING\r\n`, (s) => s.split('\r\n').length >= 3);
+    t.equal(reply, '+OK\r\n+PONG\r\n', `AUTH and PING through node-${i + 1} (${i === 1 ? 'holds the tunnel' : 'forwards'})`);
   }
   // A longer exchange: several commands in one connection through a forwarding node.
-  const many = await exchange(`${net}.1`, port, 'PING\r\nECHO hello\r\nPING\r\n', (s) => s.split('\r\n').length >= 5);
-  t.equal(many, '+PONG\r\n$5\r\nhello\r\n+PONG\r\n');
+  const many = await exchange(`${net}.1`, port, `${auth}PING\r\nECHO hello\r\nPING\r\n`, (s) => s.split('\r\n').length >= 6);
+  t.equal(many, '+OK\r\n+PONG\r\n$5\r\nhello\r\n+PONG\r\n');
 
   // Disabling the target stops traffic; the connector also refuses what it was not configured for.
   await call(c.lb, 'PATCH', `/api/v1/orgs/${org.id}/resources/${res.id}/targets/${target.body.id}`, { cookie, body: { version: 1, enabled: false } });
