@@ -110,6 +110,16 @@ export interface ClusterConfig {
     bind: Address;
     /** Address other nodes dial. @default the bind address, or the first public address when bind is a wildcard */
     advertise: Address | undefined;
+    /**
+     * TLS for the peer port: PEM files of this node's certificate and key, and of the cluster
+     * CA that signed every node's (all three, or none). Without them the peer link is signed
+     * but not encrypted: keep the peer port on a private network. @default unset
+     */
+    tlsCert: string | undefined;
+    /** @default unset */
+    tlsKey: string | undefined;
+    /** @default unset */
+    tlsCa: string | undefined;
   };
   wireguard: {
     /** UDP port of this node's WireGuard device. @default 51820 */
@@ -216,7 +226,13 @@ export const SPEC: Spec<ClusterConfig> = {
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000) },
   dns: { bind: address('0.0.0.0:53'), caaIssuers: domainList([]), rateLimit: integer(1000, 0, 10_000_000), recordTtl: duration('30s', { min: 1000 }) },
-  peer: { bind: address('0.0.0.0:7946'), advertise: address(undefined, { optional: true }) },
+  peer: {
+    bind: address('0.0.0.0:7946'),
+    advertise: address(undefined, { optional: true }),
+    tlsCert: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
+    tlsKey: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
+    tlsCa: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
+  },
   wireguard: {
     listenPort: integer(51820, 1, 65535),
     driver: oneOf(['auto', 'netlink', 'uapi'], 'auto'),
@@ -358,6 +374,10 @@ export function compileConfig(input: unknown, source = 'config'): ClusterConfig 
     const { min, max } = config.ingress.resourcePorts;
     const own = ownPorts(config).filter((p) => p.port >= min && p.port <= max);
     if (own.length) problems.push({ field: 'ingress.resourcePorts', problem: `${min}-${max} holds this node's own ${own.map((p) => `${p.what} port ${p.port}`).join(', ')}`, expected: 'a range that leaves out every port the node listens on' });
+  }
+  if (problems.length === 0) {
+    const tls = [config.peer.tlsCert, config.peer.tlsKey, config.peer.tlsCa];
+    if (tls.some((f) => f !== undefined) && !tls.every((f) => f !== undefined)) problems.push({ field: 'peer.tlsCert', problem: 'peer TLS needs all of peer.tlsCert, peer.tlsKey and peer.tlsCa', expected: 'all three PEM paths, or none' });
   }
   if (problems.length === 0 && !config.peer.advertise && isWildcard(config.peer.bind.host)) {
     const pub = config.ingress.publicAddresses[0];

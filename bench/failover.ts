@@ -51,7 +51,7 @@ async function main() {
         nodes.set(id, n);
         return n;
       };
-      const target = (id: string) => ({ peer: String(configs.get(id)!.peer.bind), clusterSecret: String(configs.get(id)!.clusterSecret) });
+      const target = (id: string) => ({ peer: String(configs.get(id)!.peer.bind), nodeId: id, clusterSecret: String(configs.get(id)!.clusterSecret) });
       const snapshot = async (ids: string[]): Promise<NodeView[]> => Promise.all(ids.map((id) => inspectNode(target(id), 5000)));
       const starts = async () => {
         const c = new pg.Client({ connectionString: url });

@@ -1,7 +1,8 @@
 // Authenticated access to a node's peer port for tools, tests and benchmarks: inspect the
 // node (membership view, actors) and ask an actor anywhere in the cluster through it.
 import { Secret } from '../core/secret.ts';
-import { authHeaders, PEER_PATH } from '../protocol/peer.ts';
+import { peerRequest } from '../gateways/peer/request.ts';
+import { PEER_PATH } from '../protocol/peer.ts';
 
 export interface NodeView {
   node: string;
@@ -15,30 +16,28 @@ export interface NodeView {
 export interface PeerTarget {
   /** host:port of the node's peer listener */
   peer: string;
+  /** The node's id: a signed request names the node it is meant for. */
+  nodeId: string;
   clusterSecret: string;
+  /** PEM of the cluster's peer CA, when the peer port speaks TLS. */
+  ca?: string;
 }
 
-const headers = (target: PeerTarget) => authHeaders(new Secret(target.clusterSecret), { node: 'tool', incarnation: '0' });
+const call = (target: PeerTarget, method: 'GET' | 'POST', path: string, timeoutMs: number, body?: unknown) =>
+  peerRequest({ address: target.peer, target: target.nodeId, method, path, secret: new Secret(target.clusterSecret), self: { node: 'tool', incarnation: '0' }, tls: target.ca ? { ca: target.ca } : undefined, body, timeoutMs });
 
 export async function inspectNode(target: PeerTarget, timeoutMs = 2000): Promise<NodeView> {
-  const res = await fetch(`http://${target.peer}${PEER_PATH}/node`, { headers: headers(target), signal: AbortSignal.timeout(timeoutMs) });
+  const res = await call(target, 'GET', `${PEER_PATH}/node`, timeoutMs);
   if (res.status !== 200) throw new Error(`inspect ${target.peer}: HTTP ${res.status}`);
-  return (await res.json()) as NodeView;
+  return res.body as NodeView;
 }
 
 /** Sends a message into the cluster through one node; returns the HTTP status and body. */
-export async function askVia(target: PeerTarget, kind: string, id: string, msg: unknown, timeoutMs = 5000): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://${target.peer}${PEER_PATH}/ask`, {
-    method: 'POST',
-    headers: { ...headers(target), 'content-type': 'application/json' },
-    body: JSON.stringify({ kind, id, msg, timeoutMs }),
-    signal: AbortSignal.timeout(timeoutMs + 10_000),
-  });
-  return { status: res.status, body: await res.json() };
+export function askVia(target: PeerTarget, kind: string, id: string, msg: unknown, timeoutMs = 5000): Promise<{ status: number; body: any }> {
+  return call(target, 'POST', `${PEER_PATH}/ask`, timeoutMs + 10_000, { kind, id, msg, timeoutMs });
 }
 
 /** The TXT values the node's DNS serves at `name` (from its in-memory zones). */
-export async function servedTxt(target: PeerTarget, name: string, timeoutMs = 2000): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://${target.peer}${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, { headers: headers(target), signal: AbortSignal.timeout(timeoutMs) });
-  return { status: res.status, body: await res.json() };
+export function servedTxt(target: PeerTarget, name: string, timeoutMs = 2000): Promise<{ status: number; body: any }> {
+  return call(target, 'GET', `${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, timeoutMs);
 }

@@ -1,7 +1,9 @@
 // The node-to-node protocol: authentication with the cluster secret and the message
-// schemas. A peer proves it knows the secret with an HMAC over its identity and a fresh
-// timestamp (replays are limited to a short window); anything else is refused.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// schemas. A peer proves it knows the secret with an HMAC over its identity, a fresh
+// timestamp, a random nonce, and the request itself (method, path, the node it is meant
+// for): a captured request cannot be replayed (the nonce is remembered for as long as the
+// timestamp is accepted), sent to another node, or turned into another request.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { Secret } from '../core/secret.ts';
 
@@ -13,27 +15,80 @@ export interface PeerIdentity {
   incarnation: string;
 }
 
-function sign(secret: Secret, id: PeerIdentity, time: string): string {
-  return createHmac('sha256', secret.reveal()).update(`${id.node}\n${id.incarnation}\n${time}`).digest('hex');
+/** What a signature covers besides who sends it. */
+export interface SignedRequest {
+  method: string;
+  /** Path and query, exactly as requested. */
+  path: string;
+  /** The node id the request is meant for. */
+  target: string;
 }
 
-export function authHeaders(secret: Secret, id: PeerIdentity, now = Date.now()): Record<string, string> {
+function sign(secret: Secret, id: PeerIdentity, time: string, nonce: string, req: SignedRequest): string {
+  return createHmac('sha256', secret.reveal())
+    .update([id.node, id.incarnation, time, nonce, req.method.toUpperCase(), req.path, req.target].join('\n'))
+    .digest('hex');
+}
+
+export function authHeaders(secret: Secret, id: PeerIdentity, req: SignedRequest, now = Date.now()): Record<string, string> {
   const time = String(now);
-  return { 'x-cluster-node': id.node, 'x-cluster-incarnation': id.incarnation, 'x-cluster-time': time, 'x-cluster-signature': sign(secret, id, time) };
+  const nonce = randomBytes(16).toString('hex');
+  return {
+    'x-cluster-node': id.node,
+    'x-cluster-incarnation': id.incarnation,
+    'x-cluster-time': time,
+    'x-cluster-nonce': nonce,
+    'x-cluster-target': req.target,
+    'x-cluster-signature': sign(secret, id, time, nonce, req),
+  };
 }
 
-/** Verifies peer headers; returns the identity or a reason for refusal. */
-export function verifyAuth(secret: Secret, headers: Record<string, string | string[] | undefined>, now = Date.now()): PeerIdentity | { refused: string } {
+/**
+ * Nonces seen within the accepted clock skew: a second use is a replay. Entries older than
+ * the window are useless (their timestamp is refused anyway) and are dropped as time passes.
+ */
+export class ReplayCache {
+  readonly #seen = new Map<string, number>();
+
+  /** True the first time a nonce is presented (and remembers it); false for a replay. */
+  fresh(nonce: string, now: number): boolean {
+    for (const [n, at] of this.#seen) {
+      if (now - at <= 2 * MAX_SKEW_MS) break; // insertion order: the rest are newer
+      this.#seen.delete(n);
+    }
+    if (this.#seen.has(nonce)) return false;
+    this.#seen.set(nonce, now);
+    return true;
+  }
+
+  get size(): number {
+    return this.#seen.size;
+  }
+}
+
+/** Verifies peer headers for a request to this node; returns the identity or a reason for refusal. */
+export function verifyAuth(
+  secret: Secret,
+  headers: Record<string, string | string[] | undefined>,
+  req: { method: string; path: string; self: string },
+  replay: ReplayCache,
+  now = Date.now(),
+): PeerIdentity | { refused: string } {
   const h = (k: string) => (typeof headers[k] === 'string' ? (headers[k] as string) : undefined);
   const node = h('x-cluster-node');
   const incarnation = h('x-cluster-incarnation');
   const time = h('x-cluster-time');
+  const nonce = h('x-cluster-nonce');
+  const target = h('x-cluster-target');
   const sig = h('x-cluster-signature');
-  if (!node || !incarnation || !time || !sig) return { refused: 'missing authentication headers' };
+  if (!node || !incarnation || !time || !nonce || !target || !sig) return { refused: 'missing authentication headers' };
   if (!/^\d{1,16}$/.test(time) || Math.abs(now - Number(time)) > MAX_SKEW_MS) return { refused: 'stale or invalid timestamp' };
-  const want = Buffer.from(sign(secret, { node, incarnation }, time), 'hex');
+  if (!/^[0-9a-f]{32}$/.test(nonce)) return { refused: 'invalid nonce' };
+  if (target !== req.self) return { refused: 'meant for another node' };
+  const want = Buffer.from(sign(secret, { node, incarnation }, time, nonce, { method: req.method, path: req.path, target }), 'hex');
   const got = Buffer.from(sig, 'hex');
   if (got.length !== want.length || !timingSafeEqual(got, want)) return { refused: 'bad signature' };
+  if (!replay.fresh(nonce, now)) return { refused: 'replayed request' };
   return { node, incarnation };
 }
 

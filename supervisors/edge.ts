@@ -55,7 +55,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     forward: (node, resourceId, targetId, header) => {
       const member = d.membership.member(node);
       if (!member) return Promise.reject(new Error(`node ${node} is not live`));
-      return d.peer.openForward(member.peer, resourceId, targetId, header);
+      return d.peer.openForward(member, resourceId, targetId, header);
     },
   };
   const common = { routes, tunnels: d.tunnels, placement, bindHost: config.ingress.https.host, logger };

@@ -7,6 +7,7 @@
 // handed off, membership left, ingress and DNS kept open another drainDelay for clients with
 // older DNS answers, gateways close, pools close, `stopped`. Every stop step runs even when
 // an earlier one fails. A force timeout (run-node.ts) ends a stuck shutdown.
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { peerAdvertise, publicAddresses, redactConfig, type ClusterConfig } from '../cluster.config.ts';
 import { CERT_ISSUER_ID } from '../actors/cert-issuer.ts';
@@ -24,6 +25,7 @@ import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
+import type { PeerTls } from '../gateways/peer/request.ts';
 import { createDb, pingDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Sealer } from '../persistence/sealed.ts';
@@ -37,6 +39,13 @@ import { Membership } from './membership.ts';
 import { createMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
+
+/** The peer port's TLS material, read from the configured PEM files (none: plain). */
+function readPeerTls(config: ClusterConfig): PeerTls | undefined {
+  const { tlsCert, tlsKey, tlsCa } = config.peer;
+  if (!tlsCert || !tlsKey || !tlsCa) return undefined;
+  return { cert: readFileSync(tlsCert, 'utf8'), key: readFileSync(tlsKey, 'utf8'), ca: readFileSync(tlsCa, 'utf8') };
+}
 
 export interface NodeDeps {
   config: ClusterConfig;
@@ -146,7 +155,7 @@ export class ClusterNode {
         live: () => run.membership.live(),
         ownersOf: (kind, ids) => run.ownership.ownersOf(kind, ids),
         // Actor counts from each node itself; a node that does not answer in time shows none.
-        actorCounts: async (m) => (m.id === config.nodeId ? this.#actorCounts() : ((await run.peer.stats(m.peer, 1000).catch(() => null)) as { actors: Record<string, number> } | null)?.actors ?? null),
+        actorCounts: async (m) => (m.id === config.nodeId ? this.#actorCounts() : ((await run.peer.stats(m, 1000).catch(() => null)) as { actors: Record<string, number> } | null)?.actors ?? null),
       }),
     };
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
@@ -171,6 +180,7 @@ export class ClusterNode {
     const ownership = new OwnershipRegistry({ valkey, db, membership });
     const edge = () => this.#run?.edge;
     const peer = new PeerLink({
+      tls: readPeerTls(config),
       secret: config.clusterSecret,
       self: () => ({ node: config.nodeId, incarnation: membership.incarnation }),
       logger: this.#log,
@@ -195,7 +205,7 @@ export class ClusterNode {
       localTxt: (name) => edge()?.zones.txt(name) ?? [],
       peerTxt: async (id, name) => {
         const m = membership.member(id); // gone meanwhile: it serves nothing
-        return m ? peer.txt(m.peer, name, 1000) : [];
+        return m ? peer.txt(m, name, 1000) : [];
       },
     });
     const run: Running = (this.#run = { db, membership, ownership, peer, host, routes });

@@ -83,7 +83,7 @@ export class ActorObserver {
 
   async sample(): Promise<Sample> {
     const at = Date.now();
-    const views = await Promise.all(this.#o.nodes.map((n) => inspectNode({ peer: n.peer, clusterSecret: this.#o.clusterSecret }, this.#o.timeoutMs).catch(() => null)));
+    const views = await Promise.all(this.#o.nodes.map((n) => inspectNode({ peer: n.peer, nodeId: n.id, clusterSecret: this.#o.clusterSecret }, this.#o.timeoutMs).catch(() => null)));
     const byNode = new Map<string, Set<string>>();
     const healthy = new Set<string>();
     for (const v of views) {

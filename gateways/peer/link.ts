@@ -3,12 +3,14 @@
 // peer may be gone. A small authenticated HTTP surface on the same port lets tools and
 // tests inspect a node's actors and send a message into the cluster.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
 import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
-import { AskRequest, PEER_PATH, PeerMessage, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
+import { AskRequest, PEER_PATH, PeerMessage, ReplayCache, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
+import { peerClientTls, peerRequest, type PeerTls } from './request.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
 
@@ -51,8 +53,8 @@ class OutboundLink {
   readonly pending = new Map<number, Pending>();
   #rid = 0;
 
-  constructor(url: string, headers: Record<string, string>, onClose: () => void) {
-    this.ws = new WebSocket(url, { headers, maxPayload: MAX_PAYLOAD, handshakeTimeout: 2000 });
+  constructor(url: string, headers: Record<string, string>, tls: PeerTls | undefined, onClose: () => void) {
+    this.ws = new WebSocket(url, { headers, maxPayload: MAX_PAYLOAD, handshakeTimeout: 2000, ...peerClientTls(tls) });
     this.ready = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
       this.ws.once('error', reject);
@@ -114,14 +116,19 @@ export class PeerLink {
   readonly #server: Server;
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD });
   readonly #out = new Map<string, { address: string; incarnation: string; link: OutboundLink }>();
+  readonly #replay = new ReplayCache();
+  readonly #tls: PeerTls | undefined;
   #closing = false;
 
-  constructor(opts: { secret: Secret; self: () => PeerIdentity; handlers: PeerHandlers; logger: Logger }) {
+  /** `tls`: serve and dial the peer port over TLS with the cluster CA's certificates. */
+  constructor(opts: { secret: Secret; self: () => PeerIdentity; handlers: PeerHandlers; logger: Logger; tls?: PeerTls }) {
     this.#secret = opts.secret;
     this.#self = opts.self;
     this.#handlers = opts.handlers;
+    this.#tls = opts.tls;
     this.#log = opts.logger.child({ component: 'peer' });
-    this.#server = createServer((req, res) => void this.#http(req, res));
+    const handle = (req: IncomingMessage, res: ServerResponse) => void this.#http(req, res);
+    this.#server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : createServer(handle);
     this.#server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
   }
 
@@ -132,8 +139,17 @@ export class PeerLink {
     });
   }
 
+  /** `ws` or `wss`, as the peer port speaks TLS or not. */
+  #scheme(plain: 'ws'): string {
+    return this.#tls ? `${plain}s` : plain;
+  }
+
+  #verify(req: IncomingMessage) {
+    return verifyAuth(this.#secret, req.headers, { method: req.method ?? 'GET', path: req.url ?? '', self: this.#self().node }, this.#replay);
+  }
+
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
-    const who = verifyAuth(this.#secret, req.headers);
+    const who = this.#verify(req);
     // /peer/v1/forward/<resource>/<target id | "tls">: a client connection for a target, or
     // raw TLS for this node to terminate.
     const forward = /^\/peer\/v1\/forward\/([0-9a-f-]{36})\/([0-9a-f-]{36}|tls)$/.exec(req.url ?? '');
@@ -178,7 +194,7 @@ export class PeerLink {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    const who = verifyAuth(this.#secret, req.headers);
+    const who = this.#verify(req);
     if ('refused' in who) return send(401, new ClusterError('CLUSTER_ERR_PEER_AUTH_FAILED', who.refused, { reason: who.refused }).toJSON());
     try {
       if (req.method === 'GET' && req.url === `${PEER_PATH}/node`) return send(200, this.#handlers.inspect());
@@ -208,18 +224,20 @@ export class PeerLink {
     }
   }
 
-  /** GET /peer/v1/stats of another node (for the admin API's node list). */
-  async stats(peer: string, timeoutMs: number): Promise<unknown> {
-    const res = await fetch(`http://${peer}${PEER_PATH}/stats`, { headers: authHeaders(this.#secret, this.#self()), signal: AbortSignal.timeout(timeoutMs) });
-    if (res.status !== 200) throw new Error(`stats of ${peer}: HTTP ${res.status}`);
-    return res.json();
+  async #get(member: { id: string; peer: string }, path: string, timeoutMs: number): Promise<any> {
+    const res = await peerRequest({ address: member.peer, target: member.id, method: 'GET', path, secret: this.#secret, self: this.#self(), tls: this.#tls, timeoutMs });
+    if (res.status !== 200) throw new Error(`${path} of ${member.id}: HTTP ${res.status}`);
+    return res.body;
   }
 
-  /** The TXT values `peer`'s DNS serves at `name`. */
-  async txt(peer: string, name: string, timeoutMs: number): Promise<string[]> {
-    const res = await fetch(`http://${peer}${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, { headers: authHeaders(this.#secret, this.#self()), signal: AbortSignal.timeout(timeoutMs) });
-    if (res.status !== 200) throw new Error(`txt of ${peer}: HTTP ${res.status}`);
-    return ((await res.json()) as { values: string[] }).values;
+  /** GET /peer/v1/stats of another node (for the admin API's node list). */
+  stats(member: { id: string; peer: string }, timeoutMs: number): Promise<unknown> {
+    return this.#get(member, `${PEER_PATH}/stats`, timeoutMs);
+  }
+
+  /** The TXT values another node's DNS serves at `name`. */
+  async txt(member: { id: string; peer: string }, name: string, timeoutMs: number): Promise<string[]> {
+    return ((await this.#get(member, `${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, timeoutMs)) as { values: string[] }).values;
   }
 
   /** Opens links to these members and closes links to nodes no longer listed. */
@@ -236,7 +254,7 @@ export class PeerLink {
     }
     for (const [id, m] of want) {
       if (this.#out.has(id)) continue;
-      const link = new OutboundLink(`ws://${m.peer}${PEER_PATH}`, authHeaders(this.#secret, self), () => {
+      const link = new OutboundLink(`${this.#scheme('ws')}://${m.peer}${PEER_PATH}`, authHeaders(this.#secret, self, { method: 'GET', path: PEER_PATH, target: id }), this.#tls, () => {
         if (this.#out.get(id)?.link === link) {
           this.#out.delete(id);
           if (!this.#closing) this.#handlers.linkDown(id);
@@ -247,9 +265,11 @@ export class PeerLink {
   }
 
   /** Opens a byte stream to another node's peer port for a forwarded client connection. */
-  openForward(address: string, resourceId: string, targetId: string, header: Buffer): Promise<Duplex> {
+  openForward(member: { id: string; peer: string }, resourceId: string, targetId: string, header: Buffer): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://${address}${PEER_PATH}/forward/${resourceId}/${targetId}`, { headers: authHeaders(this.#secret, this.#self()), maxPayload: MAX_PAYLOAD * 16, handshakeTimeout: 2000 });
+      const path = `${PEER_PATH}/forward/${resourceId}/${targetId}`;
+      const headers = authHeaders(this.#secret, this.#self(), { method: 'GET', path, target: member.id });
+      const ws = new WebSocket(`${this.#scheme('ws')}://${member.peer}${path}`, { headers, maxPayload: MAX_PAYLOAD * 16, handshakeTimeout: 2000, ...peerClientTls(this.#tls) });
       ws.once('open', () => {
         const stream = createWebSocketStream(ws);
         stream.write(header);

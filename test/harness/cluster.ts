@@ -1,6 +1,7 @@
 // Multi-node helpers: several real node processes sharing one database and key prefix,
 // and authenticated access to their peer port (inspection, routed asks).
 import type { NodeProcess } from '../../devenv/node-process.ts';
+import { readFileSync } from 'node:fs';
 import { askVia as ask, inspectNode as inspect, servedTxt, type NodeView } from '../../devenv/peer-client.ts';
 import { startTestNode } from './nodes.ts';
 import { freshClusterName, freshDatabase } from './services.ts';
@@ -38,7 +39,12 @@ export async function startCluster(t: Tap, count: number, config: Record<string,
   return cluster;
 }
 
-const target = (node: NodeProcess) => ({ peer: String(node.config.peer.bind), clusterSecret: String(node.config.clusterSecret) });
+const target = (node: NodeProcess) => ({
+  peer: String(node.config.peer.bind),
+  nodeId: String(node.config.nodeId),
+  clusterSecret: String(node.config.clusterSecret),
+  ...(node.config.peer.tlsCa ? { ca: readFileSync(String(node.config.peer.tlsCa), 'utf8') } : {}),
+});
 
 export type { NodeView };
 
