@@ -16,6 +16,7 @@ import {
   type PortRange,
   FieldProblem,
   address,
+  addressList,
   boolean,
   describe,
   domainList,
@@ -104,6 +105,14 @@ export interface ClusterConfig {
     rateLimit: number;
     /** TTL of resource records. @default "30s" */
     recordTtl: number;
+    /**
+     * Recursive resolvers (host:port) asked for the proof that an org controls a new domain
+     * (delegation to the cluster, or its _cluster-challenge TXT record). Empty: domains are
+     * verified only by a server admin. @default []
+     */
+    verifyResolvers: Address[];
+    /** How often a pending domain's proof is looked for. @default "1m" */
+    verifyEvery: number;
   };
   peer: {
     /** Node-to-node link listener. @default "0.0.0.0:7946" */
@@ -225,7 +234,14 @@ export const SPEC: Spec<ClusterConfig> = {
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000) },
-  dns: { bind: address('0.0.0.0:53'), caaIssuers: domainList([]), rateLimit: integer(1000, 0, 10_000_000), recordTtl: duration('30s', { min: 1000 }) },
+  dns: {
+    bind: address('0.0.0.0:53'),
+    caaIssuers: domainList([]),
+    rateLimit: integer(1000, 0, 10_000_000),
+    recordTtl: duration('30s', { min: 1000 }),
+    verifyResolvers: addressList([]),
+    verifyEvery: duration('1m', { min: 500 }),
+  },
   peer: {
     bind: address('0.0.0.0:7946'),
     advertise: address(undefined, { optional: true }),

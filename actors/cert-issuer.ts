@@ -77,11 +77,11 @@ const certRow = z.object({
 });
 type CertRow = z.infer<typeof certRow>;
 
-/** Hostnames that should have a certificate: enabled TLS HTTP resources under a domain. */
+/** Hostnames that should have a certificate: enabled TLS HTTP resources under a verified domain. */
 const WANTED = sql.fragment`
   SELECT r.hostname, d.name AS zone, d.id AS domain_id, r.org_id, c.status, c.not_after, c.renew_after, c.pending_order_url, c.pending_key_sealed, c.failures, c.next_attempt_at
   FROM resources r JOIN domains d ON d.id = r.domain_id LEFT JOIN certificates c ON c.hostname = r.hostname
-  WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL`;
+  WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL AND d.status = 'verified'`;
 
 /** How long to wait after the `failures`-th failure in a row (longer when the CA said rateLimited). */
 export function backoffMs(failures: number, rateLimited: boolean): number {

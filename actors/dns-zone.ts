@@ -13,9 +13,12 @@ import type { Route } from '../protocol/route.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
-import type { RecordData, ZoneData } from '../protocol/zone.ts';
+import type { DomainProof, RecordData, ZoneData } from '../protocol/zone.ts';
 import type { DnsZoneMsg } from '../protocol/actor-messages.ts';
 import { unknownMessage, type Behavior } from './runtime.ts';
+import type { Clock } from '../core/clock.ts';
+import { ClusterError } from '../core/errors.ts';
+import { audit } from '../persistence/audit.ts';
 
 export type { DnsZoneMsg };
 
@@ -32,11 +35,23 @@ export interface DnsZoneDeps {
     set(zone: string, name: string, values: string[]): Promise<void>;
   };
   publish(snapshot: Snapshot<ZoneData>): Promise<boolean>;
+  /** The proof the operator's resolvers show that the org controls the domain, if any. */
+  findProof(zone: string, token: string, nameServers: string[]): Promise<DomainProof | undefined>;
+  /** Tells every node that the domain changed (it was verified). */
+  announce(change: { domainId: string; orgId: string; auditId: number }): Promise<void>;
+  /** How often a pending domain's proof is looked for; 0: never by itself. */
+  verifyEveryMs: number;
+  nodeId: string;
+  clock: Clock;
 }
 
 interface Stored {
   domainId: string;
+  orgId: string;
   serial: number;
+  /** Pending: only the zone's NS records are served until the org proves control. */
+  status: 'pending' | 'verified';
+  token: string;
   hosts: Array<{ resourceId: string; hostname: string }>;
 }
 
@@ -48,7 +63,7 @@ export interface DnsZoneState {
   serial: number;
 }
 
-const domainRow = z.object({ id: z.string(), soa_serial: z.coerce.number() });
+const domainRow = z.object({ id: z.string(), org_id: z.string(), soa_serial: z.coerce.number(), status: z.enum(['pending', 'verified']), verification_token: z.string() });
 const hostRow = z.object({ id: z.string(), hostname: z.string() });
 
 export async function dnsZoneCatalog(db: DatabasePool): Promise<string[]> {
@@ -56,12 +71,13 @@ export async function dnsZoneCatalog(db: DatabasePool): Promise<string[]> {
 }
 
 async function load(db: DatabasePool, zone: string): Promise<Stored | null> {
-  const d = await db.maybeOne(sql.type(domainRow)`SELECT id, soa_serial FROM domains WHERE name = ${zone}`);
+  const d = await db.maybeOne(sql.type(domainRow)`SELECT id, org_id, soa_serial, status, verification_token FROM domains WHERE name = ${zone}`);
   if (!d) return null;
+  if (d.status === 'pending') return { domainId: d.id, orgId: d.org_id, serial: d.soa_serial, status: d.status, token: d.verification_token, hosts: [] };
   const hosts = await db.any(sql.type(hostRow)`
     SELECT r.id, r.hostname FROM resources r
     WHERE r.domain_id = ${d.id} AND r.enabled AND r.protocol = 'http' AND r.hostname IS NOT NULL ORDER BY r.hostname`);
-  return { domainId: d.id, serial: d.soa_serial, hosts: hosts.map((h) => ({ resourceId: h.id, hostname: h.hostname })) };
+  return { domainId: d.id, orgId: d.org_id, serial: d.soa_serial, status: d.status, token: d.verification_token, hosts: hosts.map((h) => ({ resourceId: h.id, hostname: h.hostname })) };
 }
 
 /**
@@ -105,8 +121,26 @@ export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number):
   let seq = 0; // outside the state: a restart in the same epoch keeps counting up
 
   async function records(stored: Stored, acme: Record<string, string[]>): Promise<Record<string, RecordData[]>> {
+    // A pending zone serves its name servers only (so a delegation can be checked), nothing
+    // an org could use to take a name: no addresses, no challenge records, no CAA.
+    if (stored.status === 'pending') return zoneRecords({ zone, ttl: deps.recordTtl, caaIssuers: [], live: deps.liveNodes(), hosts: [], routes: new Map(), acme: {} });
     const routes = await deps.routes(stored.hosts.map((h) => h.resourceId));
     return zoneRecords({ zone, ttl: deps.recordTtl, caaIssuers: deps.caaIssuers, live: deps.liveNodes(), hosts: stored.hosts, routes, acme });
+  }
+
+  /** Looks for the proof of a pending domain; on finding it, marks the domain verified (fenced) and tells every node. */
+  async function verify(state: DnsZoneState): Promise<{ state: DnsZoneState; proof: DomainProof | undefined }> {
+    const stored = state.stored;
+    if (!stored || stored.status === 'verified') return { state, proof: undefined };
+    const nameServers = Object.keys(zoneRecords({ zone, ttl: 1, caaIssuers: [], live: deps.liveNodes(), hosts: [], routes: new Map(), acme: {} })).filter((n) => n !== zone);
+    const proof = await deps.findProof(zone, stored.token, nameServers);
+    if (!proof) return { state, proof };
+    const auditId = await fencedWrite(deps.db, fence, async (tx) => {
+      await tx.query(sql.unsafe`UPDATE domains SET status = 'verified', verified_at = now(), verified_by = ${proof}, version = version + 1 WHERE id = ${stored.domainId} AND status = 'pending'`);
+      return audit(tx, { actorType: 'node', actorId: deps.nodeId, orgId: stored.orgId, action: 'domain.verified', targetType: 'domain', targetId: stored.domainId, nodeId: deps.nodeId, details: { proof } });
+    });
+    await deps.announce({ domainId: stored.domainId, orgId: stored.orgId, auditId }).catch(() => {}); // the audit-log replay finds it otherwise
+    return { state: await publish({ ...state, stored: await load(deps.db, zone) }), proof };
   }
 
   async function publish(state: DnsZoneState): Promise<DnsZoneState> {
@@ -135,21 +169,30 @@ export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number):
     return { ...state, published: json, serial };
   }
 
+  // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
+  let timer: { cancel(): void } | undefined;
   return {
-    async init() {
+    async init(ctx) {
       const stored = await load(deps.db, zone);
+      timer?.cancel();
+      if (deps.verifyEveryMs > 0) timer = deps.clock.setInterval(() => ctx.self({ type: 'verify' }), deps.verifyEveryMs);
       return publish({ stored, acme: await deps.acme.all(zone), published: undefined, serial: stored?.serial ?? 0 });
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
         case 'reload':
           return publish({ ...state, stored: await load(deps.db, zone) });
+        case 'verify': {
+          const { state: next, proof } = await verify(state);
+          ctx.reply({ zone, status: next.stored?.status ?? 'deleted', proof: proof ?? null });
+          return next;
+        }
         case 'refresh':
           return publish(state);
         case 'acme-set':
         case 'acme-clear': {
           const name = msg.name.toLowerCase();
-          if (name !== zone && !name.endsWith(`.${zone}`)) throw new Error(`${name} is not in zone ${zone}`);
+          if (name !== zone && !name.endsWith(`.${zone}`)) throw new ClusterError('CLUSTER_ERR_ACTOR_BAD_MESSAGE', `${name} is not in zone ${zone}`, { kind: 'dns-zone', id: zone, reason: 'name outside the zone' });
           const cur = state.acme[name] ?? [];
           const values = msg.type === 'acme-set' ? [...new Set([...cur, msg.value])] : cur.filter((v) => v !== msg.value);
           await deps.acme.set(zone, name, values);
@@ -163,6 +206,9 @@ export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number):
         default:
           return unknownMessage(msg);
       }
+    },
+    stopped() {
+      timer?.cancel();
     },
   };
 }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { NodeProcess } from '../devenv/node-process.ts';
+import { startNsd } from '../devenv/nsd.ts';
 import { ServiceProcess, waitUntil } from '../devenv/process.ts';
 import { createLogger } from '../core/log.ts';
 import { Secret } from '../core/secret.ts';
@@ -92,7 +93,8 @@ async function main() {
       const cookie = await benchAdmin(admin, nodes.values());
       const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
       const base = `/api/v1/orgs/${org.id}`;
-      await api(admin, 'POST', `${base}/domains`, { name: ZONE }, cookie);
+      const domain = (await api(admin, 'POST', `${base}/domains`, { name: ZONE }, cookie)).body;
+      await api(admin, 'POST', `${base}/domains/${domain.id}/verify`, { force: true }, cookie);
       const site = (await api(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
       for (let i = 0; i < HOSTS; i++) {
         const r = (await api(admin, 'POST', `${base}/resources`, { name: `app${i}`, protocol: 'http', hostname: `app${i}.${ZONE}`, tls: false }, cookie)).body;
@@ -116,16 +118,8 @@ async function main() {
       let zone: ZoneData | undefined;
       await waitUntil('zone snapshot', async () => Boolean((zone = (await new SnapshotStore(valkey, 'zones').get(ZONE).catch(() => undefined))?.data)), { timeoutMs: 10_000 });
       await valkey.close();
-      writeFileSync(join(dir, `${ZONE}.zone`), zoneFile(zone!));
       const nsdIp = nodeAddress();
-      writeFileSync(join(dir, 'nsd.conf'), [
-        'server:', `  ip-address: ${nsdIp}@53`, '  username: ""', '  chroot: ""', `  zonesdir: "${dir}"`, `  pidfile: "${join(dir, 'nsd.pid')}"`, `  database: ""`,
-        `  xfrdfile: "${join(dir, 'xfrd.state')}"`, `  zonelistfile: "${join(dir, 'zone.list')}"`, '  server-count: 1', '  verbosity: 0', '  hide-version: yes', '  rrl-ratelimit: 0', '  rrl-whitelist-ratelimit: 0', // NSD's response rate limit would throttle the benchmark (ours is off too)
-        'remote-control:', '  control-enable: no',
-        'zone:', `  name: ${ZONE}`, `  zonefile: "${ZONE}.zone"`, '',
-      ].join('\n'));
-      procs.push(new ServiceProcess({ name: 'nsd', command: '/usr/sbin/nsd', args: ['-d', '-c', join(dir, 'nsd.conf')], logFile: join(dir, 'nsd.log') }));
-      await waitUntil('nsd answers', async () => (await digShort(nsdIp, ZONE, 'SOA')).length === 1, { timeoutMs: 15_000 });
+      procs.push(await startNsd({ dir, ip: nsdIp, zones: [{ name: ZONE, text: zoneFile(zone!) }] }));
 
       const mix: string[] = [];
       for (let i = 0; i < HOSTS; i++) mix.push(`app${i}.${ZONE} A`, `app${i}.${ZONE} A`, `app${i}.${ZONE} A`, `missing${i}.${ZONE} A`, `app${i}.${ZONE} MX`);

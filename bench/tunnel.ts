@@ -86,7 +86,8 @@ async function main() {
       const cookie = await benchAdmin(admin, nodes.values());
       const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
       const base = `/api/v1/orgs/${org.id}`;
-      await api(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie);
+      const zone = (await api(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie)).body;
+      await api(admin, 'POST', `${base}/domains/${zone.id}/verify`, { force: true }, cookie);
       const site = (await api(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
       const web = (await api(admin, 'POST', `${base}/resources`, { name: 'web', protocol: 'http', hostname: 'app.bench.test', tls: false }, cookie)).body;
       await api(admin, 'POST', `${base}/resources/${web.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: httpPort, scheme: 'http' }, cookie);

@@ -212,6 +212,11 @@ function list<T>(item: (raw: unknown) => T, def: unknown[]): Field<T[]> {
   };
 }
 
+export function addressList(def: string[]): Field<Address[]> {
+  const expected = 'a list of host:port addresses, e.g. ["10.0.0.53:53"]';
+  return list((raw) => parseAddress(raw, expected), def);
+}
+
 export function ipList(def: string[]): Field<string[]> {
   return list((raw) => {
     if (typeof raw === 'string' && isIP(raw)) return raw;

@@ -37,6 +37,8 @@ export const DnsZoneMsgSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('refresh') }),
   z.object({ type: z.literal('acme-set'), name, value: z.string().max(512) }),
   z.object({ type: z.literal('acme-clear'), name, value: z.string().max(512) }),
+  /** Look for the proof of a pending domain now. */
+  z.object({ type: z.literal('verify') }),
   z.object({ type: z.literal('status') }),
 ]);
 

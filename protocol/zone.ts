@@ -22,3 +22,6 @@ export const ZoneDataSchema = z.object({
 
 export type RecordData = z.infer<typeof RecordDataSchema>;
 export type ZoneData = z.infer<typeof ZoneDataSchema>;
+
+/** How an org proved it controls a domain (delegation to the cluster's name servers, or the challenge TXT record). */
+export type DomainProof = 'delegation' | 'txt';

@@ -8,6 +8,7 @@ import { resourceBehavior, resourceCatalog } from '../actors/resource.ts';
 import type { ActorSystem } from '../actors/runtime.ts';
 import { siteBehavior } from '../actors/site.ts';
 import type { Clock } from '../core/clock.ts';
+import { findProof } from '../gateways/dns/domain-proof.ts';
 import type { Logger } from '../core/log.ts';
 import { acmeTxtStore, siteSessions, targetHealth } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
@@ -85,6 +86,13 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         routes: async (ids) => new Map([...(await d.routes.getMany(ids))].flatMap(([id, s]) => (s.data ? [[id, s.data] as const] : []))),
         acme: acmeTxtStore(valkey),
         publish: (snapshot) => d.zones.put(snapshot),
+        // Without resolvers nothing is looked up by itself: a server admin verifies by hand.
+        findProof: async (domain, token, nameServers) =>
+          config.dns.verifyResolvers.length ? findProof({ domain, token, nameServers, resolvers: config.dns.verifyResolvers, timeoutMs: 2000 }) : undefined,
+        announce: async ({ domainId, orgId, auditId }) => void (await valkey.publish('changes', { kind: 'domain', id: domainId, orgId, action: 'updated', auditId })),
+        verifyEveryMs: config.dns.verifyResolvers.length ? config.dns.verifyEvery : 0,
+        nodeId: config.nodeId,
+        clock: d.clock,
       }, zone, epoch),
   });
   host.register({

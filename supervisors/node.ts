@@ -147,6 +147,7 @@ export class ClusterNode {
       sessionTtlMs: config.admin.sessionTtl,
       resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
+      verifyDomain: (name) => run.host.ask('dns-zone', name, { type: 'verify' }, 10_000),
       obtainCertificate: (hostname) => run.host.ask('cert-issuer', CERT_ISSUER_ID, { type: 'obtain', hostname }, config.acme.obtainTimeout),
       ...statusQueries({
         valkey,

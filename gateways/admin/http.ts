@@ -37,6 +37,8 @@ export interface ApiDeps {
   siteStatus(siteIds: string[]): Promise<Map<string, SiteStatus>>;
   /** What the ingress serves for resources, from the route snapshots their actors published. */
   resourceStatus(resourceIds: string[]): Promise<Map<string, ResourceStatus>>;
+  /** Asks the domain's zone actor to look for the proof of control now. */
+  verifyDomain(name: string): Promise<unknown>;
   /** Asks the cert-issuer to obtain (or renew, if due) a hostname's certificate now. */
   obtainCertificate(hostname: string): Promise<unknown>;
 }

@@ -7,8 +7,7 @@ import { randomInt } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import dnsPacket, { type Answer } from 'dns-packet';
 import type { Address } from '../../core/config-fields.ts';
-
-export type Proof = 'delegation' | 'txt';
+import type { DomainProof } from '../../protocol/zone.ts';
 
 export const CHALLENGE_LABEL = '_cluster-challenge';
 
@@ -42,14 +41,14 @@ export function query(resolver: Address, name: string, type: 'TXT' | 'NS', timeo
  * the domain's NS records; one of them among the domain's NS records (an answer from a
  * resolver, or a referral from the parent's server) proves the delegation.
  */
-export async function findProof(o: { domain: string; token: string; resolvers: readonly Address[]; nameServers: readonly string[]; timeoutMs: number }): Promise<Proof | undefined> {
+export async function findProof(o: { domain: string; token: string; resolvers: readonly Address[]; nameServers: readonly string[]; timeoutMs: number }): Promise<DomainProof | undefined> {
   const ours = new Set(o.nameServers.map((n) => n.toLowerCase()));
+  const data = (a: Answer) => (a as Answer & { data: unknown }).data;
   for (const resolver of o.resolvers) {
     const [txt, ns] = await Promise.all([
       query(resolver, `${CHALLENGE_LABEL}.${o.domain}`, 'TXT', o.timeoutMs),
       query(resolver, o.domain, 'NS', o.timeoutMs),
     ]);
-    const data = (a: Answer) => (a as Answer & { data: unknown }).data;
     const values = (txt?.answers ?? []).filter((a) => a.type === 'TXT').flatMap((a) => ([] as Array<Buffer | string>).concat(data(a) as Buffer | string).map((v) => v.toString()));
     if (values.includes(o.token)) return 'txt';
     const named = [...(ns?.answers ?? []), ...(ns?.authorities ?? [])]

@@ -203,3 +203,16 @@ t.test('a cookie-authenticated change from another site is refused; the same ori
   t.equal((await withHeaders({})).status, 201, 'a tool without a browser (no Origin)');
   t.equal((await call('GET', '/api/v1/orgs', { cookie, headers: { origin: 'https://evil.example' } })).status, 200, 'reads are not changes');
 });
+
+t.test('only a server admin marks a domain verified by hand', async (t) => {
+  const { call, cookie } = await adminApp(t);
+  const org = (await call('POST', '/api/v1/orgs', { cookie, body: { slug: 'zeta', name: 'Zeta' } })).body;
+  const user = (await call('POST', '/api/v1/users', { cookie, body: { email: 'zadmin@example.com', password: 'a long enough password' } })).body;
+  await call('PUT', `/api/v1/orgs/${org.id}/members/${user.id}`, { cookie, body: { role: 'admin' } });
+  const orgAdmin = (await call('POST', '/api/v1/auth/login', { body: { email: 'zadmin@example.com', password: 'a long enough password' } })).cookie!;
+  const domain = (await call('POST', `/api/v1/orgs/${org.id}/domains`, { cookie: orgAdmin, body: { name: 'zeta.test' } })).body;
+  t.match(domain, { verification: { status: 'pending' } });
+  t.match(await call('POST', `/api/v1/orgs/${org.id}/domains/${domain.id}/verify`, { cookie: orgAdmin, body: { force: true } }), { status: 403, body: { code: 'CLUSTER_ERR_API_FORBIDDEN', needed: 'server_admin' } });
+  t.match(await call('POST', `/api/v1/orgs/${org.id}/domains/${domain.id}/verify`, { cookie: orgAdmin }), { status: 200, body: { verification: { status: 'pending' } } }, 'an org admin may ask for a check');
+  t.match(await call('POST', `/api/v1/orgs/${org.id}/domains/${domain.id}/verify`, { cookie, body: { force: true } }), { status: 200, body: { verification: { status: 'verified', verifiedBy: 'admin' } } });
+});

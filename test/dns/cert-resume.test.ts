@@ -14,7 +14,7 @@ import pg from 'pg';
 import t from 'tap';
 import { LocalPebble } from '../../devenv/pebble.ts';
 import { actorKey, placeOn } from '../../supervisors/placement.ts';
-import { call, startApiCluster } from '../harness/api.ts';
+import { addVerifiedDomain, call, startApiCluster } from '../harness/api.ts';
 import { inspectNode } from '../harness/cluster.ts';
 import { nodeAddress } from '../harness/nodes.ts';
 
@@ -54,7 +54,7 @@ t.test('an ACME order in flight when its issuer\'s node is killed is finished by
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'resume', name: 'Resume' } })).body;
   const base = `/api/v1/orgs/${org.id}`;
-  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: zone } });
+  await addVerifiedDomain(c, base, zone);
   // Plain HTTP first: nothing to order until we have set the trap.
   const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'secure', protocol: 'http', hostname, tls: false } })).body;
 

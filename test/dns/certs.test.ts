@@ -10,7 +10,7 @@ import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { LocalPebble } from '../../devenv/pebble.ts';
 import { CERT_ISSUER_ID } from '../../actors/cert-issuer.ts';
-import { call, servedBy, startApiCluster } from '../harness/api.ts';
+import { addVerifiedDomain, call, servedBy, startApiCluster } from '../harness/api.ts';
 import { askVia } from '../harness/cluster.ts';
 import { until } from '../harness/until.ts';
 import { nodeAddress, startTestNode } from '../harness/nodes.ts';
@@ -49,7 +49,7 @@ t.test('certificates: issued by Pebble through our DNS, one order at a time, ren
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'tls', name: 'Tls' } })).body;
   const base = `/api/v1/orgs/${org.id}`;
-  const domain = (await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: 'certs.test' } })).body;
+  const domain = await addVerifiedDomain(c, base, 'certs.test');
   t.ok(domain.id);
   const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'site' } })).body;
   const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'secure', protocol: 'http', hostname: 'secure.certs.test' } })).body;

@@ -9,7 +9,7 @@ import t from 'tap';
 import { until } from '../harness/until.ts';
 import { ServiceProcess } from '../../devenv/process.ts';
 import { askVia, servedTxtVia } from '../harness/cluster.ts';
-import { call, servedBy, startApiCluster } from '../harness/api.ts';
+import { addVerifiedDomain, call, servedBy, startApiCluster } from '../harness/api.ts';
 import { dig } from '../harness/dig.ts';
 
 const CONNECTOR_ENTRY = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
@@ -22,7 +22,7 @@ t.test('every node answers authoritatively for the zones, and A records follow t
   const ips = c.nodes.map((n) => String(n.config.ingress.http).replace(/:80$/, ''));
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'dns', name: 'Dns' } })).body;
   const base = `/api/v1/orgs/${org.id}`;
-  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: 'zone.test' } });
+  await addVerifiedDomain(c, base, 'zone.test');
   const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'site' } })).body;
   const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: 'app.zone.test', tls: false } })).body;
   await call(c.lb, 'POST', `${base}/resources/${res.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: (target.address() as { port: number }).port, scheme: 'http' } });

@@ -42,6 +42,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     nodes: async () => [],
     siteStatus: async (ids) => new Map(ids.map((id) => [id, { online: false, node: null, connectedSince: null, targets: [] }])),
     resourceStatus: async () => new Map(),
+    verifyDomain: async () => ({ status: 'pending', proof: null }),
     // The cert issuer's answers, by hostname: `backoff.*` is backing off after failures.
     obtainCertificate: async (hostname) =>
       hostname.startsWith('backoff.')

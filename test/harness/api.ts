@@ -80,12 +80,20 @@ export interface PublishedResource {
   target: { id: string; version: number };
 }
 
+/** Adds a domain to an org and marks it verified by hand, as a server admin may (for tests of serving, not of verification). */
+export async function addVerifiedDomain(c: { lb: string; adminCookie: string }, base: string, name: string): Promise<{ id: string; name: string }> {
+  const domain = (await call(c.lb, 'POST', `${base}/domains`, { cookie: c.adminCookie, body: { name } })).body;
+  const verified = await call(c.lb, 'POST', `${base}/domains/${domain.id}/verify`, { cookie: c.adminCookie, body: { force: true } });
+  if (verified.body?.verification?.status !== 'verified') throw new Error(`could not verify ${name}: ${JSON.stringify(verified.body)}`);
+  return domain;
+}
+
 /** An org with a zone, a site and a plain-HTTP resource `app.<zone>` whose one target is `127.0.0.1:targetPort` on that site. */
 export async function publishHttpResource(c: ApiCluster, o: { slug: string; zone: string; targetPort: number }): Promise<PublishedResource> {
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: o.slug, name: o.slug } })).body;
   const base = `/api/v1/orgs/${org.id}`;
-  await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: o.zone } });
+  await addVerifiedDomain(c, base, o.zone);
   const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'site' } })).body;
   const resource = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: `app.${o.zone}`, tls: false } })).body;
   const target = (await call(c.lb, 'POST', `${base}/resources/${resource.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: o.targetPort, scheme: 'http' } })).body;
