@@ -114,3 +114,8 @@ export type PeerMessage = z.infer<typeof PeerMessage>;
 export const TxtQuery = z.object({ name: z.string().min(1).max(253).regex(/^[A-Za-z0-9_.-]+$/, 'a DNS name') }).strict();
 
 export const AskRequest = z.object({ kind: name, id: name, msg: z.unknown(), timeoutMs: z.number().int().positive().max(120_000).default(5000) }).strict();
+
+/** GET /peer/v1/stats: a node's actor counts by kind. */
+export const StatsAnswer = z.object({ actors: z.record(z.number().int().nonnegative()) });
+/** GET /peer/v1/txt: the TXT values a node's DNS serves at a name. */
+export const TxtAnswer = z.object({ values: z.array(z.string()) });

@@ -156,7 +156,7 @@ export class ClusterNode {
         live: () => run.membership.live(),
         ownersOf: (kind, ids) => run.ownership.ownersOf(kind, ids),
         // Actor counts from each node itself; a node that does not answer in time shows none.
-        actorCounts: async (m) => (m.id === config.nodeId ? this.#actorCounts() : ((await run.peer.stats(m, 1000).catch(() => null)) as { actors: Record<string, number> } | null)?.actors ?? null),
+        actorCounts: async (m) => (m.id === config.nodeId ? this.#actorCounts() : ((await run.peer.stats(m, 1000).catch(() => null))?.actors ?? null)),
       }),
     };
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));

@@ -9,7 +9,8 @@ import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
 import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
-import { AskRequest, PEER_PATH, PeerMessage, ReplayCache, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
+import type { z } from 'zod';
+import { AskRequest, PEER_PATH, PeerMessage, ReplayCache, StatsAnswer, TxtAnswer, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
 import { peerClientTls, peerRequest, type PeerTls } from './request.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
@@ -224,20 +225,23 @@ export class PeerLink {
     }
   }
 
-  async #get(member: { id: string; peer: string }, path: string, timeoutMs: number): Promise<any> {
+  /** A GET to another node, its answer checked against `schema` (it crossed a process). */
+  async #get<T>(member: { id: string; peer: string }, path: string, schema: z.ZodType<T>, timeoutMs: number): Promise<T> {
     const res = await peerRequest({ address: member.peer, target: member.id, method: 'GET', path, secret: this.#secret, self: this.#self(), tls: this.#tls, timeoutMs });
     if (res.status !== 200) throw new Error(`${path} of ${member.id}: HTTP ${res.status}`);
-    return res.body;
+    const parsed = schema.safeParse(res.body);
+    if (!parsed.success) throw new ClusterError('CLUSTER_ERR_PEER_BAD_MESSAGE', `${path} of ${member.id}: unexpected answer`, { reason: parsed.error.issues[0]?.message ?? 'invalid' });
+    return parsed.data;
   }
 
   /** GET /peer/v1/stats of another node (for the admin API's node list). */
-  stats(member: { id: string; peer: string }, timeoutMs: number): Promise<unknown> {
-    return this.#get(member, `${PEER_PATH}/stats`, timeoutMs);
+  stats(member: { id: string; peer: string }, timeoutMs: number): Promise<{ actors: Record<string, number> }> {
+    return this.#get(member, `${PEER_PATH}/stats`, StatsAnswer, timeoutMs);
   }
 
   /** The TXT values another node's DNS serves at `name`. */
   async txt(member: { id: string; peer: string }, name: string, timeoutMs: number): Promise<string[]> {
-    return ((await this.#get(member, `${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, timeoutMs)) as { values: string[] }).values;
+    return (await this.#get(member, `${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, TxtAnswer, timeoutMs)).values;
   }
 
   /** Opens links to these members and closes links to nodes no longer listed. */

@@ -1,7 +1,7 @@
 import { createServer, request, type IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import t, { type Test } from 'tap';
 import { ServiceProcess } from '../../devenv/process.ts';
@@ -48,7 +48,12 @@ async function haSite(t: Test) {
     answer = await get(ingress[0]!, 'app.ha.test');
     status = (await call(c.lb, 'GET', `${base}/sites/${site.id}`, { cookie })).body?.status;
     if (answer === 200 && status?.online && c.nodes.some((n) => n.config.nodeId === status.node)) break;
-    if (Date.now() > deadline) throw new Error(`site not ready after 30 s: ingress answered ${answer}, site status ${JSON.stringify(status)}`);
+    if (Date.now() > deadline) {
+      // What the connector saw is the first thing to read when this happens (it did once, under a loaded suite).
+      const log = existsSync(join(dir, 'connector.log')) ? readFileSync(join(dir, 'connector.log'), 'utf8').split('\n').slice(-40).join('\n') : '(no connector log)';
+      t.comment(`connector log:\n${log}`);
+      throw new Error(`site not ready after 30 s: ingress answered ${answer}, site status ${JSON.stringify(status)}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   const holder = status.node as string;

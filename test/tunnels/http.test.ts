@@ -1,6 +1,7 @@
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import t from 'tap';
+import { until } from '../harness/until.ts';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
@@ -92,7 +93,9 @@ t.test('HTTP resources answer through every node', async (t) => {
   const unknown = await get({ host: `${net}.2`, port: 80, servername: 'nothing.example.test' });
   t.match({ status: unknown.status, body: JSON.parse(unknown.body) }, { status: 404, body: { code: 'CLUSTER_ERR_API_NOT_FOUND' } });
   await connector.stop();
-  await new Promise((r) => setTimeout(r, 300));
-  const down = await get({ host: `${net}.2`, port: 80, servername: 'plain.example.test' });
+  const down = await until(async () => {
+    const r = await get({ host: `${net}.2`, port: 80, servername: 'plain.example.test' });
+    return r.status === 503 ? r : undefined;
+  }, 10_000, 'the site to go offline');
   t.match({ status: down.status, body: JSON.parse(down.body) }, { status: 503, body: { code: 'CLUSTER_ERR_INGRESS_NO_TARGET' } }, 'no online site: a coded 503');
 });

@@ -62,8 +62,10 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
 
   // Disabling the target stops traffic; the connector also refuses what it was not configured for.
   await call(c.lb, 'PATCH', `/api/v1/orgs/${org.id}/resources/${res.id}/targets/${target.body.id}`, { cookie, body: { version: 1, enabled: false } });
-  await new Promise((r) => setTimeout(r, 300));
-  await t.rejects(exchange(`${net}.2`, port, 'PING\r\n', (s) => s.includes('\r\n'), 2000), 'a disabled target gets no traffic');
+  // Once the published route says so, a connection gets nowhere.
+  await until(async () => (await call(c.lb, 'GET', `/api/v1/orgs/${org.id}/resources/${res.id}`, { cookie })).body?.status?.targets?.[0]?.enabled === false, 10_000, 'the disabled target in the route');
+  await until(() => exchange(`${net}.2`, port, `${auth}PING\r\n`, (s) => s.includes('+PONG'), 1000).then(() => false, () => true), 10_000, 'connections to stop reaching the target');
+  t.pass('a disabled target gets no traffic');
 
   // A port some other process holds on one node: that node says so in the resource's status,
   // the others listen, and the node still restarts (a resource never stops a node).
