@@ -1,7 +1,7 @@
 // Shared scaffolding of the benchmarks: a scratch directory PostgreSQL can reach, local
 // services, three nodes with an administrator, and a main() wrapper that exits non-zero with
 // the error on stderr.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adminCall, setupToken } from '../devenv/admin-client.ts';
@@ -18,6 +18,10 @@ export async function withBenchServices<T>(name: string, body: (ctx: { dir: stri
   const services = await startLocalServices({ dataDir: join(dir, 'services') });
   try {
     return await body({ dir, services });
+  } catch (err) {
+    // The logs go with the scratch directory: what the nodes and connectors said is shown first.
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.log'))) log(`--- ${f} (last lines)\n${readFileSync(join(dir, f), 'utf8').split('\n').slice(-25).join('\n')}`);
+    throw err;
   } finally {
     await services.stop();
     rmSync(dir, { recursive: true, force: true });
