@@ -7,7 +7,6 @@
 // handed off, membership left, ingress and DNS kept open another drainDelay for clients with
 // older DNS answers, gateways close, pools close, `stopped`. Every stop step runs even when
 // an earlier one fails. A force timeout (run-node.ts) ends a stuck shutdown.
-import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { peerAdvertise, publicAddresses, redactConfig, type ClusterConfig } from '../cluster.config.ts';
 import { CERT_ISSUER_ID } from '../actors/cert-issuer.ts';
@@ -25,7 +24,7 @@ import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
-import type { PeerTls } from '../gateways/peer/request.ts';
+import { readPeerTls } from '../gateways/peer/request.ts';
 import { createDb, pingDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Sealer } from '../persistence/sealed.ts';
@@ -39,13 +38,6 @@ import { Membership } from './membership.ts';
 import { createMetrics } from './metrics.ts';
 import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
-
-/** The peer port's TLS material, read from the configured PEM files (none: plain). */
-function readPeerTls(config: ClusterConfig): PeerTls | undefined {
-  const { tlsCert, tlsKey, tlsCa } = config.peer;
-  if (!tlsCert || !tlsKey || !tlsCa) return undefined;
-  return { cert: readFileSync(tlsCert, 'utf8'), key: readFileSync(tlsKey, 'utf8'), ca: readFileSync(tlsCa, 'utf8') };
-}
 
 export interface NodeDeps {
   config: ClusterConfig;
@@ -181,7 +173,7 @@ export class ClusterNode {
     const ownership = new OwnershipRegistry({ valkey, db, membership });
     const edge = () => this.#run?.edge;
     const peer = new PeerLink({
-      tls: readPeerTls(config),
+      tls: readPeerTls(config.peer),
       secret: config.clusterSecret,
       self: () => ({ node: config.nodeId, incarnation: membership.incarnation }),
       logger: this.#log,

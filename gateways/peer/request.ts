@@ -1,6 +1,7 @@
 // One signed HTTP request to a node's peer port, over TLS when the cluster's peer CA is
 // configured. Node's own http(s) client rather than fetch: the cluster CA is trusted for
 // this request only, never process-wide.
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Secret } from '../../core/secret.ts';
@@ -11,6 +12,13 @@ export interface PeerTls {
   cert: string;
   key: string;
   ca: string;
+}
+
+/** The peer port's TLS material from the configured PEM files; none configured: plain. */
+export function readPeerTls(files: { tlsCert?: string | undefined; tlsKey?: string | undefined; tlsCa?: string | undefined }): PeerTls | undefined {
+  const { tlsCert, tlsKey, tlsCa } = files;
+  if (!tlsCert || !tlsKey || !tlsCa) return undefined;
+  return { cert: readFileSync(tlsCert, 'utf8'), key: readFileSync(tlsKey, 'utf8'), ca: readFileSync(tlsCa, 'utf8') };
 }
 
 /** Client options for a peer connection: the cluster CA, and any certificate it signed (nodes are dialled by address). */

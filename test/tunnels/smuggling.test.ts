@@ -2,9 +2,9 @@
 // ambiguous framing reaches a target, a body is always framed on its way on, and a second
 // request can never be hidden inside the first on a pooled stream to the target.
 import { once } from 'node:events';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { publishHttpResource, servedBy, startApiCluster } from '../harness/api.ts';
@@ -23,6 +23,23 @@ function raw(host: string, bytes: string, ms = 3000): Promise<string> {
   });
 }
 
+/**
+ * Publishes `target` as app.<slug>.test through a one-node cluster with a connected site;
+ * returns the node's HTTP address.
+ */
+async function throughEdge(t: Test, slug: string, target: Server): Promise<string> {
+  target.listen(0, '127.0.0.1');
+  await once(target, 'listening');
+  t.teardown(() => (target.closeAllConnections(), target.close()));
+  const c = await startApiCluster(t, 1);
+  const { org, site, resource } = await publishHttpResource(c, { slug, zone: `${slug}.test`, targetPort: (target.address() as { port: number }).port });
+  const connector = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger: createLogger({ level: 'silent' }) });
+  t.teardown(() => connector.stop());
+  connector.start();
+  await servedBy(c, org.id, resource.id, 'node-1', 20_000);
+  return String(c.nodes[0]!.config.ingress.http).replace(/:80$/, '');
+}
+
 t.test('request smuggling is refused at the edge, and bodies reach the target framed', async (t) => {
   // The target records every request its HTTP parser sees, keeping connections alive.
   const seen: Array<{ method: string; url: string; body: string; headers: IncomingMessage['headers'] }> = [];
@@ -35,17 +52,7 @@ t.test('request smuggling is refused at the edge, and bodies reach the target fr
     });
   });
   target.keepAliveTimeout = 60_000;
-  target.listen(0, '127.0.0.1');
-  await once(target, 'listening');
-  t.teardown(() => (target.closeAllConnections(), target.close()));
-
-  const c = await startApiCluster(t, 1);
-  const { org, site, resource } = await publishHttpResource(c, { slug: 'smuggle', zone: 'smuggle.test', targetPort: (target.address() as { port: number }).port });
-  const connector = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger: createLogger({ level: 'silent' }) });
-  t.teardown(() => connector.stop());
-  connector.start();
-  await servedBy(c, org.id, resource.id, 'node-1', 20_000);
-  const edge = String(c.nodes[0]!.config.ingress.http).replace(/:80$/, '');
+  const edge = await throughEdge(t, 'smuggle', target);
   const host = 'app.smuggle.test';
 
   const attacks: Array<[string, string]> = [
@@ -102,16 +109,7 @@ t.test('an Upgrade sends the client\'s bytes on only after the target answered 1
       sock.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 16\r\nconnection: close\r\n\r\nno upgrades here');
     }, 1000);
   });
-  target.listen(0, '127.0.0.1');
-  await once(target, 'listening');
-  t.teardown(() => (target.closeAllConnections(), target.close()));
-  const c = await startApiCluster(t, 1);
-  const { org, site, resource } = await publishHttpResource(c, { slug: 'upgrade', zone: 'upgrade.test', targetPort: (target.address() as { port: number }).port });
-  const connector = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger: createLogger({ level: 'silent' }) });
-  t.teardown(() => connector.stop());
-  connector.start();
-  await servedBy(c, org.id, resource.id, 'node-1', 20_000);
-  const edge = String(c.nodes[0]!.config.ingress.http).replace(/:80$/, '');
+  const edge = await throughEdge(t, 'upgrade', target);
   const answer = await raw(edge, `GET /ws HTTP/1.1\r\nHost: app.upgrade.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`);
   t.match(answer, /^HTTP\/1\.1 403 /, 'the refusal comes back');
   await until(() => early.length > 0, 5000, 'the target to answer');
