@@ -468,7 +468,7 @@ export function redactConfig(config: ClusterConfig): Record<string, unknown> {
     const parts = path.split('.');
     let value: any = config;
     for (const p of parts) value = value?.[p];
-    if (field.secret) value = value instanceof Secret && typeof value.reveal() === 'string' && /^\w+:\/\//.test(value.reveal() as string) ? redactUrl(value.reveal() as string) : '[redacted]';
+    if (field.secret && value !== undefined) value = value instanceof Secret && typeof value.reveal() === 'string' && /^\w+:\/\//.test(value.reveal() as string) ? redactUrl(value.reveal() as string) : '[redacted]';
     let target = out;
     for (const p of parts.slice(0, -1)) target = target[p] ??= {};
     target[parts.at(-1)!] = value;

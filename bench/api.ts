@@ -9,7 +9,7 @@ import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { testNodeConfig } from '../test/harness/nodes.ts';
 import { log, runBench, withBenchServices } from './lib.ts';
-import { size } from './sizes.ts';
+import { concurrency, size } from './sizes.ts';
 
 const DURATION = size('SECONDS', 10, 1);
 
@@ -44,15 +44,15 @@ async function main() {
       const headers = { cookie, 'content-type': 'application/json' };
       log('cluster ready: 3 nodes behind haproxy, 50 sites');
 
-      const read = await run({ url: `${haproxy.url}${list}`, headers, connections: 32, duration: DURATION });
+      const read = await run({ url: `${haproxy.url}${list}`, headers, connections: concurrency(32), duration: DURATION });
       log(`read via haproxy: ${read.requests.average} req/s, p99 ${read.latency.p99} ms, non-2xx ${read.non2xx}`);
-      const direct = await run({ url: `${nodes[0]!.adminUrl}${list}`, headers, connections: 32, duration: DURATION });
+      const direct = await run({ url: `${nodes[0]!.adminUrl}${list}`, headers, connections: concurrency(32), duration: DURATION });
       log(`read direct:      ${direct.requests.average} req/s, p99 ${direct.latency.p99} ms, non-2xx ${direct.non2xx}`);
       let n = 0;
       const write = await run({
         url: haproxy.url,
         headers,
-        connections: 16,
+        connections: concurrency(16),
         duration: DURATION,
         requests: [
           {

@@ -22,7 +22,7 @@ import type { ZoneData } from '../protocol/zone.ts';
 import { nodeAddress } from '../test/harness/nodes.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
-import { size } from './sizes.ts';
+import { concurrency, size } from './sizes.ts';
 
 const run = promisify(execFile);
 const SECONDS = size('SECONDS', 10, 1);
@@ -41,7 +41,7 @@ async function digShort(server: string, name: string, type: string): Promise<str
 /** dnsperf for SECONDS; qps from its summary, p99 from its per-query (-v) lines. */
 function dnsperf(server: string, port: number, queries: string): Promise<{ qps: number; p99_ms: number; lost: number }> {
   return new Promise((resolve, reject) => {
-    const p = spawn('dnsperf', ['-s', server, '-p', String(port), '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200', '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('dnsperf', ['-s', server, '-p', String(port), '-d', queries, '-l', String(SECONDS), '-c', String(concurrency(4)), '-q', String(concurrency(200)), '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const latencies: number[] = [];
     let tail = '';
     let summary = '';

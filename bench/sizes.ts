@@ -8,6 +8,14 @@ export function size(name: string, full: number, smoke: number): number {
   return set !== undefined && set !== '' ? Number(set) : SMOKE ? smoke : full;
 }
 
+/**
+ * Concurrency of load generators: full runs saturate the machine on purpose; smoke runs share
+ * it with the rest of the suite, so they send a trickle that still exercises every path.
+ */
+export function concurrency(full: number): number {
+  return SMOKE ? Math.min(2, full) : full;
+}
+
 /** The fields each benchmark's JSON line promises (all numbers), checked by the suite's smoke runs. */
 export const BENCH_FIELDS = {
   failover: ['actors', 'rounds', 'detect_ms_p50', 'respawn_all_ms_p50', 'respawn_all_ms_p99', 'respawn_all_ms_max', 'sigstop_respawn_ms', 'duplicates'],

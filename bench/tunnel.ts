@@ -16,7 +16,7 @@ import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
-import { size } from './sizes.ts';
+import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
 const ROUNDS = size('ROUNDS', 10, 1);
@@ -40,7 +40,7 @@ tcp((s) => {
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 
 function bench(url: string, host?: string): Promise<autocannon.Result> {
-  return new Promise((resolve, reject) => autocannon({ url, connections: 16, duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(16), duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 /** Mbit/s reading the whole bulk stream from host:port. */

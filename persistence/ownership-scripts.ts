@@ -18,9 +18,18 @@ return 1`;
 /** KEYS[1]=lease; ARGV: incarnation, ttlMs. 1 = joined, 0 = a live process already uses this node id. */
 export const JOIN_LEASE = `
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
+if cur and cur ~= ARGV[1] and string.sub(cur, 1, 5) ~= 'left:' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
+
+/**
+ * A planned leave: the lease becomes `left:<incarnation>` for a short while (KEYS[1]=lease;
+ * ARGV: incarnation, ttlMs) instead of vanishing, so a peer that reads the lease before the
+ * leave announcement reaches it still sees a leave, never a death. A rejoin may take it.
+ */
+export const LEAVE_LEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], 'left:' .. ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0`;
 
 /** Compare-and-delete a lease. KEYS[1]=lease; ARGV: incarnation. */
 export const DROP_LEASE = `

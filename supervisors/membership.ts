@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
-import { DROP_LEASE, JOIN_LEASE, RENEW_LEASE } from '../persistence/ownership-scripts.ts';
+import { DROP_LEASE, JOIN_LEASE, LEAVE_LEASE, RENEW_LEASE } from '../persistence/ownership-scripts.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { ChannelMessage, MemberRecord } from '../protocol/channels.ts';
 
@@ -201,6 +201,9 @@ export class Membership extends EventEmitter {
         const recRaw = res[3 * i + 2]?.[1] as string | null;
         if (!lease || !recRaw) return;
         const rec = JSON.parse(recRaw) as MemberRecord;
+        // A planned leave leaves its mark on the lease (LEAVE_LEASE): a leave, whichever of the
+        // announcement and this read comes first.
+        if (lease === `left:${rec.incarnation}`) return void (this.#view.has(id) && this.#leaving.add(`${id}/${rec.incarnation}`));
         if (rec.incarnation !== lease) return;
         next.set(id, rec);
         if (id !== this.#o.nodeId && pttl > 0) soonest = Math.min(soonest, pttl);
@@ -279,7 +282,7 @@ export class Membership extends EventEmitter {
     this.#expiryCheck?.cancel();
     if (was === 'joined') {
       const { valkey } = this.#o;
-      await valkey.call((c) => c.eval(DROP_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation)).catch(() => {});
+      await valkey.call((c) => c.eval(LEAVE_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, 2 * this.#o.ttlMs)).catch(() => {});
       await valkey.publish('membership', { type: 'leave', member: this.#record() }).catch(() => {});
     }
     await this.#unsubscribe?.().catch(() => {});

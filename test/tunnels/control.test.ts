@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import t from 'tap';
@@ -154,7 +154,11 @@ t.test('site connectors and the control channel', async (t) => {
       logFile: join(dir, 'connector.log'),
     });
     t.teardown(() => proc.stop('SIGTERM', 3000));
-    const first = await until(async () => { const s = await statusVia(c.lb, site.id); return s.online ? s : undefined; }, 15_000, 'online');
+    const first = await until(async () => { const s = await statusVia(c.lb, site.id); return s.online ? s : undefined; }, 30_000, 'online').catch((err: Error) => {
+      // What the connector saw is the first thing to read when this happens (it did once, in a loaded clean-clone run).
+      t.comment(`connector log:\n${readFileSync(join(dir, 'connector.log'), 'utf8').split('\n').slice(-40).join('\n')}`);
+      throw err;
+    });
     const holder = c.nodes.find((n) => n.config.nodeId === first.node)!;
     const killedAt = Date.now();
     holder.proc.signal('SIGKILL');
