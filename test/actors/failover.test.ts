@@ -116,8 +116,8 @@ t.test('a node frozen with SIGSTOP past its lease is replaced; after SIGCONT it 
   t.pass('the thawed node no longer runs the actor under its old epoch');
   const stale = await sql(cluster.postgresUrl, `SELECT count(*)::int AS n FROM probe_messages WHERE probe_id = 'hb' AND epoch = $1 AND at > $2`, [oldEpoch, claimedAt]);
   t.equal(stale[0].n, 0, 'no write with the old epoch landed after the new owner claimed');
-  const fresh = await sql(cluster.postgresUrl, `SELECT count(*)::int AS n FROM probe_messages WHERE probe_id = 'hb' AND epoch >= $1`, [newEpoch]);
-  t.ok(fresh[0].n > 0, 'the current owner keeps writing');
+  const written = async () => (await sql(cluster.postgresUrl, `SELECT count(*)::int AS n FROM probe_messages WHERE probe_id = 'hb' AND epoch >= $1`, [newEpoch]))[0].n as number;
+  t.ok(await until(async () => (await written()) > 0, 15_000, 'a heartbeat from the current owner'), 'the current owner keeps writing');
   t.match(readFileSync(frozen.logFile, 'utf8'), /"msg":"fenced: stopping all actors, then rejoining"/, 'it fenced itself');
 });
 
