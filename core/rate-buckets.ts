@@ -67,14 +67,21 @@ export class ConnectionCounter {
     else this.#open.delete(source);
   }
 
-  /** Counts a socket for its life: false (and the socket destroyed) when its source is at its cap. */
-  admit(sock: { remoteAddress?: string | undefined; destroy(): void; once(event: 'close', fn: () => void): unknown }): boolean {
+  /** Connections (or sessions) held by all sources. */
+  get total(): number {
+    let n = 0;
+    for (const v of this.#open.values()) n += v;
+    return n;
+  }
+
+  /** Counts a socket for its life; its source, or undefined (and the socket destroyed) when that source is at its cap. */
+  admit(sock: { remoteAddress?: string | undefined; destroy(): void; once(event: 'close', fn: () => void): unknown }): string | undefined {
     const source = sourceOf(sock.remoteAddress ?? '');
     if (!this.tryOpen(source)) {
       sock.destroy();
-      return false;
+      return undefined;
     }
     sock.once('close', () => this.closed(source));
-    return true;
+    return source;
   }
 }

@@ -223,9 +223,13 @@ export class ActorHost {
     }
   }
 
-  /** Delivery of a message that arrived over the peer link, for a local actor. */
-  async deliverLocal(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
-    msg = this.#validate(kind, id, msg);
+  /** Delivery of a message that arrived over the peer link (or a local gateway), for a local actor. */
+  deliverLocal(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
+    return this.#deliverChecked(kind, id, this.#validate(kind, id, msg), timeoutMs);
+  }
+
+  /** Delivery of a message already checked against its kind's schema. */
+  async #deliverChecked(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
     if (!this.#d.membership.healthy) throw new ClusterError('CLUSTER_ERR_NODE_FENCED', 'this node is fenced', { nodeId: this.#d.membership.nodeId });
     const actor = this.#d.system.get(kind, id);
     if (!actor || actor.stopping) throw new ClusterError('CLUSTER_ERR_ACTOR_NOT_HERE', `${kind}/${id} is not on this node`, { kind, id });
@@ -250,7 +254,7 @@ export class ActorHost {
     for (let attempt = 1; ; attempt++) {
       const owner = await ownership.ownerOf(kind, id);
       try {
-        if (owner?.node === membership.nodeId) return await this.deliverLocal(kind, id, msg, timeoutMs);
+        if (owner?.node === membership.nodeId) return await this.#deliverChecked(kind, id, msg, timeoutMs);
         if (owner) return await peer.ask(owner.node, kind, id, msg, timeoutMs);
       } catch (err) {
         if (!isClusterError(err, 'CLUSTER_ERR_ACTOR_NOT_HERE') && !isClusterError(err, 'CLUSTER_ERR_NODE_FENCED')) throw err;

@@ -60,7 +60,13 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   };
   const common = { routes, tunnels: d.tunnels, placement, bindHost: config.ingress.https.host, logger };
   const listen = listenProblems(valkey, config.nodeId);
-  const report = (resourceId: string, problem: string | null) => void listen.report(resourceId, problem).catch(() => {});
+  // Every route update re-checks the ports; only a change in a resource's problem is written.
+  const reported = new Map<string, string | null>();
+  const report = (resourceId: string, problem: string | null) => {
+    if (reported.get(resourceId) === problem) return;
+    reported.set(resourceId, problem);
+    void listen.report(resourceId, problem).catch(() => reported.delete(resourceId));
+  };
   const tcp = new TcpIngress({ ...common, ports: config.ingress.resourcePorts, report });
   const udpDrops = new Counter({ name: 'cluster_udp_dropped_total', help: 'UDP datagrams dropped by this node\'s ingress, by reason (session limits, rate, backpressure)', labelNames: ['reason'], registers: [d.metrics.registry] });
   const udp = new UdpIngress({ ...common, ports: config.ingress.resourcePorts, report, clock, onDrop: (reason) => udpDrops.inc({ reason }) });

@@ -82,8 +82,8 @@ export class DnsServer {
 
   #serveTcp(sock: Socket) {
     sock.on('error', () => {});
-    if (!this.#tcpBySource.admit(sock)) return;
-    const source = sourceOf(sock.remoteAddress ?? '');
+    const source = this.#tcpBySource.admit(sock);
+    if (source === undefined) return;
     sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());
     let buf: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {

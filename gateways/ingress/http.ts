@@ -39,7 +39,7 @@ const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip)$/;
  * a coded 400 and closes the connection; nothing of it reaches a target.
  */
 function refuseMalformed(err: Error & { code?: string }, sock: Duplex) {
-  if (!sock.writable || (err.code !== undefined && err.code === 'ECONNRESET')) return sock.destroy();
+  if (!sock.writable || err.code === 'ECONNRESET') return sock.destroy();
   const body = JSON.stringify({ code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST', message: 'malformed or ambiguous HTTP request', reason: err.code ?? 'parse error' });
   sock.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
@@ -104,7 +104,7 @@ export class HttpIngress {
   async listen(): Promise<void> {
     const { http, https } = this.#d;
     await new Promise<void>((resolve, reject) => this.#plain.once('error', reject).listen(http.port, http.host, () => resolve()));
-    this.#tlsListener = createNetServer((sock) => this.#tlsBySource.admit(sock) && this.#peek(sock));
+    this.#tlsListener = createNetServer((sock) => this.#tlsBySource.admit(sock) !== undefined && this.#peek(sock));
     await new Promise<void>((resolve, reject) => this.#tlsListener!.once('error', reject).listen(https.port, https.host, () => resolve()));
   }
 

@@ -3,7 +3,7 @@
 // per source, and new ones are rate limited per source; what is refused is dropped and
 // counted, never queued.
 import type { Clock } from '../../core/clock.ts';
-import { RateBuckets, sourceOf } from '../../core/rate-buckets.ts';
+import { ConnectionCounter, RateBuckets, sourceOf } from '../../core/rate-buckets.ts';
 
 export interface UdpLimits {
   /** Sessions one resource may hold on this node. */
@@ -22,36 +22,34 @@ export class UdpAdmission {
   readonly #limits: UdpLimits;
   readonly #clock: Clock;
   readonly #buckets: RateBuckets;
-  readonly #bySource = new Map<string, number>();
+  readonly #sessions: ConnectionCounter;
 
   constructor(limits: UdpLimits, clock: Clock) {
     this.#limits = limits;
     this.#clock = clock;
     this.#buckets = new RateBuckets(limits.newPerSecondPerSource);
+    this.#sessions = new ConnectionCounter(limits.perSource);
   }
 
   /** Decides on a new session from `address` for a resource holding `sessions`; counts it when admitted. */
   admit(address: string, sessions: number): { ok: true; source: string } | { ok: false; reason: DropReason } {
     const source = sourceOf(address);
     if (sessions >= this.#limits.perResource) return { ok: false, reason: 'resource-full' };
-    const held = this.#bySource.get(source) ?? 0;
-    if (held >= this.#limits.perSource) return { ok: false, reason: 'source-full' };
-    if (!this.#buckets.take(source, this.#clock.now())) return { ok: false, reason: 'rate' };
-    this.#bySource.set(source, held + 1);
+    if (!this.#sessions.tryOpen(source)) return { ok: false, reason: 'source-full' };
+    if (!this.#buckets.take(source, this.#clock.now())) {
+      this.#sessions.closed(source);
+      return { ok: false, reason: 'rate' };
+    }
     return { ok: true, source };
   }
 
   /** A session admitted for `source` ended. */
   closed(source: string): void {
-    const n = (this.#bySource.get(source) ?? 1) - 1;
-    if (n > 0) this.#bySource.set(source, n);
-    else this.#bySource.delete(source);
+    this.#sessions.closed(source);
   }
 
   /** Sessions held by all sources (tests, metrics). */
   get held(): number {
-    let n = 0;
-    for (const v of this.#bySource.values()) n += v;
-    return n;
+    return this.#sessions.total;
   }
 }

@@ -8,7 +8,7 @@ t.test('admin writes', async (t) => {
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'acme', name: 'Acme' } })).body;
   const base = `/api/v1/orgs/${org.id}`;
   t.equal((await call(c.lb, 'POST', `${base}/domains`, { cookie, body: { name: 'example.com' } })).status, 201);
-  const site = (await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'hq' } })).body;
+  await call(c.lb, 'POST', `${base}/sites`, { cookie, body: { name: 'hq' } }); // audited below
 
   await t.test('two concurrent updates of one resource: one succeeds, one gets 409', async (t) => {
     const res = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'race', protocol: 'tcp', proxyPort: 23000 } })).body;
