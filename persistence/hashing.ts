@@ -32,9 +32,16 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(key, expected);
 }
 
-/** A new random token (URL-safe, 256 bits). */
+/**
+ * A new random token (URL-safe, 256 bits). Never starting with '-': tokens are typed on
+ * command lines (`cluster-connector --secret TOKEN`), where a leading dash reads as an option
+ * and the connector refused to start (1 secret in 64; seen as sites that never came online).
+ */
 export function generateToken(bytes = 32): string {
-  return randomBytes(bytes).toString('base64url');
+  for (;;) {
+    const token = randomBytes(bytes).toString('base64url');
+    if (!token.startsWith('-')) return token;
+  }
 }
 
 /** Hash of a generated token, for storage and indexed lookup. */

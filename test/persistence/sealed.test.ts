@@ -66,3 +66,9 @@ t.test('generated tokens are unique and hash to a stable 32-byte digest', async 
   t.ok(hashToken(a).equals(hashToken(a)));
   t.equal(hashToken(a).length, 32);
 });
+
+t.test('generated tokens never start with a dash (they are passed on command lines)', async (t) => {
+  const first = new Set(Array.from({ length: 5000 }, () => generateToken()[0]));
+  t.notOk(first.has('-'), 'no token of 5,000 starts with "-"');
+  t.ok(first.size > 40, 'and the other first characters all occur');
+});
