@@ -95,6 +95,27 @@ export interface ClusterConfig {
     helloTimeout: number;
     /** Connections one client address (IPv6: one /56) may hold open on the HTTP port, and on the HTTPS port. @default 256 */
     maxConnectionsPerSource: number;
+    /**
+     * Addresses of TCP load balancers in front of :80/:443 that send a PROXY protocol v2
+     * header (haproxy `send-proxy-v2`); their connections must start with one, and the client
+     * it names is the one rules, rate limits and X-Forwarded-For see. @default []
+     */
+    proxyProtocolFrom: string[];
+  };
+  access: {
+    /**
+     * Public hostname of the auth portal, served by every node on :443 (point its DNS at the
+     * nodes). Unset: no portal; browsers get 401 like other clients at protected resources. @default unset
+     */
+    portalHostname: string | undefined;
+    /** PEM certificate chain of the portal hostname. Without it the node serves a generated certificate (browsers warn) and says so in its log at start. @default unset */
+    portalCert: string | undefined;
+    /** PEM key of `portalCert`. @default unset */
+    portalKey: string | undefined;
+    /** Lifetime of a resource session (and of the portal's own sign-in). @default "24h" */
+    sessionTtl: number;
+    /** How long the access log keeps its rows. @default "30d" */
+    logRetention: number;
   };
   dns: {
     /** Authoritative DNS listener (UDP and TCP). @default "0.0.0.0:53" */
@@ -233,7 +254,14 @@ export const SPEC: Spec<ClusterConfig> = {
     commandTimeout: duration('2s', { min: 50 }),
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
-  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000) },
+  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000), proxyProtocolFrom: ipList([]) },
+  access: {
+    portalHostname: text({ optional: true, pattern: /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, expected: 'a lowercase DNS hostname' }),
+    portalCert: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
+    portalKey: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
+    sessionTtl: duration('24h', { min: 60_000 }),
+    logRetention: duration('30d', { min: 3_600_000 }),
+  },
   dns: {
     bind: address('0.0.0.0:53'),
     caaIssuers: domainList([]),
@@ -394,6 +422,9 @@ export function compileConfig(input: unknown, source = 'config'): ClusterConfig 
   if (problems.length === 0) {
     const tls = [config.peer.tlsCert, config.peer.tlsKey, config.peer.tlsCa];
     if (tls.some((f) => f !== undefined) && !tls.every((f) => f !== undefined)) problems.push({ field: 'peer.tlsCert', problem: 'peer TLS needs all of peer.tlsCert, peer.tlsKey and peer.tlsCa', expected: 'all three PEM paths, or none' });
+  }
+  if (problems.length === 0 && (config.access.portalCert === undefined) !== (config.access.portalKey === undefined)) {
+    problems.push({ field: 'access.portalCert', problem: 'the portal certificate needs both access.portalCert and access.portalKey', expected: 'both PEM paths, or neither' });
   }
   if (problems.length === 0 && !config.peer.advertise && isWildcard(config.peer.bind.host)) {
     const pub = config.ingress.publicAddresses[0];

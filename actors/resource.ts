@@ -2,8 +2,10 @@
 // route (hostname or port -> targets on one or more sites, each target's reported health, and
 // the node holding each site's tunnel) and publishes it as a versioned snapshot that every
 // node's ingress mirrors. It recomputes on admin edits (reload from PostgreSQL), on health
-// reports and site moves (refresh from Valkey), and when nodes join or die.
+// reports and site moves (refresh from Valkey), and when nodes join or die. The route carries
+// the resource's access policy, so every node decides who may reach it from memory.
 import { z } from 'zod';
+import { loadAccessPolicy } from '../persistence/access-policy.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
 import type { Route } from '../protocol/route.ts';
@@ -44,7 +46,10 @@ async function load(db: DatabasePool, id: string): Promise<ResourceState['base']
         FILTER (WHERE t.id IS NOT NULL), '[]') AS targets
     FROM resources r LEFT JOIN targets t ON t.resource_id = r.id WHERE r.id = ${id} GROUP BY r.id`);
   if (!r) return null;
+  // HTTP resources only: a raw TCP/UDP stream has no request to check.
+  const access = r.protocol === 'http' ? await loadAccessPolicy(db, id) : undefined;
   return {
+    ...(access ? { access } : {}),
     resourceId: r.resource_id, orgId: r.org_id, protocol: r.protocol, hostname: r.hostname, port: r.proxy_port, tls: r.tls, enabled: r.enabled,
     targets: r.targets.map((t) => ({ ...t, healthy: true })),
   };

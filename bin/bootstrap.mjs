@@ -32,6 +32,7 @@ const SYSTEM_PACKAGES = [
   ['/usr/sbin/nsd', 'nsd'], // bench:dns compares against it
   ['ip', 'iproute2'],
   ['openssl', 'openssl'],
+  ['/usr/bin/chromium', 'chromium'], // browser tests (driven by playwright-core; no browser download)
 ];
 const BACKPORTS_ONLY = new Set(['valkey-server']);
 

@@ -37,8 +37,8 @@ export function describe(raw: unknown, secret = false): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function duration(def: string, opts: { min?: number; max?: number } = {}): Field<number> {
   const expected = 'a duration such as "250ms", "3s", "5m" or a whole number of milliseconds';

@@ -53,6 +53,11 @@ export interface ErrorFields {
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { siteId: string; targetId: string; status: number };
   CLUSTER_ERR_INGRESS_NO_TARGET: { resourceId: string };
   CLUSTER_ERR_INGRESS_BAD_REQUEST: { reason: string };
+  CLUSTER_ERR_ACCESS_UNAUTHENTICATED: { resourceId: string };
+  CLUSTER_ERR_ACCESS_DENIED: { resourceId: string; reason: string };
+  CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: Record<string, never>;
+  CLUSTER_ERR_ACCESS_BAD_FORM: { reason: string };
+  CLUSTER_ERR_ACCESS_NOT_HTTP: Record<string, never>;
   CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_API_VALIDATION: { field: string; problem: string };
   CLUSTER_ERR_API_UNAUTHENTICATED: Record<string, never>;
@@ -128,6 +133,11 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { status: 504, summary: 'the connector could not reach the target in time' },
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { status: 502, summary: 'the connector refused or could not connect to the target' },
   CLUSTER_ERR_INGRESS_NO_TARGET: { status: 503, summary: 'the resource has no enabled target on an online site' },
+  CLUSTER_ERR_ACCESS_UNAUTHENTICATED: { status: 401, summary: 'the resource needs a sign-in, a share link or basic auth' },
+  CLUSTER_ERR_ACCESS_DENIED: { status: 403, summary: 'a rule or the resource\'s settings deny this request' },
+  CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: { status: 401, summary: 'wrong password, PIN, account or token for this resource' },
+  CLUSTER_ERR_ACCESS_BAD_FORM: { status: 400, summary: 'a sign-in form was malformed, stale or sent from another site' },
+  CLUSTER_ERR_ACCESS_NOT_HTTP: { status: 400, summary: 'access control applies to HTTP resources only' },
   CLUSTER_ERR_INGRESS_BAD_REQUEST: { status: 400, summary: 'a request through ingress is malformed or ambiguously framed (refused before any target sees it)' },
   CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },
   CLUSTER_ERR_API_NOT_FOUND: { status: 404, summary: 'no such route or object' },

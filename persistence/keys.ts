@@ -79,6 +79,11 @@ export class Keyspace {
     return this.#key('session', tokenHash);
   }
 
+  /** A portal's one-time exchange token (by hash): the resource session cookie it becomes, for a minute. */
+  accessExchange(tokenHash: string): string {
+    return this.#key('access-exchange', tokenHash);
+  }
+
   /** Hash of the one-time setup token (exists only until the first admin is created). */
   get setupToken(): string {
     return this.#key('setup-token');

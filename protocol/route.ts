@@ -2,6 +2,7 @@
 // with each target's reported health and the node holding each site's tunnel. The schema is
 // checked where a snapshot arrives from Valkey (protocol/channels.ts).
 import { z } from 'zod';
+import { AccessPolicySchema } from './access.ts';
 
 export const TARGET_SCHEMES = ['http', 'https', 'tcp', 'udp'] as const;
 
@@ -28,6 +29,8 @@ export const RouteSchema = z.object({
   targets: z.array(RouteTargetSchema),
   /** Site id -> node holding its tunnel (live owners only; offline sites are absent). */
   owners: z.record(z.string()),
+  /** Who may reach it (HTTP resources); absent: public. */
+  access: AccessPolicySchema.optional(),
 });
 
 export type RouteTarget = z.infer<typeof RouteTargetSchema>;

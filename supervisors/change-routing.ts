@@ -42,6 +42,8 @@ export interface ChangeRoutingDeps {
   replayEveryMs: number;
   /** How far back in time the replay reads (ids are taken at insert, committed out of order). */
   replayWindowMs: number;
+  /** Every change's kind, announced or replayed, for parts outside the actors (revoked sessions). */
+  onChange?: (kind: string) => void;
 }
 
 /** Subscribes everything; resolves once subscribed. Returns how to stop the replay. */
@@ -51,6 +53,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
     const r = reactionsTo(kind);
     for (const { kind: k, msg } of r.tell) host.broadcastLocal(k, msg as never);
     if (r.replace) void host.reconcile();
+    d.onChange?.(kind);
   };
   const replay = new ChangeReplay({ db: d.db, clock: d.clock, logger: d.logger, everyMs: d.replayEveryMs, lookBackMs: d.replayWindowMs, apply: (kinds) => kinds.forEach(apply) });
   await d.valkey.subscribe('changes', (m) => {

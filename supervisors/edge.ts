@@ -20,6 +20,7 @@ import { listenProblems } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 import type { Valkey } from '../persistence/valkey.ts';
+import { startAccess } from './access.ts';
 import type { Membership } from './membership.ts';
 import { createEdgeMetrics, type ClusterMetrics } from './metrics.ts';
 
@@ -40,6 +41,8 @@ export interface Edge {
   routes: RouteTable;
   zones: ZoneTable;
   http: HttpIngress;
+  /** A change of this kind was made (revoked sessions are read again). */
+  changed(kind: string): void;
   /** Ingress first (no new connections), then DNS, then the mirrors. */
   close(): Promise<void>;
 }
@@ -80,8 +83,11 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     (ok) => logger.info({ hostname, loaded: ok }, 'certificate reloaded'),
     (err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
   ));
+  // Before the ingress serves anything: the revoked sessions must be known first.
+  const access = await startAccess({ config, db: d.db, valkey, certs, routes, metrics: d.metrics, clock, logger });
+  routes.on('updated', () => access.warm(routes));
   const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
-  const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, onRequest: metrics.onRequest });
+  const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });
   // The node's own listeners first: a resource can never hold a port the node needs (the
   // configured range excludes them too). Route updates open resource listeners, so the
   // route mirror starts after them.
@@ -96,10 +102,12 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     routes,
     zones,
     http,
+    changed: (kind) => access.changed(kind),
     async close() {
       tcp.close();
       udp.close();
       await http.close();
+      await access.stop();
       await dns.close();
       await zones.stop();
       await routes.stop();

@@ -202,7 +202,7 @@ export class ClusterNode {
       },
     });
     const run: Running = (this.#run = { db, membership, ownership, peer, host, routes });
-    run.changes = await routeChanges({ host, valkey, db, membership, routes, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow });
+    run.changes = await routeChanges({ host, valkey, db, membership, routes, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
     membership.on('view', () => peer.sync(membership.live()));

@@ -82,6 +82,7 @@ const UNIQUE_FIELDS: Record<string, string> = {
   resources_port_key: 'proxyPort',
   targets_unique_endpoint: 'host',
   org_members_pkey: 'userId',
+  resource_rules_priority_key: 'priority',
 };
 
 export function mapDbError(err: unknown): unknown {

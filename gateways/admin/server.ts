@@ -14,6 +14,7 @@ import type { ReadinessReport } from '../../supervisors/readiness.ts';
 import { authenticate } from './auth.ts';
 import { registerHealthRoutes } from './health.ts';
 import type { ApiDeps } from './http.ts';
+import { accessRoutes } from './routes/access.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { authRoutes } from './routes/auth.ts';
 import { clusterRoutes } from './routes/cluster.ts';
@@ -139,6 +140,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   siteRoutes(app, api);
   domainRoutes(app, api);
   resourceRoutes(app, api);
+  accessRoutes(app, api);
   apiKeyRoutes(app, api);
   clusterRoutes(app, api);
   connectorRoutes(app, api);

@@ -46,6 +46,11 @@ export class CertificateStore {
     return ctx;
   }
 
+  /** Serves this certificate for the hostname from now on (the operator's own, e.g. the portal's). */
+  pin(hostname: string, pem: { cert: string; key: string }) {
+    this.#contexts.set(hostname, Promise.resolve(createSecureContext(pem)));
+  }
+
   invalidate(hostname: string) {
     this.#contexts.delete(hostname);
   }

@@ -6,6 +6,10 @@
 // The proxy speaks HTTP/1.1 to the target through the tunnel: Host kept, X-Forwarded-For/
 // -Proto/-Host set from the real client, bodies streamed both ways, Upgrade (WebSocket)
 // passed through, and coded 502/503/504 answers when the path to the target fails.
+// A resource with an access policy is checked first (gateways/access/guard.ts); the portal's
+// hostname is served here on every node. Identity headers (`Remote-*`) reach a target only
+// as this edge set them. Connections from the operator's TCP load balancers
+// (`proxyProtocolFrom`) start with a PROXY v2 header naming the real client.
 import { createServer as createHttpServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,7 +22,9 @@ import type { Address } from '../../cluster.config.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { CertificateStore } from './certs.ts';
 import { MAX_HELLO, readClientHello } from './client-hello.ts';
-import { encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
+import { decodeProxyV2, encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
+import { cookieName, type AccessGuard, type Identity, type Verdict } from '../access/guard.ts';
+import type { Portal } from '../access/portal.ts';
 import type { Route, RouteTable } from './routes.ts';
 import { UpstreamPool, type UpstreamPath } from './upstream-pool.ts';
 import { chooseTarget, pathTo, type Placement } from './upstream.ts';
@@ -31,7 +37,18 @@ function hasBody(req: IncomingMessage): boolean {
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
 /** Headers only this edge may set: a client's own copies are dropped, never passed on. */
-const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip)$/;
+const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip|remote-.*|x-cluster-access-token)$/;
+
+/** A header value from user data: printable ASCII kept, anything else percent-encoded. */
+const headerSafe = (v: string) => v.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
+
+/** The Cookie header without the resource session cookies (they are the cluster's, not the target's). */
+function withoutSessionCookies(cookie: string | undefined): string | undefined {
+  if (!cookie) return cookie;
+  const names = [cookieName(true), cookieName(false)];
+  const kept = cookie.split(';').filter((p) => !names.includes(p.split('=', 1)[0]!.trim()));
+  return kept.length ? kept.join(';').trim() : undefined;
+}
 
 /**
  * Answers a request the parser refused (both Content-Length and Transfer-Encoding, a bad
@@ -58,8 +75,21 @@ export interface HttpIngressDeps {
   helloTimeoutMs: number;
   /** Connections one source (IPv4 address, IPv6 /56) may hold open on :80 and on :443. */
   maxConnectionsPerSource: number;
+  /** Access control for resources with a policy, and the portal every node serves. */
+  access?: { guard: AccessGuard; portal?: Portal };
+  /** Load balancers whose connections start with a PROXY v2 header (on :80 and :443). */
+  proxyProtocolFrom?: string[];
   /** Called once per proxied request when its response ends (metrics). */
   onRequest?: (resourceId: string, status: number, seconds: number) => void;
+}
+
+function identityHeaders(u: Identity): Record<string, string> {
+  return { 'remote-user': headerSafe(u.email), 'remote-email': headerSafe(u.email), 'remote-name': headerSafe(u.name), 'remote-role': headerSafe(u.role) };
+}
+
+function refuse(res: ServerResponse, v: Extract<Verdict, { allow: false }>) {
+  res.writeHead(v.status, v.headers);
+  res.end(v.body);
 }
 
 function hostOf(req: IncomingMessage): string {
@@ -82,12 +112,15 @@ export class HttpIngress {
   readonly #pool = new UpstreamPool();
   readonly #secure: Server;
   #tlsListener: NetServer | undefined;
+  #plainListener: NetServer | undefined;
+  readonly #trusted: Set<string>;
   readonly #plainBySource: ConnectionCounter;
   readonly #tlsBySource: ConnectionCounter;
 
   constructor(deps: HttpIngressDeps) {
     this.#d = deps;
     this.#log = deps.logger.child({ component: 'ingress-http' });
+    this.#trusted = new Set(deps.proxyProtocolFrom ?? []);
     this.#plainBySource = new ConnectionCounter(deps.maxConnectionsPerSource);
     this.#tlsBySource = new ConnectionCounter(deps.maxConnectionsPerSource);
     this.#plain = createHttpServer((req, res) => void this.#handle(req, res, 'http'));
@@ -103,9 +136,42 @@ export class HttpIngress {
 
   async listen(): Promise<void> {
     const { http, https } = this.#d;
-    await new Promise<void>((resolve, reject) => this.#plain.once('error', reject).listen(http.port, http.host, () => resolve()));
-    this.#tlsListener = createNetServer((sock) => this.#tlsBySource.admit(sock) !== undefined && this.#peek(sock));
+    if (this.#trusted.size) {
+      this.#plainListener = createNetServer((sock) => void this.#proxied(sock).then((ok) => ok && this.#plain.emit('connection', sock)));
+      await new Promise<void>((resolve, reject) => this.#plainListener!.once('error', reject).listen(http.port, http.host, () => resolve()));
+    } else await new Promise<void>((resolve, reject) => this.#plain.once('error', reject).listen(http.port, http.host, () => resolve()));
+    this.#tlsListener = createNetServer((sock) => void this.#proxied(sock).then((ok) => ok && this.#tlsBySource.admit(sock) !== undefined && this.#peek(sock)));
     await new Promise<void>((resolve, reject) => this.#tlsListener!.once('error', reject).listen(https.port, https.host, () => resolve()));
+  }
+
+  /**
+   * A connection from a trusted load balancer: reads its PROXY v2 header and records the
+   * client it names (a missing or bad header closes the connection). Others pass as they are.
+   */
+  #proxied(sock: Socket): Promise<boolean> {
+    sock.on('error', () => {});
+    if (!this.#trusted.has(sock.remoteAddress ?? '')) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let buf = Buffer.alloc(0);
+      const timer = setTimeout(() => (sock.destroy(), resolve(false)), this.#d.helloTimeoutMs);
+      const onData = (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        const h = decodeProxyV2(buf);
+        if ('error' in h && (h.error === 'short header' || h.error === 'truncated header') && buf.length < 536) return;
+        clearTimeout(timer);
+        sock.off('data', onData);
+        sock.pause();
+        if ('error' in h) {
+          this.#log.debug({ from: sock.remoteAddress, reason: h.error }, 'load balancer connection without a valid PROXY header');
+          sock.destroy();
+          return resolve(false);
+        }
+        if (h.addresses) this.#clients.set(sock, h.addresses.source.address);
+        if (buf.length > h.length) sock.unshift(buf.subarray(h.length));
+        resolve(true);
+      };
+      sock.on('data', onData);
+    });
   }
 
   #clientOf(req: IncomingMessage): string {
@@ -131,10 +197,17 @@ export class HttpIngress {
         this.#log.debug({ from: sock.remoteAddress, reason: hello.state === 'error' ? hello.reason : 'no server name' }, 'tls connection refused');
         return sock.destroy();
       }
+      const source = this.#clients.get(sock) ?? sock.remoteAddress ?? '0.0.0.0';
+      if (hello.serverName === this.#d.access?.portal?.hostname) {
+        // The portal is served by every node: always here.
+        sock.setTimeout(0);
+        sock.unshift(buf);
+        return this.terminateTls(sock, source);
+      }
       const route = this.#routeFor(hello.serverName);
       if (!route) return sock.destroy();
       const local = route.targets.some((t) => t.enabled && t.healthy && this.#d.tunnels.has(t.siteId));
-      const client: ProxyAddresses = { source: { address: sock.remoteAddress ?? '0.0.0.0', port: sock.remotePort ?? 0 }, destination: { address: sock.localAddress ?? '0.0.0.0', port: sock.localPort ?? 0 } };
+      const client: ProxyAddresses = { source: { address: source, port: sock.remotePort ?? 0 }, destination: { address: sock.localAddress ?? '0.0.0.0', port: sock.localPort ?? 0 } };
       if (local) {
         sock.setTimeout(0);
         sock.unshift(buf);
@@ -190,10 +263,18 @@ export class HttpIngress {
     return path.tls ? tlsConnect({ socket: stream as Socket, servername: path.servername, rejectUnauthorized: false }) : stream;
   }
 
-  #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https'): Record<string, string | string[]> {
+  #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https', pass?: Extract<Verdict, { allow: true }>): Record<string, string | string[]> {
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k) && !EDGE_ONLY.test(k)) headers[k] = v;
     for (const h of (req.headers.connection ?? '').split(',')) delete headers[h.trim().toLowerCase()];
+    if (pass) {
+      const cookie = withoutSessionCookies(req.headers.cookie);
+      if (cookie === undefined) delete headers.cookie;
+      else headers.cookie = cookie;
+      // Basic credentials the cluster checked were for the cluster, not the target.
+      if (pass.consumedAuthorization) delete headers.authorization;
+      if (pass.identity) Object.assign(headers, identityHeaders(pass.identity));
+    }
     // A body goes on framed as it came: its length, or chunked (Node's client sends a GET's
     // body unframed otherwise, and the target would read it as the next request).
     if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
@@ -204,6 +285,11 @@ export class HttpIngress {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https') {
+    const portal = this.#d.access?.portal;
+    if (portal && hostOf(req) === portal.hostname) {
+      if (proto === 'http') return void res.writeHead(301, { location: `https://${portal.hostname}${req.url ?? '/'}` }).end();
+      return portal.handle(req, res, this.#clientOf(req));
+    }
     const route = this.#routeFor(hostOf(req));
     if (!route) return errorPage(res, 'CLUSTER_ERR_API_NOT_FOUND', `no resource for ${hostOf(req) || 'this host'}`);
     if (this.#d.onRequest) {
@@ -214,6 +300,15 @@ export class HttpIngress {
       res.writeHead(301, { location: `https://${hostOf(req)}${req.url ?? '/'}` });
       return res.end();
     }
+    let pass: Extract<Verdict, { allow: true }> | undefined;
+    if (route.access && this.#d.access) {
+      const v = this.#d.access.guard.check(req, route, proto, this.#clientOf(req));
+      const verdict = v instanceof Promise ? await v : v;
+      if (!verdict.allow) return refuse(res, verdict);
+      pass = verdict;
+    } else if (route.access) {
+      return errorPage(res, 'CLUSTER_ERR_ACCESS_DENIED', 'access control is not running on this node');
+    }
     const send = (retried: boolean): void => {
       let path: UpstreamPath;
       try {
@@ -223,8 +318,8 @@ export class HttpIngress {
       }
       const out = request({
         method: req.method,
-        path: req.url,
-        headers: this.#forwardedHeaders(req, proto),
+        path: pass?.url ?? req.url,
+        headers: this.#forwardedHeaders(req, proto, pass),
         agent: this.#pool.agentFor(path),
         timeout: this.#d.responseTimeoutMs ?? 60_000,
       });
@@ -265,6 +360,15 @@ export class HttpIngress {
     sock.on('error', () => {});
     const route = this.#routeFor(hostOf(req));
     if (!route || (proto === 'http' && route.tls)) return sock.destroy();
+    let pass: Extract<Verdict, { allow: true }> | undefined;
+    if (route.access) {
+      const v = this.#d.access ? await this.#d.access.guard.check(req, route, proto, this.#clientOf(req)) : undefined;
+      if (!v?.allow) {
+        const status = v?.status ?? 403;
+        return void sock.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 302 ? 'Found' : 'Forbidden'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(v?.body ?? '')}\r\n\r\n${v?.body ?? ''}`);
+      }
+      pass = v;
+    }
     let stream: Duplex;
     try {
       stream = await this.#upstream(route, this.#clientOf(req));
@@ -273,8 +377,8 @@ export class HttpIngress {
       return void sock.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     }
     stream.on('error', () => sock.destroy());
-    const headers = { ...this.#forwardedHeaders(req, proto), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
-    const lines = [`${req.method} ${req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
+    const headers = { ...this.#forwardedHeaders(req, proto, pass), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
+    const lines = [`${req.method} ${pass?.url ?? req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
     stream.write(`${lines.join('\r\n')}\r\n\r\n`);
     sock.pause();
     let answer = Buffer.alloc(0);
@@ -302,6 +406,7 @@ export class HttpIngress {
 
   async close(): Promise<void> {
     this.#tlsListener?.close();
+    this.#plainListener?.close();
     this.#plain.close();
     this.#secure.close();
     this.#plain.closeAllConnections();

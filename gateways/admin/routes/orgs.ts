@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { z } from 'zod';
+import { revokeResourceSessions } from '../../../persistence/resource-sessions.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { assertMayGrant, authenticated, orgAccess, ROLE_ACTIONS, serverAdmin } from '../auth.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
@@ -80,14 +81,20 @@ export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     assertMayGrant(req, ROLE_ACTIONS[req.body.role]);
     return write(deps(), req, { kind: 'member', id: userId, orgId, action: 'updated' }, async (tx) => {
       if (!(await tx.exists(sql.unsafe`SELECT 1 FROM users WHERE id = ${userId}`))) throw notFound('user');
+      const before = await tx.maybeOneFirst(sql.type(z.object({ role: z.string() }))`SELECT role FROM org_members WHERE org_id = ${orgId} AND user_id = ${userId}`);
       await tx.query(sql.unsafe`INSERT INTO org_members (org_id, user_id, role) VALUES (${orgId}, ${userId}, ${req.body.role}) ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role`);
+      // Resource sessions carry the role they were made with: a new role means signing in again.
+      if (before !== null && before !== req.body.role) await revokeResourceSessions(tx, { userId, orgId });
       return { id: userId, userId, role: req.body.role };
     });
   });
 
   r.delete('/api/v1/orgs/:orgId/members/:userId', { schema: { tags: ['members'], params: MemberParams }, preHandler: orgAccess(deps, 'members:write') }, async (req, reply) => {
     const { orgId, userId } = req.params;
-    await deleteOne(deps(), req, { kind: 'member', id: userId, orgId }, 'member', sql.unsafe`DELETE FROM org_members WHERE org_id = ${orgId} AND user_id = ${userId} RETURNING user_id`);
+    await deleteOne(deps(), req, { kind: 'member', id: userId, orgId }, 'member', sql.unsafe`
+      WITH gone AS (DELETE FROM org_members WHERE org_id = ${orgId} AND user_id = ${userId} RETURNING user_id),
+        ended AS (UPDATE resource_sessions SET revoked_at = clock_timestamp() WHERE org_id = ${orgId} AND user_id IN (SELECT user_id FROM gone) AND revoked_at IS NULL AND expires_at > now())
+      SELECT user_id FROM gone`);
     return reply.code(204).send();
   });
 }

@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { DatabaseTransactionConnection } from 'slonik';
 import { Type } from 'typebox';
 import { z } from 'zod';
+import { revokeResourceSessions } from '../../../persistence/resource-sessions.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { hashPassword } from '../../../persistence/hashing.ts';
 import { serverAdmin } from '../auth.ts';
@@ -60,6 +61,8 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
           version = version + 1, updated_at = now()
         WHERE id = ${req.params.userId} AND version = ${b.version} RETURNING ${COLUMNS}`);
       if (!row) throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`SELECT version FROM users WHERE id = ${req.params.userId}`), 'user');
+      // A disabled user's resource sessions end too, on every node (the change names kind user).
+      if (b.disabled) await revokeResourceSessions(tx, { userId: row.id });
       revoked = b.disabled
         ? [...(await tx.anyFirst(sql.type(z.object({ token_hash: z.instanceof(Buffer) }))`
             UPDATE sessions SET revoked_at = now() WHERE user_id = ${row.id} AND revoked_at IS NULL RETURNING token_hash`))]
@@ -77,6 +80,8 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     let hashes: Buffer[] = [];
     await write(d, req, { kind: 'user', id: req.params.userId, orgId: null, action: 'deleted' }, async (tx) => {
       hashes = await liveSessionHashes(tx, req.params.userId);
+      // Marked before the user goes: the rows stay (user_id NULL) so every node learns them.
+      await revokeResourceSessions(tx, { userId: req.params.userId });
       // The API keys the user made go with them (an org admin can make new ones).
       await tx.query(sql.unsafe`UPDATE api_keys SET revoked_at = now() WHERE created_by = ${req.params.userId} AND revoked_at IS NULL`);
       if (!(await tx.maybeOne(sql.unsafe`DELETE FROM users WHERE id = ${req.params.userId} RETURNING id`))) throw notFound('user');

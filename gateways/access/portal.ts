@@ -1,0 +1,204 @@
+// The auth portal, served by every node on the configured public hostname. A browser sent
+// here by a protected resource sees that resource's methods (password, PIN, cluster account);
+// on success it goes back to the resource's own address with a one-time exchange token, which
+// the resource's node turns into a cookie for that host. The portal keeps its own sign-in (a
+// cluster session cookie on the portal host), so a user signed in once reaches the next
+// resource that allows them without typing again.
+// Forms carry a CSRF token that must equal the portal's CSRF cookie, and a POST from another
+// site (Origin or Sec-Fetch-Site) is refused. The return address must be an address of the
+// resource itself: the portal never redirects anywhere else.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isClusterError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import { hashToken } from '../../persistence/hashing.ts';
+import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
+import type { Route } from '../../protocol/route.ts';
+import type { AccessDecision } from './access-log.ts';
+import { EXCHANGE_PARAM, escapeHtml, readCookie } from './guard.ts';
+import type { AccessSignIn } from './sign-in.ts';
+
+export const PORTAL_COOKIE = '__Host-cluster_portal';
+const CSRF_COOKIE = '__Host-cluster_csrf';
+const MAX_FORM = 8 * 1024;
+
+export interface PortalDeps {
+  hostname: string;
+  routes: { byId(resourceId: string): Route | undefined };
+  signIn: AccessSignIn;
+  db: DatabasePool;
+  logger: Logger;
+  portalSessionTtlMs: number;
+  record: (d: AccessDecision) => void;
+}
+
+/** The resource's address to return to, or undefined when `to` is not one of its URLs. */
+export function returnAddress(route: Route, to: string | null): URL | undefined {
+  if (!to || to.length > 4096) return undefined;
+  try {
+    const u = new URL(to);
+    const proto = route.tls ? 'https:' : 'http:';
+    if (u.protocol !== proto || u.hostname !== route.hostname || u.port !== '' || u.username || u.password) return undefined;
+    u.searchParams.delete(EXCHANGE_PARAM);
+    return u;
+  } catch {
+    return undefined;
+  }
+}
+
+function page(res: ServerResponse, status: number, title: string, body: string, headers: Record<string, string | string[]> = {}) {
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${escapeHtml(title)}</title>
+<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}form{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}
+label{display:block;margin:.5rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}button{margin-top:.8rem;padding:.4rem 1rem}.error{color:#a00}</style></head>
+<body><main><h1>${escapeHtml(title)}</h1>${body}</main></body></html>`;
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+    ...headers,
+  });
+  res.end(html);
+}
+
+function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
+  return new Promise((resolve) => {
+    if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return resolve(undefined);
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_FORM) {
+        resolve(undefined);
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+const sameText = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+
+export class Portal {
+  readonly #d: PortalDeps;
+  readonly #log: Logger;
+  readonly origin: string;
+  readonly hostname: string;
+
+  constructor(d: PortalDeps) {
+    this.#d = d;
+    this.hostname = d.hostname;
+    this.#log = d.logger.child({ component: 'portal' });
+    this.origin = `https://${d.hostname}`;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, client: string): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', this.origin);
+      const m = /^\/resource\/([0-9a-f-]{36})$/.exec(url.pathname);
+      if (m && req.method === 'GET') return await this.#show(req, res, m[1]!, url.searchParams.get('to'), client);
+      if (m && req.method === 'POST') return await this.#submit(req, res, m[1]!, client);
+      if (url.pathname === '/logout') return await this.#logout(req, res);
+      if (url.pathname === '/') return page(res, 200, 'Sign-in portal', '<p>Open the resource you want to reach; it brings you here when it needs a sign-in.</p>');
+      page(res, 404, 'Not found', '<p>There is nothing here.</p>');
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'portal request failed');
+      if (!res.headersSent) this.#failure(res, err);
+    }
+  }
+
+  #failure(res: ServerResponse, err: unknown) {
+    if (isClusterError(err) && err.code === 'CLUSTER_ERR_API_RATE_LIMITED') {
+      const wait = Math.ceil((err.fields as { retryAfterMs: number }).retryAfterMs / 1000);
+      return page(res, 429, 'Too many attempts', `<p class="error">Too many attempts. Try again in ${wait} seconds.</p>`, { 'retry-after': String(wait) });
+    }
+    const code = isClusterError(err) ? err.code : 'CLUSTER_ERR_API_INTERNAL';
+    page(res, 503, 'Signing in is not possible right now', `<p class="error">Signing in is not possible right now (${escapeHtml(code)}). Try again shortly.</p>`);
+  }
+
+  #route(resourceId: string): Route | undefined {
+    const r = this.#d.routes.byId(resourceId);
+    return r?.enabled && r.access && r.hostname ? r : undefined;
+  }
+
+  async #show(req: IncomingMessage, res: ServerResponse, resourceId: string, to: string | null, client: string, error?: { status: number; text: string }) {
+    const route = this.#route(resourceId);
+    const back = route && returnAddress(route, to);
+    if (!route || !back) return page(res, 400, 'Unknown address', '<p class="error">This sign-in link is not valid. Open the resource again.</p>');
+    const portalToken = readCookie(req.headers.cookie, PORTAL_COOKIE);
+    if (!error && portalToken && route.access!.sso) {
+      const user = await this.#d.signIn.portalUser(route, portalToken);
+      if (user) return this.#done(res, back, await this.#d.signIn.asUser(route, user, client));
+    }
+    let csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
+    const headers: Record<string, string> = {};
+    if (!csrf || !/^[A-Za-z0-9_-]{32,64}$/.test(csrf)) {
+      csrf = randomBytes(24).toString('base64url');
+      headers['set-cookie'] = `${CSRF_COOKIE}=${csrf}; Path=/; HttpOnly; Secure; SameSite=Strict`;
+    }
+    const p = route.access!;
+    const hidden = (method: string) => `<input type="hidden" name="method" value="${method}"><input type="hidden" name="to" value="${escapeHtml(back.toString())}"><input type="hidden" name="csrf" value="${csrf}">`;
+    const forms = [
+      p.password && `<form id="password-form" method="post">${hidden('password')}<label for="password">Password</label><input id="password" name="secret" type="password" autocomplete="current-password" required><button type="submit">Continue</button></form>`,
+      p.pin && `<form id="pin-form" method="post">${hidden('pin')}<label for="pin">PIN</label><input id="pin" name="secret" inputmode="numeric" pattern="[0-9]{6,9}" autocomplete="off" required><button type="submit">Continue</button></form>`,
+      p.sso && `<form id="sso-form" method="post">${hidden('sso')}<label for="email">E-mail</label><input id="email" name="email" type="email" autocomplete="username" required><label for="account-password">Password</label><input id="account-password" name="password" type="password" autocomplete="current-password" required><button type="submit">Sign in with your account</button></form>`,
+    ].filter(Boolean);
+    const body = `<p>Sign in to reach <strong>${escapeHtml(route.hostname!)}</strong>.</p>${error ? `<p class="error" role="alert">${escapeHtml(error.text)}</p>` : ''}${forms.join('') || '<p>This resource takes share links only.</p>'}`;
+    page(res, error?.status ?? 200, 'Sign in', body, headers);
+  }
+
+  async #submit(req: IncomingMessage, res: ServerResponse, resourceId: string, client: string) {
+    const form = await readForm(req);
+    const route = this.#route(resourceId);
+    const back = route && form && returnAddress(route, form.get('to'));
+    const csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
+    const fetchSite = req.headers['sec-fetch-site'];
+    const origin = req.headers.origin;
+    const foreign = fetchSite === 'cross-site' || fetchSite === 'same-site' || (origin !== undefined && origin !== this.origin);
+    if (!route || !form || !back) return page(res, 400, 'Unknown address', '<p class="error">This form is not valid. Open the resource again.</p>');
+    if (foreign || !csrf || !sameText(csrf, form.get('csrf') ?? '')) {
+      this.#record(route, 'denied', null, 'bad form', client);
+      return page(res, 400, 'Form expired', '<p class="error">This form expired or came from another site. Open the resource again.</p>');
+    }
+    const method = form.get('method');
+    const retry = (text: string) => this.#show(req, res, resourceId, back.toString(), client, { status: 401, text });
+    try {
+      if (method === 'password' || method === 'pin') {
+        const secret = (form.get('secret') ?? '').slice(0, 256);
+        const token = await this.#d.signIn.withSecret(route, method, secret, client);
+        if (!token) return (this.#record(route, 'denied', method, 'bad credentials', client), retry(`Wrong ${method === 'pin' ? 'PIN' : 'password'}.`));
+        this.#record(route, 'allowed', method, 'signed in', client);
+        return this.#done(res, back, token);
+      }
+      if (method === 'sso' && route.access!.sso) {
+        const r = await this.#d.signIn.withAccount(route, (form.get('email') ?? '').slice(0, 254), (form.get('password') ?? '').slice(0, 256), client);
+        // Wrong password, unknown account and "not allowed here" read the same: nothing to enumerate.
+        if (!r) return (this.#record(route, 'denied', 'sso', 'bad credentials', client), retry('Wrong e-mail or password, or this account may not use this resource.'));
+        this.#record(route, 'allowed', 'sso', 'signed in', client);
+        return this.#done(res, back, r.exchange, `${PORTAL_COOKIE}=${r.portal}; Path=/; Max-Age=${Math.floor(this.#d.portalSessionTtlMs / 1000)}; HttpOnly; Secure; SameSite=Lax`);
+      }
+      return page(res, 400, 'Unknown method', '<p class="error">This resource does not take that sign-in.</p>');
+    } catch (err) {
+      this.#failure(res, err);
+    }
+  }
+
+  #done(res: ServerResponse, back: URL, exchange: string, setCookie?: string) {
+    const to = new URL(back);
+    to.searchParams.set(EXCHANGE_PARAM, exchange);
+    res.writeHead(303, { location: to.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', ...(setCookie ? { 'set-cookie': setCookie } : {}) });
+    res.end();
+  }
+
+  async #logout(req: IncomingMessage, res: ServerResponse) {
+    const token = readCookie(req.headers.cookie, PORTAL_COOKIE);
+    if (token) await withDb(() => this.#d.db.query(sql.unsafe`UPDATE sessions SET revoked_at = now() WHERE token_hash = ${sql.binary(hashToken(token))} AND revoked_at IS NULL`));
+    page(res, 200, 'Signed out', '<p>You are signed out of the portal.</p>', { 'set-cookie': `${PORTAL_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax` });
+  }
+
+  #record(route: Route, decision: 'allowed' | 'denied', method: string | null, reason: string, client: string) {
+    this.#d.record({ orgId: route.orgId, resourceId: route.resourceId, decision, method, ruleId: null, reason, client, userId: null });
+  }
+}

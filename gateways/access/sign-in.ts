@@ -1,0 +1,163 @@
+// Signing in to a resource: the part of access control that needs Valkey and PostgreSQL (the
+// request path after it does not). Checks a password, PIN or cluster account, creates the
+// resource session row, signs its cookie and hands it over through a one-time exchange token
+// (Valkey, one minute, GETDEL), so the cookie is set by the resource's own host. Attempts are
+// counted per client and resource in Valkey across the cluster; with Valkey away, signing in
+// answers CLUSTER_ERR_VALKEY_UNAVAILABLE (503) while existing sessions keep working.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { Clock } from '../../core/clock.ts';
+import { sourceOf } from '../../core/rate-buckets.ts';
+import { audit } from '../../persistence/audit.ts';
+import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
+import { generateToken, hashPassword, hashToken, verifyPassword } from '../../persistence/hashing.ts';
+import { hit, reset, type Limit } from '../../persistence/rate-limit.ts';
+import { createResourceSession, revokeResourceSessions } from '../../persistence/resource-sessions.ts';
+import type { Valkey } from '../../persistence/valkey.ts';
+import type { SessionClaims, SessionMethod, ShareLink } from '../../protocol/access.ts';
+import type { Route } from '../../protocol/route.ts';
+import { userAllowed, type Identity, type SignInOps } from './guard.ts';
+import type { SessionSigner } from './session-token.ts';
+
+/** Wrong passwords, PINs, accounts and tokens per client (IPv6: /56) and resource. */
+export const ACCESS_ATTEMPTS: Limit = { scope: 'resource-auth', max: 10, windowMs: 5 * 60_000 };
+/** Per account, shared with the admin login's counter. */
+const ACCOUNT_ATTEMPTS: Limit = { scope: 'login-account', max: 10, windowMs: 5 * 60_000 };
+const EXCHANGE_TTL_MS = 60_000;
+
+export interface SignInDeps {
+  db: DatabasePool;
+  valkey: Valkey;
+  signer: SessionSigner;
+  clock: Clock;
+  nodeId: string;
+  /** Lifetime of a resource session. */
+  sessionTtlMs: number;
+  /** Lifetime of the portal's own sign-in (single sign-on across resources). */
+  portalSessionTtlMs: number;
+}
+
+const UserRow = z.object({ id: z.string(), email: z.string(), display_name: z.string(), password_hash: z.string(), role: z.enum(['admin', 'member']).nullable() });
+let dummyHash: Promise<string> | undefined;
+
+export class AccessSignIn implements SignInOps {
+  readonly #d: SignInDeps;
+
+  constructor(d: SignInDeps) {
+    this.#d = d;
+  }
+
+  #attempt(route: Route, client: string) {
+    return hit(this.#d.valkey, ACCESS_ATTEMPTS, `${route.resourceId}|${sourceOf(client)}`);
+  }
+
+  async failed(route: Route, client: string): Promise<void> {
+    await this.#attempt(route, client);
+  }
+
+  async exchange(token: string): Promise<{ cookie: string; resourceId: string } | undefined> {
+    const raw = await this.#d.valkey.call((c) => c.getdel(this.#d.valkey.keys.accessExchange(hashToken(token).toString('hex'))));
+    if (!raw) return undefined;
+    const parsed = z.object({ cookie: z.string(), resourceId: z.string() }).safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  }
+
+  /** A one-time token the resource's host exchanges for the cookie. */
+  async #mint(route: Route, cookie: string): Promise<string> {
+    const token = generateToken(24);
+    const key = this.#d.valkey.keys.accessExchange(hashToken(token).toString('hex'));
+    await this.#d.valkey.call((c) => c.set(key, JSON.stringify({ cookie, resourceId: route.resourceId }), 'PX', EXCHANGE_TTL_MS));
+    return token;
+  }
+
+  async #session(route: Route, method: SessionMethod, client: string, extra: { user?: Identity & { role: 'admin' | 'member' }; linkId?: string; ttlMs?: number }): Promise<{ cookie: string; maxAgeMs: number }> {
+    const ttlMs = extra.ttlMs ?? this.#d.sessionTtlMs;
+    const s = await withDb(() => createResourceSession(this.#d.db, { resourceId: route.resourceId, orgId: route.orgId, method, userId: extra.user?.id, linkId: extra.linkId, client, ttlMs }));
+    const claims: SessionClaims = { sid: s.id, rid: route.resourceId, method, exp: s.expiresAt, ...(extra.linkId ? { link: extra.linkId } : {}), ...(extra.user ? { user: extra.user } : {}) };
+    return { cookie: this.#d.signer.sign(claims), maxAgeMs: s.expiresAt - this.#d.clock.now() };
+  }
+
+  async linkSession(route: Route, link: ShareLink, client: string): Promise<{ cookie: string; maxAgeMs: number }> {
+    // A link session never outlives its link.
+    const ttlMs = link.expiresAt === null ? undefined : Math.max(1000, Math.min(this.#d.sessionTtlMs, link.expiresAt - this.#d.clock.now()));
+    return this.#session(route, 'link', client, { linkId: link.id, ttlMs });
+  }
+
+  async #secretMatches(route: Route, kind: 'password' | 'pin', secret: string): Promise<boolean> {
+    const hash = await withDb(() => this.#d.db.maybeOneFirst(sql.type(z.object({ hash: z.string() }))`SELECT hash FROM resource_secrets WHERE resource_id = ${route.resourceId} AND kind = ${kind}`));
+    dummyHash ??= hashPassword(generateToken());
+    // An absent secret costs as much time as a wrong one.
+    const ok = await verifyPassword(secret, hash ?? (await dummyHash));
+    return ok && hash !== null;
+  }
+
+  /** A cluster account that may use this resource: member of its org, allowed by its SSO settings. */
+  async #account(route: Route, email: string, password: string): Promise<(Identity & { role: 'admin' | 'member' }) | null> {
+    const lower = email.trim().toLowerCase();
+    await hit(this.#d.valkey, ACCOUNT_ATTEMPTS, lower);
+    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow)`
+      SELECT u.id, u.email, u.display_name, u.password_hash, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId}
+      WHERE u.email = ${lower} AND u.disabled_at IS NULL`));
+    dummyHash ??= hashPassword(generateToken());
+    const ok = await verifyPassword(password, u?.password_hash ?? (await dummyHash));
+    if (!u || !ok) return null;
+    await reset(this.#d.valkey, ACCOUNT_ATTEMPTS, lower);
+    const identity = u.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
+    const sso = route.access?.sso;
+    return identity && sso && userAllowed(sso, identity) ? identity : null;
+  }
+
+  async basic(route: Route, user: string, password: string, client: string): Promise<Identity | 'resource' | null> {
+    await this.#attempt(route, client);
+    const p = route.access!;
+    if (p.password && (await this.#secretMatches(route, 'password', password))) return 'resource';
+    if (p.sso && user.includes('@')) return this.#account(route, user, password);
+    return null;
+  }
+
+  /** Password or PIN from the portal: the exchange token, or null when wrong. */
+  async withSecret(route: Route, kind: 'password' | 'pin', secret: string, client: string): Promise<string | null> {
+    await this.#attempt(route, client);
+    if (!route.access?.[kind] || !(await this.#secretMatches(route, kind, secret))) return null;
+    return this.#mint(route, (await this.#session(route, kind, client, {})).cookie);
+  }
+
+  /**
+   * A cluster account from the portal form: the exchange token and a portal session token
+   * (so the next resource is one click), or null when wrong or not allowed here.
+   */
+  async withAccount(route: Route, email: string, password: string, client: string): Promise<{ exchange: string; portal: string } | null> {
+    await this.#attempt(route, client);
+    const user = await this.#account(route, email, password);
+    if (!user) return null;
+    const portal = generateToken();
+    await withDb(() => this.#d.db.query(sql.unsafe`
+      INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (${user.id}, ${sql.binary(hashToken(portal))}, now() + ${`${this.#d.portalSessionTtlMs} milliseconds`}::interval)`));
+    return { exchange: await this.#mint(route, (await this.#session(route, 'sso', client, { user })).cookie), portal };
+  }
+
+  /** The user of a portal session, if it is valid and the user may use this resource. */
+  async portalUser(route: Route, portalToken: string): Promise<(Identity & { role: 'admin' | 'member' }) | null> {
+    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
+      SELECT u.id, u.email, u.display_name, m.role FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId}
+      WHERE s.token_hash = ${sql.binary(hashToken(portalToken))} AND s.revoked_at IS NULL AND s.expires_at > now() AND u.disabled_at IS NULL`));
+    const identity = u?.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
+    return identity && route.access?.sso && userAllowed(route.access.sso, identity) ? identity : null;
+  }
+
+  /** Single sign-on: a session for a user the portal already knows. */
+  async asUser(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<string> {
+    return this.#mint(route, (await this.#session(route, 'sso', client, { user })).cookie);
+  }
+
+  async logout(claims: SessionClaims, route: Route): Promise<void> {
+    await withDb(() => this.#d.db.transaction(async (tx) => {
+      await revokeResourceSessions(tx, { sessionId: claims.sid });
+      await audit(tx, { actorType: claims.user ? 'user' : 'system', actorId: claims.user?.id ?? null, orgId: route.orgId, action: 'resource_session.revoked', targetType: 'resource_session', targetId: claims.sid, nodeId: this.#d.nodeId, details: { resourceId: route.resourceId, reason: 'logout' } });
+    }));
+    await this.#d.valkey.publish('changes', { kind: 'resource_session', id: claims.sid, orgId: route.orgId, action: 'deleted' }).catch(() => {});
+  }
+}
+
+/** SHA-256 hex of a share-link token (what the policy publishes). */
+export const tokenHashHex = (token: string) => createHash('sha256').update(token).digest('hex');

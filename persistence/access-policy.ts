@@ -1,0 +1,50 @@
+// A resource's access policy as stored: its `auth` settings, which secrets it has (never the
+// secrets), its rules and its share links (their token hashes). The resource actor reads it
+// with the route and publishes both together.
+import { z } from 'zod';
+import { isPublic, type AccessPolicy } from '../protocol/access.ts';
+import type { CommonQueryMethods } from 'slonik';
+import { sql } from './db.ts';
+
+/** The `resources.auth` column. */
+export const AuthSettingsSchema = z.object({
+  blockAccess: z.boolean().default(false),
+  sso: z.object({ enabled: z.boolean(), roles: z.array(z.enum(['admin', 'member'])).default([]), userIds: z.array(z.string()).default([]) }).default({ enabled: false, roles: [], userIds: [] }),
+  basicAuth: z.boolean().default(false),
+});
+export type AuthSettings = z.infer<typeof AuthSettingsSchema>;
+
+const Row = z.object({
+  auth: z.unknown(),
+  secrets: z.array(z.string()),
+  secrets_changed_at: z.coerce.number(),
+  rules: z.array(z.object({ id: z.string(), priority: z.number(), match: z.enum(['ip', 'cidr', 'path', 'country']), value: z.string(), action: z.enum(['allow', 'deny', 'pass']) })),
+  links: z.array(z.object({ id: z.string(), tokenHash: z.string(), pathPrefix: z.string().nullable(), expiresAt: z.number().nullable(), makesSession: z.boolean() })),
+});
+
+/** The policy to publish, or undefined when the resource asks for nothing (public). */
+export async function loadAccessPolicy(db: CommonQueryMethods, resourceId: string): Promise<AccessPolicy | undefined> {
+  const r = await db.maybeOne(sql.type(Row)`
+    SELECT r.auth,
+      ARRAY(SELECT kind FROM resource_secrets WHERE resource_id = r.id) AS secrets,
+      COALESCE((SELECT (extract(epoch FROM max(updated_at)) * 1000)::bigint FROM resource_secrets WHERE resource_id = r.id), 0) AS secrets_changed_at,
+      COALESCE((SELECT json_agg(json_build_object('id', id, 'priority', priority, 'match', match, 'value', value, 'action', action) ORDER BY priority)
+        FROM resource_rules WHERE resource_id = r.id AND enabled), '[]') AS rules,
+      COALESCE((SELECT json_agg(json_build_object('id', id, 'tokenHash', encode(token_hash, 'hex'), 'pathPrefix', path_prefix,
+          'expiresAt', (extract(epoch FROM expires_at) * 1000)::bigint, 'makesSession', makes_session) ORDER BY created_at)
+        FROM resource_share_links WHERE resource_id = r.id AND (expires_at IS NULL OR expires_at > now())), '[]') AS links
+    FROM resources r WHERE r.id = ${resourceId}`);
+  if (!r) return undefined;
+  const settings = AuthSettingsSchema.parse(r.auth ?? {});
+  const policy: AccessPolicy = {
+    blockAccess: settings.blockAccess,
+    sso: settings.sso.enabled ? { roles: settings.sso.roles, userIds: settings.sso.userIds } : null,
+    password: r.secrets.includes('password'),
+    pin: r.secrets.includes('pin'),
+    basicAuth: settings.basicAuth,
+    links: r.links,
+    secretsChangedAt: r.secrets_changed_at,
+    rules: r.rules,
+  };
+  return isPublic(policy) ? undefined : policy;
+}
