@@ -54,9 +54,12 @@ label{display:block;margin:.5rem 0 .2rem}input{width:100%;padding:.4rem;box-sizi
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-store',
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    // No form-action: browsers apply it to the redirect after a post too, and sign-in ends in
+    // a redirect to the resource's own host.
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     'x-frame-options': 'DENY',
-    'referrer-policy': 'no-referrer',
+    // Not no-referrer: with it, a browser sends `Origin: null` on the portal's own form posts.
+    'referrer-policy': 'same-origin',
     ...headers,
   });
   res.end(html);
@@ -156,7 +159,8 @@ export class Portal {
     const csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
     const fetchSite = req.headers['sec-fetch-site'];
     const origin = req.headers.origin;
-    const foreign = fetchSite === 'cross-site' || fetchSite === 'same-site' || (origin !== undefined && origin !== this.origin);
+    // Sec-Fetch-Site where the browser sends it; Origin otherwise (older browsers).
+    const foreign = fetchSite !== undefined ? fetchSite !== 'same-origin' : origin !== undefined && origin !== this.origin;
     if (!route || !form || !back) return page(res, 400, 'Unknown address', '<p class="error">This form is not valid. Open the resource again.</p>');
     if (foreign || !csrf || !sameText(csrf, form.get('csrf') ?? '')) {
       this.#record(route, 'denied', null, 'bad form', client);

@@ -137,7 +137,7 @@ export class HttpIngress {
   async listen(): Promise<void> {
     const { http, https } = this.#d;
     if (this.#trusted.size) {
-      this.#plainListener = createNetServer((sock) => void this.#proxied(sock).then((ok) => ok && this.#plain.emit('connection', sock)));
+      this.#plainListener = createNetServer((sock) => void this.#proxied(sock).then((ok) => ok && (this.#plain.emit('connection', sock), sock.resume())));
       await new Promise<void>((resolve, reject) => this.#plainListener!.once('error', reject).listen(http.port, http.host, () => resolve()));
     } else await new Promise<void>((resolve, reject) => this.#plain.once('error', reject).listen(http.port, http.host, () => resolve()));
     this.#tlsListener = createNetServer((sock) => void this.#proxied(sock).then((ok) => ok && this.#tlsBySource.admit(sock) !== undefined && this.#peek(sock)));
@@ -231,6 +231,7 @@ export class HttpIngress {
       }
     };
     sock.on('data', onData);
+    sock.resume(); // paused when a PROXY header was read first
   }
 
   /** Terminates TLS on a raw stream (a local socket, or one forwarded to us) and serves HTTP. */

@@ -159,7 +159,7 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       params: Params,
       body: Type.Object({
         title: Title,
-        expiresInSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 365 * 86400 })),
+        expiresInSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 * 365 * 86400 })),
         pathPrefix: Type.Optional(Type.String({ pattern: '^/[\\x21-\\x7e]{0,500}$' })),
         makesSession: Type.Optional(Type.Boolean()),
       }, { additionalProperties: false }),
