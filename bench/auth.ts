@@ -26,8 +26,13 @@ import { createServer } from 'node:http';
 createServer((req, res) => res.end('hello')).listen(Number(process.argv.at(-1)), '127.0.0.1');
 `;
 
-function bench(url: string, headers: Record<string, string>): Promise<autocannon.Result> {
-  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(16), duration: SECONDS, headers }, (err, res) => (err ? reject(err) : resolve(res))));
+function load(url: string, headers: Record<string, string>, duration: number): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(16), duration, headers }, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+async function bench(url: string, headers: Record<string, string>): Promise<autocannon.Result> {
+  await load(url, headers, Math.min(2, SECONDS));
+  return load(url, headers, SECONDS);
 }
 
 interface Answer { status: number; headers: IncomingHttpHeaders; body: string }
@@ -111,6 +116,20 @@ async function main() {
       const withToken = await bench(`http://${node}/`, { host: 'private.bench.test', 'x-cluster-access-token': link.token });
       log(`token:   ${withToken.requests.average} req/s, p99 ${withToken.latency.p99} ms, non-2xx ${withToken.non2xx}`);
       if (withSession.non2xx || withToken.non2xx) throw new Error(`refused requests under load: session ${withSession.non2xx}, token ${withToken.non2xx}`);
+
+      // Revocation: a fresh session works through every node; then every node refuses it.
+      const all = [...cluster.configs.keys()].map(ip);
+      const fresh = await browserSession(node, resources.private!.id, 'private.bench.test', password);
+      const statuses = () => Promise.all(all.map((n) => fetchOnce({ ip: n, host: 'private.bench.test', path: '/', headers: { cookie: fresh } }).then((r) => r.status)));
+      if ((await statuses()).some((x) => x !== 200)) throw new Error('a fresh session is not accepted by every node');
+      await api(admin, 'DELETE', `${priv}/sessions`, undefined, cookie);
+      const t0 = Date.now();
+      while ((await statuses()).some((x) => x !== 401)) {
+        if (Date.now() - t0 > 30_000) throw new Error('a revoked session is still accepted after 30 s');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const revokeMs = Date.now() - t0;
+      log(`revoked: every node refuses the session ${revokeMs} ms after the revocation answered`);
       return {
         bench: 'auth',
         open_rps: open.requests.average,
@@ -118,6 +137,7 @@ async function main() {
         token_rps: withToken.requests.average,
         session_p99_ms: withSession.latency.p99,
         open_p99_ms: open.latency.p99,
+        revoke_ms: revokeMs,
       };
     } finally {
       for (const p of procs) await p.stop('SIGTERM', 2000);
