@@ -140,8 +140,10 @@ export class AccessGuard {
     };
     if (policy.blockAccess) return denied('blocked');
 
-    const path = normalizePath(url);
-    const rule = firstMatch(policy.rules, { client, path }, this.#d.countryOf);
+    // Normalizing costs a URL parse: only when a path rule or a share link's prefix needs it.
+    const needsPath = policy.rules.some((r) => r.match === 'path') || policy.links.some((l) => l.pathPrefix !== null) || url.startsWith(LOGOUT_PATH);
+    const path = needsPath ? normalizePath(url) : null;
+    const rule = policy.rules.length ? firstMatch(policy.rules, { client, path }, this.#d.countryOf) : undefined;
     if (rule?.action === 'deny') return denied(`rule ${rule.priority}`, rule.id);
     if (rule?.action === 'allow') {
       log('allowed', 'rule', `rule ${rule.priority}`, { ruleId: rule.id });

@@ -9,8 +9,12 @@ import { SessionClaimsSchema, type SessionClaims } from '../../protocol/access.t
 /** Longer than any cookie this cluster writes (a few hundred bytes); longer ones are not parsed. */
 export const MAX_SESSION_COOKIE = 2048;
 
+/** Cookies verified lately, so the hot path skips the MAC and the parse (claims are immutable). */
+const VERIFIED_CACHE = 10_000;
+
 export class SessionSigner {
   readonly #key: Buffer;
+  #verified = new Map<string, SessionClaims>();
 
   constructor(clusterSecret: Secret) {
     // A key of its own: a signature made for another purpose (connector tokens) never verifies here.
@@ -24,6 +28,17 @@ export class SessionSigner {
 
   verify(value: string | undefined): SessionClaims | undefined {
     if (!value || value.length > MAX_SESSION_COOKIE) return undefined;
+    const known = this.#verified.get(value);
+    if (known) return known;
+    const claims = this.#verify(value);
+    if (claims) {
+      if (this.#verified.size >= VERIFIED_CACHE) this.#verified = new Map();
+      this.#verified.set(value, claims);
+    }
+    return claims;
+  }
+
+  #verify(value: string): SessionClaims | undefined {
     const dot = value.indexOf('.');
     if (dot <= 0) return undefined;
     const body = value.slice(0, dot);
