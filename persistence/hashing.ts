@@ -32,6 +32,19 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(key, expected);
 }
 
+let dummyHash: Promise<string> | undefined;
+
+/**
+ * Checks a password against a stored hash or, when there is none (an unknown account, a
+ * method not set), against a throw-away one: both answers take as long, so timing tells
+ * nothing about which accounts exist.
+ */
+export async function verifyPasswordOrDummy(password: string, stored: string | null | undefined): Promise<boolean> {
+  dummyHash ??= hashPassword(generateToken());
+  const ok = await verifyPassword(password, stored ?? (await dummyHash));
+  return ok && stored !== null && stored !== undefined;
+}
+
 /**
  * A new random token (URL-safe, 256 bits). Never starting with '-': tokens are typed on
  * command lines (`cluster-connector --secret TOKEN`), where a leading dash reads as an option

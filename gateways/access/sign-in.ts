@@ -4,13 +4,12 @@
 // (Valkey, one minute, GETDEL), so the cookie is set by the resource's own host. Attempts are
 // counted per client and resource in Valkey across the cluster; with Valkey away, signing in
 // answers CLUSTER_ERR_VALKEY_UNAVAILABLE (503) while existing sessions keep working.
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../../core/clock.ts';
 import { sourceOf } from '../../core/rate-buckets.ts';
 import { audit } from '../../persistence/audit.ts';
 import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
-import { generateToken, hashPassword, hashToken, verifyPassword } from '../../persistence/hashing.ts';
+import { generateToken, hashToken, verifyPasswordOrDummy } from '../../persistence/hashing.ts';
 import { hit, reset, type Limit } from '../../persistence/rate-limit.ts';
 import { createResourceSession, revokeResourceSessions } from '../../persistence/resource-sessions.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
@@ -38,7 +37,6 @@ export interface SignInDeps {
 }
 
 const UserRow = z.object({ id: z.string(), email: z.string(), display_name: z.string(), password_hash: z.string(), role: z.enum(['admin', 'member']).nullable() });
-let dummyHash: Promise<string> | undefined;
 
 export class AccessSignIn implements SignInOps {
   readonly #d: SignInDeps;
@@ -85,10 +83,7 @@ export class AccessSignIn implements SignInOps {
 
   async #secretMatches(route: Route, kind: 'password' | 'pin', secret: string): Promise<boolean> {
     const hash = await withDb(() => this.#d.db.maybeOneFirst(sql.type(z.object({ hash: z.string() }))`SELECT hash FROM resource_secrets WHERE resource_id = ${route.resourceId} AND kind = ${kind}`));
-    dummyHash ??= hashPassword(generateToken());
-    // An absent secret costs as much time as a wrong one.
-    const ok = await verifyPassword(secret, hash ?? (await dummyHash));
-    return ok && hash !== null;
+    return verifyPasswordOrDummy(secret, hash);
   }
 
   /** A cluster account that may use this resource: member of its org, allowed by its SSO settings. */
@@ -98,8 +93,8 @@ export class AccessSignIn implements SignInOps {
     const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow)`
       SELECT u.id, u.email, u.display_name, u.password_hash, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId}
       WHERE u.email = ${lower} AND u.disabled_at IS NULL`));
-    dummyHash ??= hashPassword(generateToken());
-    const ok = await verifyPassword(password, u?.password_hash ?? (await dummyHash));
+    // Checked even for an unknown account (against a throw-away hash): as slow as a wrong password.
+    const ok = await verifyPasswordOrDummy(password, u?.password_hash);
     if (!u || !ok) return null;
     await reset(this.#d.valkey, ACCOUNT_ATTEMPTS, lower);
     const identity = u.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
@@ -158,6 +153,3 @@ export class AccessSignIn implements SignInOps {
     await this.#d.valkey.publish('changes', { kind: 'resource_session', id: claims.sid, orgId: route.orgId, action: 'deleted' }).catch(() => {});
   }
 }
-
-/** SHA-256 hex of a share-link token (what the policy publishes). */
-export const tokenHashHex = (token: string) => createHash('sha256').update(token).digest('hex');

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ClusterError } from '../../../core/errors.ts';
 import type { Logger } from '../../../core/log.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
-import { generateToken, hashPassword, hashToken, verifyPassword } from '../../../persistence/hashing.ts';
+import { generateToken, hashPassword, hashToken, verifyPasswordOrDummy } from '../../../persistence/hashing.ts';
 import { hit, reset, type Limit } from '../../../persistence/rate-limit.ts';
 import type { Valkey } from '../../../persistence/valkey.ts';
 import { SESSION_COOKIE, authenticated, revokeSession } from '../auth.ts';
@@ -21,8 +21,6 @@ export const LOGIN_LIMITS = {
 const Email = Type.String({ format: 'email', maxLength: 254 });
 const Password = Type.String({ minLength: 12, maxLength: 256 });
 const userRow = z.object({ id: z.string(), email: z.string(), password_hash: z.string(), is_server_admin: z.boolean() });
-/** A real scrypt hash of a random string: unknown accounts cost as much time as known ones. */
-let dummyHash: Promise<string> | undefined;
 
 /**
  * On first start (no user yet) one node creates the one-time setup token and prints it to
@@ -69,8 +67,7 @@ export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     await hit(d.valkey, LOGIN_LIMITS.perAddress, req.ip);
     await hit(d.valkey, LOGIN_LIMITS.perAccount, email);
     const user = await withDb(() => d.db.maybeOne(sql.type(userRow)`SELECT id, email, password_hash, is_server_admin FROM users WHERE email = ${email} AND disabled_at IS NULL`));
-    dummyHash ??= hashPassword(generateToken());
-    const ok = await verifyPassword(req.body.password, user?.password_hash ?? (await dummyHash));
+    const ok = await verifyPasswordOrDummy(req.body.password, user?.password_hash);
     if (!user || !ok) throw new ClusterError('CLUSTER_ERR_AUTH_BAD_CREDENTIALS', 'wrong e-mail or password', {});
     await reset(d.valkey, LOGIN_LIMITS.perAccount, email);
     const token = generateToken();
