@@ -15,7 +15,7 @@ import { adminCall as api } from '../devenv/admin-client.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
-import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { benchAdmin, benchOrg, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
@@ -78,11 +78,7 @@ async function main() {
       nodes = cluster.nodes;
       const admin = nodes.get('node-1')!.adminUrl;
       const cookie = await benchAdmin(admin, nodes.values());
-      const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
-      const base = `/api/v1/orgs/${org.id}`;
-      const zone = (await api(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie)).body;
-      await api(admin, 'POST', `${base}/domains/${zone.id}/verify`, { force: true }, cookie);
-      const site = (await api(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
+      const { base, site } = await benchOrg(admin, cookie);
       const resources: Record<string, { id: string }> = {};
       for (const name of ['open', 'private']) {
         resources[name] = (await api(admin, 'POST', `${base}/resources`, { name, protocol: 'http', hostname: `${name}.bench.test`, tls: false }, cookie)).body;

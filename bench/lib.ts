@@ -66,3 +66,13 @@ export async function benchAdmin(admin: string, nodes: Iterable<{ logFile: strin
   await adminCall(admin, 'POST', '/api/v1/auth/setup', { token: await setupToken(nodes), ...who });
   return (await adminCall(admin, 'POST', '/api/v1/auth/login', who)).cookie!;
 }
+
+/** The org `bench` with the verified zone `bench.test` and one site, made through `admin`. */
+export async function benchOrg(admin: string, cookie: string): Promise<{ org: { id: string }; base: string; site: { id: string; connector: { secret: string } } }> {
+  const org = (await adminCall(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
+  const base = `/api/v1/orgs/${org.id}`;
+  const zone = (await adminCall(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie)).body;
+  await adminCall(admin, 'POST', `${base}/domains/${zone.id}/verify`, { force: true }, cookie);
+  const site = (await adminCall(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
+  return { org, base, site };
+}

@@ -15,7 +15,7 @@ import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
-import { benchAdmin, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { benchAdmin, benchOrg, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
@@ -84,11 +84,7 @@ async function main() {
       nodes = cluster.nodes;
       const admin = nodes.get('node-1')!.adminUrl;
       const cookie = await benchAdmin(admin, nodes.values());
-      const org = (await api(admin, 'POST', '/api/v1/orgs', { slug: 'bench', name: 'Bench' }, cookie)).body;
-      const base = `/api/v1/orgs/${org.id}`;
-      const zone = (await api(admin, 'POST', `${base}/domains`, { name: 'bench.test' }, cookie)).body;
-      await api(admin, 'POST', `${base}/domains/${zone.id}/verify`, { force: true }, cookie);
-      const site = (await api(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
+      const { org, base, site } = await benchOrg(admin, cookie);
       const web = (await api(admin, 'POST', `${base}/resources`, { name: 'web', protocol: 'http', hostname: 'app.bench.test', tls: false }, cookie)).body;
       await api(admin, 'POST', `${base}/resources/${web.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: httpPort, scheme: 'http' }, cookie);
       const tcpPort = 29000; // inside the default ingress.resourcePorts
