@@ -84,7 +84,7 @@ async function main() {
       nodes = cluster.nodes;
       const admin = nodes.get('node-1')!.adminUrl;
       const cookie = await benchAdmin(admin, nodes.values());
-      const { org, base, site } = await benchOrg(admin, cookie);
+      const { base, site } = await benchOrg(admin, cookie);
       const web = (await api(admin, 'POST', `${base}/resources`, { name: 'web', protocol: 'http', hostname: 'app.bench.test', tls: false }, cookie)).body;
       await api(admin, 'POST', `${base}/resources/${web.id}/targets`, { siteId: site.id, host: '127.0.0.1', port: httpPort, scheme: 'http' }, cookie);
       const tcpPort = 29000; // inside the default ingress.resourcePorts
