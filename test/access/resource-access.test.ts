@@ -86,7 +86,7 @@ t.test('resource access control across the cluster', async (t) => {
   const net = `127.${30 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
   const ip = (i: number) => `${net}.${i + 1}`;
   const LB = `${net}.250`;
-  const c = await startApiCluster(t, 3, { valkey: { url: valkey.url }, lease: { ttl: '10s', renewEvery: '1s' }, access: { portalHostname: PORTAL }, ingress: { proxyProtocolFrom: [LB] } },
+  const c = await startApiCluster(t, 3, { valkey: { url: valkey.url }, lease: { ttl: '10s', renewEvery: '1s' }, changes: { replayEvery: '1s' }, access: { portalHostname: PORTAL }, ingress: { proxyProtocolFrom: [LB] } },
     (i) => ({ ingress: { https: `${ip(i)}:443`, http: `${ip(i)}:80`, publicAddresses: [ip(i)], proxyProtocolFrom: [LB] } }));
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'acc', name: 'Access' } })).body;
@@ -235,7 +235,7 @@ t.test('resource access control across the cluster', async (t) => {
     t.ok(log.some((e) => e.client === '89.160.20.112'), 'and the load balancer\'s client');
   });
 
-  t.test('with Valkey down, valid sessions keep working and new sign-ins answer 503', async (t) => {
+  t.test('with Valkey down, valid sessions keep working, new sign-ins answer 503 and a revocation still reaches every node', async (t) => {
     const link = (await call(c.lb, 'POST', `${rbase}/share-links`, { cookie, body: { title: 'session maker', makesSession: true } })).body;
     await until(async () => (await get(ip(0), '/x', { 'x-cluster-access-token': link.token })).status === 200, 30_000, 'the link to reach the edge');
     const made = await get(ip(0), `/x?__cluster_token=${link.token}`, { accept: 'text/html' });
@@ -247,6 +247,11 @@ t.test('resource access control across the cluster', async (t) => {
       const login = await get(ip(0), '/', { authorization: `Basic ${Buffer.from('x:open sesame 42 but new').toString('base64')}` });
       t.equal(login.status, 503, 'a new sign-in cannot be counted against the limits: 503');
       t.equal(JSON.parse(login.body).code, 'CLUSTER_ERR_VALKEY_UNAVAILABLE');
+      // A revocation made now cannot be announced; every node finds it in the audit log.
+      const revoked = await call(c.nodes[1]!.adminUrl, 'DELETE', `${rbase}/sessions`, { cookie });
+      t.equal(revoked.status, 200, 'a revocation is committed while Valkey hangs');
+      await until(async () => (await Promise.all([0, 1, 2].map((i) => get(ip(i), '/during', session)))).every((r) => r.status === 401), 10_000, 'every node to apply the unannounced revocation');
+      t.pass('every node refuses the session, Valkey still down: the revocation came from the audit log (changes.replayEvery 1 s here)');
     } finally {
       valkey.thaw();
     }
