@@ -108,7 +108,7 @@ export interface ClusterConfig {
      * nodes). Unset: no portal; browsers get 401 like other clients at protected resources. @default unset
      */
     portalHostname: string | undefined;
-    /** PEM certificate chain of the portal hostname. Without it the node serves a generated certificate (browsers warn) and says so in its log at start. @default unset */
+    /** PEM certificate chain of the portal hostname. Without it the cluster obtains one with ACME when the hostname lies under a verified domain (like a resource's), and serves a generated one (browsers warn) until then. @default unset */
     portalCert: string | undefined;
     /** PEM key of `portalCert`. @default unset */
     portalKey: string | undefined;

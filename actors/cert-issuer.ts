@@ -38,6 +38,8 @@ export interface CertIssuerDeps {
   challenge(zone: string, name: string, value: string, present: boolean): Promise<void>;
   /** Tells every node to reload the hostname's certificate. */
   published(hostname: string): Promise<void>;
+  /** The cluster's own public hostnames that need a certificate (the auth portal). */
+  clusterHostnames: readonly string[];
 }
 
 export interface ObtainResult {
@@ -77,11 +79,27 @@ const certRow = z.object({
 });
 type CertRow = z.infer<typeof certRow>;
 
-/** Hostnames that should have a certificate: enabled TLS HTTP resources under a verified domain. */
-const WANTED = sql.fragment`
-  SELECT r.hostname, d.name AS zone, d.id AS domain_id, r.org_id, c.status, c.not_after, c.renew_after, c.pending_order_url, c.pending_key_sealed, c.failures, c.next_attempt_at
-  FROM resources r JOIN domains d ON d.id = r.domain_id LEFT JOIN certificates c ON c.hostname = r.hostname
-  WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL AND d.status = 'verified'`;
+const CERT_COLUMNS = sql.fragment`c.status, c.not_after, c.renew_after, c.pending_order_url, c.pending_key_sealed, c.failures, c.next_attempt_at`;
+
+/**
+ * Hostnames that should have a certificate: enabled TLS HTTP resources under a verified
+ * domain, and the cluster's own public hostnames (the auth portal) when they lie under one
+ * (the longest such domain; its org's order limits apply).
+ */
+function wanted(clusterHostnames: readonly string[]) {
+  return sql.fragment`SELECT * FROM (
+    SELECT r.hostname, d.name AS zone, d.id AS domain_id, r.org_id, ${CERT_COLUMNS}
+    FROM resources r JOIN domains d ON d.id = r.domain_id LEFT JOIN certificates c ON c.hostname = r.hostname
+    WHERE r.enabled AND r.tls AND r.protocol = 'http' AND r.hostname IS NOT NULL AND d.status = 'verified'
+    UNION ALL
+    (SELECT DISTINCT ON (h.hostname) h.hostname, d.name AS zone, d.id AS domain_id, d.org_id, ${CERT_COLUMNS}
+    FROM unnest(${sql.array([...clusterHostnames], 'text')}::text[]) AS h(hostname)
+      JOIN domains d ON (h.hostname = d.name OR h.hostname LIKE '%.' || d.name) AND d.status = 'verified'
+      LEFT JOIN certificates c ON c.hostname = h.hostname
+    WHERE NOT EXISTS (SELECT 1 FROM resources x WHERE x.hostname = h.hostname)
+    ORDER BY h.hostname, length(d.name) DESC)
+  ) w`;
+}
 
 /** How long to wait after the `failures`-th failure in a row (longer when the CA said rateLimited). */
 export function backoffMs(failures: number, rateLimited: boolean): number {
@@ -133,7 +151,7 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
   }
 
   async function load(hostname: string): Promise<CertRow | null> {
-    return deps.db.maybeOne(sql.type(certRow)`${WANTED} AND r.hostname = ${hostname} LIMIT 1`);
+    return deps.db.maybeOne(sql.type(certRow)`${wanted(deps.clusterHostnames)} WHERE w.hostname = ${hostname} LIMIT 1`);
   }
 
   /** Places (or resumes) the order for one hostname and stores the certificate. */
@@ -242,7 +260,7 @@ export function certIssuerBehavior(deps: CertIssuerDeps, epoch: number): Behavio
     async receive(state, msg, ctx) {
       switch (msg.type) {
         case 'check': {
-          const rows = await deps.db.any(sql.type(certRow)`${WANTED} ORDER BY r.hostname`);
+          const rows = await deps.db.any(sql.type(certRow)`${wanted(deps.clusterHostnames)} ORDER BY w.hostname`);
           for (const r of dueOrders(rows, new Date(deps.clock.now()))) await obtain(r.hostname);
           return { checks: state.checks + 1 };
         }

@@ -49,7 +49,7 @@ export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; 
   if (portalHostname) {
     portal = new Portal({ hostname: portalHostname, routes: d.routes, signIn, db, logger, portalSessionTtlMs: config.access.sessionTtl, record });
     if (portalCert && portalKey) d.certs.pin(portalHostname, { cert: readFileSync(portalCert, 'utf8'), key: readFileSync(portalKey, 'utf8') });
-    else log.warn({ portalHostname }, 'access.portalCert is not set: the portal serves a generated certificate that browsers will not trust');
+    else log.info({ portalHostname }, 'access.portalCert is not set: the portal\'s certificate comes from ACME once its hostname lies under a verified domain (a generated one until then)');
   }
   const countryOf = countryLookup();
   const guard = new AccessGuard({ signer, revocations, countryOf, portalOrigin: portal?.origin, signIn, clock, record });

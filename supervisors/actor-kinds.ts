@@ -120,6 +120,8 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
           logger: d.logger,
         }),
         published: async (hostname) => void (await valkey.publish('certs', { hostname })),
+        // The portal's certificate comes from ACME unless the operator gave one.
+        clusterHostnames: config.access.portalHostname && !config.access.portalCert ? [config.access.portalHostname] : [],
       }, epoch),
   });
 }

@@ -43,7 +43,8 @@ t.test('certificates: issued by Pebble through our DNS, one order at a time, ren
   t.teardown(() => pebble.stop());
   const perNode = (i: number) =>
     i === 0 ? { admin: { bind: `${ip1}:8080` }, ingress: { http: `${ip1}:80`, https: `${ip1}:443`, publicAddresses: [ip1] }, dns: { bind: `${ip1}:53` }, peer: { bind: `${ip1}:7946` } } : {};
-  const config = { acme: { directoryUrl: pebble.directoryUrl, checkEvery: '1s' } };
+  // The auth portal's hostname lies under the org's verified zone: its certificate comes from ACME too.
+  const config = { acme: { directoryUrl: pebble.directoryUrl, checkEvery: '1s' }, access: { portalHostname: 'auth.certs.test' } };
   const env = { NODE_EXTRA_CA_CERTS: pebble.caFile };
   const c = await startApiCluster(t, 3, config, perNode, env);
   const cookie = c.adminCookie;
@@ -66,7 +67,7 @@ t.test('certificates: issued by Pebble through our DNS, one order at a time, ren
   const db = new pg.Client({ connectionString: c.postgresUrl });
   await db.connect();
   t.teardown(() => db.end());
-  const count = async (action: string) => Number((await db.query(`SELECT count(*) FROM audit_log WHERE action = $1 AND target_id = 'secure.certs.test'`, [action])).rows[0].count);
+  const count = async (action: string, hostname = 'secure.certs.test') => Number((await db.query(`SELECT count(*) FROM audit_log WHERE action = $1 AND target_id = $2`, [action, hostname])).rows[0].count);
   t.equal(await count('certificate.ordered'), 1, 'exactly one ACME order');
   t.equal(await count('certificate.issued'), 1);
 
@@ -79,6 +80,13 @@ t.test('certificates: issued by Pebble through our DNS, one order at a time, ren
     const got = await fetchVerified(ip, 'secure.certs.test', root);
     t.equal(got.fingerprint, issued, `${ip} serves the issued certificate`);
     t.match(got.body, /hello over tls/);
+  }
+
+  await until(async () => (await count('certificate.issued', 'auth.certs.test')) === 1, 30_000, "the portal's certificate");
+  const portalCert = new X509Certificate((await db.query(`SELECT cert_pem FROM certificates WHERE hostname = 'auth.certs.test'`)).rows[0].cert_pem).fingerprint256;
+  for (const ip of ips) {
+    const got = await until(() => fetchVerified(ip, 'auth.certs.test', root).then((g) => (g.fingerprint === portalCert ? g : undefined)), 10_000, `${ip} to serve the portal's certificate`);
+    t.match(got.body, /Sign-in portal/, `${ip} serves the auth portal with its issued certificate`);
   }
 
   // At rest: no plaintext key anywhere in the table.
