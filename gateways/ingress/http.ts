@@ -10,7 +10,7 @@
 // hostname is served here on every node. Identity headers (`Remote-*`) reach a target only
 // as this edge set them. Connections from the operator's TCP load balancers
 // (`proxyProtocolFrom`) start with a PROXY v2 header naming the real client.
-import { createServer as createHttpServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer as createHttpServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
@@ -365,8 +365,10 @@ export class HttpIngress {
     if (route.access) {
       const v = this.#d.access ? await this.#d.access.guard.check(req, route, proto, this.#clientOf(req)) : undefined;
       if (!v?.allow) {
-        const status = v?.status ?? 403;
-        return void sock.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 302 ? 'Found' : 'Forbidden'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(v?.body ?? '')}\r\n\r\n${v?.body ?? ''}`);
+        // The answer a plain request would get (401, 403, a redirect, 429, 503), then close.
+        const refused = v ?? { status: 403, headers: { 'content-type': 'application/json' }, body: '' };
+        const head = Object.entries(refused.headers).flatMap(([k, x]) => (Array.isArray(x) ? x : [x]).map((y) => `${k}: ${y}`));
+        return void sock.end(`HTTP/1.1 ${refused.status} ${STATUS_CODES[refused.status] ?? ''}\r\n${[...head, 'connection: close', `content-length: ${Buffer.byteLength(refused.body)}`].join('\r\n')}\r\n\r\n${refused.body}`);
       }
       pass = v;
     }

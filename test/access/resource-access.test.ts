@@ -200,6 +200,10 @@ t.test('resource access control across the cluster', async (t) => {
     // .77 lies in the allowed /28: with its deny rule gone, the allow behind it decides.
     await until(async () => (await get(ip(0), '/', {}, `${net}.77`)).status === 200, 30_000, 'a deleted rule to stop applying');
 
+    // A WebSocket upgrade is checked like any request: without credentials it never reaches the target.
+    const upgrade = await get(ip(1), '/ws', { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' });
+    t.match([upgrade.status, upgrade.headers['www-authenticate']], [401, /^Basic /], 'an upgrade without credentials gets the same 401');
+
     const basic = await get(ip(0), '/b', { authorization: `Basic ${Buffer.from('anyone:open sesame 42').toString('base64')}` });
     t.match([basic.status, JSON.parse(basic.body).authorization], [200, null], 'basic auth with the resource password; the target never sees the credentials');
     const basicUser = await get(ip(1), '/b', { authorization: `Basic ${Buffer.from('ann@example.com:anns long password').toString('base64')}`, 'remote-user': 'evil' });
