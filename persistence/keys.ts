@@ -84,6 +84,11 @@ export class Keyspace {
     return this.#key('access-exchange', tokenHash);
   }
 
+  /** A login ticket (by hash): a sign-in between its password step and its second factor, five minutes. */
+  loginTicket(tokenHash: string): string {
+    return this.#key('login-ticket', tokenHash);
+  }
+
   /** Hash of the one-time setup token (exists only until the first admin is created). */
   get setupToken(): string {
     return this.#key('setup-token');

@@ -137,6 +137,7 @@ export class ClusterNode {
       nodeId: config.nodeId,
       secureCookies: config.admin.secureCookies,
       sessionTtlMs: config.admin.sessionTtl,
+      sealer: this.#sealer,
       resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
       verifyDomain: (name) => run.host.ask('dns-zone', name, { type: 'verify' }, 10_000),

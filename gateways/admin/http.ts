@@ -6,6 +6,7 @@ import type { FastifyRequest } from 'fastify';
 import { ClusterError } from '../../core/errors.ts';
 import { audit, type AuditEntry } from '../../persistence/audit.ts';
 import { withDb, type DatabasePool } from '../../persistence/db.ts';
+import type { Sealer } from '../../persistence/sealed.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { PortRange } from '../../core/config-fields.ts';
@@ -27,6 +28,8 @@ export interface ApiDeps {
   /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
   secureCookies: boolean;
   sessionTtlMs: number;
+  /** Seals secrets at rest under the cluster key (TOTP secrets). */
+  sealer: Sealer;
   /** Ports TCP/UDP resources may take (config ingress.resourcePorts). */
   resourcePorts: PortRange;
   /** Live nodes with the age of their lease (time since its last renewal) and actors by kind (null: did not answer). */

@@ -16,6 +16,7 @@ import { registerHealthRoutes } from './health.ts';
 import type { ApiDeps } from './http.ts';
 import { accessRoutes } from './routes/access.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
+import { twoFactorRoutes } from './routes/two-factor.ts';
 import { authRoutes } from './routes/auth.ts';
 import { clusterRoutes } from './routes/cluster.ts';
 import { connectorRoutes } from './routes/connector.ts';
@@ -135,6 +136,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   registerHealthRoutes(app, deps.readiness);
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   authRoutes(app, api);
+  twoFactorRoutes(app, api);
   orgRoutes(app, api);
   userRoutes(app, api);
   siteRoutes(app, api);

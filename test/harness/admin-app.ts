@@ -1,6 +1,8 @@
 // The admin API in-process (Fastify inject) over a real PostgreSQL database and Valkey
 // prefix of the test's own, with a server administrator logged in: for the API's rules
 // (validation, org scoping, permissions, conflicts), which need no cluster of processes.
+import { randomBytes } from 'node:crypto';
+import { Sealer } from '../../persistence/sealed.ts';
 import { once } from 'node:events';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../core/log.ts';
@@ -37,6 +39,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     nodeId: 'node-1',
     secureCookies: false,
     sessionTtlMs: 3600_000,
+    sealer: new Sealer(new Secret(randomBytes(32))),
     resourcePorts: { min: 20000, max: 29999 },
     connectorToken: (siteId, generation) => ({ token: issueConnectorToken(secret, siteId, generation, 60_000), expiresAt: Date.now() + 60_000 }),
     nodes: async () => [],

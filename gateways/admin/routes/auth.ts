@@ -1,5 +1,5 @@
 // /api/v1/auth: first-start setup, login, logout, whoami.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { z } from 'zod';
@@ -8,6 +8,7 @@ import type { Logger } from '../../../core/log.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashPassword, hashToken, verifyPasswordOrDummy } from '../../../persistence/hashing.ts';
 import { hit, reset, type Limit } from '../../../persistence/rate-limit.ts';
+import { LoginTickets, secondFactorOf } from '../../../persistence/second-factor.ts';
 import type { Valkey } from '../../../persistence/valkey.ts';
 import { SESSION_COOKIE, authenticated, revokeSession } from '../auth.ts';
 import { Name, write, type ApiDeps } from '../http.ts';
@@ -34,6 +35,14 @@ export async function ensureSetupToken(deps: { db: ApiDeps['db']; valkey: Valkey
   if (created !== 'OK') return;
   process.stderr.write(`\n  First start: create the first administrator with this one-time setup token:\n    ${token}\n  POST /api/v1/auth/setup {"token", "email", "password"}\n\n`);
   logger.warn({ component: 'auth' }, 'no administrator yet: a one-time setup token was printed on this node\'s console');
+}
+
+/** A new admin session for the user: the row, then the cookie. */
+export async function startSession(d: ApiDeps, reply: FastifyReply, userId: string): Promise<void> {
+  const token = generateToken();
+  await withDb(() => d.db.query(sql.unsafe`
+    INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (${userId}, ${sql.binary(hashToken(token))}, now() + ${`${d.sessionTtlMs} milliseconds`}::interval)`));
+  reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'lax', secure: d.secureCookies, path: '/', maxAge: Math.floor(d.sessionTtlMs / 1000) });
 }
 
 export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
@@ -70,10 +79,14 @@ export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     const ok = await verifyPasswordOrDummy(req.body.password, user?.password_hash);
     if (!user || !ok) throw new ClusterError('CLUSTER_ERR_AUTH_BAD_CREDENTIALS', 'wrong e-mail or password', {});
     await reset(d.valkey, LOGIN_LIMITS.perAccount, email);
-    const token = generateToken();
-    await withDb(() => d.db.query(sql.unsafe`
-      INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (${user.id}, ${sql.binary(hashToken(token))}, now() + ${`${d.sessionTtlMs} milliseconds`}::interval)`));
-    reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'lax', secure: d.secureCookies, path: '/', maxAge: Math.floor(d.sessionTtlMs / 1000) });
+    // A second factor (on, or required and not set up yet): no session until it is done.
+    const second = await withDb(() => secondFactorOf(d.db, user.id));
+    if (second.enrolled || second.required) {
+      const stage = second.enrolled ? 'totp' : 'enrol';
+      const ticket = await new LoginTickets(d.valkey).create({ userId: user.id, stage, purpose: 'admin' });
+      return reply.code(202).send({ secondFactor: stage, ticket });
+    }
+    await startSession(d, reply, user.id);
     return { id: user.id, email: user.email, isServerAdmin: user.is_server_admin };
   });
 
@@ -87,6 +100,8 @@ export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.get('/api/v1/auth/me', { schema: { tags: ['auth'], summary: 'The caller' }, preHandler: authenticated() }, async (req) => {
     const p = req.principal!;
-    return p.type === 'user' ? { type: 'user', id: p.userId, email: p.email, isServerAdmin: p.isServerAdmin } : { type: 'api_key', id: p.keyId, orgId: p.orgId, actions: p.actions };
+    if (p.type !== 'user') return { type: 'api_key', id: p.keyId, orgId: p.orgId, actions: p.actions };
+    const twoFactor = await withDb(() => secondFactorOf(deps().db, p.userId));
+    return { type: 'user', id: p.userId, email: p.email, isServerAdmin: p.isServerAdmin, twoFactor };
   });
 }

@@ -10,8 +10,9 @@ import { hashPassword } from '../../../persistence/hashing.ts';
 import { serverAdmin } from '../auth.ts';
 import { Name, notFound, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
-const user = z.object({ id: z.string(), email: z.string(), displayName: z.string(), isServerAdmin: z.boolean(), disabled: z.boolean(), version: z.number(), createdAt: z.coerce.date() });
-const COLUMNS = sql.fragment`id, email, display_name AS "displayName", is_server_admin AS "isServerAdmin", disabled_at IS NOT NULL AS disabled, version, created_at AS "createdAt"`;
+const user = z.object({ id: z.string(), email: z.string(), displayName: z.string(), isServerAdmin: z.boolean(), disabled: z.boolean(), require2fa: z.boolean(), twoFactor: z.boolean(), version: z.number(), createdAt: z.coerce.date() });
+const COLUMNS = sql.fragment`id, email, display_name AS "displayName", is_server_admin AS "isServerAdmin", disabled_at IS NOT NULL AS disabled, require_2fa AS "require2fa",
+  EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.enabled_at IS NOT NULL) AS "twoFactor", version, created_at AS "createdAt"`;
 const Params = Type.Object({ userId: Uuid }, { additionalProperties: false });
 
 export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
@@ -46,7 +47,7 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   r.patch('/api/v1/users/:userId', {
-    schema: { tags: ['users'], params: Params, body: Type.Object({ version: Version, displayName: Type.Optional(Name), disabled: Type.Optional(Type.Boolean()), isServerAdmin: Type.Optional(Type.Boolean()) }, { additionalProperties: false }) },
+    schema: { tags: ['users'], params: Params, body: Type.Object({ version: Version, displayName: Type.Optional(Name), disabled: Type.Optional(Type.Boolean()), isServerAdmin: Type.Optional(Type.Boolean()), require2fa: Type.Optional(Type.Boolean()) }, { additionalProperties: false }) },
     preHandler: serverAdmin(),
   }, async (req) => {
     const b = req.body;
@@ -57,6 +58,7 @@ export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         UPDATE users SET
           display_name = COALESCE(${b.displayName ?? null}, display_name),
           is_server_admin = COALESCE(${b.isServerAdmin ?? null}, is_server_admin),
+          require_2fa = COALESCE(${b.require2fa ?? null}, require_2fa),
           disabled_at = CASE WHEN ${b.disabled ?? null}::boolean IS NULL THEN disabled_at WHEN ${b.disabled ?? null}::boolean THEN COALESCE(disabled_at, now()) ELSE NULL END,
           version = version + 1, updated_at = now()
         WHERE id = ${req.params.userId} AND version = ${b.version} RETURNING ${COLUMNS}`);
