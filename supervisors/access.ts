@@ -15,6 +15,7 @@ import { AccessSignIn } from '../gateways/access/sign-in.ts';
 import type { CertificateStore } from '../gateways/ingress/certs.ts';
 import type { RouteTable } from '../gateways/ingress/routes.ts';
 import type { DatabasePool } from '../persistence/db.ts';
+import type { Sealer } from '../persistence/sealed.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { ClusterMetrics } from './metrics.ts';
 
@@ -28,7 +29,7 @@ export interface AccessParts {
   stop(): Promise<void>;
 }
 
-export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; certs: CertificateStore; routes: RouteTable; metrics: ClusterMetrics; clock: Clock; logger: Logger }): Promise<AccessParts> {
+export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; sealer: Sealer; certs: CertificateStore; routes: RouteTable; metrics: ClusterMetrics; clock: Clock; logger: Logger }): Promise<AccessParts> {
   const { config, db, valkey, clock, logger } = d;
   const log = logger.child({ component: 'access' });
   const revocations = new Revocations({ db, clock, logger });
@@ -43,7 +44,7 @@ export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; 
     accessLog.record(e);
   };
   const signer = new SessionSigner(config.clusterSecret);
-  const signIn = new AccessSignIn({ db, valkey, signer, clock, nodeId: config.nodeId, sessionTtlMs: config.access.sessionTtl, portalSessionTtlMs: config.access.sessionTtl });
+  const signIn = new AccessSignIn({ db, valkey, signer, clock, nodeId: config.nodeId, sessionTtlMs: config.access.sessionTtl, portalSessionTtlMs: config.access.sessionTtl, sealer: d.sealer });
   const { portalHostname, portalCert, portalKey } = config.access;
   let portal: Portal | undefined;
   if (portalHostname) {

@@ -84,7 +84,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     (err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
   ));
   // Before the ingress serves anything: the revoked sessions must be known first.
-  const access = await startAccess({ config, db: d.db, valkey, certs, routes, metrics: d.metrics, clock, logger });
+  const access = await startAccess({ config, db: d.db, valkey, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
   routes.on('updated', () => access.warm(routes));
   const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });

@@ -176,10 +176,22 @@ export class Portal {
         this.#record(route, 'allowed', method, 'signed in', client);
         return this.#done(res, back, token);
       }
-      if (method === 'sso' && route.access!.sso) {
-        const r = await this.#d.signIn.withAccount(route, (form.get('email') ?? '').slice(0, 254), (form.get('password') ?? '').slice(0, 256), client);
+      if ((method === 'sso' || method === 'totp') && route.access!.sso) {
+        const ticket = (form.get('ticket') ?? '').slice(0, 100);
+        const r = method === 'sso'
+          ? await this.#d.signIn.withAccount(route, (form.get('email') ?? '').slice(0, 254), (form.get('password') ?? '').slice(0, 256), client)
+          : await this.#d.signIn.withCode(route, ticket, /^\d{6}$/.test(form.get('code') ?? '') ? { code: form.get('code')! } : { recoveryCode: (form.get('code') ?? '').slice(0, 40) }, client);
+        if (!r && method === 'totp') {
+          this.#record(route, 'denied', 'sso', 'bad second factor', client);
+          return this.#codeForm(res, back, csrf, ticket, 'Wrong or used code.');
+        }
         // Wrong password, unknown account and "not allowed here" read the same: nothing to enumerate.
         if (!r) return (this.#record(route, 'denied', 'sso', 'bad credentials', client), retry('Wrong e-mail or password, or this account may not use this resource.'));
+        if ('secondFactor' in r) {
+          if (r.secondFactor === 'totp') return this.#codeForm(res, back, csrf, r.ticket);
+          this.#record(route, 'denied', 'sso', 'two-factor enrolment required', client);
+          return retry('This account must set up two-factor sign-in first: sign in to the dashboard to do so.');
+        }
         this.#record(route, 'allowed', 'sso', 'signed in', client);
         return this.#done(res, back, r.exchange, `${PORTAL_COOKIE}=${r.portal}; Path=/; Max-Age=${Math.floor(this.#d.portalSessionTtlMs / 1000)}; HttpOnly; Secure; SameSite=Lax`);
       }
@@ -187,6 +199,14 @@ export class Portal {
     } catch (err) {
       this.#failure(res, err);
     }
+  }
+
+  /** The second step of an account sign-in: a code from the authenticator app, or a recovery code. */
+  #codeForm(res: ServerResponse, back: URL, csrf: string, ticket: string, error?: string) {
+    const body = `${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}<form id="totp-form" method="post">
+<input type="hidden" name="method" value="totp"><input type="hidden" name="to" value="${escapeHtml(back.toString())}"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}"><input type="hidden" name="ticket" value="${escapeHtml(ticket)}">
+<label for="code">Code from your authenticator app (or a recovery code)</label><input id="code" name="code" autocomplete="one-time-code" required><button type="submit">Verify</button></form>`;
+    page(res, error ? 401 : 200, 'Two-factor sign-in', body);
   }
 
   #done(res: ServerResponse, back: URL, exchange: string, setCookie?: string) {

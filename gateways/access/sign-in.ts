@@ -12,6 +12,9 @@ import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
 import { generateToken, hashToken, verifyPasswordOrDummy } from '../../persistence/hashing.ts';
 import { hit, reset, type Limit } from '../../persistence/rate-limit.ts';
 import { createResourceSession, revokeResourceSessions } from '../../persistence/resource-sessions.ts';
+import type { Sealer } from '../../persistence/sealed.ts';
+import { checkSecondFactor, LoginTickets, secondFactorOf } from '../../persistence/second-factor.ts';
+import { ClusterError } from '../../core/errors.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { SessionClaims, SessionMethod, ShareLink } from '../../protocol/access.ts';
 import type { Route } from '../../protocol/route.ts';
@@ -34,15 +37,22 @@ export interface SignInDeps {
   sessionTtlMs: number;
   /** Lifetime of the portal's own sign-in (single sign-on across resources). */
   portalSessionTtlMs: number;
+  /** Opens TOTP secrets. */
+  sealer: Sealer;
 }
 
 const UserRow = z.object({ id: z.string(), email: z.string(), display_name: z.string(), password_hash: z.string(), role: z.enum(['admin', 'member']).nullable() });
 
+/** How a cluster-account sign-in at the portal went on. */
+export type AccountSignIn = { exchange: string; portal: string } | { secondFactor: 'totp'; ticket: string } | { secondFactor: 'enrol' };
+
 export class AccessSignIn implements SignInOps {
   readonly #d: SignInDeps;
+  readonly #tickets: LoginTickets;
 
   constructor(d: SignInDeps) {
     this.#d = d;
+    this.#tickets = new LoginTickets(d.valkey);
   }
 
   #attempt(route: Route, client: string) {
@@ -106,8 +116,11 @@ export class AccessSignIn implements SignInOps {
     await this.#attempt(route, client);
     const p = route.access!;
     if (p.password && (await this.#secretMatches(route, 'password', password))) return 'resource';
-    if (p.sso && user.includes('@')) return this.#account(route, user, password);
-    return null;
+    if (!p.sso || !user.includes('@')) return null;
+    const account = await this.#account(route, user, password);
+    // Basic auth cannot ask for a code: an account with a second factor signs in at the portal.
+    if (account && (await this.#secondFactor(account.id)) !== 'none') throw new ClusterError('CLUSTER_ERR_AUTH_2FA_REQUIRED', 'this account signs in with a second factor: use the portal', {});
+    return account;
   }
 
   /** Password or PIN from the portal: the exchange token, or null when wrong. */
@@ -121,10 +134,43 @@ export class AccessSignIn implements SignInOps {
    * A cluster account from the portal form: the exchange token and a portal session token
    * (so the next resource is one click), or null when wrong or not allowed here.
    */
-  async withAccount(route: Route, email: string, password: string, client: string): Promise<{ exchange: string; portal: string } | null> {
+  async #secondFactor(userId: string): Promise<'none' | 'totp' | 'enrol'> {
+    const s = await withDb(() => secondFactorOf(this.#d.db, userId));
+    return s.enrolled ? 'totp' : s.required ? 'enrol' : 'none';
+  }
+
+  /**
+   * A cluster account from the portal form: the exchange token and a portal session token
+   * (so the next resource is one click); or the second factor it still needs (`ticket` for
+   * the code form); or null when wrong or not allowed here.
+   */
+  async withAccount(route: Route, email: string, password: string, client: string): Promise<AccountSignIn | null> {
     await this.#attempt(route, client);
     const user = await this.#account(route, email, password);
     if (!user) return null;
+    const second = await this.#secondFactor(user.id);
+    if (second === 'enrol') return { secondFactor: 'enrol' };
+    if (second === 'totp') return { secondFactor: 'totp', ticket: await this.#tickets.create({ userId: user.id, stage: 'totp', purpose: 'portal', resourceId: route.resourceId }) };
+    return this.#signedIn(route, user, client);
+  }
+
+  /** The code step of a portal sign-in: null when the code is wrong (the ticket counts it) or the ticket is not for this resource. */
+  async withCode(route: Route, ticket: string, proof: { code?: string; recoveryCode?: string }, client: string): Promise<AccountSignIn | null> {
+    await this.#attempt(route, client);
+    const t = await this.#tickets.read(ticket);
+    if (!t || t.stage !== 'totp' || t.purpose !== 'portal' || t.resourceId !== route.resourceId) return null;
+    if (!(await checkSecondFactor(this.#d.db, this.#d.sealer, t.userId, proof, this.#d.clock.now()))) {
+      await this.#tickets.failed(ticket, t);
+      return null;
+    }
+    await this.#tickets.spend(ticket);
+    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
+      SELECT u.id, u.email, u.display_name, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId} WHERE u.id = ${t.userId} AND u.disabled_at IS NULL`));
+    const user = u?.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
+    return user && route.access?.sso && userAllowed(route.access.sso, user) ? this.#signedIn(route, user, client) : null;
+  }
+
+  async #signedIn(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<AccountSignIn> {
     const portal = generateToken();
     await withDb(() => this.#d.db.query(sql.unsafe`
       INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (${user.id}, ${sql.binary(hashToken(portal))}, now() + ${`${this.#d.portalSessionTtlMs} milliseconds`}::interval)`));
