@@ -102,6 +102,16 @@ export interface ClusterConfig {
      */
     proxyProtocolFrom: string[];
   };
+  smtp: {
+    /**
+     * The operator's mail server for e-mail sign-in codes: `smtp://user:password@host:587`
+     * (STARTTLS when the server offers it) or `smtps://...:465`. Unset: resources cannot use
+     * e-mail codes. @default unset
+     */
+    url: Secret | undefined;
+    /** Sender of the codes, e.g. `Cluster <no-reply@example.com>`. @default unset */
+    from: string | undefined;
+  };
   access: {
     /**
      * Public hostname of the auth portal, served by every node on :443 (point its DNS at the
@@ -255,6 +265,10 @@ export const SPEC: Spec<ClusterConfig> = {
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000), proxyProtocolFrom: ipList([]) },
+  smtp: {
+    url: secretUrl(['smtp:', 'smtps:'], { optional: true }),
+    from: text({ optional: true, pattern: /^[^\r\n]{3,200}$/, expected: 'a sender address such as "Cluster <no-reply@example.com>"' }),
+  },
   access: {
     portalHostname: text({ optional: true, pattern: /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, expected: 'a lowercase DNS hostname' }),
     portalCert: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
@@ -422,6 +436,9 @@ export function compileConfig(input: unknown, source = 'config'): ClusterConfig 
   if (problems.length === 0) {
     const tls = [config.peer.tlsCert, config.peer.tlsKey, config.peer.tlsCa];
     if (tls.some((f) => f !== undefined) && !tls.every((f) => f !== undefined)) problems.push({ field: 'peer.tlsCert', problem: 'peer TLS needs all of peer.tlsCert, peer.tlsKey and peer.tlsCa', expected: 'all three PEM paths, or none' });
+  }
+  if (problems.length === 0 && (config.smtp.url === undefined) !== (config.smtp.from === undefined)) {
+    problems.push({ field: 'smtp.from', problem: 'e-mail codes need both smtp.url and smtp.from', expected: 'both, or neither' });
   }
   if (problems.length === 0 && (config.access.portalCert === undefined) !== (config.access.portalKey === undefined)) {
     problems.push({ field: 'access.portalCert', problem: 'the portal certificate needs both access.portalCert and access.portalKey', expected: 'both PEM paths, or neither' });

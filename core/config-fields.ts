@@ -127,9 +127,9 @@ export function url(opts: { protocols: string[]; default?: string; secret?: bool
   };
 }
 
-export function secretUrl(protocols: string[]): Field<Secret> {
+export function secretUrl(protocols: string[], opts: { optional?: boolean } = {}): Field<Secret> {
   const inner = url({ protocols, secret: true });
-  return { secret: true, parse: (raw) => new Secret(inner.parse(raw)) };
+  return { secret: true, optional: opts.optional, parse: (raw) => new Secret(inner.parse(raw)) };
 }
 
 export function secretText(minLength: number, opts: { optional?: boolean } = {}): Field<Secret> {

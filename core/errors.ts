@@ -58,6 +58,7 @@ export interface ErrorFields {
   CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: Record<string, never>;
   CLUSTER_ERR_ACCESS_BAD_FORM: { reason: string };
   CLUSTER_ERR_ACCESS_NOT_HTTP: Record<string, never>;
+  CLUSTER_ERR_ACCESS_NO_SMTP: Record<string, never>;
   CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_API_VALIDATION: { field: string; problem: string };
   CLUSTER_ERR_API_UNAUTHENTICATED: Record<string, never>;
@@ -148,6 +149,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: { status: 401, summary: 'wrong password, PIN, account or token for this resource' },
   CLUSTER_ERR_ACCESS_BAD_FORM: { status: 400, summary: 'a sign-in form was malformed, stale or sent from another site' },
   CLUSTER_ERR_ACCESS_NOT_HTTP: { status: 400, summary: 'access control applies to HTTP resources only' },
+  CLUSTER_ERR_ACCESS_NO_SMTP: { status: 409, summary: 'e-mail codes need an SMTP server in the cluster config' },
   CLUSTER_ERR_INGRESS_BAD_REQUEST: { status: 400, summary: 'a request through ingress is malformed or ambiguously framed (refused before any target sees it)' },
   CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },
   CLUSTER_ERR_API_NOT_FOUND: { status: 404, summary: 'no such route or object' },

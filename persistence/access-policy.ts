@@ -11,6 +11,7 @@ export const AuthSettingsSchema = z.object({
   blockAccess: z.boolean().default(false),
   sso: z.object({ enabled: z.boolean(), roles: z.array(z.enum(['admin', 'member'])).default([]), userIds: z.array(z.string()).default([]) }).default({ enabled: false, roles: [], userIds: [] }),
   basicAuth: z.boolean().default(false),
+  emailCodes: z.object({ enabled: z.boolean(), allowed: z.array(z.string()).default([]) }).default({ enabled: false, allowed: [] }),
 });
 export type AuthSettings = z.infer<typeof AuthSettingsSchema>;
 
@@ -41,6 +42,7 @@ export async function loadAccessPolicy(db: CommonQueryMethods, resourceId: strin
     sso: settings.sso.enabled ? { roles: settings.sso.roles, userIds: settings.sso.userIds } : null,
     password: r.secrets.includes('password'),
     pin: r.secrets.includes('pin'),
+    email: settings.emailCodes.enabled ? { allowed: settings.emailCodes.allowed } : null,
     basicAuth: settings.basicAuth,
     links: r.links,
     secretsChangedAt: r.secrets_changed_at,

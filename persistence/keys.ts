@@ -84,6 +84,11 @@ export class Keyspace {
     return this.#key('access-exchange', tokenHash);
   }
 
+  /** The e-mail code sent for a resource to an address (by hash): its hash and wrong attempts, ten minutes. */
+  emailCode(resourceId: string, addressHash: string): string {
+    return this.#key('email-code', resourceId, addressHash);
+  }
+
   /** A login ticket (by hash): a sign-in between its password step and its second factor, five minutes. */
   loginTicket(tokenHash: string): string {
     return this.#key('login-ticket', tokenHash);

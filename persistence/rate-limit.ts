@@ -23,6 +23,20 @@ export async function hit(valkey: Valkey, limit: Limit, subject: string): Promis
   }
 }
 
+/**
+ * Throws CLUSTER_ERR_API_RATE_LIMITED when `max` attempts are already counted in the window,
+ * without counting this one: for limits on failures, checked before the attempt and counted
+ * (with `hit`) only when it fails, so a user who gets in is never locked out by their successes.
+ */
+export async function check(valkey: Valkey, limit: Limit, subject: string): Promise<void> {
+  const key = valkey.keys.rateLimit(limit.scope, subject);
+  const [n, pttl] = await valkey.call(async (c) => {
+    const r = await c.multi().get(key).pttl(key).exec();
+    return [Number(r?.[0]?.[1] ?? 0), Number(r?.[1]?.[1] ?? 0)] as const;
+  });
+  if (n >= limit.max) throw new ClusterError('CLUSTER_ERR_API_RATE_LIMITED', `too many ${limit.scope} attempts; retry in ${Math.ceil(Math.max(0, pttl) / 1000)}s`, { retryAfterMs: Math.max(0, pttl) });
+}
+
 /** Clears a subject's counter (e.g. the account's after a successful login). */
 export async function reset(valkey: Valkey, limit: Limit, subject: string): Promise<void> {
   await valkey.call((c) => c.del(valkey.keys.rateLimit(limit.scope, subject)));

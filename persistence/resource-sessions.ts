@@ -13,6 +13,8 @@ export interface NewResourceSession {
   method: SessionMethod;
   userId?: string;
   linkId?: string;
+  /** The address an e-mail code proved. */
+  email?: string;
   client: string;
   ttlMs: number;
 }
@@ -20,8 +22,8 @@ export interface NewResourceSession {
 /** Creates the row; returns its id and expiry (epoch ms). */
 export async function createResourceSession(db: CommonQueryMethods, s: NewResourceSession): Promise<{ id: string; expiresAt: number }> {
   const row = await db.one(sql.type(z.object({ id: z.string(), expires_at: z.coerce.number() }))`
-    INSERT INTO resource_sessions (resource_id, org_id, method, user_id, link_id, client, expires_at)
-    VALUES (${s.resourceId}, ${s.orgId}, ${s.method}, ${s.userId ?? null}, ${s.linkId ?? null}, ${s.client}, now() + ${`${s.ttlMs} milliseconds`}::interval)
+    INSERT INTO resource_sessions (resource_id, org_id, method, user_id, link_id, email, client, expires_at)
+    VALUES (${s.resourceId}, ${s.orgId}, ${s.method}, ${s.userId ?? null}, ${s.linkId ?? null}, ${s.email ?? null}, ${s.client}, now() + ${`${s.ttlMs} milliseconds`}::interval)
     RETURNING id, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_at`);
   return { id: row.id, expiresAt: row.expires_at };
 }

@@ -7,7 +7,9 @@ import { z } from 'zod';
 export const RULE_MATCHES = ['ip', 'cidr', 'path', 'country'] as const;
 export const RULE_ACTIONS = ['allow', 'deny', 'pass'] as const;
 export const ORG_ROLES = ['admin', 'member'] as const;
-export const SESSION_METHODS = ['sso', 'password', 'pin', 'link'] as const;
+export const SESSION_METHODS = ['sso', 'password', 'pin', 'link', 'email'] as const;
+/** An allowed e-mail address, or every address of a domain (`*@example.com`). */
+export const EMAIL_PATTERN = /^(\*|[^@\s*]+)@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/;
 
 export const AccessRuleSchema = z.object({
   id: z.string(),
@@ -34,6 +36,8 @@ export const AccessPolicySchema = z.object({
   sso: z.object({ roles: z.array(z.enum(ORG_ROLES)), userIds: z.array(z.string()) }).nullable(),
   password: z.boolean(),
   pin: z.boolean(),
+  /** One-time codes sent to these addresses (`*@example.com`: a whole domain), lower case. */
+  email: z.object({ allowed: z.array(z.string()).max(500) }).nullable(),
   /** HTTP basic auth with the resource password or a cluster account, for clients without redirects. */
   basicAuth: z.boolean(),
   links: z.array(ShareLinkSchema),
@@ -59,12 +63,20 @@ export const SessionClaimsSchema = z.object({
   exp: z.number().int(),
   /** The share link it came from (method link). */
   link: z.string().uuid().optional(),
+  /** The address a code was sent to (method email). */
+  email: z.string().max(254).optional(),
   /** The cluster user (method sso). */
   user: z.object({ id: z.string().uuid(), email: z.string(), name: z.string(), role: z.enum(ORG_ROLES) }).optional(),
 });
 export type SessionClaims = z.infer<typeof SessionClaimsSchema>;
 
+/** Whether `email` (lower case) is on the list. */
+export function emailAllowed(allowed: readonly string[], email: string): boolean {
+  const at = email.lastIndexOf('@');
+  return at > 0 && allowed.some((a) => a === email || (a.startsWith('*@') && a.slice(1) === email.slice(at)));
+}
+
 /** True when the policy asks for nothing: the resource is public (today's behaviour). */
 export function isPublic(p: AccessPolicy | undefined): boolean {
-  return !p || (!p.blockAccess && !p.sso && !p.password && !p.pin && !p.basicAuth && p.links.length === 0 && p.rules.length === 0);
+  return !p || (!p.blockAccess && !p.sso && !p.password && !p.pin && !p.email && !p.basicAuth && p.links.length === 0 && p.rules.length === 0);
 }

@@ -7,6 +7,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { AccessLog } from '../gateways/access/access-log.ts';
 import { AccessGuard } from '../gateways/access/guard.ts';
+import { smtpMailer } from '../gateways/access/mailer.ts';
 import { Portal } from '../gateways/access/portal.ts';
 import { Revocations } from '../gateways/access/revocations.ts';
 import { countryLookup } from '../gateways/access/country.ts';
@@ -44,7 +45,8 @@ export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; 
     accessLog.record(e);
   };
   const signer = new SessionSigner(config.clusterSecret);
-  const signIn = new AccessSignIn({ db, valkey, signer, clock, nodeId: config.nodeId, sessionTtlMs: config.access.sessionTtl, portalSessionTtlMs: config.access.sessionTtl, sealer: d.sealer });
+  const mailer = config.smtp.url && config.smtp.from ? smtpMailer(config.smtp.url, config.smtp.from) : undefined;
+  const signIn = new AccessSignIn({ mailer, logger: log, db, valkey, signer, clock, nodeId: config.nodeId, sessionTtlMs: config.access.sessionTtl, portalSessionTtlMs: config.access.sessionTtl, sealer: d.sealer });
   const { portalHostname, portalCert, portalKey } = config.access;
   let portal: Portal | undefined;
   if (portalHostname) {
@@ -61,6 +63,9 @@ export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; 
     warm(routes) {
       if (routes.all().some((r) => r.access?.rules.some((x) => x.match === 'country'))) countryOf.load();
     },
-    stop: () => accessLog.stop(),
+    stop: async () => {
+      mailer?.close();
+      await accessLog.stop();
+    },
   };
 }

@@ -138,6 +138,7 @@ export class ClusterNode {
       secureCookies: config.admin.secureCookies,
       sessionTtlMs: config.admin.sessionTtl,
       sealer: this.#sealer,
+      smtpConfigured: config.smtp.url !== undefined,
       resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
       verifyDomain: (name) => run.host.ask('dns-zone', name, { type: 'verify' }, 10_000),

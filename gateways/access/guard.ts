@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../../core/clock.ts';
 import { ClusterError, isClusterError, ERROR_CODES, type ErrorCode } from '../../core/errors.ts';
-import type { AccessPolicy, SessionClaims, ShareLink } from '../../protocol/access.ts';
+import { emailAllowed, type AccessPolicy, type SessionClaims, type ShareLink } from '../../protocol/access.ts';
 import type { Route } from '../../protocol/route.ts';
 import type { AccessDecision } from './access-log.ts';
 import { firstMatch, normalizePath, type CountryOf } from './rules.ts';
@@ -149,7 +149,7 @@ export class AccessGuard {
       log('allowed', 'rule', `rule ${rule.priority}`, { ruleId: rule.id });
       return { allow: true, url: cleanUrl(url), consumedAuthorization: false };
     }
-    const hasMethods = policy.password || policy.pin || policy.sso !== null || policy.basicAuth || policy.links.length > 0;
+    const hasMethods = policy.password || policy.pin || policy.sso !== null || policy.email !== null || policy.basicAuth || policy.links.length > 0;
     if (!hasMethods) return { allow: true, url: cleanUrl(url), consumedAuthorization: false };
 
     const exchange = queryParam(url, EXCHANGE_PARAM);
@@ -160,7 +160,7 @@ export class AccessGuard {
     if (valid && path === LOGOUT_PATH) return this.#logout(claims, route, proto);
     if (valid) {
       log('allowed', claims.method, 'session', { userId: claims.user?.id });
-      return { allow: true, identity: claims.user, url: cleanUrl(url), consumedAuthorization: false };
+      return { allow: true, identity: claims.user ?? (claims.email ? { id: '', email: claims.email, name: '', role: '' } : undefined), url: cleanUrl(url), consumedAuthorization: false };
     }
 
     const headerToken = req.headers[TOKEN_HEADER];
@@ -187,6 +187,9 @@ export class AccessGuard {
         const link = policy.links.find((l) => l.id === c.link);
         return link !== undefined && (link.expiresAt === null || link.expiresAt > now) && pathAllowed(link, path);
       }
+      case 'email':
+        // The list may have narrowed since: it is checked on every request.
+        return policy.email !== null && c.email !== undefined && emailAllowed(policy.email.allowed, c.email);
     }
   }
 

@@ -146,6 +146,7 @@ export class Portal {
     const forms = [
       p.password && `<form id="password-form" method="post">${hidden('password')}<label for="password">Password</label><input id="password" name="secret" type="password" autocomplete="current-password" required><button type="submit">Continue</button></form>`,
       p.pin && `<form id="pin-form" method="post">${hidden('pin')}<label for="pin">PIN</label><input id="pin" name="secret" inputmode="numeric" pattern="[0-9]{6,9}" autocomplete="off" required><button type="submit">Continue</button></form>`,
+      p.email && `<form id="email-form" method="post">${hidden('email-send')}<label for="code-email">E-mail</label><input id="code-email" name="email" type="email" autocomplete="email" required><button type="submit">Send me a code</button></form>`,
       p.sso && `<form id="sso-form" method="post">${hidden('sso')}<label for="email">E-mail</label><input id="email" name="email" type="email" autocomplete="username" required><label for="account-password">Password</label><input id="account-password" name="password" type="password" autocomplete="current-password" required><button type="submit">Sign in with your account</button></form>`,
     ].filter(Boolean);
     const body = `<p>Sign in to reach <strong>${escapeHtml(route.hostname!)}</strong>.</p>${error ? `<p class="error" role="alert">${escapeHtml(error.text)}</p>` : ''}${forms.join('') || '<p>This resource takes share links only.</p>'}`;
@@ -176,6 +177,22 @@ export class Portal {
         this.#record(route, 'allowed', method, 'signed in', client);
         return this.#done(res, back, token);
       }
+      if (method === 'email-send' && route.access!.email) {
+        const email = (form.get('email') ?? '').slice(0, 254);
+        await this.#d.signIn.sendEmailCode(route, email, client);
+        // The same answer whether or not the address is on the list.
+        return this.#emailCodeForm(res, back, csrf, email);
+      }
+      if (method === 'email-code' && route.access!.email) {
+        const email = (form.get('email') ?? '').slice(0, 254);
+        const token = await this.#d.signIn.withEmailCode(route, email, (form.get('code') ?? '').slice(0, 20), client);
+        if (!token) {
+          this.#record(route, 'denied', 'email', 'bad code', client);
+          return this.#emailCodeForm(res, back, csrf, email, 'Wrong or expired code.');
+        }
+        this.#record(route, 'allowed', 'email', 'signed in', client);
+        return this.#done(res, back, token);
+      }
       if ((method === 'sso' || method === 'totp') && route.access!.sso) {
         const ticket = (form.get('ticket') ?? '').slice(0, 100);
         const r = method === 'sso'
@@ -199,6 +216,14 @@ export class Portal {
     } catch (err) {
       this.#failure(res, err);
     }
+  }
+
+  /** After asking for an e-mail code: where to type it (the same page for any address). */
+  #emailCodeForm(res: ServerResponse, back: URL, csrf: string, email: string, error?: string) {
+    const body = `${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : `<p>If ${escapeHtml(email)} may sign in here, a code is on its way. It works once, for 10 minutes.</p>`}<form id="email-code-form" method="post">
+<input type="hidden" name="method" value="email-code"><input type="hidden" name="to" value="${escapeHtml(back.toString())}"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}"><input type="hidden" name="email" value="${escapeHtml(email)}">
+<label for="email-code">Code from the e-mail</label><input id="email-code" name="code" inputmode="numeric" pattern="[0-9]{6}" autocomplete="one-time-code" required><button type="submit">Continue</button></form>`;
+    page(res, error ? 401 : 200, 'Check your e-mail', body);
   }
 
   /** The second step of an account sign-in: a code from the authenticator app, or a recovery code. */

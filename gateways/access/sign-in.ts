@@ -4,19 +4,22 @@
 // (Valkey, one minute, GETDEL), so the cookie is set by the resource's own host. Attempts are
 // counted per client and resource in Valkey across the cluster; with Valkey away, signing in
 // answers CLUSTER_ERR_VALKEY_UNAVAILABLE (503) while existing sessions keep working.
+import { randomInt, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import type { Logger } from '../../core/log.ts';
+import type { Mailer } from './mailer.ts';
 import type { Clock } from '../../core/clock.ts';
 import { sourceOf } from '../../core/rate-buckets.ts';
 import { audit } from '../../persistence/audit.ts';
 import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
 import { generateToken, hashToken, verifyPasswordOrDummy } from '../../persistence/hashing.ts';
-import { hit, reset, type Limit } from '../../persistence/rate-limit.ts';
+import { check, hit, reset, type Limit } from '../../persistence/rate-limit.ts';
 import { createResourceSession, revokeResourceSessions } from '../../persistence/resource-sessions.ts';
 import type { Sealer } from '../../persistence/sealed.ts';
 import { checkSecondFactor, LoginTickets, secondFactorOf } from '../../persistence/second-factor.ts';
 import { ClusterError } from '../../core/errors.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
-import type { SessionClaims, SessionMethod, ShareLink } from '../../protocol/access.ts';
+import { emailAllowed, type SessionClaims, type SessionMethod, type ShareLink } from '../../protocol/access.ts';
 import type { Route } from '../../protocol/route.ts';
 import { userAllowed, type Identity, type SignInOps } from './guard.ts';
 import type { SessionSigner } from './session-token.ts';
@@ -39,9 +42,21 @@ export interface SignInDeps {
   portalSessionTtlMs: number;
   /** Opens TOTP secrets. */
   sealer: Sealer;
+  /** Sends e-mail codes; undefined when the cluster has no SMTP server. */
+  mailer?: Mailer;
+  logger: Logger;
 }
 
 const UserRow = z.object({ id: z.string(), email: z.string(), display_name: z.string(), password_hash: z.string(), role: z.enum(['admin', 'member']).nullable() });
+
+/** Codes sent per address, and per resource, across the cluster. */
+export const EMAIL_SENDS = {
+  perAddress: { scope: 'email-code-address', max: 5, windowMs: 15 * 60_000 } satisfies Limit,
+  perResource: { scope: 'email-code-resource', max: 200, windowMs: 60 * 60_000 } satisfies Limit,
+};
+const EMAIL_CODE_TTL_MS = 10 * 60_000;
+/** Wrong codes one sent code may take. */
+export const EMAIL_CODE_ATTEMPTS = 5;
 
 /** How a cluster-account sign-in at the portal went on. */
 export type AccountSignIn = { exchange: string; portal: string } | { secondFactor: 'totp'; ticket: string } | { secondFactor: 'enrol' };
@@ -55,12 +70,20 @@ export class AccessSignIn implements SignInOps {
     this.#tickets = new LoginTickets(d.valkey);
   }
 
-  #attempt(route: Route, client: string) {
-    return hit(this.#d.valkey, ACCESS_ATTEMPTS, `${route.resourceId}|${sourceOf(client)}`);
+  /** Refuses (429) a client that failed too often at this resource; counts nothing. */
+  #check(route: Route, client: string) {
+    return check(this.#d.valkey, ACCESS_ATTEMPTS, `${route.resourceId}|${sourceOf(client)}`);
   }
 
+  /** Counts a failure against the client and resource (429 past the limit). */
   async failed(route: Route, client: string): Promise<void> {
-    await this.#attempt(route, client);
+    await hit(this.#d.valkey, ACCESS_ATTEMPTS, `${route.resourceId}|${sourceOf(client)}`);
+  }
+
+  /** `result`, or, when it is null (a failure), the failure counted first. */
+  async #counted<T>(route: Route, client: string, result: T | null): Promise<T | null> {
+    if (result === null) await this.failed(route, client);
+    return result;
   }
 
   async exchange(token: string): Promise<{ cookie: string; resourceId: string } | undefined> {
@@ -113,11 +136,11 @@ export class AccessSignIn implements SignInOps {
   }
 
   async basic(route: Route, user: string, password: string, client: string): Promise<Identity | 'resource' | null> {
-    await this.#attempt(route, client);
+    await this.#check(route, client);
     const p = route.access!;
     if (p.password && (await this.#secretMatches(route, 'password', password))) return 'resource';
-    if (!p.sso || !user.includes('@')) return null;
-    const account = await this.#account(route, user, password);
+    if (!p.sso || !user.includes('@')) return this.#counted(route, client, null);
+    const account = await this.#counted(route, client, await this.#account(route, user, password));
     // Basic auth cannot ask for a code: an account with a second factor signs in at the portal.
     if (account && (await this.#secondFactor(account.id)) !== 'none') throw new ClusterError('CLUSTER_ERR_AUTH_2FA_REQUIRED', 'this account signs in with a second factor: use the portal', {});
     return account;
@@ -125,8 +148,8 @@ export class AccessSignIn implements SignInOps {
 
   /** Password or PIN from the portal: the exchange token, or null when wrong. */
   async withSecret(route: Route, kind: 'password' | 'pin', secret: string, client: string): Promise<string | null> {
-    await this.#attempt(route, client);
-    if (!route.access?.[kind] || !(await this.#secretMatches(route, kind, secret))) return null;
+    await this.#check(route, client);
+    if (!route.access?.[kind] || !(await this.#secretMatches(route, kind, secret))) return this.#counted(route, client, null);
     return this.#mint(route, (await this.#session(route, kind, client, {})).cookie);
   }
 
@@ -145,8 +168,8 @@ export class AccessSignIn implements SignInOps {
    * the code form); or null when wrong or not allowed here.
    */
   async withAccount(route: Route, email: string, password: string, client: string): Promise<AccountSignIn | null> {
-    await this.#attempt(route, client);
-    const user = await this.#account(route, email, password);
+    await this.#check(route, client);
+    const user = await this.#counted(route, client, await this.#account(route, email, password));
     if (!user) return null;
     const second = await this.#secondFactor(user.id);
     if (second === 'enrol') return { secondFactor: 'enrol' };
@@ -156,12 +179,12 @@ export class AccessSignIn implements SignInOps {
 
   /** The code step of a portal sign-in: null when the code is wrong (the ticket counts it) or the ticket is not for this resource. */
   async withCode(route: Route, ticket: string, proof: { code?: string; recoveryCode?: string }, client: string): Promise<AccountSignIn | null> {
-    await this.#attempt(route, client);
+    await this.#check(route, client);
     const t = await this.#tickets.read(ticket);
-    if (!t || t.stage !== 'totp' || t.purpose !== 'portal' || t.resourceId !== route.resourceId) return null;
+    if (!t || t.stage !== 'totp' || t.purpose !== 'portal' || t.resourceId !== route.resourceId) return this.#counted(route, client, null);
     if (!(await checkSecondFactor(this.#d.db, this.#d.sealer, t.userId, proof, this.#d.clock.now()))) {
       await this.#tickets.failed(ticket, t);
-      return null;
+      return this.#counted(route, client, null);
     }
     await this.#tickets.spend(ticket);
     const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
@@ -189,6 +212,49 @@ export class AccessSignIn implements SignInOps {
   /** Single sign-on: a session for a user the portal already knows. */
   async asUser(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<string> {
     return this.#mint(route, (await this.#session(route, 'sso', client, { user })).cookie);
+  }
+
+  #codeKey(route: Route, email: string) {
+    return this.#d.valkey.keys.emailCode(route.resourceId, hashToken(email).toString('hex'));
+  }
+
+  /**
+   * Sends a code when the address is on the resource's list; an address that is not gets the
+   * same answer and the same counting (nothing tells them apart), and no mail.
+   */
+  async sendEmailCode(route: Route, email: string, client: string): Promise<void> {
+    const address = email.trim().toLowerCase();
+    await hit(this.#d.valkey, EMAIL_SENDS.perAddress, address);
+    await hit(this.#d.valkey, EMAIL_SENDS.perResource, route.resourceId);
+    const allowed = route.access?.email && emailAllowed(route.access.email.allowed, address);
+    if (!allowed || !this.#d.mailer) return;
+    const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
+    await this.#d.valkey.call((c) => c.set(this.#codeKey(route, address), JSON.stringify({ hash: hashToken(code).toString('hex'), attempts: 0 }), 'PX', EMAIL_CODE_TTL_MS));
+    // Not awaited: the answer must not wait on (or reveal) the mail server's work.
+    this.#d.mailer.send(address, `Your sign-in code for ${route.hostname}`, `Your code for ${route.hostname} is ${code}.\nIt works once, for 10 minutes. If you did not ask for it, ignore this message.\n`)
+      .catch((err) => this.#d.logger.warn({ resourceId: route.resourceId, err: (err as Error).message }, 'could not send an e-mail code'));
+  }
+
+  /** A code from the mail: the exchange token, or null (wrong, expired, spent by wrong attempts, or never sent). */
+  async withEmailCode(route: Route, email: string, code: string, client: string): Promise<string | null> {
+    const address = email.trim().toLowerCase();
+    await this.#check(route, client);
+    if (!route.access?.email || !emailAllowed(route.access.email.allowed, address)) return this.#counted(route, client, null);
+    const key = this.#codeKey(route, address);
+    const raw = await this.#d.valkey.call((c) => c.get(key));
+    const stored = raw ? z.object({ hash: z.string(), attempts: z.number() }).safeParse(JSON.parse(raw)) : undefined;
+    if (!stored?.success) return this.#counted(route, client, null);
+    const given = hashToken(code.trim());
+    if (!timingSafeEqual(given, Buffer.from(stored.data.hash, 'hex'))) {
+      if (stored.data.attempts + 1 >= EMAIL_CODE_ATTEMPTS) await this.#d.valkey.call((c) => c.del(key));
+      else await this.#d.valkey.call((c) => c.set(key, JSON.stringify({ ...stored.data, attempts: stored.data.attempts + 1 }), 'KEEPTTL'));
+      return this.#counted(route, client, null);
+    }
+    // One use: whoever deletes it first signs in.
+    if ((await this.#d.valkey.call((c) => c.del(key))) !== 1) return this.#counted(route, client, null);
+    const s = await withDb(() => createResourceSession(this.#d.db, { resourceId: route.resourceId, orgId: route.orgId, method: 'email', email: address, client, ttlMs: this.#d.sessionTtlMs }));
+    const claims: SessionClaims = { sid: s.id, rid: route.resourceId, method: 'email', exp: s.expiresAt, email: address };
+    return this.#mint(route, this.#d.signer.sign(claims));
   }
 
   async logout(claims: SessionClaims, route: Route): Promise<void> {

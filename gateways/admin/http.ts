@@ -28,6 +28,8 @@ export interface ApiDeps {
   /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
   secureCookies: boolean;
   sessionTtlMs: number;
+  /** Whether an SMTP server is configured (resources may use e-mail codes). */
+  smtpConfigured: boolean;
   /** Seals secrets at rest under the cluster key (TOTP secrets). */
   sealer: Sealer;
   /** Ports TCP/UDP resources may take (config ingress.resourcePorts). */

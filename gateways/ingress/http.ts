@@ -83,8 +83,12 @@ export interface HttpIngressDeps {
   onRequest?: (resourceId: string, status: number, seconds: number) => void;
 }
 
+/** Remote-User/-Email/-Name/-Role; a part the sign-in did not give (an e-mail code has no name or role) is left out. */
 function identityHeaders(u: Identity): Record<string, string> {
-  return { 'remote-user': headerSafe(u.email), 'remote-email': headerSafe(u.email), 'remote-name': headerSafe(u.name), 'remote-role': headerSafe(u.role) };
+  const h: Record<string, string> = { 'remote-user': headerSafe(u.email), 'remote-email': headerSafe(u.email) };
+  if (u.name) h['remote-name'] = headerSafe(u.name);
+  if (u.role) h['remote-role'] = headerSafe(u.role);
+  return h;
 }
 
 function refuse(res: ServerResponse, v: Extract<Verdict, { allow: false }>) {

@@ -78,7 +78,7 @@ function harness(policy: Partial<AccessPolicy>, opts: { revoked?: string[] } = {
     failed: async (_r, client) => void failures.push(client),
     logout: async () => {},
   };
-  const full: AccessPolicy = { blockAccess: false, sso: null, password: false, pin: false, basicAuth: false, links: [], rules: [], secretsChangedAt: 0, ...policy };
+  const full: AccessPolicy = { blockAccess: false, sso: null, password: false, pin: false, email: null, basicAuth: false, links: [], rules: [], secretsChangedAt: 0, ...policy };
   const route: Route = { resourceId: RID, orgId: OTHER, protocol: 'http', hostname: 'app.example.test', port: null, tls: true, enabled: true, targets: [], owners: {}, access: full };
   const guard = new AccessGuard({ signer, revocations: { has: (id) => (opts.revoked ?? []).includes(id) }, countryOf: () => undefined, portalOrigin: 'https://auth.example.test', signIn, clock: { now: () => now } as never, record: () => {} });
   const check = async (url: string, headers: Record<string, string> = {}, client = '192.0.2.9'): Promise<Verdict> => guard.check({ url, method: 'GET', headers } as IncomingMessage, route, 'https', client);

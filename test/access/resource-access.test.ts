@@ -19,6 +19,7 @@ import { fromBase32, hotp, totpStep } from '../../core/totp.ts';
 import { LocalValkey } from '../../devenv/services.ts';
 import { encodeProxyV2 } from '../../gateways/ingress/proxy-protocol.ts';
 import { addVerifiedDomain, call, servedBy, startApiCluster } from '../harness/api.ts';
+import { startSmtp } from '../harness/smtp.ts';
 import { until } from '../harness/until.ts';
 
 const HOST = 'app.access.test';
@@ -84,10 +85,11 @@ t.test('resource access control across the cluster', async (t) => {
   const valkey = await LocalValkey.start({ dir: join(scratch, 'vk') });
   t.teardown(() => (valkey.thaw(), valkey.stop()));
 
+  const smtp = await startSmtp(t);
   const net = `127.${30 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
   const ip = (i: number) => `${net}.${i + 1}`;
   const LB = `${net}.250`;
-  const c = await startApiCluster(t, 3, { valkey: { url: valkey.url }, lease: { ttl: '10s', renewEvery: '1s' }, changes: { replayEvery: '1s' }, access: { portalHostname: PORTAL }, ingress: { proxyProtocolFrom: [LB] } },
+  const c = await startApiCluster(t, 3, { valkey: { url: valkey.url }, lease: { ttl: '10s', renewEvery: '1s' }, changes: { replayEvery: '1s' }, smtp: { url: smtp.url, from: 'Cluster <no-reply@access.test>' }, access: { portalHostname: PORTAL }, ingress: { proxyProtocolFrom: [LB] } },
     (i) => ({ ingress: { https: `${ip(i)}:443`, http: `${ip(i)}:80`, publicAddresses: [ip(i)], proxyProtocolFrom: [LB] } }));
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'acc', name: 'Access' } })).body;
@@ -198,6 +200,54 @@ t.test('resource access control across the cluster', async (t) => {
     t.comment(`every live node refused the revoked session ${Date.now() - t0} ms after the revocation answered`);
     t.equal((await page.goto(`https://${HOST}/again`))?.url().startsWith(`https://${PORTAL}/`), true, 'the browser is sent back to the portal');
     await c.start('node-1').then((n) => n.waitReady(60_000));
+  });
+
+  t.test('e-mail one-time codes: sent through SMTP to listed addresses only, used once', async (t) => {
+    await put('/access', { emailCodes: { enabled: true, allowed: ['eve@example.com', '*@partner.test'] } });
+    await until(async () => (await call(c.lb, 'GET', `${rbase}/access`, { cookie })).body?.emailCodes?.enabled === true, 5000, 'the setting');
+    const browser = await browserAt(t, ip(1));
+    const ask = async (email: string) => {
+      const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+      const page = await ctx.newPage();
+      // The policy may still be on its way to the edge.
+      await until(async () => (await page.goto(`https://${HOST}/mail?m=1`), (await page.locator('#email-form').count()) > 0), 30_000, 'the e-mail form');
+      await page.fill('#code-email', email);
+      await page.click('#email-form button');
+      await page.waitForSelector('#email-code-form');
+      return { page, text: (await page.textContent('main')) ?? '' };
+    };
+    const stranger = await ask('mallory@example.com');
+    const listed = await ask('Eve@Example.com');
+    t.equal(stranger.text.replace('mallory@example.com', 'X'), listed.text.replace('Eve@Example.com', 'X'), 'an address not on the list gets the same page');
+    const mail = await smtp.waitFor('eve@example.com');
+    const code = /is (\d{6})\./.exec(mail.raw)?.[1];
+    t.ok(code, 'the code arrived by SMTP');
+    await sleep(300);
+    t.notOk(smtp.mails.some((m) => m.to.includes('mallory@example.com')), 'and no mail went to the stranger');
+    await listed.page.fill('#email-code', code === '000000' ? '111111' : '000000');
+    await listed.page.click('#email-code-form button');
+    t.match(await listed.page.textContent('[role=alert]'), /Wrong or expired code/, 'a wrong code is refused');
+    await listed.page.fill('#email-code', code!);
+    await listed.page.click('#email-code-form button');
+    await listed.page.waitForURL((u) => u.host === HOST && !u.searchParams.has('__cluster_exchange'));
+    t.match(JSON.parse((await listed.page.textContent('body')) ?? '{}'), { url: '/mail?m=1', user: 'eve@example.com', email: 'eve@example.com' }, 'the right code signs in; the target gets Remote-Email');
+    // The same code again, from another browser: spent.
+    const again = await ask('eve@example.com');
+    await smtp.waitFor('eve@example.com');
+    await again.page.fill('#email-code', code!);
+    await again.page.click('#email-code-form button');
+    t.match(await again.page.textContent('[role=alert]'), /Wrong or expired code/, 'a code works once');
+    const domain = await ask('frank@partner.test');
+    const frankCode = /is (\d{6})\./.exec((await smtp.waitFor('frank@partner.test')).raw)![1]!;
+    for (let i = 0; i < 5; i++) {
+      await domain.page.fill('#email-code', String((Number(frankCode) + 1 + i) % 1_000_000).padStart(6, '0'));
+      await domain.page.click('#email-code-form button');
+      await domain.page.waitForSelector('[role=alert]');
+    }
+    await domain.page.fill('#email-code', frankCode);
+    await domain.page.click('#email-code-form button');
+    t.match(await domain.page.textContent('[role=alert]'), /Wrong or expired code/, 'five wrong codes spend a *@domain code, even for the right one after');
+    await put('/access', { emailCodes: { enabled: false } });
   });
 
   t.test('rules, share links, basic auth and identity headers, curl-level', async (t) => {

@@ -40,6 +40,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     secureCookies: false,
     sessionTtlMs: 3600_000,
     sealer: new Sealer(new Secret(randomBytes(32))),
+    smtpConfigured: false,
     resourcePorts: { min: 20000, max: 29999 },
     connectorToken: (siteId, generation) => ({ token: issueConnectorToken(secret, siteId, generation, 60_000), expiresAt: Date.now() + 60_000 }),
     nodes: async () => [],

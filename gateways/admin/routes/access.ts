@@ -12,7 +12,7 @@ import { AuthSettingsSchema, type AuthSettings } from '../../../persistence/acce
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashPassword, hashToken } from '../../../persistence/hashing.ts';
 import { revokeResourceSessions } from '../../../persistence/resource-sessions.ts';
-import { RULE_ACTIONS, RULE_MATCHES } from '../../../protocol/access.ts';
+import { EMAIL_PATTERN, RULE_ACTIONS, RULE_MATCHES } from '../../../protocol/access.ts';
 import { ruleValueProblem } from '../../access/rules.ts';
 import { orgAccess } from '../auth.ts';
 import { notFound, OrgParams, Uuid, write, type ApiDeps } from '../http.ts';
@@ -62,10 +62,12 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         blockAccess: Type.Optional(Type.Boolean()),
         sso: Type.Optional(Type.Object({ enabled: Type.Boolean(), roles: Type.Optional(Type.Array(literals(['admin', 'member'] as const), { maxItems: 2 })), userIds: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })) }, { additionalProperties: false })),
         basicAuth: Type.Optional(Type.Boolean()),
+        emailCodes: Type.Optional(Type.Object({ enabled: Type.Boolean(), allowed: Type.Optional(Type.Array(Type.String({ maxLength: 254, pattern: EMAIL_PATTERN.source }), { maxItems: 500 })) }, { additionalProperties: false })),
       }, { additionalProperties: false }),
     },
     preHandler: orgAccess(deps, 'resources:write'),
   }, async (req) => {
+    if (req.body.emailCodes?.enabled && !deps().smtpConfigured) throw new ClusterError('CLUSTER_ERR_ACCESS_NO_SMTP', 'this cluster has no SMTP server configured (smtp.url, smtp.from): e-mail codes cannot be sent', {});
     const { orgId, resourceId } = req.params;
     const b = req.body;
     await write(deps(), req, change(orgId, resourceId), async (tx) => {
@@ -74,7 +76,11 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         blockAccess: b.blockAccess ?? auth.blockAccess,
         basicAuth: b.basicAuth ?? auth.basicAuth,
         sso: b.sso ? { enabled: b.sso.enabled, roles: b.sso.roles ?? [], userIds: b.sso.userIds ?? [] } : auth.sso,
+        emailCodes: b.emailCodes ? { enabled: b.emailCodes.enabled, allowed: [...new Set((b.emailCodes.allowed ?? []).map((a) => a.toLowerCase()))] } : auth.emailCodes,
       };
+      // Sessions of addresses no longer on the list are refused by every node at once (the
+      // list is checked per request); turning the method off ends them in PostgreSQL too.
+      if (auth.emailCodes.enabled && !next.emailCodes.enabled) await revokeResourceSessions(tx, { resourceId, method: 'email' });
       // Turning SSO off, or narrowing who may use it, ends the sessions it made.
       const narrowed = auth.sso.enabled && (!next.sso.enabled || JSON.stringify(next.sso) !== JSON.stringify(auth.sso));
       if (narrowed) await revokeResourceSessions(tx, { resourceId, method: 'sso' });
