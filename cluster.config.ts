@@ -78,6 +78,12 @@ export interface ClusterConfig {
     sessionTtl: number;
     /** Mark session cookies Secure (sent over HTTPS only); turn off only for a plain-HTTP lab setup. @default true */
     secureCookies: boolean;
+    /**
+     * The address admins reach the API at (the load balancer), e.g. `https://cluster.example.com`.
+     * OpenID Connect providers send admins back to `<publicUrl>/api/v1/auth/oidc/callback`.
+     * Unset: taken from each request (its Host, and X-Forwarded-Proto from a trusted proxy). @default unset
+     */
+    publicUrl: string | undefined;
   };
   ingress: {
     /** Plain HTTP listener. @default "0.0.0.0:80" */
@@ -263,7 +269,7 @@ export const SPEC: Spec<ClusterConfig> = {
     connectTimeout: duration('3s', { min: 100 }),
     commandTimeout: duration('2s', { min: 50 }),
   },
-  admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true) },
+  admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true), publicUrl: url({ protocols: ['https:', 'http:'], optional: true }) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000), proxyProtocolFrom: ipList([]) },
   smtp: {
     url: secretUrl(['smtp:', 'smtps:'], { optional: true }),

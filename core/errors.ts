@@ -58,6 +58,12 @@ export interface ErrorFields {
   CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: Record<string, never>;
   CLUSTER_ERR_ACCESS_BAD_FORM: { reason: string };
   CLUSTER_ERR_ACCESS_NOT_HTTP: Record<string, never>;
+  CLUSTER_ERR_OIDC_PROVIDER_UNAVAILABLE: { providerId: string };
+  CLUSTER_ERR_OIDC_BAD_STATE: Record<string, never>;
+  CLUSTER_ERR_OIDC_REJECTED: Record<string, never>;
+  CLUSTER_ERR_OIDC_BAD_CLAIMS: Record<string, never>;
+  CLUSTER_ERR_OIDC_UNKNOWN_USER: Record<string, never>;
+  CLUSTER_ERR_OIDC_NOT_ALLOWED: Record<string, never>;
   CLUSTER_ERR_ACCESS_NO_SMTP: Record<string, never>;
   CLUSTER_ERR_API_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_API_VALIDATION: { field: string; problem: string };
@@ -149,6 +155,12 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: { status: 401, summary: 'wrong password, PIN, account or token for this resource' },
   CLUSTER_ERR_ACCESS_BAD_FORM: { status: 400, summary: 'a sign-in form was malformed, stale or sent from another site' },
   CLUSTER_ERR_ACCESS_NOT_HTTP: { status: 400, summary: 'access control applies to HTTP resources only' },
+  CLUSTER_ERR_OIDC_PROVIDER_UNAVAILABLE: { status: 503, summary: 'the identity provider cannot be reached (discovery, keys or token endpoint)' },
+  CLUSTER_ERR_OIDC_BAD_STATE: { status: 400, summary: 'an OpenID Connect callback with an unknown, expired or used state' },
+  CLUSTER_ERR_OIDC_REJECTED: { status: 401, summary: 'the provider refused the sign-in, or its answer failed validation (code, signature, issuer, audience, expiry, nonce)' },
+  CLUSTER_ERR_OIDC_BAD_CLAIMS: { status: 400, summary: 'the ID token lacks a usable subject or user claim, or its claims are too large' },
+  CLUSTER_ERR_OIDC_UNKNOWN_USER: { status: 403, summary: 'no account is linked to this identity, and the provider does not create accounts' },
+  CLUSTER_ERR_OIDC_NOT_ALLOWED: { status: 403, summary: 'the account is disabled, or the provider gives it no role in the org' },
   CLUSTER_ERR_ACCESS_NO_SMTP: { status: 409, summary: 'e-mail codes need an SMTP server in the cluster config' },
   CLUSTER_ERR_INGRESS_BAD_REQUEST: { status: 400, summary: 'a request through ingress is malformed or ambiguously framed (refused before any target sees it)' },
   CLUSTER_ERR_API_BAD_REQUEST: { status: 400, summary: 'the request is malformed (body, parameters, size)' },

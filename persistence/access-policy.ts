@@ -9,7 +9,8 @@ import { sql } from './db.ts';
 /** The `resources.auth` column. */
 export const AuthSettingsSchema = z.object({
   blockAccess: z.boolean().default(false),
-  sso: z.object({ enabled: z.boolean(), roles: z.array(z.enum(['admin', 'member'])).default([]), userIds: z.array(z.string()).default([]) }).default({ enabled: false, roles: [], userIds: [] }),
+  sso: z.object({ enabled: z.boolean(), roles: z.array(z.enum(['admin', 'member'])).default([]), userIds: z.array(z.string()).default([]), providerId: z.string().nullable().default(null) })
+    .default({ enabled: false, roles: [], userIds: [], providerId: null }),
   basicAuth: z.boolean().default(false),
   emailCodes: z.object({ enabled: z.boolean(), allowed: z.array(z.string()).default([]) }).default({ enabled: false, allowed: [] }),
 });
@@ -39,7 +40,7 @@ export async function loadAccessPolicy(db: CommonQueryMethods, resourceId: strin
   const settings = AuthSettingsSchema.parse(r.auth ?? {});
   const policy: AccessPolicy = {
     blockAccess: settings.blockAccess,
-    sso: settings.sso.enabled ? { roles: settings.sso.roles, userIds: settings.sso.userIds } : null,
+    sso: settings.sso.enabled ? { roles: settings.sso.roles, userIds: settings.sso.userIds, providerId: settings.sso.providerId } : null,
     password: r.secrets.includes('password'),
     pin: r.secrets.includes('pin'),
     email: settings.emailCodes.enabled ? { allowed: settings.emailCodes.allowed } : null,

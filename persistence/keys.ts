@@ -89,6 +89,11 @@ export class Keyspace {
     return this.#key('email-code', resourceId, addressHash);
   }
 
+  /** An OpenID Connect sign-in between the redirect and the callback (by the state's hash), ten minutes. */
+  oidcState(stateHash: string): string {
+    return this.#key('oidc-state', stateHash);
+  }
+
   /** A login ticket (by hash): a sign-in between its password step and its second factor, five minutes. */
   loginTicket(tokenHash: string): string {
     return this.#key('login-ticket', tokenHash);

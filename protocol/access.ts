@@ -33,7 +33,7 @@ export const ShareLinkSchema = z.object({
 export const AccessPolicySchema = z.object({
   blockAccess: z.boolean(),
   /** Sign-in with a cluster account of the resource's org; empty lists: any member. */
-  sso: z.object({ roles: z.array(z.enum(ORG_ROLES)), userIds: z.array(z.string()) }).nullable(),
+  sso: z.object({ roles: z.array(z.enum(ORG_ROLES)), userIds: z.array(z.string()), /** Skip the portal's choice: straight to this identity provider. */ providerId: z.string().nullable().default(null) }).nullable(),
   password: z.boolean(),
   pin: z.boolean(),
   /** One-time codes sent to these addresses (`*@example.com`: a whole domain), lower case. */

@@ -13,7 +13,7 @@ export const VersionSchema = z.object({ epoch: z.number().int().nonnegative(), s
 /** A versioned snapshot an actor publishes (no data: a tombstone). */
 export const snapshotSchema = <T extends z.ZodTypeAny>(data: T) => z.object({ id, version: VersionSchema, data: data.optional() });
 
-export const CHANGE_KINDS = ['org', 'user', 'site', 'domain', 'resource', 'target', 'api_key', 'member', 'resource_session'] as const;
+export const CHANGE_KINDS = ['org', 'user', 'site', 'domain', 'resource', 'target', 'api_key', 'member', 'resource_session', 'identity_provider'] as const;
 
 /** An admin write, announced after its commit. */
 export const ChangeSchema = z.object({

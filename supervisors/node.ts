@@ -20,6 +20,7 @@ import { createAdminGateway, listenAdmin } from '../gateways/admin/server.ts';
 import { listenMetrics, type MetricsServer } from '../gateways/admin/metrics-server.ts';
 import { statusQueries } from '../gateways/admin/status.ts';
 import { ControlChannel } from '../gateways/connector/control.ts';
+import { OidcSignIn } from '../gateways/identity/oidc.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
@@ -139,6 +140,8 @@ export class ClusterNode {
       sessionTtlMs: config.admin.sessionTtl,
       sealer: this.#sealer,
       smtpConfigured: config.smtp.url !== undefined,
+      oidc: new OidcSignIn({ db, valkey, sealer: this.#sealer, clock: this.#clock, logger: this.#log, nodeId: config.nodeId }),
+      publicUrl: config.admin.publicUrl?.replace(/\/$/, ''),
       resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
       verifyDomain: (name) => run.host.ask('dns-zone', name, { type: 'verify' }, 10_000),

@@ -17,6 +17,7 @@ import type { Route } from '../../protocol/route.ts';
 import type { AccessDecision } from './access-log.ts';
 import { EXCHANGE_PARAM, escapeHtml, readCookie } from './guard.ts';
 import type { AccessSignIn } from './sign-in.ts';
+import type { OidcSignIn } from '../identity/oidc.ts';
 
 export const PORTAL_COOKIE = '__Host-cluster_portal';
 const CSRF_COOKIE = '__Host-cluster_csrf';
@@ -24,6 +25,7 @@ const MAX_FORM = 8 * 1024;
 
 export interface PortalDeps {
   hostname: string;
+  oidc: OidcSignIn;
   routes: { byId(resourceId: string): Route | undefined };
   signIn: AccessSignIn;
   db: DatabasePool;
@@ -103,6 +105,9 @@ export class Portal {
       const m = /^\/resource\/([0-9a-f-]{36})$/.exec(url.pathname);
       if (m && req.method === 'GET') return await this.#show(req, res, m[1]!, url.searchParams.get('to'), client);
       if (m && req.method === 'POST') return await this.#submit(req, res, m[1]!, client);
+      const start = /^\/oidc\/([0-9a-f-]{36})\/start$/.exec(url.pathname);
+      if (start && req.method === 'GET') return await this.#oidcStart(res, start[1]!, url.searchParams.get('resource') ?? '', url.searchParams.get('to'));
+      if (url.pathname === '/oidc/callback' && req.method === 'GET') return await this.#oidcCallback(req, res, url.searchParams, client);
       if (url.pathname === '/logout') return await this.#logout(req, res);
       if (url.pathname === '/') return page(res, 200, 'Sign-in portal', '<p>Open the resource you want to reach; it brings you here when it needs a sign-in.</p>');
       page(res, 404, 'Not found', '<p>There is nothing here.</p>');
@@ -110,6 +115,50 @@ export class Portal {
       this.#log.warn({ err: (err as Error).message }, 'portal request failed');
       if (!res.headersSent) this.#failure(res, err);
     }
+  }
+
+  /** Redirects to an identity provider the resource's org may use. */
+  async #oidcStart(res: ServerResponse, providerId: string, resourceId: string, to: string | null) {
+    const route = this.#route(resourceId);
+    const back = route && returnAddress(route, to);
+    if (!route?.access?.sso || !back) return page(res, 400, 'Unknown address', '<p class="error">This sign-in link is not valid. Open the resource again.</p>');
+    if (!(await this.#d.oidc.providersFor(route.orgId)).some((p) => p.id === providerId)) return page(res, 404, 'Unknown provider', '<p class="error">This resource does not take that identity provider.</p>');
+    const url = await this.#d.oidc.start(providerId, { purpose: 'portal', resourceId, to: back.toString(), redirectUri: `${this.origin}/oidc/callback` });
+    res.writeHead(302, { location: url, 'cache-control': 'no-store' });
+    res.end();
+  }
+
+  /** Where providers send browsers back (register `https://<portal>/oidc/callback` at the provider). */
+  async #oidcCallback(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, client: string) {
+    let signedIn;
+    try {
+      signedIn = await this.#d.oidc.finish(query);
+    } catch (err) {
+      const code = isClusterError(err) ? err.code : 'CLUSTER_ERR_OIDC_REJECTED';
+      const status = isClusterError(err) ? (err.status ?? 400) : 400;
+      return page(res, status, 'Sign-in failed', `<p class="error" role="alert">${escapeHtml((err as Error).message)} (${escapeHtml(code)})</p><p>Open the resource again to start over.</p>`);
+    }
+    const { state, user } = signedIn;
+    const route = state.purpose === 'portal' && state.resourceId ? this.#route(state.resourceId) : undefined;
+    const back = route && returnAddress(route, state.to ?? null);
+    if (!route || !back) return page(res, 400, 'Unknown address', '<p class="error">This sign-in was not for a resource here.</p>');
+    const r = await this.#d.signIn.withIdentity(route, user.id, client);
+    if (!r) {
+      this.#record(route, 'denied', 'sso', 'identity not allowed here', client);
+      return page(res, 403, 'Not allowed', `<p class="error" role="alert">${escapeHtml(user.email)} may not use this resource.</p>`);
+    }
+    if ('secondFactor' in r) {
+      if (r.secondFactor === 'enrol') return page(res, 403, 'Two-factor sign-in needed', '<p class="error" role="alert">This account must set up two-factor sign-in first: sign in to the dashboard to do so.</p>');
+      let csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
+      const headers: Record<string, string> = {};
+      if (!csrf || !/^[A-Za-z0-9_-]{32,64}$/.test(csrf)) {
+        csrf = randomBytes(24).toString('base64url');
+        headers['set-cookie'] = `${CSRF_COOKIE}=${csrf}; Path=/; HttpOnly; Secure; SameSite=Strict`;
+      }
+      return this.#codeForm(res, back, csrf, r.ticket, undefined, route.resourceId, headers);
+    }
+    this.#record(route, 'allowed', 'sso', 'signed in', client);
+    return this.#done(res, back, r.exchange, `${PORTAL_COOKIE}=${r.portal}; Path=/; Max-Age=${Math.floor(this.#d.portalSessionTtlMs / 1000)}; HttpOnly; Secure; SameSite=Lax`);
   }
 
   #failure(res: ServerResponse, err: unknown) {
@@ -142,12 +191,20 @@ export class Portal {
       headers['set-cookie'] = `${CSRF_COOKIE}=${csrf}; Path=/; HttpOnly; Secure; SameSite=Strict`;
     }
     const p = route.access!;
+    const providers = p.sso ? await this.#d.oidc.providersFor(route.orgId) : [];
+    const startAt = (id: string) => `/oidc/${id}/start?resource=${route.resourceId}&to=${encodeURIComponent(back.toString())}`;
+    // The resource names one provider: straight there, unless this page shows an error.
+    if (!error && p.sso?.providerId && providers.some((x) => x.id === p.sso!.providerId)) {
+      res.writeHead(302, { location: startAt(p.sso.providerId), 'cache-control': 'no-store' });
+      return void res.end();
+    }
     const hidden = (method: string) => `<input type="hidden" name="method" value="${method}"><input type="hidden" name="to" value="${escapeHtml(back.toString())}"><input type="hidden" name="csrf" value="${csrf}">`;
     const forms = [
       p.password && `<form id="password-form" method="post">${hidden('password')}<label for="password">Password</label><input id="password" name="secret" type="password" autocomplete="current-password" required><button type="submit">Continue</button></form>`,
       p.pin && `<form id="pin-form" method="post">${hidden('pin')}<label for="pin">PIN</label><input id="pin" name="secret" inputmode="numeric" pattern="[0-9]{6,9}" autocomplete="off" required><button type="submit">Continue</button></form>`,
       p.email && `<form id="email-form" method="post">${hidden('email-send')}<label for="code-email">E-mail</label><input id="code-email" name="email" type="email" autocomplete="email" required><button type="submit">Send me a code</button></form>`,
       p.sso && `<form id="sso-form" method="post">${hidden('sso')}<label for="email">E-mail</label><input id="email" name="email" type="email" autocomplete="username" required><label for="account-password">Password</label><input id="account-password" name="password" type="password" autocomplete="current-password" required><button type="submit">Sign in with your account</button></form>`,
+      ...providers.map((x) => `<p><a class="provider" id="provider-${x.id}" href="${escapeHtml(startAt(x.id))}">Sign in with ${escapeHtml(x.name)}</a></p>`),
     ].filter(Boolean);
     const body = `<p>Sign in to reach <strong>${escapeHtml(route.hostname!)}</strong>.</p>${error ? `<p class="error" role="alert">${escapeHtml(error.text)}</p>` : ''}${forms.join('') || '<p>This resource takes share links only.</p>'}`;
     page(res, error?.status ?? 200, 'Sign in', body, headers);
@@ -227,11 +284,12 @@ export class Portal {
   }
 
   /** The second step of an account sign-in: a code from the authenticator app, or a recovery code. */
-  #codeForm(res: ServerResponse, back: URL, csrf: string, ticket: string, error?: string) {
-    const body = `${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}<form id="totp-form" method="post">
+  #codeForm(res: ServerResponse, back: URL, csrf: string, ticket: string, error?: string, resourceId?: string, headers: Record<string, string> = {}) {
+    const action = resourceId ? ` action="/resource/${escapeHtml(resourceId)}"` : '';
+    const body = `${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}<form id="totp-form" method="post"${action}>
 <input type="hidden" name="method" value="totp"><input type="hidden" name="to" value="${escapeHtml(back.toString())}"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}"><input type="hidden" name="ticket" value="${escapeHtml(ticket)}">
 <label for="code">Code from your authenticator app (or a recovery code)</label><input id="code" name="code" autocomplete="one-time-code" required><button type="submit">Verify</button></form>`;
-    page(res, error ? 401 : 200, 'Two-factor sign-in', body);
+    page(res, error ? 401 : 200, 'Two-factor sign-in', body, headers);
   }
 
   #done(res: ServerResponse, back: URL, exchange: string, setCookie?: string) {

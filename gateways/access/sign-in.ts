@@ -170,7 +170,21 @@ export class AccessSignIn implements SignInOps {
   async withAccount(route: Route, email: string, password: string, client: string): Promise<AccountSignIn | null> {
     await this.#check(route, client);
     const user = await this.#counted(route, client, await this.#account(route, email, password));
-    if (!user) return null;
+    return user ? this.#afterFirstFactor(route, user, client) : null;
+  }
+
+  /**
+   * A user an identity provider vouched for: their role in the resource's org and the
+   * resource's SSO settings decide, then the second factor as after a password.
+   */
+  async withIdentity(route: Route, userId: string, client: string): Promise<AccountSignIn | null> {
+    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
+      SELECT u.id, u.email, u.display_name, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId} WHERE u.id = ${userId} AND u.disabled_at IS NULL`));
+    const user = u?.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
+    return user && route.access?.sso && userAllowed(route.access.sso, user) ? this.#afterFirstFactor(route, user, client) : null;
+  }
+
+  async #afterFirstFactor(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<AccountSignIn> {
     const second = await this.#secondFactor(user.id);
     if (second === 'enrol') return { secondFactor: 'enrol' };
     if (second === 'totp') return { secondFactor: 'totp', ticket: await this.#tickets.create({ userId: user.id, stage: 'totp', purpose: 'portal', resourceId: route.resourceId }) };

@@ -7,6 +7,7 @@ import { ClusterError } from '../../core/errors.ts';
 import { audit, type AuditEntry } from '../../persistence/audit.ts';
 import { withDb, type DatabasePool } from '../../persistence/db.ts';
 import type { Sealer } from '../../persistence/sealed.ts';
+import type { OidcSignIn } from '../identity/oidc.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { PortRange } from '../../core/config-fields.ts';
@@ -28,6 +29,10 @@ export interface ApiDeps {
   /** Mark cookies Secure (served over TLS, or behind a TLS-terminating load balancer). */
   secureCookies: boolean;
   sessionTtlMs: number;
+  /** Sign-in through OpenID Connect providers. */
+  oidc: OidcSignIn;
+  /** config admin.publicUrl: where providers send admins back. */
+  publicUrl: string | undefined;
   /** Whether an SMTP server is configured (resources may use e-mail codes). */
   smtpConfigured: boolean;
   /** Seals secrets at rest under the cluster key (TOTP secrets). */

@@ -17,6 +17,7 @@ import type { ApiDeps } from './http.ts';
 import { accessRoutes } from './routes/access.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { twoFactorRoutes } from './routes/two-factor.ts';
+import { identityRoutes } from './routes/identity.ts';
 import { authRoutes } from './routes/auth.ts';
 import { clusterRoutes } from './routes/cluster.ts';
 import { connectorRoutes } from './routes/connector.ts';
@@ -137,6 +138,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   authRoutes(app, api);
   twoFactorRoutes(app, api);
+  identityRoutes(app, api);
   orgRoutes(app, api);
   userRoutes(app, api);
   siteRoutes(app, api);

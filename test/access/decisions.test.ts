@@ -87,7 +87,7 @@ function harness(policy: Partial<AccessPolicy>, opts: { revoked?: string[] } = {
 }
 
 t.test('the guard lets a valid session through and nothing else', async (t) => {
-  const h = harness({ password: true, pin: true, sso: { roles: ['admin'], userIds: [] }, basicAuth: true });
+  const h = harness({ password: true, pin: true, sso: { roles: ['admin'], userIds: [], providerId: null }, basicAuth: true });
   t.match(await h.check('/x', { cookie: h.cookie({}) }), { allow: true, url: '/x' }, 'a valid password session');
   t.match(await h.check('/x', { cookie: h.cookie({ rid: OTHER }) }), { allow: false, status: 401 }, "another resource's session is useless here");
   t.match(await h.check('/x', { cookie: h.cookie({ exp: h.now - 1 }) }), { allow: false, status: 401 }, 'an expired session');

@@ -3,6 +3,8 @@
 // (validation, org scoping, permissions, conflicts), which need no cluster of processes.
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../persistence/sealed.ts';
+import { OidcSignIn } from '../../gateways/identity/oidc.ts';
+import { systemClock } from '../../core/clock.ts';
 import { once } from 'node:events';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../core/log.ts';
@@ -33,14 +35,17 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
   t.teardown(() => valkey.close());
   if (valkey.state !== 'ready') await once(valkey.cmd, 'ready');
   const secret = new Secret('cluster-secret-of-the-admin-app-0123456789');
+  const sealer = new Sealer(new Secret(randomBytes(32)));
   const api: ApiDeps = {
     db,
     valkey,
     nodeId: 'node-1',
     secureCookies: false,
     sessionTtlMs: 3600_000,
-    sealer: new Sealer(new Secret(randomBytes(32))),
+    sealer,
     smtpConfigured: false,
+    oidc: new OidcSignIn({ db, valkey, sealer, clock: systemClock, logger, nodeId: 'node-1' }),
+    publicUrl: undefined,
     resourcePorts: { min: 20000, max: 29999 },
     connectorToken: (siteId, generation) => ({ token: issueConnectorToken(secret, siteId, generation, 60_000), expiresAt: Date.now() + 60_000 }),
     nodes: async () => [],

@@ -45,9 +45,11 @@ interface Tap {
   teardown(fn: () => unknown): void;
 }
 
-export async function startApiCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode?: (i: number) => Record<string, any>, env?: NodeJS.ProcessEnv): Promise<ApiCluster> {
+/** `lbPort`: the load balancer's port, when the test must know its URL before the nodes start. */
+export async function startApiCluster(t: Tap, count: number, config: Record<string, any> = {}, perNode?: (i: number) => Record<string, any>, env?: NodeJS.ProcessEnv, lbPort?: number): Promise<ApiCluster> {
   const cluster = await startCluster(t, count, { admin: { trustProxy: ['127.0.0.1'] }, ...config }, perNode, env);
   const haproxy = await LocalHaproxy.start({
+    port: lbPort,
     dir: mkdtempSync(join(tmpdir(), 'haproxy-')),
     backends: cluster.nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })),
   });

@@ -60,7 +60,12 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       params: Params,
       body: Type.Object({
         blockAccess: Type.Optional(Type.Boolean()),
-        sso: Type.Optional(Type.Object({ enabled: Type.Boolean(), roles: Type.Optional(Type.Array(literals(['admin', 'member'] as const), { maxItems: 2 })), userIds: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })) }, { additionalProperties: false })),
+        sso: Type.Optional(Type.Object({
+          enabled: Type.Boolean(),
+          roles: Type.Optional(Type.Array(literals(['admin', 'member'] as const), { maxItems: 2 })),
+          userIds: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
+          providerId: Type.Optional(Type.Union([Uuid, Type.Null()], { description: 'send the portal straight to this identity provider (the org\'s or the cluster\'s)' })),
+        }, { additionalProperties: false })),
         basicAuth: Type.Optional(Type.Boolean()),
         emailCodes: Type.Optional(Type.Object({ enabled: Type.Boolean(), allowed: Type.Optional(Type.Array(Type.String({ maxLength: 254, pattern: EMAIL_PATTERN.source }), { maxItems: 500 })) }, { additionalProperties: false })),
       }, { additionalProperties: false }),
@@ -75,12 +80,15 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       const next: AuthSettings = {
         blockAccess: b.blockAccess ?? auth.blockAccess,
         basicAuth: b.basicAuth ?? auth.basicAuth,
-        sso: b.sso ? { enabled: b.sso.enabled, roles: b.sso.roles ?? [], userIds: b.sso.userIds ?? [] } : auth.sso,
+        sso: b.sso ? { enabled: b.sso.enabled, roles: b.sso.roles ?? [], userIds: b.sso.userIds ?? [], providerId: b.sso.providerId ?? null } : auth.sso,
         emailCodes: b.emailCodes ? { enabled: b.emailCodes.enabled, allowed: [...new Set((b.emailCodes.allowed ?? []).map((a) => a.toLowerCase()))] } : auth.emailCodes,
       };
       // Sessions of addresses no longer on the list are refused by every node at once (the
       // list is checked per request); turning the method off ends them in PostgreSQL too.
       if (auth.emailCodes.enabled && !next.emailCodes.enabled) await revokeResourceSessions(tx, { resourceId, method: 'email' });
+      if (next.sso.providerId && !(await tx.exists(sql.unsafe`SELECT 1 FROM identity_providers WHERE id = ${next.sso.providerId} AND (org_id IS NULL OR org_id = ${orgId})`))) {
+        throw new ClusterError('CLUSTER_ERR_API_VALIDATION', 'body.sso.providerId is not an identity provider of this org or of the cluster', { field: 'body.sso.providerId', problem: 'unknown provider' });
+      }
       // Turning SSO off, or narrowing who may use it, ends the sessions it made.
       const narrowed = auth.sso.enabled && (!next.sso.enabled || JSON.stringify(next.sso) !== JSON.stringify(auth.sso));
       if (narrowed) await revokeResourceSessions(tx, { resourceId, method: 'sso' });
