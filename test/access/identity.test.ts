@@ -116,6 +116,24 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
     t.ok(Number((await db.query(`SELECT count(*) FROM audit_log WHERE action = 'oidc.refused'`)).rows[0].count) >= 2, 'refusals are audited');
   });
 
+  t.test('oversized claims are refused with nothing created; a resource may go straight to its provider', async (t) => {
+    const users = await count('users');
+    const page = await fresh();
+    await page.goto(`https://${HOST}/big`);
+    await page.click(`#provider-${providerId}`);
+    await atProvider(page, idp.issuer, 'bloated');
+    await page.waitForURL((u) => u.host === PORTAL && u.pathname === '/oidc/callback');
+    t.match(await page.textContent('[role=alert]'), /CLUSTER_ERR_OIDC_BAD_CLAIMS/, 'an ID token with 2,000 groups is refused');
+    t.equal(await count('users'), users, 'and no user was created');
+    await call(lb, 'PUT', `${base}/resources/${resource.id}/access`, { cookie, body: { sso: { enabled: true, providerId } } });
+    const straight = await fresh();
+    await until(async () => (await straight.goto(`https://${HOST}/straight`), straight.url().startsWith(idp.issuer)), 20_000, 'the resource to send browsers straight to its provider');
+    t.pass('with sso.providerId set, the portal sends the browser straight to the provider');
+    await atProvider(straight, idp.issuer, 'alice');
+    await straight.waitForURL((u) => u.host === HOST && !u.searchParams.has('__cluster_exchange'));
+    t.match(JSON.parse((await straight.textContent('body')) ?? '{}'), { url: '/straight', user: 'alice@idp.test' });
+  });
+
   t.test('a role the resource does not allow is refused; key rotation does not break sign-in', async (t) => {
     await call(lb, 'PUT', `${base}/resources/${resource.id}/access`, { cookie, body: { sso: { enabled: true, roles: ['admin'] } } });
     await idp.rotateKeys();
