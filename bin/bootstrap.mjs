@@ -2,7 +2,7 @@
 // Bootstrap for a fresh machine: runs before `npm start` and `npm test`.
 // Uses only Node built-ins, because node_modules may not exist yet.
 //
-// 1. System packages (PostgreSQL, Valkey, Pebble, WireGuard userspace, haproxy, dig):
+// 1. System packages (PostgreSQL, Valkey, Pebble, WireGuard userspace, haproxy, dig, chromium):
 //    installed with apt when running as root, else the exact command is printed.
 //    Valkey lives in Debian's bookworm-backports suite, which is added to the machine's
 //    existing Debian sources entry (the mirror is never named here: we reuse whatever
