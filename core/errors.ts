@@ -79,9 +79,9 @@ export interface ErrorFields {
   CLUSTER_ERR_AUTH_BAD_CREDENTIALS: Record<string, never>;
   CLUSTER_ERR_AUTH_BAD_SECOND_FACTOR: Record<string, never>;
   CLUSTER_ERR_AUTH_BAD_TICKET: Record<string, never>;
-  CLUSTER_ERR_AUTH_2FA_ALREADY_ENABLED: Record<string, never>;
-  CLUSTER_ERR_AUTH_2FA_NOT_STARTED: Record<string, never>;
-  CLUSTER_ERR_AUTH_2FA_REQUIRED: Record<string, never>;
+  CLUSTER_ERR_AUTH_TOTP_ALREADY_ENABLED: Record<string, never>;
+  CLUSTER_ERR_AUTH_TOTP_NOT_STARTED: Record<string, never>;
+  CLUSTER_ERR_AUTH_SECOND_FACTOR_NEEDED: Record<string, never>;
   CLUSTER_ERR_API_NOT_FOUND: Record<string, never>;
   CLUSTER_ERR_API_INTERNAL: Record<string, never>;
 }
@@ -143,9 +143,9 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_AUTH_BAD_CREDENTIALS: { status: 401, summary: 'wrong e-mail or password' },
   CLUSTER_ERR_AUTH_BAD_SECOND_FACTOR: { status: 401, summary: 'wrong, used or expired two-factor code or recovery code' },
   CLUSTER_ERR_AUTH_BAD_TICKET: { status: 401, summary: 'the login ticket is unknown, expired, for another step, or spent by too many wrong codes' },
-  CLUSTER_ERR_AUTH_2FA_ALREADY_ENABLED: { status: 409, summary: 'two-factor sign-in is on already' },
-  CLUSTER_ERR_AUTH_2FA_NOT_STARTED: { status: 409, summary: 'no two-factor enrolment is waiting for confirmation' },
-  CLUSTER_ERR_AUTH_2FA_REQUIRED: { status: 403, summary: 'this account must use two-factor sign-in, and this way of signing in cannot ask for it' },
+  CLUSTER_ERR_AUTH_TOTP_ALREADY_ENABLED: { status: 409, summary: 'two-factor sign-in is on already' },
+  CLUSTER_ERR_AUTH_TOTP_NOT_STARTED: { status: 409, summary: 'no two-factor enrolment is waiting for confirmation' },
+  CLUSTER_ERR_AUTH_SECOND_FACTOR_NEEDED: { status: 403, summary: 'this account must use two-factor sign-in, and this way of signing in cannot ask for it' },
   CLUSTER_ERR_TUNNEL_DOWN: { status: 502, summary: 'no working tunnel to the site on this node' },
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { status: 504, summary: 'the connector could not reach the target in time' },
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { status: 502, summary: 'the connector refused or could not connect to the target' },

@@ -35,7 +35,7 @@ export async function startEnrolment(db: DatabasePool, sealer: Sealer, userId: s
     INSERT INTO user_totp (user_id, secret_sealed) VALUES (${userId}, ${sql.binary(sealer.seal(secret, context(userId)))})
     ON CONFLICT (user_id) DO UPDATE SET secret_sealed = EXCLUDED.secret_sealed, created_at = now() WHERE user_totp.enabled_at IS NULL
     RETURNING user_id`));
-  if (!row) throw new ClusterError('CLUSTER_ERR_AUTH_2FA_ALREADY_ENABLED', 'two-factor sign-in is on already; turn it off first to enrol again', {});
+  if (!row) throw new ClusterError('CLUSTER_ERR_AUTH_TOTP_ALREADY_ENABLED', 'two-factor sign-in is on already; turn it off first to enrol again', {});
   return secret;
 }
 
@@ -54,7 +54,7 @@ async function spendCode(tx: CommonQueryMethods, sealer: Sealer, userId: string,
 export async function confirmEnrolment(db: DatabasePool, sealer: Sealer, userId: string, code: string, nowMs: number): Promise<string[]> {
   return withDb(() => db.transaction(async (tx) => {
     if (!(await tx.exists(sql.unsafe`SELECT 1 FROM user_totp WHERE user_id = ${userId} AND enabled_at IS NULL`))) {
-      throw new ClusterError('CLUSTER_ERR_AUTH_2FA_NOT_STARTED', 'start the enrolment first (or two-factor sign-in is on already)', {});
+      throw new ClusterError('CLUSTER_ERR_AUTH_TOTP_NOT_STARTED', 'start the enrolment first (or two-factor sign-in is on already)', {});
     }
     if (!(await spendCode(tx, sealer, userId, code, nowMs, false))) throw new ClusterError('CLUSTER_ERR_AUTH_BAD_SECOND_FACTOR', 'wrong code', {});
     await tx.query(sql.unsafe`UPDATE user_totp SET enabled_at = now() WHERE user_id = ${userId}`);

@@ -142,7 +142,7 @@ export class AccessSignIn implements SignInOps {
     if (!p.sso || !user.includes('@')) return this.#counted(route, client, null);
     const account = await this.#counted(route, client, await this.#account(route, user, password));
     // Basic auth cannot ask for a code: an account with a second factor signs in at the portal.
-    if (account && (await this.#secondFactor(account.id)) !== 'none') throw new ClusterError('CLUSTER_ERR_AUTH_2FA_REQUIRED', 'this account signs in with a second factor: use the portal', {});
+    if (account && (await this.#secondFactor(account.id)) !== 'none') throw new ClusterError('CLUSTER_ERR_AUTH_SECOND_FACTOR_NEEDED', 'this account signs in with a second factor: use the portal', {});
     return account;
   }
 

@@ -174,7 +174,7 @@ t.test('resource access control across the cluster', async (t) => {
     await danPage.waitForURL((u) => u.host === HOST && !u.searchParams.has('__cluster_exchange'));
     t.match(JSON.parse((await danPage.textContent('body')) ?? '{}'), { url: '/dan', user: 'dan@example.com', role: 'admin' }, 'with the code from his app Dan reaches the resource');
     const danBasic = await get(ip(0), '/', { authorization: `Basic ${Buffer.from(`${dan.email}:${dan.password}`).toString('base64')}` });
-    t.match([danBasic.status, JSON.parse(danBasic.body).code], [403, 'CLUSTER_ERR_AUTH_2FA_REQUIRED'], 'basic auth cannot ask for a code: refused for his account');
+    t.match([danBasic.status, JSON.parse(danBasic.body).code], [403, 'CLUSTER_ERR_AUTH_SECOND_FACTOR_NEEDED'], 'basic auth cannot ask for a code: refused for his account');
 
     const cookies = (await pw.ctx.cookies()).filter((k) => k.domain === HOST);
     t.match(cookies, [{ name: '__Host-cluster_access', httpOnly: true, secure: true, sameSite: 'Lax' }], 'the session cookie is host-only, HttpOnly, Secure, SameSite=Lax');

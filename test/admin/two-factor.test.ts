@@ -40,7 +40,7 @@ t.test('two-factor sign-in for cluster accounts', async (t) => {
   const confirmed = await call('POST', '/api/v1/auth/totp/confirm', { cookie: session, body: { code: code() } });
   t.equal(confirmed.status, 200);
   t.equal(confirmed.body.recoveryCodes.length, 10, 'ten recovery codes, shown once');
-  t.equal((await call('POST', '/api/v1/auth/totp', { cookie: session })).body.code, 'CLUSTER_ERR_AUTH_2FA_ALREADY_ENABLED');
+  t.equal((await call('POST', '/api/v1/auth/totp', { cookie: session })).body.code, 'CLUSTER_ERR_AUTH_TOTP_ALREADY_ENABLED');
   const stored = (await db.query(`SELECT secret_sealed FROM user_totp t JOIN users u ON u.id = t.user_id WHERE u.email = 'bob@example.com'`)).rows[0].secret_sealed as Buffer;
   t.notOk(stored.includes(key), 'the secret is sealed at rest');
 
