@@ -1,14 +1,16 @@
 // Signing in to a resource: the part of access control that needs Valkey and PostgreSQL (the
 // request path after it does not). Checks a password, PIN or cluster account, creates the
 // resource session row, signs its cookie and hands it over through a one-time exchange token
-// (Valkey, one minute, GETDEL), so the cookie is set by the resource's own host. Attempts are
-// counted per client and resource in Valkey across the cluster; with Valkey away, signing in
-// answers CLUSTER_ERR_VALKEY_UNAVAILABLE (503) while existing sessions keep working.
+// (Valkey, one minute, GETDEL), so the cookie is set by the resource's own host. Failed
+// attempts are counted per client and resource in Valkey across the cluster (checked before
+// each attempt); with Valkey away, signing in answers CLUSTER_ERR_VALKEY_UNAVAILABLE (503)
+// while existing sessions keep working. Also: the TOTP step at the portal, sign-in through an
+// identity provider (its user, then this resource's rules), and e-mail one-time codes.
 import { randomInt, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Logger } from '../../core/log.ts';
-import type { Mailer } from './mailer.ts';
 import type { Clock } from '../../core/clock.ts';
+import { ClusterError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
 import { sourceOf } from '../../core/rate-buckets.ts';
 import { audit } from '../../persistence/audit.ts';
 import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
@@ -17,11 +19,11 @@ import { check, hit, reset, type Limit } from '../../persistence/rate-limit.ts';
 import { createResourceSession, revokeResourceSessions } from '../../persistence/resource-sessions.ts';
 import type { Sealer } from '../../persistence/sealed.ts';
 import { checkSecondFactor, LoginTickets, secondFactorOf } from '../../persistence/second-factor.ts';
-import { ClusterError } from '../../core/errors.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import { emailAllowed, type SessionClaims, type SessionMethod, type ShareLink } from '../../protocol/access.ts';
 import type { Route } from '../../protocol/route.ts';
 import { userAllowed, type Identity, type SignInOps } from './guard.ts';
+import type { Mailer } from './mailer.ts';
 import type { SessionSigner } from './session-token.ts';
 
 /** Wrong passwords, PINs, accounts and tokens per client (IPv6: /56) and resource. */
