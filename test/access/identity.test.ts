@@ -116,6 +116,19 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
     t.ok(Number((await db.query(`SELECT count(*) FROM audit_log WHERE action = 'oidc.refused'`)).rows[0].count) >= 2, 'refusals are audited');
   });
 
+  t.test("a code the provider issued to another client (another audience) is refused", async (t) => {
+    // Our own start (its state, PKCE and nonce), with the request rewritten for client `other`.
+    const start = await fetch(`${lb}/api/v1/auth/oidc/${providerId}/start?redirect=/api/v1/auth/me`, { redirect: 'manual' });
+    const url = new URL(start.headers.get('location')!);
+    url.searchParams.set('client_id', 'other');
+    const page = await fresh();
+    await page.goto(url.href);
+    await atProvider(page, idp.issuer, 'alice');
+    await page.waitForURL((u) => u.pathname === '/api/v1/auth/oidc/callback');
+    t.match(JSON.parse((await page.textContent('body')) ?? '{}'), { code: 'CLUSTER_ERR_OIDC_REJECTED' }, 'the token exchange fails validation: coded error');
+    t.notOk((await page.context().cookies(lb)).some((k) => k.name === 'cluster_session'), 'and no session');
+  });
+
   t.test('oversized claims are refused with nothing created; a resource may go straight to its provider', async (t) => {
     const users = await count('users');
     const page = await fresh();

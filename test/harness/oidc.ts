@@ -54,7 +54,8 @@ export async function startOidcProvider(t: { teardown(fn: () => unknown): void }
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     currentKid = kid;
     const provider = new Provider(issuer, {
-      clients: [{ client_id: clientId, client_secret: clientSecret, redirect_uris: redirectUris, grant_types: ['authorization_code'], response_types: ['code'], id_token_signed_response_alg: 'ES256' }],
+      // `other`: another relying party of the same provider, whose codes must not work for ours.
+      clients: [clientId, 'other'].map((id) => ({ client_id: id, client_secret: clientSecret, redirect_uris: redirectUris, grant_types: ['authorization_code'], response_types: ['code'], id_token_signed_response_alg: 'ES256' })),
       jwks: { keys: [{ ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' }] as never },
       claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], roles: ['roles'] },
       scopes: ['openid', 'email', 'profile', 'roles', 'offline_access'],
