@@ -108,8 +108,10 @@ export class OidcSignIn {
     const now = this.#d.clock.now();
     const cached = this.#configs.get(p.id);
     if (cached && cached.version === p.version && now - cached.at < DISCOVERY_TTL_MS) return cached.config;
-    const config = oidc.discovery(new URL(p.issuerUrl), p.clientId, p.clientSecret).catch((err: Error) => {
+    const config = oidc.discovery(new URL(p.issuerUrl), p.clientId, p.clientSecret).catch((err: Error & { cause?: Error }) => {
       this.#configs.delete(p.id);
+      // Reached, but it says it is another issuer: a misconfiguration (or an impostor), not an outage.
+      if (/issuer/i.test(`${err.message} ${err.cause?.message ?? ''}`)) throw new ClusterError('CLUSTER_ERR_OIDC_REJECTED', `the discovery document at ${p.issuerUrl} names another issuer: ${err.cause?.message ?? err.message}`, {});
       throw new ClusterError('CLUSTER_ERR_OIDC_PROVIDER_UNAVAILABLE', `the identity provider cannot be reached: ${err.message}`, { providerId: p.id });
     });
     this.#configs.set(p.id, { version: p.version, at: now, config });

@@ -76,6 +76,8 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
   const downPort = await freePort();
   const down = await call(lb, 'POST', `${base}/identity-providers`, { cookie, body: { name: 'Down', issuerUrl: `https://127.0.0.1:${downPort}`, clientId: 'x', clientSecret: 'y' } });
   t.match([down.status, down.body.code], [503, 'CLUSTER_ERR_OIDC_PROVIDER_UNAVAILABLE'], 'a provider that is down: coded 503');
+  const impostor = await call(lb, 'POST', `${base}/identity-providers`, { cookie, body: { name: 'Impostor', issuerUrl: idp.issuer.replace('127.0.0.1', 'localhost'), clientId: 'x', clientSecret: 'y' } });
+  t.match([impostor.status, impostor.body.code], [401, 'CLUSTER_ERR_OIDC_REJECTED'], `an issuer URL whose discovery names another issuer is refused: ${impostor.body.message}`);
   t.equal(await count('identity_providers'), 0, 'and nothing was created');
   const created = await call(lb, 'POST', `${base}/identity-providers`, {
     cookie,
@@ -127,6 +129,19 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
     await page.waitForURL((u) => u.pathname === '/api/v1/auth/oidc/callback');
     t.match(JSON.parse((await page.textContent('body')) ?? '{}'), { code: 'CLUSTER_ERR_OIDC_REJECTED' }, 'the token exchange fails validation: coded error');
     t.notOk((await page.context().cookies(lb)).some((k) => k.name === 'cluster_session'), 'and no session');
+  });
+
+  t.test('an expired ID token is refused', async (t) => {
+    // The provider's token endpoint runs two hours behind: its one-hour ID tokens are born expired.
+    idp.skewTokenClock(2 * 3600_000);
+    const page = await fresh();
+    await page.goto(`${lb}/api/v1/auth/oidc/${providerId}/start?redirect=/api/v1/auth/me`);
+    await atProvider(page, idp.issuer, 'alice');
+    await page.waitForURL((u) => u.pathname === '/api/v1/auth/oidc/callback');
+    const body = JSON.parse((await page.textContent('body')) ?? '{}');
+    t.match(body, { code: 'CLUSTER_ERR_OIDC_REJECTED', message: /"exp"/ }, `an ID token that expired an hour ago: ${body.message}`);
+    t.notOk((await page.context().cookies(lb)).some((k) => k.name === 'cluster_session'), 'and no session');
+    idp.skewTokenClock(0);
   });
 
   t.test('oversized claims are refused with nothing created; a resource may go straight to its provider', async (t) => {

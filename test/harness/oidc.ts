@@ -27,6 +27,8 @@ export interface TestProvider {
   caFile: string;
   /** Keys it signed ID tokens with so far (kid). */
   kid(): string;
+  /** Makes its token endpoint's clock run `ms` behind (0: right again). */
+  skewTokenClock(ms: number): void;
   rotateKeys(): Promise<void>;
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -46,6 +48,8 @@ export async function startOidcProvider(t: { teardown(fn: () => unknown): void }
   const clientId = 'cluster';
   const clientSecret = 'a-client-secret-of-at-least-32-characters';
   let generation = 0;
+  /** How far behind its token endpoint's clock runs (a provider with a wrong clock issues expired ID tokens). */
+  let tokenClockSkewMs = 0;
   let currentKid = '';
   let server: Server | undefined;
 
@@ -69,6 +73,16 @@ export async function startOidcProvider(t: { teardown(fn: () => unknown): void }
       cookies: { keys: ['test-cookie-key-0123456789'] },
     });
     provider.proxy = false;
+    provider.use(async (ctx, next) => {
+      if (ctx.path !== '/token' || tokenClockSkewMs === 0) return next();
+      const realNow = Date.now;
+      Date.now = () => realNow() - tokenClockSkewMs;
+      try {
+        await next();
+      } finally {
+        Date.now = realNow;
+      }
+    });
     server = createServer({ key: readFileSync(join(dir, 'idp.key')), cert: readFileSync(join(dir, 'idp.pem')) }, provider.callback());
     await new Promise<void>((r) => server!.listen(port, '127.0.0.1', r));
   };
@@ -87,6 +101,7 @@ export async function startOidcProvider(t: { teardown(fn: () => unknown): void }
     caFile: join(dir, 'ca.pem'),
     kid: () => currentKid,
     rotateKeys: async () => (await stop(), await start()),
+    skewTokenClock: (ms) => void (tokenClockSkewMs = ms),
     stop,
     start,
   };
