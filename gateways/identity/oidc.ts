@@ -2,8 +2,9 @@
 // discovery, PKCE, state and nonce checks, and JWKS fetched and refreshed as the provider
 // rotates keys). The flow's state lives in Valkey for ten minutes and is taken exactly once,
 // so the callback may land on any node, and a replayed or forged callback finds nothing.
-// A provider's user is a cluster user linked by (provider, subject): linked at first sign-in
-// to the user with the same e-mail, or created when the provider auto-provisions. An org's
+// A provider's user is a cluster user linked by (provider, subject): at first sign-in, linked
+// to the user with the same e-mail (cluster-wide providers only: an org's provider may not take
+// over an existing account), or created when the provider auto-provisions. An org's
 // provider maps a role claim to the org role. Every refusal is a coded error and an audit row,
 // and nothing is created by a sign-in that fails.
 import * as oidc from 'openid-client';
@@ -194,6 +195,10 @@ export class OidcSignIn {
         WHERE i.provider_id = ${p.id} AND i.subject = ${sub}`);
       if (!u) {
         u = await tx.maybeOne(sql.type(U)`SELECT id, email, display_name, is_server_admin, disabled_at IS NOT NULL AS disabled FROM users WHERE email = ${email}`);
+        // An org's provider is configured by that org's admins: it must not take over an account
+        // that exists already (a server admin's, another org's member) by naming its address.
+        // Only a cluster-wide provider (server admins') links to existing accounts by e-mail.
+        if (u && p.orgId) return void (refusal = { code: 'CLUSTER_ERR_OIDC_NOT_ALLOWED', message: `an account with ${email} exists already; an org's provider may not sign in to it` });
         if (!u && !p.autoProvision) return void (refusal = { code: 'CLUSTER_ERR_OIDC_UNKNOWN_USER', message: `${email} has no account here, and this provider does not create accounts` });
         if (!u) {
           u = await tx.one(sql.type(U)`

@@ -131,6 +131,16 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
     t.notOk((await page.context().cookies(lb)).some((k) => k.name === 'cluster_session'), 'and no session');
   });
 
+  t.test("an org's provider cannot take over an existing account by naming its address", async (t) => {
+    const page = await fresh();
+    await page.goto(`${lb}/api/v1/auth/oidc/${providerId}/start?redirect=/api/v1/auth/me`);
+    await atProvider(page, idp.issuer, 'mallory');
+    await page.waitForURL((u) => u.pathname === '/api/v1/auth/oidc/callback');
+    t.match(JSON.parse((await page.textContent('body')) ?? '{}'), { code: 'CLUSTER_ERR_OIDC_NOT_ALLOWED' }, "a token naming the server admin's e-mail, from an org's provider, is refused");
+    t.notOk((await page.context().cookies(lb)).some((k) => k.name === 'cluster_session'), 'no session');
+    t.equal(Number((await db.query(`SELECT count(*) FROM user_identities i JOIN users u ON u.id = i.user_id WHERE u.email = 'admin@example.com'`)).rows[0].count), 0, 'and the account was not linked');
+  });
+
   t.test('an expired ID token is refused', async (t) => {
     // The provider's token endpoint runs two hours behind: its one-hour ID tokens are born expired.
     idp.skewTokenClock(2 * 3600_000);

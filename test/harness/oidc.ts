@@ -15,6 +15,8 @@ import { freePort } from '../../devenv/ports.ts';
 export const OIDC_USERS: Record<string, { email: string; name: string; roles: string[] }> = {
   alice: { email: 'alice@idp.test', name: 'Alice Idp', roles: ['cluster-admins'] },
   bob: { email: 'bob@idp.test', name: 'Bob Idp', roles: ['staff'] },
+  // Claims the address of the cluster's first administrator (test/harness/api.ts ADMIN).
+  mallory: { email: 'admin@example.com', name: 'Mallory', roles: ['cluster-admins'] },
   // A user whose token carries more claims than a relying party should take.
   bloated: { email: 'bloated@idp.test', name: 'B'.repeat(100), roles: Array.from({ length: 2000 }, (_, i) => `group-${i}-padding-padding`) },
 };
