@@ -61,6 +61,8 @@ export interface ResourceStatus {
   targets: Array<{ targetId: string; siteId: string; enabled: boolean; healthy: boolean; siteOnline: boolean; node: string | null }>;
   /** Nodes that could not listen on the resource's port, with why (TCP/UDP resources). */
   listenProblems: Record<string, string>;
+  /** The access policy the edge enforces now (published with the route); null: public. */
+  access: { blockAccess: boolean; methods: string[]; ssoRoles: string[]; ssoProviderId: string | null; rules: number; shareLinks: number } | null;
 }
 
 /** Names and free text: letters, digits, spaces and a little punctuation; no markup or quotes. */

@@ -1,6 +1,7 @@
 // The admin API's status queries: live nodes with their lease age and actor counts, sites'
 // connection and health, and what the ingress serves for resources. Read from Valkey (one
 // round trip each) and from the nodes themselves; never from an actor's mailbox.
+import type { Route } from '../../protocol/route.ts';
 import { leaseRemaining, readListenProblems, readSiteStates } from '../../persistence/actor-stores.ts';
 import type { SnapshotStore } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
@@ -17,6 +18,13 @@ export interface StatusSources {
   ownersOf(kind: 'site', ids: string[]): Promise<Map<string, Owner>>;
   /** A node's actor counts by kind (asked over the peer link, or read locally); null when it does not answer. */
   actorCounts(member: MemberRecord): Promise<Record<string, number> | null>;
+}
+
+/** What the edge enforces for a resource, as published with its route (no token hashes). */
+function enforced(p: Route['access']): ResourceStatus['access'] {
+  if (!p) return null;
+  const methods = [p.password && 'password', p.pin && 'pin', p.sso && 'sso', p.email && 'email', p.basicAuth && 'basic', p.links.length > 0 && 'link'].filter((m): m is string => typeof m === 'string');
+  return { blockAccess: p.blockAccess, methods, ssoRoles: p.sso?.roles ?? [], ssoProviderId: p.sso?.providerId ?? null, rules: p.rules.length, shareLinks: p.links.length };
 }
 
 export function statusQueries(s: StatusSources): Pick<ApiDeps, 'nodes' | 'siteStatus' | 'resourceStatus'> {
@@ -55,7 +63,7 @@ export function statusQueries(s: StatusSources): Pick<ApiDeps, 'nodes' | 'siteSt
         if (!route) continue;
         const targets = route.targets.map((t) => ({ targetId: t.id, siteId: t.siteId, enabled: t.enabled, healthy: t.healthy, siteOnline: t.siteId in route.owners, node: route.owners[t.siteId] ?? null }));
         const servingNodes = [...new Set(targets.filter((t) => t.enabled && t.healthy && t.node).map((t) => t.node!))].sort();
-        out.set(id, { published: true, servingNodes, targets, listenProblems: problems.get(id) ?? {} });
+        out.set(id, { published: true, servingNodes, targets, listenProblems: problems.get(id) ?? {}, access: enforced(route.access) });
       }
       return out;
     },

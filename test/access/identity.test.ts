@@ -164,6 +164,10 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
     t.match(await page.textContent('[role=alert]'), /CLUSTER_ERR_OIDC_BAD_CLAIMS/, 'an ID token with 2,000 groups is refused');
     t.equal(await count('users'), users, 'and no user was created');
     await call(lb, 'PUT', `${base}/resources/${resource.id}/access`, { cookie, body: { sso: { enabled: true, providerId } } });
+    t.match((await until(async () => {
+      const r = (await call(lb, 'GET', `${base}/resources/${resource.id}`, { cookie })).body;
+      return r?.status?.access?.ssoProviderId === providerId ? r : undefined;
+    }, 10_000, 'the policy to be published')).status.access, { methods: ['sso'], ssoProviderId: providerId }, "the resource's status shows what the edge enforces");
     const straight = await fresh();
     await until(async () => (await straight.goto(`https://${HOST}/straight`), straight.url().startsWith(idp.issuer)), 20_000, 'the resource to send browsers straight to its provider');
     t.pass('with sso.providerId set, the portal sends the browser straight to the provider');
@@ -175,8 +179,8 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
   t.test('a role the resource does not allow is refused; key rotation does not break sign-in', async (t) => {
     await call(lb, 'PUT', `${base}/resources/${resource.id}/access`, { cookie, body: { sso: { enabled: true, roles: ['admin'] } } });
     await idp.rotateKeys();
-    await until(async () => (await db.query(`SELECT auth->'sso'->'roles' AS r FROM resources WHERE id = $1`, [resource.id])).rows[0].r?.length === 1, 5000, 'the setting');
-    await sleepMs(1500); // the route snapshot reaching the edge
+    await until(async () => (await call(lb, 'GET', `${base}/resources/${resource.id}`, { cookie })).body?.status?.access?.ssoRoles?.[0] === 'admin', 10_000, 'the edge to enforce admins only');
+    await sleepMs(200); // the snapshot is published; its announcement reaches every node's mirror right after
     const page = await fresh();
     await page.goto(`https://${HOST}/bob`);
     await page.click(`#provider-${providerId}`);

@@ -66,7 +66,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     return rows.map((x) => {
       const cert = x.hostname ? certs.get(x.hostname) : undefined;
       const { hostname: _h, ...certificateStatus } = cert ?? { hostname: '' };
-      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [], listenProblems: {} }, certificate: x.tls && cert ? certificateStatus : null };
+      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [], listenProblems: {}, access: null }, certificate: x.tls && cert ? certificateStatus : null };
     });
   };
 
