@@ -10,8 +10,9 @@
 // 2. node_modules: `npm ci` when missing or older than package-lock.json.
 // 3. tap's runner is rebuilt when our plugin list changed (tap 21 + TypeScript 7 need the
 //    TypeScript plugin removed; tsx loads the sources instead).
+// 4. The dashboard (ui/) is built into ui/dist when missing or older than its sources.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, statSync, accessSync, constants } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, statSync, accessSync, constants } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -141,10 +142,28 @@ function buildTapRunner(force) {
   writeFileSync(stamp, want);
 }
 
+/** Newest modification time under a directory (or of a file). */
+function newest(path) {
+  if (!existsSync(path)) return 0;
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  return Math.max(st.mtimeMs, ...readdirSync(path).map((f) => newest(join(path, f))));
+}
+
+function buildDashboard(force) {
+  // Every node serves ui/dist; build it when it is missing or older than its sources.
+  const built = join(root, 'ui', 'dist', 'index.html');
+  const sources = Math.max(newest(join(root, 'ui', 'src')), newest(join(root, 'ui', 'index.html')), newest(join(root, 'ui', 'vite.config.ts')), newest(join(root, 'package-lock.json')));
+  if (!force && existsSync(built) && statSync(built).mtimeMs >= sources) return;
+  log('building the dashboard (vite build)');
+  execFileSync(join(root, 'node_modules', '.bin', 'vite'), ['build', '--config', join(root, 'ui', 'vite.config.ts')], { cwd: root, stdio: 'inherit' });
+}
+
 try {
   if (process.env.BOOTSTRAP_SKIP_SYSTEM !== '1') installSystemPackages();
   const installed = installNodeModules();
   buildTapRunner(installed);
+  buildDashboard(installed);
 } catch (err) {
   log(err instanceof Error ? err.message : String(err));
   process.exit(1);

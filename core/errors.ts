@@ -26,6 +26,7 @@ export interface ErrorFields {
   CLUSTER_ERR_CRYPTO_WRONG_KEY: { keyId: string; expectedKeyId: string };
   CLUSTER_ERR_CRYPTO_TAMPERED: Record<string, never>;
   CLUSTER_ERR_NODE_NOT_READY: { state: string };
+  CLUSTER_ERR_UI_NOT_BUILT: Record<string, never>;
   CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { timeoutMs: number };
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { service: string };
   CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: { dataDir: string; pid: number };
@@ -108,6 +109,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_CRYPTO_WRONG_KEY: { status: 500, summary: 'an encrypted value was sealed under another cluster key' },
   CLUSTER_ERR_CRYPTO_TAMPERED: { status: 500, summary: 'an encrypted value failed authentication (tampered)' },
   CLUSTER_ERR_NODE_NOT_READY: { status: 503, summary: 'the node is starting, draining or lost a dependency' },
+  CLUSTER_ERR_UI_NOT_BUILT: { status: 503, summary: 'the dashboard is not built on this node (the API works)' },
   CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { summary: 'graceful shutdown did not finish in time; the node was stopped' },
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { summary: 'a local service (PostgreSQL, Valkey, Pebble) failed to start' },
   CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: { summary: 'another `cluster up` is running with this data directory' },

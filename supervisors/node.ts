@@ -32,6 +32,7 @@ import { Sealer } from '../persistence/sealed.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
 import { Valkey } from '../persistence/valkey.ts';
 import { ActorHost } from './actor-host.ts';
+import { ClusterEvents } from './cluster-events.ts';
 import { registerActorKinds } from './actor-kinds.ts';
 import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
@@ -68,6 +69,8 @@ export class ClusterNode {
   readonly #metrics: ReturnType<typeof createMetrics>;
   readonly #readiness: Readiness;
   readonly #tunnels = new TunnelRegistry();
+  /** Membership and ownership events for the dashboard's live view. */
+  readonly #events = new ClusterEvents();
   /** Seals and opens keys at rest under the cluster key (certificates, the ACME account). */
   readonly #sealer: Sealer;
   #valkey: Valkey | undefined;
@@ -132,6 +135,7 @@ export class ClusterNode {
     });
     if (!db) return; // stopped while waiting for PostgreSQL
     const run = await this.#startActors(db, valkey);
+    await this.#events.attach({ membership: run.membership, valkey, clock: this.#clock });
     this.#api = {
       db,
       valkey,
@@ -140,6 +144,8 @@ export class ClusterNode {
       sessionTtlMs: config.admin.sessionTtl,
       sealer: this.#sealer,
       smtpConfigured: config.smtp.url !== undefined,
+      owners: async (kind, ids) => new Map([...(await run.ownership.ownersOf(kind, ids))].map(([id, o]) => [id, o.node])),
+      clusterEvents: (listener) => this.#events.subscribe(listener),
       oidc: new OidcSignIn({ db, valkey, sealer: this.#sealer, clock: this.#clock, logger: this.#log, nodeId: config.nodeId }),
       publicUrl: config.admin.publicUrl?.replace(/\/$/, ''),
       resourcePorts: config.ingress.resourcePorts,
@@ -245,6 +251,7 @@ export class ClusterNode {
       ['second drain delay', drain],
       ['close data plane', () => run?.edge?.close()],
       ['stop change routing', () => run?.changes?.stop()],
+      ['stop cluster events', () => this.#events.stop()],
       ['close peer link', () => run?.peer.close()],
       ['stop ownership', () => run?.ownership.stop()],
       ['stop actor system', () => this.#system.shutdown()],

@@ -19,9 +19,10 @@ const counts = { pass: 0, fail: 0, skip: 0 };
 const failures = [];
 
 function typecheck() {
-  process.stdout.write('# type-check (tsc --noEmit)\n');
+  process.stdout.write('# type-check (tsc --noEmit, the node code and the dashboard)\n');
   const res = spawnSync(bin('tsc'), ['--noEmit', '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
-  if (res.status === 0) counts.pass++;
+  const ui = spawnSync(bin('tsc'), ['--noEmit', '-p', join('ui', 'tsconfig.json')], { cwd: root, stdio: 'inherit' });
+  if (res.status === 0 && ui.status === 0) counts.pass++;
   else {
     counts.fail++;
     failures.push('type-check (tsc --noEmit)');

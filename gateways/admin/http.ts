@@ -47,11 +47,20 @@ export interface ApiDeps {
   siteStatus(siteIds: string[]): Promise<Map<string, SiteStatus>>;
   /** What the ingress serves for resources, from the route snapshots their actors published. */
   resourceStatus(resourceIds: string[]): Promise<Map<string, ResourceStatus>>;
+  /** The live node running each actor of a kind (absent: none right now). */
+  owners(kind: string, ids: string[]): Promise<Map<string, string>>;
+  /** Subscribes to membership and ownership events as this node sees them; returns how to stop. */
+  clusterEvents(listener: (e: ClusterEvent) => void): () => void;
   /** Asks the domain's zone actor to look for the proof of control now. */
   verifyDomain(name: string): Promise<unknown>;
   /** Asks the cert-issuer to obtain (or renew, if due) a hostname's certificate now. */
   obtainCertificate(hostname: string): Promise<unknown>;
 }
+
+/** What the dashboard's live cluster view is told. */
+export type ClusterEvent =
+  | { type: 'member'; change: 'join' | 'dead' | 'leave'; node: string; incarnation: string; reason?: string; at: number }
+  | { type: 'ownership'; change: 'claimed' | 'released'; kind: string; ids: string[]; node: string; at: number };
 
 export interface ResourceStatus {
   /** False until the resource's actor has published its route (or after it failed to). */

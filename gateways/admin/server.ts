@@ -12,6 +12,7 @@ import type { Logger } from '../../core/log.ts';
 import type { Address } from '../../cluster.config.ts';
 import type { ReadinessReport } from '../../supervisors/readiness.ts';
 import { authenticate } from './auth.ts';
+import { registerDashboard } from './dashboard.ts';
 import { registerHealthRoutes } from './health.ts';
 import type { ApiDeps } from './http.ts';
 import { accessRoutes } from './routes/access.ts';
@@ -135,6 +136,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   });
 
   registerHealthRoutes(app, deps.readiness);
+  await registerDashboard(app);
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   authRoutes(app, api);
   twoFactorRoutes(app, api);

@@ -199,7 +199,7 @@ t.test('OpenID Connect sign-in for resources and the admin API', async (t) => {
     t.match(JSON.parse((await page.textContent('body')) ?? '{}'), { type: 'user', email: 'alice@idp.test' }, 'OIDC sign-in to the admin API');
     const session = (await page.context().cookies(lb)).find((k) => k.name === 'cluster_session')!;
     const aliceCookie = `cluster_session=${session.value}`;
-    const key = fromBase32((await call(lb, 'POST', '/api/v1/auth/totp', { cookie: aliceCookie })).body.secret);
+    const key = fromBase32((await call(lb, 'POST', '/api/v1/auth/totp', { cookie: aliceCookie, body: {} })).body.secret);
     const confirmed = await call(lb, 'POST', '/api/v1/auth/totp/confirm', { cookie: aliceCookie, body: { code: hotp(key, totpStep(Date.now())) } });
     t.equal(confirmed.status, 200, 'Alice turned TOTP on');
 

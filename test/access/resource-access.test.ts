@@ -158,7 +158,7 @@ t.test('resource access control across the cluster', async (t) => {
     const danId = (await call(c.lb, 'POST', '/api/v1/users', { cookie, body: dan })).body.id;
     await call(c.lb, 'PUT', `${base}/members/${danId}`, { cookie, body: { role: 'admin' } });
     const danSession = (await call(c.lb, 'POST', '/api/v1/auth/login', { body: dan })).cookie!;
-    const key = fromBase32((await call(c.lb, 'POST', '/api/v1/auth/totp', { cookie: danSession })).body.secret);
+    const key = fromBase32((await call(c.lb, 'POST', '/api/v1/auth/totp', { cookie: danSession, body: {} })).body.secret);
     t.equal((await call(c.lb, 'POST', '/api/v1/auth/totp/confirm', { cookie: danSession, body: { code: hotp(key, totpStep(Date.now())) } })).status, 200, 'Dan turned TOTP on');
     const danCtx = await browser.newContext({ ignoreHTTPSErrors: true });
     const danPage = await danCtx.newPage();

@@ -32,7 +32,7 @@ t.test('two-factor sign-in for cluster accounts', async (t) => {
   t.equal(first.status, 200, 'without TOTP a password is enough');
   const session = first.cookie!;
 
-  const enrol = await call('POST', '/api/v1/auth/totp', { cookie: session });
+  const enrol = await call('POST', '/api/v1/auth/totp', { cookie: session, body: {} });
   t.match(enrol.body, { secret: /^[A-Z2-7]{32}$/, otpauthUri: /^otpauth:\/\/totp\/cluster:bob%40example.com\?secret=/ });
   const key = fromBase32(enrol.body.secret);
   const code = (offset = 0) => hotp(key, totpStep(Date.now()) + offset);
@@ -40,7 +40,7 @@ t.test('two-factor sign-in for cluster accounts', async (t) => {
   const confirmed = await call('POST', '/api/v1/auth/totp/confirm', { cookie: session, body: { code: code() } });
   t.equal(confirmed.status, 200);
   t.equal(confirmed.body.recoveryCodes.length, 10, 'ten recovery codes, shown once');
-  t.equal((await call('POST', '/api/v1/auth/totp', { cookie: session })).body.code, 'CLUSTER_ERR_AUTH_TOTP_ALREADY_ENABLED');
+  t.equal((await call('POST', '/api/v1/auth/totp', { cookie: session, body: {} })).body.code, 'CLUSTER_ERR_AUTH_TOTP_ALREADY_ENABLED');
   const stored = (await db.query(`SELECT secret_sealed FROM user_totp t JOIN users u ON u.id = t.user_id WHERE u.email = 'bob@example.com'`)).rows[0].secret_sealed as Buffer;
   t.notOk(stored.includes(key), 'the secret is sealed at rest');
 

@@ -44,6 +44,8 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     sessionTtlMs: 3600_000,
     sealer,
     smtpConfigured: false,
+    owners: async () => new Map(),
+    clusterEvents: () => () => {},
     oidc: new OidcSignIn({ db, valkey, sealer, clock: systemClock, logger, nodeId: 'node-1' }),
     publicUrl: undefined,
     resourcePorts: { min: 20000, max: 29999 },

@@ -12,6 +12,7 @@ import { LoginTickets, secondFactorOf } from '../../../persistence/second-factor
 import type { Valkey } from '../../../persistence/valkey.ts';
 import { SESSION_COOKIE, authenticated, revokeSession } from '../auth.ts';
 import { Name, write, type ApiDeps } from '../http.ts';
+import { MeOut, SecondFactorOut, SetupStatusOut, SignedInOut } from '../schemas.ts';
 
 /** Failed-login limits, counted in Valkey so they hold across nodes. */
 export const LOGIN_LIMITS = {
@@ -69,7 +70,7 @@ export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   r.post('/api/v1/auth/login', {
-    schema: { tags: ['auth'], summary: 'Log in; sets the session cookie', body: Type.Object({ email: Email, password: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false }) },
+    schema: { tags: ['auth'], summary: 'Log in; sets the session cookie (202: a second factor is due first)', body: Type.Object({ email: Email, password: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false }), response: { 200: SignedInOut, 202: SecondFactorOut } },
   }, async (req, reply) => {
     const d = deps();
     const email = req.body.email.toLowerCase();
@@ -98,10 +99,15 @@ export function authRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     return reply.code(204).send();
   });
 
-  r.get('/api/v1/auth/me', { schema: { tags: ['auth'], summary: 'The caller' }, preHandler: authenticated() }, async (req) => {
+  r.get('/api/v1/auth/setup', { schema: { tags: ['auth'], summary: 'Whether the first administrator is still to be created (with the setup token)', response: { 200: SetupStatusOut } } }, async () => {
+    const d = deps();
+    return { needed: (await d.valkey.call((c) => c.exists(d.valkey.keys.setupToken))) === 1 };
+  });
+
+  r.get('/api/v1/auth/me', { schema: { tags: ['auth'], summary: 'The caller', response: { 200: MeOut } }, preHandler: authenticated() }, async (req) => {
     const p = req.principal!;
-    if (p.type !== 'user') return { type: 'api_key', id: p.keyId, orgId: p.orgId, actions: p.actions };
+    if (p.type !== 'user') return { type: 'api_key' as const, id: p.keyId, orgId: p.orgId, actions: p.actions };
     const twoFactor = await withDb(() => secondFactorOf(deps().db, p.userId));
-    return { type: 'user', id: p.userId, email: p.email, isServerAdmin: p.isServerAdmin, twoFactor };
+    return { type: 'user' as const, id: p.userId, email: p.email, isServerAdmin: p.isServerAdmin, twoFactor };
   });
 }

@@ -102,10 +102,12 @@ export function identityRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   r.delete('/api/v1/orgs/:orgId/identity-providers/:providerId', { schema: { tags: ['identity'], params: OrgIdParams }, preHandler: orgAccess(deps, 'members:write') }, async (req, reply) =>
     remove(req, reply, req.params.orgId, req.params.providerId));
 
-  r.get('/api/v1/auth/providers', { schema: { tags: ['auth'], summary: 'Enabled identity providers, for a login page' } }, async () => {
+  r.get('/api/v1/auth/providers', {
+    schema: { tags: ['auth'], summary: 'Enabled identity providers, for a login page', response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), name: Type.String(), orgId: Type.Union([Type.String(), Type.Null()]) })) }) } },
+  }, async () => {
     const items = await withDb(() => deps().db.any(sql.type(z.object({ id: z.string(), name: z.string(), orgId: z.string().nullable() }))`
       SELECT id, name, org_id AS "orgId" FROM identity_providers WHERE enabled ORDER BY org_id NULLS FIRST, name`));
-    return { items };
+    return { items: [...items] };
   });
 
   r.get('/api/v1/auth/oidc/:providerId/start', {

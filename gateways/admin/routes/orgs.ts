@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { revokeResourceSessions } from '../../../persistence/resource-sessions.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { assertMayGrant, authenticated, orgAccess, ROLE_ACTIONS, serverAdmin } from '../auth.ts';
+import { OrgListOut } from '../schemas.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
@@ -16,7 +17,7 @@ const ORG_COLUMNS = sql.fragment`id, slug, name, version, created_at AS "created
 export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  r.get('/api/v1/orgs', { schema: { tags: ['orgs'], summary: 'Orgs the caller can see', querystring: Page }, preHandler: authenticated() }, async (req) => {
+  r.get('/api/v1/orgs', { schema: { tags: ['orgs'], summary: 'Orgs the caller can see', querystring: Page, response: { 200: OrgListOut } }, preHandler: authenticated() }, async (req) => {
     const { db } = deps();
     const { limit, offset } = page(req.query);
     const p = req.principal!;
@@ -25,7 +26,7 @@ export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       : p.isServerAdmin ? sql.fragment``
       : sql.fragment`WHERE id IN (SELECT org_id FROM org_members WHERE user_id = ${p.userId})`;
     const items = await withDb(() => db.any(sql.type(org)`SELECT ${ORG_COLUMNS} FROM orgs ${where} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
-    return { items, limit, offset };
+    return { items: items.map((o) => ({ ...o, createdAt: o.createdAt.toISOString(), updatedAt: o.updatedAt.toISOString() })), limit, offset };
   });
 
   r.post('/api/v1/orgs', {

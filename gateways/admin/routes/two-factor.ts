@@ -52,13 +52,10 @@ export function twoFactorRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   r.post('/api/v1/auth/totp', {
-    // No body schema: a signed-in user sends no body at all; a login that must enrol sends its ticket.
-    schema: { tags: ['auth'], summary: 'Start TOTP enrolment: a secret for the app (confirm with a code to turn it on). Body: none with a session, or {"ticket"} from a login that must enrol' },
+    schema: { tags: ['auth'], summary: 'Start TOTP enrolment: a secret for the app (confirm with a code to turn it on). Body: {} with a session, or {"ticket"} from a login that must enrol', body: Type.Object({ ticket: Type.Optional(TicketField) }, { additionalProperties: false }) },
   }, async (req) => {
     const d = deps();
-    const body = req.body as { ticket?: unknown } | null | undefined;
-    const ticket = body?.ticket;
-    if (ticket !== undefined && (typeof ticket !== 'string' || ticket.length > 100)) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', 'body.ticket must be a ticket string', { field: 'body.ticket', problem: 'must be a ticket string' });
+    const ticket = req.body.ticket;
     const { userId } = await enrollee(d, req, ticket);
     const email = await withDb(() => d.db.oneFirst(sql.type(z.object({ email: z.string() }))`SELECT email FROM users WHERE id = ${userId}`));
     const secret = await startEnrolment(d.db, d.sealer, userId);

@@ -1,0 +1,103 @@
+// The dashboard in headless chromium against a real three-node cluster behind haproxy: the
+// page and its headers, first-time setup through the page, the Cluster page watching a
+// failover happen live (the node holding a site is SIGKILLed: its death and the site's new
+// node appear without a reload), and a member who sees no server-admin pages while the API
+// refuses their writes. Screenshots of each page go to .artifacts/ui/.
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import t from 'tap';
+import { Connector } from '../../connector/connector.ts';
+import { createLogger } from '../../core/log.ts';
+import { LocalHaproxy } from '../../devenv/haproxy.ts';
+import { setupToken } from '../../devenv/admin-client.ts';
+import { call } from '../harness/api.ts';
+import { startCluster } from '../harness/cluster.ts';
+import { until } from '../harness/until.ts';
+
+const ARTIFACTS = fileURLToPath(new URL('../../.artifacts/ui/', import.meta.url));
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ADMIN = { email: 'ops@example.com', password: 'a long operator password' };
+
+t.test('the dashboard, served by every node behind the load balancer', async (t) => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const c = await startCluster(t, 3, { admin: { trustProxy: ['127.0.0.1'], secureCookies: false } });
+  const haproxy = await LocalHaproxy.start({ dir: mkdtempSync(join(tmpdir(), 'haproxy-')), backends: c.nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
+  t.teardown(() => haproxy.stop());
+  const lb = haproxy.url;
+
+  const page = await fetch(`${lb}/`);
+  t.equal(page.status, 200);
+  t.match(page.headers.get('content-security-policy'), /default-src 'none'; script-src 'self'; style-src 'self'/, 'a strict Content Security Policy');
+  t.equal(page.headers.get('cache-control'), 'no-cache', 'index.html is never cached');
+  const script = /src="(\/assets\/[^"]+\.js)"/.exec(await page.text())?.[1];
+  const asset = await fetch(`${lb}${script}`);
+  t.match([asset.status, asset.headers.get('cache-control')], [200, /max-age=31536000.*immutable/], 'hashed assets are cached for a year');
+
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+  t.teardown(() => browser.close());
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const ui = await ctx.newPage();
+  const cspViolations: string[] = [];
+  ui.on('console', (m) => /Content Security Policy/.test(m.text()) && cspViolations.push(m.text()));
+
+  // First-time setup, through the page.
+  await ui.goto(lb);
+  await ui.waitForSelector('#setup-form');
+  await ui.screenshot({ path: join(ARTIFACTS, 'setup.png') });
+  await ui.fill('#setup-form input[name=token]', await setupToken(c.nodes));
+  await ui.fill('#setup-form input[name=email]', ADMIN.email);
+  await ui.fill('#setup-form input[name=password]', ADMIN.password);
+  await ui.click('#setup-form button');
+  await ui.waitForSelector('#nodes tbody tr[data-node="node-3"]');
+  t.equal(await ui.textContent('#account'), ADMIN.email, 'setup creates the administrator and signs them in');
+  t.equal(await ui.locator('#nodes tbody tr').count(), 3, 'the Cluster page lists the three nodes');
+
+  // An org with a site whose connector holds its tunnel on node-2.
+  const cookie = (await call(lb, 'POST', '/api/v1/auth/login', { body: ADMIN })).cookie!;
+  const org = (await call(lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'ui', name: 'Dashboard' } })).body;
+  const site = (await call(lb, 'POST', `/api/v1/orgs/${org.id}/sites`, { cookie, body: { name: 'branch-office' } })).body;
+  const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl, c.nodes[2]!.adminUrl, c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger: createLogger({ level: 'silent' }) });
+  t.teardown(() => connector.stop());
+  connector.start();
+  const siteNode = () => ui.textContent(`#placement tr[data-kind="site"][data-id="${site.id}"] .node`).catch(() => null);
+  await until(async () => (await siteNode()) === 'node-2', 20_000, 'the page to show the site on node-2');
+  t.pass('the Cluster page shows the site on node-2, pushed without a reload');
+  await ui.screenshot({ path: join(ARTIFACTS, 'cluster.png'), fullPage: true });
+
+  // node-2 dies: the page shows it and where the site went, by itself.
+  const reloads: string[] = [];
+  ui.on('framenavigated', (f) => f === ui.mainFrame() && reloads.push(f.url()));
+  const killedAt = Date.now();
+  c.nodes[1]!.proc.signal('SIGKILL');
+  await until(async () => (await ui.textContent('#events'))?.includes('node-2 died'), 15_000, 'the death of node-2 on the page');
+  const deathMs = Date.now() - killedAt;
+  await until(async () => ['node-1', 'node-3'].includes((await siteNode()) ?? ''), 15_000, "the site's new node on the page");
+  const movedMs = Date.now() - killedAt;
+  t.pass(`the page showed node-2's death after ${deathMs} ms and the site on ${await siteNode()} after ${movedMs} ms`);
+  t.same(reloads, [], 'without a reload');
+  await ui.screenshot({ path: join(ARTIFACTS, 'cluster-failover.png'), fullPage: true });
+  t.same(cspViolations, [], 'no Content Security Policy violation');
+
+  // A member sees their orgs, no Cluster page; the API refuses their writes.
+  const member = { email: 'member@example.com', password: 'a long member password' };
+  const memberId = (await call(lb, 'POST', '/api/v1/users', { cookie, body: member })).body.id;
+  await call(lb, 'PUT', `/api/v1/orgs/${org.id}/members/${memberId}`, { cookie, body: { role: 'member' } });
+  const memberPage = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  await memberPage.goto(lb);
+  await memberPage.fill('#login-form input[name=email]', member.email);
+  await memberPage.fill('#login-form input[name=password]', member.password);
+  await memberPage.click('#login-form button');
+  await memberPage.waitForSelector('#orgs');
+  t.equal(await memberPage.locator('a[href="#/cluster"]').count(), 0, 'a member has no Cluster page');
+  t.match(await memberPage.textContent('#orgs'), /Dashboard/, 'and sees their org');
+  await memberPage.screenshot({ path: join(ARTIFACTS, 'member-orgs-phone.png'), fullPage: true });
+  const refused = await memberPage.evaluate(async () => (await fetch('/api/v1/orgs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ slug: 'nope', name: 'Nope' }) })).status);
+  t.equal(refused, 403, 'the API refuses a write from their session');
+  await memberPage.click('#sign-out');
+  await memberPage.waitForSelector('#login-form');
+  t.pass('sign-out returns to the sign-in page');
+  t.comment(`screenshots in ${ARTIFACTS}`);
+});
