@@ -3,7 +3,8 @@
 // them too: a field not listed here is not sent.
 import { Type } from 'typebox';
 
-const DateTime = Type.String({ format: 'date-time' });
+/** A timestamp: the API sends ISO 8601 text; handlers may hand over a Date (the serializer writes it). */
+const DateTime = Type.Unsafe<string | Date>({ type: 'string', format: 'date-time' });
 
 export const MeOut = Type.Union([
   Type.Object({
@@ -45,3 +46,89 @@ export const PlacementOut = Type.Object({
 });
 
 export const SetupStatusOut = Type.Object({ needed: Type.Boolean() });
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const SiteOut = Type.Object({
+  id: Type.String(),
+  orgId: Type.String(),
+  name: Type.String(),
+  transport: Type.String(),
+  version: Type.Integer(),
+  lastSeenAt: Nullable(DateTime),
+  createdAt: DateTime,
+  status: Type.Object({
+    online: Type.Boolean(),
+    node: Nullable(Type.String()),
+    connectedSince: Nullable(Type.String()),
+    targets: Type.Array(Type.Object({ targetId: Type.String(), healthy: Type.Boolean() })),
+  }),
+});
+export const SiteListOut = Type.Object({ items: Type.Array(SiteOut), limit: Type.Integer(), offset: Type.Integer() });
+export const ConnectorSecretOut = Type.Object({ connector: Type.Object({ id: Type.String(), secret: Type.String() }) });
+export const SiteCreatedOut = Type.Object({ ...SiteOut.properties, status: Type.Optional(SiteOut.properties.status), connector: ConnectorSecretOut.properties.connector });
+
+export const DomainOut = Type.Object({
+  id: Type.String(),
+  orgId: Type.String(),
+  name: Type.String(),
+  soaSerial: Type.Integer(),
+  version: Type.Integer(),
+  createdAt: DateTime,
+  status: Type.Union([Type.Literal('pending'), Type.Literal('verified')]),
+  verification: Type.Object({
+    status: Type.Union([Type.Literal('pending'), Type.Literal('verified')]),
+    verifiedAt: Nullable(DateTime),
+    verifiedBy: Nullable(Type.String()),
+    txt: Type.Object({ name: Type.String(), value: Type.String() }),
+  }),
+});
+export const DomainListOut = Type.Object({ items: Type.Array(DomainOut), limit: Type.Integer(), offset: Type.Integer() });
+
+const CertificateStatus = Type.Object({
+  status: Type.String(),
+  notAfter: Nullable(DateTime),
+  renewAfter: Nullable(DateTime),
+  lastError: Nullable(Type.String()),
+  nextAttemptAt: Nullable(DateTime),
+});
+export const ResourceOut = Type.Object({
+  id: Type.String(),
+  orgId: Type.String(),
+  name: Type.String(),
+  protocol: Type.String(),
+  domainId: Nullable(Type.String()),
+  hostname: Nullable(Type.String()),
+  proxyPort: Nullable(Type.Integer()),
+  tls: Type.Boolean(),
+  enabled: Type.Boolean(),
+  version: Type.Integer(),
+  createdAt: DateTime,
+  status: Type.Object({
+    published: Type.Boolean(),
+    servingNodes: Type.Array(Type.String()),
+    targets: Type.Array(Type.Object({ targetId: Type.String(), siteId: Type.String(), enabled: Type.Boolean(), healthy: Type.Boolean(), siteOnline: Type.Boolean(), node: Nullable(Type.String()) })),
+    listenProblems: Type.Record(Type.String(), Type.String()),
+    access: Nullable(Type.Object({ blockAccess: Type.Boolean(), methods: Type.Array(Type.String()), ssoRoles: Type.Array(Type.String()), ssoProviderId: Nullable(Type.String()), rules: Type.Integer(), shareLinks: Type.Integer() })),
+  }),
+  certificate: Nullable(CertificateStatus),
+});
+export const ResourceListOut = Type.Object({ items: Type.Array(ResourceOut), limit: Type.Integer(), offset: Type.Integer() });
+
+export const TargetOut = Type.Object({
+  id: Type.String(),
+  resourceId: Type.String(),
+  siteId: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  scheme: Type.String(),
+  enabled: Type.Boolean(),
+  weight: Type.Integer(),
+  healthCheck: Type.Record(Type.String(), Type.Unknown()),
+  version: Type.Integer(),
+});
+export const TargetListOut = Type.Object({ items: Type.Array(TargetOut) });
+
+export const CertificateListOut = Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), hostname: Type.String(), status: Type.String(), notAfter: Nullable(DateTime), renewAfter: Nullable(DateTime), lastError: Nullable(Type.String()) })) });
+
+export const MemberListOut = Type.Object({ items: Type.Array(Type.Object({ userId: Type.String(), email: Type.String(), role: Type.String(), createdAt: DateTime })), limit: Type.Integer(), offset: Type.Integer() });

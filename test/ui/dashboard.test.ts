@@ -4,6 +4,7 @@
 // node appear without a reload), and a member who sees no server-admin pages while the API
 // refuses their writes. Screenshots of each page go to .artifacts/ui/.
 import { mkdirSync, mkdtempSync } from 'node:fs';
+import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,9 +22,26 @@ const ARTIFACTS = fileURLToPath(new URL('../../.artifacts/ui/', import.meta.url)
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ADMIN = { email: 'ops@example.com', password: 'a long operator password' };
 
+function fetchThrough(ip: string, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: ip, port: 80, path: '/', headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 t.test('the dashboard, served by every node behind the load balancer', async (t) => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  const c = await startCluster(t, 3, { admin: { trustProxy: ['127.0.0.1'], secureCookies: false } });
+  const target = createServer((_req, res) => res.end('hello from the site'));
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  t.teardown(() => (target.closeAllConnections(), target.close()));
+  const targetPort = (target.address() as { port: number }).port;
+  const net = `127.${30 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
+  const c = await startCluster(t, 3, { admin: { trustProxy: ['127.0.0.1'], secureCookies: false } }, (i) => ({ ingress: { http: `${net}.${i + 1}:80`, https: `${net}.${i + 1}:443`, publicAddresses: [`${net}.${i + 1}`] } }));
   const haproxy = await LocalHaproxy.start({ dir: mkdtempSync(join(tmpdir(), 'haproxy-')), backends: c.nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
   t.teardown(() => haproxy.stop());
   const lb = haproxy.url;
@@ -55,13 +73,50 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   t.equal(await ui.textContent('#account'), ADMIN.email, 'setup creates the administrator and signs them in');
   t.equal(await ui.locator('#nodes tbody tr').count(), 3, 'the Cluster page lists the three nodes');
 
-  // An org with a site whose connector holds its tunnel on node-2.
-  const cookie = (await call(lb, 'POST', '/api/v1/auth/login', { body: ADMIN })).cookie!;
-  const org = (await call(lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'ui', name: 'Dashboard' } })).body;
-  const site = (await call(lb, 'POST', `/api/v1/orgs/${org.id}/sites`, { cookie, body: { name: 'branch-office' } })).body;
-  const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl, c.nodes[2]!.adminUrl, c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger: createLogger({ level: 'silent' }) });
+  // An org, a verified domain, a site and an HTTP resource with a target, all through the pages.
+  await ui.click('a[href="#/orgs"]');
+  await ui.fill('#org-form input[name=name]', 'Dashboard');
+  await ui.fill('#org-form input[name=slug]', 'ui');
+  await ui.click('#org-form button');
+  await ui.click('#orgs tr[data-org="ui"] a');
+  await ui.waitForSelector('#site-form');
+  const orgId = /#\/orgs\/([0-9a-f-]{36})/.exec(ui.url())![1]!;
+  await ui.click(`a[href="#/orgs/${orgId}/domains"]`);
+  await ui.fill('#domain-form input[name=name]', 'ui.test');
+  await ui.click('#domain-form button');
+  await ui.waitForSelector('article[data-domain="ui.test"] .txt-value');
+  t.match(await ui.textContent('article[data-domain="ui.test"]'), /_cluster-challenge\.ui\.test/, 'the domain page says which TXT record proves control');
+  await ui.click('article[data-domain="ui.test"] button.force');
+  await until(async () => (await ui.textContent('article[data-domain="ui.test"] .status')) === 'verified', 10_000, 'the domain to be verified');
+  await ui.screenshot({ path: join(ARTIFACTS, 'domains.png'), fullPage: true });
+  await ui.click(`a[href="#/orgs/${orgId}/sites"]`);
+  await ui.fill('#site-form input[name=name]', 'branch-office');
+  await ui.click('#site-form button');
+  const command = (await (await ui.waitForSelector('#connector-command')).textContent())!;
+  t.match(command, new RegExp(`^cluster-connector --endpoint ${lb.replace(/[.]/g, '\\.')} --id [0-9a-f-]{36} --secret \\S+$`), 'creating a site shows the connector command, secret included, once');
+  await ui.screenshot({ path: join(ARTIFACTS, 'sites-created.png'), fullPage: true });
+  // Started as the page said: its id and secret, this load balancer and (for failover) the nodes.
+  const [, siteId, secret] = /--id (\S+) --secret (\S+)/.exec(command)!;
+  const site = { id: siteId! };
+  const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl, lb, c.nodes[2]!.adminUrl, c.nodes[0]!.adminUrl], siteId: siteId!, secret: secret!, logger: createLogger({ level: 'silent' }) });
   t.teardown(() => connector.stop());
   connector.start();
+  await until(async () => (await ui.textContent('#sites tr[data-site="branch-office"] .online')) === 'online', 20_000, 'the site to show online');
+  t.pass('the site goes online on the page');
+  await ui.click(`a[href="#/orgs/${orgId}/resources"]`);
+  await ui.fill('#resource-form input[name=name]', 'app');
+  await ui.fill('#resource-form input[name=hostname]', 'app.ui.test');
+  await ui.uncheck('#resource-form input[name=tls]');
+  await ui.click('#resource-form button');
+  await ui.waitForSelector('article[data-resource="app"] .target-form');
+  await ui.fill('article[data-resource="app"] input[name=host]', '127.0.0.1');
+  await ui.fill('article[data-resource="app"] input[name=port]', String(targetPort));
+  await ui.click('article[data-resource="app"] .target-form button');
+  await until(async () => (await ui.textContent('article[data-resource="app"] .healthy')) === '1/1', 20_000, 'the target to show healthy');
+  t.match(await ui.textContent('article[data-resource="app"] .serving'), /node-2/, 'the resource page shows where it is served from');
+  await ui.screenshot({ path: join(ARTIFACTS, 'resources.png'), fullPage: true });
+  for (let i = 0; i < 3; i++) t.equal(await fetchThrough(`${net}.${i + 1}`, 'app.ui.test'), 'hello from the site', `the resource answers through node-${i + 1}`);
+  await ui.click('a[href="#/cluster"]');
   const siteNode = () => ui.textContent(`#placement tr[data-kind="site"][data-id="${site.id}"] .node`).catch(() => null);
   await until(async () => (await siteNode()) === 'node-2', 20_000, 'the page to show the site on node-2');
   t.pass('the Cluster page shows the site on node-2, pushed without a reload');
@@ -81,7 +136,9 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   await ui.screenshot({ path: join(ARTIFACTS, 'cluster-failover.png'), fullPage: true });
   t.same(cspViolations, [], 'no Content Security Policy violation');
 
-  // A member sees their orgs, no Cluster page; the API refuses their writes.
+  // A member sees their orgs, no Cluster page and no write control; the API refuses their writes.
+  const cookie = (await call(lb, 'POST', '/api/v1/auth/login', { body: ADMIN })).cookie!;
+  const org = { id: orgId };
   const member = { email: 'member@example.com', password: 'a long member password' };
   const memberId = (await call(lb, 'POST', '/api/v1/users', { cookie, body: member })).body.id;
   await call(lb, 'PUT', `/api/v1/orgs/${org.id}/members/${memberId}`, { cookie, body: { role: 'member' } });
@@ -93,6 +150,9 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   await memberPage.waitForSelector('#orgs');
   t.equal(await memberPage.locator('a[href="#/cluster"]').count(), 0, 'a member has no Cluster page');
   t.match(await memberPage.textContent('#orgs'), /Dashboard/, 'and sees their org');
+  await memberPage.click('#orgs tr[data-org="ui"] a');
+  await memberPage.waitForSelector('#sites tr[data-site="branch-office"]');
+  t.same([await memberPage.locator('#site-form').count(), await memberPage.locator('button.rotate').count()], [0, 0], 'a member sees the sites but no write controls');
   await memberPage.screenshot({ path: join(ARTIFACTS, 'member-orgs-phone.png'), fullPage: true });
   const refused = await memberPage.evaluate(async () => (await fetch('/api/v1/orgs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ slug: 'nope', name: 'Nope' }) })).status);
   t.equal(refused, 403, 'the API refuses a write from their session');

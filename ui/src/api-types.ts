@@ -293,13 +293,43 @@ export interface Api {
     params: { orgId: string };
     query: never;
     body: never;
-    response: unknown;
+    response: {
+      items: Array<{
+        id: string;
+        hostname: string;
+        status: string;
+        notAfter: string | null;
+        renewAfter: string | null;
+        lastError: string | null;
+      }>;
+    };
   };
   'GET /api/v1/orgs/{orgId}/domains': {
     params: { orgId: string };
     query: { limit?: string; offset?: string };
     body: never;
-    response: unknown;
+    response: {
+      items: Array<{
+        id: string;
+        orgId: string;
+        name: string;
+        soaSerial: number;
+        version: number;
+        createdAt: string;
+        status: "pending" | "verified";
+        verification: {
+          status: "pending" | "verified";
+          verifiedAt: string | null;
+          verifiedBy: string | null;
+          txt: {
+            name: string;
+            value: string;
+          };
+        };
+      }>;
+      limit: number;
+      offset: number;
+    };
   };
   'POST /api/v1/orgs/{orgId}/domains': {
     params: { orgId: string };
@@ -307,7 +337,24 @@ export interface Api {
     body: {
       name: string;
     };
-    response: unknown;
+    response: {
+      id: string;
+      orgId: string;
+      name: string;
+      soaSerial: number;
+      version: number;
+      createdAt: string;
+      status: "pending" | "verified";
+      verification: {
+        status: "pending" | "verified";
+        verifiedAt: string | null;
+        verifiedBy: string | null;
+        txt: {
+          name: string;
+          value: string;
+        };
+      };
+    };
   };
   'GET /api/v1/orgs/{orgId}/domains/{domainId}': {
     params: { orgId: string; domainId: string };
@@ -327,7 +374,24 @@ export interface Api {
     body: {
       force?: boolean;
     } | null;
-    response: unknown;
+    response: {
+      id: string;
+      orgId: string;
+      name: string;
+      soaSerial: number;
+      version: number;
+      createdAt: string;
+      status: "pending" | "verified";
+      verification: {
+        status: "pending" | "verified";
+        verifiedAt: string | null;
+        verifiedBy: string | null;
+        txt: {
+          name: string;
+          value: string;
+        };
+      };
+    };
   };
   'GET /api/v1/orgs/{orgId}/identity-providers': {
     params: { orgId: string };
@@ -380,7 +444,16 @@ export interface Api {
     params: { orgId: string };
     query: { limit?: string; offset?: string };
     body: never;
-    response: unknown;
+    response: {
+      items: Array<{
+        userId: string;
+        email: string;
+        role: string;
+        createdAt: string;
+      }>;
+      limit: number;
+      offset: number;
+    };
   };
   'PUT /api/v1/orgs/{orgId}/members/{userId}': {
     params: { orgId: string; userId: string };
@@ -400,7 +473,51 @@ export interface Api {
     params: { orgId: string };
     query: { limit?: string; offset?: string };
     body: never;
-    response: unknown;
+    response: {
+      items: Array<{
+        id: string;
+        orgId: string;
+        name: string;
+        protocol: string;
+        domainId: string | null;
+        hostname: string | null;
+        proxyPort: number | null;
+        tls: boolean;
+        enabled: boolean;
+        version: number;
+        createdAt: string;
+        status: {
+          published: boolean;
+          servingNodes: Array<string>;
+          targets: Array<{
+            targetId: string;
+            siteId: string;
+            enabled: boolean;
+            healthy: boolean;
+            siteOnline: boolean;
+            node: string | null;
+          }>;
+          listenProblems: Record<string, string>;
+          access: {
+            blockAccess: boolean;
+            methods: Array<string>;
+            ssoRoles: Array<string>;
+            ssoProviderId: string | null;
+            rules: number;
+            shareLinks: number;
+          } | null;
+        };
+        certificate: {
+          status: string;
+          notAfter: string | null;
+          renewAfter: string | null;
+          lastError: string | null;
+          nextAttemptAt: string | null;
+        } | null;
+      }>;
+      limit: number;
+      offset: number;
+    };
   };
   'POST /api/v1/orgs/{orgId}/resources': {
     params: { orgId: string };
@@ -553,7 +670,20 @@ export interface Api {
     params: { orgId: string; resourceId: string };
     query: never;
     body: never;
-    response: unknown;
+    response: {
+      items: Array<{
+        id: string;
+        resourceId: string;
+        siteId: string;
+        host: string;
+        port: number;
+        scheme: string;
+        enabled: boolean;
+        weight: number;
+        healthCheck: Record<string, unknown>;
+        version: number;
+      }>;
+    };
   };
   'POST /api/v1/orgs/{orgId}/resources/{resourceId}/targets': {
     params: { orgId: string; resourceId: string };
@@ -606,7 +736,28 @@ export interface Api {
     params: { orgId: string };
     query: { limit?: string; offset?: string };
     body: never;
-    response: unknown;
+    response: {
+      items: Array<{
+        id: string;
+        orgId: string;
+        name: string;
+        transport: string;
+        version: number;
+        lastSeenAt: string | null;
+        createdAt: string;
+        status: {
+          online: boolean;
+          node: string | null;
+          connectedSince: string | null;
+          targets: Array<{
+            targetId: string;
+            healthy: boolean;
+          }>;
+        };
+      }>;
+      limit: number;
+      offset: number;
+    };
   };
   'POST /api/v1/orgs/{orgId}/sites': {
     params: { orgId: string };
@@ -615,7 +766,28 @@ export interface Api {
       name: string;
       transport?: "websocket" | "wireguard";
     };
-    response: unknown;
+    response: {
+      id: string;
+      orgId: string;
+      name: string;
+      transport: string;
+      version: number;
+      lastSeenAt: string | null;
+      createdAt: string;
+      status?: {
+        online: boolean;
+        node: string | null;
+        connectedSince: string | null;
+        targets: Array<{
+          targetId: string;
+          healthy: boolean;
+        }>;
+      };
+      connector: {
+        id: string;
+        secret: string;
+      };
+    };
   };
   'GET /api/v1/orgs/{orgId}/sites/{siteId}': {
     params: { orgId: string; siteId: string };
@@ -643,7 +815,12 @@ export interface Api {
     params: { orgId: string; siteId: string };
     query: never;
     body: never;
-    response: unknown;
+    response: {
+      connector: {
+        id: string;
+        secret: string;
+      };
+    };
   };
   'PUT /api/v1/orgs/{orgId}/two-factor': {
     params: { orgId: string };

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { orgAccess, serverAdmin } from '../auth.ts';
 import { OrgParams, type ApiDeps } from '../http.ts';
-import { NodeListOut, PlacementOut } from '../schemas.ts';
+import { CertificateListOut, NodeListOut, PlacementOut } from '../schemas.ts';
 
 const cert = z.object({ id: z.string(), hostname: z.string(), status: z.string(), notAfter: z.coerce.date().nullable(), renewAfter: z.coerce.date().nullable(), lastError: z.string().nullable() });
 
@@ -51,10 +51,10 @@ export function clusterRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     req.raw.once('close', () => (off(), clearInterval(keepAlive)));
   });
 
-  r.get('/api/v1/orgs/:orgId/certificates', { schema: { tags: ['certificates'], params: OrgParams }, preHandler: orgAccess(deps, 'certificates:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/certificates', { schema: { tags: ['certificates'], params: OrgParams, response: { 200: CertificateListOut } }, preHandler: orgAccess(deps, 'certificates:read') }, async (req) => {
     const items = await withDb(() => deps().db.any(sql.type(cert)`
       SELECT c.id, c.hostname, c.status, c.not_after AS "notAfter", c.renew_after AS "renewAfter", c.last_error AS "lastError"
       FROM certificates c JOIN domains d ON d.id = c.domain_id WHERE d.org_id = ${req.params.orgId} ORDER BY c.hostname`));
-    return { items };
+    return { items: [...items] };
   });
 }

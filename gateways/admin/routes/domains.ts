@@ -13,6 +13,7 @@ import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken } from '../../../persistence/hashing.ts';
 import { CHALLENGE_LABEL } from '../../dns/domain-proof.ts';
 import { orgAccess } from '../auth.ts';
+import { DomainListOut, DomainOut } from '../schemas.ts';
 import { deleteOne, notFound, OrgParams, Page, page, Uuid, write, type ApiDeps } from '../http.ts';
 
 export const DomainName = Type.String({ maxLength: 253, pattern: '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' });
@@ -36,14 +37,14 @@ const Params = Type.Object({ orgId: Uuid, domainId: Uuid }, { additionalProperti
 export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  r.get('/api/v1/orgs/:orgId/domains', { schema: { tags: ['domains'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'domains:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/domains', { schema: { tags: ['domains'], params: OrgParams, querystring: Page, response: { 200: DomainListOut } }, preHandler: orgAccess(deps, 'domains:read') }, async (req) => {
     const { limit, offset } = page(req.query);
     const items = await withDb(() => deps().db.any(sql.type(domainRow)`SELECT ${COLUMNS} FROM domains WHERE org_id = ${req.params.orgId} ORDER BY name LIMIT ${limit} OFFSET ${offset}`));
     return { items: items.map(view), limit, offset };
   });
 
   r.post('/api/v1/orgs/:orgId/domains', {
-    schema: { tags: ['domains'], params: OrgParams, body: Type.Object({ name: DomainName }, { additionalProperties: false }) },
+    schema: { tags: ['domains'], params: OrgParams, body: Type.Object({ name: DomainName }, { additionalProperties: false }), response: { 201: DomainOut } },
     preHandler: orgAccess(deps, 'domains:write'),
   }, async (req, reply) => {
     const { orgId } = req.params;
@@ -74,6 +75,7 @@ export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       params: Params,
       // No body at all is the usual call; `{ "force": true }` is the server admin's.
       body: Type.Union([Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), Type.Null()]),
+      response: { 200: DomainOut },
     },
     preHandler: orgAccess(deps, 'domains:write'),
   }, async (req) => {

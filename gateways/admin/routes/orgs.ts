@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { revokeResourceSessions } from '../../../persistence/resource-sessions.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { assertMayGrant, authenticated, orgAccess, ROLE_ACTIONS, serverAdmin } from '../auth.ts';
-import { OrgListOut } from '../schemas.ts';
+import { MemberListOut, OrgListOut } from '../schemas.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
@@ -66,12 +66,12 @@ export function orgRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   const MemberParams = Type.Object({ orgId: Uuid, userId: Uuid }, { additionalProperties: false });
 
-  r.get('/api/v1/orgs/:orgId/members', { schema: { tags: ['members'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'members:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/members', { schema: { tags: ['members'], params: OrgParams, querystring: Page, response: { 200: MemberListOut } }, preHandler: orgAccess(deps, 'members:read') }, async (req) => {
     const { limit, offset } = page(req.query);
     const items = await withDb(() => deps().db.any(sql.type(member)`
       SELECT m.user_id AS "userId", u.email, m.role, m.created_at AS "createdAt" FROM org_members m JOIN users u ON u.id = m.user_id
       WHERE m.org_id = ${req.params.orgId} ORDER BY m.created_at, m.user_id LIMIT ${limit} OFFSET ${offset}`));
-    return { items, limit, offset };
+    return { items: [...items], limit, offset };
   });
 
   r.put('/api/v1/orgs/:orgId/members/:userId', {

@@ -9,6 +9,7 @@ import { ClusterError } from '../../../core/errors.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { hit, type Limit } from '../../../persistence/rate-limit.ts';
 import { orgAccess } from '../auth.ts';
+import { ResourceListOut, TargetListOut } from '../schemas.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 import { DomainName } from './domains.ts';
 
@@ -66,11 +67,11 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     return rows.map((x) => {
       const cert = x.hostname ? certs.get(x.hostname) : undefined;
       const { hostname: _h, ...certificateStatus } = cert ?? { hostname: '' };
-      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [], listenProblems: {}, access: null }, certificate: x.tls && cert ? certificateStatus : null };
+      return { ...x, status: status.get(x.id) ?? { published: false, servingNodes: [], targets: [], listenProblems: {}, access: null }, certificate: x.tls && cert ? (certificateStatus as Omit<z.infer<typeof certificate>, 'hostname'>) : null };
     });
   };
 
-  r.get('/api/v1/orgs/:orgId/resources', { schema: { tags: ['resources'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/resources', { schema: { tags: ['resources'], params: OrgParams, querystring: Page, response: { 200: ResourceListOut } }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
     const { limit, offset } = page(req.query);
     const items = await withDb(() => deps().db.any(sql.type(resource)`SELECT ${COLUMNS} FROM resources WHERE org_id = ${req.params.orgId} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
     return { items: await withStatus([...items]), limit, offset };
@@ -156,11 +157,11 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   });
 
   // Targets
-  r.get('/api/v1/orgs/:orgId/resources/:resourceId/targets', { schema: { tags: ['targets'], params: Params }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/resources/:resourceId/targets', { schema: { tags: ['targets'], params: Params, response: { 200: TargetListOut } }, preHandler: orgAccess(deps, 'resources:read') }, async (req) => {
     const items = await withDb(() => deps().db.any(sql.type(target)`
       SELECT ${TARGET_COLUMNS} FROM targets t WHERE resource_id = ${req.params.resourceId}
         AND EXISTS (SELECT 1 FROM resources WHERE id = t.resource_id AND org_id = ${req.params.orgId}) ORDER BY created_at, id`));
-    return { items };
+    return { items: [...items] };
   });
 
   r.post('/api/v1/orgs/:orgId/resources/:resourceId/targets', {

@@ -8,6 +8,7 @@ import { ClusterError } from '../../../core/errors.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
 import { orgAccess } from '../auth.ts';
+import { ConnectorSecretOut, SiteCreatedOut, SiteListOut } from '../schemas.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const site = z.object({ id: z.string(), orgId: z.string(), name: z.string(), transport: z.string(), version: z.number(), lastSeenAt: z.coerce.date().nullable(), createdAt: z.coerce.date() });
@@ -30,14 +31,14 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     return sites.map((s) => ({ ...s, status: status.get(s.id) ?? { online: false, node: null, connectedSince: null, targets: [] } }));
   };
 
-  r.get('/api/v1/orgs/:orgId/sites', { schema: { tags: ['sites'], params: OrgParams, querystring: Page }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/sites', { schema: { tags: ['sites'], params: OrgParams, querystring: Page, response: { 200: SiteListOut } }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
     const { limit, offset } = page(req.query);
     const rows = await withDb(() => deps().db.any(sql.type(site)`SELECT ${COLUMNS} FROM sites WHERE org_id = ${req.params.orgId} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
     return { items: await withStatus([...rows]), limit, offset };
   });
 
   r.post('/api/v1/orgs/:orgId/sites', {
-    schema: { tags: ['sites'], summary: 'Create a site; the connector secret is shown only in this reply', params: OrgParams, body: Type.Object({ name: Name, transport: Type.Optional(Transport) }, { additionalProperties: false }) },
+    schema: { tags: ['sites'], summary: 'Create a site; the connector secret is shown only in this reply', params: OrgParams, body: Type.Object({ name: Name, transport: Type.Optional(Transport) }, { additionalProperties: false }), response: { 201: SiteCreatedOut } },
     preHandler: orgAccess(deps, 'sites:write'),
   }, async (req, reply) => {
     usableTransport(req.body.transport);
@@ -71,7 +72,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     });
   });
 
-  r.post('/api/v1/orgs/:orgId/sites/:siteId/rotate-secret', { schema: { tags: ['sites'], summary: 'Issue a new connector secret (shown once); old secrets stop working', params: Params }, preHandler: orgAccess(deps, 'sites:write') }, async (req) => {
+  r.post('/api/v1/orgs/:orgId/sites/:siteId/rotate-secret', { schema: { tags: ['sites'], summary: 'Issue a new connector secret (shown once); old secrets stop working', params: Params, response: { 200: ConnectorSecretOut } }, preHandler: orgAccess(deps, 'sites:write') }, async (req) => {
     const { orgId, siteId } = req.params;
     const secret = generateToken();
     await write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated' }, async (tx) => {

@@ -1,0 +1,65 @@
+// Domains: a domain serves nothing until the org proves it controls it. The page says exactly
+// what to publish (the TXT token at its name, or delegation to the cluster's name servers),
+// checks now on request, and lets a server admin mark it verified by hand.
+import { useEffect, useState } from 'preact/hooks';
+import { api, describe } from '../api.ts';
+import type { Api } from '../api-types.ts';
+
+type Domain = Api['GET /api/v1/orgs/{orgId}/domains']['response']['items'][number];
+
+export function DomainsTab({ orgId, canWrite, serverAdmin }: { orgId: string; canWrite: boolean; serverAdmin: boolean }) {
+  const [domains, setDomains] = useState<Domain[]>([]);
+  const [error, setError] = useState('');
+  const load = () => api('GET /api/v1/orgs/{orgId}/domains', { params: { orgId } }).then((r) => setDomains(r.data.items), (err) => setError(describe(err)));
+  useEffect(() => void load(), [orgId]);
+  const act = async (fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+      setError('');
+      await load();
+    } catch (err) {
+      setError(describe(err));
+    }
+  };
+  const create = (e: Event) => {
+    e.preventDefault();
+    const f = e.currentTarget as HTMLFormElement;
+    void act(async () => {
+      await api('POST /api/v1/orgs/{orgId}/domains', { params: { orgId }, body: { name: (f.elements.namedItem('name') as HTMLInputElement).value.trim().toLowerCase() } });
+      f.reset();
+    });
+  };
+  return (
+    <div>
+      {error && <p class="error" role="alert">{error}</p>}
+      {domains.map((d) => (
+        <article key={d.id} data-domain={d.name}>
+          <header><strong>{d.name}</strong> <span class={`badge status ${d.status === 'verified' ? 'live' : 'dead'}`}>{d.status}</span></header>
+          {d.status === 'pending' ? (
+            <>
+              <p>To prove this org controls {d.name}, publish at its current DNS provider either</p>
+              <ul>
+                <li>a TXT record <code>{d.verification.txt.name}</code> with the value <code class="txt-value">{d.verification.txt.value}</code>, or</li>
+                <li>NS records delegating {d.name} to the cluster's name servers (<code>ns-&lt;node&gt;.{d.name}</code>, with glue A records for the nodes' public addresses).</li>
+              </ul>
+              {canWrite && <button class="secondary verify" onClick={() => act(() => api('POST /api/v1/orgs/{orgId}/domains/{domainId}/verify', { params: { orgId, domainId: d.id }, body: null }))}>Check now</button>}{' '}
+              {serverAdmin && <button class="secondary outline force" onClick={() => act(() => api('POST /api/v1/orgs/{orgId}/domains/{domainId}/verify', { params: { orgId, domainId: d.id }, body: { force: true } }))}>Mark verified (server admin)</button>}
+            </>
+          ) : (
+            <p class="muted">Verified {d.verification.verifiedAt ? new Date(d.verification.verifiedAt).toLocaleString() : ''} by {d.verification.verifiedBy}. Serial {d.soaSerial}.</p>
+          )}
+          {canWrite && <footer><button class="secondary outline delete" onClick={() => confirm(`Delete ${d.name}?`) && act(() => api('DELETE /api/v1/orgs/{orgId}/domains/{domainId}', { params: { orgId, domainId: d.id } }))}>Delete</button></footer>}
+        </article>
+      ))}
+      {domains.length === 0 && <p class="muted">No domain yet.</p>}
+      {canWrite && (
+        <form id="domain-form" onSubmit={create}>
+          <fieldset role="group">
+            <input name="name" placeholder="example.com" required aria-label="Domain name" />
+            <button type="submit">Add domain</button>
+          </fieldset>
+        </form>
+      )}
+    </div>
+  );
+}
