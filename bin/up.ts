@@ -140,7 +140,8 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           encryptionKey: secrets.encryptionKey,
           postgres: { url: services.postgres!.url },
           valkey: { url: services.valkey!.url },
-          admin: { bind: `${host}:${ports.admin}`, trustProxy: ['127.0.0.1'] },
+          // The local load balancer speaks plain HTTP on loopback: session cookies without Secure.
+          admin: { bind: `${host}:${ports.admin}`, trustProxy: ['127.0.0.1'], secureCookies: false },
           ingress: { http: `${host}:${ports.http}`, https: `${host}:${ports.https}`, publicAddresses: [host] },
           dns: { bind: `${host}:${ports.dns}`, caaIssuers: ['pebble.letsencrypt.org'] },
           peer: { bind: `${host}:${ports.peer}` },
@@ -211,7 +212,8 @@ try:
   dig @${ip(0)} ${DEMO.hostname} A +norec
   curl --cacert ${rootFile} --resolve ${DEMO.hostname}:443:${ip(opts.nodes - 1)} https://${DEMO.hostname}/
   node bin/cluster.mjs status${dd}
-admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/docs
+dashboard: ${lb.url}/   sign in as ${secrets.adminEmail} / ${secrets.adminPassword}
+admin API (behind haproxy): ${lb.url}/api/v1   docs: ${lb.url}/api/v1/docs
   login: POST ${lb.url}/api/v1/auth/login  ${secrets.adminEmail} / ${secrets.adminPassword}   (kept in ${join(dataDir, 'secrets.json')})${usedToken ? `
   first start: this admin was made with the one-time setup token ${usedToken} from the nodes' log
   (POST /api/v1/auth/setup; it works once, so it is spent now)` : ''}

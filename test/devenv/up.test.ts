@@ -55,6 +55,12 @@ t.test('`cluster up --nodes 3` becomes ready and the demo answers over HTTPS thr
   t.match(out, /node-\d\s+127\.0\.0\.1\d\s+\S+\s+\d+ ms\s+.*\b1 cert-issuer\b/, 'the status table shows the actors each node runs');
   const root = readFileSync(join(cluster.dataDir, 'pebble-root.pem'), 'utf8');
   for (const ip of NODE_IPS) t.match(await httpsGet(ip, 'hello.demo.cluster.test', root), /hello from the demo site/, `HTTPS through ${ip}, chain verified`);
+  const dashboard = /dashboard: (http:\/\/\S+)\s+sign in as (\S+) \/ (\S+)/.exec(out);
+  t.ok(dashboard, 'it prints the dashboard URL and the admin login');
+  if (dashboard) {
+    const page = await fetch(dashboard[1]!);
+    t.match([page.status, await page.text()], [200, /<div id="app">/], 'and the dashboard answers there');
+  }
 });
 
 t.test('a second `cluster up` beside a running one is refused before it starts or deletes anything', async (t) => {
