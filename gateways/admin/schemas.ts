@@ -132,3 +132,37 @@ export const TargetListOut = Type.Object({ items: Type.Array(TargetOut) });
 export const CertificateListOut = Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), hostname: Type.String(), status: Type.String(), notAfter: Nullable(DateTime), renewAfter: Nullable(DateTime), lastError: Nullable(Type.String()) })) });
 
 export const MemberListOut = Type.Object({ items: Type.Array(Type.Object({ userId: Type.String(), email: Type.String(), role: Type.String(), createdAt: DateTime })), limit: Type.Integer(), offset: Type.Integer() });
+
+const ApiKeyOut = Type.Object({ id: Type.String(), name: Type.String(), prefix: Type.String(), actions: Type.Array(Type.String()), createdAt: DateTime, lastUsedAt: Nullable(DateTime), revoked: Type.Boolean() });
+export const ApiKeyListOut = Type.Object({ items: Type.Array(ApiKeyOut) });
+export const ApiKeyCreatedOut = Type.Object({ ...ApiKeyOut.properties, key: Type.String() });
+
+export const AuditListOut = Type.Object({
+  items: Type.Array(Type.Object({
+    id: Type.String(),
+    at: DateTime,
+    actorType: Type.String(),
+    actorId: Nullable(Type.String()),
+    orgId: Nullable(Type.String()),
+    action: Type.String(),
+    targetType: Nullable(Type.String()),
+    targetId: Nullable(Type.String()),
+    nodeId: Nullable(Type.String()),
+    details: Type.Record(Type.String(), Type.Unknown()),
+  })),
+  next: Nullable(Type.String()),
+});
+
+export const AccessLogOut = Type.Object({
+  items: Type.Array(Type.Object({
+    id: Type.String(), at: DateTime, resourceId: Type.String(), decision: Type.String(), method: Nullable(Type.String()), ruleId: Nullable(Type.String()),
+    reason: Type.String(), client: Type.String(), userId: Nullable(Type.String()), nodeId: Type.String(), count: Type.Integer(),
+  })),
+  next: Nullable(Type.String()),
+});
+
+export const UserListOut = Type.Object({
+  items: Type.Array(Type.Object({ id: Type.String(), email: Type.String(), displayName: Type.String(), isServerAdmin: Type.Boolean(), disabled: Type.Boolean(), require2fa: Type.Boolean(), twoFactor: Type.Boolean(), version: Type.Integer(), createdAt: DateTime })),
+  limit: Type.Integer(),
+  offset: Type.Integer(),
+});

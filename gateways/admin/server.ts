@@ -17,6 +17,7 @@ import { registerHealthRoutes } from './health.ts';
 import type { ApiDeps } from './http.ts';
 import { accessRoutes } from './routes/access.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { twoFactorRoutes } from './routes/two-factor.ts';
 import { identityRoutes } from './routes/identity.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -147,6 +148,7 @@ export async function createAdminGateway(deps: AdminGatewayDeps): Promise<Fastif
   domainRoutes(app, api);
   resourceRoutes(app, api);
   accessRoutes(app, api);
+  auditRoutes(app, api);
   apiKeyRoutes(app, api);
   clusterRoutes(app, api);
   connectorRoutes(app, api);

@@ -12,6 +12,7 @@ import { chromium } from 'playwright-core';
 import t from 'tap';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
+import { fromBase32, hotp, totpStep } from '../../core/totp.ts';
 import { LocalHaproxy } from '../../devenv/haproxy.ts';
 import { setupToken } from '../../devenv/admin-client.ts';
 import { call } from '../harness/api.ts';
@@ -72,6 +73,8 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   await ui.waitForSelector('#nodes tbody tr[data-node="node-3"]');
   t.equal(await ui.textContent('#account'), ADMIN.email, 'setup creates the administrator and signs them in');
   t.equal(await ui.locator('#nodes tbody tr').count(), 3, 'the Cluster page lists the three nodes');
+  // An API session of the same administrator, for what the pages do not do (creating users).
+  const cookie = (await call(lb, 'POST', '/api/v1/auth/login', { body: ADMIN })).cookie!;
 
   // An org, a verified domain, a site and an HTTP resource with a target, all through the pages.
   await ui.click('a[href="#/orgs"]');
@@ -116,6 +119,29 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   t.match(await ui.textContent('article[data-resource="app"] .serving'), /node-2/, 'the resource page shows where it is served from');
   await ui.screenshot({ path: join(ARTIFACTS, 'resources.png'), fullPage: true });
   for (let i = 0; i < 3; i++) t.equal(await fetchThrough(`${net}.${i + 1}`, 'app.ui.test'), 'hello from the site', `the resource answers through node-${i + 1}`);
+  // An API key made on the page, shown once, holding only what it was given.
+  await ui.click(`a[href="#/orgs/${orgId}/members"]`);
+  await ui.fill('#key-form input[name=name]', 'ci reader');
+  await ui.check('#key-form input[name="sites:read"]');
+  await ui.click('#key-form button');
+  const key = (await (await ui.waitForSelector('#api-key')).textContent())!.trim();
+  t.equal((await call(lb, 'GET', `/api/v1/orgs/${orgId}/sites`, { bearer: key })).status, 200, 'the key made on the page reads sites');
+  t.equal((await call(lb, 'POST', `/api/v1/orgs/${orgId}/sites`, { bearer: key, body: { name: 'nope' } })).status, 403, 'and may not write them');
+  await ui.screenshot({ path: join(ARTIFACTS, 'members-keys.png'), fullPage: true });
+  await ui.click(`a[href="#/orgs/${orgId}/logs"]`);
+  await until(async () => (await ui.textContent('#audit'))?.includes('site.created'), 10_000, 'the audit log on the page');
+  t.pass('the Logs tab shows the audit log');
+  await ui.screenshot({ path: join(ARTIFACTS, 'logs.png'), fullPage: true });
+  // Two-factor sign-in turned on from the account page.
+  await ui.click('#account');
+  await ui.click('#enrol');
+  const totpSecret = (await (await ui.waitForSelector('#totp-secret')).textContent())!;
+  await ui.fill('#confirm-form input[name=code]', hotp(fromBase32(totpSecret), totpStep(Date.now())));
+  await ui.click('#confirm-form button');
+  await ui.waitForSelector('#recovery-codes li');
+  t.equal(await ui.locator('#recovery-codes li').count(), 10, 'the account page turns TOTP on and shows ten recovery codes');
+  await until(async () => (await ui.textContent('#two-factor-state')) === 'On.', 5000, 'the account page to say TOTP is on');
+  await ui.screenshot({ path: join(ARTIFACTS, 'account.png'), fullPage: true });
   await ui.click('a[href="#/cluster"]');
   const siteNode = () => ui.textContent(`#placement tr[data-kind="site"][data-id="${site.id}"] .node`).catch(() => null);
   await until(async () => (await siteNode()) === 'node-2', 20_000, 'the page to show the site on node-2');
@@ -137,7 +163,6 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   t.same(cspViolations, [], 'no Content Security Policy violation');
 
   // A member sees their orgs, no Cluster page and no write control; the API refuses their writes.
-  const cookie = (await call(lb, 'POST', '/api/v1/auth/login', { body: ADMIN })).cookie!;
   const org = { id: orgId };
   const member = { email: 'member@example.com', password: 'a long member password' };
   const memberId = (await call(lb, 'POST', '/api/v1/users', { cookie, body: member })).body.id;

@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describe } from './api.ts';
 import type { Api } from './api-types.ts';
+import { AccountPage } from './pages/account.tsx';
 import { ClusterPage } from './pages/cluster.tsx';
 import { OrgPage, type Tab } from './pages/org.tsx';
 import { OrgsPage } from './pages/orgs.tsx';
@@ -27,8 +28,8 @@ export function App() {
 
   if (me === undefined) return <main class="container" aria-busy="true" />;
   if (me === null) return <SignIn onSignedIn={load} />;
-  const org = /^\/orgs\/([0-9a-f-]{36})(?:\/(sites|domains|resources|certificates))?$/.exec(route);
-  const page = org ? '/org' : route === '/orgs' || !me.isServerAdmin ? '/orgs' : '/cluster';
+  const org = /^\/orgs\/([0-9a-f-]{36})(?:\/(sites|domains|resources|certificates|members|logs))?$/.exec(route);
+  const page = org ? '/org' : route === '/account' ? '/account' : route === '/orgs' || !me.isServerAdmin ? '/orgs' : '/cluster';
   const signOut = async () => {
     try {
       await api('POST /api/v1/auth/logout', {});
@@ -46,14 +47,14 @@ export function App() {
           </ul>
           <ul>
             {me.isServerAdmin && <li><a href="#/cluster" aria-current={page === '/cluster' ? 'page' : undefined}>Cluster</a></li>}
-            <li><a href="#/orgs" aria-current={page !== '/cluster' ? 'page' : undefined}>Orgs</a></li>
-            <li><span class="muted" id="account">{me.email}</span></li>
+            <li><a href="#/orgs" aria-current={page === '/orgs' || page === '/org' ? 'page' : undefined}>Orgs</a></li>
+            <li><a href="#/account" class="secondary" id="account" aria-current={page === '/account' ? 'page' : undefined}>{me.email}</a></li>
             <li><button class="secondary outline" id="sign-out" onClick={signOut}>Sign out</button></li>
           </ul>
         </nav>
         {error && <p class="error" role="alert">{error}</p>}
       </header>
-      <main class="container">{page === '/cluster' ? <ClusterPage /> : org ? <OrgPage me={me} orgId={org[1]!} tab={(org[2] ?? 'sites') as Tab} /> : <OrgsPage me={me} />}</main>
+      <main class="container">{page === '/account' ? <AccountPage me={me} reload={load} /> : page === '/cluster' ? <ClusterPage /> : org ? <OrgPage me={me} orgId={org[1]!} tab={(org[2] ?? 'sites') as Tab} /> : <OrgsPage me={me} />}</main>
     </div>
   );
 }

@@ -15,6 +15,7 @@ import { revokeResourceSessions } from '../../../persistence/resource-sessions.t
 import { EMAIL_PATTERN, RULE_ACTIONS, RULE_MATCHES } from '../../../protocol/access.ts';
 import { ruleValueProblem } from '../../access/rules.ts';
 import { orgAccess } from '../auth.ts';
+import { AccessLogOut } from '../schemas.ts';
 import { notFound, OrgParams, Uuid, write, type ApiDeps } from '../http.ts';
 
 const Params = Type.Object({ orgId: Uuid, resourceId: Uuid }, { additionalProperties: false });
@@ -232,6 +233,7 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$' })),
         before: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$', description: 'rows with an id below this (paging)' })),
       }, { additionalProperties: false }),
+      response: { 200: AccessLogOut },
     },
     preHandler: orgAccess(deps, 'audit:read'),
   }, async (req) => {
@@ -244,6 +246,6 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         AND (${q.decision ?? null}::text IS NULL OR decision = ${q.decision ?? null})
         AND (${q.before ?? null}::bigint IS NULL OR id < ${q.before ?? null}::bigint)
       ORDER BY id DESC LIMIT ${limit}`));
-    return { items, next: items.length === limit ? items.at(-1)!.id : null };
+    return { items: [...items], next: items.length === limit ? items.at(-1)!.id : null };
   });
 }

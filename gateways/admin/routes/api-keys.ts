@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
 import { API_ACTIONS, assertMayGrant, orgAccess } from '../auth.ts';
+import { ApiKeyCreatedOut, ApiKeyListOut } from '../schemas.ts';
 import { deleteOne, Name, OrgParams, Uuid, write, type ApiDeps } from '../http.ts';
 
 const key = z.object({ id: z.string(), name: z.string(), prefix: z.string(), actions: z.array(z.string()), createdAt: z.coerce.date(), lastUsedAt: z.coerce.date().nullable(), revoked: z.boolean() });
@@ -21,9 +22,9 @@ function newPrefix(): string {
 export function apiKeyRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  r.get('/api/v1/orgs/:orgId/api-keys', { schema: { tags: ['api keys'], params: OrgParams }, preHandler: orgAccess(deps, 'members:write') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/api-keys', { schema: { tags: ['api keys'], params: OrgParams, response: { 200: ApiKeyListOut } }, preHandler: orgAccess(deps, 'members:write') }, async (req) => {
     const items = await withDb(() => deps().db.any(sql.type(key)`SELECT ${COLUMNS} FROM api_keys WHERE org_id = ${req.params.orgId} ORDER BY created_at`));
-    return { items };
+    return { items: [...items] };
   });
 
   r.post('/api/v1/orgs/:orgId/api-keys', {
@@ -32,6 +33,7 @@ export function apiKeyRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       summary: 'Create an API key; the key is shown only in this reply',
       params: OrgParams,
       body: Type.Object({ name: Name, actions: Type.Array(Type.Union(API_ACTIONS.map((a) => Type.Literal(a))), { minItems: 1, uniqueItems: true }) }, { additionalProperties: false }),
+      response: { 201: ApiKeyCreatedOut },
     },
     preHandler: orgAccess(deps, 'members:write'),
   }, async (req, reply) => {

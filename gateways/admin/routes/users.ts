@@ -8,6 +8,7 @@ import { revokeResourceSessions } from '../../../persistence/resource-sessions.t
 import { sql, withDb } from '../../../persistence/db.ts';
 import { hashPassword } from '../../../persistence/hashing.ts';
 import { serverAdmin } from '../auth.ts';
+import { UserListOut } from '../schemas.ts';
 import { Name, notFound, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const user = z.object({ id: z.string(), email: z.string(), displayName: z.string(), isServerAdmin: z.boolean(), disabled: z.boolean(), require2fa: z.boolean(), twoFactor: z.boolean(), version: z.number(), createdAt: z.coerce.date() });
@@ -18,10 +19,10 @@ const Params = Type.Object({ userId: Uuid }, { additionalProperties: false });
 export function userRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  r.get('/api/v1/users', { schema: { tags: ['users'], querystring: Page }, preHandler: serverAdmin() }, async (req) => {
+  r.get('/api/v1/users', { schema: { tags: ['users'], querystring: Page, response: { 200: UserListOut } }, preHandler: serverAdmin() }, async (req) => {
     const { limit, offset } = page(req.query);
     const items = await withDb(() => deps().db.any(sql.type(user)`SELECT ${COLUMNS} FROM users ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}`));
-    return { items, limit, offset };
+    return { items: [...items], limit, offset };
   });
 
   r.post('/api/v1/users', {

@@ -5,10 +5,12 @@ import { api, describe } from '../api.ts';
 import type { Me } from '../app.tsx';
 import { CertificatesTab } from './certificates.tsx';
 import { DomainsTab } from './domains.tsx';
+import { LogsTab } from './logs.tsx';
+import { MembersTab } from './members.tsx';
 import { ResourcesTab } from './resources.tsx';
 import { SitesTab } from './sites.tsx';
 
-const TABS = { sites: 'Sites', domains: 'Domains', resources: 'Resources', certificates: 'Certificates' } as const;
+const TABS = { sites: 'Sites', domains: 'Domains', resources: 'Resources', certificates: 'Certificates', members: 'Members and keys', logs: 'Logs' } as const;
 export type Tab = keyof typeof TABS;
 
 export function OrgPage({ me, orgId, tab }: { me: Me; orgId: string; tab: Tab }) {
@@ -33,6 +35,8 @@ export function OrgPage({ me, orgId, tab }: { me: Me; orgId: string; tab: Tab })
       {tab === 'domains' && <DomainsTab orgId={orgId} canWrite={canWrite} serverAdmin={me.isServerAdmin} />}
       {tab === 'resources' && <ResourcesTab orgId={orgId} canWrite={canWrite} />}
       {tab === 'certificates' && <CertificatesTab orgId={orgId} />}
+      {tab === 'members' && <MembersTab orgId={orgId} canWrite={canWrite} serverAdmin={me.isServerAdmin} />}
+      {tab === 'logs' && <LogsTab orgId={orgId} />}
     </section>
   );
 }
