@@ -135,6 +135,7 @@ export class ClusterNode {
     });
     if (!db) return; // stopped while waiting for PostgreSQL
     const run = await this.#startActors(db, valkey);
+    const zones = new SnapshotStore(valkey, 'zones');
     await this.#events.attach({ membership: run.membership, valkey, clock: this.#clock });
     this.#api = {
       db,
@@ -146,6 +147,7 @@ export class ClusterNode {
       smtpConfigured: config.smtp.url !== undefined,
       owners: async (kind, ids) => new Map([...(await run.ownership.ownersOf(kind, ids))].map(([id, o]) => [id, o.node])),
       clusterEvents: (listener) => this.#events.subscribe(listener),
+      zone: async (name) => (await zones.get(name))?.data,
       oidc: new OidcSignIn({ db, valkey, sealer: this.#sealer, clock: this.#clock, logger: this.#log, nodeId: config.nodeId }),
       publicUrl: config.admin.publicUrl?.replace(/\/$/, ''),
       resourcePorts: config.ingress.resourcePorts,

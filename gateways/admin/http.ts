@@ -12,6 +12,7 @@ import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { PortRange } from '../../core/config-fields.ts';
 import type { Change, MemberRecord } from '../../protocol/channels.ts';
+import type { ZoneData } from '../../protocol/zone.ts';
 
 export interface SiteStatus {
   online: boolean;
@@ -51,6 +52,8 @@ export interface ApiDeps {
   owners(kind: string, ids: string[]): Promise<Map<string, string>>;
   /** Subscribes to membership and ownership events as this node sees them; returns how to stop. */
   clusterEvents(listener: (e: ClusterEvent) => void): () => void;
+  /** The zone's record set as its actor published it (what every node's DNS serves). */
+  zone(name: string): Promise<ZoneData | undefined>;
   /** Asks the domain's zone actor to look for the proof of control now. */
   verifyDomain(name: string): Promise<unknown>;
   /** Asks the cert-issuer to obtain (or renew, if due) a hostname's certificate now. */

@@ -166,3 +166,11 @@ export const UserListOut = Type.Object({
   limit: Type.Integer(),
   offset: Type.Integer(),
 });
+
+export const ZoneRecordsOut = Type.Object({
+  /** Null until the zone's actor has published it. */
+  serial: Nullable(Type.Integer()),
+  /** What the parent zone must hold to delegate the domain here: NS records, with glue. */
+  delegation: Type.Array(Type.Object({ ns: Type.String(), addresses: Type.Array(Type.String()) })),
+  records: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), ttl: Type.Integer(), value: Type.String() })),
+});

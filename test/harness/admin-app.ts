@@ -46,6 +46,7 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     smtpConfigured: false,
     owners: async () => new Map(),
     clusterEvents: () => () => {},
+    zone: async () => undefined,
     oidc: new OidcSignIn({ db, valkey, sealer, clock: systemClock, logger, nodeId: 'node-1' }),
     publicUrl: undefined,
     resourcePorts: { min: 20000, max: 29999 },

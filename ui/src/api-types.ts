@@ -442,6 +442,24 @@ export interface Api {
     body: never;
     response: unknown;
   };
+  'GET /api/v1/orgs/{orgId}/domains/{domainId}/records': {
+    params: { orgId: string; domainId: string };
+    query: never;
+    body: never;
+    response: {
+      serial: number | null;
+      delegation: Array<{
+        ns: string;
+        addresses: Array<string>;
+      }>;
+      records: Array<{
+        name: string;
+        type: string;
+        ttl: number;
+        value: string;
+      }>;
+    };
+  };
   'POST /api/v1/orgs/{orgId}/domains/{domainId}/verify': {
     params: { orgId: string; domainId: string };
     query: never;

@@ -13,7 +13,8 @@ import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken } from '../../../persistence/hashing.ts';
 import { CHALLENGE_LABEL } from '../../dns/domain-proof.ts';
 import { orgAccess } from '../auth.ts';
-import { DomainListOut, DomainOut } from '../schemas.ts';
+import { DomainListOut, DomainOut, ZoneRecordsOut } from '../schemas.ts';
+import type { RecordData } from '../../../protocol/zone.ts';
 import { deleteOne, notFound, OrgParams, Page, page, Uuid, write, type ApiDeps } from '../http.ts';
 
 export const DomainName = Type.String({ maxLength: 253, pattern: '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' });
@@ -94,6 +95,22 @@ export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       }, () => ({ verified: 'admin' }));
     } else await d.verifyDomain(row.name);
     return view((await load())!);
+  });
+
+  // The zone as every node serves it (from the snapshot its actor published), and the NS
+  // records with glue that delegate it to the cluster's name servers.
+  r.get('/api/v1/orgs/:orgId/domains/:domainId/records', { schema: { tags: ['domains'], summary: 'The records every node serves for the domain, and the delegation to publish at its parent', params: Params, response: { 200: ZoneRecordsOut } }, preHandler: orgAccess(deps, 'domains:read') }, async (req) => {
+    const row = await withDb(() => deps().db.maybeOne(sql.type(domainRow)`SELECT ${COLUMNS} FROM domains WHERE id = ${req.params.domainId} AND org_id = ${req.params.orgId}`));
+    if (!row) throw notFound('domain');
+    const zone = await deps().zone(row.name);
+    if (!zone) return { serial: null, delegation: [], records: [] };
+    const show = (r: RecordData) => (r.type === 'TXT' ? r.data.map((x) => JSON.stringify(x)).join(' ') : r.type === 'CAA' ? `${r.data.flags} ${r.data.tag} "${r.data.value}"` : r.data);
+    const records = Object.entries(zone.records).sort(([a], [b]) => a.localeCompare(b)).flatMap(([name, rs]) => rs.map((r) => ({ name, type: r.type, ttl: r.ttl, value: show(r) })));
+    const delegation = (zone.records[zone.zone] ?? []).filter((r) => r.type === 'NS').map((r) => ({
+      ns: r.data as string,
+      addresses: (zone.records[(r.data as string).toLowerCase()] ?? []).filter((g) => g.type === 'A' || g.type === 'AAAA').map((g) => g.data as string),
+    }));
+    return { serial: zone.serial, delegation, records };
   });
 
   r.delete('/api/v1/orgs/:orgId/domains/:domainId', { schema: { tags: ['domains'], summary: 'Delete a domain (refused while resources use it)', params: Params }, preHandler: orgAccess(deps, 'domains:write') }, async (req, reply) => {

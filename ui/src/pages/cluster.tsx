@@ -22,10 +22,16 @@ export function ClusterPage() {
   const [viaNode, setViaNode] = useState('');
   const [error, setError] = useState('');
   const names = useRef(new Map<string, string>());
+  /** Live node ids at the last read: a node missing from the next read died or left while the feed was away. */
+  const known = useRef<Set<string> | undefined>(undefined);
+  const note = (text: string, dead = false) => setFeed((f) => [{ at: Date.now(), text, dead }, ...f].slice(0, 200));
 
   const refresh = async () => {
     try {
       const [n, p] = await Promise.all([api('GET /api/v1/nodes', {}), api('GET /api/v1/cluster/placement', {})]);
+      const now = new Set(n.data.items.map((x) => x.id));
+      for (const id of known.current ?? []) if (!now.has(id)) note(`${id} is no longer live`, true);
+      known.current = now;
       setNodes(n.data.items);
       setPlacement(p.data.items);
       for (const x of p.data.items) names.current.set(`${x.kind}:${x.id}`, x.name);
@@ -38,7 +44,6 @@ export function ClusterPage() {
   useEffect(() => {
     void refresh();
     const source = new EventSource('/api/v1/cluster/events');
-    const note = (text: string, dead = false) => setFeed((f) => [{ at: Date.now(), text, dead }, ...f].slice(0, 200));
     source.addEventListener('hello', (m) => {
       const { node } = JSON.parse((m as MessageEvent).data) as { node: string };
       setViaNode(node);
@@ -47,6 +52,8 @@ export function ClusterPage() {
     source.addEventListener('member', (m) => {
       const e = JSON.parse((m as MessageEvent).data) as Extract<Event, { type: 'member' }>;
       note(`${e.node} ${e.change === 'dead' ? `died (${e.reason ?? 'lease'})` : e.change === 'join' ? 'joined' : 'left'}`, e.change === 'dead');
+      // Already said: the next read must not say it again.
+      if (e.change !== 'join') known.current?.delete(e.node);
       void refresh();
     });
     source.addEventListener('ownership', (m) => {

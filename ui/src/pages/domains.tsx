@@ -6,6 +6,28 @@ import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
 
 type Domain = Api['GET /api/v1/orgs/{orgId}/domains']['response']['items'][number];
+type Zone = Api['GET /api/v1/orgs/{orgId}/domains/{domainId}/records']['response'];
+
+/** The zone as every node serves it, and the NS records with glue that delegate it here. */
+function ZoneView({ orgId, domain }: { orgId: string; domain: Domain }) {
+  const [zone, setZone] = useState<Zone | undefined>();
+  useEffect(() => void api('GET /api/v1/orgs/{orgId}/domains/{domainId}/records', { params: { orgId, domainId: domain.id } }).then((r) => setZone(r.data), () => {}), [domain.id, domain.status]);
+  if (!zone) return null;
+  if (zone.serial === null) return <p class="muted">The zone is being published.</p>;
+  return (
+    <>
+      <p>Delegation: at the parent zone, publish</p>
+      <pre class="delegation">{zone.delegation.map((d) => `${domain.name}. NS ${d.ns}.\n${d.addresses.map((a) => `${d.ns}. ${a.includes(':') ? 'AAAA' : 'A'} ${a}`).join('\n')}`).join('\n')}</pre>
+      <details>
+        <summary>Records every node serves (serial {zone.serial})</summary>
+        <table class="records">
+          <thead><tr><th>Name</th><th>Type</th><th>TTL</th><th>Value</th></tr></thead>
+          <tbody>{zone.records.map((r, i) => <tr key={i}><td>{r.name}</td><td>{r.type}</td><td>{r.ttl}</td><td><code>{r.value}</code></td></tr>)}</tbody>
+        </table>
+      </details>
+    </>
+  );
+}
 
 export function DomainsTab({ orgId, canWrite, serverAdmin }: { orgId: string; canWrite: boolean; serverAdmin: boolean }) {
   const [domains, setDomains] = useState<Domain[]>([]);
@@ -40,7 +62,7 @@ export function DomainsTab({ orgId, canWrite, serverAdmin }: { orgId: string; ca
               <p>To prove this org controls {d.name}, publish at its current DNS provider either</p>
               <ul>
                 <li>a TXT record <code>{d.verification.txt.name}</code> with the value <code class="txt-value">{d.verification.txt.value}</code>, or</li>
-                <li>NS records delegating {d.name} to the cluster's name servers (<code>ns-&lt;node&gt;.{d.name}</code>, with glue A records for the nodes' public addresses).</li>
+                <li>the delegation below (NS records to the cluster's name servers, with glue).</li>
               </ul>
               {canWrite && <button class="secondary verify" onClick={() => act(() => api('POST /api/v1/orgs/{orgId}/domains/{domainId}/verify', { params: { orgId, domainId: d.id }, body: null }))}>Check now</button>}{' '}
               {serverAdmin && <button class="secondary outline force" onClick={() => act(() => api('POST /api/v1/orgs/{orgId}/domains/{domainId}/verify', { params: { orgId, domainId: d.id }, body: { force: true } }))}>Mark verified (server admin)</button>}
@@ -48,6 +70,7 @@ export function DomainsTab({ orgId, canWrite, serverAdmin }: { orgId: string; ca
           ) : (
             <p class="muted">Verified {d.verification.verifiedAt ? new Date(d.verification.verifiedAt).toLocaleString() : ''} by {d.verification.verifiedBy}. Serial {d.soaSerial}.</p>
           )}
+          <ZoneView orgId={orgId} domain={d} />
           {canWrite && <footer><button class="secondary outline delete" onClick={() => confirm(`Delete ${d.name}?`) && act(() => api('DELETE /api/v1/orgs/{orgId}/domains/{domainId}', { params: { orgId, domainId: d.id } }))}>Delete</button></footer>}
         </article>
       ))}
