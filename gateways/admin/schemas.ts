@@ -174,3 +174,17 @@ export const ZoneRecordsOut = Type.Object({
   delegation: Type.Array(Type.Object({ ns: Type.String(), addresses: Type.Array(Type.String()) })),
   records: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), ttl: Type.Integer(), value: Type.String() })),
 });
+
+const RuleOut = Type.Object({ id: Type.String(), priority: Type.Integer(), match: Type.String(), value: Type.String(), action: Type.String(), enabled: Type.Boolean() });
+const ShareLinkOut = Type.Object({ id: Type.String(), title: Type.String(), pathPrefix: Nullable(Type.String()), expiresAt: Nullable(DateTime), makesSession: Type.Boolean(), createdAt: DateTime });
+export const AccessOut = Type.Object({
+  blockAccess: Type.Boolean(),
+  sso: Type.Object({ enabled: Type.Boolean(), roles: Type.Array(Type.String()), userIds: Type.Array(Type.String()), providerId: Nullable(Type.String()) }),
+  basicAuth: Type.Boolean(),
+  emailCodes: Type.Object({ enabled: Type.Boolean(), allowed: Type.Array(Type.String()) }),
+  password: Type.Boolean(),
+  pin: Type.Boolean(),
+  rules: Type.Array(RuleOut),
+  shareLinks: Type.Array(ShareLinkOut),
+});
+export const ShareLinkCreatedOut = Type.Object({ ...ShareLinkOut.properties, token: Type.String(), url: Type.String() });

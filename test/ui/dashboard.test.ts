@@ -23,9 +23,9 @@ const ARTIFACTS = fileURLToPath(new URL('../../.artifacts/ui/', import.meta.url)
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ADMIN = { email: 'ops@example.com', password: 'a long operator password' };
 
-function fetchThrough(ip: string, host: string): Promise<string> {
+function fetchThrough(ip: string, host: string, path = '/'): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: ip, port: 80, path: '/', headers: { host }, agent: false }, (res) => {
+    const req = request({ host: ip, port: 80, path, headers: { host }, agent: false }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
       res.on('end', () => resolve(body));
@@ -121,6 +121,18 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   t.match(await ui.textContent('article[data-resource="app"] .serving'), /node-2/, 'the resource page shows where it is served from');
   await ui.screenshot({ path: join(ARTIFACTS, 'resources.png'), fullPage: true });
   for (let i = 0; i < 3; i++) t.equal(await fetchThrough(`${net}.${i + 1}`, 'app.ui.test'), 'hello from the site', `the resource answers through node-${i + 1}`);
+  // Access control from the page: a password, then a share link whose URL is shown once.
+  await ui.click('article[data-resource="app"] .access-details summary');
+  await ui.fill('article[data-resource="app"] .secret-form input[name=secret]', 'a resource password');
+  await ui.click('article[data-resource="app"] .secret-form button');
+  await until(async () => (await fetchThrough(`${net}.1`, 'app.ui.test')).includes('CLUSTER_ERR_ACCESS_UNAUTHENTICATED'), 15_000, 'the password to protect the resource');
+  t.pass('a password set on the page protects the resource on every node');
+  await ui.fill('article[data-resource="app"] .link-form input[name=title]', 'for a colleague');
+  await ui.click('article[data-resource="app"] .link-form button');
+  const shareUrl = new URL((await (await ui.waitForSelector('article[data-resource="app"] .share-url')).textContent())!.trim());
+  await until(async () => (await fetchThrough(`${net}.2`, 'app.ui.test', `/?${shareUrl.searchParams}`)) === 'hello from the site', 15_000, 'the share link to open the resource');
+  t.pass('the share link made on the page opens it');
+  await ui.screenshot({ path: join(ARTIFACTS, 'resource-access.png'), fullPage: true });
   // An API key made on the page, shown once, holding only what it was given.
   await ui.click(`a[href="#/orgs/${orgId}/members"]`);
   await ui.fill('#key-form input[name=name]', 'ci reader');

@@ -656,7 +656,38 @@ export interface Api {
     params: { orgId: string; resourceId: string };
     query: never;
     body: never;
-    response: unknown;
+    response: {
+      blockAccess: boolean;
+      sso: {
+        enabled: boolean;
+        roles: Array<string>;
+        userIds: Array<string>;
+        providerId: string | null;
+      };
+      basicAuth: boolean;
+      emailCodes: {
+        enabled: boolean;
+        allowed: Array<string>;
+      };
+      password: boolean;
+      pin: boolean;
+      rules: Array<{
+        id: string;
+        priority: number;
+        match: string;
+        value: string;
+        action: string;
+        enabled: boolean;
+      }>;
+      shareLinks: Array<{
+        id: string;
+        title: string;
+        pathPrefix: string | null;
+        expiresAt: string | null;
+        makesSession: boolean;
+        createdAt: string;
+      }>;
+    };
   };
   'PUT /api/v1/orgs/{orgId}/resources/{resourceId}/access': {
     params: { orgId: string; resourceId: string };
@@ -675,7 +706,38 @@ export interface Api {
         allowed?: Array<string>;
       };
     };
-    response: unknown;
+    response: {
+      blockAccess: boolean;
+      sso: {
+        enabled: boolean;
+        roles: Array<string>;
+        userIds: Array<string>;
+        providerId: string | null;
+      };
+      basicAuth: boolean;
+      emailCodes: {
+        enabled: boolean;
+        allowed: Array<string>;
+      };
+      password: boolean;
+      pin: boolean;
+      rules: Array<{
+        id: string;
+        priority: number;
+        match: string;
+        value: string;
+        action: string;
+        enabled: boolean;
+      }>;
+      shareLinks: Array<{
+        id: string;
+        title: string;
+        pathPrefix: string | null;
+        expiresAt: string | null;
+        makesSession: boolean;
+        createdAt: string;
+      }>;
+    };
   };
   'PUT /api/v1/orgs/{orgId}/resources/{resourceId}/access/password': {
     params: { orgId: string; resourceId: string };
@@ -750,7 +812,16 @@ export interface Api {
       pathPrefix?: string;
       makesSession?: boolean;
     };
-    response: unknown;
+    response: {
+      id: string;
+      title: string;
+      pathPrefix: string | null;
+      expiresAt: string | null;
+      makesSession: boolean;
+      createdAt: string;
+      token: string;
+      url: string;
+    };
   };
   'DELETE /api/v1/orgs/{orgId}/resources/{resourceId}/share-links/{linkId}': {
     params: { orgId: string; resourceId: string; linkId: string };

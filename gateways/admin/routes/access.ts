@@ -15,7 +15,7 @@ import { revokeResourceSessions } from '../../../persistence/resource-sessions.t
 import { EMAIL_PATTERN, RULE_ACTIONS, RULE_MATCHES } from '../../../protocol/access.ts';
 import { ruleValueProblem } from '../../access/rules.ts';
 import { orgAccess } from '../auth.ts';
-import { AccessLogOut } from '../schemas.ts';
+import { AccessLogOut, AccessOut, ShareLinkCreatedOut } from '../schemas.ts';
 import { notFound, OrgParams, Uuid, write, type ApiDeps } from '../http.ts';
 
 const Params = Type.Object({ orgId: Uuid, resourceId: Uuid }, { additionalProperties: false });
@@ -43,7 +43,7 @@ async function describeAccess(db: ApiDeps['db'], orgId: string, resourceId: stri
   if (!r) throw notFound('resource');
   const rules = await db.any(sql.type(ruleRow)`SELECT id, priority, match, value, action, enabled FROM resource_rules WHERE resource_id = ${resourceId} ORDER BY priority`);
   const links = await db.any(sql.type(linkRow)`SELECT ${LINK_COLUMNS} FROM resource_share_links WHERE resource_id = ${resourceId} ORDER BY created_at`);
-  return { ...AuthSettingsSchema.parse(r.auth ?? {}), password: r.secrets.includes('password'), pin: r.secrets.includes('pin'), rules, shareLinks: links };
+  return { ...AuthSettingsSchema.parse(r.auth ?? {}), password: r.secrets.includes('password'), pin: r.secrets.includes('pin'), rules: [...rules], shareLinks: [...links] };
 }
 
 export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
@@ -51,7 +51,7 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const base = '/api/v1/orgs/:orgId/resources/:resourceId';
   const change = (orgId: string, resourceId: string) => ({ kind: 'resource' as const, id: resourceId, orgId, action: 'updated' as const });
 
-  r.get(`${base}/access`, { schema: { tags: ['access'], summary: "The resource's access policy (secrets only as set or not)", params: Params }, preHandler: orgAccess(deps, 'resources:read') }, async (req) =>
+  r.get(`${base}/access`, { schema: { tags: ['access'], summary: "The resource's access policy (secrets only as set or not)", params: Params, response: { 200: AccessOut } }, preHandler: orgAccess(deps, 'resources:read') }, async (req) =>
     withDb(() => describeAccess(deps().db, req.params.orgId, req.params.resourceId)));
 
   r.put(`${base}/access`, {
@@ -70,6 +70,7 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         basicAuth: Type.Optional(Type.Boolean()),
         emailCodes: Type.Optional(Type.Object({ enabled: Type.Boolean(), allowed: Type.Optional(Type.Array(Type.String({ maxLength: 254, pattern: EMAIL_PATTERN.source }), { maxItems: 500 })) }, { additionalProperties: false })),
       }, { additionalProperties: false }),
+      response: { 200: AccessOut },
     },
     preHandler: orgAccess(deps, 'resources:write'),
   }, async (req) => {
@@ -178,6 +179,7 @@ export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         pathPrefix: Type.Optional(Type.String({ pattern: '^/[\\x21-\\x7e]{0,500}$' })),
         makesSession: Type.Optional(Type.Boolean()),
       }, { additionalProperties: false }),
+      response: { 201: ShareLinkCreatedOut },
     },
     preHandler: orgAccess(deps, 'resources:write'),
   }, async (req, reply) => {

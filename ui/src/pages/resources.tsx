@@ -3,6 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
+import { AccessPanel } from './access.tsx';
 
 type Resource = Api['GET /api/v1/orgs/{orgId}/resources']['response']['items'][number];
 type Site = Api['GET /api/v1/orgs/{orgId}/sites']['response']['items'][number];
@@ -64,6 +65,7 @@ export function ResourcesTab({ orgId, canWrite }: { orgId: string; canWrite: boo
               {r.status.access && <>; access: {r.status.access.blockAccess ? 'blocked' : r.status.access.methods.join(', ') || 'rules only'}</>}
             </p>
             {Object.entries(r.status.listenProblems).map(([node, problem]) => <p key={node} class="error">{node}: {problem}</p>)}
+            {r.protocol === 'http' && <details class="access-details"><summary>Access control</summary><AccessPanel orgId={orgId} resourceId={r.id} canWrite={canWrite} /></details>}
             {canWrite && (
               <form class="target-form" onSubmit={addTarget(r)}>
                 <fieldset role="group">
