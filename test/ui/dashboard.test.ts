@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import t from 'tap';
@@ -14,6 +15,7 @@ import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { fromBase32, hotp, totpStep } from '../../core/totp.ts';
 import { LocalHaproxy } from '../../devenv/haproxy.ts';
+import { LocalPebble } from '../../devenv/pebble.ts';
 import { setupToken } from '../../devenv/admin-client.ts';
 import { call } from '../harness/api.ts';
 import { startCluster } from '../harness/cluster.ts';
@@ -22,6 +24,17 @@ import { until } from '../harness/until.ts';
 const ARTIFACTS = fileURLToPath(new URL('../../.artifacts/ui/', import.meta.url));
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ADMIN = { email: 'ops@example.com', password: 'a long operator password' };
+
+function httpsThrough(ip: string, servername: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = tlsConnect({ host: ip, port: 443, servername, ca, rejectUnauthorized: true }, () => sock.write(`GET / HTTP/1.1\r\nhost: ${servername}\r\nconnection: close\r\n\r\n`));
+    let body = '';
+    sock.on('data', (d) => (body += d));
+    sock.on('end', () => resolve(body));
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
+  });
+}
 
 function fetchThrough(ip: string, host: string, path = '/'): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -42,7 +55,11 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   t.teardown(() => (target.closeAllConnections(), target.close()));
   const targetPort = (target.address() as { port: number }).port;
   const net = `127.${30 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
-  const c = await startCluster(t, 3, { admin: { trustProxy: ['127.0.0.1'], secureCookies: false } }, (i) => ({ ingress: { http: `${net}.${i + 1}:80`, https: `${net}.${i + 1}:443`, publicAddresses: [`${net}.${i + 1}`] } }));
+  // Pebble (Let's Encrypt's test CA) checks DNS-01 challenges against node-1's DNS.
+  const pebble = await LocalPebble.start({ dir: mkdtempSync(join(tmpdir(), 'pebble-')), dnsServer: `${net}.1:53` });
+  t.teardown(() => pebble.stop());
+  const c = await startCluster(t, 3, { admin: { trustProxy: ['127.0.0.1'], secureCookies: false }, acme: { directoryUrl: pebble.directoryUrl, checkEvery: '1s' } },
+    (i) => ({ ingress: { http: `${net}.${i + 1}:80`, https: `${net}.${i + 1}:443`, publicAddresses: [`${net}.${i + 1}`] }, dns: { bind: `${net}.${i + 1}:53` } }), { NODE_EXTRA_CA_CERTS: pebble.caFile });
   const haproxy = await LocalHaproxy.start({ dir: mkdtempSync(join(tmpdir(), 'haproxy-')), backends: c.nodes.map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
   t.teardown(() => haproxy.stop());
   const lb = haproxy.url;
@@ -121,6 +138,18 @@ t.test('the dashboard, served by every node behind the load balancer', async (t)
   t.match(await ui.textContent('article[data-resource="app"] .serving'), /node-2/, 'the resource page shows where it is served from');
   await ui.screenshot({ path: join(ARTIFACTS, 'resources.png'), fullPage: true });
   for (let i = 0; i < 3; i++) t.equal(await fetchThrough(`${net}.${i + 1}`, 'app.ui.test'), 'hello from the site', `the resource answers through node-${i + 1}`);
+  // An HTTPS resource: its certificate becomes valid on the page, issued by Pebble.
+  await ui.fill('#resource-form input[name=name]', 'secure');
+  await ui.fill('#resource-form input[name=hostname]', 'secure.ui.test');
+  await ui.click('#resource-form button');
+  await ui.waitForSelector('article[data-resource="secure"] .target-form');
+  await ui.fill('article[data-resource="secure"] input[name=host]', '127.0.0.1');
+  await ui.fill('article[data-resource="secure"] input[name=port]', String(targetPort));
+  await ui.click('article[data-resource="secure"] .target-form button');
+  await until(async () => (await ui.textContent('article[data-resource="secure"] .certificate').catch(() => null)) === 'valid', 60_000, 'the certificate to become valid on the page');
+  t.pass('the certificate of an HTTPS resource becomes valid on the page');
+  const root = await pebble.issuedRoot();
+  for (let i = 0; i < 3; i++) t.match(await httpsThrough(`${net}.${i + 1}`, 'secure.ui.test', root), /hello from the site/, `the HTTPS resource answers through node-${i + 1}, its chain verified`);
   // Access control from the page: a password, then a share link whose URL is shown once.
   await ui.click('article[data-resource="app"] .access-details summary');
   await ui.fill('article[data-resource="app"] .secret-form input[name=secret]', 'a resource password');
