@@ -47,7 +47,9 @@ export function ResourcesTab({ orgId, canWrite }: { orgId: string; canWrite: boo
     const f = e.currentTarget as HTMLFormElement;
     const scheme = (r.protocol === 'http' ? field(f, 'scheme') : r.protocol) as 'http' | 'https' | 'tcp' | 'udp';
     void act(async () => {
-      await api('POST /api/v1/orgs/{orgId}/resources/{resourceId}/targets', { params: { orgId, resourceId: r.id }, body: { siteId: field(f, 'siteId'), host: field(f, 'host'), port: Number(field(f, 'port')), scheme, weight: Number(field(f, 'weight') || 100) } });
+      const check = field(f, 'check') as 'none' | 'tcp' | 'http';
+      const healthCheck = check === 'http' ? { type: check, path: field(f, 'checkPath') || '/' } : { type: check };
+      await api('POST /api/v1/orgs/{orgId}/resources/{resourceId}/targets', { params: { orgId, resourceId: r.id }, body: { siteId: field(f, 'siteId'), host: field(f, 'host'), port: Number(field(f, 'port')), scheme, weight: Number(field(f, 'weight') || 100), healthCheck } });
       f.reset();
     });
   };
@@ -59,6 +61,11 @@ export function ResourcesTab({ orgId, canWrite }: { orgId: string; canWrite: boo
         return (
           <article key={r.id} data-resource={r.name}>
             <header><strong>{r.name}</strong> <code class="address">{address(r)}</code> {r.enabled ? '' : <span class="badge dead">disabled</span>}</header>
+            <ul class="targets">
+              {r.status.targets.map((t) => (
+                <li key={t.targetId}>target on {sites.find((s) => s.id === t.siteId)?.name ?? t.siteId.slice(0, 8)}: <span class={`badge ${t.healthy && t.siteOnline ? 'live' : 'dead'}`}>{!t.siteOnline ? 'site offline' : t.healthy ? 'healthy' : 'unhealthy'}</span>{t.node && <span class="muted"> via {t.node}</span>}{t.enabled ? '' : ' (disabled)'}</li>
+              ))}
+            </ul>
             <p>
               Served by <span class="serving">{r.status.servingNodes.join(', ') || 'no node yet'}</span>; targets healthy <span class="healthy">{healthy}/{r.status.targets.length}</span>
               {r.certificate && <>; certificate <span class="certificate">{r.certificate.status}</span>{r.certificate.notAfter && `, expires ${new Date(r.certificate.notAfter).toLocaleDateString()}`}</>}
@@ -75,6 +82,10 @@ export function ResourcesTab({ orgId, canWrite }: { orgId: string; canWrite: boo
                   {r.protocol === 'http' && <select name="scheme" aria-label="Target scheme"><option value="http">http</option><option value="https">https</option></select>}
                   <input name="weight" type="number" min={1} max={1000} placeholder="weight" aria-label="Weight" />
                   <button type="submit">Add target</button>
+                </fieldset>
+                <fieldset role="group">
+                  <select name="check" aria-label="Health check"><option value="none">no health check</option><option value="tcp">TCP health check</option>{r.protocol === 'http' && <option value="http">HTTP health check</option>}</select>
+                  <input name="checkPath" placeholder="/healthz (HTTP checks)" aria-label="Health check path" />
                 </fieldset>
               </form>
             )}
