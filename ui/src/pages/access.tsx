@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
+import { useAction } from '../use-action.ts';
 
 type Access = Api['GET /api/v1/orgs/{orgId}/resources/{resourceId}/access']['response'];
 type Rule = Api['POST /api/v1/orgs/{orgId}/resources/{resourceId}/access/rules']['body'];
@@ -13,19 +14,19 @@ export function AccessPanel({ orgId, resourceId, canWrite }: { orgId: string; re
   const [access, setAccess] = useState<Access | undefined>();
   const [link, setLink] = useState('');
   const [note, setNote] = useState('');
-  const [error, setError] = useState('');
   const load = () => api('GET /api/v1/orgs/{orgId}/resources/{resourceId}/access', { params }).then((r) => setAccess(r.data), (err) => setError(describe(err)));
+  const action = useAction(load);
+  const { error, setError } = action;
   useEffect(() => void load(), [resourceId]);
   /** Runs a change; the note shown after it is the text `fn` returns, else `done`. */
   const act = async (fn: () => Promise<unknown>, done = '') => {
-    try {
-      const said = await fn();
-      setError('');
-      setNote(typeof said === 'string' ? said : done);
-      await load();
-    } catch (err) {
-      setError(describe(err));
-    }
+    let ok = false;
+    const said = await action.act(async () => {
+      const r = await fn();
+      ok = true;
+      return r;
+    });
+    if (ok) setNote(typeof said === 'string' ? said : done);
   };
   const value = (f: HTMLFormElement, n: string) => (f.elements.namedItem(n) as HTMLInputElement).value.trim();
   if (!access) return error ? <p class="error" role="alert">{error}</p> : null;

@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
+import { useAction } from '../use-action.ts';
 
 type Domain = Api['GET /api/v1/orgs/{orgId}/domains']['response']['items'][number];
 type Zone = Api['GET /api/v1/orgs/{orgId}/domains/{domainId}/records']['response'];
@@ -31,18 +32,9 @@ function ZoneView({ orgId, domain }: { orgId: string; domain: Domain }) {
 
 export function DomainsTab({ orgId, canWrite, serverAdmin }: { orgId: string; canWrite: boolean; serverAdmin: boolean }) {
   const [domains, setDomains] = useState<Domain[]>([]);
-  const [error, setError] = useState('');
   const load = () => api('GET /api/v1/orgs/{orgId}/domains', { params: { orgId } }).then((r) => setDomains(r.data.items), (err) => setError(describe(err)));
+  const { error, setError, act } = useAction(load);
   useEffect(() => void load(), [orgId]);
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setError('');
-      await load();
-    } catch (err) {
-      setError(describe(err));
-    }
-  };
   const create = (e: Event) => {
     e.preventDefault();
     const f = e.currentTarget as HTMLFormElement;

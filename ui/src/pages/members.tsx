@@ -3,6 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
+import { useAction } from '../use-action.ts';
 
 type Member = Api['GET /api/v1/orgs/{orgId}/members']['response']['items'][number];
 type Key = Api['GET /api/v1/orgs/{orgId}/api-keys']['response']['items'][number];
@@ -15,7 +16,6 @@ export function MembersTab({ orgId, canWrite, serverAdmin }: { orgId: string; ca
   const [users, setUsers] = useState<User[]>([]);
   const [keys, setKeys] = useState<Key[]>([]);
   const [newKey, setNewKey] = useState('');
-  const [error, setError] = useState('');
   const load = async () => {
     try {
       setMembers((await api('GET /api/v1/orgs/{orgId}/members', { params: { orgId } })).data.items);
@@ -25,16 +25,8 @@ export function MembersTab({ orgId, canWrite, serverAdmin }: { orgId: string; ca
       setError(describe(err));
     }
   };
+  const { error, setError, act } = useAction(load);
   useEffect(() => void load(), [orgId, canWrite]);
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setError('');
-      await load();
-    } catch (err) {
-      setError(describe(err));
-    }
-  };
   const role = (userId: string, r: 'admin' | 'member') => act(() => api('PUT /api/v1/orgs/{orgId}/members/{userId}', { params: { orgId, userId }, body: { role: r } }));
   const candidates = users.filter((u) => !members.some((m) => m.userId === u.id));
   return (

@@ -3,6 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
+import { useAction, usePolling } from '../use-action.ts';
 import { AccessPanel } from './access.tsx';
 
 type Resource = Api['GET /api/v1/orgs/{orgId}/resources']['response']['items'][number];
@@ -14,23 +15,10 @@ export function ResourcesTab({ orgId, canWrite }: { orgId: string; canWrite: boo
   const [resources, setResources] = useState<Resource[]>([]);
   const [sites, setSites] = useState<Site[]>([]);
   const [protocol, setProtocol] = useState<'http' | 'tcp' | 'udp'>('http');
-  const [error, setError] = useState('');
   const load = () => api('GET /api/v1/orgs/{orgId}/resources', { params: { orgId } }).then((r) => setResources(r.data.items), (err) => setError(describe(err)));
-  useEffect(() => {
-    void load();
-    void api('GET /api/v1/orgs/{orgId}/sites', { params: { orgId } }).then((r) => setSites(r.data.items), () => {});
-    const timer = setInterval(load, 2000);
-    return () => clearInterval(timer);
-  }, [orgId]);
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setError('');
-      await load();
-    } catch (err) {
-      setError(describe(err));
-    }
-  };
+  const { error, setError, act } = useAction(load);
+  useEffect(() => void api('GET /api/v1/orgs/{orgId}/sites', { params: { orgId } }).then((r) => setSites(r.data.items), () => {}), [orgId]);
+  usePolling(load, 2000, [orgId]);
   const field = (f: HTMLFormElement, n: string) => (f.elements.namedItem(n) as HTMLInputElement).value.trim();
   const create = (e: Event) => {
     e.preventDefault();

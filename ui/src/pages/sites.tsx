@@ -1,9 +1,10 @@
 // Sites: online status and the node holding each one's tunnel (read again every few seconds),
 // creating one (its connector command, with the secret, shown once), rotating its secret,
 // deleting it.
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, describe } from '../api.ts';
 import type { Api } from '../api-types.ts';
+import { useAction, usePolling } from '../use-action.ts';
 
 type Site = Api['GET /api/v1/orgs/{orgId}/sites']['response']['items'][number];
 
@@ -13,22 +14,9 @@ export const connectorCommand = (id: string, secret: string) => `cluster-connect
 export function SitesTab({ orgId, canWrite }: { orgId: string; canWrite: boolean }) {
   const [sites, setSites] = useState<Site[]>([]);
   const [shown, setShown] = useState<{ name: string; command: string } | undefined>();
-  const [error, setError] = useState('');
   const load = () => api('GET /api/v1/orgs/{orgId}/sites', { params: { orgId } }).then((r) => setSites(r.data.items), (err) => setError(describe(err)));
-  useEffect(() => {
-    void load();
-    const timer = setInterval(load, 2000);
-    return () => clearInterval(timer);
-  }, [orgId]);
-  const act = async (fn: () => Promise<void>) => {
-    try {
-      await fn();
-      setError('');
-      await load();
-    } catch (err) {
-      setError(describe(err));
-    }
-  };
+  const { error, setError, act } = useAction(load);
+  usePolling(load, 2000, [orgId]);
   const create = (e: Event) => {
     e.preventDefault();
     const f = e.currentTarget as HTMLFormElement;
