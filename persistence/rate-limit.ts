@@ -15,6 +15,12 @@ export interface Limit {
   windowMs: number;
 }
 
+/** Failed-login limits of cluster accounts, shared by the admin API and the resource portal. */
+export const LOGIN_LIMITS = {
+  perAccount: { scope: 'login-account', max: 10, windowMs: 5 * 60_000 } satisfies Limit,
+  perAddress: { scope: 'login-address', max: 30, windowMs: 60_000 } satisfies Limit,
+};
+
 /** Counts one attempt; throws CLUSTER_ERR_API_RATE_LIMITED once `max` is exceeded in the window. */
 export async function hit(valkey: Valkey, limit: Limit, subject: string): Promise<void> {
   const [n, pttl] = (await valkey.call((c) => c.eval(HIT, 1, valkey.keys.rateLimit(limit.scope, subject), limit.windowMs))) as [number, number];

@@ -9,7 +9,7 @@ import { AccessLog } from '../gateways/access/access-log.ts';
 import { AccessGuard } from '../gateways/access/guard.ts';
 import { smtpMailer } from '../gateways/access/mailer.ts';
 import { Portal } from '../gateways/access/portal.ts';
-import { OidcSignIn } from '../gateways/identity/oidc.ts';
+import type { OidcSignIn } from '../gateways/identity/oidc.ts';
 import { Revocations } from '../gateways/access/revocations.ts';
 import { countryLookup } from '../gateways/access/country.ts';
 import { SessionSigner } from '../gateways/access/session-token.ts';
@@ -31,7 +31,7 @@ export interface AccessParts {
   stop(): Promise<void>;
 }
 
-export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; sealer: Sealer; certs: CertificateStore; routes: RouteTable; metrics: ClusterMetrics; clock: Clock; logger: Logger }): Promise<AccessParts> {
+export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; oidc: OidcSignIn; sealer: Sealer; certs: CertificateStore; routes: RouteTable; metrics: ClusterMetrics; clock: Clock; logger: Logger }): Promise<AccessParts> {
   const { config, db, valkey, clock, logger } = d;
   const log = logger.child({ component: 'access' });
   const revocations = new Revocations({ db, clock, logger });
@@ -51,7 +51,7 @@ export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; 
   const { portalHostname, portalCert, portalKey } = config.access;
   let portal: Portal | undefined;
   if (portalHostname) {
-    portal = new Portal({ hostname: portalHostname, oidc: new OidcSignIn({ db, valkey, sealer: d.sealer, clock, logger, nodeId: config.nodeId }), routes: d.routes, signIn, db, logger, portalSessionTtlMs: config.access.sessionTtl, record });
+    portal = new Portal({ hostname: portalHostname, oidc: d.oidc, routes: d.routes, signIn, db, logger, portalSessionTtlMs: config.access.sessionTtl, record });
     if (portalCert && portalKey) d.certs.pin(portalHostname, { cert: readFileSync(portalCert, 'utf8'), key: readFileSync(portalKey, 'utf8') });
     else log.info({ portalHostname }, 'access.portalCert is not set: the portal\'s certificate comes from ACME once its hostname lies under a verified domain (a generated one until then)');
   }

@@ -19,6 +19,7 @@ import type { PeerLink } from '../gateways/peer/link.ts';
 import { listenProblems } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
+import type { OidcSignIn } from '../gateways/identity/oidc.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import { startAccess } from './access.ts';
 import type { Membership } from './membership.ts';
@@ -29,6 +30,8 @@ export interface EdgeDeps {
   db: DatabasePool;
   valkey: Valkey;
   sealer: Sealer;
+  /** Sign-in through identity providers (shared with the admin API). */
+  oidc: OidcSignIn;
   tunnels: TunnelRegistry;
   membership: Membership;
   peer: PeerLink;
@@ -84,7 +87,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     (err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
   ));
   // Before the ingress serves anything: the revoked sessions must be known first.
-  const access = await startAccess({ config, db: d.db, valkey, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
+  const access = await startAccess({ config, db: d.db, valkey, oidc: d.oidc, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
   routes.on('updated', () => access.warm(routes));
   const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });

@@ -136,6 +136,8 @@ export class ClusterNode {
     if (!db) return; // stopped while waiting for PostgreSQL
     const run = await this.#startActors(db, valkey);
     const zones = new SnapshotStore(valkey, 'zones');
+    // One per node: the admin API's sign-in and the portal's share its discovery cache.
+    const oidc = new OidcSignIn({ db, valkey, sealer: this.#sealer, clock: this.#clock, logger: this.#log, nodeId: config.nodeId });
     await this.#events.attach({ membership: run.membership, valkey, clock: this.#clock });
     this.#api = {
       db,
@@ -148,7 +150,7 @@ export class ClusterNode {
       owners: async (kind, ids) => new Map([...(await run.ownership.ownersOf(kind, ids))].map(([id, o]) => [id, o.node])),
       clusterEvents: (listener) => this.#events.subscribe(listener),
       zone: async (name) => (await zones.get(name))?.data,
-      oidc: new OidcSignIn({ db, valkey, sealer: this.#sealer, clock: this.#clock, logger: this.#log, nodeId: config.nodeId }),
+      oidc,
       publicUrl: config.admin.publicUrl?.replace(/\/$/, ''),
       resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
@@ -167,7 +169,7 @@ export class ClusterNode {
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
     run.control.attach(this.#admin.server);
-    run.edge = await startEdge({ config, db, valkey, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
+    run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');

@@ -6,9 +6,9 @@
 // Only what signs someone in (an exchange, a share link turning into a session, basic auth
 // not yet seen) reaches Valkey or PostgreSQL. Without credentials a browser goes to the
 // portal; any other client gets 401 (with `WWW-Authenticate: Basic` where basic auth is on).
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../../core/clock.ts';
+import { hashToken } from '../../persistence/hashing.ts';
 import { ClusterError, isClusterError, ERROR_CODES, type ErrorCode } from '../../core/errors.ts';
 import { emailAllowed, type AccessPolicy, type SessionClaims, type ShareLink } from '../../protocol/access.ts';
 import type { Route } from '../../protocol/route.ts';
@@ -110,7 +110,6 @@ function queryParam(url: string, name: string): string | undefined {
 
 export const isBrowser = (req: IncomingMessage) => (req.method === 'GET' || req.method === 'HEAD') && (req.headers.accept ?? '').includes('text/html');
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export function sessionCookie(tls: boolean, value: string, maxAgeMs: number): string {
   return `${cookieName(tls)}=${value}; Path=/; Max-Age=${Math.max(0, Math.floor(maxAgeMs / 1000))}; HttpOnly; SameSite=Lax${tls ? '; Secure' : ''}`;
@@ -118,10 +117,8 @@ export function sessionCookie(tls: boolean, value: string, maxAgeMs: number): st
 
 export class AccessGuard {
   readonly #d: AccessGuardDeps;
-  /** Share links by token hash, per published policy (a new snapshot is a new object). */
-  readonly #links = new WeakMap<AccessPolicy, Map<string, ShareLink>>();
-  /** Basic-auth headers already checked, per policy: hash -> identity and until when. */
-  readonly #basic = new WeakMap<AccessPolicy, Map<string, { identity: Identity | undefined; until: number }>>();
+  /** What each published policy needs on every request, worked out once (a new snapshot is a new object). */
+  readonly #compiled = new WeakMap<AccessPolicy, Compiled>();
 
   constructor(d: AccessGuardDeps) {
     this.#d = d;
@@ -140,17 +137,16 @@ export class AccessGuard {
     };
     if (policy.blockAccess) return denied('blocked');
 
+    const compiled = this.#compile(policy);
     // Normalizing costs a URL parse: only when a path rule or a share link's prefix needs it.
-    const needsPath = policy.rules.some((r) => r.match === 'path') || policy.links.some((l) => l.pathPrefix !== null) || url.startsWith(LOGOUT_PATH);
-    const path = needsPath ? normalizePath(url) : null;
+    const path = compiled.needsPath || url.startsWith(LOGOUT_PATH) ? normalizePath(url) : null;
     const rule = policy.rules.length ? firstMatch(policy.rules, { client, path }, this.#d.countryOf) : undefined;
     if (rule?.action === 'deny') return denied(`rule ${rule.priority}`, rule.id);
     if (rule?.action === 'allow') {
       log('allowed', 'rule', `rule ${rule.priority}`, { ruleId: rule.id });
       return { allow: true, url: cleanUrl(url), consumedAuthorization: false };
     }
-    const hasMethods = policy.password || policy.pin || policy.sso !== null || policy.email !== null || policy.basicAuth || policy.links.length > 0;
-    if (!hasMethods) return { allow: true, url: cleanUrl(url), consumedAuthorization: false };
+    if (!compiled.hasMethods) return { allow: true, url: cleanUrl(url), consumedAuthorization: false };
 
     const exchange = queryParam(url, EXCHANGE_PARAM);
     if (exchange !== undefined) return this.#exchange(req, route, proto, exchange, url, log);
@@ -220,7 +216,7 @@ export class AccessGuard {
   }
 
   async #shareLink(req: IncomingMessage, route: Route, policy: AccessPolicy, token: string, path: string | null, url: string, client: string, now: number, fromHeader: boolean, log: LogFn): Promise<Verdict> {
-    const link = token.length <= 200 ? this.#linksOf(policy).get(sha256(token)) : undefined;
+    const link = token.length <= 200 ? this.#compile(policy).links.get(hashToken(token).toString('hex')) : undefined;
     if (!link || (link.expiresAt !== null && link.expiresAt <= now) || !pathAllowed(link, path)) {
       log('denied', 'link', link ? 'link expired or outside its path' : 'bad token');
       try {
@@ -244,9 +240,8 @@ export class AccessGuard {
   }
 
   async #basicAuth(route: Route, policy: AccessPolicy, authorization: string, client: string, now: number, url: string, log: LogFn): Promise<Verdict> {
-    const key = sha256(`${route.resourceId}\n${authorization}`);
-    let cache = this.#basic.get(policy);
-    if (!cache) this.#basic.set(policy, (cache = new Map()));
+    const key = hashToken(authorization).toString('hex');
+    const cache = this.#compile(policy).basic;
     const hit = cache.get(key);
     if (hit && hit.until > now) {
       log('allowed', 'basic', 'basic auth', { userId: hit.identity?.id });
@@ -280,11 +275,30 @@ export class AccessGuard {
     return { allow: false, status: 200, headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'set-cookie': clear }, body: `<!doctype html><title>Signed out</title><p>Signed out of ${escapeHtml(`${proto}://${route.hostname}`)}.</p>` };
   }
 
-  #linksOf(policy: AccessPolicy): Map<string, ShareLink> {
-    let m = this.#links.get(policy);
-    if (!m) this.#links.set(policy, (m = new Map(policy.links.map((l) => [l.tokenHash, l]))));
-    return m;
+  #compile(policy: AccessPolicy): Compiled {
+    let c = this.#compiled.get(policy);
+    if (!c) {
+      c = {
+        links: new Map(policy.links.map((l) => [l.tokenHash, l])),
+        needsPath: policy.rules.some((r) => r.match === 'path') || policy.links.some((l) => l.pathPrefix !== null),
+        hasMethods: policy.password || policy.pin || policy.sso !== null || policy.email !== null || policy.basicAuth || policy.links.length > 0,
+        basic: new Map(),
+      };
+      this.#compiled.set(policy, c);
+    }
+    return c;
   }
+}
+
+interface Compiled {
+  /** Share links by token hash (hex). */
+  links: Map<string, ShareLink>;
+  /** Whether a rule or a link compares the request's path. */
+  needsPath: boolean;
+  /** Whether anything lets a request in besides an allow rule. */
+  hasMethods: boolean;
+  /** Basic-auth headers already checked (by hash): who they are and until when. */
+  basic: Map<string, { identity: Identity | undefined; until: number }>;
 }
 
 type LogFn = (decision: AccessDecision['decision'], method: string | null, reason: string, extra?: { ruleId?: string; userId?: string }) => void;

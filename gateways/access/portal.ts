@@ -84,6 +84,14 @@ function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
   });
 }
 
+/** The browser's CSRF token, or a new one and the cookie that sets it (the forms carry it back). */
+function csrfOf(req: IncomingMessage): { csrf: string; headers: Record<string, string> } {
+  const csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
+  if (csrf && /^[A-Za-z0-9_-]{32,64}$/.test(csrf)) return { csrf, headers: {} };
+  const fresh = randomBytes(24).toString('base64url');
+  return { csrf: fresh, headers: { 'set-cookie': `${CSRF_COOKIE}=${fresh}; Path=/; HttpOnly; Secure; SameSite=Strict` } };
+}
+
 const sameText = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 
 export class Portal {
@@ -149,12 +157,7 @@ export class Portal {
     }
     if ('secondFactor' in r) {
       if (r.secondFactor === 'enrol') return page(res, 403, 'Two-factor sign-in needed', '<p class="error" role="alert">This account must set up two-factor sign-in first: sign in to the dashboard to do so.</p>');
-      let csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
-      const headers: Record<string, string> = {};
-      if (!csrf || !/^[A-Za-z0-9_-]{32,64}$/.test(csrf)) {
-        csrf = randomBytes(24).toString('base64url');
-        headers['set-cookie'] = `${CSRF_COOKIE}=${csrf}; Path=/; HttpOnly; Secure; SameSite=Strict`;
-      }
+      const { csrf, headers } = csrfOf(req);
       return this.#codeForm(res, back, csrf, r.ticket, undefined, route.resourceId, headers);
     }
     this.#record(route, 'allowed', 'sso', 'signed in', client);
@@ -184,12 +187,7 @@ export class Portal {
       const user = await this.#d.signIn.portalUser(route, portalToken);
       if (user) return this.#done(res, back, await this.#d.signIn.asUser(route, user, client));
     }
-    let csrf = readCookie(req.headers.cookie, CSRF_COOKIE);
-    const headers: Record<string, string> = {};
-    if (!csrf || !/^[A-Za-z0-9_-]{32,64}$/.test(csrf)) {
-      csrf = randomBytes(24).toString('base64url');
-      headers['set-cookie'] = `${CSRF_COOKIE}=${csrf}; Path=/; HttpOnly; Secure; SameSite=Strict`;
-    }
+    const { csrf, headers } = csrfOf(req);
     const p = route.access!;
     const providers = p.sso ? await this.#d.oidc.providersFor(route.orgId) : [];
     const startAt = (id: string) => `/oidc/${id}/start?resource=${route.resourceId}&to=${encodeURIComponent(back.toString())}`;

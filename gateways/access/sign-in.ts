@@ -15,7 +15,7 @@ import { sourceOf } from '../../core/rate-buckets.ts';
 import { audit } from '../../persistence/audit.ts';
 import { sql, withDb, type DatabasePool } from '../../persistence/db.ts';
 import { generateToken, hashToken, verifyPasswordOrDummy } from '../../persistence/hashing.ts';
-import { check, hit, reset, type Limit } from '../../persistence/rate-limit.ts';
+import { check, hit, LOGIN_LIMITS, reset, type Limit } from '../../persistence/rate-limit.ts';
 import { createResourceSession, revokeResourceSessions } from '../../persistence/resource-sessions.ts';
 import type { Sealer } from '../../persistence/sealed.ts';
 import { checkSecondFactor, LoginTickets, secondFactorOf } from '../../persistence/second-factor.ts';
@@ -28,8 +28,6 @@ import type { SessionSigner } from './session-token.ts';
 
 /** Wrong passwords, PINs, accounts and tokens per client (IPv6: /56) and resource. */
 export const ACCESS_ATTEMPTS: Limit = { scope: 'resource-auth', max: 10, windowMs: 5 * 60_000 };
-/** Per account, shared with the admin login's counter. */
-const ACCOUNT_ATTEMPTS: Limit = { scope: 'login-account', max: 10, windowMs: 5 * 60_000 };
 const EXCHANGE_TTL_MS = 60_000;
 
 export interface SignInDeps {
@@ -49,7 +47,17 @@ export interface SignInDeps {
   logger: Logger;
 }
 
-const UserRow = z.object({ id: z.string(), email: z.string(), display_name: z.string(), password_hash: z.string(), role: z.enum(['admin', 'member']).nullable() });
+const MemberRow = z.object({ id: z.string(), email: z.string(), display_name: z.string(), role: z.enum(['admin', 'member']).nullable() });
+const UserRow = MemberRow.extend({ password_hash: z.string() });
+type Member = Identity & { role: 'admin' | 'member' };
+
+/** The user, if they are a member of the resource's org and its single sign-on settings let them in. */
+function allowedHere(route: Route, u: z.infer<typeof MemberRow> | null): Member | null {
+  const sso = route.access?.sso;
+  if (!u?.role || !sso) return null;
+  const member = { id: u.id, email: u.email, name: u.display_name, role: u.role };
+  return userAllowed(sso, member) ? member : null;
+}
 
 /** Codes sent per address, and per resource, across the cluster. */
 export const EMAIL_SENDS = {
@@ -103,7 +111,7 @@ export class AccessSignIn implements SignInOps {
     return token;
   }
 
-  async #session(route: Route, method: SessionMethod, client: string, extra: { user?: Identity & { role: 'admin' | 'member' }; linkId?: string; ttlMs?: number }): Promise<{ cookie: string; maxAgeMs: number }> {
+  async #session(route: Route, method: SessionMethod, client: string, extra: { user?: Member; linkId?: string; ttlMs?: number }): Promise<{ cookie: string; maxAgeMs: number }> {
     const ttlMs = extra.ttlMs ?? this.#d.sessionTtlMs;
     const s = await withDb(() => createResourceSession(this.#d.db, { resourceId: route.resourceId, orgId: route.orgId, method, userId: extra.user?.id, linkId: extra.linkId, client, ttlMs }));
     const claims: SessionClaims = { sid: s.id, rid: route.resourceId, method, exp: s.expiresAt, ...(extra.linkId ? { link: extra.linkId } : {}), ...(extra.user ? { user: extra.user } : {}) };
@@ -122,19 +130,23 @@ export class AccessSignIn implements SignInOps {
   }
 
   /** A cluster account that may use this resource: member of its org, allowed by its SSO settings. */
-  async #account(route: Route, email: string, password: string): Promise<(Identity & { role: 'admin' | 'member' }) | null> {
+  async #account(route: Route, email: string, password: string): Promise<(Member) | null> {
     const lower = email.trim().toLowerCase();
-    await hit(this.#d.valkey, ACCOUNT_ATTEMPTS, lower);
+    await hit(this.#d.valkey, LOGIN_LIMITS.perAccount, lower);
     const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow)`
       SELECT u.id, u.email, u.display_name, u.password_hash, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId}
       WHERE u.email = ${lower} AND u.disabled_at IS NULL`));
     // Checked even for an unknown account (against a throw-away hash): as slow as a wrong password.
     const ok = await verifyPasswordOrDummy(password, u?.password_hash);
     if (!u || !ok) return null;
-    await reset(this.#d.valkey, ACCOUNT_ATTEMPTS, lower);
-    const identity = u.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
-    const sso = route.access?.sso;
-    return identity && sso && userAllowed(sso, identity) ? identity : null;
+    await reset(this.#d.valkey, LOGIN_LIMITS.perAccount, lower);
+    return allowedHere(route, u);
+  }
+
+  /** A user by id, if the resource lets them in (see allowedHere). */
+  async #member(route: Route, userId: string): Promise<Member | null> {
+    return allowedHere(route, await withDb(() => this.#d.db.maybeOne(sql.type(MemberRow)`
+      SELECT u.id, u.email, u.display_name, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId} WHERE u.id = ${userId} AND u.disabled_at IS NULL`)));
   }
 
   async basic(route: Route, user: string, password: string, client: string): Promise<Identity | 'resource' | null> {
@@ -155,10 +167,6 @@ export class AccessSignIn implements SignInOps {
     return this.#mint(route, (await this.#session(route, kind, client, {})).cookie);
   }
 
-  /**
-   * A cluster account from the portal form: the exchange token and a portal session token
-   * (so the next resource is one click), or null when wrong or not allowed here.
-   */
   async #secondFactor(userId: string): Promise<'none' | 'totp' | 'enrol'> {
     const s = await withDb(() => secondFactorOf(this.#d.db, userId));
     return s.enrolled ? 'totp' : s.required ? 'enrol' : 'none';
@@ -180,13 +188,11 @@ export class AccessSignIn implements SignInOps {
    * resource's SSO settings decide, then the second factor as after a password.
    */
   async withIdentity(route: Route, userId: string, client: string): Promise<AccountSignIn | null> {
-    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
-      SELECT u.id, u.email, u.display_name, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId} WHERE u.id = ${userId} AND u.disabled_at IS NULL`));
-    const user = u?.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
-    return user && route.access?.sso && userAllowed(route.access.sso, user) ? this.#afterFirstFactor(route, user, client) : null;
+    const user = await this.#member(route, userId);
+    return user ? this.#afterFirstFactor(route, user, client) : null;
   }
 
-  async #afterFirstFactor(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<AccountSignIn> {
+  async #afterFirstFactor(route: Route, user: Member, client: string): Promise<AccountSignIn> {
     const second = await this.#secondFactor(user.id);
     if (second === 'enrol') return { secondFactor: 'enrol' };
     if (second === 'totp') return { secondFactor: 'totp', ticket: await this.#tickets.create({ userId: user.id, stage: 'totp', purpose: 'portal', resourceId: route.resourceId }) };
@@ -203,13 +209,11 @@ export class AccessSignIn implements SignInOps {
       return this.#counted(route, client, null);
     }
     await this.#tickets.spend(ticket);
-    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
-      SELECT u.id, u.email, u.display_name, m.role FROM users u LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId} WHERE u.id = ${t.userId} AND u.disabled_at IS NULL`));
-    const user = u?.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
-    return user && route.access?.sso && userAllowed(route.access.sso, user) ? this.#signedIn(route, user, client) : null;
+    const user = await this.#member(route, t.userId);
+    return user ? this.#signedIn(route, user, client) : null;
   }
 
-  async #signedIn(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<AccountSignIn> {
+  async #signedIn(route: Route, user: Member, client: string): Promise<AccountSignIn> {
     const portal = generateToken();
     await withDb(() => this.#d.db.query(sql.unsafe`
       INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (${user.id}, ${sql.binary(hashToken(portal))}, now() + ${`${this.#d.portalSessionTtlMs} milliseconds`}::interval)`));
@@ -217,16 +221,14 @@ export class AccessSignIn implements SignInOps {
   }
 
   /** The user of a portal session, if it is valid and the user may use this resource. */
-  async portalUser(route: Route, portalToken: string): Promise<(Identity & { role: 'admin' | 'member' }) | null> {
-    const u = await withDb(() => this.#d.db.maybeOne(sql.type(UserRow.omit({ password_hash: true }))`
+  async portalUser(route: Route, portalToken: string): Promise<Member | null> {
+    return allowedHere(route, await withDb(() => this.#d.db.maybeOne(sql.type(MemberRow)`
       SELECT u.id, u.email, u.display_name, m.role FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN org_members m ON m.user_id = u.id AND m.org_id = ${route.orgId}
-      WHERE s.token_hash = ${sql.binary(hashToken(portalToken))} AND s.revoked_at IS NULL AND s.expires_at > now() AND u.disabled_at IS NULL`));
-    const identity = u?.role ? { id: u.id, email: u.email, name: u.display_name, role: u.role } : null;
-    return identity && route.access?.sso && userAllowed(route.access.sso, identity) ? identity : null;
+      WHERE s.token_hash = ${sql.binary(hashToken(portalToken))} AND s.revoked_at IS NULL AND s.expires_at > now() AND u.disabled_at IS NULL`)));
   }
 
   /** Single sign-on: a session for a user the portal already knows. */
-  async asUser(route: Route, user: Identity & { role: 'admin' | 'member' }, client: string): Promise<string> {
+  async asUser(route: Route, user: Member, client: string): Promise<string> {
     return this.#mint(route, (await this.#session(route, 'sso', client, { user })).cookie);
   }
 

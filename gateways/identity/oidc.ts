@@ -109,14 +109,24 @@ export class OidcSignIn {
     const now = this.#d.clock.now();
     const cached = this.#configs.get(p.id);
     if (cached && cached.version === p.version && now - cached.at < DISCOVERY_TTL_MS) return cached.config;
-    const config = oidc.discovery(new URL(p.issuerUrl), p.clientId, p.clientSecret).catch((err: Error & { cause?: Error }) => {
+    const config = this.discover(p).catch((err: Error) => {
       this.#configs.delete(p.id);
-      // Reached, but it says it is another issuer: a misconfiguration (or an impostor), not an outage.
-      if (/issuer/i.test(`${err.message} ${err.cause?.message ?? ''}`)) throw new ClusterError('CLUSTER_ERR_OIDC_REJECTED', `the discovery document at ${p.issuerUrl} names another issuer: ${err.cause?.message ?? err.message}`, {});
-      throw new ClusterError('CLUSTER_ERR_OIDC_PROVIDER_UNAVAILABLE', `the identity provider cannot be reached: ${err.message}`, { providerId: p.id });
+      throw err;
     });
     this.#configs.set(p.id, { version: p.version, at: now, config });
     return config;
+  }
+
+  /** Reads the issuer's discovery document now (not cached: also how a new provider is checked). */
+  async discover(p: Pick<Provider, 'issuerUrl' | 'clientId' | 'clientSecret'> & { id?: string }): Promise<oidc.Configuration> {
+    try {
+      return await oidc.discovery(new URL(p.issuerUrl), p.clientId, p.clientSecret);
+    } catch (e) {
+      const err = e as Error & { cause?: Error };
+      // Reached, but it says it is another issuer: a misconfiguration (or an impostor), not an outage.
+      if (/issuer/i.test(`${err.message} ${err.cause?.message ?? ''}`)) throw new ClusterError('CLUSTER_ERR_OIDC_REJECTED', `the discovery document at ${p.issuerUrl} names another issuer: ${err.cause?.message ?? err.message}`, {});
+      throw new ClusterError('CLUSTER_ERR_OIDC_PROVIDER_UNAVAILABLE', `the identity provider cannot be reached: ${err.message}`, { providerId: p.id ?? '' });
+    }
   }
 
   /** The provider's authorization URL for a new sign-in (its state stored in Valkey). */

@@ -7,18 +7,12 @@ import { ClusterError } from '../../../core/errors.ts';
 import type { Logger } from '../../../core/log.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashPassword, hashToken, verifyPasswordOrDummy } from '../../../persistence/hashing.ts';
-import { hit, reset, type Limit } from '../../../persistence/rate-limit.ts';
+import { hit, LOGIN_LIMITS, reset } from '../../../persistence/rate-limit.ts';
 import { LoginTickets, secondFactorOf } from '../../../persistence/second-factor.ts';
 import type { Valkey } from '../../../persistence/valkey.ts';
 import { SESSION_COOKIE, authenticated, revokeSession } from '../auth.ts';
 import { Name, write, type ApiDeps } from '../http.ts';
 import { MeOut, SecondFactorOut, SetupStatusOut, SignedInOut } from '../schemas.ts';
-
-/** Failed-login limits, counted in Valkey so they hold across nodes. */
-export const LOGIN_LIMITS = {
-  perAccount: { scope: 'login-account', max: 10, windowMs: 5 * 60_000 } satisfies Limit,
-  perAddress: { scope: 'login-address', max: 30, windowMs: 60_000 } satisfies Limit,
-};
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
 const Password = Type.String({ minLength: 12, maxLength: 256 });

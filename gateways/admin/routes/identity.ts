@@ -48,11 +48,8 @@ export function identityRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
   /** Reads the issuer's discovery document first: a provider that cannot be reached is not saved. */
-  const discover = async (b: { issuerUrl: string; clientId: string; clientSecret: string }) => {
-    await deps().oidc.configFor({ id: `check:${b.issuerUrl}`, version: Date.now(), issuerUrl: b.issuerUrl, clientId: b.clientId, clientSecret: b.clientSecret });
-  };
   const create = async (req: FastifyRequest, orgId: string | null, b: Static<typeof ProviderBody>) => {
-    await discover(b);
+    await deps().oidc.discover(b);
     const d = deps();
     return write(d, req, { kind: 'identity_provider', orgId, action: 'created' }, async (tx) => {
       const row = await tx.one(sql.type(provider)`

@@ -8,11 +8,11 @@ import { z } from 'zod';
 import { ClusterError } from '../../../core/errors.ts';
 import { base32, otpauthUri } from '../../../core/totp.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
-import { hit } from '../../../persistence/rate-limit.ts';
+import { hit, LOGIN_LIMITS } from '../../../persistence/rate-limit.ts';
 import { checkSecondFactor, confirmEnrolment, disableSecondFactor, LoginTickets, startEnrolment, type Ticket } from '../../../persistence/second-factor.ts';
 import { authenticated, orgAccess } from '../auth.ts';
 import { OrgParams, write, type ApiDeps } from '../http.ts';
-import { LOGIN_LIMITS, startSession } from './auth.ts';
+import { startSession } from './auth.ts';
 
 const Code = Type.String({ pattern: '^[0-9]{6}$' });
 const TicketField = Type.String({ minLength: 10, maxLength: 100 });
