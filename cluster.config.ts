@@ -168,8 +168,23 @@ export interface ClusterConfig {
     tlsCa: string | undefined;
   };
   wireguard: {
+    /**
+     * Run this node's WireGuard device, so sites with `"transport": "wireguard"` tunnel over
+     * it. Off, or where neither kernel WireGuard nor wireguard-go can run (the start-up log
+     * says why), their connectors use websocket. @default true
+     */
+    enabled: boolean;
     /** UDP port of this node's WireGuard device. @default 51820 */
     listenPort: number;
+    /**
+     * host:port connectors send WireGuard to (this node's, not a load balancer's).
+     * Unset: the first public address with listenPort. @default unset
+     */
+    endpoint: Address | undefined;
+    /** Tunnel addresses: one per node and one per site, allocated in PostgreSQL. The same on every node. @default "100.89.0.0/16" */
+    network: string;
+    /** MTU of the tunnel interfaces (TCP's MSS follows it). @default 1280 */
+    mtu: number;
     /** "netlink" (kernel), "uapi" (wireguard-go) or "auto" (kernel when present). @default "auto" */
     driver: 'auto' | 'netlink' | 'uapi';
     /** Interface name; must be unique on the machine. @default "wg-cluster" */
@@ -298,7 +313,11 @@ export const SPEC: Spec<ClusterConfig> = {
     tlsCa: text({ optional: true, pattern: /^\/.+/, expected: 'an absolute path to a PEM file' }),
   },
   wireguard: {
+    enabled: boolean(true),
     listenPort: integer(51820, 1, 65535),
+    endpoint: address(undefined, { optional: true }),
+    network: text({ default: '100.89.0.0/16', pattern: /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\/(?:[89]|1\d|2[0-4])$/, expected: 'an IPv4 network with a prefix of /8 to /24, e.g. "100.89.0.0/16"' }),
+    mtu: integer(1280, 1280, 9000),
     driver: oneOf(['auto', 'netlink', 'uapi'], 'auto'),
     interfaceName: text({ default: 'wg-cluster', pattern: /^[a-zA-Z0-9_=+.-]{1,15}$/, expected: 'an interface name of 1-15 characters' }),
   },
@@ -379,6 +398,13 @@ export function publicAddresses(config: ClusterConfig): string[] {
   if (config.ingress.publicAddresses.length) return config.ingress.publicAddresses;
   const host = config.ingress.https.host;
   return host === '0.0.0.0' || host === '::' ? [] : [host];
+}
+
+/** Where connectors send this node's WireGuard traffic: wireguard.endpoint, else the first public address. */
+export function wireguardEndpoint(config: ClusterConfig): string | undefined {
+  const e = config.wireguard.endpoint ?? (publicAddresses(config)[0] ? { host: publicAddresses(config)[0]!, port: config.wireguard.listenPort } : undefined);
+  if (!e) return undefined;
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
 }
 
 /** The address other nodes dial for this node's peer link. */

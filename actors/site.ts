@@ -2,12 +2,17 @@
 // connection (claimed there, newest connection wins). It owns the session, pushes the site's
 // targets to the connector, keeps the targets' reported health, and records when the site
 // was last seen (a fenced write, batched). Online status cluster-wide is its ownership entry.
+// Over the wireguard transport it also owns the site's peer on this node's device: offered on
+// attach, withdrawn when the connection ends, the site moves, or the actor stops.
 import { z } from 'zod';
+import { ClusterError } from '../core/errors.ts';
 import type { Clock } from '../core/clock.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { fencedWrite } from '../persistence/epochs.ts';
-import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession } from '../protocol/connector.ts';
+import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession, type WireGuardOffer } from '../protocol/connector.ts';
 import type { SiteMsg } from '../protocol/actor-messages.ts';
+import type { SiteSession } from '../persistence/actor-stores.ts';
+import type { WireGuardHub } from '../gateways/wireguard/hub.ts';
 import { unknownMessage, type Behavior } from './runtime.ts';
 
 export type { SiteMsg };
@@ -18,7 +23,13 @@ export interface SiteState {
   sessionGeneration: number;
   /** The site's current secret generation; null once the site is deleted. */
   generation: number | null;
+  /** The transport the site is configured for: WireGuard is offered only to a `wireguard` site. */
+  siteTransport: 'websocket' | 'wireguard';
   connectedSince: number | undefined;
+  /** The session's data plane, once known. */
+  transport: 'websocket' | 'wireguard' | undefined;
+  /** Whether this node's device holds the site's peer. */
+  wireguard: boolean;
   targets: ConnectorTarget[];
   health: Map<string, boolean>;
 }
@@ -26,29 +37,51 @@ export interface SiteState {
 export interface SiteDeps {
   db: DatabasePool;
   /** Records (or, with null, clears) the connected session for the API's site status. */
-  publishSession: (siteId: string, session: { node: string; since: number } | null) => Promise<void>;
+  publishSession: (siteId: string, session: SiteSession | null) => Promise<void>;
   /** Makes reported target health visible to every node's ingress. */
   publishHealth: (siteId: string, targets: Array<{ id: string; healthy: boolean }>) => Promise<void>;
   nodeId: string;
   clock: Clock;
   /** How often last-seen is written while connected. */
   seenEveryMs: number;
+  /** This node's WireGuard side, or why it has none. */
+  wireguard: () => WireGuardHub | { unavailable: ClusterError };
 }
 
 const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });
 
-/** The site's targets and current secret generation; null once the site is deleted. */
-async function load(db: DatabasePool, siteId: string): Promise<{ targets: ConnectorTarget[]; generation: number } | null> {
-  const generation = await db.maybeOneFirst(sql.type(z.object({ secret_generation: z.number() }))`SELECT secret_generation FROM sites WHERE id = ${siteId}`);
-  if (generation === null) return null;
+/** The site's targets, transport and current secret generation; null once the site is deleted. */
+async function load(db: DatabasePool, siteId: string): Promise<{ targets: ConnectorTarget[]; generation: number; transport: 'websocket' | 'wireguard' } | null> {
+  const site = await db.maybeOne(sql.type(z.object({ secret_generation: z.number(), transport: z.enum(['websocket', 'wireguard']) }))`SELECT secret_generation, transport FROM sites WHERE id = ${siteId}`);
+  if (site === null) return null;
   const targets = await db.any(sql.type(targetRow)`
     SELECT id, host, port, scheme, enabled, health_check AS "healthCheck" FROM targets WHERE site_id = ${siteId} ORDER BY id`);
-  return { targets: [...targets], generation };
+  return { targets: [...targets], generation: site.secret_generation, transport: site.transport };
 }
 
 export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Behavior<SiteState, SiteMsg> {
   const fence = { kind: 'site', id: siteId, epoch };
   const pushConfig = (s: SiteState) => s.session?.send({ v: PROTOCOL_VERSION, type: 'config', targets: s.targets });
+  const hub = () => {
+    const h = deps.wireguard();
+    return 'unavailable' in h ? undefined : h;
+  };
+  /** Drops the site's peer from this node's device, if it has one here. */
+  const withdraw = async (s: SiteState): Promise<SiteState> => {
+    if (s.wireguard) await hub()?.withdraw(siteId);
+    return { ...s, wireguard: false };
+  };
+  /** The register reply's `wireguard`: an offer, a coded refusal, or nothing for a websocket site. */
+  const offerWireGuard = async (publicKey: string): Promise<WireGuardOffer | { refused: { code: string; message: string } }> => {
+    const h = deps.wireguard();
+    if ('unavailable' in h) return { refused: { code: h.unavailable.code, message: h.unavailable.message } };
+    try {
+      return await h.offer(siteId, publicKey);
+    } catch (err) {
+      if (err instanceof ClusterError) return { refused: { code: err.code, message: err.message } };
+      throw err;
+    }
+  };
   const markSeen = () =>
     fencedWrite(deps.db, fence, (tx) => tx.query(sql.unsafe`UPDATE sites SET last_seen_at = now() WHERE id = ${siteId}`));
   // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
@@ -58,7 +91,7 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
       const site = await load(deps.db, siteId);
       timer?.cancel();
       timer = deps.clock.setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
-      return { session: undefined, sessionGeneration: 0, connectedSince: undefined, targets: site?.targets ?? [], generation: site?.generation ?? null, health: new Map() };
+      return { session: undefined, sessionGeneration: 0, connectedSince: undefined, transport: undefined, wireguard: false, targets: site?.targets ?? [], generation: site?.generation ?? null, siteTransport: site?.transport ?? 'websocket', health: new Map() };
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
@@ -70,11 +103,15 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
             return state;
           }
           if (state.session && state.session.id !== msg.session.id) state.session.close(CLOSE.superseded.code, CLOSE.superseded.reason);
-          const next = { ...state, session: msg.session, sessionGeneration: msg.generation, connectedSince: deps.clock.now() };
-          msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch });
+          const wireguard = msg.wireguardKey !== undefined && state.siteTransport === 'wireguard' ? await offerWireGuard(msg.wireguardKey) : undefined;
+          const offered = wireguard !== undefined && !('refused' in wireguard);
+          let next: SiteState = { ...state, session: msg.session, sessionGeneration: msg.generation, connectedSince: deps.clock.now(), transport: msg.wireguardKey === undefined ? 'websocket' : undefined };
+          next = offered ? { ...next, wireguard: true } : await withdraw(next);
+          msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch, ...(wireguard ? { wireguard } : {}) });
           pushConfig(next);
           await markSeen();
-          await deps.publishSession(siteId, { node: deps.nodeId, since: next.connectedSince });
+          await deps.publishSession(siteId, { node: deps.nodeId, since: next.connectedSince!, ...(next.transport ? { transport: next.transport } : {}) });
+          ctx.reply({ wireguard: offered ? wireguard : undefined });
           return next;
         }
         case 'detach': {
@@ -82,7 +119,13 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           if (current) await deps.publishSession(siteId, null);
           // True: no session is left here, so the actor may go (a refused or ended one was the last).
           ctx.reply(current || state.session === undefined);
-          return current ? { ...state, session: undefined, connectedSince: undefined } : state;
+          return current ? withdraw({ ...state, session: undefined, connectedSince: undefined, transport: undefined }) : state;
+        }
+        case 'data-plane': {
+          if (state.session?.id !== msg.sessionId) return state;
+          const next = msg.transport === 'websocket' ? await withdraw({ ...state, transport: 'websocket' }) : { ...state, transport: msg.transport };
+          await deps.publishSession(siteId, { node: deps.nodeId, since: next.connectedSince!, transport: msg.transport });
+          return next;
         }
         case 'health': {
           const known = new Set(state.targets.map((t) => t.id));
@@ -94,13 +137,18 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
         }
         case 'config-changed': {
           const site = await load(deps.db, siteId);
-          const next = { ...state, targets: site?.targets ?? [], generation: site?.generation ?? null };
+          const next = { ...state, targets: site?.targets ?? [], generation: site?.generation ?? null, siteTransport: site?.transport ?? state.siteTransport };
           // Deleted, or its secret rotated since this connection's token: the connection ends
           // now (the connector needs the new secret to come back).
           if (next.session && (next.generation === null || next.sessionGeneration < next.generation)) {
             next.session.close(CLOSE.unauthenticated.code, CLOSE.unauthenticated.reason);
             await deps.publishSession(siteId, null);
-            return { ...next, session: undefined, connectedSince: undefined };
+            return withdraw({ ...next, session: undefined, connectedSince: undefined, transport: undefined });
+          }
+          // The transport changed: the connector registers again and gets the other one.
+          if (next.session && next.siteTransport !== state.siteTransport) {
+            next.session.close(CLOSE.transportChanged.code, CLOSE.transportChanged.reason);
+            return next;
           }
           pushConfig(next);
           return next;
@@ -113,6 +161,8 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
             node: deps.nodeId,
             epoch,
             connectedSince: state.connectedSince ?? null,
+            transport: state.transport ?? null,
+            wireguard: state.wireguard ? await (hub()?.stats(siteId) ?? null) : null,
             targets: state.targets.map((t) => ({ id: t.id, healthy: state.health.get(t.id) ?? null })),
           });
           return state;
@@ -120,8 +170,9 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           return unknownMessage(msg);
       }
     },
-    stopped(state) {
+    async stopped(state) {
       timer?.cancel();
+      if (state?.wireguard) await hub()?.withdraw(siteId).catch(() => {}); // the reconcile loop removes it otherwise
       // Stopped because another node took the site, or this node is leaving: the connector
       // reconnects (to the newest owner, or any other node).
       state?.session?.close(CLOSE.superseded.code, CLOSE.superseded.reason);

@@ -4,14 +4,19 @@
 // exponential backoff (first retry within 250 ms), rotating through the endpoints it knows.
 // A node that goes silent (frozen, partitioned: TCP stays open, nothing arrives) is noticed
 // by the connector's own WebSocket pings and left for another endpoint.
+// Transports: the node's streams come over the control WebSocket's binary frames, or, for a
+// site configured for WireGuard, over this connector's own WireGuard interface (`auto`, the
+// default, takes WireGuard when the interface can be made and the node's handshake answers in
+// time, else websocket, and says which and why).
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { frameDuplex, type FrameDuplex } from '../protocol/tunnel-framing.ts';
 import { createDataPlaneServer } from './data-plane.ts';
+import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
-import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget } from '../protocol/connector.ts';
+import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
 export interface ConnectorOptions {
   /** Base URLs of nodes or of the load balancer, e.g. https://cluster.example.com */
@@ -26,7 +31,16 @@ export interface ConnectorOptions {
   silentAfterMs?: number;
   /** Time source for token expiry, liveness and backoff. @default the system clock */
   clock?: Clock;
+  /** @default "auto" */
+  transport?: TransportChoice;
+  /** WireGuard interface name, unique on the machine. @default wgc + random hex */
+  interfaceName?: string;
+  /** How long `auto` waits for the node's WireGuard handshake before using websocket. @default 3000 */
+  handshakeTimeoutMs?: number;
 }
+
+export type TransportChoice = 'auto' | 'wireguard' | 'websocket';
+export const isTransportChoice = (v: string): v is TransportChoice => v === 'auto' || v === 'wireguard' || v === 'websocket';
 
 export type ConnectorState = 'connecting' | 'connected' | 'backoff' | 'stopped';
 
@@ -46,9 +60,15 @@ export class Connector extends EventEmitter {
   readonly #sockets = new Set<WebSocket>();
   readonly #dataServer;
   readonly #health = new HealthChecker((changes) => this.reportHealth(changes));
+  /** Per connection: sets up the data plane from the register reply; false ends the connection. */
+  readonly #registering = new Map<WebSocket, (offer: WireGuardOffer | { refused: { code: string; message: string } } | undefined) => Promise<boolean>>();
   /** Targets the cluster allows this connector to reach; nothing else is ever dialled. */
   targets: ConnectorTarget[] = [];
   node: string | undefined;
+  /** The data plane of the current connection. */
+  transport: 'websocket' | 'wireguard' | undefined;
+  /** The WireGuard interface, once made (auto, wireguard); undefined where it cannot be. */
+  #wireguard: Promise<ConnectorWireGuard | undefined> | undefined;
 
   constructor(o: ConnectorOptions) {
     super();
@@ -68,6 +88,20 @@ export class Connector extends EventEmitter {
   }
 
   start() {
+    const choice = this.#o.transport ?? 'auto';
+    if (choice !== 'websocket') {
+      this.#wireguard = ConnectorWireGuard.prepare({ name: this.#o.interfaceName ?? defaultInterfaceName(), data: this.#dataServer, logger: this.#log }).catch((err) => {
+        const reason = (err as Error).message;
+        if (choice === 'wireguard') {
+          this.#log.error({ reason }, 'transport wireguard: this machine cannot bring up a WireGuard interface; stopping');
+          this.emit('fatal', new Error(`cannot bring up a WireGuard interface: ${reason}`));
+          void this.stop();
+        } else {
+          this.#log.warn({ reason }, 'transport auto: this machine cannot bring up a WireGuard interface; using websocket');
+        }
+        return undefined;
+      });
+    }
     void this.#connect();
   }
 
@@ -100,6 +134,7 @@ export class Connector extends EventEmitter {
       this.emit('refused', err);
       return this.#retry();
     }
+    const wireguard = await this.#wireguard;
     if (this.#isStopped()) return; // stop() came while we waited for the token
     const url = new URL('/api/v1/ws', endpoint);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -126,11 +161,59 @@ export class Connector extends EventEmitter {
         }
         ws.ping();
       }, this.#o.pingEveryMs ?? 1000);
+      if (wireguard) {
+        // The data plane waits for the node's answer: WireGuard if it offers it and the
+        // handshake works, else this WebSocket (#onRegistered).
+        this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['wireguard', 'websocket'], wireguard: { publicKey: wireguard.publicKey } });
+        return;
+      }
       // The node opens HTTP/2 streams to us over this connection's binary frames; its
       // preface may arrive before the 'registered' reply, so the data plane starts now.
       this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
+      this.transport = 'websocket';
       data = frameDuplex(ws);
       this.#dataServer.emit('connection', data.duplex);
+    });
+    /** Over the WebSocket after all (a WireGuard-capable registration that ended up there). */
+    const websocketDataPlane = (reason: string) => {
+      ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'data-plane', transport: 'websocket', reason } satisfies ConnectorMessage));
+      data = frameDuplex(ws);
+      this.#dataServer.emit('connection', data.duplex);
+      this.transport = 'websocket';
+    };
+    this.#registering.set(ws, async (offer) => {
+      if (!wireguard) return true;
+      const choice = this.#o.transport ?? 'auto';
+      if (offer === undefined) {
+        this.#log.info('the site is configured for the websocket transport; using websocket');
+        websocketDataPlane('the site is configured for websocket');
+        return true;
+      }
+      if ('refused' in offer) {
+        this.#log.warn({ code: offer.refused.code, reason: offer.refused.message }, `the node refused WireGuard (${offer.refused.code})`);
+        if (choice === 'wireguard') return false;
+        websocketDataPlane(`refused: ${offer.refused.code}`);
+        return true;
+      }
+      const timeoutMs = this.#o.handshakeTimeoutMs ?? 3000;
+      const ok = await wireguard.connect(offer, timeoutMs).catch((err) => {
+        this.#log.warn({ err: (err as Error).message }, 'could not set up the WireGuard peer');
+        return false;
+      });
+      if (ws.readyState !== WebSocket.OPEN) return false;
+      if (ok) {
+        ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'data-plane', transport: 'wireguard' } satisfies ConnectorMessage));
+        this.transport = 'wireguard';
+        this.#log.info({ node: this.node, endpoint: offer.endpoint, siteAddress: offer.siteAddress }, 'transport: wireguard (handshake with the node completed)');
+        return true;
+      }
+      if (choice === 'wireguard') {
+        this.#log.error({ endpoint: offer.endpoint, timeoutMs }, 'transport wireguard: no handshake with the node; trying again');
+        return false;
+      }
+      this.#log.warn({ endpoint: offer.endpoint, timeoutMs }, `transport auto: no WireGuard handshake with ${offer.endpoint} within ${timeoutMs}ms (UDP blocked?); using websocket`);
+      websocketDataPlane(`no WireGuard handshake within ${timeoutMs}ms`);
+      return true;
     });
     ws.on('message', (frame: Buffer, isBinary) => {
       heard = this.#clock.now();
@@ -144,6 +227,7 @@ export class Connector extends EventEmitter {
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'control connection error'));
     ws.on('close', (code, reason) => {
       liveness?.cancel();
+      this.#registering.delete(ws);
       this.#sockets.delete(ws);
       data?.end();
       if (this.#ws !== ws) return; // a connection we moved away from: the new one is current
@@ -169,15 +253,21 @@ export class Connector extends EventEmitter {
       return;
     }
     switch (msg.type) {
-      case 'registered':
+      case 'registered': {
         if (ws !== this.#ws) break;
-        this.#state = 'connected';
-        this.#attempt = 0;
         this.node = msg.node;
-        this.#log.info({ node: msg.node, epoch: msg.epoch }, 'connected');
-        this.emit('connected', { node: msg.node });
-        if (this.#health.snapshot().length) this.reportHealth(this.#health.snapshot());
+        const node = msg.node;
+        void (this.#registering.get(ws)?.(msg.wireguard) ?? Promise.resolve(true)).then((ok) => {
+          if (ws !== this.#ws || ws.readyState !== WebSocket.OPEN) return;
+          if (!ok) return ws.close(1000, 'wireguard unavailable');
+          this.#state = 'connected';
+          this.#attempt = 0;
+          this.#log.info({ node, epoch: msg.epoch, transport: this.transport }, 'connected');
+          this.emit('connected', { node, transport: this.transport });
+          if (this.#health.snapshot().length) this.reportHealth(this.#health.snapshot());
+        });
         break;
+      }
       case 'config':
         this.targets = msg.targets;
         this.#health.configure(msg.targets);
@@ -227,6 +317,8 @@ export class Connector extends EventEmitter {
     this.#state = 'stopped';
     this.#timer?.cancel();
     this.#health.stop();
+    const wireguard = this.#wireguard;
+    this.#wireguard = undefined;
     await Promise.all([...this.#sockets].map((ws) => {
       if (ws.readyState === WebSocket.CLOSED) return undefined;
       if (ws.readyState === WebSocket.CONNECTING) return ws.terminate(); // its close handler sees 'stopped'
@@ -237,5 +329,7 @@ export class Connector extends EventEmitter {
         setTimeout(() => (ws.terminate(), resolve()), 2000).unref();
       });
     }));
+    // The interface goes last: the node's streams in flight ran over it until the goodbye.
+    await (await wireguard)?.close().catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not remove the WireGuard interface'));
   }
 }

@@ -1,20 +1,22 @@
 // `cluster-connector`: run a site connector.
 //   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]
+//                     [--transport auto|wireguard|websocket] [--interface NAME]
 // or CLUSTER_CONNECTOR_ENDPOINTS (comma-separated), CLUSTER_CONNECTOR_ID,
-// CLUSTER_CONNECTOR_SECRET, CLUSTER_CONNECTOR_SILENT_AFTER. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+// CLUSTER_CONNECTOR_SECRET, CLUSTER_CONNECTOR_SILENT_AFTER, CLUSTER_CONNECTOR_TRANSPORT,
+// CLUSTER_CONNECTOR_INTERFACE. SIGTERM/SIGINT say goodbye to the cluster before exiting.
 import { parseArgs } from 'node:util';
 import { createLogger } from '../core/log.ts';
-import { Connector } from './connector.ts';
+import { Connector, isTransportChoice } from './connector.ts';
 
 const { values } = parseArgs({
-  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' } },
+  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' } },
 });
 const env = process.env;
 const endpoints = values.endpoint ?? (env.CLUSTER_CONNECTOR_ENDPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const siteId = values.id ?? env.CLUSTER_CONNECTOR_ID;
 const secret = values.secret ?? env.CLUSTER_CONNECTOR_SECRET;
 if (endpoints.length === 0 || !siteId || !secret) {
-  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]\n');
+  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME]\n');
   process.exit(2);
 }
 for (const e of endpoints) {
@@ -35,8 +37,21 @@ if (silentAfterMs !== undefined && (!Number.isInteger(silentAfterMs) || silentAf
   process.stderr.write(`invalid --silent-after ${JSON.stringify(silentRaw)}: expected milliseconds from 1500 to 60000\n`);
   process.exit(2);
 }
+// auto: WireGuard when the site is configured for it, an interface can be made here and the
+// node's handshake answers in time; else websocket. wireguard: never websocket.
+const transport = values.transport ?? env.CLUSTER_CONNECTOR_TRANSPORT ?? 'auto';
+if (!isTransportChoice(transport)) {
+  process.stderr.write(`invalid --transport ${JSON.stringify(transport)}: expected auto, wireguard or websocket\n`);
+  process.exit(2);
+}
+const interfaceName = values.interface ?? env.CLUSTER_CONNECTOR_INTERFACE;
+if (interfaceName !== undefined && !/^[a-zA-Z0-9_=+.-]{1,15}$/.test(interfaceName)) {
+  process.stderr.write(`invalid --interface ${JSON.stringify(interfaceName)}: expected an interface name of 1-15 letters, digits or _=+.-\n`);
+  process.exit(2);
+}
 const logger = createLogger({ level: values['log-level'] ?? env.CLUSTER_CONNECTOR_LOG_LEVEL ?? 'info', base: { site: siteId } });
-const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs });
+const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName });
+connector.once('fatal', () => setTimeout(() => process.exit(1), 100));
 connector.start();
 const stop = () => void connector.stop().then(() => process.exit(0));
 process.once('SIGTERM', stop);

@@ -50,6 +50,10 @@ export interface ErrorFields {
   CLUSTER_ERR_CONNECTOR_SUPERSEDED: { siteId: string };
   CLUSTER_ERR_NODE_DRAINING: { nodeId: string };
   CLUSTER_ERR_TUNNEL_DOWN: { siteId: string };
+  CLUSTER_ERR_WIREGUARD_BAD_KEY: { reason: string };
+  CLUSTER_ERR_WIREGUARD_KEY_IN_USE: Record<string, never>;
+  CLUSTER_ERR_WIREGUARD_UNAVAILABLE: { reason: string };
+  CLUSTER_ERR_WIREGUARD_ADDRESSES_EXHAUSTED: { network: string };
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { siteId: string; targetId: string };
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { siteId: string; targetId: string; status: number };
   CLUSTER_ERR_INGRESS_NO_TARGET: { resourceId: string };
@@ -139,7 +143,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_API_CONFLICT: { status: 409, summary: 'the value is already taken (the field is named)' },
   CLUSTER_ERR_API_VERSION_CONFLICT: { status: 409, summary: 'the object changed since the version the write was based on' },
   CLUSTER_ERR_API_RATE_LIMITED: { status: 429, summary: 'too many attempts; retry later' },
-  CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE: { status: 422, summary: 'the tunnel transport asked for is not built into this release' },
+  CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE: { status: 422, summary: 'retired: the tunnel transport asked for was not built into the release (wireguard, before it was)' },
   CLUSTER_ERR_AUTH_SETUP_DONE: { status: 409, summary: 'the first administrator exists already' },
   CLUSTER_ERR_AUTH_BAD_SETUP_TOKEN: { status: 401, summary: 'the setup token is wrong or used' },
   CLUSTER_ERR_AUTH_BAD_CREDENTIALS: { status: 401, summary: 'wrong e-mail or password' },
@@ -149,6 +153,10 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_AUTH_TOTP_NOT_STARTED: { status: 409, summary: 'no two-factor enrolment is waiting for confirmation' },
   CLUSTER_ERR_AUTH_SECOND_FACTOR_NEEDED: { status: 403, summary: 'this account must use two-factor sign-in, and this way of signing in cannot ask for it' },
   CLUSTER_ERR_TUNNEL_DOWN: { status: 502, summary: 'no working tunnel to the site on this node' },
+  CLUSTER_ERR_WIREGUARD_BAD_KEY: { summary: 'a connector offered a WireGuard public key that is not base64 of 32 bytes' },
+  CLUSTER_ERR_WIREGUARD_KEY_IN_USE: { summary: 'a connector offered a WireGuard public key that belongs to another site' },
+  CLUSTER_ERR_WIREGUARD_UNAVAILABLE: { summary: 'this node runs no WireGuard device (no kernel WireGuard and no wireguard-go, or not root)' },
+  CLUSTER_ERR_WIREGUARD_ADDRESSES_EXHAUSTED: { summary: 'every address of wireguard.network is taken' },
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { status: 504, summary: 'the connector could not reach the target in time' },
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { status: 502, summary: 'the connector refused or could not connect to the target' },
   CLUSTER_ERR_INGRESS_NO_TARGET: { status: 503, summary: 'the resource has no enabled target on an online site' },

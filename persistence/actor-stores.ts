@@ -7,6 +7,8 @@ import type { Valkey } from './valkey.ts';
 export interface SiteSession {
   node: string;
   since: number;
+  /** The data plane in use; unset until the connector chose one (WireGuard-capable connectors say which). */
+  transport?: 'websocket' | 'wireguard';
 }
 
 export type TargetHealth = Array<{ id: string; healthy: boolean }>;

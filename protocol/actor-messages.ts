@@ -18,8 +18,11 @@ const Session = z.custom<ControlSession>((v) => typeof v === 'object' && v !== n
 
 export const SiteMsgSchema = z.discriminatedUnion('type', [
   /** `generation`: the secret generation the connector's token was issued under. */
-  z.object({ type: z.literal('attach'), session: Session, generation: z.number().int().positive() }),
+  /** `wireguardKey`: the connector asked for WireGuard with this public key. */
+  z.object({ type: z.literal('attach'), session: Session, generation: z.number().int().positive(), wireguardKey: z.string().max(64).optional() }),
   z.object({ type: z.literal('detach'), sessionId: z.string() }),
+  /** The connector of `sessionId` brought up this data plane (after a WireGuard offer or refusal). */
+  z.object({ type: z.literal('data-plane'), sessionId: z.string(), transport: z.enum(['websocket', 'wireguard']) }),
   z.object({ type: z.literal('health'), targets: z.array(z.object({ id: z.string(), healthy: z.boolean() })).max(1000) }),
   z.object({ type: z.literal('config-changed') }),
   z.object({ type: z.literal('seen') }),

@@ -14,6 +14,10 @@ export const CLOSE = {
   unauthenticated: { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' },
   superseded: { code: 4409, reason: 'CLUSTER_ERR_CONNECTOR_SUPERSEDED' },
   draining: { code: 4503, reason: 'CLUSTER_ERR_NODE_DRAINING' },
+  /** The WireGuard data plane closed while the control connection was up: register again. */
+  tunnelLost: { code: 4502, reason: 'CLUSTER_ERR_TUNNEL_DOWN' },
+  /** The site's transport was changed: register again to get the other one. */
+  transportChanged: { code: 4205, reason: 'transport changed' },
 } as const;
 
 const Target = z.object({
@@ -26,9 +30,34 @@ const Target = z.object({
 });
 export type ConnectorTarget = z.infer<typeof Target>;
 
+/** Port the connector's data plane listens on, on its tunnel address, over WireGuard. */
+export const WIREGUARD_DATA_PORT = 51821;
+
+/** What a connector needs to bring up its end of the WireGuard tunnel to the node that answered. */
+const WireGuardOffer = z.object({
+  /** The node's public key (base64). */
+  publicKey: z.string(),
+  /** host:port the connector sends WireGuard to. */
+  endpoint: z.string(),
+  nodeAddress: z.string().ip({ version: 'v4' }),
+  siteAddress: z.string().ip({ version: 'v4' }),
+  /** The connector listens here (on siteAddress) for the node's data-plane connections. */
+  dataPort: z.number().int().min(1).max(65535),
+  mtu: z.number().int().min(1280).max(9000),
+});
+export type WireGuardOffer = z.infer<typeof WireGuardOffer>;
+/** The node will not tunnel this site over WireGuard (coded reason); the connector uses websocket. */
+const WireGuardRefusal = z.object({ refused: z.object({ code: z.string(), message: z.string() }) });
+
 /** Connector -> node. */
 export const ConnectorMessage = z.discriminatedUnion('type', [
-  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('register'), connectorVersion: z.string().max(50), transports: z.array(z.enum(['websocket', 'wireguard'])).max(4) }).strict(),
+  /**
+   * `wireguard`: the connector brought up a WireGuard interface and can use it; the node then
+   * waits for `data-plane` before opening streams. Without it, streams run over this WebSocket at once.
+   */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('register'), connectorVersion: z.string().max(50), transports: z.array(z.enum(['websocket', 'wireguard'])).max(4), wireguard: z.object({ publicKey: z.string().max(64) }).strict().optional() }).strict(),
+  /** Which data plane the connector brought up after `registered` (only when it registered with `wireguard`). */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('data-plane'), transport: z.enum(['websocket', 'wireguard']), reason: z.string().max(300).optional() }).strict(),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('pong'), at: z.number() }).strict(),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('health'), targets: z.array(z.object({ id: z.string().uuid(), healthy: z.boolean() }).strict()).max(1000) }).strict(),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string().max(200) }).strict(),
@@ -37,7 +66,8 @@ export type ConnectorMessage = z.infer<typeof ConnectorMessage>;
 
 /** Node -> connector. */
 export const NodeMessage = z.discriminatedUnion('type', [
-  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('registered'), siteId: z.string(), node: z.string(), epoch: z.number() }),
+  /** `wireguard`: an offer, or a refusal, when the connector registered with a WireGuard key. */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('registered'), siteId: z.string(), node: z.string(), epoch: z.number(), wireguard: z.union([WireGuardOffer, WireGuardRefusal]).optional() }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('config'), targets: z.array(Target) }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('ping'), at: z.number() }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string() }),

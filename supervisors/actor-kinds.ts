@@ -6,7 +6,7 @@ import { dnsZoneBehavior, dnsZoneCatalog } from '../actors/dns-zone.ts';
 import { probeBehavior, probeCatalog } from '../actors/probe.ts';
 import { resourceBehavior, resourceCatalog } from '../actors/resource.ts';
 import type { ActorSystem } from '../actors/runtime.ts';
-import { siteBehavior } from '../actors/site.ts';
+import { siteBehavior, type SiteDeps } from '../actors/site.ts';
 import type { Clock } from '../core/clock.ts';
 import { findProof } from '../gateways/dns/domain-proof.ts';
 import type { Logger } from '../core/log.ts';
@@ -38,6 +38,8 @@ export interface ActorKindDeps {
   localTxt(name: string): string[];
   /** TXT values another live node's DNS serves at a name. */
   peerTxt(nodeId: string, name: string): Promise<string[]>;
+  /** This node's WireGuard side, or why it has none. */
+  wireguard: SiteDeps['wireguard'];
 }
 
 export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
@@ -59,7 +61,7 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
     kind: 'site',
     placement: 'explicit',
     behavior: (id, epoch) =>
-      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, seenEveryMs: config.connector.seenEvery, publishHealth: health.publish, publishSession: sessions.publish }, id, epoch),
+      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, seenEveryMs: config.connector.seenEvery, publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard }, id, epoch),
   });
   host.register({
     kind: 'resource',

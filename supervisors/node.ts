@@ -23,6 +23,7 @@ import { ControlChannel } from '../gateways/connector/control.ts';
 import { OidcSignIn } from '../gateways/identity/oidc.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
+import { unavailable, type SiteTunnelStats } from '../gateways/wireguard/hub.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { readPeerTls } from '../gateways/peer/request.ts';
@@ -38,6 +39,7 @@ import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
 import { createMetrics } from './metrics.ts';
+import { startWireGuard, wireguardMetrics, type WireGuardSide } from './wireguard.ts';
 import { OwnershipRegistry } from './ownership.ts';
 import { Readiness } from './readiness.ts';
 
@@ -78,6 +80,8 @@ export class ClusterNode {
   #metricsServer: MetricsServer | undefined;
   #api: ApiDeps | undefined;
   #run: Running | undefined;
+  /** The WireGuard device and site peers, or why this node has none (set once PostgreSQL is reached). */
+  #wireguard: WireGuardSide | undefined;
   #stopping: Promise<void> | undefined;
 
   constructor(deps: NodeDeps) {
@@ -111,6 +115,7 @@ export class ClusterNode {
       liveNodes: () => this.#run?.membership.liveIds().length ?? 0,
       dependencies: () => ({ postgres: this.#readiness.postgresUp, valkey: this.#readiness.valkeyUp }),
     });
+    wireguardMetrics(this.#metrics.registry, () => this.#wireguard);
     this.lifecycle.onChange((to, from) => this.#log.info({ from, to }, `node ${to}`));
   }
 
@@ -134,6 +139,7 @@ export class ClusterNode {
       return createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, idleInTransactionTimeout: config.postgres.idleInTransactionTimeout, logger: this.#log });
     });
     if (!db) return; // stopped while waiting for PostgreSQL
+    this.#wireguard = await startWireGuard({ config, db, sealer: this.#sealer, logger: this.#log });
     const run = await this.#startActors(db, valkey);
     const zones = new SnapshotStore(valkey, 'zones');
     // One per node: the admin API's sign-in and the portal's share its discovery cache.
@@ -154,6 +160,7 @@ export class ClusterNode {
       publicUrl: config.admin.publicUrl?.replace(/\/$/, ''),
       resourcePorts: config.ingress.resourcePorts,
       connectorToken: (siteId, generation) => ({ token: issueConnectorToken(config.clusterSecret, siteId, generation, config.connector.tokenTtl, this.#clock.now()), expiresAt: this.#clock.now() + config.connector.tokenTtl }),
+      siteTunnel: async (siteId) => ((await run.host.ask('site', siteId, { type: 'status' }, 2000)) as { wireguard?: SiteTunnelStats | null } | undefined)?.wireguard ?? null,
       verifyDomain: (name) => run.host.ask('dns-zone', name, { type: 'verify' }, 10_000),
       obtainCertificate: (hostname) => run.host.ask('cert-issuer', CERT_ISSUER_ID, { type: 'obtain', hostname }, config.acme.obtainTimeout),
       ...statusQueries({
@@ -210,6 +217,7 @@ export class ClusterNode {
     const routes = new SnapshotStore(valkey, 'routes');
     registerActorKinds(host, {
       config, db, valkey, sealer: this.#sealer, system: this.#system, membership, ownership, routes, zones: new SnapshotStore(valkey, 'zones'), metrics: this.#metrics, clock, logger: this.#log,
+      wireguard: () => this.#wireguard ?? { unavailable: unavailable('not started yet') },
       localTxt: (name) => edge()?.zones.txt(name) ?? [],
       peerTxt: async (id, name) => {
         const m = membership.member(id); // gone meanwhile: it serves nothing
@@ -254,6 +262,7 @@ export class ClusterNode {
       // address from an earlier answer are served, forwarded to where their site moved.
       ['second drain delay', drain],
       ['close data plane', () => run?.edge?.close()],
+      ['close wireguard device', () => this.#wireguard && !('unavailable' in this.#wireguard) && this.#wireguard.close()],
       ['stop change routing', () => run?.changes?.stop()],
       ['stop cluster events', () => this.#events.stop()],
       ['close peer link', () => run?.peer.close()],

@@ -13,12 +13,17 @@ import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { PortRange } from '../../core/config-fields.ts';
 import type { Change, MemberRecord } from '../../protocol/channels.ts';
 import type { ZoneData } from '../../protocol/zone.ts';
+import type { SiteTunnelStats } from '../wireguard/hub.ts';
 
 export interface SiteStatus {
   online: boolean;
   /** Node holding the site's connector connection. */
   node: string | null;
   connectedSince: string | null;
+  /** The data plane in use (null: offline, or not chosen yet). */
+  transport: 'websocket' | 'wireguard' | null;
+  /** The WireGuard peer on the node holding the site (single-site reads only; null in lists). */
+  wireguard: SiteTunnelStats | null;
   /** Health its connector reported, per checked target. */
   targets: Array<{ targetId: string; healthy: boolean }>;
 }
@@ -46,6 +51,8 @@ export interface ApiDeps {
   connectorToken(siteId: string, generation: number): { token: string; expiresAt: number };
   /** Online status and owning node of sites, from the ownership registry (one round trip). */
   siteStatus(siteIds: string[]): Promise<Map<string, SiteStatus>>;
+  /** The site's WireGuard peer stats, asked of the node holding it (null: none). */
+  siteTunnel(siteId: string): Promise<SiteTunnelStats | null>;
   /** What the ingress serves for resources, from the route snapshots their actors published. */
   resourceStatus(resourceIds: string[]): Promise<Map<string, ResourceStatus>>;
   /** The live node running each actor of a kind (absent: none right now). */

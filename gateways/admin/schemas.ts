@@ -61,6 +61,9 @@ export const SiteOut = Type.Object({
     online: Type.Boolean(),
     node: Nullable(Type.String()),
     connectedSince: Nullable(Type.String()),
+    transport: Nullable(Type.Union([Type.Literal('websocket'), Type.Literal('wireguard')])),
+    /** Filled on single-site reads of a site online over WireGuard. */
+    wireguard: Nullable(Type.Object({ siteAddress: Type.String(), nodeAddress: Type.String(), lastHandshakeAt: Nullable(Type.String()), rxBytes: Type.Integer(), txBytes: Type.Integer() })),
     targets: Type.Array(Type.Object({ targetId: Type.String(), healthy: Type.Boolean() })),
   }),
 });

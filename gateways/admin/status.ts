@@ -48,6 +48,8 @@ export function statusQueries(s: StatusSources): Pick<ApiDeps, 'nodes' | 'siteSt
           online: owners.has(id),
           node: owners.get(id)?.node ?? null,
           connectedSince: session ? new Date(session.since).toISOString() : null,
+          transport: session?.transport ?? null,
+          wireguard: null,
           targets: (state?.health ?? []).map((h) => ({ targetId: h.id, healthy: h.healthy })),
         }];
       }));

@@ -4,6 +4,7 @@
 // malformed or oversized closes the connection with a coded reason and changes nothing.
 import { randomUUID } from 'node:crypto';
 import http2 from 'node:http2';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -11,12 +12,41 @@ import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import type { SiteMsg } from '../../protocol/actor-messages.ts';
 import type { Secret } from '../../core/secret.ts';
-import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage } from '../../protocol/connector.ts';
+import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { verifyConnectorToken } from './token.ts';
 import type { TunnelRegistry } from './tunnels.ts';
 import { frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
+/** How long a connector that registered with a WireGuard key has to say which data plane it brought up. */
+const DATA_PLANE_TIMEOUT_MS = 15_000;
+
+/**
+ * The node's TCP connection to the connector's data plane, through the WireGuard device: from
+ * the node's tunnel address to the site's. A few tries: the connector reports its data plane
+ * after its first handshake, and the node's side of the route may still be settling.
+ */
+async function dialThroughTunnel(offer: WireGuardOffer): Promise<Socket> {
+  let last: Error | undefined;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const sock = tcpConnect({ host: offer.siteAddress, port: offer.dataPort, localAddress: offer.nodeAddress });
+        sock.setTimeout(2000, () => sock.destroy(new Error(`no answer from ${offer.siteAddress}:${offer.dataPort} in 2s`)));
+        sock.once('connect', () => {
+          sock.setTimeout(0);
+          sock.setNoDelay(true);
+          resolve(sock);
+        });
+        sock.once('error', reject);
+      });
+    } catch (err) {
+      last = err as Error;
+      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+    }
+  }
+  throw last!;
+}
 
 /** What the control channel needs of the actor host: the site actor of each connection. */
 export interface SiteActors {
@@ -110,8 +140,21 @@ export class ControlChannel {
       session.send({ v: PROTOCOL_VERSION, type: 'ping', at: this.#d.clock.now() });
     }, this.#d.pingEveryMs ?? 10_000);
     ws.on('error', () => {});
+    /** The HTTP/2 session to the connector, over this WebSocket's binary frames or over WireGuard. */
+    const openTunnel = (connection: Duplex, transport: 'websocket' | 'wireguard') => {
+      const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
+      h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
+      h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
+      // Over WireGuard the data plane can die alone (UDP blocked, the connector's interface
+      // gone): the connection ends, so the connector registers again and picks anew.
+      if (transport === 'wireguard') h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
+      this.#d.tunnels.set(siteId, session.id, h2);
+    };
+    /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
+    let pending: { offer: WireGuardOffer | undefined; timer: NodeJS.Timeout } | undefined;
+    let wsDataPlane = false;
     ws.on('message', async (frame: Buffer, isBinary) => {
-      if (isBinary) return data.feed(frame); // the HTTP/2 data plane
+      if (isBinary) return wsDataPlane && data.feed(frame); // the HTTP/2 data plane
       if (frame.length > MAX_CONTROL_MESSAGE) return ws.close(CLOSE.tooLarge.code, CLOSE.tooLarge.reason);
       let msg: ConnectorMessage;
       try {
@@ -128,16 +171,33 @@ export class ControlChannel {
           registered = true;
           clearTimeout(registerTimer);
           await this.#d.host.claimHere('site', siteId);
-          const duplex = data.duplex;
-          const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => duplex as never });
-          h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
-          h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
-          this.#d.tunnels.set(siteId, session.id, h2);
+          const wireguardKey = msg.wireguard?.publicKey;
+          if (wireguardKey === undefined) {
+            wsDataPlane = true;
+            openTunnel(data.duplex, 'websocket');
+          }
           // The site actor checks the token's secret generation: a token from before a rotation is refused there.
-          await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
-          log.info({ connectorVersion: msg.connectorVersion }, 'connector registered');
+          const reply = (await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation, wireguardKey }, 5000)) as { wireguard?: WireGuardOffer } | false | undefined;
+          if (wireguardKey !== undefined) {
+            pending = { offer: reply ? reply.wireguard : undefined, timer: setTimeout(() => ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), DATA_PLANE_TIMEOUT_MS) };
+          }
+          log.info({ connectorVersion: msg.connectorVersion, wireguardOffered: Boolean(pending?.offer) }, 'connector registered');
         } else if (!registered) {
           ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+        } else if (msg.type === 'data-plane') {
+          if (!pending) return; // not asked for, or chosen already
+          const { offer, timer } = pending;
+          pending = undefined;
+          clearTimeout(timer);
+          if (msg.transport === 'wireguard') {
+            if (!offer) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+            openTunnel(await dialThroughTunnel(offer), 'wireguard');
+          } else {
+            wsDataPlane = true;
+            openTunnel(data.duplex, 'websocket');
+          }
+          await this.#d.host.deliverLocal('site', siteId, { type: 'data-plane', sessionId: session.id, transport: msg.transport }, 5000);
+          log.info({ transport: msg.transport, reason: msg.reason }, 'connector data plane up');
         } else if (msg.type === 'health') {
           await this.#d.host.deliverLocal('site', siteId, { type: 'health', targets: msg.targets }, 5000);
         } else if (msg.type === 'disconnect') {
@@ -151,6 +211,7 @@ export class ControlChannel {
     ws.on('close', async () => {
       this.#movers.delete(ws);
       clearTimeout(registerTimer);
+      if (pending) clearTimeout(pending.timer);
       ping.cancel();
       data.end();
       this.#d.tunnels.delete(siteId, session.id);

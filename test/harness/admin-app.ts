@@ -52,7 +52,8 @@ export async function adminApp(t: { teardown(fn: () => unknown): void }): Promis
     resourcePorts: { min: 20000, max: 29999 },
     connectorToken: (siteId, generation) => ({ token: issueConnectorToken(secret, siteId, generation, 60_000), expiresAt: Date.now() + 60_000 }),
     nodes: async () => [],
-    siteStatus: async (ids) => new Map(ids.map((id) => [id, { online: false, node: null, connectedSince: null, targets: [] }])),
+    siteStatus: async (ids) => new Map(ids.map((id) => [id, { online: false, node: null, connectedSince: null, transport: null, wireguard: null, targets: [] }])),
+    siteTunnel: async () => null,
     resourceStatus: async () => new Map(),
     verifyDomain: async () => ({ status: 'pending', proof: null }),
     // The cert issuer's answers, by hostname: `backoff.*` is backing off after failures.

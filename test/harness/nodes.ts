@@ -49,6 +49,8 @@ export async function testNodeConfig(opts: TestNodeOptions): Promise<Record<stri
     peer: { bind: `${host}:7946` },
     metrics: { bind: `${host}:9464` },
     health: { probeInterval: '250ms', probeTimeout: '500ms' },
+    // Off unless a test turns it on (with machine-unique interface names and ports).
+    wireguard: { enabled: false },
     shutdown: { drainDelay: '0ms', timeout: '10s' },
     log: { level: 'info' },
   };

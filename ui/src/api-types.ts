@@ -912,6 +912,14 @@ export interface Api {
           online: boolean;
           node: string | null;
           connectedSince: string | null;
+          transport: "websocket" | "wireguard" | null | null;
+          wireguard: {
+            siteAddress: string;
+            nodeAddress: string;
+            lastHandshakeAt: string | null;
+            rxBytes: number;
+            txBytes: number;
+          } | null;
           targets: Array<{
             targetId: string;
             healthy: boolean;
@@ -941,6 +949,14 @@ export interface Api {
         online: boolean;
         node: string | null;
         connectedSince: string | null;
+        transport: "websocket" | "wireguard" | null | null;
+        wireguard: {
+          siteAddress: string;
+          nodeAddress: string;
+          lastHandshakeAt: string | null;
+          rxBytes: number;
+          txBytes: number;
+        } | null;
         targets: Array<{
           targetId: string;
           healthy: boolean;
@@ -956,7 +972,32 @@ export interface Api {
     params: { orgId: string; siteId: string };
     query: never;
     body: never;
-    response: unknown;
+    response: {
+      id: string;
+      orgId: string;
+      name: string;
+      transport: string;
+      version: number;
+      lastSeenAt: string | null;
+      createdAt: string;
+      status: {
+        online: boolean;
+        node: string | null;
+        connectedSince: string | null;
+        transport: "websocket" | "wireguard" | null | null;
+        wireguard: {
+          siteAddress: string;
+          nodeAddress: string;
+          lastHandshakeAt: string | null;
+          rxBytes: number;
+          txBytes: number;
+        } | null;
+        targets: Array<{
+          targetId: string;
+          healthy: boolean;
+        }>;
+      };
+    };
   };
   'PATCH /api/v1/orgs/{orgId}/sites/{siteId}': {
     params: { orgId: string; siteId: string };

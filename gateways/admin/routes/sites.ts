@@ -4,31 +4,21 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { z } from 'zod';
-import { ClusterError } from '../../../core/errors.ts';
 import { sql, withDb } from '../../../persistence/db.ts';
 import { generateToken, hashToken } from '../../../persistence/hashing.ts';
 import { orgAccess } from '../auth.ts';
-import { ConnectorSecretOut, SiteCreatedOut, SiteListOut } from '../schemas.ts';
+import { ConnectorSecretOut, SiteCreatedOut, SiteListOut, SiteOut } from '../schemas.ts';
 import { deleteOne, Name, notFound, OrgParams, Page, page, Uuid, Version, versionConflict, write, type ApiDeps } from '../http.ts';
 
 const site = z.object({ id: z.string(), orgId: z.string(), name: z.string(), transport: z.string(), version: z.number(), lastSeenAt: z.coerce.date().nullable(), createdAt: z.coerce.date() });
 const COLUMNS = sql.fragment`id, org_id AS "orgId", name, transport, version, last_seen_at AS "lastSeenAt", created_at AS "createdAt"`;
 const Params = Type.Object({ orgId: Uuid, siteId: Uuid }, { additionalProperties: false });
 const Transport = Type.Union([Type.Literal('websocket'), Type.Literal('wireguard')]);
-/** Transports connectors can actually use. `wireguard` is part of the API's vocabulary but not built yet. */
-const AVAILABLE_TRANSPORTS = ['websocket'];
-
-/** Refuses, loudly, a transport this release cannot serve, rather than store a site that would silently use another. */
-function usableTransport(transport: string | undefined): void {
-  if (transport === undefined || AVAILABLE_TRANSPORTS.includes(transport)) return;
-  throw new ClusterError('CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE', `the ${transport} transport is not built into this release; sites use ${AVAILABLE_TRANSPORTS.join(', ')}`, { transport, available: AVAILABLE_TRANSPORTS });
-}
-
 export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const withStatus = async (sites: Array<z.infer<typeof site>>) => {
     const status = await deps().siteStatus(sites.map((s) => s.id));
-    return sites.map((s) => ({ ...s, status: status.get(s.id) ?? { online: false, node: null, connectedSince: null, targets: [] } }));
+    return sites.map((s) => ({ ...s, status: status.get(s.id) ?? { online: false, node: null, connectedSince: null, transport: null, wireguard: null, targets: [] } }));
   };
 
   r.get('/api/v1/orgs/:orgId/sites', { schema: { tags: ['sites'], params: OrgParams, querystring: Page, response: { 200: SiteListOut } }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
@@ -41,7 +31,6 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     schema: { tags: ['sites'], summary: 'Create a site; the connector secret is shown only in this reply', params: OrgParams, body: Type.Object({ name: Name, transport: Type.Optional(Transport) }, { additionalProperties: false }), response: { 201: SiteCreatedOut } },
     preHandler: orgAccess(deps, 'sites:write'),
   }, async (req, reply) => {
-    usableTransport(req.body.transport);
     const secret = generateToken();
     const created = await write(deps(), req, { kind: 'site', orgId: req.params.orgId, action: 'created' }, async (tx) => {
       const s = await tx.one(sql.type(site)`INSERT INTO sites (org_id, name, transport) VALUES (${req.params.orgId}, ${req.body.name}, ${req.body.transport ?? 'websocket'}) RETURNING ${COLUMNS}`);
@@ -51,17 +40,19 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     return reply.code(201).send({ ...created, connector: { id: created.id, secret } });
   });
 
-  r.get('/api/v1/orgs/:orgId/sites/:siteId', { schema: { tags: ['sites'], params: Params }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
+  r.get('/api/v1/orgs/:orgId/sites/:siteId', { schema: { tags: ['sites'], params: Params, response: { 200: SiteOut } }, preHandler: orgAccess(deps, 'sites:read') }, async (req) => {
     const row = await withDb(() => deps().db.maybeOne(sql.type(site)`SELECT ${COLUMNS} FROM sites WHERE id = ${req.params.siteId} AND org_id = ${req.params.orgId}`));
     if (!row) throw notFound('site');
-    return (await withStatus([row]))[0];
+    const [one] = await withStatus([row]);
+    // One site: its WireGuard peer's handshake and bytes, live from the node holding it.
+    if (one!.status.online && one!.status.transport === 'wireguard') one!.status.wireguard = await deps().siteTunnel(row.id).catch(() => null);
+    return one;
   });
 
   r.patch('/api/v1/orgs/:orgId/sites/:siteId', {
     schema: { tags: ['sites'], params: Params, body: Type.Object({ version: Version, name: Type.Optional(Name), transport: Type.Optional(Transport) }, { additionalProperties: false }) },
     preHandler: orgAccess(deps, 'sites:write'),
   }, async (req) => {
-    usableTransport(req.body.transport);
     const { orgId, siteId } = req.params;
     return write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated' }, async (tx) => {
       const row = await tx.maybeOne(sql.type(site)`

@@ -1,0 +1,77 @@
+// Starts this node's WireGuard side (when enabled and some driver can run here) and exposes
+// its peers as metrics. Where WireGuard cannot run, the node says why once, loudly, and
+// serves every site over websocket: connectors that asked for WireGuard get the coded reason.
+import { Gauge, type Registry } from 'prom-client';
+import { wireguardEndpoint, type ClusterConfig } from '../cluster.config.ts';
+import { ClusterError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import { unavailable, WireGuardHub } from '../gateways/wireguard/hub.ts';
+import { WireGuardUnavailable } from '../gateways/wireguard/open.ts';
+import type { DatabasePool } from '../persistence/db.ts';
+import type { Sealer } from '../persistence/sealed.ts';
+
+export type WireGuardSide = WireGuardHub | { unavailable: ClusterError };
+
+export async function startWireGuard(d: { config: ClusterConfig; db: DatabasePool; sealer: Sealer; logger: Logger }): Promise<WireGuardSide> {
+  const { config } = d;
+  const w = config.wireguard;
+  if (!w.enabled) {
+    d.logger.info('wireguard: off (wireguard.enabled is false); sites use websocket');
+    return { unavailable: unavailable('wireguard.enabled is false on this node') };
+  }
+  const endpoint = wireguardEndpoint(config);
+  if (!endpoint) {
+    d.logger.error('wireguard: no endpoint for connectors (set wireguard.endpoint or ingress.publicAddresses); sites use websocket');
+    return { unavailable: unavailable('the node has no WireGuard endpoint configured') };
+  }
+  try {
+    return await WireGuardHub.start({ nodeId: config.nodeId, interfaceName: w.interfaceName, driver: w.driver, listenPort: w.listenPort, endpoint, network: w.network, mtu: w.mtu }, d.db, d.sealer, d.logger);
+  } catch (err) {
+    const reason = (err as Error).message;
+    if (err instanceof WireGuardUnavailable) d.logger.error({ reason }, `wireguard: unavailable on this node (${reason}); sites use websocket`);
+    else d.logger.error({ err: reason }, 'wireguard: the device could not be started; sites use websocket');
+    return { unavailable: unavailable(reason) };
+  }
+}
+
+export function wireguardMetrics(registry: Registry, side: () => WireGuardSide | undefined): void {
+  const hub = () => {
+    const s = side();
+    return s && !('unavailable' in s) ? s : undefined;
+  };
+  new Gauge({
+    name: 'cluster_wireguard_up',
+    help: '1 while this node runs a WireGuard device (label: driver)',
+    labelNames: ['driver'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const h = hub();
+      this.set({ driver: h?.driver ?? 'none' }, h ? 1 : 0);
+    },
+  });
+  // Registered before the per-peer gauges it fills: a scrape collects in registration order.
+  let age!: Gauge<'site'>;
+  let bytes!: Gauge<'site' | 'direction'>;
+  new Gauge({
+    name: 'cluster_wireguard_peers',
+    help: 'Peers on this node\'s WireGuard device',
+    registers: [registry],
+    async collect() {
+      age.reset();
+      bytes.reset();
+      const h = hub();
+      const peers = h ? await h.peers().catch(() => []) : [];
+      this.set(peers.length);
+      const now = Date.now();
+      for (const p of peers) {
+        const site = p.siteId ?? 'none';
+        age.set({ site }, p.lastHandshakeAt === null ? -1 : (now - p.lastHandshakeAt) / 1000);
+        bytes.set({ site, direction: 'received' }, p.rxBytes);
+        bytes.set({ site, direction: 'sent' }, p.txBytes);
+      }
+    },
+  });
+  age = new Gauge({ name: 'cluster_wireguard_peer_handshake_age_seconds', help: 'Seconds since each site peer\'s last WireGuard handshake (-1: none yet)', labelNames: ['site'], registers: [registry] });
+  bytes = new Gauge({ name: 'cluster_wireguard_peer_bytes', help: 'Bytes through each site peer on this node\'s device, by direction', labelNames: ['site', 'direction'], registers: [registry] });
+}
