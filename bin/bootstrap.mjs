@@ -32,6 +32,8 @@ const SYSTEM_PACKAGES = [
   ['dnsperf', 'dnsperf'], // bench:dns
   ['/usr/sbin/nsd', 'nsd'], // bench:dns compares against it
   ['ip', 'iproute2'],
+  ['/usr/sbin/nft', 'nftables'], // the WireGuard test blocks UDP inside a namespace
+  ['setpriv', 'util-linux'], // wireguard-go runs with a parent-death signal
   ['openssl', 'openssl'],
   ['/usr/bin/chromium', 'chromium'], // browser tests (driven by playwright-core; no browser download)
 ];

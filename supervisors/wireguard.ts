@@ -50,28 +50,44 @@ export function wireguardMetrics(registry: Registry, side: () => WireGuardSide |
       this.set({ driver: h?.driver ?? 'none' }, h ? 1 : 0);
     },
   });
-  // Registered before the per-peer gauges it fills: a scrape collects in registration order.
-  let age!: Gauge<'site'>;
-  let bytes!: Gauge<'site' | 'direction'>;
+  // One device read per scrape, shared by the gauges (a scrape collects them concurrently).
+  let read: { at: number; peers: Promise<Awaited<ReturnType<WireGuardHub['peers']>>> } | undefined;
+  const peers = () => {
+    const h = hub();
+    if (!h) return Promise.resolve([]);
+    if (!read || Date.now() - read.at > 1000) read = { at: Date.now(), peers: h.peers().catch(() => []) };
+    return read.peers;
+  };
   new Gauge({
     name: 'cluster_wireguard_peers',
     help: 'Peers on this node\'s WireGuard device',
     registers: [registry],
     async collect() {
-      age.reset();
-      bytes.reset();
-      const h = hub();
-      const peers = h ? await h.peers().catch(() => []) : [];
-      this.set(peers.length);
+      this.set((await peers()).length);
+    },
+  });
+  new Gauge({
+    name: 'cluster_wireguard_peer_handshake_age_seconds',
+    help: 'Seconds since each site peer\'s last WireGuard handshake (-1: none yet)',
+    labelNames: ['site'],
+    registers: [registry],
+    async collect() {
+      this.reset();
       const now = Date.now();
-      for (const p of peers) {
-        const site = p.siteId ?? 'none';
-        age.set({ site }, p.lastHandshakeAt === null ? -1 : (now - p.lastHandshakeAt) / 1000);
-        bytes.set({ site, direction: 'received' }, p.rxBytes);
-        bytes.set({ site, direction: 'sent' }, p.txBytes);
+      for (const p of await peers()) this.set({ site: p.siteId ?? 'none' }, p.lastHandshakeAt === null ? -1 : (now - p.lastHandshakeAt) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'cluster_wireguard_peer_bytes',
+    help: 'Bytes through each site peer on this node\'s device, by direction',
+    labelNames: ['site', 'direction'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const p of await peers()) {
+        this.set({ site: p.siteId ?? 'none', direction: 'received' }, p.rxBytes);
+        this.set({ site: p.siteId ?? 'none', direction: 'sent' }, p.txBytes);
       }
     },
   });
-  age = new Gauge({ name: 'cluster_wireguard_peer_handshake_age_seconds', help: 'Seconds since each site peer\'s last WireGuard handshake (-1: none yet)', labelNames: ['site'], registers: [registry] });
-  bytes = new Gauge({ name: 'cluster_wireguard_peer_bytes', help: 'Bytes through each site peer on this node\'s device, by direction', labelNames: ['site', 'direction'], registers: [registry] });
 }

@@ -70,7 +70,7 @@ export class WireGuardHub {
     const keys = await nodeKeyPair(db, sealer, c.nodeId);
     const address = await tunnelAddress(db, { nodeId: c.nodeId }, c.network);
     let hub: WireGuardHub | undefined;
-    const { device, why } = await openDevice({ name: c.interfaceName, driver: c.driver, logger: log, onRestart: () => (hub ? hub.#restoreLink() : Promise.resolve()) });
+    const { device, why } = await openDevice({ name: c.interfaceName, driver: c.driver, logger, onRestart: () => (hub ? hub.#restoreLink() : Promise.resolve()) });
     hub = new WireGuardHub(c, db, log, device, keys.publicKey, address);
     await device.configure({ privateKey: keys.privateKey, listenPort: c.listenPort, peers: [] });
     await bringUp(c.interfaceName, address, c.mtu);

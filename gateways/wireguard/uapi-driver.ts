@@ -5,7 +5,7 @@
 // It is started under `setpriv --pdeathsig KILL`, so a node that is SIGKILLed takes its device
 // with it: no orphaned process keeps peers the cluster has moved elsewhere.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
@@ -119,6 +119,7 @@ export class UapiDevice implements WireGuardDevice {
 
   async #start(): Promise<void> {
     await deleteLink(this.name); // a stale interface whose process is gone
+    rmSync(this.#socket, { force: true }); // and its socket, left by a process that was killed
     const binary = this.#o.binary ?? 'wireguard-go';
     const setpriv = onPath('setpriv');
     const [cmd, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', binary, '-f', this.name]] : [binary, ['-f', this.name]];
@@ -128,7 +129,7 @@ export class UapiDevice implements WireGuardDevice {
     // Its start-up banner (a box drawn in stderr) says nothing an operator can act on.
     child.stderr!.on('data', (d: Buffer) => {
       const out = d.toString().trim();
-      if (out.startsWith('┌')) this.#log.debug({ out }, 'wireguard-go');
+      if (/[┌│└]/.test(out)) this.#log.debug({ out }, 'wireguard-go');
       else this.#log.warn({ out }, 'wireguard-go');
     });
     child.once('exit', (code, signal) => {
@@ -220,5 +221,6 @@ export class UapiDevice implements WireGuardDevice {
         child.kill('SIGTERM');
       });
     }
+    rmSync(this.#socket, { force: true });
   }
 }
