@@ -66,9 +66,12 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
     const h = deps.wireguard();
     return 'unavailable' in h ? undefined : h;
   };
-  /** Drops the site's peer from this node's device, if it has one here. */
+  /**
+   * Drops the site's peer from this node's device, if the device has one for it. Asked of the
+   * device's side, not of this state: a restarted actor has lost its memory of the peer.
+   */
   const withdraw = async (s: SiteState): Promise<SiteState> => {
-    if (s.wireguard) await hub()?.withdraw(siteId);
+    await hub()?.withdraw(siteId);
     return { ...s, wireguard: false };
   };
   /** The register reply's `wireguard`: an offer, a coded refusal, or nothing for a websocket site. */
@@ -162,7 +165,8 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
             epoch,
             connectedSince: state.connectedSince ?? null,
             transport: state.transport ?? null,
-            wireguard: state.wireguard ? await (hub()?.stats(siteId) ?? null) : null,
+            // A device that does not answer (wireguard-go restarting) leaves the stats out, never the actor down.
+            wireguard: state.wireguard ? await (hub()?.stats(siteId).catch(() => null) ?? null) : null,
             targets: state.targets.map((t) => ({ id: t.id, healthy: state.health.get(t.id) ?? null })),
           });
           return state;
@@ -172,7 +176,7 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
     },
     async stopped(state) {
       timer?.cancel();
-      if (state?.wireguard) await hub()?.withdraw(siteId).catch(() => {}); // the reconcile loop removes it otherwise
+      await hub()?.withdraw(siteId).catch(() => {}); // else the reconcile loop removes it
       // Stopped because another node took the site, or this node is leaving: the connector
       // reconnects (to the newest owner, or any other node).
       state?.session?.close(CLOSE.superseded.code, CLOSE.superseded.reason);

@@ -139,7 +139,14 @@ export class ClusterNode {
       return createDb({ url: config.postgres.url, poolSize: config.postgres.poolSize, connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, idleInTransactionTimeout: config.postgres.idleInTransactionTimeout, logger: this.#log });
     });
     if (!db) return; // stopped while waiting for PostgreSQL
-    this.#wireguard = await startWireGuard({ config, db, sealer: this.#sealer, logger: this.#log });
+    this.#wireguard = await startWireGuard({
+      config, db, sealer: this.#sealer, logger: this.#log,
+      onDeviceRestart: () => {
+        const n = this.#run?.control?.reconnectWireGuard() ?? 0;
+        this.#log.warn({ connectors: n }, 'wireguard device restarted; its connectors register again');
+      },
+      siteHere: (siteId) => this.#system.get('site', siteId) !== undefined,
+    });
     const run = await this.#startActors(db, valkey);
     const zones = new SnapshotStore(valkey, 'zones');
     // One per node: the admin API's sign-in and the portal's share its discovery cache.

@@ -12,7 +12,7 @@ import type { Sealer } from '../persistence/sealed.ts';
 
 export type WireGuardSide = WireGuardHub | { unavailable: ClusterError };
 
-export async function startWireGuard(d: { config: ClusterConfig; db: DatabasePool; sealer: Sealer; logger: Logger }): Promise<WireGuardSide> {
+export async function startWireGuard(d: { config: ClusterConfig; db: DatabasePool; sealer: Sealer; logger: Logger; onDeviceRestart: () => void; siteHere: (siteId: string) => boolean }): Promise<WireGuardSide> {
   const { config } = d;
   const w = config.wireguard;
   if (!w.enabled) {
@@ -25,7 +25,7 @@ export async function startWireGuard(d: { config: ClusterConfig; db: DatabasePoo
     return { unavailable: unavailable('the node has no WireGuard endpoint configured') };
   }
   try {
-    return await WireGuardHub.start({ nodeId: config.nodeId, interfaceName: w.interfaceName, driver: w.driver, listenPort: w.listenPort, endpoint, network: w.network, mtu: w.mtu }, d.db, d.sealer, d.logger);
+    return await WireGuardHub.start({ nodeId: config.nodeId, interfaceName: w.interfaceName, driver: w.driver, listenPort: w.listenPort, endpoint, network: w.network, mtu: w.mtu, onDeviceRestart: d.onDeviceRestart, siteHere: d.siteHere }, d.db, d.sealer, d.logger);
   } catch (err) {
     const reason = (err as Error).message;
     if (err instanceof WireGuardUnavailable) d.logger.error({ reason }, `wireguard: unavailable on this node (${reason}); sites use websocket`);

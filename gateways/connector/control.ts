@@ -81,6 +81,8 @@ export class ControlChannel {
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 2 * MAX_DATA_FRAME });
   /** Asks one connection's connector to move (see moveAll). */
   readonly #movers = new Map<WebSocket, () => void>();
+  /** Connections whose data plane runs over this node's WireGuard device. */
+  readonly #overWireGuard = new Set<WebSocket>();
 
   constructor(deps: ControlChannelDeps) {
     this.#d = deps;
@@ -147,7 +149,10 @@ export class ControlChannel {
       h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
       // Over WireGuard the data plane can die alone (UDP blocked, the connector's interface
       // gone): the connection ends, so the connector registers again and picks anew.
-      if (transport === 'wireguard') h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
+      if (transport === 'wireguard') {
+        this.#overWireGuard.add(ws);
+        h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
+      }
       this.#d.tunnels.set(siteId, session.id, h2);
     };
     /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
@@ -210,6 +215,7 @@ export class ControlChannel {
     });
     ws.on('close', async () => {
       this.#movers.delete(ws);
+      this.#overWireGuard.delete(ws);
       clearTimeout(registerTimer);
       if (pending) clearTimeout(pending.timer);
       ping.cancel();
@@ -232,6 +238,16 @@ export class ControlChannel {
     for (const move of this.#movers.values()) move();
     const deadline = this.#d.clock.now() + timeoutMs;
     while (this.#wss.clients.size > 0 && this.#d.clock.now() < deadline) await this.#d.clock.sleep(50);
+  }
+
+  /**
+   * The WireGuard device was started anew (wireguard-go died): its sessions with the
+   * connectors are gone, so every connector on it registers again and handshakes afresh.
+   */
+  reconnectWireGuard(): number {
+    const n = this.#overWireGuard.size;
+    for (const ws of this.#overWireGuard) ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason);
+    return n;
   }
 
   close() {

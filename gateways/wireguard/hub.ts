@@ -22,6 +22,10 @@ export interface HubConfig {
   endpoint: string;
   network: string;
   mtu: number;
+  /** After wireguard-go was started again: the connectors on it must handshake afresh. */
+  onDeviceRestart?: () => void;
+  /** Whether a site actor runs here (the reconcile loop drops the peers of sites that do not). */
+  siteHere?: (siteId: string) => boolean;
 }
 
 /** A site's peer on this node. */
@@ -84,6 +88,7 @@ export class WireGuardHub {
   async #restoreLink(): Promise<void> {
     await bringUp(this.#c.interfaceName, this.address, this.#c.mtu);
     for (const p of this.#peers.values()) await routeTo(this.#c.interfaceName, p.address, this.address, this.#c.mtu);
+    this.#c.onDeviceRestart?.();
   }
 
   /**
@@ -131,6 +136,13 @@ export class WireGuardHub {
 
   /** Removes peers and routes that no site here holds. */
   async reconcile(): Promise<{ peers: number; routes: number }> {
+    let gone = 0;
+    for (const siteId of [...this.#peers.keys()]) {
+      if (this.#c.siteHere && !this.#c.siteHere(siteId)) {
+        await this.withdraw(siteId);
+        gone++;
+      }
+    }
     const keys = new Set([...this.#peers.values()].map((p) => p.publicKey));
     const addresses = new Set([this.address, ...[...this.#peers.values()].map((p) => p.address)]);
     let peers = 0;
@@ -145,8 +157,8 @@ export class WireGuardHub {
       await unroute(this.#c.interfaceName, a);
       routes++;
     }
-    if (peers || routes) this.#log.warn({ peers, routes }, 'removed WireGuard peers and routes no site here holds');
-    return { peers, routes };
+    if (peers || routes || gone) this.#log.warn({ peers: peers + gone, routes }, 'removed WireGuard peers and routes no site here holds');
+    return { peers: peers + gone, routes };
   }
 
   async close(): Promise<void> {

@@ -7,7 +7,9 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { request as httpsRequest } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +45,28 @@ async function waitFor(cond: () => unknown, ms: number, what: string, log: () =>
   } catch (err) {
     throw new Error(`${(err as Error).message}\nconnector log:\n${log().slice(-3000)}`);
   }
+}
+
+/** One HTTP/1.0 exchange over a raw TCP resource; resolves with what came back. */
+function tcpExchange(ip: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const sock = netConnect({ host: ip, port }, () => sock.write(`GET / HTTP/1.0\r\nHost: x\r\n\r\n`));
+    let got = '';
+    sock.on('data', (d) => (got += d));
+    sock.on('close', () => resolve(got || undefined)); // empty: not routed yet
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
+  });
+}
+
+/** One datagram to a UDP resource and its answer (undefined when none came in a second). */
+function udpExchange(ip: string, port: number, text: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const sock = createSocket('udp4');
+    const timer = setTimeout(() => (sock.close(), resolve(undefined)), 1000);
+    sock.on('message', (m) => (clearTimeout(timer), sock.close(), resolve(m.toString())));
+    sock.send(text, port, ip);
+  });
 }
 
 /** The peers of a wireguard-go device, read over its UAPI socket; null when it is gone. */
@@ -88,7 +112,10 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
     command: 'ip',
     args: ['netns', 'exec', ns, process.execPath, '-e', `
       const big = Buffer.alloc(${BIG}, 'x'); big.write('start'); big.write('end', ${BIG} - 3);
-      require('node:http').createServer((req, res) => res.end(req.url === '/big' ? big : 'inside the site')).listen(${targetPort}, '127.0.0.1');`],
+      require('node:http').createServer((req, res) => res.end(req.url === '/big' ? big : 'inside the site')).listen(${targetPort}, '127.0.0.1');
+      const udp = require('node:dgram').createSocket('udp4');
+      udp.on('message', (m, r) => udp.send('echo:' + m, r.port, r.address));
+      udp.bind(${targetPort}, '127.0.0.1');`],
     logFile: join(dir, 'service.log'),
   });
   t.teardown(() => service.stop('SIGKILL', 1000));
@@ -110,6 +137,13 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
   t.equal(site.transport, 'wireguard', 'a site may ask for WireGuard');
   const resource = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'app', protocol: 'http', hostname: HOST } })).body;
   await call(c.lb, 'POST', `${base}/resources/${resource.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: targetPort, scheme: 'http' } });
+  // The same service as TCP and UDP resources: they ride the same tunnel.
+  const tcpPort = 20000 + Math.floor(Math.random() * 9000);
+  const udpPort = tcpPort + 1;
+  const tcpRes = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'raw', protocol: 'tcp', proxyPort: tcpPort } })).body;
+  await call(c.lb, 'POST', `${base}/resources/${tcpRes.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: targetPort, scheme: 'tcp' } });
+  const udpRes = (await call(c.lb, 'POST', `${base}/resources`, { cookie, body: { name: 'dgram', protocol: 'udp', proxyPort: udpPort } })).body;
+  await call(c.lb, 'POST', `${base}/resources/${udpRes.id}/targets`, { cookie, body: { siteId: site.id, host: '127.0.0.1', port: targetPort, scheme: 'udp' } });
 
   let run = 0;
   const startConnector = () => {
@@ -144,6 +178,10 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
     t.equal(createHash('sha256').update(big.body).digest('hex'), createHash('sha256').update(Buffer.from(`start${'x'.repeat(BIG - 8)}end`)).digest('hex'));
   }
   t.match(connector.log(), /transport: wireguard/, 'the connector says it uses WireGuard');
+  for (const i of [0, 1, 2]) {
+    t.match(await until(() => tcpExchange(nodeIp(i), tcpPort), 10_000, `the TCP resource through node-${i + 1}`), /inside the site/, `TCP resource through node-${i + 1}`);
+    t.equal(await until(() => udpExchange(nodeIp(i), udpPort, `hi-${i}`), 10_000, `the UDP resource through node-${i + 1}`), `echo:hi-${i}`, `UDP resource through node-${i + 1}`);
+  }
   const holder = c.nodes.find((n) => n.config.nodeId === first.node)!;
   const holderIndex = c.nodes.indexOf(holder);
   const metrics = await (await fetch(`${holder.metricsUrl}/metrics`)).text();
@@ -163,6 +201,12 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
   await until(async () => (await devicePeers(nodeIface(holderIndex))) === null && !existsSync(`/sys/class/net/${nodeIface(holderIndex)}`), 5000, 'the killed node\'s device gone with it');
   const newHolder = c.nodes.findIndex((n) => n.config.nodeId === moved.node);
   t.same(await Promise.all(survivors.map((i) => devicePeers(nodeIface(i)).then((p) => p?.length))), survivors.map((i) => (i === newHolder ? 1 : 0)), 'no stale peer: only the new holder has one');
+  // wireguard-go of the new holder dies: the node starts it again, and the connector, told to
+  // register again, handshakes afresh (its old session died with the process).
+  sh('pkill', '-KILL', '-f', `wireguard-go -f ${nodeIface(newHolder)}$`);
+  await waitFor(async () => existsSync(join(UAPI_SOCKET_DIR, `${nodeIface(newHolder)}.sock`)) && (await status())?.transport === 'wireguard' && (await servedEverywhere(survivors.map(nodeIp))) && readFileSync(c.nodes[newHolder]!.logFile, 'utf8').includes('wireguard-go restarted'), 30_000, 'the device restarted and the site served over it again', () => connector.log());
+  t.pass('a wireguard-go that dies is restarted and its site served again');
+
   // The killed node comes back: it starts with no peers and takes nobody's.
   const back = await c.start(String(holder.config.nodeId));
   await back.waitReady(60_000);
