@@ -12,7 +12,7 @@ import { fencedWrite } from '../persistence/epochs.ts';
 import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession, type WireGuardOffer } from '../protocol/connector.ts';
 import type { SiteMsg } from '../protocol/actor-messages.ts';
 import type { SiteSession } from '../persistence/actor-stores.ts';
-import type { WireGuardHub } from '../gateways/wireguard/hub.ts';
+import type { WireGuardSide } from '../protocol/wireguard.ts';
 import { unknownMessage, type Behavior } from './runtime.ts';
 
 export type { SiteMsg };
@@ -45,7 +45,7 @@ export interface SiteDeps {
   /** How often last-seen is written while connected. */
   seenEveryMs: number;
   /** This node's WireGuard side, or why it has none. */
-  wireguard: () => WireGuardHub | { unavailable: ClusterError };
+  wireguard: () => WireGuardSide;
 }
 
 const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });

@@ -146,6 +146,8 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           dns: { bind: `${host}:${ports.dns}`, caaIssuers: ['pebble.letsencrypt.org'] },
           peer: { bind: `${host}:${ports.peer}` },
           metrics: { bind: `${host}:${ports.metrics}` },
+          // One machine: each node's device needs its own name and UDP port (run as root for WireGuard; otherwise sites use websocket).
+          wireguard: { interfaceName: `wg-local-${ids.indexOf(id) + 1}`, listenPort: 51820 + ids.indexOf(id) },
           acme: { directoryUrl: services.pebble!.directoryUrl, checkEvery: '1m' },
           shutdown: { drainDelay: '1s' },
         },

@@ -161,9 +161,11 @@ export class Connector extends EventEmitter {
         }
         ws.ping();
       }, this.#o.pingEveryMs ?? 1000);
+      // Binary frames wait in this stream until a data plane reads them.
+      data = frameDuplex(ws);
       if (wireguard) {
         // The data plane waits for the node's answer: WireGuard if it offers it and the
-        // handshake works, else this WebSocket (#onRegistered).
+        // handshake works, else this WebSocket (the registering step below).
         this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['wireguard', 'websocket'], wireguard: { publicKey: wireguard.publicKey } });
         return;
       }
@@ -171,14 +173,12 @@ export class Connector extends EventEmitter {
       // preface may arrive before the 'registered' reply, so the data plane starts now.
       this.#send({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'] });
       this.transport = 'websocket';
-      data = frameDuplex(ws);
       this.#dataServer.emit('connection', data.duplex);
     });
     /** Over the WebSocket after all (a WireGuard-capable registration that ended up there). */
     const websocketDataPlane = (reason: string) => {
       ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'data-plane', transport: 'websocket', reason } satisfies ConnectorMessage));
-      data = frameDuplex(ws);
-      this.#dataServer.emit('connection', data.duplex);
+      this.#dataServer.emit('connection', data!.duplex);
       this.transport = 'websocket';
     };
     this.#registering.set(ws, async (offer) => {

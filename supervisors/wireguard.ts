@@ -3,14 +3,14 @@
 // serves every site over websocket: connectors that asked for WireGuard get the coded reason.
 import { Gauge, type Registry } from 'prom-client';
 import { wireguardEndpoint, type ClusterConfig } from '../cluster.config.ts';
-import { ClusterError } from '../core/errors.ts';
+import type { WireGuardSide as Side } from '../protocol/wireguard.ts';
 import type { Logger } from '../core/log.ts';
 import { unavailable, WireGuardHub } from '../gateways/wireguard/hub.ts';
 import { WireGuardUnavailable } from '../gateways/wireguard/open.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 
-export type WireGuardSide = WireGuardHub | { unavailable: ClusterError };
+export type WireGuardSide = Side<WireGuardHub>;
 
 export async function startWireGuard(d: { config: ClusterConfig; db: DatabasePool; sealer: Sealer; logger: Logger; onDeviceRestart: () => void; siteHere: (siteId: string) => boolean }): Promise<WireGuardSide> {
   const { config } = d;

@@ -13,7 +13,7 @@ import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { PortRange } from '../../core/config-fields.ts';
 import type { Change, MemberRecord } from '../../protocol/channels.ts';
 import type { ZoneData } from '../../protocol/zone.ts';
-import type { SiteTunnelStats } from '../wireguard/hub.ts';
+import type { SiteTunnelStats } from '../../protocol/wireguard.ts';
 
 export interface SiteStatus {
   online: boolean;

@@ -159,7 +159,9 @@ export class ControlChannel {
     let pending: { offer: WireGuardOffer | undefined; timer: NodeJS.Timeout } | undefined;
     let wsDataPlane = false;
     ws.on('message', async (frame: Buffer, isBinary) => {
-      if (isBinary) return wsDataPlane && data.feed(frame); // the HTTP/2 data plane
+      // The HTTP/2 data plane over this WebSocket. Always kept: the connector's first frames
+      // can arrive before this side has opened its end (it answers as soon as it has 'registered').
+      if (isBinary) return data.feed(frame);
       if (frame.length > MAX_CONTROL_MESSAGE) return ws.close(CLOSE.tooLarge.code, CLOSE.tooLarge.reason);
       let msg: ConnectorMessage;
       try {
@@ -175,6 +177,8 @@ export class ControlChannel {
           if (registered) return;
           registered = true;
           clearTimeout(registerTimer);
+          // From the claim on, routes may name this node: streams wait for the tunnel meanwhile.
+          this.#d.tunnels.expect(siteId, session.id);
           await this.#d.host.claimHere('site', siteId);
           const wireguardKey = msg.wireguard?.publicKey;
           if (wireguardKey === undefined) {
@@ -183,14 +187,23 @@ export class ControlChannel {
           }
           // The site actor checks the token's secret generation: a token from before a rotation is refused there.
           const reply = (await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation, wireguardKey }, 5000)) as { wireguard?: WireGuardOffer } | false | undefined;
-          if (wireguardKey !== undefined) {
-            pending = { offer: reply ? reply.wireguard : undefined, timer: setTimeout(() => ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), DATA_PLANE_TIMEOUT_MS) };
+          const offer = reply ? reply.wireguard : undefined;
+          if (wireguardKey !== undefined && offer) {
+            pending = { offer, timer: setTimeout(() => ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), DATA_PLANE_TIMEOUT_MS) };
+          } else if (wireguardKey !== undefined) {
+            // No offer (a websocket site, or refused): the connector can only use this WebSocket.
+            wsDataPlane = true;
+            openTunnel(data.duplex, 'websocket');
           }
           log.info({ connectorVersion: msg.connectorVersion, wireguardOffered: Boolean(pending?.offer) }, 'connector registered');
         } else if (!registered) {
           ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
         } else if (msg.type === 'data-plane') {
-          if (!pending) return; // not asked for, or chosen already
+          if (!pending) {
+            // Over the WebSocket without an offer: it is up already; the actor learns the transport.
+            if (msg.transport === 'websocket' && wsDataPlane) await this.#d.host.deliverLocal('site', siteId, { type: 'data-plane', sessionId: session.id, transport: 'websocket' }, 5000);
+            return;
+          }
           const { offer, timer } = pending;
           pending = undefined;
           clearTimeout(timer);

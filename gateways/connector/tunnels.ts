@@ -7,16 +7,42 @@ import { ClusterError } from '../../core/errors.ts';
 import { PROTOCOL_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts';
 
 
+/** Longest a stream waits for a tunnel that is being set up on this node (a registration in progress). */
+const PENDING_WAIT_MS = 3000;
+
 export class TunnelRegistry {
   readonly #sessions = new Map<string, { sessionId: string; h2: http2.ClientHttp2Session }>();
+  /**
+   * Registrations in progress: the site is claimed here (routes may name this node already)
+   * while its data plane is still being chosen and brought up (a WireGuard handshake, say).
+   * Streams opened meanwhile wait for it instead of failing.
+   */
+  readonly #pending = new Map<string, { sessionId: string; ready: Promise<void>; resolve: () => void }>();
+
+  /** A tunnel for the site is coming on this session: has() says yes, open() waits for it. */
+  expect(siteId: string, sessionId: string) {
+    this.#pending.get(siteId)?.resolve();
+    let resolve!: () => void;
+    const ready = new Promise<void>((r) => (resolve = r));
+    this.#pending.set(siteId, { sessionId, ready, resolve });
+  }
+
+  #settle(siteId: string, sessionId: string) {
+    const p = this.#pending.get(siteId);
+    if (p?.sessionId !== sessionId) return;
+    this.#pending.delete(siteId);
+    p.resolve();
+  }
 
   set(siteId: string, sessionId: string, h2: http2.ClientHttp2Session) {
     this.#sessions.get(siteId)?.h2.destroy();
     this.#sessions.set(siteId, { sessionId, h2 });
+    this.#settle(siteId, sessionId);
   }
 
   /** Drops the tunnel if it is still this session's. */
   delete(siteId: string, sessionId: string) {
+    this.#settle(siteId, sessionId);
     const cur = this.#sessions.get(siteId);
     if (cur?.sessionId !== sessionId) return;
     this.#sessions.delete(siteId);
@@ -38,14 +64,20 @@ export class TunnelRegistry {
 
   has(siteId: string): boolean {
     const s = this.#sessions.get(siteId);
-    return Boolean(s && !s.h2.closed && !s.h2.destroyed);
+    return Boolean(s && !s.h2.closed && !s.h2.destroyed) || this.#pending.has(siteId);
   }
 
   /**
    * Opens a stream to a target through the site's tunnel. Resolves once the connector has
    * connected to the target; rejects with a coded error otherwise.
    */
-  open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs = 5000): Promise<Duplex> {
+  async open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs = 5000): Promise<Duplex> {
+    const pending = this.#pending.get(siteId);
+    if (pending) await Promise.race([pending.ready, new Promise((r) => setTimeout(r, Math.min(PENDING_WAIT_MS, timeoutMs)).unref())]);
+    return this.#open(siteId, target, protocol, timeoutMs);
+  }
+
+  #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number): Promise<Duplex> {
     const s = this.#sessions.get(siteId);
     if (!s || s.h2.closed || s.h2.destroyed) return Promise.reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `no tunnel to site ${siteId} on this node`, { siteId }));
     return new Promise((resolve, reject) => {

@@ -9,6 +9,7 @@ import type { DatabasePool } from '../../persistence/db.ts';
 import type { Sealer } from '../../persistence/sealed.ts';
 import { claimConnectorKey, nodeKeyPair, tunnelAddress } from '../../persistence/wireguard.ts';
 import { WIREGUARD_DATA_PORT, type WireGuardOffer } from '../../protocol/connector.ts';
+import type { SitePeers, SiteTunnelStats } from '../../protocol/wireguard.ts';
 import type { PeerStats, WireGuardDevice } from './device.ts';
 import { bringUp, routedThrough, routeTo, unroute } from './link.ts';
 import { openDevice, type DriverChoice } from './open.ts';
@@ -34,15 +35,7 @@ interface SitePeer {
   address: string;
 }
 
-export interface SiteTunnelStats {
-  siteAddress: string;
-  nodeAddress: string;
-  lastHandshakeAt: string | null;
-  rxBytes: number;
-  txBytes: number;
-}
-
-export class WireGuardHub {
+export class WireGuardHub implements SitePeers {
   readonly #c: HubConfig;
   readonly #db: DatabasePool;
   readonly #log: Logger;

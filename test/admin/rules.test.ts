@@ -44,9 +44,7 @@ t.test('admin API rules', async (t) => {
       ['POST', `/api/v1/orgs/not-a-uuid/sites`, { body: { name: 'x' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
       ['POST', `${base}/sites`, { raw: 'name=x', contentType: 'application/x-www-form-urlencoded' }, 415, 'CLUSTER_ERR_API_BAD_REQUEST'],
       ['GET', `${base}/sites?limit=abc`, {}, 400, 'CLUSTER_ERR_API_VALIDATION'],
-      // Not built: refused, never stored as a site that would quietly use WebSocket.
-      ['POST', `${base}/sites`, { body: { name: 'wg', transport: 'wireguard' } }, 422, 'CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE'],
-      ['PATCH', `${base}/sites/${site.id}`, { body: { version: site.version, transport: 'wireguard' } }, 422, 'CLUSTER_ERR_API_TRANSPORT_UNAVAILABLE'],
+      ['POST', `${base}/sites`, { body: { name: 'wg', transport: 'carrier-pigeon' } }, 400, 'CLUSTER_ERR_API_VALIDATION'],
     ];
     for (const [method, path, opts, status, code] of cases) {
       const r = await call(method, path, { cookie, ...opts });
@@ -59,8 +57,8 @@ t.test('admin API rules', async (t) => {
     t.match(unknown.body, { field: 'body.color', problem: 'is not a known field' });
     const wrongType = await call('POST', `${base}/sites`, { cookie, body: { name: 42 } });
     t.match(wrongType.body, { field: 'body.name' });
-    const wg = await call('POST', `${base}/sites`, { cookie, body: { name: 'wg', transport: 'wireguard' } });
-    t.match(wg.body, { transport: 'wireguard', available: ['websocket'], message: /not built/ }, 'the refusal says what is available');
+    const wg = await call('POST', `${base}/sites`, { cookie, body: { name: 'wg', transport: 'carrier-pigeon' } });
+    t.match(wg.body, { field: 'body.transport' }, 'an unknown transport is named as the bad field');
     t.same(await counts(postgresUrl), before, 'no row changed, not even the audit log');
   });
 
