@@ -12,7 +12,8 @@ import { WIREGUARD_DATA_PORT, type WireGuardOffer } from '../../protocol/connect
 import type { SitePeers, SiteTunnelStats } from '../../protocol/wireguard.ts';
 import type { PeerStats, WireGuardDevice } from './device.ts';
 import { bringUp, routedThrough, routeTo, unroute } from './link.ts';
-import { openDevice, type DriverChoice } from './open.ts';
+import { guardInterface, unguardInterface } from './firewall.ts';
+import { openDevice, WireGuardUnavailable, type DriverChoice } from './open.ts';
 
 export interface HubConfig {
   nodeId: string;
@@ -71,6 +72,12 @@ export class WireGuardHub implements SitePeers {
     hub = new WireGuardHub(c, db, log, device, keys.publicKey, address);
     await device.configure({ privateKey: keys.privateKey, listenPort: c.listenPort, peers: [] });
     await bringUp(c.interfaceName, address, c.mtu);
+    try {
+      await guardInterface(c.interfaceName);
+    } catch (err) {
+      await device.close();
+      throw new WireGuardUnavailable(`the interface could not be firewalled, and without it every site could reach this node's ports (${(err as Error).message}; install nftables)`);
+    }
     for (const stale of await routedThrough(c.interfaceName)) if (stale !== address) await unroute(c.interfaceName, stale);
     hub.#reconciling = setInterval(() => void hub!.reconcile().catch((err) => log.warn({ err: (err as Error).message }, 'wireguard reconcile failed')), 30_000).unref();
     log.info({ driver: device.driver, why, interface: c.interfaceName, listenPort: c.listenPort, endpoint: c.endpoint, address, publicKey: keys.publicKey }, `wireguard: ${device.driver} driver (${why})`);
@@ -158,6 +165,7 @@ export class WireGuardHub implements SitePeers {
     clearInterval(this.#reconciling);
     this.#peers.clear();
     await this.#device.close();
+    await unguardInterface(this.#c.interfaceName);
   }
 }
 

@@ -4,12 +4,14 @@
 // tunnel. The HTTPS resource answers through every node over WireGuard; the node holding the
 // peer is SIGKILLed and the connector re-registers elsewhere over WireGuard, leaving no stale
 // peer; with UDP blocked in the site's namespace, `auto` falls back to websocket and says so.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { request as httpsRequest } from 'node:https';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +25,7 @@ import { until } from '../harness/until.ts';
 const CONNECTOR_ENTRY = fileURLToPath(new URL('../../bin/cluster-connector.mjs', import.meta.url));
 const HOST = 'app.wg.test';
 const BIG = 3 * 1024 * 1024; // far over any MTU: a stall from a wrong MSS would show here
+const execFileAsync = promisify(execFile);
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 function get(ip: string, path: string): Promise<{ status: number; body: Buffer }> {
@@ -104,6 +107,16 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
 
   // Sockets of wireguard-go processes SIGKILLed with their node (a killed process cannot remove its own).
   t.teardown(() => [siteIface, ...[0, 1, 2].map(nodeIface)].forEach((name) => rmSync(join(UAPI_SOCKET_DIR, `${name}.sock`), { force: true })));
+  // And the firewall tables of the nodes' interfaces (a SIGKILLed node cannot remove its own).
+  t.teardown(() => {
+    for (const i of [0, 1, 2]) {
+      try {
+        execFileSync('nft', ['delete', 'table', 'inet', `cluster_wg_${nodeIface(i)}`], { stdio: 'ignore' });
+      } catch {
+        // removed by a node that stopped cleanly
+      }
+    }
+  });
   const dir = mkdtempSync(join(tmpdir(), 'wg-test-'));
   // The site's service: on the namespace's loopback, unreachable from anywhere else.
   const targetPort = 18080;
@@ -188,8 +201,18 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
   t.match(metrics, /cluster_wireguard_up\{driver="uapi"\} 1/, 'metrics: the device and its driver');
   t.match(metrics, new RegExp(`cluster_wireguard_peer_handshake_age_seconds\\{site="${site.id}"\\} \\d`), 'metrics: the site peer\'s handshake age');
   t.same((await Promise.all([0, 1, 2].map((i) => devicePeers(nodeIface(i))))).map((p) => p?.length), [0, 1, 2].map((i) => (i === holderIndex ? 1 : 0)), 'only the holder has a peer');
+  // The tunnel is one-way: from the site, nothing the node listens on can be reached through it.
+  const open = createServer((sock) => sock.end('reached')).listen(0, '0.0.0.0');
+  await once(open, 'listening');
+  t.teardown(() => open.close());
+  const probe = `const s = require('node:net').connect(${(open.address() as { port: number }).port}, '${first.wireguard.nodeAddress}');
+    s.on('data', () => process.exit(0)); s.on('error', () => process.exit(3)); setTimeout(() => process.exit(4), 1500);`;
+  // (async: the listener lives in this process, which must keep running while the probe does)
+  await t.rejects(execFileAsync('ip', ['netns', 'exec', ns, process.execPath, '-e', probe]), 'a connection from the site to the node\'s tunnel address gets nowhere');
+  await t.resolves(execFileAsync(process.execPath, ['-e', probe.replace(first.wireguard.nodeAddress, nodeIp(holderIndex))]), 'while the same listener answers on the node\'s own address (the probe works)');
 
   // SIGKILL the holder: the connector registers with another node, again over WireGuard.
+  const killedAt = Date.now();
   await holder.proc.stop('SIGKILL', 1000);
   const survivors = [0, 1, 2].filter((i) => i !== holderIndex);
   await waitFor(async () => {
@@ -197,6 +220,7 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
     return s?.online && s.node !== first.node && s.transport === 'wireguard' && servedEverywhere(survivors.map(nodeIp));
   }, 30_000, 'the site back over WireGuard through a surviving node', () => connector.log());
   const moved = await status();
+  t.comment(`served over WireGuard through every survivor ${Date.now() - killedAt} ms after the SIGKILL (polled, so an upper bound)`);
   t.not(moved.node, first.node, `the site moved to ${moved.node}`);
   await until(async () => (await devicePeers(nodeIface(holderIndex))) === null && !existsSync(`/sys/class/net/${nodeIface(holderIndex)}`), 5000, 'the killed node\'s device gone with it');
   const newHolder = c.nodes.findIndex((n) => n.config.nodeId === moved.node);

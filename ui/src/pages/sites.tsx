@@ -1,4 +1,4 @@
-// Sites: online status and the node holding each one's tunnel (read again every few seconds),
+// Sites: online status, the node holding each one's tunnel and the transport in use (read again every few seconds),
 // creating one (its connector command, with the secret, shown once), rotating its secret,
 // deleting it.
 import { useState } from 'preact/hooks';
@@ -21,7 +21,8 @@ export function SitesTab({ orgId, canWrite }: { orgId: string; canWrite: boolean
     e.preventDefault();
     const f = e.currentTarget as HTMLFormElement;
     void act(async () => {
-      const r = await api('POST /api/v1/orgs/{orgId}/sites', { params: { orgId }, body: { name: (f.elements.namedItem('name') as HTMLInputElement).value.trim() } });
+      const transport = (f.elements.namedItem('transport') as HTMLSelectElement).value as 'websocket' | 'wireguard';
+      const r = await api('POST /api/v1/orgs/{orgId}/sites', { params: { orgId }, body: { name: (f.elements.namedItem('name') as HTMLInputElement).value.trim(), transport } });
       setShown({ name: r.data.name, command: connectorCommand(r.data.id, r.data.connector.secret) });
       f.reset();
     });
@@ -44,7 +45,8 @@ export function SitesTab({ orgId, canWrite }: { orgId: string; canWrite: boolean
               <td>{s.name}</td>
               <td class="online">{s.status.online ? <span class="badge live">online</span> : <span class="badge dead">offline</span>}</td>
               <td class="node">{s.status.node ?? '-'}</td>
-              <td class="wide">{s.transport}</td>
+              {/* Configured, and what the connection uses when that differs (WireGuard that fell back to websocket). */}
+              <td class="wide transport">{s.transport}{s.status.transport && s.status.transport !== s.transport ? ` (using ${s.status.transport})` : ''}</td>
               <td class="wide">{s.lastSeenAt ? new Date(s.lastSeenAt).toLocaleString() : 'never'}</td>
               {canWrite && (
                 <td>
@@ -64,6 +66,10 @@ export function SitesTab({ orgId, canWrite }: { orgId: string; canWrite: boolean
         <form id="site-form" onSubmit={create}>
           <fieldset role="group">
             <input name="name" placeholder="Site name" required aria-label="Site name" />
+            <select name="transport" aria-label="Transport">
+              <option value="websocket">websocket</option>
+              <option value="wireguard">wireguard</option>
+            </select>
             <button type="submit">Create site</button>
           </fieldset>
         </form>
