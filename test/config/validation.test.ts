@@ -52,7 +52,7 @@ t.test('bad values are rejected, each naming its field, the problem and the expe
       admin: { bind: 'localhost' },
       postgres: { url: 'mysql://db/x' },
       dns: { caaIssuers: ['not a domain'] },
-      wireguard: { driver: 'kernel' },
+      wireguard: { driver: 'kernel', network: '100.89.0.0/31', mtu: 576, endpoint: 'nowhere' },
       log: { level: 'loud' },
       leese: { ttl: '3s' },
     }),
@@ -63,9 +63,12 @@ t.test('bad values are rejected, each naming its field, the problem and the expe
   t.match(byField.get('postgres.url'), { problem: /unsupported scheme/, expected: /postgres:/ });
   t.match(byField.get('dns.caaIssuers'), { problem: /not a domain name/ });
   t.match(byField.get('wireguard.driver'), { expected: /"auto", "netlink", "uapi"/ });
+  t.match(byField.get('wireguard.network'), { expected: /IPv4 network with a prefix of \/8 to \/24/ });
+  t.match(byField.get('wireguard.mtu'), { problem: /576/ });
+  t.match(byField.get('wireguard.endpoint'), { expected: /host:port/ });
   t.match(byField.get('log.level'), { problem: /"loud"/ });
   t.match(byField.get('leese'), { problem: /not a known field/ });
-  t.equal(problems.length, 7, 'every bad field is reported at once');
+  t.equal(problems.length, 10, 'every bad field is reported at once');
 });
 
 t.test('missing required fields name the field and its environment variable', async (t) => {
