@@ -48,6 +48,9 @@ export interface SiteDeps {
   wireguard: () => WireGuardSide;
 }
 
+/** How long a handed-over tunnel may finish its streams (the control channel gives a retiring WebSocket 2.3 s). */
+const TUNNEL_RETIRE_MS = 3000;
+
 const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });
 
 /** The site's targets, transport and current secret generation; null once the site is deleted. */
@@ -176,7 +179,9 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
     },
     async stopped(state) {
       timer?.cancel();
-      await hub()?.withdraw(siteId).catch(() => {}); // else the reconcile loop removes it
+      // Not at once: a tunnel being handed over (the node draining, the site moving) still
+      // carries streams in flight for a moment, as a retiring WebSocket does.
+      hub()?.withdrawLater(siteId, TUNNEL_RETIRE_MS);
       // Stopped because another node took the site, or this node is leaving: the connector
       // reconnects (to the newest owner, or any other node).
       state?.session?.close(CLOSE.superseded.code, CLOSE.superseded.reason);

@@ -181,6 +181,8 @@ export class Connector extends EventEmitter {
       this.#dataServer.emit('connection', data!.duplex);
       this.transport = 'websocket';
     };
+    /** The WireGuard offer this connection uses, released when it closes. */
+    let wgOffer: WireGuardOffer | undefined;
     this.#registering.set(ws, async (offer) => {
       if (!wireguard) return true;
       const choice = this.#o.transport ?? 'auto';
@@ -201,6 +203,7 @@ export class Connector extends EventEmitter {
         return false;
       });
       if (ws.readyState !== WebSocket.OPEN) return false;
+      wgOffer = offer;
       if (ok) {
         ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'data-plane', transport: 'wireguard' } satisfies ConnectorMessage));
         this.transport = 'wireguard';
@@ -228,6 +231,7 @@ export class Connector extends EventEmitter {
     ws.on('close', (code, reason) => {
       liveness?.cancel();
       this.#registering.delete(ws);
+      if (wgOffer) void wireguard?.release(wgOffer).catch((err) => this.#log.debug({ err: (err as Error).message }, 'could not remove a WireGuard peer'));
       this.#sockets.delete(ws);
       data?.end();
       if (this.#ws !== ws) return; // a connection we moved away from: the new one is current

@@ -1,6 +1,6 @@
 // The connector's end of the WireGuard transport: its own interface (wireguard-go, or the
-// kernel's where it has WireGuard), a fresh key pair per run, one peer (the node it is
-// registered with), and the data-plane listener on its tunnel address. The node's HTTP/2
+// kernel's where it has WireGuard), a fresh key pair per run, one peer per node it is registered
+// with (two while a draining node hands it over), and the data-plane listener on its tunnel address. The node's HTTP/2
 // streams arrive there exactly as they do over the WebSocket, and meet the same allow-list.
 import { randomBytes } from 'node:crypto';
 import type { Http2Server } from 'node:http2';
@@ -27,7 +27,8 @@ export class ConnectorWireGuard {
   readonly #log: Logger;
   readonly #data: Http2Server;
   #device: Promise<WireGuardDevice> | undefined;
-  #offer: WireGuardOffer | undefined;
+  /** Nodes this connector is registered with over WireGuard, by tunnel address. */
+  readonly #offers = new Map<string, WireGuardOffer>();
   #listener: { server: Server; address: string; port: number } | undefined;
 
   private constructor(name: string, data: Http2Server, log: Logger) {
@@ -54,7 +55,7 @@ export class ConnectorWireGuard {
   #open(): Promise<WireGuardDevice> {
     this.#device ??= (async () => {
       const { device, why } = await openDevice({ name: this.#name, driver: 'auto', logger: this.#log, onRestart: async () => {
-        if (this.#offer) await this.#applyLink(this.#offer);
+        for (const offer of this.#offers.values()) await this.#applyLink(offer);
       } });
       await device.configure({ privateKey: this.#privateKey, listenPort: 0, peers: [] });
       this.#log.info({ driver: device.driver, why, publicKey: this.publicKey }, 'WireGuard interface up');
@@ -70,17 +71,16 @@ export class ConnectorWireGuard {
   }
 
   /**
-   * Points the interface at the node that made the offer (its only peer) and waits for the
-   * first handshake. False when none completes within `timeoutMs` (UDP blocked, say).
+   * Adds the node that made the offer as a peer and waits for the first handshake; false when
+   * none completes within `timeoutMs` (UDP blocked, say). Peers of other nodes stay: while a
+   * draining node hands the site over, its tunnel keeps carrying the streams in flight.
    */
   async connect(offer: WireGuardOffer, timeoutMs: number): Promise<boolean> {
     const device = await this.#open();
-    const previous = this.#offer;
-    this.#offer = offer;
-    if (previous && previous.nodeAddress !== offer.nodeAddress) await unroute(this.#name, previous.nodeAddress);
-    // Every peer replaced: a fresh one starts a fresh handshake, whose time tells us it worked.
-    await device.configure({ privateKey: this.#privateKey, listenPort: (await device.read()).listenPort, peers: [] });
+    this.#offers.set(offer.nodeAddress, offer);
     await this.#applyLink(offer);
+    // Removed and added again: a fresh peer starts a fresh handshake, whose time tells us it worked.
+    if ((await device.read()).peers.some((p) => p.publicKey === offer.publicKey)) await device.removePeer(offer.publicKey);
     await device.setPeer({ publicKey: offer.publicKey, endpoint: offer.endpoint, allowedIps: [`${offer.nodeAddress}/32`], keepaliveSeconds: KEEPALIVE_SECONDS });
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -94,14 +94,23 @@ export class ConnectorWireGuard {
     return false;
   }
 
-  /** The data-plane listener on the tunnel address; only the registered node's address may connect. */
+  /** The connection to that node ended: its peer and route go (unless a newer offer from it came meanwhile). */
+  async release(offer: WireGuardOffer): Promise<void> {
+    if (this.#offers.get(offer.nodeAddress) !== offer) return;
+    this.#offers.delete(offer.nodeAddress);
+    const device = await this.#device?.catch(() => undefined);
+    await device?.removePeer(offer.publicKey);
+    await unroute(this.#name, offer.nodeAddress);
+  }
+
+  /** The data-plane listener on the tunnel address; only nodes the connector registered with may connect. */
   async #listen(offer: WireGuardOffer): Promise<void> {
     const l = this.#listener;
     if (l && l.address === offer.siteAddress && l.port === offer.dataPort) return;
     if (l) await new Promise((r) => l.server.close(r));
     const server = createServer((sock) => {
-      if (sock.remoteAddress !== this.#offer?.nodeAddress) {
-        this.#log.warn({ from: sock.remoteAddress }, 'refused a data-plane connection not from the registered node');
+      if (!this.#offers.has(sock.remoteAddress ?? '')) {
+        this.#log.warn({ from: sock.remoteAddress }, 'refused a data-plane connection not from a node this connector registered with');
         return sock.destroy();
       }
       sock.setNoDelay(true);

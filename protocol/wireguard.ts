@@ -18,6 +18,8 @@ export interface SitePeers {
   offer(siteId: string, publicKey: string): Promise<WireGuardOffer>;
   /** Removes the site's peer here, if there is one. */
   withdraw(siteId: string): Promise<void>;
+  /** Removes the site's peer here after a grace period, unless the site is held here again by then. */
+  withdrawLater(siteId: string, graceMs: number): void;
   stats(siteId: string): Promise<SiteTunnelStats | null>;
 }
 

@@ -120,6 +120,20 @@ export class WireGuardHub implements SitePeers {
     if (![...this.#peers.values()].some((o) => o.address === p.address)) await unroute(this.#c.interfaceName, p.address);
   }
 
+  /**
+   * The site's actor stopped here (it moved, or the node is leaving): the peer goes after
+   * `graceMs`, so streams in flight on a tunnel being handed over can finish, unless a site
+   * actor here took it up again meanwhile.
+   */
+  withdrawLater(siteId: string, graceMs: number): void {
+    const p = this.#peers.get(siteId);
+    if (!p) return;
+    setTimeout(() => {
+      if (this.#peers.get(siteId) !== p || this.#c.siteHere?.(siteId)) return;
+      void this.withdraw(siteId).catch((err) => this.#log.warn({ siteId, err: (err as Error).message }, 'could not remove a WireGuard peer'));
+    }, graceMs).unref();
+  }
+
   /** Handshake age and bytes of the site's peer here, or null when it has none here. */
   async stats(siteId: string): Promise<SiteTunnelStats | null> {
     const p = this.#peers.get(siteId);

@@ -3,7 +3,8 @@
 // it dies, it is started again and the last settings and peers are applied anew (and the
 // owner's onRestart puts back the interface's address and routes, which died with it).
 // It is started under `setpriv --pdeathsig KILL`, so a node that is SIGKILLed takes its device
-// with it: no orphaned process keeps peers the cluster has moved elsewhere.
+// with it: no orphaned process keeps peers the cluster has moved elsewhere. It runs in a
+// process group of its own, so a signal meant to make the node drain does not stop it first.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -123,7 +124,10 @@ export class UapiDevice implements WireGuardDevice {
     const binary = this.#o.binary ?? 'wireguard-go';
     const setpriv = onPath('setpriv');
     const [cmd, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', binary, '-f', this.name]] : [binary, ['-f', this.name]];
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'error' } });
+    // A process group of its own: a SIGTERM to the node's group (a service manager stopping it)
+    // must not end the device while the node drains through it; the node closes it last. The
+    // parent-death signal still ends it with the node.
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'error' }, detached: true });
     this.#child = child;
     child.stdout!.on('data', (d: Buffer) => this.#log.debug({ out: d.toString().trim() }, 'wireguard-go'));
     // Its start-up banner (a box drawn in stderr) says nothing an operator can act on.

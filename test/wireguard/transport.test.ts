@@ -237,6 +237,37 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
   t.same(await devicePeers(nodeIface(holderIndex)), [], 'a restarted node\'s device starts empty');
   t.ok(await servedEverywhere([0, 1, 2].map(nodeIp)), 'and it serves the site again, through the holder');
 
+  // SIGTERM of the holder: the connector tunnels to another node first (a second peer on its
+  // interface), the old tunnel finishes its streams, and no request through the others fails.
+  const drained = await status();
+  const drainedIndex = c.nodes.findIndex((n) => n.config.nodeId === drained.node);
+  const others = [0, 1, 2].filter((i) => i !== drainedIndex).map(nodeIp);
+  const failures: string[] = [];
+  let requests = 0;
+  let termAt = 0;
+  let clientRunning = true;
+  const clientLoop = (async () => {
+    for (let i = 0; clientRunning; i++) {
+      const at = Date.now();
+      const r = await get(others[i % 2]!, '/').catch((err) => ({ status: 0, body: Buffer.from((err as Error).message) }));
+      requests++;
+      if (r.status !== 200) failures.push(`${r.status} via ${others[i % 2]} at +${at - termAt} ms: ${r.body.toString().slice(0, 120)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 500));
+  termAt = Date.now();
+  c.nodes[drainedIndex]!.proc.signal('SIGTERM');
+  t.equal((await c.nodes[drainedIndex]!.proc.exited).code, 0, 'the holder stopped cleanly');
+  await waitFor(async () => (await status())?.transport === 'wireguard', 10_000, 'the site over WireGuard on another node', () => connector.log());
+  await new Promise((r) => setTimeout(r, 1000));
+  clientRunning = false;
+  await clientLoop;
+  t.ok(requests > 30, `requests flowed throughout (${requests})`);
+  t.same(failures, [], 'not one request failed while the WireGuard tunnel moved off a draining node');
+  t.not((await status()).node, drained.node, 'the site is held by another node');
+  await c.start(String(c.nodes[drainedIndex]!.config.nodeId)).then((n) => n.waitReady(60_000));
+
   // UDP to the nodes' WireGuard ports blocked in the site's namespace: auto falls back.
   await connector.proc.stop('SIGTERM', 5000);
   await until(async () => !(await status())?.online, 15_000, 'the site offline after its connector said goodbye');
