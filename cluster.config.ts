@@ -225,6 +225,15 @@ export interface ClusterConfig {
     handoffTimeout: number;
     /** How often placement is recomputed even when no event arrives (repairs lost pub/sub). @default "5s" */
     reconcileEvery: number;
+    /**
+     * Silence on a peer link after which the peer is probed through two others and then
+     * suspected: DNS answers and ingress leave it out until it answers again. Traffic only;
+     * actors move on the lease alone. Shorter routes around a frozen node sooner; too short
+     * suspects nodes that are merely busy (count them in cluster_peer_suspicions_total). @default "700ms"
+     */
+    suspectAfter: number;
+    /** How often peer links are pinged for suspicion. @default "100ms" */
+    probeEvery: number;
   };
   supervision: {
     /** Restarts of one actor allowed within `window` before escalating. @default 5 */
@@ -331,7 +340,7 @@ export const SPEC: Spec<ClusterConfig> = {
   connector: { tokenTtl: duration('1h', { min: 60_000 }), seenEvery: duration('15s', { min: 1000 }) },
   changes: { replayEvery: duration('10s', { min: 100 }), replayWindow: duration('60s', { min: 1000 }) },
   lease: { ttl: duration('3s', { min: 500 }), renewEvery: duration('1s', { min: 100 }) },
-  failover: { handoffTimeout: duration('5s', { min: 100 }), reconcileEvery: duration('5s', { min: 100 }) },
+  failover: { handoffTimeout: duration('5s', { min: 100 }), reconcileEvery: duration('5s', { min: 100 }), suspectAfter: duration('700ms', { min: 100 }), probeEvery: duration('100ms', { min: 20 }) },
   supervision: { maxRestarts: integer(5, 0, 1000), window: duration('30s', { min: 100 }), backoffMin: duration('100ms'), backoffMax: duration('10s') },
   health: { probeInterval: duration('1s', { min: 100 }), probeTimeout: duration('1s', { min: 50 }) },
   shutdown: { drainDelay: duration('2s'), timeout: duration('15s', { min: 1000 }) },

@@ -119,3 +119,7 @@ export const AskRequest = z.object({ kind: name, id: name, msg: z.unknown(), tim
 export const StatsAnswer = z.object({ actors: z.record(z.number().int().nonnegative()) });
 /** GET /peer/v1/txt: the TXT values a node's DNS serves at a name. */
 export const TxtAnswer = z.object({ values: z.array(z.string()) });
+
+/** GET /peer/v1/heard?node=: an indirect probe, how long ago this node heard a peer. */
+export const HeardQuery = z.object({ node: z.string().min(1).max(100) }).strict();
+export const HeardAnswer = z.object({ agoMs: z.number().nonnegative().nullable() });

@@ -23,6 +23,7 @@ import type { OidcSignIn } from '../gateways/identity/oidc.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import { startAccess } from './access.ts';
 import type { Membership } from './membership.ts';
+import type { Suspicion } from './suspicion.ts';
 import { createEdgeMetrics, type ClusterMetrics } from './metrics.ts';
 
 export interface EdgeDeps {
@@ -34,6 +35,7 @@ export interface EdgeDeps {
   oidc: OidcSignIn;
   tunnels: TunnelRegistry;
   membership: Membership;
+  suspicion: Pick<Suspicion, 'isSuspected' | 'suspected' | 'on'>;
   peer: PeerLink;
   metrics: ClusterMetrics;
   clock: Clock;
@@ -58,6 +60,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   const placement: Placement = {
     nodeId: config.nodeId,
     isLive: (node) => d.membership.member(node) !== undefined,
+    isSuspected: (node) => d.suspicion.isSuspected(node),
     forward: (node, resourceId, targetId, header) => {
       const member = d.membership.member(node);
       if (!member) return Promise.reject(new Error(`node ${node} is not live`));
@@ -95,6 +98,14 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // configured range excludes them too). Route updates open resource listeners, so the
   // route mirror starts after them.
   await zones.start();
+  // DNS leaves out the addresses of nodes this node suspects (and names them again once heard).
+  const excludeSuspected = () => {
+    const suspected = d.suspicion.suspected;
+    const answering = d.membership.live().filter((m) => !suspected.has(m.id)).flatMap((m) => m.addresses);
+    zones.exclude(new Set([...suspected].flatMap((id) => d.membership.member(id)?.addresses ?? [])), answering);
+  };
+  d.suspicion.on('change', excludeSuspected);
+  d.membership.on('view', excludeSuspected);
   await http.listen();
   const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, onQuery: metrics.onQuery });
   await dns.listen();

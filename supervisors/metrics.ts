@@ -9,6 +9,7 @@ export interface ClusterMetrics {
   memberEvents: Counter<'event' | 'reason'>;
   fencingRejections: Counter<'kind'>;
   claimLatency: Histogram<string>;
+  suspicions: Counter<'peer'>;
 }
 
 export interface MetricSources {
@@ -76,6 +77,7 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     memberEvents: new Counter({ name: 'cluster_member_events_total', help: 'Membership changes this node saw in its peers: join, dead (reason lease or refused) and leave (planned)', labelNames: ['event', 'reason'], registers: [registry] }),
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+    suspicions: new Counter({ name: 'cluster_peer_suspicions_total', help: 'Times this node suspected a peer (silent past failover.suspectAfter, and no other peer heard it); any in a run without faults is a false suspicion', labelNames: ['peer'], registers: [registry] }),
   };
 }
 

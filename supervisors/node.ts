@@ -39,6 +39,7 @@ import { registerActorKinds } from './actor-kinds.ts';
 import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
+import { Suspicion } from './suspicion.ts';
 import { createMetrics } from './metrics.ts';
 import { startWireGuard, wireguardMetrics, type WireGuardSide } from './wireguard.ts';
 import { OwnershipRegistry } from './ownership.ts';
@@ -58,6 +59,8 @@ interface Running {
   peer: PeerLink;
   host: ActorHost;
   routes: SnapshotStore<'routes'>;
+  /** Which peers are answering (traffic routes around the others; actors do not move on it). */
+  suspicion: Suspicion;
   changes?: { stop(): void };
   control?: ControlChannel;
   edge?: Edge;
@@ -184,7 +187,7 @@ export class ClusterNode {
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
     run.control.attach(this.#admin.server);
-    run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
+    run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
@@ -214,6 +217,8 @@ export class ClusterNode {
         stats: () => ({ actors: this.#actorCounts() }),
         txt: (name) => edge()?.zones.txt(name) ?? [],
         linkDown: (node) => void membership.suspect(node),
+        heard: (node) => suspicion.heard(node),
+        heardAgo: (node) => suspicion.heardAgo(node),
         forward: (stream, resourceId, targetId) => {
           const e = edge();
           if (!e) return stream.destroy();
@@ -221,6 +226,19 @@ export class ClusterNode {
         },
       },
     });
+    const suspicion = new Suspicion({
+      clock,
+      logger: this.#log,
+      afterMs: config.failover.suspectAfter,
+      probeEveryMs: config.failover.probeEvery,
+      peers: () => membership.liveIds().filter((id) => id !== config.nodeId),
+      ping: () => peer.ping(),
+      askVia: (via, about, timeoutMs) => {
+        const m = membership.member(via);
+        return m ? peer.heardVia(m, about, timeoutMs) : Promise.resolve(null);
+      },
+    });
+    suspicion.on('suspect', (id: string) => this.#metrics.suspicions.inc({ peer: id }));
     const host = new ActorHost({ system: this.#system, membership, ownership, peer, metrics: this.#metrics, clock, logger: this.#log, handoffTimeoutMs: config.failover.handoffTimeout, reconcileEveryMs: config.failover.reconcileEvery });
     const routes = new SnapshotStore(valkey, 'routes');
     registerActorKinds(host, {
@@ -232,7 +250,7 @@ export class ClusterNode {
         return m ? peer.txt(m, name, 1000) : [];
       },
     });
-    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes });
+    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes, suspicion });
     run.changes = await routeChanges({ host, valkey, db, membership, routes, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
@@ -240,6 +258,7 @@ export class ClusterNode {
     await membership.start();
     peer.sync(membership.live());
     host.start();
+    suspicion.start();
     return run;
   }
 
@@ -273,6 +292,7 @@ export class ClusterNode {
       ['close wireguard device', () => this.#wireguard && !('unavailable' in this.#wireguard) && this.#wireguard.close()],
       ['stop change routing', () => run?.changes?.stop()],
       ['stop cluster events', () => this.#events.stop()],
+      ['stop suspicion', () => run?.suspicion.stop()],
       ['close peer link', () => run?.peer.close()],
       ['stop ownership', () => run?.ownership.stop()],
       ['stop actor system', () => this.#system.shutdown()],

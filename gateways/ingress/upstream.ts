@@ -12,6 +12,8 @@ export interface Placement {
   nodeId: string;
   /** True while a node holds a live lease (a route's owner may lag behind a death). */
   isLive(node: string): boolean;
+  /** This node's fast view: `node` stopped answering (traffic avoids it while another choice exists). */
+  isSuspected(node: string): boolean;
   /** Opens a forwarded stream to `node` for a target; the header goes first. */
   forward(node: string, resourceId: string, targetId: string, header: Buffer): Promise<Duplex>;
 }
@@ -23,9 +25,10 @@ export type Tunnels = Pick<TunnelRegistry, 'has' | 'open'>;
 
 /**
  * Enabled, healthy targets only; local tunnels first (no extra hop), else a target whose
- * site's tunnel is on another live node. Decided from memory alone.
+ * site's tunnel is on another live node, one this node does not suspect if there is such a
+ * target (a suspected node is still tried when it is the only way). Decided from memory alone.
  */
-export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placement: Pick<Placement, 'nodeId' | 'isLive'>, protocol: 'tcp' | 'udp', random = Math.random): Choice | undefined {
+export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placement: Pick<Placement, 'nodeId' | 'isLive'> & Partial<Pick<Placement, 'isSuspected'>>, protocol: 'tcp' | 'udp', random = Math.random): Choice | undefined {
   const usable = route.targets.filter((t) => t.enabled && t.healthy && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
   const here = pickWeighted(usable.filter((t) => tunnels.has(t.siteId)), random);
   if (here) return { target: here, node: 'local' };
@@ -33,7 +36,9 @@ export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placem
     const node = route.owners[siteId];
     return node !== undefined && node !== placement.nodeId && placement.isLive(node);
   };
-  const remote = pickWeighted(usable.filter((t) => elsewhere(t.siteId)), random);
+  const reachable = usable.filter((t) => elsewhere(t.siteId));
+  const answering = reachable.filter((t) => !placement.isSuspected?.(route.owners[t.siteId]!));
+  const remote = pickWeighted(answering.length > 0 ? answering : reachable, random);
   return remote ? { target: remote, node: route.owners[remote.siteId]! } : undefined;
 }
 

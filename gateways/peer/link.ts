@@ -10,7 +10,7 @@ import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../..
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
 import type { z } from 'zod';
-import { AskRequest, PEER_PATH, PeerMessage, ReplayCache, StatsAnswer, TxtAnswer, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
+import { AskRequest, HeardAnswer, HeardQuery, PEER_PATH, PeerMessage, ReplayCache, StatsAnswer, TxtAnswer, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
 import { peerClientTls, peerRequest, type PeerTls } from './request.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
@@ -28,6 +28,10 @@ export interface PeerHandlers {
   txt(name: string): string[];
   /** A link to `node` closed. */
   linkDown(node: string): void;
+  /** Something arrived from `node` (a heartbeat answer, a message): it is answering. */
+  heard(node: string): void;
+  /** How long ago this node heard `node` (an indirect probe from another node), null: never. */
+  heardAgo(node: string): number | null;
   /** A forwarded client connection for a resource's target (PROXY v2 header first). */
   forward(stream: Duplex, resourceId: string, targetId: string): void;
 }
@@ -52,14 +56,17 @@ class OutboundLink {
   readonly ws: WebSocket;
   readonly ready: Promise<void>;
   readonly pending = new Map<number, Pending>();
+  onMessage: (() => void) | undefined;
   #rid = 0;
 
-  constructor(url: string, headers: Record<string, string>, tls: PeerTls | undefined, onClose: () => void) {
+  constructor(url: string, headers: Record<string, string>, tls: PeerTls | undefined, onClose: () => void, onHeard: () => void) {
     this.ws = new WebSocket(url, { headers, maxPayload: MAX_PAYLOAD, handshakeTimeout: 2000, ...peerClientTls(tls) });
     this.ready = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
       this.ws.once('error', reject);
     });
+    this.ws.on('open', onHeard);
+    this.ws.on('pong', onHeard);
     this.ready.catch(() => {});
     this.ws.on('error', () => {});
     this.ws.on('message', (data) => this.#onMessage(data.toString()));
@@ -74,6 +81,7 @@ class OutboundLink {
   }
 
   #onMessage(text: string) {
+    this.onMessage?.();
     let m: PeerMessage;
     try {
       m = PeerMessage.parse(JSON.parse(text));
@@ -168,7 +176,9 @@ export class PeerLink {
 
   #serve(ws: WebSocket, who: PeerIdentity) {
     ws.on('error', () => {});
+    ws.on('ping', () => this.#handlers.heard(who.node));
     ws.on('message', async (data) => {
+      this.#handlers.heard(who.node);
       let m: PeerMessage;
       try {
         m = PeerMessage.parse(JSON.parse(data.toString()));
@@ -205,6 +215,11 @@ export class PeerLink {
         if (!q.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
         return send(200, { values: this.#handlers.txt(q.data.name) });
       }
+      if (req.method === 'GET' && req.url?.startsWith(`${PEER_PATH}/heard?`)) {
+        const q = HeardQuery.safeParse(Object.fromEntries(new URL(req.url, 'http://peer').searchParams));
+        if (!q.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+        return send(200, { agoMs: this.#handlers.heardAgo(q.data.node) });
+      }
       if (req.method === 'POST' && req.url === `${PEER_PATH}/ask`) {
         let body = '';
         for await (const chunk of req) {
@@ -239,6 +254,16 @@ export class PeerLink {
     return this.#get(member, `${PEER_PATH}/stats`, StatsAnswer, timeoutMs);
   }
 
+  /** How long ago another node heard `about` (an indirect probe). */
+  async heardVia(member: { id: string; peer: string }, about: string, timeoutMs: number): Promise<number | null> {
+    return (await this.#get(member, `${PEER_PATH}/heard?node=${encodeURIComponent(about)}`, HeardAnswer, timeoutMs)).agoMs;
+  }
+
+  /** Heartbeat: a WebSocket ping on every open link (answered by the peer's link code, so a stalled peer does not answer). */
+  ping() {
+    for (const { link } of this.#out.values()) if (link.ws.readyState === WebSocket.OPEN) link.ws.ping();
+  }
+
   /** The TXT values another node's DNS serves at `name`. */
   async txt(member: { id: string; peer: string }, name: string, timeoutMs: number): Promise<string[]> {
     return (await this.#get(member, `${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, TxtAnswer, timeoutMs)).values;
@@ -263,7 +288,8 @@ export class PeerLink {
           this.#out.delete(id);
           if (!this.#closing) this.#handlers.linkDown(id);
         }
-      });
+      }, () => this.#handlers.heard(id));
+      link.onMessage = () => this.#handlers.heard(id);
       this.#out.set(id, { address: m.peer, incarnation: m.incarnation, link });
     }
   }
