@@ -23,5 +23,6 @@ export const BENCH_FIELDS = {
   tunnel: ['direct_rps', 'haproxy_rps', 'tunnel_rps', 'tunnel_p99_ms', 'direct_mbps', 'tunnel_mbps', 'failover_gap_ms_p50', 'failover_gap_ms_p99'],
   dns: ['qps', 'nsd_qps', 'p99_ms', 'nsd_p99_ms', 'follow_ms_p99'],
   auth: ['open_rps', 'session_rps', 'token_rps', 'session_p99_ms', 'open_p99_ms', 'revoke_ms'],
+  quiet: ['seconds', 'requests', 'dns_queries', 'failed', 'suspicions', 'loop_lag_max_ms'],
   chaos: ['duration_s', 'kills', 'requests', 'failed', 'longest_outage_ms', 'p99_ms', 'longest_actor_down_ms', 'writes_acked', 'writes_failed', 'lost_writes', 'duplicates', 'seed'],
 } as const;
