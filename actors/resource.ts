@@ -22,11 +22,13 @@ export interface ResourceDeps {
   siteOwners(siteIds: string[]): Promise<Map<string, string>>;
   /** Reported health by target id, for the given sites. */
   health(siteIds: string[]): Promise<Map<string, boolean>>;
+  /** Node holding each site's standby tunnel, where one has one. */
+  standbys?(siteIds: string[]): Promise<Map<string, string>>;
 }
 
 export interface ResourceState {
   /** The resource as stored; null once deleted. */
-  base: Omit<Route, 'owners'> | null;
+  base: Omit<Route, 'owners' | 'standbys'> | null;
   published: string | undefined;
 }
 
@@ -65,8 +67,10 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
     let data: Route | undefined;
     if (base) {
       const ids = sites(base);
-      const [owners, health] = await Promise.all([deps.siteOwners(ids), deps.health(ids)]);
-      data = { ...base, targets: base.targets.map((t) => ({ ...t, healthy: health.get(t.id) ?? true })), owners: Object.fromEntries(owners) };
+      const [owners, health, standbys] = await Promise.all([deps.siteOwners(ids), deps.health(ids), deps.standbys?.(ids) ?? new Map<string, string>()]);
+      // A standby on the owner's own node is no second path (a promotion in progress).
+      const second = [...standbys].filter(([siteId, node]) => owners.get(siteId) !== node);
+      data = { ...base, targets: base.targets.map((t) => ({ ...t, healthy: health.get(t.id) ?? true })), owners: Object.fromEntries(owners), ...(second.length ? { standbys: Object.fromEntries(second) } : {}) };
     }
     const json = JSON.stringify(data ?? null);
     if (json === state.published) return { base, published: json };

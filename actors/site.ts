@@ -46,6 +46,8 @@ export interface SiteDeps {
   seenEveryMs: number;
   /** This node's WireGuard side, or why it has none. */
   wireguard: () => WireGuardSide;
+  /** Another live node the connector should hold its standby tunnel to (none: a single node). */
+  standbyAdvice?: (siteId: string) => { node: string; endpoint: string } | undefined;
 }
 
 /** How long a handed-over tunnel may finish its streams (the control channel gives a retiring WebSocket 2.3 s). */
@@ -113,7 +115,8 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           const offered = wireguard !== undefined && !('refused' in wireguard);
           let next: SiteState = { ...state, session: msg.session, sessionGeneration: msg.generation, connectedSince: deps.clock.now(), transport: msg.wireguardKey === undefined ? 'websocket' : undefined };
           next = offered ? { ...next, wireguard: true } : await withdraw(next);
-          msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch, ...(wireguard ? { wireguard } : {}) });
+          const standby = deps.standbyAdvice?.(siteId);
+          msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch, role: 'primary', ...(wireguard ? { wireguard } : {}), ...(standby ? { standby } : {}) });
           pushConfig(next);
           await markSeen();
           await deps.publishSession(siteId, { node: deps.nodeId, since: next.connectedSince!, ...(next.transport ? { transport: next.transport } : {}) });
@@ -159,6 +162,10 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           pushConfig(next);
           return next;
         }
+        case 'standby':
+          // Only while the site is online here, and never under a token from before a rotation.
+          ctx.reply(state.session !== undefined && state.generation !== null && msg.generation >= state.generation);
+          return state;
         case 'seen':
           if (state.session) await markSeen();
           return state;

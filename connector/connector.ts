@@ -37,6 +37,12 @@ export interface ConnectorOptions {
   interfaceName?: string;
   /** How long `auto` waits for the node's WireGuard handshake before using websocket. @default 3000 */
   handshakeTimeoutMs?: number;
+  /**
+   * Hold a standby tunnel to a second node (the one the cluster advises): traffic moves to it
+   * at once when the primary's node dies or stops answering, and it is promoted when the
+   * primary connection is lost. @default true
+   */
+  standby?: boolean;
 }
 
 export type TransportChoice = 'auto' | 'wireguard' | 'websocket';
@@ -67,6 +73,13 @@ export class Connector extends EventEmitter {
   node: string | undefined;
   /** The data plane of the current connection. */
   transport: 'websocket' | 'wireguard' | undefined;
+  /** The standby connection, and the node the cluster advised for it. */
+  #standby: { ws: WebSocket | undefined; ready: boolean; node?: string } | undefined;
+  #advice: { node: string; endpoint: string } | undefined;
+  /** The node holding the standby tunnel (once it stands by). */
+  get standbyNode(): string | undefined {
+    return this.#standby?.ready ? this.#standby.node : undefined;
+  }
   /** The WireGuard interface, once made (auto, wireguard); undefined where it cannot be. */
   #wireguard: Promise<ConnectorWireGuard | undefined> | undefined;
 
@@ -119,22 +132,49 @@ export class Connector extends EventEmitter {
     return body.token;
   }
 
-  async #connect() {
-    if (this.#state === 'stopped') return;
+  /** Opens a standby connection to the advised node, if one is wanted and none is open. */
+  #ensureStandby() {
+    const advice = this.#advice;
+    if (this.#o.standby === false || this.#isStopped() || this.#standby || this.#state !== 'connected' || !advice || advice.node === this.node) return;
+    void this.#connect('standby', advice.endpoint);
+  }
+
+  /** The primary connection is gone: the standby takes the site, if it stands by. */
+  #promote(): boolean {
+    const s = this.#standby;
+    if (!s?.ready || !s.ws || s.ws.readyState !== WebSocket.OPEN) return false;
+    this.#standby = undefined;
+    this.#ws = s.ws;
     this.#state = 'connecting';
-    let endpoint = this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
-    if (this.#avoid && this.#avoid.endpoint === endpoint && this.#avoid.until > this.#clock.now() && this.#o.endpoints.length > 1) {
+    this.#log.warn({ standbyNode: s.node }, 'primary tunnel lost; promoting the standby');
+    s.ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'promote' } satisfies ConnectorMessage));
+    return true;
+  }
+
+  async #connect(role: 'primary' | 'standby' = 'primary', standbyEndpoint?: string) {
+    if (this.#state === 'stopped') return;
+    if (role === 'primary') this.#state = 'connecting';
+    let endpoint = standbyEndpoint ?? this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
+    if (role === 'primary' && this.#avoid && this.#avoid.endpoint === endpoint && this.#avoid.until > this.#clock.now() && this.#o.endpoints.length > 1) {
       endpoint = this.#o.endpoints[this.#next++ % this.#o.endpoints.length]!;
     }
+    if (role === 'standby') this.#standby = { ws: undefined, ready: false }; // one standby at a time: this one is on its way
     let token: string;
     try {
       token = await this.#fetchToken(endpoint);
     } catch (err) {
-      this.#log.warn({ endpoint, err: (err as Error).message }, 'could not get a token');
+      this.#log.warn({ endpoint, role, err: (err as Error).message }, 'could not get a token');
+      if (role === 'standby') {
+        this.#standby = undefined;
+        this.#clock.setTimeout(() => this.#ensureStandby(), 2000);
+        return;
+      }
       this.emit('refused', err);
       return this.#retry();
     }
-    const wireguard = await this.#wireguard;
+    // A standby tunnel is always over its WebSocket (it is the second path, kept simple).
+    const wireguard = role === 'primary' ? await this.#wireguard : undefined;
+    if (role === 'standby' && this.#isStopped()) return;
     if (this.#isStopped()) return; // stop() came while we waited for the token
     const url = new URL('/api/v1/ws', endpoint);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -143,7 +183,8 @@ export class Connector extends EventEmitter {
     // endpoints are TLS, and XOR-ing every tunnelled byte cost bulk throughput (measured
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
-    this.#ws = ws;
+    if (role === 'primary') this.#ws = ws;
+    else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);
     let data: FrameDuplex | undefined;
     let heard = this.#clock.now();
@@ -155,14 +196,19 @@ export class Connector extends EventEmitter {
       const silentAfter = this.#o.silentAfterMs ?? 3000;
       liveness = this.#clock.setInterval(() => {
         if (this.#clock.now() - heard > silentAfter) {
-          this.#log.warn({ endpoint, node: this.node, silentMs: this.#clock.now() - heard }, 'node went silent; connecting elsewhere');
-          this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
+          this.#log.warn({ endpoint, node: this.node, role: ws === this.#ws ? 'primary' : 'standby', silentMs: this.#clock.now() - heard }, 'node went silent; connecting elsewhere');
+          if (ws === this.#ws) this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
           return ws.terminate();
         }
         ws.ping();
       }, this.#o.pingEveryMs ?? 1000);
       // Binary frames wait in this stream until a data plane reads them.
       data = frameDuplex(ws);
+      if (role === 'standby') {
+        ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'register', connectorVersion: this.#o.version ?? '0.1.0', transports: ['websocket'], role: 'standby' } satisfies ConnectorMessage));
+        this.#dataServer.emit('connection', data.duplex);
+        return;
+      }
       if (wireguard) {
         // The data plane waits for the node's answer: WireGuard if it offers it and the
         // handshake works, else this WebSocket (the registering step below).
@@ -231,6 +277,15 @@ export class Connector extends EventEmitter {
     ws.on('close', (code, reason) => {
       liveness?.cancel();
       this.#registering.delete(ws);
+      if (this.#standby?.ws === ws) {
+        // A dead standby is replaced (a refused one after a pause: the primary may be moving).
+        this.#standby = undefined;
+        data?.end();
+        this.#sockets.delete(ws);
+        this.#log.info({ code, reason: reason.toString() }, 'standby tunnel closed');
+        this.#clock.setTimeout(() => this.#ensureStandby(), code === CLOSE.notStandby.code ? 2000 : 250);
+        return;
+      }
       if (wgOffer) void wireguard?.release(wgOffer).catch((err) => this.#log.debug({ err: (err as Error).message }, 'could not remove a WireGuard peer'));
       this.#sockets.delete(ws);
       data?.end();
@@ -240,6 +295,7 @@ export class Connector extends EventEmitter {
       this.emit('disconnected', { code, reason: reason.toString() });
       if (wasConnected) this.#log.warn({ code, reason: reason.toString(), node: this.node }, 'control connection closed; reconnecting');
       if (code === CLOSE.unauthenticated.code) this.#token = undefined;
+      if (code !== CLOSE.unauthenticated.code && this.#promote()) return;
       this.#retry();
     });
   }
@@ -258,8 +314,18 @@ export class Connector extends EventEmitter {
     }
     switch (msg.type) {
       case 'registered': {
+        if (this.#standby && ws === this.#standby.ws && msg.role === 'standby') {
+          this.#standby.ready = true;
+          this.#standby.node = msg.node;
+          this.#log.info({ standbyNode: msg.node, node: this.node }, 'standby tunnel up');
+          this.emit('standby', { node: msg.node });
+          break;
+        }
         if (ws !== this.#ws) break;
         this.node = msg.node;
+        this.#advice = msg.standby;
+        // The primary landed where the standby is: that one is no second path any more.
+        if (this.#standby?.ws && this.#standby.node === msg.node) this.#standby.ws.close(1000, 'now the primary is on this node');
         const node = msg.node;
         void (this.#registering.get(ws)?.(msg.wireguard) ?? Promise.resolve(true)).then((ok) => {
           if (ws !== this.#ws || ws.readyState !== WebSocket.OPEN) return;
@@ -269,6 +335,7 @@ export class Connector extends EventEmitter {
           this.#log.info({ node, epoch: msg.epoch, transport: this.transport }, 'connected');
           this.emit('connected', { node, transport: this.transport });
           if (this.#health.snapshot().length) this.reportHealth(this.#health.snapshot());
+          this.#ensureStandby();
         });
         break;
       }
@@ -287,10 +354,15 @@ export class Connector extends EventEmitter {
         // The node is draining. Make before break: open a tunnel elsewhere while this one
         // keeps serving; the node closes it once the site has moved and its streams are done.
         if (ws !== this.#ws) break;
-        this.#log.info({ node: this.node, reason: msg.reason }, 'node asks us to move; connecting elsewhere first');
         this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
-        this.#ws = undefined;
         this.#attempt = 0;
+        // The standby takes over at once; else a new connection elsewhere, made before this one breaks.
+        if (this.#promote()) {
+          this.#log.info({ node: this.node, reason: msg.reason }, 'node asks us to move; the standby takes over');
+          break;
+        }
+        this.#log.info({ node: this.node, reason: msg.reason }, 'node asks us to move; connecting elsewhere first');
+        this.#ws = undefined;
         void this.#connect();
         break;
     }

@@ -1,22 +1,22 @@
 // `cluster-connector`: run a site connector.
 //   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]
-//                     [--transport auto|wireguard|websocket] [--interface NAME]
+//                     [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off]
 // or CLUSTER_CONNECTOR_ENDPOINTS (comma-separated), CLUSTER_CONNECTOR_ID,
 // CLUSTER_CONNECTOR_SECRET, CLUSTER_CONNECTOR_SILENT_AFTER, CLUSTER_CONNECTOR_TRANSPORT,
-// CLUSTER_CONNECTOR_INTERFACE. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+// CLUSTER_CONNECTOR_INTERFACE, CLUSTER_CONNECTOR_STANDBY. SIGTERM/SIGINT say goodbye to the cluster before exiting.
 import { parseArgs } from 'node:util';
 import { createLogger } from '../core/log.ts';
 import { Connector, isTransportChoice } from './connector.ts';
 
 const { values } = parseArgs({
-  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' } },
+  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' }, standby: { type: 'string' } },
 });
 const env = process.env;
 const endpoints = values.endpoint ?? (env.CLUSTER_CONNECTOR_ENDPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const siteId = values.id ?? env.CLUSTER_CONNECTOR_ID;
 const secret = values.secret ?? env.CLUSTER_CONNECTOR_SECRET;
 if (endpoints.length === 0 || !siteId || !secret) {
-  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME]\n');
+  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off]\n');
   process.exit(2);
 }
 for (const e of endpoints) {
@@ -44,13 +44,19 @@ if (!isTransportChoice(transport)) {
   process.stderr.write(`invalid --transport ${JSON.stringify(transport)}: expected auto, wireguard or websocket\n`);
   process.exit(2);
 }
+// A second tunnel to another node, used the moment the primary's node dies or stops answering.
+const standbyRaw = values.standby ?? env.CLUSTER_CONNECTOR_STANDBY ?? 'on';
+if (standbyRaw !== 'on' && standbyRaw !== 'off') {
+  process.stderr.write(`invalid --standby ${JSON.stringify(standbyRaw)}: expected on or off\n`);
+  process.exit(2);
+}
 const interfaceName = values.interface ?? env.CLUSTER_CONNECTOR_INTERFACE;
 if (interfaceName !== undefined && !/^[a-zA-Z0-9_=+.-]{1,15}$/.test(interfaceName)) {
   process.stderr.write(`invalid --interface ${JSON.stringify(interfaceName)}: expected an interface name of 1-15 letters, digits or _=+.-\n`);
   process.exit(2);
 }
 const logger = createLogger({ level: values['log-level'] ?? env.CLUSTER_CONNECTOR_LOG_LEVEL ?? 'info', base: { site: siteId } });
-const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName });
+const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName, standby: standbyRaw === 'on' });
 connector.once('fatal', () => setTimeout(() => process.exit(1), 100));
 connector.start();
 const stop = () => void connector.stop().then(() => process.exit(0));

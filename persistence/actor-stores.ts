@@ -26,6 +26,28 @@ export function siteSessions(valkey: Valkey) {
   };
 }
 
+/** Standby tunnels: written by the node holding one, read by the resource actors for their routes. */
+export function siteStandbys(valkey: Valkey) {
+  // Deleted only if still this session's: a newer standby elsewhere is not undone by an old one closing.
+  const CLEAR = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+  return {
+    async set(siteId: string, node: string, session: string): Promise<void> {
+      await valkey.call((c) => c.set(valkey.keys.siteStandby(siteId), JSON.stringify({ node, session })));
+      await valkey.publish('sites', { siteId, node: null });
+    },
+    async clear(siteId: string, node: string, session: string): Promise<void> {
+      await valkey.call((c) => c.eval(CLEAR, 1, valkey.keys.siteStandby(siteId), JSON.stringify({ node, session })));
+      await valkey.publish('sites', { siteId, node: null });
+    },
+    /** Site id -> node holding its standby tunnel. */
+    async read(siteIds: string[]): Promise<Map<string, string>> {
+      if (siteIds.length === 0) return new Map();
+      const values = await valkey.call((c) => c.mget(...siteIds.map((id) => valkey.keys.siteStandby(id))));
+      return new Map(siteIds.flatMap((id, i) => (values[i] ? [[id, (JSON.parse(values[i]!) as { node: string }).node] as [string, string]] : [])));
+    },
+  };
+}
+
 /** ACME challenge TXT values by zone: the dns-zone actor's durable-enough memory of them. */
 export function acmeTxtStore(valkey: Valkey) {
   return {

@@ -64,6 +64,11 @@ export class Keyspace {
     return this.#key('site-session', siteId);
   }
 
+  /** The node holding a site's standby tunnel: {node, session} (deleted when it closes). */
+  siteStandby(siteId: string): string {
+    return this.#key('site-standby', siteId);
+  }
+
   /** Why nodes could not listen on a resource's port (hash: node id -> problem). */
   listenProblems(resourceId: string): string {
     return this.#key('listen', resourceId);

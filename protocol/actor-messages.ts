@@ -25,6 +25,8 @@ export const SiteMsgSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('data-plane'), sessionId: z.string(), transport: z.enum(['websocket', 'wireguard']) }),
   z.object({ type: z.literal('health'), targets: z.array(z.object({ id: z.string(), healthy: z.boolean() })).max(1000) }),
   z.object({ type: z.literal('config-changed') }),
+  /** Another node asks whether a standby connection under a token of this generation may stand by for the site. */
+  z.object({ type: z.literal('standby'), generation: z.number().int().positive() }),
   z.object({ type: z.literal('seen') }),
   z.object({ type: z.literal('status') }),
 ]);

@@ -14,6 +14,8 @@ export const CLOSE = {
   unauthenticated: { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' },
   superseded: { code: 4409, reason: 'CLUSTER_ERR_CONNECTOR_SUPERSEDED' },
   draining: { code: 4503, reason: 'CLUSTER_ERR_NODE_DRAINING' },
+  /** A standby registration refused: the site is not online elsewhere, or the token is stale. */
+  notStandby: { code: 4412, reason: 'standby refused' },
   /** The WireGuard data plane closed while the control connection was up: register again. */
   tunnelLost: { code: 4502, reason: 'CLUSTER_ERR_TUNNEL_DOWN' },
   /** The site's transport was changed: register again to get the other one. */
@@ -55,7 +57,13 @@ export const ConnectorMessage = z.discriminatedUnion('type', [
    * `wireguard`: the connector brought up a WireGuard interface and can use it; the node then
    * waits for `data-plane` before opening streams. Without it, streams run over this WebSocket at once.
    */
-  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('register'), connectorVersion: z.string().max(50), transports: z.array(z.enum(['websocket', 'wireguard'])).max(4), wireguard: z.object({ publicKey: z.string().max(64) }).strict().optional() }).strict(),
+  /**
+   * `role: standby`: a second tunnel, to another node, that does not take the site: traffic
+   * uses it when the primary's node dies or stops answering (always over this WebSocket).
+   */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('register'), connectorVersion: z.string().max(50), transports: z.array(z.enum(['websocket', 'wireguard'])).max(4), wireguard: z.object({ publicKey: z.string().max(64) }).strict().optional(), role: z.enum(['primary', 'standby']).optional() }).strict(),
+  /** On a standby connection: the primary is lost, this one takes the site. */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('promote') }).strict(),
   /** Which data plane the connector brought up after `registered` (only when it registered with `wireguard`). */
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('data-plane'), transport: z.enum(['websocket', 'wireguard']), reason: z.string().max(300).optional() }).strict(),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('pong'), at: z.number() }).strict(),
@@ -67,7 +75,13 @@ export type ConnectorMessage = z.infer<typeof ConnectorMessage>;
 /** Node -> connector. */
 export const NodeMessage = z.discriminatedUnion('type', [
   /** `wireguard`: an offer, or a refusal, when the connector registered with a WireGuard key. */
-  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('registered'), siteId: z.string(), node: z.string(), epoch: z.number(), wireguard: z.union([WireGuardOffer, WireGuardRefusal]).optional() }),
+  z.object({
+    v: z.literal(PROTOCOL_VERSION), type: z.literal('registered'), siteId: z.string(), node: z.string(), epoch: z.number(),
+    wireguard: z.union([WireGuardOffer, WireGuardRefusal]).optional(),
+    role: z.enum(['primary', 'standby']).optional(),
+    /** On a primary: the node the cluster advises for the standby tunnel (another live node, never this one). */
+    standby: z.object({ node: z.string(), endpoint: z.string() }).optional(),
+  }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('config'), targets: z.array(Target) }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('ping'), at: z.number() }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string() }),

@@ -29,6 +29,11 @@ export const RouteSchema = z.object({
   targets: z.array(RouteTargetSchema),
   /** Site id -> node holding its tunnel (live owners only; offline sites are absent). */
   owners: z.record(z.string()),
+  /**
+   * Site id -> another node holding a standby tunnel to the same connector: traffic goes
+   * there at once when the owner is dead or suspected (before the site actor moves).
+   */
+  standbys: z.record(z.string()).optional(),
   /** Who may reach it (HTTP resources); absent: public. */
   access: AccessPolicySchema.optional(),
 });

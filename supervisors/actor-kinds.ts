@@ -10,7 +10,7 @@ import { siteBehavior, type SiteDeps } from '../actors/site.ts';
 import type { Clock } from '../core/clock.ts';
 import { findProof } from '../gateways/dns/domain-proof.ts';
 import type { Logger } from '../core/log.ts';
-import { acmeTxtStore, siteSessions, targetHealth } from '../persistence/actor-stores.ts';
+import { acmeTxtStore, siteSessions, siteStandbys, targetHealth } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
@@ -40,6 +40,7 @@ export interface ActorKindDeps {
   peerTxt(nodeId: string, name: string): Promise<string[]>;
   /** This node's WireGuard side, or why it has none. */
   wireguard: SiteDeps['wireguard'];
+  standbyAdvice: SiteDeps['standbyAdvice'];
 }
 
 export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
@@ -57,11 +58,12 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
   });
   const sessions = siteSessions(valkey);
   const health = targetHealth(valkey);
+  const standbys = siteStandbys(valkey);
   host.register({
     kind: 'site',
     placement: 'explicit',
     behavior: (id, epoch) =>
-      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, seenEveryMs: config.connector.seenEvery, publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard }, id, epoch),
+      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, seenEveryMs: config.connector.seenEvery, publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard, standbyAdvice: d.standbyAdvice }, id, epoch),
   });
   host.register({
     kind: 'resource',
@@ -73,6 +75,8 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         publish: (snapshot) => d.routes.put(snapshot),
         siteOwners: async (ids) => new Map([...(await d.ownership.ownersOf('site', ids))].map(([siteId, o]) => [siteId, o.node])),
         health: health.read,
+        // Only standbys on live nodes count (a dead node's key may linger until its connector's next move).
+        standbys: async (ids) => new Map([...(await standbys.read(ids))].filter(([, node]) => membership.member(node) !== undefined)),
       }, id, epoch),
   });
   host.register({

@@ -61,10 +61,10 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     nodeId: config.nodeId,
     isLive: (node) => d.membership.member(node) !== undefined,
     isSuspected: (node) => d.suspicion.isSuspected(node),
-    forward: (node, resourceId, targetId, header) => {
+    forward: (node, resourceId, targetId, header, timeoutMs) => {
       const member = d.membership.member(node);
       if (!member) return Promise.reject(new Error(`node ${node} is not live`));
-      return d.peer.openForward(member, resourceId, targetId, header);
+      return d.peer.openForward(member, resourceId, targetId, header, timeoutMs);
     },
   };
   const common = { routes, tunnels: d.tunnels, placement, bindHost: config.ingress.https.host, logger };
@@ -105,6 +105,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     zones.exclude(new Set([...suspected].flatMap((id) => d.membership.member(id)?.addresses ?? [])), answering);
   };
   d.suspicion.on('change', excludeSuspected);
+  d.suspicion.on('suspect', (node: string) => http.dropNode(node));
   d.membership.on('view', excludeSuspected);
   await http.listen();
   const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, onQuery: metrics.onQuery });

@@ -32,6 +32,7 @@ import { createDb, pingDb, whileUnreachable, type DatabasePool } from '../persis
 import { migrate } from '../persistence/migrate.ts';
 import { Sealer } from '../persistence/sealed.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
+import { siteStandbys } from '../persistence/actor-stores.ts';
 import { Valkey } from '../persistence/valkey.ts';
 import { ActorHost } from './actor-host.ts';
 import { ClusterEvents } from './cluster-events.ts';
@@ -39,7 +40,7 @@ import { registerActorKinds } from './actor-kinds.ts';
 import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
-import { Suspicion } from './suspicion.ts';
+import { standbyAdvice, Suspicion } from './suspicion.ts';
 import { createMetrics } from './metrics.ts';
 import { startWireGuard, wireguardMetrics, type WireGuardSide } from './wireguard.ts';
 import { OwnershipRegistry } from './ownership.ts';
@@ -185,7 +186,7 @@ export class ClusterNode {
       }),
     };
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
-    run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
+    run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
     run.control.attach(this.#admin.server);
     run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();
@@ -244,6 +245,7 @@ export class ClusterNode {
     registerActorKinds(host, {
       config, db, valkey, sealer: this.#sealer, system: this.#system, membership, ownership, routes, zones: new SnapshotStore(valkey, 'zones'), metrics: this.#metrics, clock, logger: this.#log,
       wireguard: () => this.#wireguard ?? { unavailable: unavailable('not started yet') },
+      standbyAdvice: (siteId) => standbyAdvice(siteId, config.nodeId, membership.live().filter((m) => !suspicion.isSuspected(m.id))),
       localTxt: (name) => edge()?.zones.txt(name) ?? [],
       peerTxt: async (id, name) => {
         const m = membership.member(id); // gone meanwhile: it serves nothing

@@ -54,12 +54,22 @@ export interface SiteActors {
   claimHere(kind: 'site', id: string): Promise<number>;
   deliverLocal(kind: 'site', id: string, msg: SiteMsg, timeoutMs: number): Promise<unknown>;
   release(kind: 'site', id: string): Promise<void>;
+  /** Asks the site's actor wherever it lives (a standby's node asks the primary's). */
+  ask(kind: 'site', id: string, msg: SiteMsg, timeoutMs: number): Promise<unknown>;
+}
+
+/** Where a node records the standby tunnels it holds (for the routes). */
+export interface StandbyRecords {
+  set(siteId: string, node: string, session: string): Promise<void>;
+  clear(siteId: string, node: string, session: string): Promise<void>;
 }
 
 export interface ControlChannelDeps {
   secret: Secret;
   host: SiteActors;
   tunnels: TunnelRegistry;
+  standbys: StandbyRecords;
+  nodeId: string;
   clock: Clock;
   logger: Logger;
   /** False while the node is starting or draining: connectors should go elsewhere. */
@@ -126,7 +136,8 @@ export class ControlChannel {
       }, 300).unref();
     };
     this.#movers.set(ws, () => {
-      if (!registered) return ws.close(CLOSE.draining.code, CLOSE.draining.reason);
+      // A standby here is simply given up: the connector opens one elsewhere.
+      if (!registered || standby) return ws.close(CLOSE.draining.code, CLOSE.draining.reason);
       moving = true;
       session.send({ v: PROTOCOL_VERSION, type: 'move', reason: 'node draining' });
     });
@@ -157,6 +168,8 @@ export class ControlChannel {
     };
     /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
     let pending: { offer: WireGuardOffer | undefined; timer: NodeJS.Timeout } | undefined;
+    /** A standby connection: a tunnel here, the site held elsewhere (until promoted). */
+    let standby = false;
     let wsDataPlane = false;
     ws.on('message', async (frame: Buffer, isBinary) => {
       // The HTTP/2 data plane over this WebSocket. Always kept: the connector's first frames
@@ -173,7 +186,28 @@ export class ControlChannel {
       }
       alive = true;
       try {
-        if (msg.type === 'register') {
+        if (msg.type === 'register' && msg.role === 'standby') {
+          if (registered) return;
+          registered = true;
+          clearTimeout(registerTimer);
+          // A second tunnel that does not take the site: the primary's actor vouches for the token.
+          const ok = await Promise.race([this.#d.host.ask('site', siteId, { type: 'standby', generation }, 2000), new Promise((r) => setTimeout(() => r(false), 2500))]).catch(() => false);
+          if (ok !== true) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
+          standby = true;
+          wsDataPlane = true;
+          openTunnel(data.duplex, 'websocket');
+          await this.#d.standbys.set(siteId, this.#d.nodeId, session.id);
+          session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: this.#d.nodeId, epoch: 0, role: 'standby' });
+          log.info('connector standing by');
+        } else if (msg.type === 'promote') {
+          if (!standby) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+          // The primary is lost: this connection takes the site, on the tunnel it already has.
+          standby = false;
+          await this.#d.host.claimHere('site', siteId);
+          await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
+          await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
+          log.info('standby connector promoted: this node holds the site');
+        } else if (msg.type === 'register') {
           if (registered) return;
           registered = true;
           clearTimeout(registerTimer);
@@ -234,6 +268,11 @@ export class ControlChannel {
       ping.cancel();
       data.end();
       this.#d.tunnels.delete(siteId, session.id);
+      if (standby) {
+        await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
+        log.info('standby connector disconnected');
+        return;
+      }
       if (!registered) return;
       // Offline only if this was the site's current session (not one a newer one replaced).
       const current = await this.#d.host.deliverLocal('site', siteId, { type: 'detach', sessionId: session.id }, 5000).catch(() => false);

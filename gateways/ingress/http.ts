@@ -411,6 +411,11 @@ export class HttpIngress {
     stream.on('data', onAnswer);
   }
 
+  /** `node` stopped answering: no request waits on a kept-alive stream through it. */
+  dropNode(node: string) {
+    this.#pool.dropNode(node);
+  }
+
   async close(): Promise<void> {
     this.#tlsListener?.close();
     this.#plainListener?.close();

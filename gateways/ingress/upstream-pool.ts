@@ -68,6 +68,18 @@ export class UpstreamPool {
     return agent;
   }
 
+  /**
+   * Drops every pooled stream through `node` (it stopped answering): requests waiting on them
+   * fail now instead of hanging, and a bodiless one is sent again on the way chosen next.
+   */
+  dropNode(node: string) {
+    for (const [key, agent] of this.#agents) {
+      if (!key.endsWith(`@${node}`)) continue;
+      this.#agents.delete(key);
+      agent.destroy();
+    }
+  }
+
   /** Idle connections held, for metrics and tests. */
   idle(): number {
     let n = 0;

@@ -15,7 +15,8 @@ export interface Placement {
   /** This node's fast view: `node` stopped answering (traffic avoids it while another choice exists). */
   isSuspected(node: string): boolean;
   /** Opens a forwarded stream to `node` for a target; the header goes first. */
-  forward(node: string, resourceId: string, targetId: string, header: Buffer): Promise<Duplex>;
+  /** `timeoutMs`: how long the other node may take to accept (shorter when there is another way). */
+  forward(node: string, resourceId: string, targetId: string, header: Buffer, timeoutMs?: number): Promise<Duplex>;
 }
 
 export type Choice = { target: RouteTarget; node: 'local' } | { target: RouteTarget; node: string };
@@ -24,22 +25,29 @@ export type Choice = { target: RouteTarget; node: 'local' } | { target: RouteTar
 export type Tunnels = Pick<TunnelRegistry, 'has' | 'open'>;
 
 /**
- * Enabled, healthy targets only; local tunnels first (no extra hop), else a target whose
- * site's tunnel is on another live node, one this node does not suspect if there is such a
- * target (a suspected node is still tried when it is the only way). Decided from memory alone.
+ * Enabled, healthy targets only; local tunnels first (no extra hop, a standby tunnel here
+ * included), else the node holding a target's site: its owner, or, when the owner is dead or
+ * this node suspects it, the node holding its standby tunnel. A suspected node is still tried
+ * when it is the only way. Decided from memory alone.
  */
 export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placement: Pick<Placement, 'nodeId' | 'isLive'> & Partial<Pick<Placement, 'isSuspected'>>, protocol: 'tcp' | 'udp', random = Math.random): Choice | undefined {
   const usable = route.targets.filter((t) => t.enabled && t.healthy && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
   const here = pickWeighted(usable.filter((t) => tunnels.has(t.siteId)), random);
   if (here) return { target: here, node: 'local' };
-  const elsewhere = (siteId: string) => {
-    const node = route.owners[siteId];
-    return node !== undefined && node !== placement.nodeId && placement.isLive(node);
-  };
-  const reachable = usable.filter((t) => elsewhere(t.siteId));
-  const answering = reachable.filter((t) => !placement.isSuspected?.(route.owners[t.siteId]!));
-  const remote = pickWeighted(answering.length > 0 ? answering : reachable, random);
-  return remote ? { target: remote, node: route.owners[remote.siteId]! } : undefined;
+  const reachable = (node: string | undefined): node is string => node !== undefined && node !== placement.nodeId && placement.isLive(node);
+  const answering = (node: string) => !placement.isSuspected?.(node);
+  // Per target, the best way to its site and how good it is (0 best).
+  const ways = usable.flatMap((t) => {
+    const owner = route.owners[t.siteId];
+    const standby = route.standbys?.[t.siteId];
+    const options: Array<[string | undefined, boolean]> = [[owner, true], [standby, true], [owner, false], [standby, false]];
+    const rank = options.findIndex(([node, mustAnswer]) => reachable(node) && (!mustAnswer || answering(node)));
+    return rank < 0 ? [] : [{ target: t, node: options[rank]![0]!, rank }];
+  });
+  if (ways.length === 0) return undefined;
+  const best = Math.min(...ways.map((w) => w.rank));
+  const pick = pickWeighted(ways.filter((w) => w.rank === best).map((w) => w.target), random);
+  return pick ? { target: pick, node: ways.find((w) => w.target === pick)!.node } : undefined;
 }
 
 /** Chooses a target (or fails with CLUSTER_ERR_INGRESS_NO_TARGET) and says how to open it. */
@@ -47,9 +55,23 @@ export function pathTo(route: Route, deps: { tunnels: Tunnels; placement: Placem
   const choice = chooseTarget(route, deps.tunnels, deps.placement, protocol);
   if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled, healthy target on an online site', { resourceId: route.resourceId });
   const t = choice.target;
+  // The other way to the same site (its standby or owner), tried when the chosen node does not
+  // accept quickly: a node that froze before this node suspected it.
+  const other = choice.node === 'local' ? undefined : [route.owners[t.siteId], route.standbys?.[t.siteId]].find((n) => n !== undefined && n !== choice.node && n !== deps.placement.nodeId && deps.placement.isLive(n));
   return {
     choice,
-    open: (client) =>
-      choice.node === 'local' ? deps.tunnels.open(t.siteId, t, protocol) : deps.placement.forward(choice.node, route.resourceId, t.id, encodeProxyV2(client)),
+    open: async (client) => {
+      if (choice.node === 'local') return deps.tunnels.open(t.siteId, t, protocol);
+      const header = encodeProxyV2(client);
+      if (!other) return deps.placement.forward(choice.node, route.resourceId, t.id, header);
+      try {
+        return await deps.placement.forward(choice.node, route.resourceId, t.id, header, FORWARD_WITH_FALLBACK_MS);
+      } catch {
+        return deps.placement.forward(other, route.resourceId, t.id, header);
+      }
+    },
   };
 }
+
+/** How long a node may take to accept a forwarded connection when another way exists (on a LAN it takes milliseconds). */
+const FORWARD_WITH_FALLBACK_MS = 750;

@@ -295,11 +295,11 @@ export class PeerLink {
   }
 
   /** Opens a byte stream to another node's peer port for a forwarded client connection. */
-  openForward(member: { id: string; peer: string }, resourceId: string, targetId: string, header: Buffer): Promise<Duplex> {
+  openForward(member: { id: string; peer: string }, resourceId: string, targetId: string, header: Buffer, timeoutMs = 2000): Promise<Duplex> {
     return new Promise((resolve, reject) => {
       const path = `${PEER_PATH}/forward/${resourceId}/${targetId}`;
       const headers = authHeaders(this.#secret, this.#self(), { method: 'GET', path, target: member.id });
-      const ws = new WebSocket(`${this.#scheme('ws')}://${member.peer}${path}`, { headers, maxPayload: MAX_PAYLOAD * 16, handshakeTimeout: 2000, ...peerClientTls(this.#tls) });
+      const ws = new WebSocket(`${this.#scheme('ws')}://${member.peer}${path}`, { headers, maxPayload: MAX_PAYLOAD * 16, handshakeTimeout: timeoutMs, ...peerClientTls(this.#tls) });
       ws.once('open', () => {
         const stream = createWebSocketStream(ws);
         stream.write(header);
