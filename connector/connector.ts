@@ -135,7 +135,8 @@ export class Connector extends EventEmitter {
   /** Opens a standby connection to the advised node, if one is wanted and none is open. */
   #ensureStandby() {
     const advice = this.#advice;
-    if (this.#o.standby === false || this.#isStopped() || this.#standby || this.#state !== 'connected' || !advice || advice.node === this.node) return;
+    // A WireGuard site re-registers over WireGuard instead (its standby would be a WebSocket).
+    if (this.#o.standby === false || this.transport === 'wireguard' || this.#isStopped() || this.#standby || this.#state !== 'connected' || !advice || advice.node === this.node) return;
     void this.#connect('standby', advice.endpoint);
   }
 
@@ -295,7 +296,11 @@ export class Connector extends EventEmitter {
       this.emit('disconnected', { code, reason: reason.toString() });
       if (wasConnected) this.#log.warn({ code, reason: reason.toString(), node: this.node }, 'control connection closed; reconnecting');
       if (code === CLOSE.unauthenticated.code) this.#token = undefined;
-      if (code !== CLOSE.unauthenticated.code && this.#promote()) return;
+      // Lost (a dead or silent node, a drain, a broken data plane): the standby takes over. Not
+      // when the cluster ended it on purpose: replaced by a newer connection of this site,
+      // refused, or told to register again for another transport.
+      const deliberate = [CLOSE.unauthenticated.code, CLOSE.superseded.code, CLOSE.badMessage.code, CLOSE.transportChanged.code].includes(code as never);
+      if (!deliberate && this.#promote()) return;
       this.#retry();
     });
   }

@@ -92,7 +92,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // Before the ingress serves anything: the revoked sessions must be known first.
   const access = await startAccess({ config, db: d.db, valkey, oidc: d.oidc, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
   routes.on('updated', () => access.warm(routes));
-  const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.size, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
+  const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.counts(), certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });
   // The node's own listeners first: a resource can never hold a port the node needs (the
   // configured range excludes them too). Route updates open resource listeners, so the

@@ -82,14 +82,24 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
 }
 
 export interface EdgeMetricSources {
-  tunnels: () => number;
+  tunnels: () => { primary: number; standby: number };
   certificateExpiries: () => Promise<Array<{ hostname: string; seconds: number }>>;
   zoneSnapshotAgeMs: () => number;
 }
 
 /** The data plane's metrics: tunnels, proxied requests, DNS queries, certificate expiry. */
 export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
-  new Gauge({ name: 'cluster_tunnels', help: 'Site tunnels (connector connections) held by this node', registers: [registry], collect() { this.set(src.tunnels()); } });
+  new Gauge({
+    name: 'cluster_tunnels',
+    help: 'Site tunnels (connector connections) held by this node: role primary (the site is held here) or standby (a second path)',
+    labelNames: ['role'],
+    registers: [registry],
+    collect() {
+      const n = src.tunnels();
+      this.set({ role: 'primary' }, n.primary);
+      this.set({ role: 'standby' }, n.standby);
+    },
+  });
   const requests = new Counter({ name: 'cluster_ingress_requests_total', help: 'HTTP requests proxied by this node, by resource and status', labelNames: ['resource', 'status'], registers: [registry] });
   const latency = new Histogram({ name: 'cluster_ingress_request_seconds', help: 'Time to the end of the response, by resource', labelNames: ['resource'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
   new Gauge({

@@ -154,7 +154,7 @@ export class ControlChannel {
     }, this.#d.pingEveryMs ?? 10_000);
     ws.on('error', () => {});
     /** The HTTP/2 session to the connector, over this WebSocket's binary frames or over WireGuard. */
-    const openTunnel = (connection: Duplex, transport: 'websocket' | 'wireguard') => {
+    const openTunnel = (connection: Duplex, transport: 'websocket' | 'wireguard', asStandby = false) => {
       const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
       h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
       h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
@@ -164,7 +164,7 @@ export class ControlChannel {
         this.#overWireGuard.add(ws);
         h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
       }
-      this.#d.tunnels.set(siteId, session.id, h2);
+      this.#d.tunnels.set(siteId, session.id, h2, asStandby);
     };
     /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
     let pending: { offer: WireGuardOffer | undefined; timer: NodeJS.Timeout } | undefined;
@@ -195,7 +195,7 @@ export class ControlChannel {
           if (ok !== true) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
           standby = true;
           wsDataPlane = true;
-          openTunnel(data.duplex, 'websocket');
+          openTunnel(data.duplex, 'websocket', true);
           await this.#d.standbys.set(siteId, this.#d.nodeId, session.id);
           session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: this.#d.nodeId, epoch: 0, role: 'standby' });
           log.info('connector standing by');
@@ -203,6 +203,7 @@ export class ControlChannel {
           if (!standby) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
           // The primary is lost: this connection takes the site, on the tunnel it already has.
           standby = false;
+          this.#d.tunnels.promote(siteId, session.id);
           await this.#d.host.claimHere('site', siteId);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});

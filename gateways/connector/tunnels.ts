@@ -11,7 +11,7 @@ import { PROTOCOL_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts
 const PENDING_WAIT_MS = 3000;
 
 export class TunnelRegistry {
-  readonly #sessions = new Map<string, { sessionId: string; h2: http2.ClientHttp2Session }>();
+  readonly #sessions = new Map<string, { sessionId: string; h2: http2.ClientHttp2Session; standby: boolean }>();
   /**
    * Registrations in progress: the site is claimed here (routes may name this node already)
    * while its data plane is still being chosen and brought up (a WireGuard handshake, say).
@@ -34,9 +34,10 @@ export class TunnelRegistry {
     p.resolve();
   }
 
-  set(siteId: string, sessionId: string, h2: http2.ClientHttp2Session) {
+  /** `standby`: a connector's second tunnel here (its site is held by another node). */
+  set(siteId: string, sessionId: string, h2: http2.ClientHttp2Session, standby = false) {
     this.#sessions.get(siteId)?.h2.destroy();
-    this.#sessions.set(siteId, { sessionId, h2 });
+    this.#sessions.set(siteId, { sessionId, h2, standby });
     this.#settle(siteId, sessionId);
   }
 
@@ -60,6 +61,19 @@ export class TunnelRegistry {
   /** Tunnels held here (metrics). */
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** Tunnels held here, primary and standby (metrics). */
+  counts(): { primary: number; standby: number } {
+    let standby = 0;
+    for (const s of this.#sessions.values()) if (s.standby) standby++;
+    return { primary: this.#sessions.size - standby, standby };
+  }
+
+  /** A standby tunnel here now carries its site (the connector promoted it). */
+  promote(siteId: string, sessionId: string) {
+    const s = this.#sessions.get(siteId);
+    if (s?.sessionId === sessionId) s.standby = false;
   }
 
   has(siteId: string): boolean {

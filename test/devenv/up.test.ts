@@ -126,7 +126,8 @@ t.test('every node serves the metrics an operator watches, with values that matc
   }
   const all = perNode.flat();
   for (const kind of ['site', 'resource', 'dns-zone', 'cert-issuer']) t.equal(total(all, 'cluster_actors', { kind }), 1, `one ${kind} actor across the nodes`);
-  t.equal(total(all, 'cluster_tunnels'), 1, 'one tunnel (the demo connector) across the nodes');
+  t.equal(total(all, 'cluster_tunnels', { role: 'primary' }), 1, 'one tunnel (the demo connector) across the nodes');
+  t.equal(total(all, 'cluster_tunnels', { role: 'standby' }), 1, 'and its standby tunnel, on another node');
   // Whichever node a client reached, the tunnel's holder terminated TLS and proxied it.
   t.ok((total(all, 'cluster_ingress_requests_total', { resource: demo.resourceId, status: '200' }) ?? 0) >= NODE_IPS.length, 'the demo requests are counted by resource');
   t.ok((total(all, 'cluster_ingress_request_seconds_count', { resource: demo.resourceId }) ?? 0) >= NODE_IPS.length, 'and timed by resource');
