@@ -76,6 +76,8 @@ export class Connector extends EventEmitter {
   /** The standby connection, and the node the cluster advised for it. */
   #standby: { ws: WebSocket | undefined; ready: boolean; node?: string } | undefined;
   #advice: { node: string; endpoint: string } | undefined;
+  /** Standby attempts that failed in a row (the retry backs off: the advised address may be unreachable from here). */
+  #standbyFailures = 0;
   /** The node holding the standby tunnel (once it stands by). */
   get standbyNode(): string | undefined {
     return this.#standby?.ready ? this.#standby.node : undefined;
@@ -167,7 +169,7 @@ export class Connector extends EventEmitter {
       this.#log.warn({ endpoint, role, err: (err as Error).message }, 'could not get a token');
       if (role === 'standby') {
         this.#standby = undefined;
-        this.#clock.setTimeout(() => this.#ensureStandby(), 2000);
+        this.#clock.setTimeout(() => this.#ensureStandby(), Math.min(60_000, 2000 * 2 ** this.#standbyFailures++));
         return;
       }
       this.emit('refused', err);
@@ -175,7 +177,6 @@ export class Connector extends EventEmitter {
     }
     // A standby tunnel is always over its WebSocket (it is the second path, kept simple).
     const wireguard = role === 'primary' ? await this.#wireguard : undefined;
-    if (role === 'standby' && this.#isStopped()) return;
     if (this.#isStopped()) return; // stop() came while we waited for the token
     const url = new URL('/api/v1/ws', endpoint);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -279,12 +280,13 @@ export class Connector extends EventEmitter {
       liveness?.cancel();
       this.#registering.delete(ws);
       if (this.#standby?.ws === ws) {
-        // A dead standby is replaced (a refused one after a pause: the primary may be moving).
+        // A dead standby is replaced at once; one that never stood by (refused, unreachable) after a growing pause.
+        const wasReady = this.#standby.ready;
         this.#standby = undefined;
         data?.end();
         this.#sockets.delete(ws);
         this.#log.info({ code, reason: reason.toString() }, 'standby tunnel closed');
-        this.#clock.setTimeout(() => this.#ensureStandby(), code === CLOSE.notStandby.code ? 2000 : 250);
+        this.#clock.setTimeout(() => this.#ensureStandby(), wasReady ? 250 : Math.min(60_000, 2000 * 2 ** this.#standbyFailures++));
         return;
       }
       if (wgOffer) void wireguard?.release(wgOffer).catch((err) => this.#log.debug({ err: (err as Error).message }, 'could not remove a WireGuard peer'));
@@ -322,6 +324,7 @@ export class Connector extends EventEmitter {
         if (this.#standby && ws === this.#standby.ws && msg.role === 'standby') {
           this.#standby.ready = true;
           this.#standby.node = msg.node;
+          this.#standbyFailures = 0;
           this.#log.info({ standbyNode: msg.node, node: this.node }, 'standby tunnel up');
           this.emit('standby', { node: msg.node });
           break;
