@@ -68,6 +68,14 @@ export interface ClusterConfig {
     connectTimeout: number;
     /** Fail a command with no reply after this long. @default "2s" */
     commandTimeout: number;
+    /**
+     * Valkey Sentinels (host:port) watching a primary with replicas: the node asks them for the
+     * current primary and follows a failover. With them, `url` gives only the password (and
+     * database); its host is not used. @default []
+     */
+    sentinels: Address[];
+    /** The name the Sentinels monitor the primary under. @default "cluster" */
+    masterName: string;
   };
   admin: {
     /** Address of the admin API (REST, connector control, health). @default "0.0.0.0:8080" */
@@ -292,6 +300,8 @@ export const SPEC: Spec<ClusterConfig> = {
     url: secretUrl(['redis:', 'rediss:', 'valkey:', 'valkeys:']),
     connectTimeout: duration('3s', { min: 100 }),
     commandTimeout: duration('2s', { min: 50 }),
+    sentinels: addressList([]),
+    masterName: text({ default: 'cluster', pattern: /^[A-Za-z0-9._-]{1,64}$/, expected: 'a name of letters, digits, dot, dash or underscore' }),
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true), publicUrl: url({ protocols: ['https:', 'http:'], optional: true }) },
   ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000), proxyProtocolFrom: ipList([]) },

@@ -11,6 +11,8 @@ export interface ValkeyServerOptions {
   port?: number;
   /** Keep data across restarts (append-only file in `dir`). */
   persist?: boolean;
+  /** A replica of this primary (same password, so clients keep theirs after a promotion). */
+  replicaOf?: LocalValkey;
 }
 
 export class LocalValkey {
@@ -18,19 +20,26 @@ export class LocalValkey {
   readonly port: number;
   readonly persist: boolean;
   readonly #password: string;
+  readonly #primary: LocalValkey | undefined;
   #proc: ServiceProcess | undefined;
 
-  private constructor(dir: string, port: number, persist: boolean) {
+  private constructor(dir: string, port: number, persist: boolean, primary?: LocalValkey) {
     this.dir = dir;
     this.port = port;
     this.persist = persist;
-    this.#password = servicePassword(dir);
+    this.#primary = primary;
+    this.#password = primary ? primary.#password : servicePassword(dir);
+  }
+
+  /** The password clients and replicas use (for Sentinel's auth-pass). */
+  get password(): string {
+    return this.#password;
   }
 
   static async start(opts: ValkeyServerOptions): Promise<LocalValkey> {
     mkdirSync(opts.dir, { recursive: true });
     const on = async (port: number) => {
-      const v = new LocalValkey(opts.dir, port, opts.persist ?? false);
+      const v = new LocalValkey(opts.dir, port, opts.persist ?? false, opts.replicaOf);
       await v.resume();
       return v;
     };
@@ -53,7 +62,9 @@ export class LocalValkey {
     if (this.running) return;
     // The password goes in a config file only this user reads, never on the command line (ps shows that to everyone).
     const conf = join(this.dir, 'valkey.conf');
-    writeFileSync(conf, `requirepass "${this.#password}"\n`, { mode: 0o600 });
+    // A replica authenticates to its primary with the same password (and keeps it when promoted).
+    const replica = this.#primary ? `masterauth "${this.#password}"\nreplicaof 127.0.0.1 ${this.#primary.port}\n` : '';
+    writeFileSync(conf, `requirepass "${this.#password}"\n${replica}`, { mode: 0o600 });
     const args = [conf, '--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', this.persist ? 'yes' : 'no');
     this.#proc = new ServiceProcess({ name: 'valkey', command: 'valkey-server', args, logFile: this.logFile });
@@ -96,5 +107,10 @@ export class LocalValkey {
 
   async stop(): Promise<void> {
     await this.pause();
+  }
+
+  /** SIGKILL: the server dies with whatever it had not replicated yet. */
+  async kill(): Promise<void> {
+    await this.#proc?.stop('SIGKILL', 1000);
   }
 }

@@ -17,6 +17,25 @@ export interface ValkeyOptions {
   connectTimeout: number;
   commandTimeout: number;
   logger: Logger;
+  /** Sentinels to ask for the current primary (and to follow when it fails over); `url` then gives the credentials only. */
+  sentinels?: ReadonlyArray<{ host: string; port: number }>;
+  masterName?: string;
+}
+
+/** ioredis options for the URL, or, with Sentinels, for the primary they name (credentials from the URL). */
+function target(url: string, o: ValkeyOptions): RedisOptions | string {
+  if (!o.sentinels?.length) return url;
+  const u = new URL(url);
+  return {
+    sentinels: o.sentinels.map((s) => ({ host: s.host, port: s.port })),
+    name: o.masterName ?? 'cluster',
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: Number(u.pathname.slice(1)) || 0,
+    // Subscribe to Sentinel's +switch-master: follow a promotion at once, not at the next reconnect.
+    failoverDetector: true,
+    sentinelRetryStrategy: (attempt: number) => backoff(attempt),
+  };
 }
 
 
@@ -48,10 +67,11 @@ export class Valkey {
       retryStrategy: backoff,
       connectionName: `${opts.clusterName}`,
     };
-    const url = opts.url.reveal().replace(/^valkey(s?):/, 'redis$1:');
-    this.cmd = new Redis(url, base);
+    const where = target(opts.url.reveal().replace(/^valkey(s?):/, 'redis$1:'), opts);
+    const connect = (o: RedisOptions) => (typeof where === 'string' ? new Redis(where, o) : new Redis({ ...where, ...o }));
+    this.cmd = connect(base);
     // The subscriber queues its (re)subscriptions until connected; it never serves commands.
-    this.#sub = new Redis(url, { ...base, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: true });
+    this.#sub = connect({ ...base, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: true });
     this.cmd.on('ready', () => this.#setState('ready'));
     this.cmd.on('reconnecting', () => this.#setState('reconnecting'));
     this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));

@@ -135,7 +135,7 @@ export class ClusterNode {
     await listenAdmin(this.#admin, config.admin.bind);
     this.#metricsServer = await listenMetrics(this.#metrics.registry, config.metrics.bind, config.metrics.token);
     this.#log.info({ address: `${config.admin.bind.host}:${config.admin.bind.port}` }, 'admin gateway listening');
-    const valkey = (this.#valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, logger: this.#log }));
+    const valkey = (this.#valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, sentinels: config.valkey.sentinels, masterName: config.valkey.masterName, logger: this.#log }));
     valkey.connect();
     this.#readiness.start();
     // Start-up waits for PostgreSQL (with backoff) instead of failing; a stop meanwhile ends the wait.
