@@ -58,11 +58,6 @@ export class TunnelRegistry {
     return cur.h2;
   }
 
-  /** Tunnels held here (metrics). */
-  get size(): number {
-    return this.#sessions.size;
-  }
-
   /** Tunnels held here, primary and standby (metrics). */
   counts(): { primary: number; standby: number } {
     let standby = 0;
