@@ -99,12 +99,12 @@ export class WireGuardHub implements SitePeers {
   async offer(siteId: string, publicKey: string): Promise<WireGuardOffer> {
     await claimConnectorKey(this.#db, siteId, publicKey);
     const address = await tunnelAddress(this.#db, { siteId }, this.#c.network);
+    // The site's previous peer goes, even under the same key: a fresh peer starts a fresh
+    // handshake, which the connector waits for.
     const old = this.#peers.get(siteId);
-    if (old && old.publicKey !== publicKey) await this.#device.removePeer(old.publicKey);
+    if (old) await this.#device.removePeer(old.publicKey);
     // Any other local site still holding this address (deleted, its address reused) loses it.
     for (const [other, p] of this.#peers) if (other !== siteId && p.address === address) await this.withdraw(other);
-    // Removed and added again: a fresh peer starts a fresh handshake, which the connector waits for.
-    if (old?.publicKey === publicKey) await this.#device.removePeer(publicKey);
     this.#peers.set(siteId, { publicKey, address });
     await this.#device.setPeer({ publicKey, allowedIps: [`${address}/32`] });
     await routeTo(this.#c.interfaceName, address, this.address, this.#c.mtu);
