@@ -4,7 +4,9 @@ import { runChaos } from '../devenv/chaos/run.ts';
 import type { Mode } from '../devenv/chaos/report.ts';
 import { UsageError } from './usage-error.ts';
 
-const MODES: readonly Mode[] = ['kill', 'stop', 'restart'];
+const MODES: readonly Mode[] = ['kill', 'stop', 'restart', 'valkey-failover'];
+/** The modes run when --modes is not given (valkey-failover needs `cluster up --valkey-replica`). */
+const DEFAULT_MODES: readonly Mode[] = ['kill', 'stop', 'restart'];
 
 function seconds(flag: string, raw: string | undefined, fallback: number, min: number): number {
   const v = raw === undefined ? fallback : Number(raw);
@@ -16,7 +18,7 @@ function seconds(flag: string, raw: string | undefined, fallback: number, min: n
 export async function chaosCommand(args: { duration?: string; killEvery?: string; modes?: string; seed?: string; dataDir?: string }): Promise<number> {
   const durationS = seconds('duration', args.duration, 60, 5);
   const killEveryS = seconds('kill-every', args.killEvery, 10, 3);
-  const modes = (args.modes ?? MODES.join(',')).split(',').map((m) => m.trim()) as Mode[];
+  const modes = (args.modes ?? DEFAULT_MODES.join(',')).split(',').map((m) => m.trim()) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
   if (bad.length || modes.length === 0) throw new UsageError(`--modes takes a list of ${MODES.join(', ')} (got ${bad.join(', ') || 'nothing'})`);
   const seed = args.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(args.seed);

@@ -20,7 +20,8 @@ import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { busyAddresses, type Listen } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
-import { startLocalServices } from '../devenv/services.ts';
+import { LocalValkey, startLocalServices } from '../devenv/services.ts';
+import { LocalSentinel } from '../devenv/valkey-sentinel.ts';
 import { printStatus } from './status.ts';
 
 const CONNECTOR = fileURLToPath(new URL('./cluster-connector.mjs', import.meta.url));
@@ -68,7 +69,7 @@ createServer((req, res) => {
 }).listen(port, '127.0.0.1');
 `;
 
-export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string }): Promise<void> {
+export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string; valkeyReplica?: boolean }): Promise<void> {
   const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   // Before anything is started or deleted: a running cluster's data is never touched.
@@ -101,6 +102,22 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     lock.release();
     throw err;
   });
+  // --valkey-replica: a replica and three Sentinels beside the primary; nodes find the primary through them.
+  const valkeys: LocalValkey[] = [];
+  const sentinels: LocalSentinel[] = [];
+  if (opts.valkeyReplica) {
+    try {
+      valkeys.push(services.valkey!, await LocalValkey.start({ dir: join(dataDir, 'valkey-replica'), replicaOf: services.valkey! }));
+      for (let i = 0; i < 3; i++) sentinels.push(await LocalSentinel.start({ dir: join(dataDir, `sentinel-${i + 1}`), primary: services.valkey!, masterName: 'cluster', quorum: 2 }));
+      progress('valkey replica and 3 sentinels', 'ready');
+    } catch (err) {
+      for (const s of [...sentinels, ...valkeys.slice(1)]) await s.stop().catch(() => {});
+      await services.stop();
+      lock.release();
+      throw err;
+    }
+  }
+  let killedValkey: LocalValkey | undefined;
   const nodes = new Map<string, NodeProcess>(); // the current process of each node
   const extras: Array<{ stop(): Promise<unknown> }> = [];
   let stopping = false;
@@ -110,6 +127,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     say('\nstopping');
     control?.close();
     for (const e of extras.reverse()) await e.stop().catch(() => {});
+    for (const s of [...sentinels, ...valkeys.slice(1)]) await s.stop().catch(() => {});
     // A node frozen by `cluster chaos` must be thawed to hear SIGTERM.
     for (const n of nodes.values()) n.proc.signal('SIGCONT');
     await Promise.all([...nodes.values()].map((n) => n.proc.stop('SIGTERM', 20_000)));
@@ -139,7 +157,8 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           clusterSecret: secrets.clusterSecret,
           encryptionKey: secrets.encryptionKey,
           postgres: { url: services.postgres!.url },
-          valkey: { url: services.valkey!.url },
+          valkey: { url: services.valkey!.url, ...(sentinels.length ? { sentinels: sentinels.map((s) => s.address), masterName: 'cluster' } : {}) },
+          ...(sentinels.length ? { lease: { ttl: '6s' } } : {}), // outlasts a Sentinel failover (docs/operations.md)
           // The local load balancer speaks plain HTTP on loopback: session cookies without Secure.
           admin: { bind: `${host}:${ports.admin}`, trustProxy: ['127.0.0.1'], secureCookies: false },
           ingress: { http: `${host}:${ports.http}`, https: `${host}:${ports.https}`, publicAddresses: [host] },
@@ -231,9 +250,26 @@ Ctrl-C stops everything.`);
       postgresUrl: services.postgres!.url,
       hostname: DEMO.hostname,
       caFile: join(dataDir, 'pebble-root.pem'),
+      valkeyReplica: sentinels.length > 0,
     });
     control = await serveControl(join(dataDir, 'control.sock'), async (req) => {
       if (req.op === 'info') return info();
+      if (req.op === 'valkey-kill' || req.op === 'valkey-start') {
+        if (!sentinels.length) throw new Error('this cluster runs one Valkey server: start it with `cluster up --valkey-replica`');
+        if (req.op === 'valkey-start') {
+          await killedValkey?.resume();
+          say(`valkey: port ${killedValkey?.port} started again (Sentinel makes it a replica)`);
+          killedValkey = undefined;
+          return {};
+        }
+        const port = await sentinels[0]!.primaryPort('cluster');
+        const primary = valkeys.find((v) => v.port === port);
+        if (!primary) throw new Error(`Sentinel names a primary on port ${port} that this launcher did not start`);
+        say(`valkey: SIGKILL the primary on port ${port} (control socket)`);
+        await primary.kill();
+        killedValkey = primary;
+        return { port };
+      }
       const n = nodes.get(req.node);
       if (!n) throw new Error(`no node ${JSON.stringify(req.node)} (have ${ids.join(', ')})`);
       switch (req.op) {

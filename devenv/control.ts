@@ -19,6 +19,10 @@ export const ControlRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('start'), node: z.string().min(1).max(64) }),
   /** Resolves once the node's process has exited. */
   z.object({ op: z.literal('wait-exit'), node: z.string().min(1).max(64) }),
+  /** With --valkey-replica: SIGKILL the Valkey server Sentinel names primary now; answers its port. */
+  z.object({ op: z.literal('valkey-kill') }),
+  /** Starts the killed Valkey server again (Sentinel makes it a replica of the new primary). */
+  z.object({ op: z.literal('valkey-start') }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
@@ -39,6 +43,8 @@ export interface ClusterInfo {
   postgresUrl: string;
   hostname: string;
   caFile: string;
+  /** Started with --valkey-replica: a primary, a replica and three Sentinels. */
+  valkeyReplica?: boolean;
 }
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;

@@ -1,7 +1,8 @@
 // Figures of a chaos run, computed from what it recorded (pure functions, no I/O).
 import type { RequestSample } from './traffic.ts';
 
-export type Mode = 'kill' | 'stop' | 'restart';
+/** `valkey-failover`: SIGKILL the Valkey primary (Sentinel promotes the replica), start it again after the hold. */
+export type Mode = 'kill' | 'stop' | 'restart' | 'valkey-failover';
 
 export interface ChaosEvent {
   n: number;

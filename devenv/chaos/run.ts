@@ -60,6 +60,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const say = o.say;
   const socket = join(o.dataDir, 'control.sock');
   const info = await controlCall<ClusterInfo>(socket, { op: 'info' }, 5000);
+  if (o.modes.includes('valkey-failover') && !info.valkeyReplica) throw new Error('--modes valkey-failover needs a cluster started with `cluster up --valkey-replica` (a primary, a replica and three Sentinels)');
   const secrets = JSON.parse(readFileSync(join(o.dataDir, 'secrets.json'), 'utf8')) as { clusterSecret: string; adminEmail: string; adminPassword: string };
   const stopped = info.nodes.filter((n) => !n.alive).map((n) => n.id);
   if (stopped.length) throw new Error(`start from a whole cluster: ${stopped.join(', ')} not running`);
@@ -120,15 +121,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
 
     const events: ChaosEvent[] = [];
     const disrupt = async (n: number, mode: Mode, node: string): Promise<ChaosEvent> => {
-      const before = [...(observer.latest?.byNode.get(node) ?? [])];
-      const nodeAdmin = info.nodes.find((x) => x.id === node)!.admin;
+      // A Valkey failover touches every node: all actors are watched.
+      const before = node === 'valkey' ? [...everything] : [...(observer.latest?.byNode.get(node) ?? [])];
+      const nodeAdmin = info.nodes.find((x) => x.id === node)?.admin ?? '';
       const start = Date.now();
       const holdMs = mode === 'restart' ? 0 : Math.round(1000 + rand() * Math.max(0, o.killEveryS * 600 - 1000));
       let back = false;
       const recovery = observer.until((s) => s.at > start && allRunning(s, before, back ? undefined : node), 90_000);
-      const what = { kill: `SIGKILL ${node}, restart after ${fmtS(holdMs)}`, stop: `SIGSTOP ${node} for ${fmtS(holdMs)}`, restart: `restart ${node} (SIGTERM, start again)` }[mode];
+      const what = { kill: `SIGKILL ${node}, restart after ${fmtS(holdMs)}`, stop: `SIGSTOP ${node} for ${fmtS(holdMs)}`, restart: `restart ${node} (SIGTERM, start again)`, 'valkey-failover': `SIGKILL the Valkey primary, start it again after ${fmtS(holdMs)}` }[mode];
       say(`${stamp()}  #${n} ${what}; it runs ${before.length} actors`);
-      if (mode === 'kill') {
+      if (mode === 'valkey-failover') {
+        const { port } = (await controlCall(socket, { op: 'valkey-kill' })) as { port: number };
+        say(`${stamp()}  #${n} killed the Valkey primary on port ${port}`);
+        await sleep(holdMs);
+        await controlCall(socket, { op: 'valkey-start' });
+        for (const x of info.nodes) await waitReady(x.admin, 60_000);
+      } else if (mode === 'kill') {
         await controlCall(socket, { op: 'signal', node, signal: 'SIGKILL' });
         await sleep(holdMs);
         await controlCall(socket, { op: 'start', node });
@@ -157,7 +165,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     for (let tick = o.killEveryS * 1000; tick < o.durationS * 1000 && !aborted; tick += o.killEveryS * 1000) {
       while (at() < tick && !aborted) await sleep(Math.min(200, tick - at()));
       if (aborted) break;
-      events.push(await disrupt(events.length + 1, pick(o.modes), pick(nodeIds)));
+      const mode = pick(o.modes);
+      events.push(await disrupt(events.length + 1, mode, mode === 'valkey-failover' ? 'valkey' : pick(nodeIds)));
     }
     while (at() < o.durationS * 1000 && !aborted) await sleep(Math.min(200, o.durationS * 1000 - at()));
     const endAt = at();
@@ -189,7 +198,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const duplicates = observer.duplicates.size + stale;
 
     say('\nreport');
-    say(`  disruptions      ${events.length} (${(['kill', 'stop', 'restart'] as const).map((m) => `${events.filter((e) => e.mode === m).length} ${m}`).join(', ')})`);
+    say(`  disruptions      ${events.length} (${(['kill', 'stop', 'restart', 'valkey-failover'] as const).filter((m) => m !== 'valkey-failover' || o.modes.includes(m)).map((m) => `${events.filter((e) => e.mode === m).length} ${m}`).join(', ')})`);
     for (const [i, e] of events.entries()) {
       const os = chargedTo(events, all, i, (o) => o.seenAt);
       const down = chargedTo(events, gaps, i, (g) => g.from);

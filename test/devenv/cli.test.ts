@@ -11,7 +11,7 @@ t.test('a command line the CLI cannot act on exits 2 with one line naming the pr
     [['bogus'], /^error: unknown command "bogus"$/m],
     [['up', '--nodez', '3'], /^error: Unknown option '--nodez'$/m],
     [['up', '--nodes', '12'], /^error: --nodes must be a whole number from 1 to 9$/m],
-    [['chaos', '--modes', 'kill,explode'], /^error: --modes takes a list of kill, stop, restart \(got explode\)$/m],
+    [['chaos', '--modes', 'kill,explode'], /^error: --modes takes a list of kill, stop, restart, valkey-failover \(got explode\)$/m],
     [['chaos', '--duration', '2'], /^error: --duration must be a number of seconds, at least 5$/m],
   ];
   for (const [args, message] of cases) {
