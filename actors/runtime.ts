@@ -223,7 +223,8 @@ export class ActorSystem {
       initialState: UNINIT,
       onCrash: async (_msg: unknown, err: unknown, sctx: any) => {
         if (actor.stopping) return sctx.stop; // failing while being stopped is not a crash to supervise
-        const decision = budget.onFailure(this.#clock.now());
+        const dependencyDown = isClusterError(err, 'CLUSTER_ERR_VALKEY_UNAVAILABLE') || isClusterError(err, 'CLUSTER_ERR_DB_UNAVAILABLE');
+        const decision = budget.onFailure(this.#clock.now(), dependencyDown);
         if (decision.action === 'escalate') {
           log.error({ err: String((err as Error)?.message ?? err) }, 'actor exhausted its restart budget; escalating');
           this.#emit({ type: 'escalated', kind, id, error: String((err as Error)?.message ?? err) });

@@ -33,18 +33,26 @@ export class RestartBudget {
   readonly #opts: RestartPolicyOptions;
   readonly #random: () => number;
   #failures: number[] = [];
+  /** Failures while a dependency was away, within the window: they set the backoff only. */
+  #outages: number[] = [];
 
   constructor(opts: Partial<RestartPolicyOptions> = {}, random: () => number = Math.random) {
     this.#opts = { ...DEFAULT_RESTART_POLICY, ...opts };
     this.#random = random;
   }
 
-  /** Records a crash at `now` and decides what to do. */
-  onFailure(now: number): RestartDecision {
-    this.#failures = this.#failures.filter((t) => now - t < this.#opts.windowMs);
-    this.#failures.push(now);
-    const attempt = this.#failures.length;
-    if (attempt > this.#opts.maxRestarts) return { action: 'escalate', failures: attempt };
+  /**
+   * Records a crash at `now` and decides what to do. A crash because PostgreSQL or Valkey is
+   * unreachable (`dependencyDown`) backs off like any other but never escalates: the actor is
+   * not at fault, and giving it up would keep it down for a whole window after the dependency
+   * came back (seen: a dns-zone actor down 31 s after back-to-back Valkey failovers).
+   */
+  onFailure(now: number, dependencyDown = false): RestartDecision {
+    const recent = (xs: number[]) => [...xs.filter((t) => now - t < this.#opts.windowMs), now];
+    if (dependencyDown) this.#outages = recent(this.#outages);
+    else this.#failures = recent(this.#failures);
+    const attempt = (dependencyDown ? this.#outages : this.#failures).length;
+    if (!dependencyDown && attempt > this.#opts.maxRestarts) return { action: 'escalate', failures: attempt };
     const base = Math.min(this.#opts.backoffMaxMs, this.#opts.backoffMinMs * 2 ** (attempt - 1));
     const spread = base * this.#opts.jitter;
     const delayMs = Math.max(0, Math.round(base - spread + this.#random() * 2 * spread));

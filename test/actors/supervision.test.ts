@@ -2,6 +2,7 @@ import t from 'tap';
 import { ActorSystem, type Behavior, type InspectionEvent } from '../../actors/runtime.ts';
 import { createLogger } from '../../core/log.ts';
 import { RestartBudget } from '../../supervisors/restart-policy.ts';
+import { ClusterError } from '../../core/errors.ts';
 import { SimulatedClock } from '../harness/clock.ts';
 import { until } from '../harness/until.ts';
 
@@ -51,6 +52,41 @@ t.test('a crashing actor restarts within its budget with growing backoff, then e
   t.same(escalated, ['counter/c1'], 'the fourth crash escalates');
   t.equal(system.get('counter', 'c1'), undefined, 'and the actor is gone');
   t.ok(events.some((e) => e.type === 'escalated'));
+});
+
+t.test('crashes while PostgreSQL or Valkey is away back off but never escalate; they do not spend the budget', async (t) => {
+  const b = new RestartBudget({ maxRestarts: 2, windowMs: 1000, backoffMinMs: 100, backoffMaxMs: 400, jitter: 0 });
+  const delays = [0, 10, 20, 30, 40].map((at) => b.onFailure(at, true));
+  t.same(delays.map((d) => d.action), ['restart', 'restart', 'restart', 'restart', 'restart'], 'no escalation however many');
+  t.same(delays.map((d) => (d as { delayMs: number }).delayMs), [100, 200, 400, 400, 400], 'the backoff grows to its cap');
+  t.same(b.onFailure(50), { action: 'restart', delayMs: 100, attempt: 1 }, 'a crash of its own starts the budget from zero');
+  t.same(b.onFailure(60), { action: 'restart', delayMs: 200, attempt: 2 });
+  t.same(b.onFailure(70), { action: 'escalate', failures: 3 }, 'and escalates as before');
+});
+
+t.test('an actor failing on an unreachable Valkey is restarted, never given up', async (t) => {
+  const escalated: string[] = [];
+  const clock = new SimulatedClock();
+  const system = new ActorSystem({ logger, clock, restart: { maxRestarts: 2, windowMs: 60_000, backoffMinMs: 10, backoffMaxMs: 20, jitter: 0 }, onEscalate: (k, id) => escalated.push(`${k}/${id}`) });
+  t.teardown(() => system.shutdown());
+  let restarts = 0;
+  system.events.on('event', (e: InspectionEvent) => e.type === 'restarted' && restarts++);
+  let down = true;
+  const behavior: Behavior<{ total: number }, { type: 'get' }> = {
+    async init() {
+      if (down) throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey unavailable', {});
+      return { total: 0 };
+    },
+    async receive(state, _msg, ctx) {
+      ctx.reply(state.total);
+      return state;
+    },
+  };
+  const actor = system.spawn('store', 'v1', behavior);
+  await until(() => (clock.advance(20), restarts >= 6), 5000, 'six restarts (three times the budget)');
+  t.same(escalated, [], 'not given up');
+  down = false;
+  t.equal(await until(() => (clock.advance(20), actor.ask({ type: 'get' }, 100).catch(() => undefined)), 5000, 'the actor back'), 0, 'it runs again once Valkey answers');
 });
 
 t.test('the restart budget forgets crashes outside its window and caps the backoff', async (t) => {
