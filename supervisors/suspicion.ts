@@ -8,7 +8,6 @@
 // dead. A peer is cleared the moment it is heard again. If this node itself stalled (a long
 // GC pause, SIGSTOP), every peer looks silent when it wakes: a tick that comes late resets the
 // clocks instead of suspecting everyone.
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
@@ -124,21 +123,4 @@ export class Suspicion extends EventEmitter {
       this.emit('change');
     }
   }
-}
-
-/**
- * The node a site's connector should hold its standby tunnel to: among the live nodes this
- * node does not suspect, other than itself, the one that ranks highest for the site by
- * rendezvous hashing (so standbys spread over the nodes, and the choice is stable). Its admin
- * address, as connectors dial it (a wildcard bind is replaced by its first public address).
- */
-export function standbyAdvice(siteId: string, self: string, members: Array<{ id: string; admin: string; addresses: string[] }>): { node: string; endpoint: string } | undefined {
-  const score = (id: string) => createHash('sha256').update(`${siteId}/${id}`).digest().readUInt32BE(0);
-  const best = members.filter((m) => m.id !== self).sort((a, b) => score(b.id) - score(a.id))[0];
-  if (!best) return undefined;
-  const port = best.admin.slice(best.admin.lastIndexOf(':') + 1);
-  let host = best.admin.slice(0, best.admin.lastIndexOf(':'));
-  if (host === '0.0.0.0' || host === '::' || host === '[::]') host = best.addresses[0] ?? '';
-  if (!host) return undefined;
-  return { node: best.id, endpoint: `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}` };
 }
