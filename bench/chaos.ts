@@ -23,7 +23,7 @@ try {
   log(`cluster up; chaos for ${DURATION_S} s, seed ${SEED}`);
   const summary = await runChaos({ dataDir: cluster.dataDir, durationS: DURATION_S, killEveryS: KILL_EVERY_S, modes: ['kill', 'stop', 'restart'], seed: SEED, say: log });
   process.stdout.write(`${JSON.stringify(summary)}\n`);
-  code = summary.lost_writes > 0 || summary.duplicates > 0 ? 1 : 0;
+  code = summary.lost_writes > 0 || summary.duplicates > 0 || summary.stale_writes > 0 ? 1 : 0;
 } catch (err) {
   log((err as Error).stack ?? String(err));
 } finally {

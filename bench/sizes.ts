@@ -24,5 +24,6 @@ export const BENCH_FIELDS = {
   dns: ['qps', 'nsd_qps', 'p99_ms', 'nsd_p99_ms', 'follow_ms_p99'],
   auth: ['open_rps', 'session_rps', 'token_rps', 'session_p99_ms', 'open_p99_ms', 'revoke_ms'],
   quiet: ['seconds', 'requests', 'dns_queries', 'failed', 'suspicions', 'loop_lag_max_ms'],
-  chaos: ['duration_s', 'kills', 'requests', 'failed', 'longest_outage_ms', 'p99_ms', 'longest_actor_down_ms', 'writes_acked', 'writes_failed', 'lost_writes', 'duplicates', 'seed'],
+  chaos: ['duration_s', 'kills', 'requests', 'failed', 'longest_outage_ms', 'p99_ms', 'longest_actor_down_ms', 'writes_acked', 'writes_failed', 'lost_writes', 'duplicates', 'longest_duplicate_ms', 'stale_writes', 'faults', 'dns_follow_ms_p99', 'unfenced', 'not_rejoined', 'seed'],
+  partition: ['faults', 'lost_writes', 'duplicates', 'stale_writes', 'longest_outage_ms', 'dns_follow_ms_p99', 'requests', 'failed', 'p99_ms', 'longest_actor_down_ms', 'longest_duplicate_ms', 'unfenced', 'not_rejoined', 'writes_acked', 'seed'],
 } as const;

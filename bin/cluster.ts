@@ -2,7 +2,7 @@
 //   cluster node --config FILE      run one node (the production entry point)
 //   cluster migrate --config FILE   apply schema migrations and exit
 //   cluster config --config FILE    validate the config and print it, secrets redacted
-//   cluster up [--fresh] [--nodes N] [--valkey-replica]  local services, N nodes, haproxy and a demo site (npm start)
+//   cluster up [--fresh] [--nodes N] [--valkey-replica] [--netns]  local services, N nodes, haproxy and a demo site (npm start)
 //   cluster status [--url URL] [--data-dir DIR]  nodes, sites and resources of a running cluster
 //   cluster chaos [--duration S] ...  break nodes of a `cluster up` cluster under traffic and report
 import { parseArgs } from 'node:util';
@@ -18,15 +18,19 @@ const USAGE = `usage: cluster <command> [options]
   node --config FILE      run a cluster node
   migrate --config FILE   apply database migrations and exit
   config --config FILE    check a config file and print it with secrets redacted
-  up [--fresh] [--nodes N] [--data-dir DIR] [--valkey-replica]
-                            start local PostgreSQL, Valkey, Pebble, N nodes (3), haproxy and a demo site (npm start)
+  up [--fresh] [--nodes N] [--data-dir DIR] [--valkey-replica] [--netns [--netns-subnet 10.X.Y]]
+                            start local PostgreSQL, Valkey, Pebble, N nodes (3), haproxy and a demo site (npm start);
+                            --netns (root): each node, PostgreSQL and Valkey in a network namespace of its own
+                            on a bridge (default 10.231.0.0/24), so \`cluster chaos\` can cut the network
   status [--url URL] [--data-dir DIR]
                             nodes, sites and resources of a running cluster (default http://127.0.0.1:8080;
                             the login comes from CLUSTER_ADMIN_EMAIL/PASSWORD or DIR/secrets.json)
   chaos [--duration S (60)] [--kill-every S (10)] [--modes kill,stop,restart[,valkey-failover]] [--seed N] [--data-dir DIR]
                             against the cluster \`cluster up\` runs: SIGKILL, SIGSTOP or restart a random node
                             every --kill-every seconds under traffic; report outages, lost writes and
-                            duplicate actors; exit 1 if a write was lost or an actor ran twice
+                            duplicate actors; exit 1 if a write was lost or an actor ran twice.
+                            With \`up --netns\`, network faults too: isolate, cut-valkey, cut-postgres,
+                            cut-peers, one-way, lossy-link
 Config may also come from CLUSTER_* environment variables (CLUSTER_CONFIG names the file).`;
 
 function fail(err: unknown): never {
@@ -45,7 +49,7 @@ async function main(argv: string[]) {
   const [command, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, url: { type: 'string' }, 'data-dir': { type: 'string' }, 'valkey-replica': { type: 'boolean' }, duration: { type: 'string' }, 'kill-every': { type: 'string' }, modes: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string', short: 'c' }, fresh: { type: 'boolean' }, nodes: { type: 'string' }, url: { type: 'string' }, 'data-dir': { type: 'string' }, 'valkey-replica': { type: 'boolean' }, netns: { type: 'boolean' }, 'netns-subnet': { type: 'string' }, duration: { type: 'string' }, 'kill-every': { type: 'string' }, modes: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     allowPositionals: false,
   });
   if (values.help || !command || command === '--help' || command === '-h') {
@@ -72,10 +76,12 @@ async function main(argv: string[]) {
       return;
     }
     case 'up': {
-      const { up } = await import('./up.ts');
+      const { up, DEFAULT_NETNS_SUBNET } = await import('./up.ts');
       const nodes = Number(values.nodes ?? 3);
       if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new UsageError('--nodes must be a whole number from 1 to 9');
-      await up({ fresh: values.fresh ?? false, nodes, dataDir: values['data-dir'], valkeyReplica: values['valkey-replica'] ?? false });
+      const subnet = values['netns-subnet'];
+      if (subnet !== undefined && !/^10\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)$/.test(subnet)) throw new UsageError('--netns-subnet takes the first three octets of a 10.X.Y.0/24 network, e.g. 10.231.0');
+      await up({ fresh: values.fresh ?? false, nodes, dataDir: values['data-dir'], valkeyReplica: values['valkey-replica'] ?? false, ...(values.netns || subnet ? { netns: subnet ?? DEFAULT_NETNS_SUBNET } : {}) });
       return;
     }
     case 'status': {

@@ -20,6 +20,7 @@ import { LocalHaproxy } from '../devenv/haproxy.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { busyAddresses, type Listen } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
+import { NetnsLab, requireNetns, type NetFault } from '../devenv/netns.ts';
 import { LocalValkey, startLocalServices } from '../devenv/services.ts';
 import { LocalSentinel } from '../devenv/valkey-sentinel.ts';
 import { printStatus } from './status.ts';
@@ -69,22 +70,53 @@ createServer((req, res) => {
 }).listen(port, '127.0.0.1');
 `;
 
-export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string; valkeyReplica?: boolean }): Promise<void> {
+/** `--netns` without --netns-subnet: nodes on 10.231.0.11+, PostgreSQL .2, Valkey .3. */
+export const DEFAULT_NETNS_SUBNET = '10.231.0';
+
+export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string; valkeyReplica?: boolean; netns?: string }): Promise<void> {
   const dataDir = opts.dataDir ?? DEFAULT_DATA_DIR;
+  if (opts.netns) {
+    requireNetns();
+    if (opts.valkeyReplica) throw new ClusterError('CLUSTER_ERR_NETNS_UNAVAILABLE', '--netns runs one Valkey server in a namespace of its own; --valkey-replica is not supported with it yet', { reason: 'valkey-replica' });
+  }
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   // Before anything is started or deleted: a running cluster's data is never touched.
   const lock = lockDataDir(dataDir);
   if (opts.fresh) for (const f of readdirSync(dataDir)) if (f !== LOCK_FILE) rmSync(join(dataDir, f), { recursive: true, force: true });
   const t0 = Date.now();
-  const ip = (i: number) => `127.0.0.${11 + i}`;
+  // --netns: every node, PostgreSQL and Valkey a "machine" of its own on a bridge (devenv/netns.ts).
+  let lab: NetnsLab | undefined;
+  if (opts.netns) {
+    lab = new NetnsLab(opts.netns);
+    const mine = join(dataDir, 'netns.json');
+    // Ours from a launcher that was killed (this data directory is locked): clean it up.
+    if (existsSync(mine) && JSON.parse(readFileSync(mine, 'utf8')).prefix === lab.prefix) NetnsLab.clean(lab.prefix);
+    try {
+      lab.create();
+      writeFileSync(mine, JSON.stringify({ prefix: lab.prefix }));
+      lab.addHost('postgres', 2);
+      lab.addHost('valkey', 3);
+      for (let i = 0; i < opts.nodes; i++) lab.addHost(`node-${i + 1}`, 11 + i);
+    } catch (err) {
+      lab.destroy();
+      lock.release();
+      throw err;
+    }
+    say(`network namespaces on bridge ${lab.bridge} (${lab.prefix}.0/24): postgres ${lab.host('postgres').ip}, valkey ${lab.host('valkey').ip}, nodes ${lab.prefix}.11+`);
+  }
+  const ip = (i: number) => (lab ? lab.host(`node-${i + 1}`).ip : `127.0.0.${11 + i}`);
   const ports = { admin: 8080, http: 80, https: 443, dns: 53, peer: 7946, metrics: 9464 };
-  const wanted: Listen[] = [{ host: '127.0.0.1', port: LB_PORT, proto: 'tcp' }];
-  for (let i = 0; i < opts.nodes; i++) {
+  // --netns: haproxy on our end of the bridge, so this cluster and a loopback one can run side by side.
+  const lbHost = lab ? lab.gateway : '127.0.0.1';
+  const wanted: Listen[] = [{ host: lbHost, port: LB_PORT, proto: 'tcp' }];
+  // Fresh namespaces hold nothing: only loopback addresses can be taken.
+  for (let i = 0; i < opts.nodes && !lab; i++) {
     for (const port of Object.values(ports)) wanted.push({ host: ip(i), port, proto: 'tcp' });
     wanted.push({ host: ip(i), port: ports.dns, proto: 'udp' });
   }
   const busy = await busyAddresses(wanted);
   if (busy.length) {
+    lab?.destroy();
     lock.release();
     const addresses = busy.map((l) => `${l.host}:${l.port}/${l.proto}`);
     const named = addresses.length > 4 ? `${addresses.slice(0, 4).join(', ')} and ${addresses.length - 4} more` : addresses.join(', ');
@@ -96,9 +128,11 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     pebble: true,
     pebbleDnsServer: `${ip(0)}:${ports.dns}`,
     persistent: true,
+    ...(lab ? { netns: { postgres: { ns: lab.host('postgres').ns, host: lab.host('postgres').ip, clients: `${lab.prefix}.0/24` }, valkey: { ns: lab.host('valkey').ns, host: lab.host('valkey').ip }, pebbleHost: lab.gateway } } : {}),
     onStarting: (name) => progress(name, 'starting'),
     onReady: (name, ms) => progress(name, `ready in ${ms} ms`),
   }).catch((err: unknown) => {
+    lab?.destroy();
     lock.release();
     throw err;
   });
@@ -134,6 +168,11 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     say('  nodes stopped');
     await services.stop();
     say('  services stopped');
+    if (lab) {
+      lab.destroy();
+      rmSync(join(dataDir, 'netns.json'), { force: true });
+      say('  network namespaces removed');
+    }
     lock.release();
     process.exit(code);
   };
@@ -148,6 +187,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
       const host = ip(ids.indexOf(id));
       const n = new NodeProcess({
         name: id,
+        netns: lab?.host(id).ns,
         configFile: join(dataDir, `${id}.yaml`),
         logFile: join(dataDir, `${id}.log`),
         env: { NODE_EXTRA_CA_CERTS: services.pebble!.caFile },
@@ -158,15 +198,17 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           encryptionKey: secrets.encryptionKey,
           postgres: { url: services.postgres!.url },
           valkey: { url: services.valkey!.url, ...(sentinels.length ? { sentinels: sentinels.map((s) => s.address), masterName: 'cluster' } : {}) },
-          ...(sentinels.length ? { lease: { ttl: '6s' } } : {}), // outlasts a Sentinel failover (docs/operations.md)
+          lease: { ttl: sentinels.length ? '6s' : '3s' }, // 6 s outlasts a Sentinel failover (docs/operations.md)
           // The local load balancer speaks plain HTTP on loopback: session cookies without Secure.
-          admin: { bind: `${host}:${ports.admin}`, trustProxy: ['127.0.0.1'], secureCookies: false },
+          admin: { bind: `${host}:${ports.admin}`, trustProxy: [lab ? lab.gateway : '127.0.0.1'], secureCookies: false },
           ingress: { http: `${host}:${ports.http}`, https: `${host}:${ports.https}`, publicAddresses: [host] },
           dns: { bind: `${host}:${ports.dns}`, caaIssuers: ['pebble.letsencrypt.org'] },
           peer: { bind: `${host}:${ports.peer}` },
           metrics: { bind: `${host}:${ports.metrics}` },
           // One machine: each node's device needs its own name and UDP port (run as root for WireGuard; otherwise sites use websocket).
-          wireguard: { interfaceName: `wg-local-${ids.indexOf(id) + 1}`, listenPort: 51820 + ids.indexOf(id) },
+          // --netns: WebSocket only. A WebSocket site keeps a standby tunnel to a second node, which is what
+          // carries its traffic past a partition; a WireGuard site re-registers instead (docs/operations.md).
+          wireguard: lab ? { enabled: false } : { interfaceName: `wg-local-${ids.indexOf(id) + 1}`, listenPort: 51820 + ids.indexOf(id) },
           acme: { directoryUrl: services.pebble!.directoryUrl, checkEvery: '1m' },
           shutdown: { drainDelay: '1s' },
         },
@@ -185,7 +227,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const haproxyDir = join(dataDir, 'haproxy');
     mkdirSync(haproxyDir, { recursive: true });
     const lbReady = step('haproxy');
-    const lb = await LocalHaproxy.start({ dir: haproxyDir, port: LB_PORT, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
+    const lb = await LocalHaproxy.start({ dir: haproxyDir, host: lbHost, port: LB_PORT, backends: [...nodes.values()].map((n) => ({ name: String(n.config.nodeId), address: n.adminUrl.replace('http://', '') })) });
     extras.push(lb);
     lbReady(lb.url);
 
@@ -206,7 +248,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
     const connector = new ServiceProcess({
       name: 'connector',
       command: process.execPath,
-      args: [CONNECTOR, '--endpoint', lb.url, ...[...nodes.values()].flatMap((n) => ['--endpoint', n.adminUrl]), '--id', demo.siteId, '--secret', demo.secret],
+      args: [CONNECTOR, '--endpoint', lb.url, ...[...nodes.values()].flatMap((n) => ['--endpoint', n.adminUrl]), '--id', demo.siteId, '--secret', demo.secret, ...(lab ? ['--transport', 'websocket'] : [])],
       logFile: join(dataDir, 'connector.log'),
     });
     extras.push({ stop: () => connector.stop('SIGTERM', 3000) });
@@ -251,9 +293,24 @@ Ctrl-C stops everything.`);
       hostname: DEMO.hostname,
       caFile: join(dataDir, 'pebble-root.pem'),
       valkeyReplica: sentinels.length > 0,
+      leaseTtlMs: sentinels.length ? 6000 : 3000,
+      ...(lab ? { netns: { observer: lab.observer, hosts: Object.fromEntries([...lab.hosts.values()].map((h) => [h.name, h.ip])) } } : {}),
     });
     control = await serveControl(join(dataDir, 'control.sock'), async (req) => {
       if (req.op === 'info') return info();
+      if (req.op === 'net-fault' || req.op === 'net-heal') {
+        if (!lab) throw new Error('network faults need a cluster started with `cluster up --netns`');
+        if (req.op === 'net-heal') {
+          lab.heal(req.host);
+          say(`${req.host}: network healed (control socket)`);
+          return {};
+        }
+        const from = (req.from ?? []).map((h) => lab!.host(h).ip);
+        const fault: NetFault = req.fault === 'loss' ? { kind: 'loss', from, share: req.share ?? 30 } : req.fault === 'cut' ? { kind: 'cut', from } : { kind: req.fault };
+        lab.apply(req.host, fault);
+        say(`${req.host}: network fault ${req.fault}${from.length ? ` from ${req.from!.join(', ')}` : ''}${req.fault === 'loss' ? ` (${req.share ?? 30}% of packets)` : ''} (control socket)`);
+        return {};
+      }
       if (req.op === 'valkey-kill' || req.op === 'valkey-start') {
         if (!sentinels.length) throw new Error('this cluster runs one Valkey server: start it with `cluster up --valkey-replica`');
         if (req.op === 'valkey-start') {

@@ -31,6 +31,7 @@ export interface ErrorFields {
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { service: string };
   CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: { dataDir: string; pid: number };
   CLUSTER_ERR_LOCAL_ADDRESS_IN_USE: { addresses: string[] };
+  CLUSTER_ERR_NETNS_UNAVAILABLE: { reason: string };
   CLUSTER_ERR_CONTROL_BAD_REQUEST: Record<string, never>;
   CLUSTER_ERR_CONTROL_FAILED: { op: string };
   CLUSTER_ERR_ACTOR_NOT_HERE: { kind: string; id: string };
@@ -118,6 +119,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { summary: 'a local service (PostgreSQL, Valkey, Pebble) failed to start' },
   CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: { summary: 'another `cluster up` is running with this data directory' },
   CLUSTER_ERR_LOCAL_ADDRESS_IN_USE: { summary: 'an address `cluster up` listens on is held by another process' },
+  CLUSTER_ERR_NETNS_UNAVAILABLE: { summary: '`cluster up --netns` cannot make network namespaces here (not root, or ip/nft missing)' },
   CLUSTER_ERR_CONTROL_BAD_REQUEST: { summary: '`cluster up`\'s control socket got a request it does not understand' },
   CLUSTER_ERR_CONTROL_FAILED: { summary: '`cluster up` could not carry out a control request (unknown node, start failed)' },
   CLUSTER_ERR_ACTOR_NOT_HERE: { status: 503, summary: 'the actor is not (or no longer) running on this node' },

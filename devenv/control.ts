@@ -23,6 +23,16 @@ export const ControlRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('valkey-kill') }),
   /** Starts the killed Valkey server again (Sentinel makes it a replica of the new primary). */
   z.object({ op: z.literal('valkey-start') }),
+  /** With --netns: drop packets inside a host's namespace (a node, "postgres" or "valkey"): all, from/to `from`, or what it sends. */
+  z.object({
+    op: z.literal('net-fault'),
+    host: z.string().min(1).max(64),
+    fault: z.enum(['isolate', 'cut', 'one-way', 'loss']),
+    from: z.array(z.string().min(1).max(64)).max(16).optional(),
+    share: z.number().min(0).max(100).optional(),
+  }),
+  /** With --netns: takes every fault off the host. */
+  z.object({ op: z.literal('net-heal'), host: z.string().min(1).max(64) }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
@@ -45,6 +55,10 @@ export interface ClusterInfo {
   caFile: string;
   /** Started with --valkey-replica: a primary, a replica and three Sentinels. */
   valkeyReplica?: boolean;
+  /** The nodes' lease.ttl: a node cut off from Valkey for longer must have fenced itself. */
+  leaseTtlMs?: number;
+  /** Started with --netns: each host's address, and the checker's own (no fault drops it). */
+  netns?: { observer: string; hosts: Record<string, string> };
 }
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;

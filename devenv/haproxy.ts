@@ -9,11 +9,13 @@ export interface HaproxyOptions {
   /** host:port of each node's admin listener */
   backends: Array<{ name: string; address: string }>;
   port?: number;
+  /** Listen address. @default "127.0.0.1" */
+  host?: string;
   /** Health-check path of the backends; null for none. @default "/readyz" */
   checkPath?: string | null;
 }
 
-export function haproxyConfig(port: number, backends: HaproxyOptions['backends'], checkPath: string | null = '/readyz'): string {
+export function haproxyConfig(port: number, backends: HaproxyOptions['backends'], checkPath: string | null = '/readyz', host = '127.0.0.1'): string {
   return [
     'global',
     '  maxconn 4096',
@@ -27,7 +29,7 @@ export function haproxyConfig(port: number, backends: HaproxyOptions['backends']
     '  retries 2',
     '  option redispatch',
     'frontend admin',
-    `  bind 127.0.0.1:${port}`,
+    `  bind ${host}:${port}`,
     '  default_backend nodes',
     'backend nodes',
     '  balance roundrobin',
@@ -39,9 +41,11 @@ export function haproxyConfig(port: number, backends: HaproxyOptions['backends']
 
 export class LocalHaproxy {
   readonly port: number;
+  readonly host: string;
   readonly #proc: ServiceProcess;
 
-  private constructor(port: number, proc: ServiceProcess) {
+  private constructor(host: string, port: number, proc: ServiceProcess) {
+    this.host = host;
     this.port = port;
     this.#proc = proc;
   }
@@ -49,15 +53,16 @@ export class LocalHaproxy {
   static async start(opts: HaproxyOptions): Promise<LocalHaproxy> {
     const port = opts.port ?? (await freePort());
     const cfg = join(opts.dir, 'haproxy.cfg');
-    writeFileSync(cfg, haproxyConfig(port, opts.backends, opts.checkPath === undefined ? '/readyz' : opts.checkPath));
+    const host = opts.host ?? '127.0.0.1';
+    writeFileSync(cfg, haproxyConfig(port, opts.backends, opts.checkPath === undefined ? '/readyz' : opts.checkPath, host));
     const logFile = join(opts.dir, 'haproxy.log');
     const proc = new ServiceProcess({ name: 'haproxy', command: 'haproxy', args: ['-f', cfg, '-db'], logFile });
-    await waitUntil('haproxy', () => isListening('127.0.0.1', port), { timeoutMs: 10_000, proc, logFile });
-    return new LocalHaproxy(port, proc);
+    await waitUntil('haproxy', () => isListening(host, port), { timeoutMs: 10_000, proc, logFile });
+    return new LocalHaproxy(host, port, proc);
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.host}:${this.port}`;
   }
 
   async stop(): Promise<void> {

@@ -14,12 +14,13 @@ export interface LaunchedCluster {
   output(): string;
 }
 
-export async function launchLocalCluster(opts: { dir: string; nodes?: number; timeoutMs?: number }): Promise<LaunchedCluster> {
+/** `netnsSubnet`: `cluster up --netns --netns-subnet` (10.X.Y), each node in a network namespace of its own. */
+export async function launchLocalCluster(opts: { dir: string; nodes?: number; timeoutMs?: number; netnsSubnet?: string }): Promise<LaunchedCluster> {
   const logFile = join(opts.dir, 'up.out');
   const dataDir = join(opts.dir, 'data');
   // The log is appended to across launches on one directory: read only this launch's part.
   const from = existsSync(logFile) ? statSync(logFile).size : 0;
-  const proc = new ServiceProcess({ name: 'cluster-up', command: process.execPath, args: [CLUSTER_CLI, 'up', '--nodes', String(opts.nodes ?? 3), '--data-dir', dataDir], logFile });
+  const proc = new ServiceProcess({ name: 'cluster-up', command: process.execPath, args: [CLUSTER_CLI, 'up', '--nodes', String(opts.nodes ?? 3), '--data-dir', dataDir, ...(opts.netnsSubnet ? ['--netns-subnet', opts.netnsSubnet] : [])], logFile });
   const output = () => (existsSync(logFile) ? readFileSync(logFile).subarray(from).toString('utf8') : '');
   const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
   while (!/Ctrl-C stops everything/.test(output())) {

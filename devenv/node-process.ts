@@ -14,6 +14,8 @@ export interface NodeProcessOptions {
   configFile: string;
   logFile: string;
   env?: NodeJS.ProcessEnv;
+  /** Run inside this network namespace (`cluster up --netns`). */
+  netns?: string;
 }
 
 export class NodeProcess {
@@ -43,6 +45,7 @@ export class NodeProcess {
       args: [CLUSTER_ENTRY, 'node', '--config', opts.configFile],
       env: { ...env, ...opts.env },
       logFile: opts.logFile,
+      netns: opts.netns,
     });
   }
 

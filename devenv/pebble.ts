@@ -19,17 +19,23 @@ export interface PebbleOptions {
    * is stored per directory URL). @default false
    */
   keepPorts?: boolean;
+  /** Listen on this address instead of 127.0.0.1 (`cluster up --netns`: the bridge, which the node namespaces reach). */
+  host?: string;
 }
 
-function makeCertificates(dir: string) {
-  const ca = join(dir, 'ca.pem');
-  if (existsSync(ca)) return;
+/** The API CA (once per directory) and a server certificate for `host`; returns the certificate's base name. */
+function makeCertificates(dir: string, host: string): string {
   const sh = (args: string[]) => runChecked('pebble', 'openssl', args, { cwd: dir });
-  sh(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '3650', '-subj', '/CN=cluster local pebble api ca']);
+  if (!existsSync(join(dir, 'ca.pem'))) {
+    sh(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '3650', '-subj', '/CN=cluster local pebble api ca']);
+  }
+  const base = host === '127.0.0.1' ? 'localhost' : `api-${host}`;
+  if (existsSync(join(dir, `${base}.pem`))) return base;
   sh(['req', '-x509', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', 'localhost.key', '-out', 'localhost.pem', '-days', '825', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-keyout', `${base}.key`, '-out', `${base}.pem`, '-days', '825', '-subj', '/CN=localhost',
+    '-addext', `subjectAltName=DNS:localhost,IP:${host}`, '-addext', 'basicConstraints=critical,CA:FALSE',
     '-addext', 'extendedKeyUsage=serverAuth']);
+  return base;
 }
 
 export class LocalPebble {
@@ -37,9 +43,11 @@ export class LocalPebble {
   readonly port: number;
   readonly managementPort: number;
   readonly dnsServer: string;
+  readonly host: string;
   #procs: ServiceProcess[] = [];
 
-  private constructor(dir: string, port: number, managementPort: number, dnsServer: string) {
+  private constructor(dir: string, port: number, managementPort: number, dnsServer: string, host: string) {
+    this.host = host;
     this.dir = dir;
     this.port = port;
     this.managementPort = managementPort;
@@ -48,7 +56,6 @@ export class LocalPebble {
 
   static async start(opts: PebbleOptions): Promise<LocalPebble> {
     mkdirSync(opts.dir, { recursive: true });
-    makeCertificates(opts.dir);
     const logs = ['pebble.log', 'challtestsrv.log'].map((f) => join(opts.dir, f));
     const count = opts.dnsServer ? 2 : 4;
     const saved = join(opts.dir, 'ports.json');
@@ -59,7 +66,7 @@ export class LocalPebble {
       } catch {
         /* unreadable: new ports */
       }
-      const free = Array.isArray(ports) && ports.length === count && ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536) && (await busyAddresses(ports.map((port) => ({ host: '127.0.0.1', port, proto: 'tcp' as const })))).length === 0;
+      const free = Array.isArray(ports) && ports.length === count && ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536) && (await busyAddresses(ports.map((port) => ({ host: opts.host ?? '127.0.0.1', port, proto: 'tcp' as const })))).length === 0;
       // Taken meanwhile (or a failed start): new ports, and so a new directory URL.
       if (free) {
         const p = await LocalPebble.#startOn(opts, ports).catch(() => undefined);
@@ -74,6 +81,8 @@ export class LocalPebble {
   }
 
   static async #startOn(opts: PebbleOptions, [port, mgmt, dnsPort, challMgmt]: number[]): Promise<LocalPebble> {
+    const host = opts.host ?? '127.0.0.1';
+    const cert = makeCertificates(opts.dir, host);
     let dns = opts.dnsServer;
     const procs: ServiceProcess[] = [];
     if (!dns) {
@@ -87,10 +96,10 @@ export class LocalPebble {
     }
     const config = {
       pebble: {
-        listenAddress: `127.0.0.1:${port}`,
-        managementListenAddress: `127.0.0.1:${mgmt}`,
-        certificate: join(opts.dir, 'localhost.pem'),
-        privateKey: join(opts.dir, 'localhost.key'),
+        listenAddress: `${host}:${port}`,
+        managementListenAddress: `${host}:${mgmt}`,
+        certificate: join(opts.dir, `${cert}.pem`),
+        privateKey: join(opts.dir, `${cert}.key`),
         httpPort: 5002,
         tlsPort: 5001,
         ocspResponderURL: '',
@@ -102,7 +111,7 @@ export class LocalPebble {
     const logFile = join(opts.dir, 'pebble.log');
     const pebble = new ServiceProcess({ name: 'pebble', command: 'pebble', args: ['-config', join(opts.dir, 'pebble.json'), '-dnsserver', dns], env, logFile });
     procs.push(pebble);
-    const p = new LocalPebble(opts.dir, port!, mgmt!, dns);
+    const p = new LocalPebble(opts.dir, port!, mgmt!, dns, host);
     p.#procs = procs;
     try {
       await waitUntil('pebble', () => p.#get(p.directoryUrl).then((r) => r.status === 200), { timeoutMs: 20_000, proc: pebble, logFile });
@@ -114,7 +123,7 @@ export class LocalPebble {
   }
 
   get directoryUrl(): string {
-    return `https://127.0.0.1:${this.port}/dir`;
+    return `https://${this.host}:${this.port}/dir`;
   }
 
   /** PEM of the CA that signed Pebble's API certificate (for NODE_EXTRA_CA_CERTS). */
@@ -124,7 +133,7 @@ export class LocalPebble {
 
   /** Where Pebble serves the root of the certificates it issues. */
   get rootsUrl(): string {
-    return `https://127.0.0.1:${this.managementPort}/roots/0`;
+    return `https://${this.host}:${this.managementPort}/roots/0`;
   }
 
   /** The root certificate of issued certificates, PEM. */

@@ -21,10 +21,12 @@ export interface PeerTarget {
   clusterSecret: string;
   /** PEM of the cluster's peer CA, when the peer port speaks TLS. */
   ca?: string;
+  /** Source address to connect from. */
+  localAddress?: string;
 }
 
 const call = (target: PeerTarget, method: 'GET' | 'POST', path: string, timeoutMs: number, body?: unknown) =>
-  peerRequest({ address: target.peer, target: target.nodeId, method, path, secret: new Secret(target.clusterSecret), self: { node: 'tool', incarnation: '0' }, tls: target.ca ? { ca: target.ca } : undefined, body, timeoutMs });
+  peerRequest({ address: target.peer, target: target.nodeId, method, path, secret: new Secret(target.clusterSecret), self: { node: 'tool', incarnation: '0' }, tls: target.ca ? { ca: target.ca } : undefined, body, timeoutMs, localAddress: target.localAddress });
 
 export async function inspectNode(target: PeerTarget, timeoutMs = 2000): Promise<NodeView> {
   const res = await call(target, 'GET', `${PEER_PATH}/node`, timeoutMs);

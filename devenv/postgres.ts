@@ -18,24 +18,36 @@ export interface PostgresOptions {
   port?: number;
   /** Trade durability for speed (tests): no fsync, no synchronous commit. */
   fast?: boolean;
+  /** Listen here instead of 127.0.0.1 (`cluster up --netns`: the namespace's address). */
+  host?: string;
+  /** Run inside this network namespace. */
+  netns?: string;
+  /** Also accept password logins from this network (CIDR); loopback always. */
+  clients?: string;
 }
 
 export class LocalPostgres {
   readonly dir: string;
   readonly port: number;
   readonly fast: boolean;
+  readonly host: string;
+  readonly #netns: string | undefined;
+  readonly #clients: string | undefined;
   #proc: ServiceProcess | undefined;
   #password = '';
 
-  private constructor(dir: string, port: number, fast: boolean) {
+  private constructor(dir: string, port: number, opts: PostgresOptions) {
     this.dir = dir;
     this.port = port;
-    this.fast = fast;
+    this.fast = opts.fast ?? false;
+    this.host = opts.host ?? '127.0.0.1';
+    this.#netns = opts.netns;
+    this.#clients = opts.clients;
   }
 
   static async start(opts: PostgresOptions): Promise<LocalPostgres> {
     const on = async (port: number) => {
-      const pgsql = new LocalPostgres(opts.dir, port, opts.fast ?? false);
+      const pgsql = new LocalPostgres(opts.dir, port, opts);
       pgsql.#init();
       await pgsql.resume();
       return pgsql;
@@ -48,7 +60,7 @@ export class LocalPostgres {
   }
 
   urlFor(database: string): string {
-    return `postgres://postgres:${encodeURIComponent(this.#password)}@127.0.0.1:${this.port}/${database}`;
+    return `postgres://postgres:${encodeURIComponent(this.#password)}@${this.host}:${this.port}/${database}`;
   }
 
   get logFile(): string {
@@ -68,7 +80,10 @@ export class LocalPostgres {
     }
     this.#password = servicePassword(this.dir);
     const data = join(this.dir, 'data');
-    if (existsSync(join(data, 'PG_VERSION'))) return this.#requirePassword(data, asRoot);
+    if (existsSync(join(data, 'PG_VERSION'))) {
+      this.#requirePassword(data, asRoot);
+      return this.#allowClients(data);
+    }
     // initdb reads the password from a file the postgres user can read, removed right after.
     const pwfile = join(this.dir, 'initdb-password');
     writeFileSync(pwfile, `${this.#password}\n`, { mode: 0o600 });
@@ -78,6 +93,7 @@ export class LocalPostgres {
     } finally {
       rmSync(pwfile, { force: true });
     }
+    this.#allowClients(data);
   }
 
   /**
@@ -96,13 +112,22 @@ export class LocalPostgres {
     writeFileSync(hba, conf.replace(/\btrust(\s*)$/gm, 'scram-sha-256$1'));
   }
 
+  /** initdb allows loopback only: a server other machines (namespaces) use must let their network in. */
+  #allowClients(data: string) {
+    if (!this.#clients) return;
+    const hba = join(data, 'pg_hba.conf');
+    const line = `host all all ${this.#clients} scram-sha-256`;
+    const conf = readFileSync(hba, 'utf8');
+    if (!conf.split('\n').includes(line)) writeFileSync(hba, `${conf.trimEnd()}\n${line}\n`);
+  }
+
   /** Starts (or restarts after `pause`) the server on the same port and data. */
   async resume(): Promise<void> {
     if (this.running) return;
     // TCP only: a Unix socket path under a deep test directory can exceed the 107-byte limit.
-    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-c', 'unix_socket_directories=', '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'];
+    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-c', 'unix_socket_directories=', '-c', `listen_addresses=${this.host}`, '-c', 'max_connections=300'];
     if (this.fast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
-    this.#proc = new ServiceProcess({ name: 'postgres', command: join(PG_BIN, 'postgres'), args, user: 'postgres', logFile: this.logFile });
+    this.#proc = new ServiceProcess({ name: 'postgres', command: join(PG_BIN, 'postgres'), args, user: 'postgres', logFile: this.logFile, netns: this.#netns });
     await waitUntil('postgres', () => this.#probe(), { timeoutMs: 30_000, proc: this.#proc, logFile: this.logFile });
   }
 

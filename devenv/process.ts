@@ -30,6 +30,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** Append stdout and stderr here. */
   logFile?: string;
+  /** Run inside this network namespace (`ip netns exec`; root only). */
+  netns?: string;
 }
 
 export class ServiceProcess {
@@ -44,7 +46,9 @@ export class ServiceProcess {
     this.name = opts.name;
     const wrapper = ['--pdeathsig', 'KILL'];
     if (opts.user && process.getuid?.() === 0) wrapper.push(`--reuid=${opts.user}`, `--regid=${opts.user}`, '--init-groups');
-    this.child = spawn('setpriv', [...wrapper, '--', opts.command, ...opts.args], {
+    // `ip netns exec` execs setpriv in place: the pid stays our child's, so signals and the death signal still reach it.
+    const argv = ['setpriv', ...wrapper, '--', opts.command, ...opts.args];
+    this.child = spawn(opts.netns ? 'ip' : argv[0]!, opts.netns ? ['netns', 'exec', opts.netns, ...argv] : argv.slice(1), {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
       detached: true,

@@ -21,6 +21,12 @@ export interface LocalServicesOptions {
   pebbleDnsServer?: string;
   /** Keep data across restarts (`npm start`); tests leave this off for speed. */
   persistent?: boolean;
+  /** `cluster up --netns`: PostgreSQL and Valkey each in a namespace of their own, Pebble on the bridge. */
+  netns?: {
+    postgres: { ns: string; host: string; clients: string };
+    valkey: { ns: string; host: string };
+    pebbleHost: string;
+  };
   /** Called as each service starts and as it becomes ready (progress display). */
   onStarting?: (service: string) => void;
   onReady?: (service: string, ms: number) => void;
@@ -57,19 +63,19 @@ export async function startLocalServices(opts: LocalServicesOptions = {}): Promi
   try {
     const jobs: Promise<unknown>[] = [];
     if (opts.postgres ?? true) {
-      jobs.push(timed('postgres', () => LocalPostgres.start({ dir: join(dataDir, 'postgres'), fast: !opts.persistent })).then((s) => {
+      jobs.push(timed('postgres', () => LocalPostgres.start({ dir: join(dataDir, 'postgres'), fast: !opts.persistent, ...(opts.netns ? { port: 5432, host: opts.netns.postgres.host, netns: opts.netns.postgres.ns, clients: opts.netns.postgres.clients } : {}) })).then((s) => {
         services.postgres = s;
         started.push(s);
       }));
     }
     if (opts.valkey ?? true) {
-      jobs.push(timed('valkey', () => LocalValkey.start({ dir: join(dataDir, 'valkey'), persist: opts.persistent })).then((s) => {
+      jobs.push(timed('valkey', () => LocalValkey.start({ dir: join(dataDir, 'valkey'), persist: opts.persistent, ...(opts.netns ? { port: 6379, host: opts.netns.valkey.host, netns: opts.netns.valkey.ns } : {}) })).then((s) => {
         services.valkey = s;
         started.push(s);
       }));
     }
     if (opts.pebble ?? false) {
-      jobs.push(timed('pebble', () => LocalPebble.start({ dir: join(dataDir, 'pebble'), dnsServer: opts.pebbleDnsServer, keepPorts: opts.persistent })).then((s) => {
+      jobs.push(timed('pebble', () => LocalPebble.start({ dir: join(dataDir, 'pebble'), dnsServer: opts.pebbleDnsServer, keepPorts: opts.persistent, host: opts.netns?.pebbleHost })).then((s) => {
         services.pebble = s;
         started.push(s);
       }));

@@ -13,6 +13,10 @@ export interface ValkeyServerOptions {
   persist?: boolean;
   /** A replica of this primary (same password, so clients keep theirs after a promotion). */
   replicaOf?: LocalValkey;
+  /** Listen here instead of 127.0.0.1 (`cluster up --netns`: the namespace's address). */
+  host?: string;
+  /** Run inside this network namespace. */
+  netns?: string;
 }
 
 export class LocalValkey {
@@ -20,13 +24,18 @@ export class LocalValkey {
   readonly port: number;
   readonly persist: boolean;
   readonly #password: string;
+  readonly host: string;
+  readonly #netns: string | undefined;
   readonly #primary: LocalValkey | undefined;
   #proc: ServiceProcess | undefined;
 
-  private constructor(dir: string, port: number, persist: boolean, primary?: LocalValkey) {
+  private constructor(dir: string, port: number, opts: ValkeyServerOptions) {
     this.dir = dir;
     this.port = port;
-    this.persist = persist;
+    this.persist = opts.persist ?? false;
+    this.host = opts.host ?? '127.0.0.1';
+    this.#netns = opts.netns;
+    const primary = opts.replicaOf;
     this.#primary = primary;
     this.#password = primary ? primary.#password : servicePassword(dir);
   }
@@ -39,7 +48,7 @@ export class LocalValkey {
   static async start(opts: ValkeyServerOptions): Promise<LocalValkey> {
     mkdirSync(opts.dir, { recursive: true });
     const on = async (port: number) => {
-      const v = new LocalValkey(opts.dir, port, opts.persist ?? false, opts.replicaOf);
+      const v = new LocalValkey(opts.dir, port, opts);
       await v.resume();
       return v;
     };
@@ -47,7 +56,7 @@ export class LocalValkey {
   }
 
   get url(): string {
-    return `redis://:${encodeURIComponent(this.#password)}@127.0.0.1:${this.port}`;
+    return `redis://:${encodeURIComponent(this.#password)}@${this.host}:${this.port}`;
   }
 
   get logFile(): string {
@@ -63,11 +72,11 @@ export class LocalValkey {
     // The password goes in a config file only this user reads, never on the command line (ps shows that to everyone).
     const conf = join(this.dir, 'valkey.conf');
     // A replica authenticates to its primary with the same password (and keeps it when promoted).
-    const replica = this.#primary ? `masterauth "${this.#password}"\nreplicaof 127.0.0.1 ${this.#primary.port}\n` : '';
+    const replica = this.#primary ? `masterauth "${this.#password}"\nreplicaof ${this.#primary.host} ${this.#primary.port}\n` : '';
     writeFileSync(conf, `requirepass "${this.#password}"\n${replica}`, { mode: 0o600 });
-    const args = [conf, '--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
+    const args = [conf, '--port', String(this.port), '--bind', this.host, '--protected-mode', 'no', '--daemonize', 'no', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', this.persist ? 'yes' : 'no');
-    this.#proc = new ServiceProcess({ name: 'valkey', command: 'valkey-server', args, logFile: this.logFile });
+    this.#proc = new ServiceProcess({ name: 'valkey', command: 'valkey-server', args, logFile: this.logFile, netns: this.#netns });
     const pid = this.#proc.pid;
     await waitUntil('valkey', () => this.#answeringPid().then((p) => p === pid), { timeoutMs: 15_000, proc: this.#proc, logFile: this.logFile });
   }
@@ -75,7 +84,7 @@ export class LocalValkey {
   /** The pid of the server answering on our port: ready means *our* process answers. */
   #answeringPid(): Promise<number | undefined> {
     return new Promise((resolve) => {
-      const sock = connect({ host: '127.0.0.1', port: this.port });
+      const sock = connect({ host: this.host, port: this.port });
       let reply = '';
       sock.setTimeout(1000, () => (sock.destroy(), resolve(undefined)));
       sock.once('error', () => resolve(undefined));

@@ -54,8 +54,12 @@ export class Valkey {
   /** Pub/sub messages dropped because they did not match their channel's schema. */
   droppedMessages = 0;
   #state: ValkeyState = 'connecting';
+  readonly #commandTimeoutMs: number;
+  /** When the command connection last delivered a reply (or was last made anew). */
+  #lastReplyAt = Date.now();
 
   constructor(opts: ValkeyOptions) {
+    this.#commandTimeoutMs = opts.commandTimeout;
     this.keys = new Keyspace(opts.clusterName);
     this.#log = opts.logger.child({ component: 'valkey' });
     const base: RedisOptions = {
@@ -72,7 +76,10 @@ export class Valkey {
     this.cmd = connect(base);
     // The subscriber queues its (re)subscriptions until connected; it never serves commands.
     this.#sub = connect({ ...base, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: true });
-    this.cmd.on('ready', () => this.#setState('ready'));
+    this.cmd.on('ready', () => {
+      this.#lastReplyAt = Date.now();
+      this.#setState('ready');
+    });
     this.cmd.on('reconnecting', () => this.#setState('reconnecting'));
     this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));
     this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
@@ -101,11 +108,29 @@ export class Valkey {
   async call<T>(op: (cmd: Redis) => Promise<T>): Promise<T> {
     if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
     try {
-      return await op(this.cmd);
+      const reply = await op(this.cmd);
+      this.#lastReplyAt = Date.now();
+      return reply;
     } catch (err) {
       if ((err as Error)?.name === 'ReplyError') throw err; // the server answered: a bug, not an outage
+      if (/timed out/i.test((err as Error)?.message ?? '')) this.#silent();
       throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', `valkey unavailable: ${(err as Error).message}`, {}, { cause: err });
     }
+  }
+
+  /**
+   * A command timed out. If nothing has come back for a whole command timeout, the path to
+   * Valkey is dropping packets (a partition, a dead switch port): the socket is still "open"
+   * and TCP would retransmit into it with a doubling backoff, so after the path heals the node
+   * could wait tens of seconds to hear Valkey again. Both connections are made anew instead;
+   * fresh connection attempts go out every few seconds until the path is back.
+   */
+  #silent() {
+    if (Date.now() - this.#lastReplyAt < this.#commandTimeoutMs || this.#state === 'closed') return;
+    this.#lastReplyAt = Date.now(); // once per silence, not per timed-out command
+    this.#log.warn({ silentMs: this.#commandTimeoutMs }, 'valkey stopped answering; reconnecting');
+    this.cmd.disconnect(true);
+    this.#sub.disconnect(true);
   }
 
   /** PING with a deadline; true when Valkey answered in time. */

@@ -59,10 +59,11 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // Where a connection goes when its target's tunnel is on another node: the peer link.
   const placement: Placement = {
     nodeId: config.nodeId,
-    isLive: (node) => d.membership.member(node) !== undefined,
+    // The traffic view: while fenced, the peers that were live (they took this node's sites over).
+    isLive: (node) => d.membership.trafficMember(node) !== undefined,
     isSuspected: (node) => d.suspicion.isSuspected(node),
     forward: (node, resourceId, targetId, header, timeoutMs) => {
-      const member = d.membership.member(node);
+      const member = d.membership.trafficMember(node);
       if (!member) return Promise.reject(new Error(`node ${node} is not live`));
       return d.peer.openForward(member, resourceId, targetId, header, timeoutMs);
     },
@@ -98,11 +99,14 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // configured range excludes them too). Route updates open resource listeners, so the
   // route mirror starts after them.
   await zones.start();
-  // DNS leaves out the addresses of nodes this node suspects (and names them again once heard).
+  // DNS leaves out the addresses of nodes this node suspects (and names them again once heard),
+  // and, while this node is fenced (its sites and zones moved on without it), its own.
   const excludeSuspected = () => {
-    const suspected = d.suspicion.suspected;
-    const answering = d.membership.live().filter((m) => !suspected.has(m.id)).flatMap((m) => m.addresses);
-    zones.exclude(new Set([...suspected].flatMap((id) => d.membership.member(id)?.addresses ?? [])), answering);
+    const suspected = new Set(d.suspicion.suspected);
+    if (!d.membership.healthy) suspected.add(config.nodeId);
+    const members = d.membership.forTraffic();
+    const answering = members.filter((m) => !suspected.has(m.id)).flatMap((m) => m.addresses ?? []);
+    zones.exclude(new Set(members.filter((m) => suspected.has(m.id)).flatMap((m) => m.addresses ?? [])), answering);
   };
   d.suspicion.on('change', excludeSuspected);
   d.suspicion.on('suspect', (node: string) => http.dropNode(node));

@@ -43,6 +43,8 @@ export class Membership extends EventEmitter {
   #incarnation = '';
   #startedAt = 0;
   #view = new Map<string, MemberRecord>();
+  /** The view when this node last fenced itself: traffic keeps using it until the node rejoins. */
+  #beforeFence = new Map<string, MemberRecord>();
   /** When the last successful renewal was *sent*: the lease lasts at least ttl from then. */
   #renewedAt = 0;
   #timers: Array<{ cancel(): void }> = [];
@@ -97,6 +99,21 @@ export class Membership extends EventEmitter {
     return this.#view.get(id);
   }
 
+  /**
+   * For traffic only (forwarding, peer links, DNS answers, suspicion), never for ownership:
+   * the live members, or, while this node is fenced and cannot reach Valkey to rejoin, the
+   * members live when it fenced. A node cut off from Valkey alone can still carry its
+   * clients' requests to the peers that took its sites over.
+   */
+  forTraffic(): MemberRecord[] {
+    const view = this.#state === 'joined' ? this.#view : this.#beforeFence;
+    return [...view.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  trafficMember(id: string): MemberRecord | undefined {
+    return (this.#state === 'joined' ? this.#view : this.#beforeFence).get(id);
+  }
+
   #record(): MemberRecord {
     return { id: this.#o.nodeId, incarnation: this.#incarnation, admin: this.#o.admin, peer: this.#o.peer, addresses: this.#o.addresses ?? [], startedAt: this.#startedAt };
   }
@@ -115,12 +132,17 @@ export class Membership extends EventEmitter {
     const { valkey, clock, ttlMs } = this.#o;
     this.#incarnation = String(clock.now() * 1000 + Math.floor(Math.random() * 1000));
     this.#startedAt = clock.now();
+    const rec = this.#record();
     for (let attempt = 0; ; attempt++) {
       if (this.#state !== 'joining') return;
       try {
         const sentAt = clock.now();
         const ok = await valkey.call((c) => c.eval(JOIN_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
         if (ok === 1) {
+          // The record too, in the same retry: a connection lost between the two must not
+          // leave the node holding a lease but never joined (JOIN_LEASE is idempotent for
+          // this incarnation, so the next attempt takes the lease again).
+          await valkey.call((c) => c.multi().set(valkey.keys.nodeRecord(rec.id), JSON.stringify(rec)).sadd(valkey.keys.members, rec.id).exec());
           this.#renewedAt = sentAt;
           break;
         }
@@ -130,11 +152,8 @@ export class Membership extends EventEmitter {
       }
       await clock.sleep(Math.min(1000, 100 * 2 ** Math.min(attempt, 4)));
     }
-    const rec = this.#record();
-    await valkey.call((c) =>
-      c.multi().set(valkey.keys.nodeRecord(rec.id), JSON.stringify(rec)).sadd(valkey.keys.members, rec.id).exec(),
-    );
     this.#state = 'joined';
+    this.#beforeFence.clear();
     this.#view.set(rec.id, rec);
     this.#log.info({ incarnation: this.#incarnation }, 'joined cluster');
     await valkey.publish('membership', { type: 'join', member: rec }).catch(() => {});
@@ -164,11 +183,24 @@ export class Membership extends EventEmitter {
     if (this.#state !== 'joined') return;
     this.#state = 'fenced';
     this.#log.error({ reason, incarnation: this.#incarnation }, 'fenced: stopping all actors, then rejoining');
+    this.#beforeFence = new Map(this.#view);
     this.#view.clear();
     this.emit('fenced', reason);
+    this.emit('view');
     // Rejoin after the listeners had their chance to stop actors (they run synchronously
-    // from emit, and their async stops do not need the lease).
-    setImmediate(() => void this.#join().catch((err) => this.#log.error({ err }, 'rejoin failed')));
+    // from emit, and their async stops do not need the lease). The old lease goes first,
+    // when Valkey can be reached: it may outlive the fence by up to a renewal (a renewal that
+    // reached Valkey but whose reply came too late), and until it ends neither the peers
+    // take the actors over nor can this node rejoin. Safe: the actors are stopping, and a
+    // late write of theirs carries an epoch the next owner has already superseded.
+    const old = this.#incarnation;
+    setImmediate(() => {
+      void this.#o.valkey
+        .call((c) => c.eval(DROP_LEASE, 1, this.#o.valkey.keys.lease(this.#o.nodeId), old))
+        .catch(() => {}) // cut off from Valkey: the lease runs out by itself
+        .then(() => this.#join())
+        .catch((err) => this.#log.error({ err }, 'rejoin failed'));
+    });
   }
 
   #onMessage(m: ChannelMessage<'membership'>) {

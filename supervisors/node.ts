@@ -233,10 +233,10 @@ export class ClusterNode {
       logger: this.#log,
       afterMs: config.failover.suspectAfter,
       probeEveryMs: config.failover.probeEvery,
-      peers: () => membership.liveIds().filter((id) => id !== config.nodeId),
+      peers: () => membership.forTraffic().map((m) => m.id).filter((id) => id !== config.nodeId),
       ping: () => peer.ping(),
       askVia: (via, about, timeoutMs) => {
-        const m = membership.member(via);
+        const m = membership.trafficMember(via);
         return m ? peer.heardVia(m, about, timeoutMs) : Promise.resolve(null);
       },
     });
@@ -257,9 +257,10 @@ export class ClusterNode {
     run.changes = await routeChanges({ host, valkey, db, membership, routes, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
-    membership.on('view', () => peer.sync(membership.live()));
+    // Peer links follow the traffic view: a fenced node keeps its links to forward over.
+    membership.on('view', () => peer.sync(membership.forTraffic()));
     await membership.start();
-    peer.sync(membership.live());
+    peer.sync(membership.forTraffic());
     host.start();
     suspicion.start();
     return run;

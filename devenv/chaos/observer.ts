@@ -27,6 +27,13 @@ export interface Sample {
   healthy: Set<string>;
 }
 
+/** How long one actor was listed by two nodes (from the first of two samples to the last). */
+export interface DuplicateSpan {
+  what: string;
+  from: number;
+  to: number;
+}
+
 export interface Gap {
   actor: string;
   /** the first sample that found it running nowhere (ms since the epoch) */
@@ -38,19 +45,24 @@ export interface Gap {
 export class ActorObserver {
   /** Confirmed duplicates: "kind/id on node-a+node-b". */
   readonly duplicates = new Set<string>();
+  /** Each confirmed duplicate's span, closed when a sample no longer shows it. */
+  readonly duplicateSpans: DuplicateSpan[] = [];
+  /** Candidate -> the sample that first showed it. */
+  readonly #candidateSince = new Map<string, number>();
   /** Closed gaps of the watched actors, in the order they closed. */
   readonly gaps: Gap[] = [];
   /** Watched actor -> when the sample that first missed it was taken. */
   readonly #missing = new Map<string, number>();
   #watched = new Set<string>();
   latest: Sample | undefined;
-  readonly #o: { nodes: ObservedNode[]; clusterSecret: string; intervalMs: number; timeoutMs: number };
+  readonly #o: { nodes: ObservedNode[]; clusterSecret: string; intervalMs: number; timeoutMs: number; localAddress?: string };
   readonly #waiters = new Set<(s: Sample) => void>();
   #candidates = new Set<string>();
   #running = false;
   #loop: Promise<void> | undefined;
 
-  constructor(opts: { nodes: ObservedNode[]; clusterSecret: string; intervalMs?: number; timeoutMs?: number }) {
+  /** `localAddress`: watch from this address (with `cluster up --netns`, the one no network fault drops). */
+  constructor(opts: { nodes: ObservedNode[]; clusterSecret: string; intervalMs?: number; timeoutMs?: number; localAddress?: string }) {
     this.#o = { intervalMs: 250, timeoutMs: 500, ...opts };
   }
 
@@ -76,6 +88,11 @@ export class ActorObserver {
     this.#missing.clear();
   }
 
+  /** Duplicates still showing in the latest sample, closed at `at`. */
+  openDuplicates(at: number): DuplicateSpan[] {
+    return [...this.#candidates].filter((c) => this.duplicates.has(c)).map((what) => ({ what, from: this.#candidateSince.get(what)!, to: at }));
+  }
+
   /** Gaps still open (actors running nowhere in the latest sample), closed at `at`. */
   openGaps(at: number): Gap[] {
     return [...this.#missing].map(([actor, from]) => ({ actor, from, to: at }));
@@ -83,7 +100,7 @@ export class ActorObserver {
 
   async sample(): Promise<Sample> {
     const at = Date.now();
-    const views = await Promise.all(this.#o.nodes.map((n) => inspectNode({ peer: n.peer, nodeId: n.id, clusterSecret: this.#o.clusterSecret }, this.#o.timeoutMs).catch(() => null)));
+    const views = await Promise.all(this.#o.nodes.map((n) => inspectNode({ peer: n.peer, nodeId: n.id, clusterSecret: this.#o.clusterSecret, localAddress: this.#o.localAddress }, this.#o.timeoutMs).catch(() => null)));
     const byNode = new Map<string, Set<string>>();
     const healthy = new Set<string>();
     for (const v of views) {
@@ -100,7 +117,16 @@ export class ActorObserver {
     for (const [node, actors] of s.byNode) for (const a of actors) where.set(a, [...(where.get(a) ?? []), node]);
     const candidates = new Set<string>();
     for (const [a, nodes] of where) if (nodes.length > 1) candidates.add(`${a} on ${nodes.sort().join('+')}`);
-    for (const c of candidates) if (this.#candidates.has(c)) this.duplicates.add(c);
+    for (const c of candidates) {
+      if (this.#candidates.has(c)) this.duplicates.add(c);
+      else this.#candidateSince.set(c, s.at);
+    }
+    for (const c of this.#candidates) {
+      if (candidates.has(c)) continue;
+      const from = this.#candidateSince.get(c)!;
+      this.#candidateSince.delete(c);
+      if (this.duplicates.has(c)) this.duplicateSpans.push({ what: c, from, to: this.latest!.at });
+    }
     this.#candidates = candidates;
     for (const a of this.#watched) {
       const running = (where.get(a) ?? []).some((node) => s.healthy.has(node));
@@ -113,6 +139,12 @@ export class ActorObserver {
     }
     this.latest = s;
     for (const w of this.#waiters) w(s);
+  }
+
+  /** Calls `fn` with every sample from now on; returns the function that stops it. */
+  onSample(fn: (s: Sample) => void): () => void {
+    this.#waiters.add(fn);
+    return () => this.#waiters.delete(fn);
   }
 
   /** Resolves with the first sample in which `check` holds (or undefined after `timeoutMs`). */

@@ -1,8 +1,22 @@
 // Figures of a chaos run, computed from what it recorded (pure functions, no I/O).
+import type { NetworkMode } from './network.ts';
 import type { RequestSample } from './traffic.ts';
 
-/** `valkey-failover`: SIGKILL the Valkey primary (Sentinel promotes the replica), start it again after the hold. */
-export type Mode = 'kill' | 'stop' | 'restart' | 'valkey-failover';
+/**
+ * `valkey-failover`: SIGKILL the Valkey primary (Sentinel promotes the replica), start it again after the hold.
+ * The network modes (`cluster up --netns`): see network.ts.
+ */
+export type Mode = 'kill' | 'stop' | 'restart' | 'valkey-failover' | NetworkMode;
+
+/** What a network fault showed, besides the outage every disruption is charged with. */
+export interface FaultFindings {
+  /** How long DNS on the reachable nodes kept naming a node clients could not reach (null: it was not named). */
+  dnsFollowMs: number | null;
+  /** The node held no lease at some point of the fault (null: not watched, the fault does not cost it the lease). */
+  fenced: boolean | null;
+  /** From healing until the node held its lease again. */
+  rejoinedMs: number | null;
+}
 
 export interface ChaosEvent {
   n: number;
@@ -18,6 +32,7 @@ export interface ChaosEvent {
   recoveredMs: number | null;
   /** until the node itself was ready again */
   backMs: number;
+  fault?: FaultFindings;
 }
 
 export interface Outage {

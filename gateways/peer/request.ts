@@ -36,13 +36,15 @@ export function peerRequest(opts: {
   tls: Pick<PeerTls, 'ca'> | undefined;
   body?: unknown;
   timeoutMs: number;
+  /** Source address (tools: `cluster chaos` watches from the one address its network faults let through). */
+  localAddress?: string;
 }): Promise<{ status: number; body: any }> {
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   const headers: Record<string, string> = { ...authHeaders(opts.secret, opts.self, { method: opts.method, path: opts.path, target: opts.target }) };
   if (payload !== undefined) headers['content-type'] = 'application/json';
   const send = opts.tls ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = send(`${opts.tls ? 'https' : 'http'}://${opts.address}${opts.path}`, { method: opts.method, headers, agent: false, ...peerClientTls(opts.tls) }, (res) => {
+    const req = send(`${opts.tls ? 'https' : 'http'}://${opts.address}${opts.path}`, { method: opts.method, headers, agent: false, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}), ...peerClientTls(opts.tls) }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (text += d));
