@@ -103,8 +103,13 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // and, while this node is fenced (its sites and zones moved on without it), its own.
   const excludeSuspected = () => {
     const suspected = new Set(d.suspicion.suspected);
-    if (!d.membership.healthy) suspected.add(config.nodeId);
     const members = d.membership.forTraffic();
+    // Suspecting every peer (two or more) while Valkey shows them renewing their leases: this
+    // node is the one cut off, and clients may well reach them; keep naming those still
+    // renewing (a peer that really froze stops renewing within two intervals, left out then).
+    const peers = members.filter((m) => m.id !== config.nodeId);
+    if (peers.length >= 2 && peers.every((m) => suspected.has(m.id))) for (const m of peers) if (d.membership.renewingLease(m.id)) suspected.delete(m.id);
+    if (!d.membership.healthy) suspected.add(config.nodeId);
     const answering = members.filter((m) => !suspected.has(m.id)).flatMap((m) => m.addresses ?? []);
     zones.exclude(new Set(members.filter((m) => suspected.has(m.id)).flatMap((m) => m.addresses ?? [])), answering);
   };

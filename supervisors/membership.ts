@@ -43,6 +43,8 @@ export class Membership extends EventEmitter {
   #incarnation = '';
   #startedAt = 0;
   #view = new Map<string, MemberRecord>();
+  /** When each peer last renewed its lease, as estimated from the TTL left at the last reconciliation. */
+  readonly #peerRenewedAt = new Map<string, number>();
   /** The view when this node last fenced itself: traffic keeps using it until the node rejoins. */
   #beforeFence = new Map<string, MemberRecord>();
   /** When the last successful renewal was *sent*: the lease lasts at least ttl from then. */
@@ -105,6 +107,16 @@ export class Membership extends EventEmitter {
    * members live when it fenced. A node cut off from Valkey alone can still carry its
    * clients' requests to the peers that took its sites over.
    */
+  /**
+   * Whether `id` is still renewing its lease as far as Valkey shows: renewed within two renewal
+   * intervals (one for its own period, one for the age of our last read). A peer this node
+   * cannot hear that still renews is alive; the fault is on this node's side.
+   */
+  renewingLease(id: string): boolean {
+    const at = this.#peerRenewedAt.get(id);
+    return at !== undefined && this.#state === 'joined' && this.#o.clock.now() - at <= 2 * this.#o.renewEveryMs + 300;
+  }
+
   forTraffic(): MemberRecord[] {
     const view = this.#state === 'joined' ? this.#view : this.#beforeFence;
     return [...view.values()].sort((a, b) => a.id.localeCompare(b.id));
@@ -224,12 +236,14 @@ export class Membership extends EventEmitter {
       const ids = await valkey.call((c) => c.smembers(valkey.keys.members));
       const pipe = valkey.cmd.pipeline();
       for (const id of ids) pipe.get(valkey.keys.lease(id)).pttl(valkey.keys.lease(id)).get(valkey.keys.nodeRecord(id));
+      const readAt = this.#o.clock.now();
       const res = (await valkey.call(() => pipe.exec())) ?? [];
       next = new Map();
       let soonest = Infinity;
       ids.forEach((id, i) => {
         const lease = res[3 * i]?.[1] as string | null;
         const pttl = res[3 * i + 1]?.[1] as number;
+        if (typeof pttl === 'number' && pttl > 0) this.#peerRenewedAt.set(id, readAt - (this.#o.ttlMs - pttl));
         const recRaw = res[3 * i + 2]?.[1] as string | null;
         if (!lease || !recRaw) return;
         const rec = JSON.parse(recRaw) as MemberRecord;

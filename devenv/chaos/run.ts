@@ -211,7 +211,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
         }
       }
       const mode = round.shift()!;
-      events.push(await disrupt(events.length + 1, mode, mode === 'valkey-failover' ? 'valkey' : pick(nodeIds)));
+      let victim = mode === 'valkey-failover' ? 'valkey' : pick(nodeIds);
+      // A fault that hides a node from clients hits the node DNS names for the demo site: the
+      // case where DNS has something to follow (any other node's loss is covered by the others).
+      if (mode === 'isolate' || mode === 'one-way') {
+        const named = await resolver.resolve4(info.hostname).catch(() => [] as string[]);
+        victim = info.nodes.find((x) => named.includes(x.ip))?.id ?? victim;
+      }
+      events.push(await disrupt(events.length + 1, mode, victim));
     }
     while (at() < o.durationS * 1000 && !aborted) await sleep(Math.min(200, o.durationS * 1000 - at()));
     const endAt = at();

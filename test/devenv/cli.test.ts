@@ -11,7 +11,8 @@ t.test('a command line the CLI cannot act on exits 2 with one line naming the pr
     [['bogus'], /^error: unknown command "bogus"$/m],
     [['up', '--nodez', '3'], /^error: Unknown option '--nodez'$/m],
     [['up', '--nodes', '12'], /^error: --nodes must be a whole number from 1 to 9$/m],
-    [['chaos', '--modes', 'kill,explode'], /^error: --modes takes a list of kill, stop, restart, valkey-failover \(got explode\)$/m],
+    [['chaos', '--modes', 'kill,explode'], /^error: --modes takes a list of kill, stop, restart, valkey-failover, isolate, cut-valkey, cut-postgres, cut-peers, one-way, lossy-link \(got explode\)$/m],
+    [['up', '--netns-subnet', '192.168.1'], /^error: --netns-subnet takes the first three octets of a 10\.X\.Y\.0\/24 network, e\.g\. 10\.231\.0$/m],
     [['chaos', '--duration', '2'], /^error: --duration must be a number of seconds, at least 5$/m],
   ];
   for (const [args, message] of cases) {
