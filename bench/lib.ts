@@ -5,11 +5,35 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adminCall, setupToken } from '../devenv/admin-client.ts';
+import { launchLocalCluster } from '../devenv/local-cluster.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
 import { startLocalServices, type LocalServices } from '../devenv/services.ts';
 import { testNodeConfig } from '../test/harness/nodes.ts';
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/**
+ * The real `cluster up` in a scratch directory (what an operator runs), `body` against its data
+ * directory, then stop and clean up. Prints the summary `body` returns as the last stdout line
+ * and exits 1 when it says an invariant broke, or on an error.
+ */
+export async function againstLocalCluster(launch: { netnsSubnet?: string }, body: (dataDir: string) => Promise<{ summary: object; broken: boolean }>): Promise<never> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
+  chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user and must reach its directory
+  let code = 1;
+  const cluster = await launchLocalCluster({ dir, ...launch });
+  try {
+    const { summary, broken } = await body(cluster.dataDir);
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    code = broken ? 1 : 0;
+  } catch (err) {
+    log((err as Error).stack ?? String(err));
+  } finally {
+    await cluster.proc.stop('SIGTERM', 60_000);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(code);
+}
 
 /** Runs `body` with a scratch directory and fresh PostgreSQL + Valkey; always cleans up. */
 export async function withBenchServices<T>(name: string, body: (ctx: { dir: string; services: LocalServices }) => Promise<T>): Promise<T> {

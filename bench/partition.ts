@@ -6,14 +6,10 @@
 // stderr; the last line on stdout is the JSON summary. Exits non-zero when an invariant broke:
 // a lost write, a duplicate actor, a stale fenced write, a node cut off from Valkey that did
 // not fence itself, or one that did not rejoin.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { NETWORK_MODES } from '../devenv/chaos/network.ts';
 import { runChaos } from '../devenv/chaos/run.ts';
-import { launchLocalCluster } from '../devenv/local-cluster.ts';
 import { requireNetns } from '../devenv/netns.ts';
-import { log } from './lib.ts';
+import { againstLocalCluster, log } from './lib.ts';
 import { size } from './sizes.ts';
 
 const DURATION_S = size('DURATION', 120, 30);
@@ -23,13 +19,9 @@ const SEED = Number(process.env.BENCH_SEED ?? 20261204);
 requireNetns();
 // A /24 of its own, so a second run (or the test suite's) does not meet this one.
 const subnet = `10.${251 + Math.floor(Math.random() * 4)}.${Math.floor(Math.random() * 255)}`;
-const dir = mkdtempSync(join(tmpdir(), 'bench-partition-'));
-chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user and must reach its directory
-let code = 1;
-const cluster = await launchLocalCluster({ dir, netnsSubnet: subnet });
-try {
+await againstLocalCluster({ netnsSubnet: subnet }, async (dataDir) => {
   log(`cluster up in namespaces on ${subnet}.0/24; network faults for ${DURATION_S} s, seed ${SEED}`);
-  const s = await runChaos({ dataDir: cluster.dataDir, durationS: DURATION_S, killEveryS: KILL_EVERY_S, modes: [...NETWORK_MODES], seed: SEED, say: log });
+  const s = await runChaos({ dataDir, durationS: DURATION_S, killEveryS: KILL_EVERY_S, modes: [...NETWORK_MODES], seed: SEED, say: log });
   const summary = {
     bench: 'partition',
     faults: s.faults,
@@ -48,12 +40,5 @@ try {
     writes_acked: s.writes_acked,
     seed: s.seed,
   };
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
-  code = s.lost_writes + s.duplicates + s.stale_writes + s.unfenced + s.not_rejoined > 0 ? 1 : 0;
-} catch (err) {
-  log((err as Error).stack ?? String(err));
-} finally {
-  await cluster.proc.stop('SIGTERM', 60_000);
-  rmSync(dir, { recursive: true, force: true });
-}
-process.exit(code);
+  return { summary, broken: s.lost_writes + s.duplicates + s.stale_writes + s.unfenced + s.not_rejoined > 0 };
+});
