@@ -113,58 +113,12 @@ export class NetnsLab {
 
   /** Replaces the host's fault rules with `fault` (one at a time per host). */
   apply(name: string, fault: NetFault): void {
-    sh('ip', ['netns', 'exec', this.host(name).ns, 'nft', '-f', '-'], this.#ruleset(fault));
+    sh('ip', ['netns', 'exec', this.host(name).ns, 'nft', '-f', '-'], faultRuleset(fault, this.observer));
   }
 
   /** Takes every fault off the host. */
   heal(name: string): void {
-    sh('ip', ['netns', 'exec', this.host(name).ns, 'nft', '-f', '-'], this.#ruleset(undefined));
-  }
-
-  /** The host's whole `chaos` table: loopback and the observer always pass, then the fault. */
-  #ruleset(fault: NetFault | undefined): string {
-    const set = (ips: string[]) => `{ ${ips.join(', ')} }`;
-    let input = '';
-    let output = '';
-    switch (fault?.kind) {
-      case undefined:
-        break;
-      case 'isolate':
-        input = 'drop';
-        output = 'drop';
-        break;
-      case 'one-way': // it hears everyone; nobody hears it
-        output = 'drop';
-        break;
-      case 'cut':
-        input = `ip saddr ${set(fault.from)} drop`;
-        output = `ip daddr ${set(fault.from)} drop`;
-        break;
-      case 'loss': {
-        const share = Math.max(0, Math.min(100, Math.round(fault.share)));
-        input = `ip saddr ${set(fault.from)} numgen random mod 100 < ${share} drop`;
-        output = `ip daddr ${set(fault.from)} numgen random mod 100 < ${share} drop`;
-        break;
-      }
-    }
-    // `add` then `delete` then the table: replaces it whether or not it existed.
-    return `add table inet chaos
-delete table inet chaos
-table inet chaos {
-  chain input {
-    type filter hook input priority 0; policy accept;
-    iif lo accept
-    ip saddr ${this.observer} accept
-    ${input}
-  }
-  chain output {
-    type filter hook output priority 0; policy accept;
-    oif lo accept
-    ip daddr ${this.observer} accept
-    ${output}
-  }
-}
-`;
+    sh('ip', ['netns', 'exec', this.host(name).ns, 'nft', '-f', '-'], faultRuleset(undefined, this.observer));
   }
 
   /** Deletes every namespace and the bridge (the veths go with their namespaces). */
@@ -173,4 +127,56 @@ table inet chaos {
     this.hosts.clear();
     if (existsSync(`/sys/class/net/${this.bridge}`)) spawnSync('ip', ['link', 'del', this.bridge]);
   }
+}
+
+/**
+ * A host's whole `chaos` nftables table for `fault` (none: an empty one): loopback and the
+ * observer always pass, then the fault's drops. Replaces the table whether or not it existed.
+ */
+export function faultRuleset(fault: NetFault | undefined, observer: string): string {
+  const set = (ips: string[]) => `{ ${ips.join(', ')} }`;
+  let input = '';
+  let output = '';
+  switch (fault?.kind) {
+    case undefined:
+      break;
+    case 'isolate':
+      input = 'drop';
+      output = 'drop';
+      break;
+    case 'one-way': // it hears everyone; nobody hears it
+      output = 'drop';
+      break;
+    case 'cut':
+      input = `ip saddr ${set(fault.from)} drop`;
+      output = `ip daddr ${set(fault.from)} drop`;
+      break;
+    case 'loss': {
+      // numgen draws 0-99: a whole share drops everything, none drops nothing.
+      const share = Math.max(0, Math.min(100, Math.round(fault.share)));
+      const drop = share >= 100 ? 'drop' : `numgen random mod 100 < ${share} drop`;
+      if (share > 0) {
+        input = `ip saddr ${set(fault.from)} ${drop}`;
+        output = `ip daddr ${set(fault.from)} ${drop}`;
+      }
+      break;
+    }
+  }
+  return `add table inet chaos
+delete table inet chaos
+table inet chaos {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iif lo accept
+    ip saddr ${observer} accept
+    ${input}
+  }
+  chain output {
+    type filter hook output priority 0; policy accept;
+    oif lo accept
+    ip daddr ${observer} accept
+    ${output}
+  }
+}
+`;
 }

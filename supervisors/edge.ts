@@ -22,6 +22,7 @@ import type { Sealer } from '../persistence/sealed.ts';
 import type { OidcSignIn } from '../gateways/identity/oidc.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import { startAccess } from './access.ts';
+import { dnsExclusions } from './dns-exclusion.ts';
 import type { Membership } from './membership.ts';
 import type { Suspicion } from './suspicion.ts';
 import { createEdgeMetrics, type ClusterMetrics } from './metrics.ts';
@@ -102,16 +103,8 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // DNS leaves out the addresses of nodes this node suspects (and names them again once heard),
   // and, while this node is fenced (its sites and zones moved on without it), its own.
   const excludeSuspected = () => {
-    const suspected = new Set(d.suspicion.suspected);
-    const members = d.membership.forTraffic();
-    // Suspecting every peer (two or more) while Valkey shows them renewing their leases: this
-    // node is the one cut off, and clients may well reach them; keep naming those still
-    // renewing (a peer that really froze stops renewing within two intervals, left out then).
-    const peers = members.filter((m) => m.id !== config.nodeId);
-    if (peers.length >= 2 && peers.every((m) => suspected.has(m.id))) for (const m of peers) if (d.membership.renewingLease(m.id)) suspected.delete(m.id);
-    if (!d.membership.healthy) suspected.add(config.nodeId);
-    const answering = members.filter((m) => !suspected.has(m.id)).flatMap((m) => m.addresses ?? []);
-    zones.exclude(new Set(members.filter((m) => suspected.has(m.id)).flatMap((m) => m.addresses ?? [])), answering);
+    const { excluded, answering } = dnsExclusions({ self: config.nodeId, members: d.membership.forTraffic(), suspected: d.suspicion.suspected, healthy: d.membership.healthy, renewing: (id) => d.membership.renewingLease(id) });
+    zones.exclude(excluded, answering);
   };
   d.suspicion.on('change', excludeSuspected);
   d.suspicion.on('suspect', (node: string) => http.dropNode(node));
