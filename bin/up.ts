@@ -6,7 +6,9 @@
 // https://hello.demo.cluster.test with a certificate from Pebble. Prints progress, a status
 // table and commands to try. Ctrl-C or SIGTERM stops everything it started, in reverse order.
 // It stays the owner of the node processes: `cluster chaos` asks it, through the control
-// socket .data/control.sock, to signal and restart them.
+// socket .data/control.sock, to signal and restart them. With --netns (root) each node,
+// PostgreSQL and Valkey runs in a network namespace of its own (devenv/netns.ts), and the
+// control socket also puts network faults between them.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -151,6 +153,8 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
       throw err;
     }
   }
+  // With Sentinels, 6 s outlasts a failover (docs/operations.md); otherwise the default.
+  const leaseTtlMs = sentinels.length ? 6000 : 3000;
   let killedValkey: LocalValkey | undefined;
   const nodes = new Map<string, NodeProcess>(); // the current process of each node
   const extras: Array<{ stop(): Promise<unknown> }> = [];
@@ -198,7 +202,7 @@ export async function up(opts: { fresh: boolean; nodes: number; dataDir?: string
           encryptionKey: secrets.encryptionKey,
           postgres: { url: services.postgres!.url },
           valkey: { url: services.valkey!.url, ...(sentinels.length ? { sentinels: sentinels.map((s) => s.address), masterName: 'cluster' } : {}) },
-          lease: { ttl: sentinels.length ? '6s' : '3s' }, // 6 s outlasts a Sentinel failover (docs/operations.md)
+          lease: { ttl: leaseTtlMs },
           // The local load balancer speaks plain HTTP on loopback: session cookies without Secure.
           admin: { bind: `${host}:${ports.admin}`, trustProxy: [lab ? lab.gateway : '127.0.0.1'], secureCookies: false },
           ingress: { http: `${host}:${ports.http}`, https: `${host}:${ports.https}`, publicAddresses: [host] },
@@ -293,7 +297,7 @@ Ctrl-C stops everything.`);
       hostname: DEMO.hostname,
       caFile: join(dataDir, 'pebble-root.pem'),
       valkeyReplica: sentinels.length > 0,
-      leaseTtlMs: sentinels.length ? 6000 : 3000,
+      leaseTtlMs,
       ...(lab ? { netns: { observer: lab.observer, hosts: Object.fromEntries([...lab.hosts.values()].map((h) => [h.name, h.ip])) } } : {}),
     });
     control = await serveControl(join(dataDir, 'control.sock'), async (req) => {

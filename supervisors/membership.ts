@@ -102,12 +102,6 @@ export class Membership extends EventEmitter {
   }
 
   /**
-   * For traffic only (forwarding, peer links, DNS answers, suspicion), never for ownership:
-   * the live members, or, while this node is fenced and cannot reach Valkey to rejoin, the
-   * members live when it fenced. A node cut off from Valkey alone can still carry its
-   * clients' requests to the peers that took its sites over.
-   */
-  /**
    * Whether `id` is still renewing its lease as far as Valkey shows: renewed within two renewal
    * intervals (one for its own period, one for the age of our last read). A peer this node
    * cannot hear that still renews is alive; the fault is on this node's side.
@@ -117,6 +111,12 @@ export class Membership extends EventEmitter {
     return at !== undefined && this.#state === 'joined' && this.#o.clock.now() - at <= 2 * this.#o.renewEveryMs + 300;
   }
 
+  /**
+   * For traffic only (forwarding, peer links, DNS answers, suspicion), never for ownership:
+   * the live members, or, while this node is fenced and cannot reach Valkey to rejoin, the
+   * members live when it fenced. A node cut off from Valkey alone can still carry its
+   * clients' requests to the peers that took its sites over.
+   */
   forTraffic(): MemberRecord[] {
     const view = this.#state === 'joined' ? this.#view : this.#beforeFence;
     return [...view.values()].sort((a, b) => a.id.localeCompare(b.id));
