@@ -18,6 +18,9 @@ import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
 import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
+/** The longest pause between standby attempts that failed. */
+const STANDBY_RETRY_CAP_MS = 15_000;
+
 export interface ConnectorOptions {
   /** Base URLs of nodes or of the load balancer, e.g. https://cluster.example.com */
   endpoints: string[];
@@ -134,6 +137,15 @@ export class Connector extends EventEmitter {
     return body.token;
   }
 
+  /**
+   * The pause before another standby attempt after one that never stood by: growing, so a
+   * connector that cannot reach the nodes' admin ports directly does not hammer them, but
+   * capped at 15 s, so a standby whose node was only restarting is back soon after it.
+   */
+  #standbyPause(): number {
+    return Math.min(STANDBY_RETRY_CAP_MS, 2000 * 2 ** this.#standbyFailures++);
+  }
+
   /** Opens a standby connection to the advised node, if one is wanted and none is open. */
   #ensureStandby() {
     const advice = this.#advice;
@@ -169,7 +181,7 @@ export class Connector extends EventEmitter {
       this.#log.warn({ endpoint, role, err: (err as Error).message }, 'could not get a token');
       if (role === 'standby') {
         this.#standby = undefined;
-        this.#clock.setTimeout(() => this.#ensureStandby(), Math.min(60_000, 2000 * 2 ** this.#standbyFailures++));
+        this.#clock.setTimeout(() => this.#ensureStandby(), this.#standbyPause());
         return;
       }
       this.emit('refused', err);
@@ -286,7 +298,7 @@ export class Connector extends EventEmitter {
         data?.end();
         this.#sockets.delete(ws);
         this.#log.info({ code, reason: reason.toString() }, 'standby tunnel closed');
-        this.#clock.setTimeout(() => this.#ensureStandby(), wasReady ? 250 : Math.min(60_000, 2000 * 2 ** this.#standbyFailures++));
+        this.#clock.setTimeout(() => this.#ensureStandby(), wasReady ? 250 : this.#standbyPause());
         return;
       }
       if (wgOffer) void wireguard?.release(wgOffer).catch((err) => this.#log.debug({ err: (err as Error).message }, 'could not remove a WireGuard peer'));
@@ -340,6 +352,7 @@ export class Connector extends EventEmitter {
           if (!ok) return ws.close(1000, 'wireguard unavailable');
           this.#state = 'connected';
           this.#attempt = 0;
+          this.#standbyFailures = 0; // fresh advice: the next standby attempt starts from a short pause
           this.#log.info({ node, epoch: msg.epoch, transport: this.transport }, 'connected');
           this.emit('connected', { node, transport: this.transport });
           if (this.#health.snapshot().length) this.reportHealth(this.#health.snapshot());

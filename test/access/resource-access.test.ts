@@ -119,7 +119,12 @@ t.test('resource access control across the cluster', async (t) => {
   const policy = (await call(c.lb, 'GET', `${rbase}/access`, { cookie })).body;
   t.match(policy, { password: true, pin: true, basicAuth: true, sso: { enabled: true } }, 'the policy reads back, secrets only as set');
   t.notOk(JSON.stringify(policy).includes('open sesame'), 'no secret is in it');
-  await until(async () => (await get(ip(0), '/')).status === 401, 10_000, 'the policy to reach the edge');
+  // The policy came in three writes: wait for the last (Basic challenge) on every node, not just any 401.
+  const challenged = async (i: number) => {
+    const r = await get(ip(i), '/', {});
+    return r.status === 401 && r.headers['www-authenticate'] !== undefined;
+  };
+  for (let i = 0; i < 3; i++) await until(() => challenged(i), 10_000, `the whole policy to reach node-${i + 1}`);
   for (let i = 0; i < 3; i++) {
     const r = await get(ip(i), '/', {});
     t.equal(r.status, 401, `node-${i + 1}: a client without credentials gets 401`);
