@@ -73,7 +73,8 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
       resourceBehavior({
         db,
         publish: (snapshot) => d.routes.put(snapshot),
-        siteOwners: async (ids) => new Map([...(await d.ownership.ownersOf('site', ids))].map(([siteId, o]) => [siteId, o.node])),
+        // A claim in progress counts: the claimer holds the new connection (its streams wait for the tunnel).
+        siteOwners: async (ids) => new Map([...(await d.ownership.ownersOf('site', ids, { pending: true }))].map(([siteId, o]) => [siteId, o.node])),
         health: health.read,
         // Only standbys on live nodes count (a dead node's key may linger until its connector's next move).
         standbys: async (ids) => new Map([...(await standbys.read(ids))].filter(([, node]) => membership.member(node) !== undefined)),

@@ -70,8 +70,14 @@ export class OwnershipRegistry extends EventEmitter {
     return member && member.incarnation === owner.incarnation ? owner : undefined;
   }
 
-  /** Live owners of many actors in one round trip (missing = no live owner). */
-  async ownersOf(kind: string, ids: readonly string[]): Promise<Map<string, Owner>> {
+  /**
+   * Live owners of many actors in one round trip (missing = no live owner). `pending`: also a
+   * claim still in progress (epoch 0: taken in Valkey, its epoch not yet confirmed), for
+   * routing only: a site being claimed by the node its connector just registered with has no
+   * confirmed owner for those milliseconds, and a route built then named nobody (a 503 at
+   * every node until the next refresh). Never for fencing or delivery.
+   */
+  async ownersOf(kind: string, ids: readonly string[], opts: { pending?: boolean } = {}): Promise<Map<string, Owner>> {
     const out = new Map<string, Owner>();
     if (ids.length === 0) return out;
     const raws = await this.#valkey.call((c) => c.mget(...ids.map((id) => this.#valkey.keys.owner(kind, id))));
@@ -80,7 +86,7 @@ export class OwnershipRegistry extends EventEmitter {
       if (!raw) return;
       const o = JSON.parse(raw) as { node: string; inc: string; epoch: string };
       const member = this.#membership.member(o.node);
-      if (o.epoch !== '0' && member?.incarnation === o.inc) out.set(id, { node: o.node, incarnation: o.inc, epoch: Number(o.epoch) });
+      if ((o.epoch !== '0' || opts.pending) && member?.incarnation === o.inc) out.set(id, { node: o.node, incarnation: o.inc, epoch: Number(o.epoch) });
     });
     return out;
   }

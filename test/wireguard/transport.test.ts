@@ -264,9 +264,11 @@ t.test('sites over WireGuard: every node reaches them, failover keeps WireGuard,
   clientRunning = false;
   await clientLoop;
   t.ok(requests > 30, `requests flowed throughout (${requests})`);
-  // Known and not yet diagnosed: in CI, now and then, one request through a non-draining node
-  // gets 503 CLUSTER_ERR_INGRESS_NO_TARGET some 30 ms after the holder's SIGTERM (the route
-  // names a node with neither the tunnel nor a registration in progress). Reported, not hidden:
+  // Known and not yet diagnosed: now and then one request through a non-draining node gets
+  // 503 CLUSTER_ERR_INGRESS_NO_TARGET some 25-45 ms after the holder's SIGTERM (3 of 3 CI runs on
+  // 2026-12-04, about 1 in 4 runs alone). Not the ownership gap during a claim (routes count a
+  // claim in progress since; the 503 stayed), and instrumenting the one place that answers it
+  // logged nothing on any node at that moment. Reported, not hidden:
   t.ok(failures.length <= 1, `at most the one known 503 while the WireGuard tunnel moved off a draining node (${failures.join('; ') || 'none'})`);
   t.not((await status()).node, drained.node, 'the site is held by another node');
   await c.start(String(c.nodes[drainedIndex]!.config.nodeId)).then((n) => n.waitReady(60_000));
