@@ -13,6 +13,13 @@ import { testNodeConfig } from '../test/harness/nodes.ts';
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
 /**
+ * BENCH_CPU_PROFILE=DIR: node's own profiler in the processes a benchmark starts (nodes,
+ * connector), each writing a .cpuprofile into DIR when it exits (NODE_OPTIONS may not carry
+ * --cpu-prof). `npm run bench:cpu-top -- DIR` prints where their time went.
+ */
+export const profileArgs = (): string[] => (process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []);
+
+/**
  * The real `cluster up` in a scratch directory (what an operator runs), `body` against its data
  * directory, then stop and clean up. Prints the summary `body` returns as the last stdout line
  * and exits 1 when it says an invariant broke, or on an error.
@@ -75,7 +82,7 @@ export async function startBenchNodes(dir: string, services: LocalServices, conf
   }
   const nodes = new Map<string, NodeProcess>();
   const start = (id: string) => {
-    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`) });
+    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`), nodeArgs: profileArgs() });
     nodes.set(id, n);
     return n;
   };

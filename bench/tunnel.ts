@@ -15,7 +15,7 @@ import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
-import { benchAdmin, benchOrg, log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { benchAdmin, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
@@ -93,7 +93,7 @@ async function main() {
       procs.push(new ServiceProcess({
         name: 'connector',
         command: process.execPath,
-        args: [CONNECTOR, ...[...nodes.values()].flatMap((n) => ['--endpoint', n.adminUrl]), '--id', site.id, '--secret', site.connector.secret, '--log-level', 'warn'],
+        args: [...profileArgs(), CONNECTOR, ...[...nodes.values()].flatMap((n) => ['--endpoint', n.adminUrl]), '--id', site.id, '--secret', site.connector.secret, '--log-level', 'warn'],
         logFile: join(dir, 'connector.log'),
       }));
       const ip = (id: string) => String(configs.get(id)!.ingress.http).replace(/:80$/, '');

@@ -16,6 +16,8 @@ export interface NodeProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Run inside this network namespace (`cluster up --netns`). */
   netns?: string;
+  /** Options for node itself, before the script (e.g. `--cpu-prof` for a profile). */
+  nodeArgs?: string[];
 }
 
 export class NodeProcess {
@@ -42,7 +44,7 @@ export class NodeProcess {
     this.proc = new ServiceProcess({
       name: opts.name,
       command: process.execPath,
-      args: [CLUSTER_ENTRY, 'node', '--config', opts.configFile],
+      args: [...(opts.nodeArgs ?? []), CLUSTER_ENTRY, 'node', '--config', opts.configFile],
       env: { ...env, ...opts.env },
       logFile: opts.logFile,
       netns: opts.netns,

@@ -1,0 +1,30 @@
+// bench/cpu-top.ts: self time per function from a .cpuprofile, idle excluded, same function
+// merged, largest first; and which of our processes a profile came from.
+import t from 'tap';
+import { busyMs, profileLabel, topFrames, type CpuProfile } from '../../bench/cpu-top.ts';
+
+const frame = (id: number, functionName: string, url = '', lineNumber = 0) => ({ id, callFrame: { functionName, url, lineNumber } });
+// Six samples 1 ms apart: idle twice, writev twice, one each in two copies of the same function.
+const profile: CpuProfile = {
+  nodes: [frame(1, '(root)'), frame(2, '(idle)'), frame(3, 'writev'), frame(4, 'pick', 'file:///repo/gateways/ingress/upstream.ts', 9), frame(5, 'pick', 'file:///repo/gateways/ingress/upstream.ts', 9), frame(6, 'main', 'file:///repo/supervisors/node.ts', 0)],
+  samples: [2, 3, 3, 4, 5, 2],
+  timeDeltas: [1000, 1000, 1000, 1000, 1000, 1000],
+  startTime: 0,
+  endTime: 6000,
+};
+
+t.test('self time by function, idle left out, copies of one function merged, shares of the busy time', async (t) => {
+  const top = topFrames(profile, 10, '/repo/');
+  t.same(top.map((f) => [f.name, f.where, f.selfMs, f.share]), [
+    ['writev', '', 2, 50],
+    ['pick', 'gateways/ingress/upstream.ts:10', 2, 50],
+  ]);
+  t.equal(busyMs(profile), 4, 'busy: every sample but the idle ones');
+  t.equal(topFrames(profile, 1).length, 1, 'at most N');
+});
+
+t.test('a profile is labelled by the script it ran', async (t) => {
+  t.equal(profileLabel(profile), 'node');
+  t.equal(profileLabel({ ...profile, nodes: [frame(1, 'x', 'file:///repo/connector/connector.ts')] }), 'connector');
+  t.equal(profileLabel({ ...profile, nodes: [frame(1, 'x', 'file:///repo/bench/tunnel.ts')] }), 'other');
+});
