@@ -118,12 +118,15 @@ export class Membership extends EventEmitter {
    * clients' requests to the peers that took its sites over.
    */
   forTraffic(): MemberRecord[] {
-    const view = this.#state === 'joined' ? this.#view : this.#beforeFence;
-    return [...view.values()].sort((a, b) => a.id.localeCompare(b.id));
+    return [...this.#trafficView().values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
   trafficMember(id: string): MemberRecord | undefined {
-    return (this.#state === 'joined' ? this.#view : this.#beforeFence).get(id);
+    return this.#trafficView().get(id);
+  }
+
+  #trafficView(): Map<string, MemberRecord> {
+    return this.#state === 'joined' ? this.#view : this.#beforeFence;
   }
 
   #record(): MemberRecord {
@@ -234,6 +237,7 @@ export class Membership extends EventEmitter {
     let next: Map<string, MemberRecord>;
     try {
       const ids = await valkey.call((c) => c.smembers(valkey.keys.members));
+      for (const id of this.#peerRenewedAt.keys()) if (!ids.includes(id)) this.#peerRenewedAt.delete(id); // members that left
       const pipe = valkey.cmd.pipeline();
       for (const id of ids) pipe.get(valkey.keys.lease(id)).pttl(valkey.keys.lease(id)).get(valkey.keys.nodeRecord(id));
       const readAt = this.#o.clock.now();

@@ -4,7 +4,7 @@
 //
 // And the DNS watch: while a fault lasts, how long the nodes clients can still reach go on
 // naming a node they cannot.
-import { controlCall } from '../control.ts';
+import { controlCall, type ControlRequest } from '../control.ts';
 import type { StubResolver } from './resolver.ts';
 
 export const NETWORK_MODES = ['isolate', 'cut-valkey', 'cut-postgres', 'cut-peers', 'one-way', 'lossy-link'] as const;
@@ -24,7 +24,7 @@ export interface AppliedFault {
 /** Puts `mode` on `node`'s namespace. `rand` draws the other end of a lossy link and its share. */
 export async function applyFault(socket: string, mode: NetworkMode, node: string, nodeIds: string[], rand: () => number): Promise<AppliedFault> {
   const others = nodeIds.filter((n) => n !== node);
-  const fault = (body: { fault: 'isolate' | 'cut' | 'one-way' | 'loss'; from?: string[]; share?: number }) => controlCall(socket, { op: 'net-fault', host: node, ...body });
+  const fault = (body: Omit<Extract<ControlRequest, { op: 'net-fault' }>, 'op' | 'host'>) => controlCall(socket, { op: 'net-fault', host: node, ...body });
   switch (mode) {
     case 'isolate':
       await fault({ fault: 'isolate' });
