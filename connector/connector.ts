@@ -7,12 +7,17 @@
 // Transports: the node's streams come over the control WebSocket's binary frames, or, for a
 // site configured for WireGuard, over this connector's own WireGuard interface (`auto`, the
 // default, takes WireGuard when the interface can be made and the node's handshake answers in
-// time, else websocket, and says which and why).
+// time, else websocket, and says which and why). Over websocket, the node offers the data
+// plane a connection of its own (an HTTP upgrade to the same endpoint): taken when it can be,
+// the binary frames stay in use when it cannot.
 import { EventEmitter } from 'node:events';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
-import { frameDuplex, type FrameDuplex } from '../protocol/tunnel-framing.ts';
+import { DIRECT_KEY_HEADER, DIRECT_UPGRADE, frameDuplex, type FrameDuplex } from '../protocol/tunnel-framing.ts';
 import { createDataPlaneServer } from './data-plane.ts';
 import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
@@ -36,6 +41,8 @@ export interface ConnectorOptions {
   clock?: Clock;
   /** @default "auto" */
   transport?: TransportChoice;
+  /** Take the node's offer of a direct data connection (else the WebSocket's binary frames carry the data plane). @default true */
+  direct?: boolean;
   /** WireGuard interface name, unique on the machine. @default wgc + random hex */
   interfaceName?: string;
   /** How long `auto` waits for the node's WireGuard handshake before using websocket. @default 3000 */
@@ -76,6 +83,13 @@ export class Connector extends EventEmitter {
   node: string | undefined;
   /** The data plane of the current connection. */
   transport: 'websocket' | 'wireguard' | undefined;
+  /** Control connections whose data plane moved to a direct connection. */
+  readonly #direct = new WeakSet<WebSocket>();
+  /** Over websocket: whether the current connection's data plane runs on its direct connection or on the WebSocket's frames. */
+  get websocketData(): 'frames' | 'direct' | undefined {
+    if (this.transport !== 'websocket' || !this.#ws) return undefined;
+    return this.#direct.has(this.#ws) ? 'direct' : 'frames';
+  }
   /** The standby connection, and the node the cluster advised for it. */
   #standby: { ws: WebSocket | undefined; ready: boolean; node?: string } | undefined;
   #advice: { node: string; endpoint: string } | undefined;
@@ -339,6 +353,7 @@ export class Connector extends EventEmitter {
           this.#standbyFailures = 0;
           this.#log.info({ standbyNode: msg.node, node: this.node }, 'standby tunnel up');
           this.emit('standby', { node: msg.node });
+          if (msg.direct) this.#openDirect(ws, endpoint, msg.direct);
           break;
         }
         if (ws !== this.#ws) break;
@@ -355,6 +370,7 @@ export class Connector extends EventEmitter {
           this.#standbyFailures = 0; // fresh advice: the next standby attempt starts from a short pause
           this.#log.info({ node, epoch: msg.epoch, transport: this.transport }, 'connected');
           this.emit('connected', { node, transport: this.transport });
+          if (this.transport === 'websocket' && msg.direct) this.#openDirect(ws, endpoint, msg.direct);
           if (this.#health.snapshot().length) this.reportHealth(this.#health.snapshot());
           this.#ensureStandby();
         });
@@ -387,6 +403,37 @@ export class Connector extends EventEmitter {
         void this.#connect();
         break;
     }
+  }
+
+  /**
+   * Moves the data plane of control connection `ws` to a connection of its own: an HTTP
+   * upgrade to the same endpoint naming the node's one-time key; the node's HTTP/2 session
+   * then runs on the socket itself. Refused or failed: the WebSocket frames carry on.
+   */
+  #openDirect(ws: WebSocket, endpoint: string, offer: { path: string; key: string }) {
+    if (this.#o.direct === false) return;
+    const url = new URL(offer.path, endpoint);
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { connection: 'Upgrade', upgrade: DIRECT_UPGRADE, [DIRECT_KEY_HEADER]: offer.key }, timeout: 5000 });
+    const fallBack = (reason: string) => this.#log.warn({ endpoint, reason }, 'no direct data connection; the data plane stays on the WebSocket');
+    req.on('timeout', () => req.destroy(new Error('no answer in 5s')));
+    req.on('error', (err) => fallBack(err.message));
+    req.on('response', (res) => {
+      res.resume();
+      fallBack(`answered ${res.statusCode}`);
+    });
+    req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+      if (ws.readyState !== WebSocket.OPEN || this.#isStopped()) return socket.destroy();
+      socket.setTimeout(0);
+      socket.setNoDelay(true);
+      socket.on('error', (err) => this.#log.debug({ err: err.message }, 'direct data connection error'));
+      // The node's HTTP/2 preface may have come in the same read as its 101.
+      if (head.length) socket.unshift(head);
+      ws.once('close', () => socket.destroy());
+      this.#dataServer.emit('connection', socket);
+      this.#direct.add(ws);
+      this.#log.info({ node: this.node, role: ws === this.#ws ? 'primary' : 'standby' }, 'data plane on a direct connection');
+    });
+    req.end();
   }
 
   #send(msg: ConnectorMessage) {

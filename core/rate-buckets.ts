@@ -4,6 +4,7 @@ import { isIPv6 } from 'node:net';
 
 /** A source as rate limits count it: an IPv4 address, or the /56 of an IPv6 one (what one site is given). */
 export function sourceOf(address: string): string {
+  if (!address.includes(':')) return address; // IPv4, the common case: no parsing on the hot path
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1]!;
   if (!isIPv6(address)) return address;

@@ -25,6 +25,19 @@ export const TUNNEL_H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
 /** Largest binary frame either side sends (batched writes are cut at this size). */
 export const MAX_DATA_FRAME = 512 * 1024;
 
+/**
+ * The data plane on a connection of its own (WebSocket transport): after registering, the
+ * connector opens a second HTTP connection to the same endpoint and upgrades it at this path
+ * to `cluster-tunnel`, naming the one-time key the node gave in `registered`. HTTP/2 then runs
+ * on that socket directly: no WebSocket framing and no stream wrapper in between on either
+ * end (measured: bulk throughput 1.6x, see README). The binary frames of the control
+ * WebSocket stay the fallback when the upgrade is refused (a proxy that passes only
+ * WebSocket upgrades, a node from before this existed).
+ */
+export const DIRECT_PATH = '/api/v1/tunnel';
+export const DIRECT_UPGRADE = 'cluster-tunnel';
+export const DIRECT_KEY_HEADER = 'x-cluster-tunnel-key';
+
 /** Headers of a tunnel stream's CONNECT request: which configured target, over which protocol. */
 export const TARGET_HEADER = 'x-cluster-target';
 export const PROTOCOL_HEADER = 'x-cluster-protocol';

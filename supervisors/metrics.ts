@@ -114,13 +114,23 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
   });
   const queries = new Counter({ name: 'cluster_dns_queries_total', help: 'DNS queries answered, by question type and response code', labelNames: ['type', 'rcode'], registers: [registry] });
   new Gauge({ name: 'cluster_dns_snapshot_age_seconds', help: 'Time since the DNS gateway last received zone data', registers: [registry], collect() { this.set(src.zoneSnapshotAgeMs() / 1000); } });
+  // Per-request and per-query counting is on the data plane's hot path: each label set's
+  // child is looked up once and kept (prom-client hashes the labels object on every call).
+  const requestCounters = new Map<string, { inc(): void }>();
+  const latencies = new Map<string, { observe(v: number): void }>();
+  const queryCounters = new Map<string, { inc(): void }>();
+  const child = <T>(m: Map<string, T>, key: string, make: () => T): T => {
+    let c = m.get(key);
+    if (!c) m.set(key, (c = make()));
+    return c;
+  };
   return {
     onRequest(resource: string, status: number, seconds: number) {
-      requests.inc({ resource, status: String(status) });
-      latency.observe({ resource }, seconds);
+      child(requestCounters, `${resource} ${status}`, () => requests.labels({ resource, status: String(status) })).inc();
+      child(latencies, resource, () => latency.labels({ resource })).observe(seconds);
     },
     onQuery(type: string, rcode: string) {
-      queries.inc({ type, rcode });
+      child(queryCounters, `${type} ${rcode}`, () => queries.labels({ type, rcode })).inc();
     },
   };
 }

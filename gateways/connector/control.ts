@@ -2,7 +2,7 @@
 // A connector authenticates with its token, registers, and from then on this node holds
 // its site actor (claimed here: newest connection wins). Messages are validated; anything
 // malformed or oversized closes the connection with a coded reason and changes nothing.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import http2 from 'node:http2';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import type { IncomingMessage, Server } from 'node:http';
@@ -15,7 +15,7 @@ import type { Secret } from '../../core/secret.ts';
 import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { verifyConnectorToken } from './token.ts';
 import type { TunnelRegistry } from './tunnels.ts';
-import { frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
+import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
 /** How long a connector that registered with a WireGuard key has to say which data plane it brought up. */
@@ -78,9 +78,9 @@ export interface ControlChannelDeps {
   registerTimeoutMs?: number;
 }
 
-const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' };
 
-function refuse(socket: Duplex, status: 401 | 404 | 503, code: string) {
+function refuse(socket: Duplex, status: 400 | 401 | 404 | 409 | 503, code: string) {
   const body = JSON.stringify({ code });
   socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
 }
@@ -93,6 +93,8 @@ export class ControlChannel {
   readonly #movers = new Map<WebSocket, () => void>();
   /** Connections whose data plane runs over this node's WireGuard device. */
   readonly #overWireGuard = new Set<WebSocket>();
+  /** One-time keys of the direct data connections offered in `registered`, by key: who takes the socket. */
+  readonly #direct = new Map<string, (socket: Socket) => void>();
 
   constructor(deps: ControlChannelDeps) {
     this.#d = deps;
@@ -101,7 +103,9 @@ export class ControlChannel {
 
   attach(server: Server) {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if ((req.url ?? '').split('?')[0] !== CONTROL_PATH) return refuse(socket, 404, 'CLUSTER_ERR_API_NOT_FOUND');
+      const path = (req.url ?? '').split('?')[0];
+      if (path === DIRECT_PATH) return this.#acceptDirect(req, socket as Socket, head);
+      if (path !== CONTROL_PATH) return refuse(socket, 404, 'CLUSTER_ERR_API_NOT_FOUND');
       const auth = req.headers.authorization;
       const token = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7), this.#d.clock.now()) : undefined;
       if (!token) return refuse(socket, 401, CLOSE.unauthenticated.reason);
@@ -110,12 +114,28 @@ export class ControlChannel {
     });
   }
 
+  /**
+   * A connector's direct data connection (DIRECT_PATH): the key it names was offered to one
+   * live control session and is good once. The connector sends nothing before our 101, so
+   * `head` is empty from a well-behaved one; anything else is refused.
+   */
+  #acceptDirect(req: IncomingMessage, socket: Socket, head: Buffer) {
+    if (req.headers.upgrade?.toLowerCase() !== DIRECT_UPGRADE || head.length > 0) return refuse(socket, 400, CLOSE.badMessage.reason);
+    const key = req.headers[DIRECT_KEY_HEADER];
+    const take = typeof key === 'string' ? this.#direct.get(key) : undefined;
+    if (!take) return refuse(socket, 401, CLOSE.unauthenticated.reason);
+    this.#direct.delete(key as string);
+    take(socket);
+  }
+
   #serve(ws: WebSocket, siteId: string, generation: number) {
     const log = this.#log.child({ siteId });
     let moving = false;
+    const directKey = randomBytes(24).toString('base64url');
     const session: ControlSession = {
       id: randomUUID(),
-      send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg)),
+      // `registered` carries the offer of a direct data connection: only this channel knows its key.
+      send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg.type === 'registered' && this.#direct.has(directKey) ? { ...msg, direct: { path: DIRECT_PATH, key: directKey } } : msg)),
       close: (code, reason) => {
         // Superseded while moving: the connector's new tunnel elsewhere is up. This one keeps
         // serving a moment (until every node's routes name the new node), then takes no new
@@ -153,17 +173,18 @@ export class ControlChannel {
       session.send({ v: PROTOCOL_VERSION, type: 'ping', at: this.#d.clock.now() });
     }, this.#d.pingEveryMs ?? 10_000);
     ws.on('error', () => {});
-    /** The HTTP/2 session to the connector, over this WebSocket's binary frames or over WireGuard. */
-    const openTunnel = (connection: Duplex, transport: 'websocket' | 'wireguard', asStandby = false) => {
+    /**
+     * The HTTP/2 session to the connector: over this WebSocket's binary frames, over a direct
+     * connection of its own, or over WireGuard.
+     */
+    const openTunnel = (connection: Duplex, transport: 'websocket' | 'direct' | 'wireguard', asStandby = false) => {
       const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
       h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
       h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
-      // Over WireGuard the data plane can die alone (UDP blocked, the connector's interface
-      // gone): the connection ends, so the connector registers again and picks anew.
-      if (transport === 'wireguard') {
-        this.#overWireGuard.add(ws);
-        h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
-      }
+      // Over WireGuard or its own connection the data plane can die alone (UDP blocked, the
+      // connection reset): the control connection ends, so the connector registers again.
+      if (transport !== 'websocket') h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
+      if (transport === 'wireguard') this.#overWireGuard.add(ws);
       this.#d.tunnels.set(siteId, session.id, h2, asStandby);
     };
     /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
@@ -171,6 +192,21 @@ export class ControlChannel {
     /** A standby connection: a tunnel here, the site held elsewhere (until promoted). */
     let standby = false;
     let wsDataPlane = false;
+    /** This connection's direct data connection: it ends with the control connection, like the frames do. */
+    let directSocket: Socket | undefined;
+    this.#direct.set(directKey, (socket) => {
+      // Only a WebSocket data plane moves (WireGuard has its own connection already).
+      if (ws.readyState !== WebSocket.OPEN || !registered || this.#overWireGuard.has(ws) || directSocket) return refuse(socket, 409, CLOSE.badMessage.reason);
+      socket.setTimeout(0);
+      socket.setNoDelay(true);
+      socket.on('error', () => {});
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${DIRECT_UPGRADE}\r\n\r\n`);
+      directSocket = socket;
+      // Still choosing (a WireGuard offer out): used if the connector says it chose the WebSocket (below).
+      if (pending || !wsDataPlane) return;
+      openTunnel(socket, 'direct', standby);
+      log.info('data plane moved to a direct connection');
+    });
     ws.on('message', async (frame: Buffer, isBinary) => {
       // The HTTP/2 data plane over this WebSocket. Always kept: the connector's first frames
       // can arrive before this side has opened its end (it answers as soon as it has 'registered').
@@ -244,10 +280,12 @@ export class ControlChannel {
           clearTimeout(timer);
           if (msg.transport === 'wireguard') {
             if (!offer) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
+            directSocket?.destroy();
             openTunnel(await dialThroughTunnel(offer), 'wireguard');
           } else {
             wsDataPlane = true;
-            openTunnel(data.duplex, 'websocket');
+            if (directSocket) openTunnel(directSocket, 'direct');
+            else openTunnel(data.duplex, 'websocket');
           }
           await this.#d.host.deliverLocal('site', siteId, { type: 'data-plane', sessionId: session.id, transport: msg.transport }, 5000);
           log.info({ transport: msg.transport, reason: msg.reason }, 'connector data plane up');
@@ -262,6 +300,8 @@ export class ControlChannel {
       }
     });
     ws.on('close', async () => {
+      this.#direct.delete(directKey);
+      directSocket?.destroy();
       this.#movers.delete(ws);
       this.#overWireGuard.delete(ws);
       clearTimeout(registerTimer);

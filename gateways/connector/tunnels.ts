@@ -36,7 +36,11 @@ export class TunnelRegistry {
 
   /** `standby`: a connector's second tunnel here (its site is held by another node). */
   set(siteId: string, sessionId: string, h2: http2.ClientHttp2Session, standby = false) {
-    this.#sessions.get(siteId)?.h2.destroy();
+    const old = this.#sessions.get(siteId);
+    // The same connection's data plane moving (to its direct connection): streams in flight
+    // on the old session finish; another connection's session is done with.
+    if (old?.sessionId === sessionId) old.h2.close();
+    else old?.h2.destroy();
     this.#sessions.set(siteId, { sessionId, h2, standby });
     this.#settle(siteId, sessionId);
   }

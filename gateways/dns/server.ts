@@ -54,7 +54,8 @@ export class DnsServer {
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
   readonly #tcpBySource = new ConnectionCounter(MAX_TCP_PER_SOURCE);
-  readonly #cache = new Map<string, Buffer>();
+  /** Encoded answers by query key, with the labels their queries are counted under. */
+  readonly #cache = new Map<string, { out: Buffer; type: string; rcode: string }>();
   #cacheBytes = 0;
   #cacheGeneration = -1;
 
@@ -147,9 +148,11 @@ export class DnsServer {
     const key = q.key;
     const hit = this.#cache.get(key);
     if (hit) {
-      const out = Buffer.from(hit);
-      msg.copy(out, 0, 0, 2);
-      this.#o.onQuery?.(this.#typeOf(hit), RCODE_NAMES[hit[3]! & 0xf] ?? 'OTHER');
+      const out = Buffer.allocUnsafe(hit.out.length);
+      hit.out.copy(out);
+      out[0] = msg[0]!; // the query's id
+      out[1] = msg[1]!;
+      this.#o.onQuery?.(hit.type, hit.rcode);
       return out;
     }
     const query = dnsPacket.decode(msg);
@@ -166,19 +169,20 @@ export class DnsServer {
       out = dnsPacket.encode(packet);
       if (out.length > limit) out = dnsPacket.encode({ ...packet, flags: (packet.flags ?? 0) | TC, answers: [], authorities: [], additionals: respOpt ? [respOpt] : [] });
     }
-    this.#remember(key, out);
-    this.#o.onQuery?.(this.#typeOf(out), RCODE_NAMES[out[3]! & 0xf] ?? 'OTHER');
+    const entry = { out, type: this.#typeOf(out), rcode: RCODE_NAMES[out[3]! & 0xf] ?? 'OTHER' };
+    this.#remember(key, entry);
+    this.#o.onQuery?.(entry.type, entry.rcode);
     return out;
   }
 
   /** Caches an answer; the oldest answers go first once the cache holds CACHE_BYTES. */
-  #remember(key: string, out: Buffer) {
-    this.#cache.set(key, out);
-    this.#cacheBytes += key.length + out.length;
+  #remember(key: string, entry: { out: Buffer; type: string; rcode: string }) {
+    this.#cache.set(key, entry);
+    this.#cacheBytes += key.length + entry.out.length;
     while (this.#cacheBytes > CACHE_BYTES) {
-      const [oldKey, oldOut] = this.#cache.entries().next().value!;
+      const [oldKey, old] = this.#cache.entries().next().value!;
       this.#cache.delete(oldKey);
-      this.#cacheBytes -= oldKey.length + oldOut.length;
+      this.#cacheBytes -= oldKey.length + old.out.length;
     }
   }
 

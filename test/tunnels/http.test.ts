@@ -64,6 +64,7 @@ t.test('HTTP resources answer through every node', async (t) => {
   connector.start();
   await ready;
   for (const r of [plain, secure]) await servedBy(c, org.id, r.id, 'node-2');
+  await until(() => connector.websocketData === 'direct', 10_000, 'the data plane to move to its direct connection');
 
   for (let i = 0; i < 3; i++) {
     const ip = `${net}.${i + 1}`;
@@ -89,6 +90,27 @@ t.test('HTTP resources answer through every node', async (t) => {
     ws.on('error', reject);
   });
   t.equal(echo, 'echo:ping', 'a WebSocket echo works through the resource');
+
+  // The direct data connection's door: only a live session's one-time key opens it.
+  const upgrade = (headers: Record<string, string>) => new Promise<number>((resolve, reject) => {
+    const req = httpRequest(new URL('/api/v1/tunnel', c.nodes[1]!.adminUrl), { headers: { connection: 'Upgrade', upgrade: 'cluster-tunnel', ...headers } });
+    req.on('response', (res) => (res.resume(), resolve(res.statusCode ?? 0)));
+    req.on('upgrade', (_res, sock) => (sock.destroy(), resolve(101)));
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(await upgrade({ 'x-cluster-tunnel-key': 'guessed-key' }), 401, 'a made-up key is refused');
+  t.equal(await upgrade({}), 401, 'no key is refused');
+  t.equal(await upgrade({ upgrade: 'websocket', 'x-cluster-tunnel-key': 'guessed-key' }), 400, 'another upgrade at the tunnel path is refused');
+  t.equal((await get({ host: `${net}.2`, port: 80, servername: 'plain.example.test' })).status, 200, 'the site is served on as before');
+
+  // Where the direct connection cannot be had, the WebSocket's own frames carry the data plane.
+  const framed = new Connector({ endpoints: [c.nodes[2]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger, direct: false, standby: false });
+  framed.start();
+  await until(() => framed.node === 'node-3' && framed.websocketData === 'frames', 10_000, 'the framed connector to take the site');
+  for (const r of [plain, secure]) await servedBy(c, org.id, r.id, 'node-3');
+  for (let i = 0; i < 3; i++) t.equal((await get({ host: `${net}.${i + 1}`, port: 80, servername: 'plain.example.test' })).status, 200, `over the WebSocket's frames, via node-${i + 1}`);
+  await framed.stop();
 
   const unknown = await get({ host: `${net}.2`, port: 80, servername: 'nothing.example.test' });
   t.match({ status: unknown.status, body: JSON.parse(unknown.body) }, { status: 404, body: { code: 'CLUSTER_ERR_API_NOT_FOUND' } });
