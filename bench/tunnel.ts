@@ -1,11 +1,12 @@
 // npm run bench:tunnel
 // Three node processes, a connector process and a target process (small HTTP answers and a
 // bulk TCP source). Side by side: (a) HTTP keep-alive requests/s and p99 directly to the
-// target, through haproxy as a plain reverse proxy, and through the cluster's tunnel;
+// target, through haproxy as a plain reverse proxy, and through the cluster's tunnel; the
+// latency of each at a light load (one client, 100 requests/s, one kept-alive connection);
 // (b) one bulk TCP stream's throughput directly and through the tunnel; (c) steady requests
 // spread over the nodes while the tunnel's node is SIGKILLed, ten rounds: the longest run of
 // failing requests. Last line: one JSON object.
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +42,33 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 
 function bench(url: string, host?: string): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(16), duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+/**
+ * p50 and p99 (ms, to 0.01) of one client sending 100 requests/s on one kept-alive
+ * connection for SECONDS: the latency a lightly loaded proxy adds, which the saturating
+ * run above hides behind queueing.
+ */
+async function paced(url: string, host?: string): Promise<{ p50: number; p99: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const ms: number[] = [];
+  const end = Date.now() + SECONDS * 1000;
+  for (let next = Date.now(); Date.now() < end; next += 10) {
+    await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+    const t0 = process.hrtime.bigint();
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = request(url, { agent, headers: host ? { host } : {} }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode === 200));
+      });
+      req.on('error', () => resolve(false));
+      req.end();
+    });
+    if (ok) ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  agent.destroy();
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return { p50: round(pct(ms, 50)), p99: round(pct(ms, 99)) };
 }
 
 /** Mbit/s reading the whole bulk stream from host:port. */
@@ -110,6 +138,9 @@ async function main() {
       log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms`);
       const viaTunnel = await bench(`http://${ip(first)}/`, 'app.bench.test');
       log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}`);
+      const haproxyPaced = await paced(`${haproxy.url}/`);
+      const tunnelPaced = await paced(`http://${ip(first)}/`, 'app.bench.test');
+      log(`at 100 req/s: haproxy p50 ${haproxyPaced.p50} ms p99 ${haproxyPaced.p99} ms; tunnel p50 ${tunnelPaced.p50} ms p99 ${tunnelPaced.p99} ms`);
       const directMbps = await bulk('127.0.0.1', bulkPort);
       const tunnelMbps = await bulk(ip(first), tcpPort);
       log(`bulk: direct ${directMbps} Mbit/s, tunnel ${tunnelMbps} Mbit/s`);
@@ -150,6 +181,10 @@ async function main() {
         haproxy_rps: viaHaproxy.requests.average,
         tunnel_rps: viaTunnel.requests.average,
         tunnel_p99_ms: viaTunnel.latency.p99,
+        haproxy_p50_ms_at_100: haproxyPaced.p50,
+        haproxy_p99_ms_at_100: haproxyPaced.p99,
+        tunnel_p50_ms_at_100: tunnelPaced.p50,
+        tunnel_p99_ms_at_100: tunnelPaced.p99,
         direct_mbps: directMbps,
         tunnel_mbps: tunnelMbps,
         failover_gap_ms_p50: pct(gaps, 50),

@@ -407,33 +407,39 @@ export class Connector extends EventEmitter {
 
   /**
    * Moves the data plane of control connection `ws` to a connection of its own: an HTTP
-   * upgrade to the same endpoint naming the node's one-time key; the node's HTTP/2 session
-   * then runs on the socket itself. Refused or failed: the WebSocket frames carry on.
+   * upgrade naming the node's one-time key, at the endpoint the WebSocket used, then (a load
+   * balancer may have sent that to another node, which does not know the key) at the node's
+   * own address. The node's HTTP/2 session then runs on the socket itself. Refused or failed
+   * both ways: the WebSocket frames carry on.
    */
-  #openDirect(ws: WebSocket, endpoint: string, offer: { path: string; key: string }) {
+  #openDirect(ws: WebSocket, endpoint: string, offer: { path: string; key: string; endpoint?: string }) {
     if (this.#o.direct === false) return;
-    const url = new URL(offer.path, endpoint);
-    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { connection: 'Upgrade', upgrade: DIRECT_UPGRADE, [DIRECT_KEY_HEADER]: offer.key }, timeout: 5000 });
-    const fallBack = (reason: string) => this.#log.warn({ endpoint, reason }, 'no direct data connection; the data plane stays on the WebSocket');
-    req.on('timeout', () => req.destroy(new Error('no answer in 5s')));
-    req.on('error', (err) => fallBack(err.message));
-    req.on('response', (res) => {
-      res.resume();
-      fallBack(`answered ${res.statusCode}`);
-    });
-    req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
-      if (ws.readyState !== WebSocket.OPEN || this.#isStopped()) return socket.destroy();
-      socket.setTimeout(0);
-      socket.setNoDelay(true);
-      socket.on('error', (err) => this.#log.debug({ err: err.message }, 'direct data connection error'));
-      // The node's HTTP/2 preface may have come in the same read as its 101.
-      if (head.length) socket.unshift(head);
-      ws.once('close', () => socket.destroy());
-      this.#dataServer.emit('connection', socket);
-      this.#direct.add(ws);
-      this.#log.info({ node: this.node, role: ws === this.#ws ? 'primary' : 'standby' }, 'data plane on a direct connection');
-    });
-    req.end();
+    const urls = [...new Set([endpoint, offer.endpoint ?? endpoint])].map((e) => new URL(offer.path, e));
+    const attempt = (i: number, why: string[]) => {
+      const url = urls[i];
+      if (!url) return this.#log.warn({ endpoint, reasons: why }, 'no direct data connection; the data plane stays on the WebSocket');
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { connection: 'Upgrade', upgrade: DIRECT_UPGRADE, [DIRECT_KEY_HEADER]: offer.key }, timeout: 5000 });
+      req.on('timeout', () => req.destroy(new Error('no answer in 5s')));
+      req.on('error', (err) => attempt(i + 1, [...why, `${url.host}: ${err.message}`]));
+      req.on('response', (res) => {
+        res.resume();
+        attempt(i + 1, [...why, `${url.host}: answered ${res.statusCode}`]);
+      });
+      req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+        if (ws.readyState !== WebSocket.OPEN || this.#isStopped()) return socket.destroy();
+        socket.setTimeout(0);
+        socket.setNoDelay(true);
+        socket.on('error', (err) => this.#log.debug({ err: err.message }, 'direct data connection error'));
+        // The node's HTTP/2 preface may have come in the same read as its 101.
+        if (head.length) socket.unshift(head);
+        ws.once('close', () => socket.destroy());
+        this.#dataServer.emit('connection', socket);
+        this.#direct.add(ws);
+        this.#log.info({ node: this.node, via: url.host, role: ws === this.#ws ? 'primary' : 'standby' }, 'data plane on a direct connection');
+      });
+      req.end();
+    };
+    attempt(0, []);
   }
 
   #send(msg: ConnectorMessage) {

@@ -81,8 +81,12 @@ export const NodeMessage = z.discriminatedUnion('type', [
     role: z.enum(['primary', 'standby']).optional(),
     /** On a primary: the node the cluster advises for the standby tunnel (another live node, never this one). */
     standby: z.object({ node: z.string(), endpoint: z.string() }).optional(),
-    /** The data plane may move to a connection of its own: upgrade at `path` with this one-time key (tunnel-framing.ts). */
-    direct: z.object({ path: z.string().max(100), key: z.string().max(100) }).optional(),
+    /**
+     * The data plane may move to a connection of its own: upgrade at `path` with this one-time
+     * key (tunnel-framing.ts), at the endpoint the WebSocket used, or, when a load balancer
+     * sent that elsewhere, at this node's own `endpoint`.
+     */
+    direct: z.object({ path: z.string().max(100), key: z.string().max(100), endpoint: z.string().max(300).optional() }).optional(),
   }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('config'), targets: z.array(Target) }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('ping'), at: z.number() }),

@@ -40,7 +40,7 @@ import { registerActorKinds } from './actor-kinds.ts';
 import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
-import { standbyAdvice } from './standby-advice.ts';
+import { adminEndpoint, standbyAdvice } from './standby-advice.ts';
 import { Suspicion } from './suspicion.ts';
 import { createMetrics } from './metrics.ts';
 import { startWireGuard, wireguardMetrics, type WireGuardSide } from './wireguard.ts';
@@ -187,7 +187,7 @@ export class ClusterNode {
       }),
     };
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
-    run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
+    run.control = new ControlChannel({ secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
     run.control.attach(this.#admin.server);
     run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();

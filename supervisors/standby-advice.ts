@@ -11,9 +11,15 @@ export function standbyAdvice(siteId: string, self: string, members: Array<{ id:
   const score = (id: string) => createHash('sha256').update(`${siteId}/${id}`).digest().readUInt32BE(0);
   const best = members.filter((m) => m.id !== self).sort((a, b) => score(b.id) - score(a.id))[0];
   if (!best) return undefined;
-  const port = best.admin.slice(best.admin.lastIndexOf(':') + 1);
-  let host = best.admin.slice(0, best.admin.lastIndexOf(':'));
-  if (host === '0.0.0.0' || host === '::' || host === '[::]') host = best.addresses[0] ?? '';
+  const endpoint = adminEndpoint(best.admin, best.addresses);
+  return endpoint ? { node: best.id, endpoint } : undefined;
+}
+
+/** A node's admin address as connectors dial it: a wildcard bind is replaced by its first public address. */
+export function adminEndpoint(admin: string, addresses: string[]): string | undefined {
+  const port = admin.slice(admin.lastIndexOf(':') + 1);
+  let host = admin.slice(0, admin.lastIndexOf(':'));
+  if (host === '0.0.0.0' || host === '::' || host === '[::]') host = addresses[0] ?? '';
   if (!host) return undefined;
-  return { node: best.id, endpoint: `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}` };
+  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
 }

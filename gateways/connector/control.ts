@@ -70,6 +70,8 @@ export interface ControlChannelDeps {
   tunnels: TunnelRegistry;
   standbys: StandbyRecords;
   nodeId: string;
+  /** This node's admin address as connectors dial it: where a direct data connection reaches this node past a load balancer. */
+  endpoint?: string;
   clock: Clock;
   logger: Logger;
   /** False while the node is starting or draining: connectors should go elsewhere. */
@@ -103,6 +105,8 @@ export class ControlChannel {
 
   attach(server: Server) {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // The HTTP server let go of this socket: a reset while we answer must not be an uncaught error.
+      socket.on('error', () => {});
       const path = (req.url ?? '').split('?')[0];
       if (path === DIRECT_PATH) return this.#acceptDirect(req, socket as Socket, head);
       if (path !== CONTROL_PATH) return refuse(socket, 404, 'CLUSTER_ERR_API_NOT_FOUND');
@@ -135,7 +139,7 @@ export class ControlChannel {
     const session: ControlSession = {
       id: randomUUID(),
       // `registered` carries the offer of a direct data connection: only this channel knows its key.
-      send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg.type === 'registered' && this.#direct.has(directKey) ? { ...msg, direct: { path: DIRECT_PATH, key: directKey } } : msg)),
+      send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg.type === 'registered' && this.#direct.has(directKey) ? { ...msg, direct: { path: DIRECT_PATH, key: directKey, ...(this.#d.endpoint ? { endpoint: this.#d.endpoint } : {}) } } : msg)),
       close: (code, reason) => {
         // Superseded while moving: the connector's new tunnel elsewhere is up. This one keeps
         // serving a moment (until every node's routes name the new node), then takes no new
@@ -199,7 +203,6 @@ export class ControlChannel {
       if (ws.readyState !== WebSocket.OPEN || !registered || this.#overWireGuard.has(ws) || directSocket) return refuse(socket, 409, CLOSE.badMessage.reason);
       socket.setTimeout(0);
       socket.setNoDelay(true);
-      socket.on('error', () => {});
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${DIRECT_UPGRADE}\r\n\r\n`);
       directSocket = socket;
       // Still choosing (a WireGuard offer out): used if the connector says it chose the WebSocket (below).

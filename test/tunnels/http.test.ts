@@ -112,6 +112,18 @@ t.test('HTTP resources answer through every node', async (t) => {
   for (let i = 0; i < 3; i++) t.equal((await get({ host: `${net}.${i + 1}`, port: 80, servername: 'plain.example.test' })).status, 200, `over the WebSocket's frames, via node-${i + 1}`);
   await framed.stop();
 
+  // Through the load balancer (round robin): the upgrade may land on a node that does not
+  // know the key; the connector then dials its node's own address and still gets there.
+  for (let i = 0; i < 3; i++) {
+    const viaLb = new Connector({ endpoints: [c.lb], siteId: site.id, secret: site.connector.secret, logger, standby: false });
+    viaLb.start();
+    await until(() => viaLb.websocketData === 'direct', 10_000, `connector ${i + 1} through the load balancer to move to a direct connection`);
+    const holder = viaLb.node!;
+    for (const r of [plain]) await servedBy(c, org.id, r.id, holder);
+    t.equal((await get({ host: `${net}.1`, port: 80, servername: 'plain.example.test' })).status, 200, `through the load balancer to ${holder}, on a direct connection`);
+    await viaLb.stop();
+  }
+
   const unknown = await get({ host: `${net}.2`, port: 80, servername: 'nothing.example.test' });
   t.match({ status: unknown.status, body: JSON.parse(unknown.body) }, { status: 404, body: { code: 'CLUSTER_ERR_API_NOT_FOUND' } });
   await connector.stop();
