@@ -199,14 +199,14 @@ export class ControlChannel {
     /** This connection's direct data connection: it ends with the control connection, like the frames do. */
     let directSocket: Socket | undefined;
     this.#direct.set(directKey, (socket) => {
-      // Only a WebSocket data plane moves (WireGuard has its own connection already).
-      if (ws.readyState !== WebSocket.OPEN || !registered || this.#overWireGuard.has(ws) || directSocket) return refuse(socket, 409, CLOSE.badMessage.reason);
+      // Only a WebSocket data plane moves (WireGuard has its own connection already). The key is good once, so this runs once.
+      if (ws.readyState !== WebSocket.OPEN || !registered || this.#overWireGuard.has(ws)) return refuse(socket, 409, CLOSE.badMessage.reason);
       socket.setTimeout(0);
       socket.setNoDelay(true);
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${DIRECT_UPGRADE}\r\n\r\n`);
       directSocket = socket;
       // Still choosing (a WireGuard offer out): used if the connector says it chose the WebSocket (below).
-      if (pending || !wsDataPlane) return;
+      if (!wsDataPlane) return;
       openTunnel(socket, 'direct', standby);
       log.info('data plane moved to a direct connection');
     });
