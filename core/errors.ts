@@ -58,6 +58,7 @@ export interface ErrorFields {
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { siteId: string; targetId: string };
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { siteId: string; targetId: string; status: number };
   CLUSTER_ERR_INGRESS_NO_TARGET: { resourceId: string };
+  CLUSTER_ERR_INGRESS_BAD_UPSTREAM: { reason: string };
   CLUSTER_ERR_INGRESS_BAD_REQUEST: { reason: string };
   CLUSTER_ERR_ACCESS_UNAUTHENTICATED: { resourceId: string };
   CLUSTER_ERR_ACCESS_DENIED: { resourceId: string; reason: string };
@@ -162,6 +163,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT: { status: 504, summary: 'the connector could not reach the target in time' },
   CLUSTER_ERR_TUNNEL_TARGET_REFUSED: { status: 502, summary: 'the connector refused or could not connect to the target' },
   CLUSTER_ERR_INGRESS_NO_TARGET: { status: 503, summary: 'the resource has no enabled target on an online site' },
+  CLUSTER_ERR_INGRESS_BAD_UPSTREAM: { status: 502, summary: 'the target sent a malformed or ambiguous HTTP response' },
   CLUSTER_ERR_ACCESS_UNAUTHENTICATED: { status: 401, summary: 'the resource needs a sign-in, a share link or basic auth' },
   CLUSTER_ERR_ACCESS_DENIED: { status: 403, summary: 'a rule or the resource\'s settings deny this request' },
   CLUSTER_ERR_ACCESS_BAD_CREDENTIALS: { status: 401, summary: 'wrong password, PIN, account or token for this resource' },

@@ -205,11 +205,18 @@ export class ControlChannel {
       socket.setNoDelay(true);
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${DIRECT_UPGRADE}\r\n\r\n`);
       directSocket = socket;
-      // Still choosing (a WireGuard offer out): used if the connector says it chose the WebSocket (below).
+      // Before the data plane is up (the connector may dial as soon as it reads `registered`,
+      // while this side still waits on the site actor or a WireGuard choice): used then.
       if (!wsDataPlane) return;
       openTunnel(socket, 'direct', standby);
       log.info('data plane moved to a direct connection');
     });
+    /** The data plane over WebSocket: on its direct connection if that came already, else on the frames until it does. */
+    const useWebSocket = (asStandby = false) => {
+      wsDataPlane = true;
+      if (directSocket) openTunnel(directSocket, 'direct', asStandby);
+      else openTunnel(data.duplex, 'websocket', asStandby);
+    };
     ws.on('message', async (frame: Buffer, isBinary) => {
       // The HTTP/2 data plane over this WebSocket. Always kept: the connector's first frames
       // can arrive before this side has opened its end (it answers as soon as it has 'registered').
@@ -233,8 +240,7 @@ export class ControlChannel {
           const ok = await Promise.race([this.#d.host.ask('site', siteId, { type: 'standby', generation }, 2000), new Promise((r) => setTimeout(() => r(false), 2500))]).catch(() => false);
           if (ok !== true) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
           standby = true;
-          wsDataPlane = true;
-          openTunnel(data.duplex, 'websocket', true);
+          useWebSocket(true);
           await this.#d.standbys.set(siteId, this.#d.nodeId, session.id);
           session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: this.#d.nodeId, epoch: 0, role: 'standby' });
           log.info('connector standing by');
@@ -256,8 +262,7 @@ export class ControlChannel {
           await this.#d.host.claimHere('site', siteId);
           const wireguardKey = msg.wireguard?.publicKey;
           if (wireguardKey === undefined) {
-            wsDataPlane = true;
-            openTunnel(data.duplex, 'websocket');
+            useWebSocket();
           }
           // The site actor checks the token's secret generation: a token from before a rotation is refused there.
           const reply = (await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation, wireguardKey }, 5000)) as { wireguard?: WireGuardOffer } | false | undefined;
@@ -266,8 +271,7 @@ export class ControlChannel {
             pending = { offer, timer: setTimeout(() => ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), DATA_PLANE_TIMEOUT_MS) };
           } else if (wireguardKey !== undefined) {
             // No offer (a websocket site, or refused): the connector can only use this WebSocket.
-            wsDataPlane = true;
-            openTunnel(data.duplex, 'websocket');
+            useWebSocket();
           }
           log.info({ connectorVersion: msg.connectorVersion, wireguardOffered: Boolean(pending?.offer) }, 'connector registered');
         } else if (!registered) {
@@ -286,9 +290,7 @@ export class ControlChannel {
             directSocket?.destroy();
             openTunnel(await dialThroughTunnel(offer), 'wireguard');
           } else {
-            wsDataPlane = true;
-            if (directSocket) openTunnel(directSocket, 'direct');
-            else openTunnel(data.duplex, 'websocket');
+            useWebSocket();
           }
           await this.#d.host.deliverLocal('site', siteId, { type: 'data-plane', sessionId: session.id, transport: msg.transport }, 5000);
           log.info({ transport: msg.transport, reason: msg.reason }, 'connector data plane up');

@@ -10,7 +10,7 @@
 // hostname is served here on every node. Identity headers (`Remote-*`) reach a target only
 // as this edge set them. Connections from the operator's TCP load balancers
 // (`proxyProtocolFrom`) start with a PROXY v2 header naming the real client.
-import { STATUS_CODES, createServer as createHttpServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
@@ -26,6 +26,7 @@ import { decodeProxyV2, encodeProxyV2, type ProxyAddresses } from './proxy-proto
 import { cookieName, type AccessGuard, type Identity, type Verdict } from '../access/guard.ts';
 import type { Portal } from '../access/portal.ts';
 import type { Route, RouteTable } from './routes.ts';
+import { exchange, HOP_BY_HOP } from './upstream-exchange.ts';
 import { UpstreamPool, type UpstreamPath } from './upstream-pool.ts';
 import { chooseTarget, pathTo, type Placement } from './upstream.ts';
 
@@ -35,7 +36,6 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
 /** Headers only this edge may set: a client's own copies are dropped, never passed on. */
 const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip|remote-.*|x-cluster-access-token)$/;
 
@@ -270,7 +270,10 @@ export class HttpIngress {
 
   #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https', pass?: Extract<Verdict, { allow: true }>): Record<string, string | string[]> {
     const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k) && !EDGE_ONLY.test(k)) headers[k] = v;
+    for (const k in req.headers) {
+      const v = req.headers[k];
+      if (v !== undefined && !HOP_BY_HOP.has(k) && !EDGE_ONLY.test(k)) headers[k] = v;
+    }
     for (const h of (req.headers.connection ?? '').split(',')) delete headers[h.trim().toLowerCase()];
     if (pass) {
       const cookie = withoutSessionCookies(req.headers.cookie);
@@ -280,8 +283,7 @@ export class HttpIngress {
       if (pass.consumedAuthorization) delete headers.authorization;
       if (pass.identity) Object.assign(headers, identityHeaders(pass.identity));
     }
-    // A body goes on framed as it came: its length, or chunked (Node's client sends a GET's
-    // body unframed otherwise, and the target would read it as the next request).
+    // A body goes on framed as it came: its length, or chunked (re-chunked by the exchange).
     if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
     headers['x-forwarded-for'] = this.#clientOf(req); // we are the edge: the client's own header is not believed
     headers['x-forwarded-proto'] = proto;
@@ -314,46 +316,30 @@ export class HttpIngress {
     } else if (route.access) {
       return errorPage(res, 'CLUSTER_ERR_ACCESS_DENIED', 'access control is not running on this node');
     }
-    const send = (retried: boolean): void => {
+    const send = async (retried: boolean): Promise<void> => {
       let path: UpstreamPath;
+      let stream: Duplex;
+      let reused: boolean;
       try {
         path = this.#path(route, this.#clientOf(req));
+        ({ stream, reused } = await this.#pool.acquire(path));
       } catch (err) {
         return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
       }
-      const out = request({
-        method: req.method,
-        path: pass?.url ?? req.url,
-        headers: this.#forwardedHeaders(req, proto, pass),
-        agent: this.#pool.agentFor(path),
-        timeout: this.#d.responseTimeoutMs ?? 60_000,
-      });
-      out.on('timeout', () => out.destroy(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' })));
-      out.on('error', (err) => {
-        // A pooled stream can close just as it is reused (the tunnel moved, the target
-        // closed an idle connection): a request without a body is safe to send once more.
-        if (!retried && out.reusedSocket && !res.headersSent && SAFE_RETRY.has(req.method ?? '') && !hasBody(req)) return void send(true);
-        errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`);
-      });
-      out.on('response', (up) => {
-        const headers: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
-        // pipe, not pipeline: this is the hot path, and pipeline allocates an AbortController
-        // (and an abort error when it finishes) per call.
-        up.on('error', () => res.destroy());
-        up.pipe(res);
-      });
-      // A stream whose request or response was not carried whole is never pooled again:
-      // what is left on it would be read as the start of the next exchange.
-      res.once('close', () => !res.writableFinished && out.destroy());
-      req.once('close', () => !req.complete && out.destroy());
-      if (hasBody(req)) {
-        req.on('error', () => out.destroy());
-        req.pipe(out);
-      } else out.end();
+      if (res.destroyed) return this.#pool.release(path.key, stream, false); // the client left while the stream opened
+      const headers = this.#forwardedHeaders(req, proto, pass);
+      headers.host ??= path.servername;
+      const body = hasBody(req) ? { from: req, chunked: req.headers['transfer-encoding'] !== undefined } : undefined;
+      const outcome = await exchange(stream, { method: req.method ?? 'GET', path: pass?.url ?? req.url ?? '/', headers, body, timeoutMs: this.#d.responseTimeoutMs ?? 60_000 }, res);
+      if (outcome.sent) return this.#pool.release(path.key, stream, outcome.reusable);
+      this.#pool.release(path.key, stream, false);
+      // A kept-alive stream can close just as it is reused (the tunnel moved, the target
+      // closed an idle connection): a request without a body is safe to send once more.
+      if (!retried && reused && SAFE_RETRY.has(req.method ?? '') && !body) return send(true);
+      const err = outcome.error;
+      errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`);
     };
-    send(false);
+    await send(false);
   }
 
   /**

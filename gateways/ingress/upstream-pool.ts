@@ -1,12 +1,11 @@
 // Keep-alive connections to HTTP targets. Opening a tunnel stream costs the connector a new
 // TCP connection to the target (and, from another node, a new peer-link connection), so the
-// ingress keeps finished request streams open and reuses them, one http.Agent per path
-// (target, and the node it goes through). Streams that are not sockets get the few socket
-// methods the agent calls; closing the tunnel closes its pooled streams with it.
-import { Agent, type AgentOptions, type ClientRequestArgs } from 'node:http';
-import type { Socket } from 'node:net';
+// ingress keeps finished request streams open and reuses them, newest first, per path
+// (target, and the node it goes through). An idle stream that closes or says anything is
+// dropped; one idle past the timeout is closed by a sweep (no timer per request).
 import type { Duplex } from 'node:stream';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 
 export interface UpstreamPath {
   /** Pool key: target id and address, plus the node the stream goes through. */
@@ -16,79 +15,117 @@ export interface UpstreamPath {
   open(): Promise<Duplex>;
 }
 
-/** The socket methods http.Agent calls on pooled connections, as no-ops where a stream has none. */
-function asSocket(stream: Duplex): Socket {
-  const s = stream as Duplex & Partial<Socket>;
-  s.setKeepAlive ??= () => s as Socket;
-  s.setNoDelay ??= () => s as Socket;
-  s.ref ??= () => s as Socket;
-  s.unref ??= () => s as Socket;
-  s.setTimeout ??= () => s as Socket;
-  return s as Socket;
-}
-
-class TunnelAgent extends Agent {
-  #path: UpstreamPath;
-  constructor(path: UpstreamPath, options: AgentOptions) {
-    super(options);
-    this.#path = path;
-  }
-  set path(p: UpstreamPath) {
-    this.#path = p;
-  }
-  override createConnection(_options: ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): undefined {
-    const path = this.#path;
-    if (!cb) throw new Error('TunnelAgent connects asynchronously and needs a callback');
-    path.open().then(
-      (stream) => {
-        // Targets inside a site commonly use private or self-signed certificates.
-        const s = path.tls ? tlsConnect({ socket: asSocket(stream), servername: path.servername, rejectUnauthorized: false }) : asSocket(stream);
-        cb(null, s);
-      },
-      (err: Error) => cb(err, undefined as never),
-    );
-    return undefined;
-  }
+interface Idle {
+  stream: Duplex;
+  since: number;
+  drop: () => void;
 }
 
 export class UpstreamPool {
-  readonly #agents = new Map<string, TunnelAgent>();
-  readonly #options: AgentOptions;
+  readonly #idle = new Map<string, Idle[]>();
+  /** Streams carrying an exchange now, by key (dropNode ends them too). */
+  readonly #busy = new Map<string, Set<Duplex>>();
+  readonly #maxIdle: number;
+  readonly #idleMs: number;
+  readonly #sweep: NodeJS.Timeout;
 
   constructor(options: { maxIdlePerPath?: number; idleTimeoutMs?: number } = {}) {
-    this.#options = { keepAlive: true, maxFreeSockets: options.maxIdlePerPath ?? 32, timeout: options.idleTimeoutMs ?? 30_000, scheduling: 'lifo' };
+    this.#maxIdle = options.maxIdlePerPath ?? 32;
+    this.#idleMs = options.idleTimeoutMs ?? 30_000;
+    this.#sweep = setInterval(() => this.#expire(), Math.min(5000, this.#idleMs)).unref();
   }
 
-  agentFor(path: UpstreamPath): Agent {
-    let agent = this.#agents.get(path.key);
-    if (!agent) {
-      agent = new TunnelAgent(path, this.#options);
-      this.#agents.set(path.key, agent);
-    } else agent.path = path;
-    return agent;
+  /** A stream to the path's target: a kept-alive one if there is one (`reused`), else a new one. */
+  async acquire(path: UpstreamPath): Promise<{ stream: Duplex; reused: boolean }> {
+    const list = this.#idle.get(path.key);
+    let idle: Idle | undefined;
+    while ((idle = list?.pop())) {
+      idle.drop();
+      if (!idle.stream.destroyed && idle.stream.writable) return { stream: this.#hold(path.key, idle.stream), reused: true };
+    }
+    const raw = await path.open();
+    // Targets inside a site commonly use private or self-signed certificates.
+    const stream: Duplex = path.tls ? tlsConnect({ socket: raw as Socket, servername: path.servername, rejectUnauthorized: false }) : raw;
+    if (path.tls) await new Promise<void>((resolve, reject) => (stream as TLSSocket).once('secureConnect', resolve).once('error', reject));
+    return { stream: this.#hold(path.key, stream), reused: false };
+  }
+
+  #hold(key: string, stream: Duplex): Duplex {
+    let busy = this.#busy.get(key);
+    if (!busy) this.#busy.set(key, (busy = new Set()));
+    busy.add(stream);
+    return stream;
+  }
+
+  /** The exchange on `stream` is over: kept for the next one if `reusable`, else closed. */
+  release(key: string, stream: Duplex, reusable: boolean) {
+    const busy = this.#busy.get(key);
+    busy?.delete(stream);
+    if (busy?.size === 0) this.#busy.delete(key);
+    let list = this.#idle.get(key);
+    if (!reusable || stream.destroyed || !stream.writable || (list?.length ?? 0) >= this.#maxIdle) return void stream.destroy();
+    if (!list) this.#idle.set(key, (list = []));
+    // While idle the target has nothing to say: a byte or a close means the stream is done.
+    const entry: Idle = { stream, since: Date.now(), drop: () => {} };
+    const gone = () => {
+      entry.drop();
+      const l = this.#idle.get(key);
+      const i = l?.indexOf(entry) ?? -1;
+      if (i >= 0) l!.splice(i, 1);
+      if (l?.length === 0) this.#idle.delete(key);
+      stream.destroy();
+    };
+    entry.drop = () => {
+      stream.off('data', gone);
+      stream.off('close', gone);
+      stream.off('end', gone);
+      stream.off('error', gone);
+    };
+    stream.on('data', gone);
+    stream.on('close', gone);
+    stream.on('end', gone);
+    stream.on('error', gone);
+    list.push(entry);
+  }
+
+  #expire() {
+    const before = Date.now() - this.#idleMs;
+    for (const [key, list] of this.#idle) {
+      const stale = list.filter((e) => e.since <= before);
+      if (stale.length === 0) continue;
+      const kept = list.filter((e) => e.since > before);
+      if (kept.length) this.#idle.set(key, kept);
+      else this.#idle.delete(key);
+      for (const e of stale) (e.drop(), e.stream.destroy());
+    }
   }
 
   /**
-   * Drops every pooled stream through `node` (it stopped answering): requests waiting on them
-   * fail now instead of hanging, and a bodiless one is sent again on the way chosen next.
+   * Ends every stream through `node` (it stopped answering), idle or busy: requests waiting on
+   * them fail now instead of hanging, and a bodiless one is sent again on the way chosen next.
    */
   dropNode(node: string) {
-    for (const [key, agent] of this.#agents) {
-      if (!key.endsWith(`@${node}`)) continue;
-      this.#agents.delete(key);
-      agent.destroy();
+    const through = (key: string) => key.endsWith(`@${node}`);
+    for (const [key, list] of this.#idle) {
+      if (!through(key)) continue;
+      this.#idle.delete(key);
+      for (const e of list) (e.drop(), e.stream.destroy());
     }
+    for (const [key, busy] of this.#busy) if (through(key)) for (const s of busy) s.destroy();
   }
 
   /** Idle connections held, for metrics and tests. */
   idle(): number {
     let n = 0;
-    for (const a of this.#agents.values()) for (const list of Object.values(a.freeSockets)) n += list?.length ?? 0;
+    for (const list of this.#idle.values()) n += list.length;
     return n;
   }
 
   close() {
-    for (const a of this.#agents.values()) a.destroy();
-    this.#agents.clear();
+    clearInterval(this.#sweep);
+    for (const list of this.#idle.values()) for (const e of list) (e.drop(), e.stream.destroy());
+    this.#idle.clear();
+    for (const busy of this.#busy.values()) for (const s of busy) s.destroy();
+    this.#busy.clear();
   }
 }
