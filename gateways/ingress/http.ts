@@ -324,7 +324,8 @@ export class HttpIngress {
         path = this.#path(route, this.#clientOf(req));
         ({ stream, reused } = await this.#pool.acquire(path));
       } catch (err) {
-        return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_DOWN', (err as Error).message);
+        // Coded when no way or no tunnel stream was had; else the target's TLS failed.
+        return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message);
       }
       if (res.destroyed) return this.#pool.release(path.key, stream, false); // the client left while the stream opened
       const headers = this.#forwardedHeaders(req, proto, pass);

@@ -100,7 +100,8 @@ export function exchange(stream: Duplex, request: UpstreamRequest, res: ServerRe
         }
       },
       body: (chunk) => {
-        if (!res.write(chunk)) {
+        // One read can hold several chunks: wait for one drain, however many writes said stop.
+        if (!res.write(chunk) && !stream.isPaused()) {
           stream.pause();
           res.once('drain', onClientDrain);
         }
@@ -146,7 +147,7 @@ export function exchange(stream: Duplex, request: UpstreamRequest, res: ServerRe
       if (request.body!.chunked) stream.write(`${chunk.length.toString(16)}\r\n`);
       let ok = stream.write(chunk);
       if (request.body!.chunked) ok = stream.write('\r\n');
-      if (!ok) {
+      if (!ok && !body!.isPaused()) {
         body!.pause();
         stream.once('drain', onStreamDrain);
       }

@@ -105,6 +105,8 @@ t.test('HTTP resources answer through every node', async (t) => {
   t.equal((await get({ host: `${net}.2`, port: 80, servername: 'plain.example.test' })).status, 200, 'the site is served on as before');
 
   // Where the direct connection cannot be had, the WebSocket's own frames carry the data plane.
+  // (One connector at a time: two with the same site's secret take it from each other in turn.)
+  await connector.stop();
   const framed = new Connector({ endpoints: [c.nodes[2]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger, direct: false, standby: false });
   framed.start();
   await until(() => framed.node === 'node-3' && framed.websocketData === 'frames', 10_000, 'the framed connector to take the site');
@@ -126,7 +128,7 @@ t.test('HTTP resources answer through every node', async (t) => {
 
   const unknown = await get({ host: `${net}.2`, port: 80, servername: 'nothing.example.test' });
   t.match({ status: unknown.status, body: JSON.parse(unknown.body) }, { status: 404, body: { code: 'CLUSTER_ERR_API_NOT_FOUND' } });
-  await connector.stop();
+  // Every connector of the site has stopped by now.
   const down = await until(async () => {
     const r = await get({ host: `${net}.2`, port: 80, servername: 'plain.example.test' });
     return r.status === 503 ? r : undefined;
