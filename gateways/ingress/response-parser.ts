@@ -15,6 +15,7 @@ const MAX_TRAILERS = 16 * 1024;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n]*))?$/;
+const LONE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
 
 export interface ResponseHead {
   status: number;
@@ -139,6 +140,8 @@ export class ResponseParser {
   }
 
   #onHead(text: string) {
+    // Once over the whole head: a CR or LF that is not part of a CRLF, or a NUL, ends it here.
+    if (LONE_CR_LF_NUL.test(text)) throw bad('bad header value');
     const lines = text.split('\r\n');
     const status = STATUS_LINE.exec(lines[0]!);
     if (!status) throw bad('bad status line');
@@ -151,7 +154,6 @@ export class ResponseParser {
       const name = line.slice(0, colon);
       if (!TOKEN.test(name)) throw bad('bad header name'); // also refuses obs-fold (a line starting with whitespace)
       const value = line.slice(colon + 1).trim();
-      if (/[\0\r\n]/.test(value)) throw bad('bad header value');
       const key = name.toLowerCase();
       const had = headers[key];
       headers[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ClusterError } from '../../core/errors.ts';
-import { ResponseParser } from './response-parser.ts';
+import { ResponseParser, type ResponseEvents, type ResponseHead } from './response-parser.ts';
 
 export interface UpstreamRequest {
   method: string;
@@ -44,142 +44,189 @@ export type ExchangeOutcome =
   /** Nothing reached the client: the caller may answer an error page, or retry a safe request. */
   | { sent: false; error: Error };
 
+/**
+ * Sends `request` on `stream` and relays the response to `res`. A class rather than closures:
+ * this runs once per proxied request, and every named closure costs a function object (and,
+ * under tsx, a name definition) each time.
+ */
 export function exchange(stream: Duplex, request: UpstreamRequest, res: ServerResponse): Promise<ExchangeOutcome> {
-  return new Promise((resolve) => {
-    let settled = false;
-    let headSent = false;
-    let requestDone = request.body === undefined;
-    let responseDone = false;
-    let reusable = false;
-    const body = request.body?.from;
+  return new Promise((resolve) => new Exchange(stream, request, res, resolve).start());
+}
 
-    const cleanup = () => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('close', onClose);
-      stream.off('error', onError);
-      stream.off('drain', onStreamDrain);
-      res.off('close', onClientClose);
-      res.off('drain', onClientDrain);
-      body?.off('data', onBodyData);
-      body?.off('end', onBodyEnd);
-      body?.off('close', onBodyClose);
-    };
-    const settle = (outcome: ExchangeOutcome) => {
-      if (settled) return;
-      settled = true;
-      cleanup();
-      if (!outcome.sent || !outcome.reusable) stream.destroy();
-      resolve(outcome);
-    };
-    /** The stream broke or the target misspoke: before the head nothing was sent; after it the client's response is cut. */
-    const fail = (error: Error) => {
-      if (settled) return;
-      if (!headSent) return settle({ sent: false, error });
-      res.destroy();
-      settle({ sent: true, reusable: false });
-    };
-    /** Done when both the response and the request body went through whole. */
-    const maybeDone = () => {
-      if (responseDone && requestDone) settle({ sent: true, reusable });
-    };
+class Exchange implements ResponseEvents {
+  #settled = false;
+  #headSent = false;
+  #requestDone: boolean;
+  #reusable = false;
+  readonly #parser: ResponseParser;
+  readonly #body: IncomingMessage | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  // Listeners, bound once per exchange so they can be removed again.
+  readonly #onData = this.#data.bind(this);
+  readonly #onEnd = this.#ended.bind(this);
+  readonly #onClose = this.#closed.bind(this);
+  readonly #onError = this.#fail.bind(this);
+  readonly #onClientDrain = this.#clientDrained.bind(this);
+  readonly #onStreamDrain = this.#streamDrained.bind(this);
+  readonly #onClientClose = this.#clientClosed.bind(this);
+  readonly #onBodyData = this.#bodyData.bind(this);
+  readonly #onBodyEnd = this.#bodyEnded.bind(this);
+  readonly #onBodyClose = this.#bodyClosed.bind(this);
+  readonly #onTimeout = this.#timedOut.bind(this);
 
-    const parser = new ResponseParser(request.method, {
-      head: (h) => {
-        clearTimeout(timer);
-        const headers: Record<string, string | string[]> = {};
-        for (const name in h.headers) if (!HOP_BY_HOP.has(name)) headers[name] = h.headers[name]!;
-        headSent = true;
-        try {
-          res.writeHead(h.status, h.reason, headers);
-        } catch (err) {
-          // A header Node will not send (a character the parser let through): nothing was written yet.
-          headSent = false;
-          throw new ClusterError('CLUSTER_ERR_INGRESS_BAD_UPSTREAM', `the target's response is malformed: ${(err as Error).message}`, { reason: 'header not sendable' });
-        }
-      },
-      body: (chunk) => {
-        // One read can hold several chunks: wait for one drain, however many writes said stop.
-        if (!res.write(chunk) && !stream.isPaused()) {
-          stream.pause();
-          res.once('drain', onClientDrain);
-        }
-      },
-      end: (ok) => {
-        responseDone = true;
-        reusable = ok;
-        res.end();
-        // The target answered before taking the whole body (a 413, say): the rest is not sent, and the stream is done.
-        if (!requestDone) {
-          reusable = false;
-          requestDone = true;
-        }
-        maybeDone();
-      },
-    });
-    const onData = (chunk: Buffer) => {
-      try {
-        parser.feed(chunk);
-      } catch (err) {
-        fail(err as Error);
-      }
-    };
-    const onEnd = () => {
-      try {
-        parser.eof();
-      } catch (err) {
-        fail(err as Error);
-      }
-    };
-    const onClose = () => {
-      if (!parser.done) onEnd();
-      if (!settled) fail(new Error('the tunnel stream closed'));
-    };
-    const onError = (err: Error) => fail(err);
-    const onClientDrain = () => stream.resume();
-    const onStreamDrain = () => body?.resume();
-    // The client went away: the target's answer has nowhere to go, and the stream is not reused.
-    const onClientClose = () => {
-      if (!res.writableFinished) settle({ sent: true, reusable: false });
-    };
-    const onBodyData = (chunk: Buffer) => {
-      if (request.body!.chunked) stream.write(`${chunk.length.toString(16)}\r\n`);
-      let ok = stream.write(chunk);
-      if (request.body!.chunked) ok = stream.write('\r\n');
-      if (!ok && !body!.isPaused()) {
-        body!.pause();
-        stream.once('drain', onStreamDrain);
-      }
-    };
-    const onBodyEnd = () => {
-      if (request.body!.chunked) stream.write('0\r\n\r\n');
-      requestDone = true;
-      maybeDone();
-    };
-    // The client stopped sending mid-body: the target would wait for the rest forever.
-    const onBodyClose = () => {
-      if (!body!.complete) fail(new Error('the client did not send its whole body'));
-    };
-    const timer = setTimeout(() => fail(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' })), request.timeoutMs);
+  constructor(
+    private readonly stream: Duplex,
+    private readonly request: UpstreamRequest,
+    private readonly res: ServerResponse,
+    private readonly resolve: (o: ExchangeOutcome) => void,
+  ) {
+    this.#body = request.body?.from;
+    this.#requestDone = this.#body === undefined;
+    this.#parser = new ResponseParser(request.method, this);
+  }
 
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('close', onClose);
-    stream.on('error', onError);
-    res.on('close', onClientClose);
+  start() {
+    const { stream, res } = this;
     let head: string;
     try {
-      head = requestHead(request);
+      head = requestHead(this.request);
     } catch (err) {
-      return settle({ sent: false, error: err as Error });
+      return this.#settle({ sent: false, error: err as Error });
     }
+    this.#timer = setTimeout(this.#onTimeout, this.request.timeoutMs);
+    stream.on('data', this.#onData);
+    stream.on('end', this.#onEnd);
+    stream.on('close', this.#onClose);
+    stream.on('error', this.#onError);
+    res.on('close', this.#onClientClose);
     stream.write(head);
     stream.resume();
+    const body = this.#body;
     if (body) {
-      body.on('data', onBodyData);
-      body.on('end', onBodyEnd);
-      body.on('close', onBodyClose);
+      body.on('data', this.#onBodyData);
+      body.on('end', this.#onBodyEnd);
+      body.on('close', this.#onBodyClose);
     }
-  });
+  }
+
+  // ResponseEvents: what the parser read.
+  head(h: ResponseHead) {
+    clearTimeout(this.#timer);
+    const headers: Record<string, string | string[]> = {};
+    for (const name in h.headers) if (!HOP_BY_HOP.has(name)) headers[name] = h.headers[name]!;
+    try {
+      this.res.writeHead(h.status, h.reason, headers);
+    } catch (err) {
+      // A header Node will not send (a character the parser let through): nothing was written yet.
+      throw new ClusterError('CLUSTER_ERR_INGRESS_BAD_UPSTREAM', `the target's response is malformed: ${(err as Error).message}`, { reason: 'header not sendable' });
+    }
+    this.#headSent = true;
+  }
+
+  body(chunk: Buffer) {
+    // One read can hold several chunks: wait for one drain, however many writes said stop.
+    if (!this.res.write(chunk) && !this.stream.isPaused()) {
+      this.stream.pause();
+      this.res.once('drain', this.#onClientDrain);
+    }
+  }
+
+  end(reusable: boolean) {
+    this.#reusable = reusable;
+    this.res.end();
+    // The target answered before taking the whole body (a 413, say): the rest is not sent, and the stream is done.
+    if (!this.#requestDone) {
+      this.#reusable = false;
+      this.#requestDone = true;
+    }
+    this.#settle({ sent: true, reusable: this.#reusable });
+  }
+
+  #data(chunk: Buffer) {
+    try {
+      this.#parser.feed(chunk);
+    } catch (err) {
+      this.#fail(err as Error);
+    }
+  }
+
+  #ended() {
+    try {
+      this.#parser.eof();
+    } catch (err) {
+      this.#fail(err as Error);
+    }
+  }
+
+  #closed() {
+    if (!this.#parser.done) this.#ended();
+    this.#fail(new Error('the tunnel stream closed'));
+  }
+
+  #timedOut() {
+    this.#fail(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' }));
+  }
+
+  #clientDrained() {
+    this.stream.resume();
+  }
+
+  #streamDrained() {
+    this.#body?.resume();
+  }
+
+  /** The client went away: the target's answer has nowhere to go, and the stream is not reused. */
+  #clientClosed() {
+    if (!this.res.writableFinished) this.#settle({ sent: true, reusable: false });
+  }
+
+  #bodyData(chunk: Buffer) {
+    const { stream } = this;
+    const chunked = this.request.body!.chunked;
+    if (chunked) stream.write(`${chunk.length.toString(16)}\r\n`);
+    let ok = stream.write(chunk);
+    if (chunked) ok = stream.write('\r\n');
+    if (!ok && !this.#body!.isPaused()) {
+      this.#body!.pause();
+      stream.once('drain', this.#onStreamDrain);
+    }
+  }
+
+  #bodyEnded() {
+    if (this.request.body!.chunked) this.stream.write('0\r\n\r\n');
+    this.#requestDone = true; // the response, when it ends, leaves the stream reusable
+  }
+
+  /** The client stopped sending mid-body: the target would wait for the rest forever. */
+  #bodyClosed() {
+    if (!this.#body!.complete) this.#fail(new Error('the client did not send its whole body'));
+  }
+
+  /** The stream broke or the target misspoke: before the head nothing was sent; after it the client's response is cut. */
+  #fail(error: Error) {
+    if (this.#settled) return;
+    if (!this.#headSent) return this.#settle({ sent: false, error });
+    this.res.destroy();
+    this.#settle({ sent: true, reusable: false });
+  }
+
+  #settle(outcome: ExchangeOutcome) {
+    if (this.#settled) return;
+    this.#settled = true;
+    const { stream, res } = this;
+    const body = this.#body;
+    clearTimeout(this.#timer);
+    stream.off('data', this.#onData);
+    stream.off('end', this.#onEnd);
+    stream.off('close', this.#onClose);
+    stream.off('error', this.#onError);
+    stream.off('drain', this.#onStreamDrain);
+    res.off('close', this.#onClientClose);
+    res.off('drain', this.#onClientDrain);
+    body?.off('data', this.#onBodyData);
+    body?.off('end', this.#onBodyEnd);
+    body?.off('close', this.#onBodyClose);
+    if (!outcome.sent || !outcome.reusable) stream.destroy();
+    this.resolve(outcome);
+  }
 }

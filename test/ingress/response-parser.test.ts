@@ -64,6 +64,9 @@ t.test('malformed responses are refused, never guessed at', async (t) => {
     ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n', 'bad chunk size', 'not hex'],
     ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokXX', 'chunk not followed by CRLF', 'chunk longer than it said'],
     ['HTTP/1.1 101 Switching Protocols\r\n\r\n', 'switching protocols on a plain request', '101 on a plain request'],
+    ['HTTP/1.1 200 OK\r\nx-a: 1\nx-b: 2\r\n\r\n', 'bad header value', 'a bare LF inside the head'],
+    ['HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\n\r\n', 'bad header value', 'a bare CR inside the head'],
+    ['HTTP/1.1 200 OK\r\nx-a: a\0b\r\n\r\n', 'bad header value', 'a NUL in a value'],
   ];
   for (const [raw, reason, what] of refused) t.match(read(raw), { error: reason }, what);
   t.match(read(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`), { error: 'head too large' });
