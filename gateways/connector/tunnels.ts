@@ -90,7 +90,7 @@ export class TunnelRegistry {
     return this.#open(siteId, target, protocol, timeoutMs);
   }
 
-  #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number): Promise<Duplex> {
+  #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number, retried = false): Promise<Duplex> {
     const s = this.#sessions.get(siteId);
     if (!s || s.h2.closed || s.h2.destroyed) return Promise.reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `no tunnel to site ${siteId} on this node`, { siteId }));
     return new Promise((resolve, reject) => {
@@ -108,6 +108,10 @@ export class TunnelRegistry {
       });
       stream.once('error', (err) => {
         clearTimeout(timer);
+        // Opened on a session that was just replaced (the data plane moving to its direct
+        // connection, whose swap closes the old session): the current one is asked once.
+        const now = this.#sessions.get(siteId);
+        if (!retried && now && now.h2 !== s.h2) return resolve(this.#open(siteId, target, protocol, timeoutMs, true));
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `tunnel stream failed: ${err.message}`, { siteId }, { cause: err }));
       });
     });
