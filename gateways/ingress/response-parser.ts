@@ -13,7 +13,8 @@ export const MAX_RESPONSE_HEAD = 64 * 1024;
 const MAX_CHUNK_LINE = 4096;
 const MAX_TRAILERS = 16 * 1024;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A header line: token name, colon, value without the whitespace around it. */
+const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n]*))?$/;
 const LONE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
 
@@ -148,13 +149,11 @@ export class ResponseParser {
     const code = Number(status[2]);
     const headers: Record<string, string | string[]> = {};
     for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw bad('bad header line');
-      const name = line.slice(0, colon);
-      if (!TOKEN.test(name)) throw bad('bad header name'); // also refuses obs-fold (a line starting with whitespace)
-      const value = line.slice(colon + 1).trim();
-      const key = name.toLowerCase();
+      const line = HEADER_LINE.exec(lines[i]!);
+      // No colon, an empty or non-token name (obs-fold: a line starting with whitespace).
+      if (!line) throw bad(lines[i]!.includes(':') ? 'bad header name' : 'bad header line');
+      const value = line[2]!;
+      const key = line[1]!.toLowerCase();
       const had = headers[key];
       headers[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
     }

@@ -16,10 +16,12 @@ export interface UpstreamPath {
 }
 
 interface Idle {
+  key: string;
   stream: Duplex;
   since: number;
-  drop: () => void;
 }
+
+const IDLE_EVENTS = ['data', 'close', 'end', 'error'] as const;
 
 export class UpstreamPool {
   readonly #idle = new Map<string, Idle[]>();
@@ -28,11 +30,19 @@ export class UpstreamPool {
   readonly #maxIdle: number;
   readonly #idleMs: number;
   readonly #sweep: NodeJS.Timeout;
+  /** Idle entries by stream, so one listener (not a closure per release) finds its entry. */
+  readonly #idleOf = new Map<Duplex, Idle>();
+  /** While idle the target has nothing to say: a byte, an end or a close means the stream is done. */
+  readonly #onIdleEvent: (this: Duplex) => void;
 
   constructor(options: { maxIdlePerPath?: number; idleTimeoutMs?: number } = {}) {
     this.#maxIdle = options.maxIdlePerPath ?? 32;
     this.#idleMs = options.idleTimeoutMs ?? 30_000;
     this.#sweep = setInterval(() => this.#expire(), Math.min(5000, this.#idleMs)).unref();
+    const pool = this;
+    this.#onIdleEvent = function (this: Duplex) {
+      pool.#gone(this);
+    };
   }
 
   /** A stream to the path's target: a kept-alive one if there is one (`reused`), else a new one. */
@@ -40,7 +50,7 @@ export class UpstreamPool {
     const list = this.#idle.get(path.key);
     let idle: Idle | undefined;
     while ((idle = list?.pop())) {
-      idle.drop();
+      this.#unwatch(idle);
       if (!idle.stream.destroyed && idle.stream.writable) return { stream: this.#hold(path.key, idle.stream), reused: true };
     }
     const raw = await path.open();
@@ -65,27 +75,26 @@ export class UpstreamPool {
     let list = this.#idle.get(key);
     if (!reusable || stream.destroyed || !stream.writable || (list?.length ?? 0) >= this.#maxIdle) return void stream.destroy();
     if (!list) this.#idle.set(key, (list = []));
-    // While idle the target has nothing to say: a byte or a close means the stream is done.
-    const entry: Idle = { stream, since: Date.now(), drop: () => {} };
-    const gone = () => {
-      entry.drop();
-      const l = this.#idle.get(key);
-      const i = l?.indexOf(entry) ?? -1;
-      if (i >= 0) l!.splice(i, 1);
-      if (l?.length === 0) this.#idle.delete(key);
-      stream.destroy();
-    };
-    entry.drop = () => {
-      stream.off('data', gone);
-      stream.off('close', gone);
-      stream.off('end', gone);
-      stream.off('error', gone);
-    };
-    stream.on('data', gone);
-    stream.on('close', gone);
-    stream.on('end', gone);
-    stream.on('error', gone);
+    const entry: Idle = { key, stream, since: Date.now() };
+    this.#idleOf.set(stream, entry);
+    for (const e of IDLE_EVENTS) stream.on(e, this.#onIdleEvent);
     list.push(entry);
+  }
+
+  #unwatch(entry: Idle) {
+    this.#idleOf.delete(entry.stream);
+    for (const e of IDLE_EVENTS) entry.stream.off(e, this.#onIdleEvent);
+  }
+
+  #gone(stream: Duplex) {
+    const entry = this.#idleOf.get(stream);
+    if (!entry) return;
+    this.#unwatch(entry);
+    const list = this.#idle.get(entry.key);
+    const i = list?.indexOf(entry) ?? -1;
+    if (i >= 0) list!.splice(i, 1);
+    if (list?.length === 0) this.#idle.delete(entry.key);
+    stream.destroy();
   }
 
   #expire() {
@@ -96,7 +105,7 @@ export class UpstreamPool {
       const kept = list.filter((e) => e.since > before);
       if (kept.length) this.#idle.set(key, kept);
       else this.#idle.delete(key);
-      for (const e of stale) (e.drop(), e.stream.destroy());
+      for (const e of stale) (this.#unwatch(e), e.stream.destroy());
     }
   }
 
@@ -109,7 +118,7 @@ export class UpstreamPool {
     for (const [key, list] of this.#idle) {
       if (!through(key)) continue;
       this.#idle.delete(key);
-      for (const e of list) (e.drop(), e.stream.destroy());
+      for (const e of list) (this.#unwatch(e), e.stream.destroy());
     }
     for (const [key, busy] of this.#busy) if (through(key)) for (const s of busy) s.destroy();
   }
@@ -123,7 +132,7 @@ export class UpstreamPool {
 
   close() {
     clearInterval(this.#sweep);
-    for (const list of this.#idle.values()) for (const e of list) (e.drop(), e.stream.destroy());
+    for (const list of this.#idle.values()) for (const e of list) (this.#unwatch(e), e.stream.destroy());
     this.#idle.clear();
     for (const busy of this.#busy.values()) for (const s of busy) s.destroy();
     this.#busy.clear();
