@@ -87,13 +87,16 @@ export class ResponseParser {
         if (end > MAX_RESPONSE_HEAD) throw bad('head too large');
         this.#buf = buf.subarray(end + 4);
         this.#onHead(buf.toString('latin1', 0, end));
-      } else if (this.#state === 'length') {
+      } else if (this.#state === 'length' || this.#state === 'chunk-data') {
+        // A counted run of body bytes: the whole body, or one chunk.
         if (buf.length === 0) return;
         const take = Math.min(this.#left, buf.length);
         this.#left -= take;
         this.#buf = buf.subarray(take);
         this.on.body(buf.subarray(0, take));
-        if (this.#left === 0) this.#finish(this.#reusable);
+        if (this.#left > 0) continue;
+        if (this.#state === 'length') this.#finish(this.#reusable);
+        else this.#state = 'chunk-crlf';
       } else if (this.#state === 'chunk-size') {
         const end = buf.indexOf('\r\n');
         if (end < 0) {
@@ -106,13 +109,6 @@ export class ResponseParser {
         this.#buf = buf.subarray(end + 2);
         this.#left = parseInt(size[1]!, 16);
         this.#state = this.#left === 0 ? 'trailers' : 'chunk-data';
-      } else if (this.#state === 'chunk-data') {
-        if (buf.length === 0) return;
-        const take = Math.min(this.#left, buf.length);
-        this.#left -= take;
-        this.#buf = buf.subarray(take);
-        this.on.body(buf.subarray(0, take));
-        if (this.#left === 0) this.#state = 'chunk-crlf';
       } else if (this.#state === 'chunk-crlf') {
         if (buf.length < 2) return;
         if (buf[0] !== 13 || buf[1] !== 10) throw bad('chunk not followed by CRLF');
