@@ -24,6 +24,8 @@ export interface ResourceDeps {
   health(siteIds: string[]): Promise<Map<string, boolean>>;
   /** Node holding each site's standby tunnel, where one has one. */
   standbys?(siteIds: string[]): Promise<Map<string, string>>;
+  /** Told the sites and hostname the route is about to use (null: none any more), before their state is read, so no news of them is missed. */
+  track?(route: { hostname: string | null; siteIds: string[] } | null): void;
 }
 
 export interface ResourceState {
@@ -65,6 +67,7 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
   /** Adds health and owners, publishes if anything changed; returns what was published. */
   async function publish(state: ResourceState, base: ResourceState['base']): Promise<ResourceState> {
     let data: Route | undefined;
+    deps.track?.(base ? { hostname: base.hostname, siteIds: sites(base) } : null);
     if (base) {
       const ids = sites(base);
       const [owners, health, standbys] = await Promise.all([deps.siteOwners(ids), deps.health(ids), deps.standbys?.(ids) ?? new Map<string, string>()]);
@@ -95,6 +98,9 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
         default:
           return unknownMessage(msg);
       }
+    },
+    async stopped() {
+      deps.track?.(null);
     },
   };
 }

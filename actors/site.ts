@@ -1,14 +1,14 @@
 // The site actor: one per site, living on the node that holds its connector's control
 // connection (claimed there, newest connection wins). It owns the session, pushes the site's
 // targets to the connector, keeps the targets' reported health, and records when the site
-// was last seen (a fenced write, batched). Online status cluster-wide is its ownership entry.
+// was last seen (a fenced write at attach; then the node's batched writer, told here while
+// the site is online). Online status cluster-wide is its ownership entry.
 // Over the wireguard transport it also owns the site's peer on this node's device: offered on
 // attach, withdrawn when the connection ends, the site moves, or the actor stops.
 import { z } from 'zod';
 import { ClusterError } from '../core/errors.ts';
 import type { Clock } from '../core/clock.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
-import { fencedWrite } from '../persistence/epochs.ts';
 import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession, type WireGuardOffer } from '../protocol/connector.ts';
 import type { SiteMsg } from '../protocol/actor-messages.ts';
 import type { SiteSession } from '../persistence/actor-stores.ts';
@@ -42,8 +42,8 @@ export interface SiteDeps {
   publishHealth: (siteId: string, targets: Array<{ id: string; healthy: boolean }>) => Promise<void>;
   nodeId: string;
   clock: Clock;
-  /** How often last-seen is written while connected. */
-  seenEveryMs: number;
+  /** The site is online here (false: not any more): the node's batched writer records last-seen meanwhile. */
+  online?: (on: boolean) => void;
   /** This node's WireGuard side, or why it has none. */
   wireguard: () => WireGuardSide;
   /** Another live node the connector should hold its standby tunnel to (none: a single node). */
@@ -55,17 +55,20 @@ const TUNNEL_RETIRE_MS = 3000;
 
 const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });
 
-/** The site's targets, transport and current secret generation; null once the site is deleted. */
+const siteRow = z.object({ secret_generation: z.number(), transport: z.enum(['websocket', 'wireguard']), targets: z.array(targetRow) });
+
+/** The site's targets, transport and current secret generation, in one statement (a reconnect storm loads thousands); null once the site is deleted. */
 async function load(db: DatabasePool, siteId: string): Promise<{ targets: ConnectorTarget[]; generation: number; transport: 'websocket' | 'wireguard' } | null> {
-  const site = await db.maybeOne(sql.type(z.object({ secret_generation: z.number(), transport: z.enum(['websocket', 'wireguard']) }))`SELECT secret_generation, transport FROM sites WHERE id = ${siteId}`);
+  const site = await db.maybeOne(sql.type(siteRow)`
+    SELECT s.secret_generation, s.transport,
+      COALESCE((SELECT json_agg(json_build_object('id', t.id, 'host', t.host, 'port', t.port, 'scheme', t.scheme, 'enabled', t.enabled, 'healthCheck', t.health_check) ORDER BY t.id)
+        FROM targets t WHERE t.site_id = s.id), '[]') AS targets
+    FROM sites s WHERE s.id = ${siteId}`);
   if (site === null) return null;
-  const targets = await db.any(sql.type(targetRow)`
-    SELECT id, host, port, scheme, enabled, health_check AS "healthCheck" FROM targets WHERE site_id = ${siteId} ORDER BY id`);
-  return { targets: [...targets], generation: site.secret_generation, transport: site.transport };
+  return { targets: site.targets, generation: site.secret_generation, transport: site.transport };
 }
 
 export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Behavior<SiteState, SiteMsg> {
-  const fence = { kind: 'site', id: siteId, epoch };
   const pushConfig = (s: SiteState) => s.session?.send({ v: PROTOCOL_VERSION, type: 'config', targets: s.targets });
   const hub = () => {
     const h = deps.wireguard();
@@ -90,15 +93,10 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
       throw err;
     }
   };
-  const markSeen = () =>
-    fencedWrite(deps.db, fence, (tx) => tx.query(sql.unsafe`UPDATE sites SET last_seen_at = now() WHERE id = ${siteId}`));
-  // Outside the state: a restart re-runs init without `stopped`, and must not leak a timer.
-  let timer: { cancel(): void } | undefined;
   return {
-    async init(ctx) {
+    async init() {
       const site = await load(deps.db, siteId);
-      timer?.cancel();
-      timer = deps.clock.setInterval(() => ctx.self({ type: 'seen' }), deps.seenEveryMs);
+      deps.online?.(false); // a restarted actor has lost its session
       return { session: undefined, sessionGeneration: 0, connectedSince: undefined, transport: undefined, wireguard: false, targets: site?.targets ?? [], generation: site?.generation ?? null, siteTransport: site?.transport ?? 'websocket', health: new Map() };
     },
     async receive(state, msg, ctx) {
@@ -118,13 +116,14 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           const standby = deps.standbyAdvice?.(siteId);
           msg.session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: deps.nodeId, epoch, role: 'primary', ...(wireguard ? { wireguard } : {}), ...(standby ? { standby } : {}) });
           pushConfig(next);
-          await markSeen();
+          deps.online?.(true); // last-seen is written in the node's next batch
           await deps.publishSession(siteId, { node: deps.nodeId, since: next.connectedSince!, ...(next.transport ? { transport: next.transport } : {}) });
           ctx.reply({ wireguard: offered ? wireguard : undefined });
           return next;
         }
         case 'detach': {
           const current = state.session?.id === msg.sessionId;
+          if (current) deps.online?.(false);
           if (current) await deps.publishSession(siteId, null);
           // True: no session is left here, so the actor may go (a refused or ended one was the last).
           ctx.reply(current || state.session === undefined);
@@ -151,6 +150,7 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
           // now (the connector needs the new secret to come back).
           if (next.session && (next.generation === null || next.sessionGeneration < next.generation)) {
             next.session.close(CLOSE.unauthenticated.code, CLOSE.unauthenticated.reason);
+            deps.online?.(false);
             await deps.publishSession(siteId, null);
             return withdraw({ ...next, session: undefined, connectedSince: undefined, transport: undefined });
           }
@@ -165,9 +165,6 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
         case 'standby':
           // Only while the site is online here, and never under a token from before a rotation.
           ctx.reply(state.session !== undefined && state.generation !== null && msg.generation >= state.generation);
-          return state;
-        case 'seen':
-          if (state.session) await markSeen();
           return state;
         case 'status':
           ctx.reply({
@@ -185,7 +182,7 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
       }
     },
     async stopped(state) {
-      timer?.cancel();
+      deps.online?.(false);
       // Not at once: a tunnel being handed over (the node draining, the site moving) still
       // carries streams in flight for a moment, as a retiring WebSocket does.
       hub()?.withdrawLater(siteId, TUNNEL_RETIRE_MS);

@@ -25,5 +25,6 @@ export const BENCH_FIELDS = {
   auth: ['open_rps', 'session_rps', 'token_rps', 'session_p99_ms', 'open_p99_ms', 'revoke_ms'],
   quiet: ['seconds', 'requests', 'dns_queries', 'failed', 'suspicions', 'loop_lag_max_ms'],
   chaos: ['duration_s', 'kills', 'requests', 'failed', 'longest_outage_ms', 'p99_ms', 'longest_actor_down_ms', 'writes_acked', 'writes_failed', 'lost_writes', 'duplicates', 'longest_duplicate_ms', 'stale_writes', 'faults', 'dns_follow_ms_p99', 'unfenced', 'not_rejoined', 'seed'],
+  scale: ['sites', 'zones', 'online_all_ms', 'routed_all_ms', 'dns_all_ms', 'online_all_ms_1k', 'valkey_ops_per_s_1k', 'valkey_ops_per_s_10k', 'pg_stmts_per_s_1k', 'pg_stmts_per_s_10k', 'published_bytes_per_s_1k', 'published_bytes_per_s_10k', 'rss_mb_max_1k', 'rss_mb_max', 'loop_delay_p99_ms_1k', 'loop_delay_p99_ms', 'storm_sites', 'storm_recover_all_ms', 'storm_recover_p50_ms', 'storm_recover_p99_ms', 'storm_recover_max_ms', 'storm_rate_limited', 'storm_requests', 'storm_failed', 'edit_propagation_ms'],
   partition: ['faults', 'lost_writes', 'duplicates', 'stale_writes', 'longest_outage_ms', 'dns_follow_ms_p99', 'requests', 'failed', 'p99_ms', 'longest_actor_down_ms', 'longest_duplicate_ms', 'unfenced', 'not_rejoined', 'writes_acked', 'seed'],
 } as const;

@@ -53,6 +53,8 @@ export interface ConnectorOptions {
    * primary connection is lost. @default true
    */
   standby?: boolean;
+  /** Source address of every connection to the cluster (a machine with several; the OS picks when unset). */
+  localAddress?: string;
 }
 
 export type TransportChoice = 'auto' | 'wireguard' | 'websocket';
@@ -69,7 +71,8 @@ export class Connector extends EventEmitter {
   #next = 0;
   readonly #clock: Clock;
   #timer: { cancel(): void } | undefined;
-  #token: { value: string; endpoint: string; expiresAt: number } | undefined;
+  /** The cluster signs tokens with its own key: one is good at every node and endpoint, so a reconnect to another node needs none. */
+  #token: { value: string; expiresAt: number } | undefined;
   /** An endpoint that went silent is skipped for a while (if there is another). */
   #avoid: { endpoint: string; until: number } | undefined;
   /** Every open control connection: the current one, and one a draining node is retiring. */
@@ -138,17 +141,12 @@ export class Connector extends EventEmitter {
   }
 
   async #fetchToken(endpoint: string): Promise<string> {
-    if (this.#token && this.#token.endpoint === endpoint && this.#token.expiresAt - this.#clock.now() > 60_000) return this.#token.value;
-    const res = await fetch(new URL('/api/v1/connector/token', endpoint), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ siteId: this.#o.siteId, secret: this.#o.secret }),
-      signal: AbortSignal.timeout(5000),
-    });
-    const body = (await res.json().catch(() => ({}))) as { token?: string; expiresAt?: number; code?: string };
-    if (res.status !== 200 || !body.token) throw Object.assign(new Error(`token refused: HTTP ${res.status} ${body.code ?? ''}`), { status: res.status, code: body.code });
-    this.#token = { value: body.token, endpoint, expiresAt: body.expiresAt ?? this.#clock.now() };
-    return body.token;
+    if (this.#token && this.#token.expiresAt - this.#clock.now() > 60_000) return this.#token.value;
+    const { status, body } = await postJson(new URL('/api/v1/connector/token', endpoint), { siteId: this.#o.siteId, secret: this.#o.secret }, this.#o.localAddress);
+    const reply = (body ?? {}) as { token?: string; expiresAt?: number; code?: string };
+    if (status !== 200 || !reply.token) throw Object.assign(new Error(`token refused: HTTP ${status} ${reply.code ?? ''}`), { status, code: reply.code });
+    this.#token = { value: reply.token, expiresAt: reply.expiresAt ?? this.#clock.now() };
+    return reply.token;
   }
 
   /**
@@ -210,7 +208,7 @@ export class Connector extends EventEmitter {
     // from scripts in browsers choosing the bytes; the connector is not a browser, production
     // endpoints are TLS, and XOR-ing every tunnelled byte cost bulk throughput (measured
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     if (role === 'primary') this.#ws = ws;
     else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);
@@ -418,7 +416,7 @@ export class Connector extends EventEmitter {
     const attempt = (i: number, why: string[]) => {
       const url = urls[i];
       if (!url) return this.#log.warn({ endpoint, reasons: why }, 'no direct data connection; the data plane stays on the WebSocket');
-      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { connection: 'Upgrade', upgrade: DIRECT_UPGRADE, [DIRECT_KEY_HEADER]: offer.key }, timeout: 5000 });
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { connection: 'Upgrade', upgrade: DIRECT_UPGRADE, [DIRECT_KEY_HEADER]: offer.key }, timeout: 5000, localAddress: this.#o.localAddress });
       req.on('timeout', () => req.destroy(new Error('no answer in 5s')));
       req.on('error', (err) => attempt(i + 1, [...why, `${url.host}: ${err.message}`]));
       req.on('response', (res) => {
@@ -482,4 +480,32 @@ export class Connector extends EventEmitter {
     // The interface goes last: the node's streams in flight ran over it until the goodbye.
     await (await wireguard)?.close().catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not remove the WireGuard interface'));
   }
+}
+
+/**
+ * POST of a JSON body with a 5 s limit, from `localAddress` when given (fetch cannot choose
+ * its source address); the status and the parsed answer (undefined when not JSON).
+ */
+function postJson(url: URL, body: unknown, localAddress: string | undefined): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }, timeout: 5000, localAddress, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        if (text.length < 65_536) text += d; // a token answer is small; more is not read
+      });
+      res.on('end', () => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer in 5s')));
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

@@ -1,22 +1,23 @@
 // `cluster-connector`: run a site connector.
 //   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]
-//                     [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off]
+//                     [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off] [--bind-address IP]
 // or CLUSTER_CONNECTOR_ENDPOINTS (comma-separated), CLUSTER_CONNECTOR_ID,
 // CLUSTER_CONNECTOR_SECRET, CLUSTER_CONNECTOR_SILENT_AFTER, CLUSTER_CONNECTOR_TRANSPORT,
-// CLUSTER_CONNECTOR_INTERFACE, CLUSTER_CONNECTOR_STANDBY. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+// CLUSTER_CONNECTOR_INTERFACE, CLUSTER_CONNECTOR_STANDBY, CLUSTER_CONNECTOR_BIND_ADDRESS. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../core/log.ts';
 import { Connector, isTransportChoice } from './connector.ts';
 
 const { values } = parseArgs({
-  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' }, standby: { type: 'string' } },
+  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' }, standby: { type: 'string' }, 'bind-address': { type: 'string' } },
 });
 const env = process.env;
 const endpoints = values.endpoint ?? (env.CLUSTER_CONNECTOR_ENDPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const siteId = values.id ?? env.CLUSTER_CONNECTOR_ID;
 const secret = values.secret ?? env.CLUSTER_CONNECTOR_SECRET;
 if (endpoints.length === 0 || !siteId || !secret) {
-  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off]\n');
+  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off] [--bind-address IP]\n');
   process.exit(2);
 }
 for (const e of endpoints) {
@@ -55,8 +56,14 @@ if (interfaceName !== undefined && !/^[a-zA-Z0-9_=+.-]{1,15}$/.test(interfaceNam
   process.stderr.write(`invalid --interface ${JSON.stringify(interfaceName)}: expected an interface name of 1-15 letters, digits or _=+.-\n`);
   process.exit(2);
 }
+// The source address of its connections to the cluster, on a machine with several.
+const bindAddress = values['bind-address'] ?? env.CLUSTER_CONNECTOR_BIND_ADDRESS;
+if (bindAddress !== undefined && isIP(bindAddress) === 0) {
+  process.stderr.write(`invalid --bind-address ${JSON.stringify(bindAddress)}: expected an IPv4 or IPv6 address\n`);
+  process.exit(2);
+}
 const logger = createLogger({ level: values['log-level'] ?? env.CLUSTER_CONNECTOR_LOG_LEVEL ?? 'info', base: { site: siteId } });
-const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName, standby: standbyRaw === 'on' });
+const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName, standby: standbyRaw === 'on', localAddress: bindAddress });
 connector.once('fatal', () => setTimeout(() => process.exit(1), 100));
 connector.start();
 const stop = () => void connector.stop().then(() => process.exit(0));

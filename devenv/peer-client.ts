@@ -2,7 +2,7 @@
 // node (membership view, actors) and ask an actor anywhere in the cluster through it.
 import { Secret } from '../core/secret.ts';
 import { peerRequest } from '../gateways/peer/request.ts';
-import { PEER_PATH } from '../protocol/peer.ts';
+import { PEER_PATH, type RoutesAnswer } from '../protocol/peer.ts';
 
 export interface NodeView {
   node: string;
@@ -42,4 +42,12 @@ export function askVia(target: PeerTarget, kind: string, id: string, msg: unknow
 /** The TXT values the node's DNS serves at `name` (from its in-memory zones). */
 export function servedTxt(target: PeerTarget, name: string, timeoutMs = 2000): Promise<{ status: number; body: any }> {
   return call(target, 'GET', `${PEER_PATH}/txt?name=${encodeURIComponent(name)}`, timeoutMs);
+}
+
+/** The node's route table summary: how many routes, which cannot be served (nodes in `dead` counted out), and the route of `id`. */
+export async function routesOn(target: PeerTarget, opts: { dead?: string[]; id?: string } = {}, timeoutMs = 5000): Promise<RoutesAnswer> {
+  const q = new URLSearchParams({ ...(opts.dead?.length ? { dead: opts.dead.join(',') } : {}), ...(opts.id ? { id: opts.id } : {}) });
+  const res = await call(target, 'GET', `${PEER_PATH}/routes${q.size ? `?${q}` : ''}`, timeoutMs);
+  if (res.status !== 200) throw new Error(`routes ${target.peer}: HTTP ${res.status}`);
+  return res.body as RoutesAnswer;
 }

@@ -125,7 +125,8 @@ export class LocalPostgres {
   async resume(): Promise<void> {
     if (this.running) return;
     // TCP only: a Unix socket path under a deep test directory can exceed the 107-byte limit.
-    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-c', 'unix_socket_directories=', '-c', `listen_addresses=${this.host}`, '-c', 'max_connections=300'];
+    // pg_stat_statements: bench:scale counts the statements the nodes run.
+    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-c', 'unix_socket_directories=', '-c', `listen_addresses=${this.host}`, '-c', 'max_connections=300', '-c', 'shared_preload_libraries=pg_stat_statements'];
     if (this.fast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
     this.#proc = new ServiceProcess({ name: 'postgres', command: join(PG_BIN, 'postgres'), args, user: 'postgres', logFile: this.logFile, netns: this.#netns });
     await waitUntil('postgres', () => this.#probe(), { timeoutMs: 30_000, proc: this.#proc, logFile: this.logFile });

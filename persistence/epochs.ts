@@ -54,3 +54,23 @@ export async function fencedWrite<T>(pool: DatabasePool, fence: Fence, write: (t
     }),
   );
 }
+
+/**
+ * Records `now()` as last seen for the sites whose epoch is still the one given, in one
+ * statement: each site's epoch row is held (FOR SHARE) as `fencedWrite` holds it, and a site
+ * whose epoch moved on (another node took it) is left alone. One statement per node and
+ * interval, where a transaction per site grew with the number of sites.
+ */
+export async function markSitesSeen(pool: DatabasePool, sites: ReadonlyMap<string, number>): Promise<number> {
+  if (sites.size === 0) return 0;
+  const ids = [...sites.keys()];
+  const epochs = ids.map((id) => sites.get(id)!);
+  return withDb(async () =>
+    (await pool.query(sql.unsafe`
+      WITH current AS (
+        SELECT e.actor_id FROM actor_epochs e
+        JOIN unnest(${sql.array(ids, 'text')}::text[], ${sql.array(epochs, 'int8')}::int8[]) AS f(id, epoch) ON e.actor_id = f.id AND e.epoch = f.epoch
+        WHERE e.kind = 'site' FOR SHARE OF e)
+      UPDATE sites SET last_seen_at = now() WHERE id::text IN (SELECT actor_id FROM current)`)).rowCount,
+  );
+}

@@ -51,6 +51,7 @@ export class Valkey {
   readonly #sub: Redis;
   readonly #log: Logger;
   readonly #handlers = new Map<string, { name: ChannelName; handlers: Set<(message: any) => void> }>();
+  readonly #resubscribed = new Set<() => void>();
   /** Pub/sub messages dropped because they did not match their channel's schema. */
   droppedMessages = 0;
   #state: ValkeyState = 'connecting';
@@ -84,6 +85,20 @@ export class Valkey {
     this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));
     this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
     this.#sub.on('message', (channel: string, raw: string) => this.#dispatch(channel, raw));
+    let subscribedBefore = false;
+    this.#sub.on('ready', () => {
+      if (subscribedBefore) for (const f of this.#resubscribed) f();
+      subscribedBefore = true;
+    });
+  }
+
+  /**
+   * Calls `f` each time the subscriber connection is made again after it was lost (Valkey
+   * restarted or failed over, or dropped a slow subscriber): what was announced meanwhile
+   * never arrived, so whoever acts on announcements recomputes.
+   */
+  onResubscribed(f: () => void): void {
+    this.#resubscribed.add(f);
   }
 
   get state(): ValkeyState {

@@ -27,7 +27,6 @@ export const SiteMsgSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('config-changed') }),
   /** Another node asks whether a standby connection under a token of this generation may stand by for the site. */
   z.object({ type: z.literal('standby'), generation: z.number().int().positive() }),
-  z.object({ type: z.literal('seen') }),
   z.object({ type: z.literal('status') }),
 ]);
 

@@ -23,7 +23,15 @@ export const ChangeSchema = z.object({
   action: z.enum(['created', 'updated', 'deleted']),
   /** The change's audit row: nodes that got the announcement need not replay it from the log. */
   auditId: z.number().int().optional(),
+  /**
+   * What the change touches, where the writer knows it: then only these actors are told
+   * (sites whose connector configuration, resources whose route, DNS names whose zone may
+   * differ). Absent: every local actor of the kinds the change concerns, as a replayed
+   * change is (the cost of that grows with the number of actors, on every node).
+   */
+  touches: z.object({ siteIds: z.array(z.string()).max(1000).optional(), resourceIds: z.array(z.string()).max(1000).optional(), names: z.array(z.string()).max(100).optional() }).strict().optional(),
 });
+export type ChangeTouches = NonNullable<z.infer<typeof ChangeSchema>['touches']>;
 export type Change = z.infer<typeof ChangeSchema>;
 
 export const MemberRecordSchema = z.object({

@@ -109,9 +109,10 @@ export const PeerMessage = z.discriminatedUnion('t', [
 ]);
 export type PeerMessage = z.infer<typeof PeerMessage>;
 
-/** Body of POST /peer/v1/ask: deliver a message to an actor wherever it lives (tools, tests). */
 /** GET /peer/v1/txt?name=: a DNS name, as the DNS gateway would be asked it. */
 export const TxtQuery = z.object({ name: z.string().min(1).max(253).regex(/^[A-Za-z0-9_.-]+$/, 'a DNS name') }).strict();
+
+/** Body of POST /peer/v1/ask: deliver a message to an actor wherever it lives (tools, tests). */
 
 export const AskRequest = z.object({ kind: name, id: name, msg: z.unknown(), timeoutMs: z.number().int().positive().max(120_000).default(5000) }).strict();
 
@@ -123,3 +124,14 @@ export const TxtAnswer = z.object({ values: z.array(z.string()) });
 /** GET /peer/v1/heard?node=: an indirect probe, how long ago this node heard a peer. */
 export const HeardQuery = z.object({ node: z.string().min(1).max(100) }).strict();
 export const HeardAnswer = z.object({ agoMs: z.number().nonnegative().nullable() });
+
+/**
+ * GET /peer/v1/routes?dead=a,b&id=: the node's route table as its ingress sees it (tools,
+ * benchmarks): how many routes, the enabled ones with no target whose site's tunnel is on a
+ * live node (nodes in `dead` count as not live: the caller may know before the lease runs
+ * out), and with `id` that resource's route.
+ */
+export const RoutesQuery = z.object({ dead: z.string().max(2000).optional(), id: z.string().min(1).max(100).optional() }).strict();
+export const RoutesAnswer = z.object({ total: z.number().int().nonnegative(), unrouted: z.array(z.string()), route: z.unknown().optional() });
+export type RoutesAnswer = z.infer<typeof RoutesAnswer>;
+

@@ -47,6 +47,20 @@ export class ActorHost {
   #stopped = false;
   /** Actors that escalated: not reclaimed here until the time given. */
   readonly #quarantine = new Map<string, number>();
+  /**
+   * Claims of explicitly placed actors waiting for the next batch, by kind, and whether one is
+   * on its way: a reconnect storm claims thousands of sites at once, and a claim of one was four
+   * round trips (Valkey, PostgreSQL, Valkey, publish). One batch at a time; what arrives
+   * meanwhile goes in the next.
+   */
+  readonly #claimWaiters = new Map<string, Map<string, Array<{ resolve: (epoch: number) => void; reject: (err: unknown) => void }>>>();
+  readonly #claiming = new Set<string>();
+  /**
+   * Where each actor belongs among the current live nodes, kept until they change: a pass
+   * runs after every new resource, and hashing every actor against every node on each pass
+   * made creating 10,000 resources quadratic (measured: 1,000 in 22 s, the next 9,000 in 618 s).
+   */
+  #placed: { live: string; home: Map<string, string | undefined> } = { live: '', home: new Map() };
 
   constructor(deps: ActorHostDeps) {
     this.#d = deps;
@@ -101,10 +115,22 @@ export class ActorHost {
     return this.#running;
   }
 
+  /** The node each actor key belongs on among `live`, remembered while `live` stays the same. */
+  #homes(live: readonly string[]): (key: string) => string | undefined {
+    const liveKey = [...live].sort().join(',');
+    if (this.#placed.live !== liveKey) this.#placed = { live: liveKey, home: new Map() };
+    const home = this.#placed.home;
+    return (key) => {
+      if (!home.has(key)) home.set(key, placeOn(key, live));
+      return home.get(key);
+    };
+  }
+
   async #reconcileOnce() {
     const { membership, system, ownership, metrics, clock } = this.#d;
     if (!membership.healthy) return;
     const live = membership.liveIds();
+    const homeOf = this.#homes(live);
     this.#d.peer.sync(membership.live());
     for (const kind of this.#kinds.values()) {
       if (kind.placement === 'explicit') {
@@ -114,7 +140,7 @@ export class ActorHost {
       if (!kind.catalog) continue;
       const ids = await kind.catalog();
       const want = new Set<string>();
-      for (const id of ids) if (placeOn(actorKey(kind.kind, id), live) === membership.nodeId) want.add(id);
+      for (const id of ids) if (homeOf(actorKey(kind.kind, id)) === membership.nodeId) want.add(id);
       // Hand off what belongs elsewhere now (a node joined, or the catalog shrank).
       const leaving = system.list(kind.kind).filter((a) => !want.has(a.id)).map((a) => a.id);
       if (leaving.length) await this.#handoff(kind.kind, leaving);
@@ -200,12 +226,39 @@ export class ActorHost {
     if (!k) throw new ClusterError('CLUSTER_ERR_ACTOR_UNKNOWN_KIND', `unknown actor kind ${kind}`, { kind });
     const existing = this.#d.system.get(kind, id);
     if (existing && !existing.stopping) return existing.epoch;
-    const won = await this.#d.ownership.claim(kind, [id], { force: true });
-    const epoch = won.get(id);
-    if (epoch === undefined) throw new ClusterError('CLUSTER_ERR_ACTOR_UNREACHABLE', `could not claim ${kind}/${id}`, { kind, id, attempts: 1 });
-    this.#d.system.spawn(kind, id, k.behavior(id, epoch), { epoch });
-    this.#d.metrics.claims.inc({ kind });
-    return epoch;
+    return new Promise<number>((resolve, reject) => {
+      let batch = this.#claimWaiters.get(kind);
+      if (!batch) this.#claimWaiters.set(kind, (batch = new Map()));
+      batch.set(id, [...(batch.get(id) ?? []), { resolve, reject }]);
+      // Everything asked for in this turn of the event loop goes together.
+      if (!this.#claiming.has(kind)) setImmediate(() => void this.#claimBatch(kind, k));
+    });
+  }
+
+  async #claimBatch(kind: string, k: ActorKind<any>): Promise<void> {
+    const batch = this.#claimWaiters.get(kind);
+    if (!batch || this.#claiming.has(kind)) return;
+    this.#claimWaiters.delete(kind);
+    this.#claiming.add(kind);
+    try {
+      const won = await this.#d.ownership.claim(kind, [...batch.keys()], { force: true });
+      for (const [id, waiters] of batch) {
+        const epoch = won.get(id);
+        if (epoch === undefined) {
+          const err = new ClusterError('CLUSTER_ERR_ACTOR_UNREACHABLE', `could not claim ${kind}/${id}`, { kind, id, attempts: 1 });
+          for (const w of waiters) w.reject(err);
+          continue;
+        }
+        this.#d.system.spawn(kind, id, k.behavior(id, epoch), { epoch });
+        this.#d.metrics.claims.inc({ kind });
+        for (const w of waiters) w.resolve(epoch);
+      }
+    } catch (err) {
+      for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+    } finally {
+      this.#claiming.delete(kind);
+      if (this.#claimWaiters.has(kind)) void this.#claimBatch(kind, k);
+    }
   }
 
   /** Stops a local actor and gives up its ownership (e.g. a site whose connector left). */
@@ -214,6 +267,26 @@ export class ActorHost {
   }
 
   /** Sends to every local actor of a kind (e.g. tell local sites their config changed). */
+  hasLocal(kind: string, id: string): boolean {
+    return this.#d.system.get(kind, id) !== undefined;
+  }
+
+  /**
+   * Tells one actor, if it runs on this node; false if it does not. News every node hears is
+   * delivered by the node where its actor runs, so no other node needs to look it up.
+   */
+  tellLocal<K extends ActorKindName>(kind: K, id: string, msg: ActorMessage<K>): boolean {
+    const a = this.#d.system.get(kind, id);
+    if (!a) return false;
+    this.#validate(kind, id, msg);
+    try {
+      a.send(msg);
+      return true;
+    } catch {
+      return false; // stopping: it will not need the news
+    }
+  }
+
   broadcastLocal<K extends ActorKindName>(kind: K, msg: ActorMessage<K>) {
     this.#validate(kind, '*', msg);
     for (const a of this.#d.system.list(kind)) {

@@ -13,6 +13,8 @@ import type { Logger } from '../core/log.ts';
 import { acmeTxtStore, siteSessions, siteStandbys, targetHealth } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
+import type { ResourceIndex } from './resource-index.ts';
+import type { SiteSeen } from './site-seen.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { ActorHost } from './actor-host.ts';
@@ -41,6 +43,10 @@ export interface ActorKindDeps {
   /** This node's WireGuard side, or why it has none. */
   wireguard: SiteDeps['wireguard'];
   standbyAdvice: SiteDeps['standbyAdvice'];
+  /** Last-seen times of the sites online here, written in batches. */
+  siteSeen: SiteSeen;
+  /** Which sites and hostname each local resource actor routes to (news goes only where it matters). */
+  resourceIndex: ResourceIndex;
 }
 
 export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
@@ -63,14 +69,15 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
     kind: 'site',
     placement: 'explicit',
     behavior: (id, epoch) =>
-      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, seenEveryMs: config.connector.seenEvery, publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard, standbyAdvice: d.standbyAdvice }, id, epoch),
+      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, online: (on) => d.siteSeen.set(id, epoch, on), publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard, standbyAdvice: d.standbyAdvice }, id, epoch),
   });
   host.register({
     kind: 'resource',
     placement: 'placed',
     catalog: () => resourceCatalog(db),
-    behavior: (id, epoch) =>
-      resourceBehavior({
+    behavior: (id, epoch) => {
+      const copy = {}; // this running copy, as the resource index knows it
+      return resourceBehavior({
         db,
         publish: (snapshot) => d.routes.put(snapshot),
         // A claim in progress counts: the claimer holds the new connection (its streams wait for the tunnel).
@@ -78,7 +85,9 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         health: health.read,
         // Only standbys on live nodes count (a dead node's key may linger until its connector's next move).
         standbys: async (ids) => new Map([...(await standbys.read(ids))].filter(([, node]) => membership.member(node) !== undefined)),
-      }, id, epoch),
+        track: (route) => d.resourceIndex.set(id, route, copy),
+      }, id, epoch);
+    },
   });
   host.register({
     kind: 'dns-zone',
@@ -96,7 +105,7 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         // Without resolvers nothing is looked up by itself: a server admin verifies by hand.
         findProof: async (domain, token, nameServers) =>
           config.dns.verifyResolvers.length ? findProof({ domain, token, nameServers, resolvers: config.dns.verifyResolvers, timeoutMs: 2000 }) : undefined,
-        announce: async ({ domainId, orgId, auditId }) => void (await valkey.publish('changes', { kind: 'domain', id: domainId, orgId, action: 'updated', auditId })),
+        announce: async ({ domainId, orgId, auditId }) => void (await valkey.publish('changes', { kind: 'domain', id: domainId, orgId, action: 'updated', auditId, touches: { names: [zone] } })),
         verifyEveryMs: config.dns.verifyResolvers.length ? config.dns.verifyEvery : 0,
         nodeId: config.nodeId,
         clock: d.clock,

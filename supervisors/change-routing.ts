@@ -2,15 +2,21 @@
 // found again in the audit log when the announcement was lost), route snapshots, health
 // reports, site moves and membership views each wake the local actors whose output depends
 // on them; a new or deleted resource, org or domain also moves placement.
+// News names what it touches (an announcement's `touches`, a snapshot's hostname, a report's
+// site) and only those actors are woken: waking every local actor of a kind, each reloading
+// from PostgreSQL or reading Valkey, grew with the number of sites on every node. A replayed
+// change, or one whose writer did not say, still wakes them all.
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { ActorKindName, ActorMessage } from '../protocol/actor-messages.ts';
+import type { ChangeTouches } from '../protocol/channels.ts';
 import type { ActorHost } from './actor-host.ts';
 import { ChangeReplay } from './change-replay.ts';
 import type { Membership } from './membership.ts';
+import { enclosingNames, type ResourceIndex } from './resource-index.ts';
 
 type Reaction = { [K in ActorKindName]: { kind: K; msg: ActorMessage<K> } }[ActorKindName];
 
@@ -30,12 +36,36 @@ export function reactionsTo(kind: string): { tell: Reaction[]; replace: boolean 
   return { tell, replace: kind === 'resource' || kind === 'org' || kind === 'domain' };
 }
 
+/**
+ * The local actors of `kind` a change that touches `touches` concerns (pure but for the two
+ * lookups, so the rule is tested on its own): sites by id; resources by id, by the sites
+ * their targets are on, and by the names they lie under; zones enclosing the names and the
+ * touched resources' hostnames.
+ */
+export function touchedIds(kind: ActorKindName, touches: ChangeTouches, index: Pick<ResourceIndex, 'bySite' | 'under' | 'hostname'>, zoneHere: (zone: string) => boolean): string[] {
+  const resources = () => new Set([...(touches.resourceIds ?? []), ...(touches.siteIds ?? []).flatMap((s) => index.bySite(s)), ...(touches.names ?? []).flatMap((n) => index.under(n))]);
+  switch (kind) {
+    case 'site':
+      return touches.siteIds ?? [];
+    case 'resource':
+      return [...resources()];
+    case 'dns-zone': {
+      const names = [...(touches.names ?? []), ...[...resources()].flatMap((id) => index.hostname(id) ?? [])];
+      return [...new Set(names.flatMap((n) => enclosingNames(n).filter(zoneHere)))];
+    }
+    default:
+      return [];
+  }
+}
+
 export interface ChangeRoutingDeps {
   host: ActorHost;
   valkey: Valkey;
   db: DatabasePool;
   membership: Membership;
   routes: SnapshotStore<'routes'>;
+  /** Sites and hostnames of this node's resource actors. */
+  resourceIndex: ResourceIndex;
   clock: Clock;
   logger: Logger;
   /** How often the audit log is read for lost announcements (how long one can leave actors stale). */
@@ -48,28 +78,69 @@ export interface ChangeRoutingDeps {
 
 /** Subscribes everything; resolves once subscribed. Returns how to stop the replay. */
 export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void }> {
-  const { host } = d;
-  const apply = (kind: string) => {
+  const { host, resourceIndex: index } = d;
+  const zoneHere = (zone: string) => host.hasLocal('dns-zone', zone);
+  const apply = (kind: string, touches?: ChangeTouches) => {
     const r = reactionsTo(kind);
-    for (const { kind: k, msg } of r.tell) host.broadcastLocal(k, msg as never);
+    for (const { kind: k, msg } of r.tell) {
+      if (!touches || k === 'cert-issuer') host.broadcastLocal(k, msg as never);
+      else for (const id of touchedIds(k, touches, index, zoneHere)) host.tellLocal(k, id, msg as never);
+    }
     if (r.replace) void host.reconcile();
     d.onChange?.(kind);
   };
-  const replay = new ChangeReplay({ db: d.db, clock: d.clock, logger: d.logger, everyMs: d.replayEveryMs, lookBackMs: d.replayWindowMs, apply: (kinds) => kinds.forEach(apply) });
+  const replay = new ChangeReplay({ db: d.db, clock: d.clock, logger: d.logger, everyMs: d.replayEveryMs, lookBackMs: d.replayWindowMs, apply: (kinds) => kinds.forEach((k) => apply(k)) });
   await d.valkey.subscribe('changes', (m) => {
     if (m.auditId !== undefined) replay.announced(m.auditId);
-    apply(m.kind);
+    apply(m.kind, m.touches);
   });
   await replay.start();
-  // Zones follow their resources' routes (site moves, health) and the live nodes.
-  await d.routes.subscribe(() => host.broadcastLocal('dns-zone', { type: 'refresh' }));
-  // Health reports and site moves change where traffic may go.
-  const refresh = (m: { siteId: string }) => host.broadcastLocal('resource', { type: 'refresh', siteId: m.siteId });
+  // A zone follows the routes of its hostnames (site moves, health): the zone enclosing the
+  // route's hostname recomputes. A deleted route's hostname is remembered from before. Zones
+  // are woken at most every 50 ms: in a reconnect storm one zone's routes change by the
+  // dozen, and each recompute that changes records moves the serial (a PostgreSQL write).
+  const hostOf = new Map<string, string>();
+  const dueZones = new Set<string>();
+  let zoneTimer: NodeJS.Timeout | undefined;
+  const refreshZone = (zone: string) => {
+    if (!zoneHere(zone)) return;
+    dueZones.add(zone);
+    zoneTimer ??= setTimeout(() => {
+      zoneTimer = undefined;
+      for (const z of dueZones) host.tellLocal('dns-zone', z, { type: 'refresh' });
+      dueZones.clear();
+    }, 50);
+  };
+  await d.routes.subscribe((s) => {
+    const hostname = s.data?.hostname ?? hostOf.get(s.id);
+    if (s.data?.hostname) hostOf.set(s.id, s.data.hostname);
+    else hostOf.delete(s.id);
+    if (!hostname) {
+      if (!s.data) host.broadcastLocal('dns-zone', { type: 'refresh' }); // a deletion of a route never seen: any zone may have named it
+      return;
+    }
+    for (const zone of enclosingNames(hostname)) refreshZone(zone);
+  });
+  // Health reports and site moves change where traffic may go: the resources with a target on that site recompute.
+  const refresh = (m: { siteId: string }) => {
+    for (const id of index.bySite(m.siteId)) host.tellLocal('resource', id, { type: 'refresh', siteId: m.siteId });
+  };
   await d.valkey.subscribe('health', refresh);
   await d.valkey.subscribe('sites', refresh);
-  d.membership.on('view', () => {
+  const refreshAll = () => {
     host.broadcastLocal('resource', { type: 'refresh' });
     host.broadcastLocal('dns-zone', { type: 'refresh' });
-  });
-  return { stop: () => replay.stop() };
+  };
+  // Only when the members changed: the view is announced after every read, once a second,
+  // and waking every route and zone that often cost Valkey reads in proportion to resources.
+  d.membership.on('view', (changed: boolean) => changed && refreshAll());
+  // Announcements (site moves, health) sent while the subscriber was away are lost: every
+  // route and zone recomputes from what Valkey holds now.
+  d.valkey.onResubscribed(refreshAll);
+  return {
+    stop: () => {
+      clearTimeout(zoneTimer);
+      replay.stop();
+    },
+  };
 }

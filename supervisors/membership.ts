@@ -201,7 +201,7 @@ export class Membership extends EventEmitter {
     this.#beforeFence = new Map(this.#view);
     this.#view.clear();
     this.emit('fenced', reason);
-    this.emit('view');
+    this.emit('view', true);
     // Rejoin after the listeners had their chance to stop actors (they run synchronously
     // from emit, and their async stops do not need the lease). The old lease goes first,
     // when Valkey can be reached: it may outlive the fence by up to a renewal (a renewal that
@@ -285,7 +285,9 @@ export class Membership extends EventEmitter {
       const key = `${id}/${rec.incarnation}`;
       this.#emitEvent(this.#leaving.delete(key) ? { type: 'leave', member: rec } : { type: 'dead', member: rec, reason: 'lease' });
     }
-    this.emit('view');
+    // Every read (each renewal) is announced; `changed` says whether members or their addresses differ from the last.
+    const changed = prev.size !== next.size || [...next].some(([id, rec]) => prev.get(id)?.incarnation !== rec.incarnation || String(prev.get(id)?.addresses) !== String(rec.addresses));
+    this.emit('view', changed);
   }
 
   #emitEvent(e: MembershipEvent) {

@@ -26,6 +26,7 @@ import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { unavailable } from '../gateways/wireguard/hub.ts';
 import type { SiteTunnelStats } from '../protocol/wireguard.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
+import { unroutedIds } from '../gateways/ingress/routes.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { readPeerTls } from '../gateways/peer/request.ts';
 import { createDb, pingDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
@@ -37,6 +38,8 @@ import { Valkey } from '../persistence/valkey.ts';
 import { ActorHost } from './actor-host.ts';
 import { ClusterEvents } from './cluster-events.ts';
 import { registerActorKinds } from './actor-kinds.ts';
+import { ResourceIndex } from './resource-index.ts';
+import { SiteSeen } from './site-seen.ts';
 import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
@@ -64,6 +67,7 @@ interface Running {
   /** Which peers are answering (traffic routes around the others; actors do not move on it). */
   suspicion: Suspicion;
   changes?: { stop(): void };
+  siteSeen: SiteSeen;
   control?: ControlChannel;
   edge?: Edge;
 }
@@ -217,6 +221,12 @@ export class ClusterNode {
         route: (kind, id, msg, timeoutMs) => host.route(kind, id, msg, timeoutMs),
         inspect: () => ({ node: config.nodeId, incarnation: membership.incarnation, membership: membership.state, leaseHealthy: membership.healthy, live: membership.liveIds(), actors: this.#system.list() }),
         stats: () => ({ actors: this.#actorCounts() }),
+        routes: (dead, id) => {
+          const table = edge()?.routes;
+          const live = new Set(membership.liveIds().filter((n) => !dead.includes(n)));
+          const all = table?.all() ?? [];
+          return { total: all.length, unrouted: unroutedIds(all, (n) => live.has(n)), ...(id ? { route: table?.byId(id) ?? null } : {}) };
+        },
         txt: (name) => edge()?.zones.txt(name) ?? [],
         linkDown: (node) => void membership.suspect(node),
         heard: (node) => suspicion.heard(node),
@@ -243,7 +253,11 @@ export class ClusterNode {
     suspicion.on('suspect', (id: string) => this.#metrics.suspicions.inc({ peer: id }));
     const host = new ActorHost({ system: this.#system, membership, ownership, peer, metrics: this.#metrics, clock, logger: this.#log, handoffTimeoutMs: config.failover.handoffTimeout, reconcileEveryMs: config.failover.reconcileEvery });
     const routes = new SnapshotStore(valkey, 'routes');
+    const resourceIndex = new ResourceIndex();
+    const siteSeen = new SiteSeen({ db, clock, logger: this.#log, everyMs: config.connector.seenEvery });
     registerActorKinds(host, {
+      resourceIndex,
+      siteSeen,
       config, db, valkey, sealer: this.#sealer, system: this.#system, membership, ownership, routes, zones: new SnapshotStore(valkey, 'zones'), metrics: this.#metrics, clock, logger: this.#log,
       wireguard: () => this.#wireguard ?? { unavailable: unavailable('not started yet') },
       standbyAdvice: (siteId) => standbyAdvice(siteId, config.nodeId, membership.live().filter((m) => !suspicion.isSuspected(m.id))),
@@ -253,8 +267,9 @@ export class ClusterNode {
         return m ? peer.txt(m, name, 1000) : [];
       },
     });
-    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes, suspicion });
-    run.changes = await routeChanges({ host, valkey, db, membership, routes, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
+    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes, suspicion, siteSeen });
+    siteSeen.start();
+    run.changes = await routeChanges({ host, valkey, db, membership, routes, resourceIndex, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
     // Peer links follow the traffic view: a fenced node keeps its links to forward over.
@@ -295,6 +310,7 @@ export class ClusterNode {
       ['close data plane', () => run?.edge?.close()],
       ['close wireguard device', () => this.#wireguard && !('unavailable' in this.#wireguard) && this.#wireguard.close()],
       ['stop change routing', () => run?.changes?.stop()],
+      ['stop recording when sites were seen', () => run?.siteSeen.stop()],
       ['stop cluster events', () => this.#events.stop()],
       ['stop suspicion', () => run?.suspicion.stop()],
       ['close peer link', () => run?.peer.close()],

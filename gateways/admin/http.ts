@@ -11,7 +11,7 @@ import type { OidcSignIn } from '../identity/oidc.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 import type { DatabaseTransactionConnection, QuerySqlToken } from 'slonik';
 import type { PortRange } from '../../core/config-fields.ts';
-import type { Change, MemberRecord } from '../../protocol/channels.ts';
+import type { Change, ChangeTouches, MemberRecord } from '../../protocol/channels.ts';
 import type { ZoneData } from '../../protocol/zone.ts';
 import type { SiteTunnelStats } from '../../protocol/wireguard.ts';
 
@@ -144,6 +144,8 @@ export async function write<T extends { id: string }>(
   change: Omit<Change, 'id'> & { id?: string },
   fn: (tx: DatabaseTransactionConnection) => Promise<T>,
   details?: (result: T) => Record<string, unknown>,
+  /** What the change touches, known only from its result (else `change.touches`). */
+  touchesOf?: (result: T) => ChangeTouches,
 ): Promise<T> {
   let result: T;
   let auditId: number;
@@ -159,7 +161,8 @@ export async function write<T extends { id: string }>(
     throw mapDbError(err);
   }
   // Committed: a lost announcement is found again in the audit log (supervisors/change-replay.ts).
-  await deps.valkey.publish('changes', { ...change, id: change.id ?? result.id, auditId } satisfies Change).catch(() => {});
+  const touches = touchesOf ? touchesOf(result) : change.touches;
+  await deps.valkey.publish('changes', { ...change, id: change.id ?? result.id, auditId, touches } satisfies Change).catch(() => {});
   return result;
 }
 
@@ -167,11 +170,13 @@ export async function write<T extends { id: string }>(
  * A delete (or revoke) as one audited write: `query` removes the row and returns it; no row
  * means it did not exist here (404).
  */
-export async function deleteOne(deps: ApiDeps, req: FastifyRequest, change: Omit<Change, 'action'>, what: string, query: QuerySqlToken): Promise<void> {
-  await write(deps, req, { ...change, action: 'deleted' }, async (tx) => {
-    if (!(await tx.maybeOne(query))) throw notFound(what);
-    return { id: change.id };
-  });
+export async function deleteOne(deps: ApiDeps, req: FastifyRequest, change: Omit<Change, 'action' | 'touches'> & { touches?: (row: Record<string, unknown>) => ChangeTouches }, what: string, query: QuerySqlToken): Promise<void> {
+  const { touches, ...rest } = change;
+  await write(deps, req, { ...rest, action: 'deleted' }, async (tx) => {
+    const row = (await tx.maybeOne(query)) as Record<string, unknown> | null;
+    if (!row) throw notFound(what);
+    return { id: change.id, row };
+  }, undefined, touches && ((r) => touches(r.row)));
 }
 
 export function notFound(what: string): ClusterError<'CLUSTER_ERR_API_NOT_FOUND'> {

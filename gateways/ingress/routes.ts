@@ -74,3 +74,16 @@ export function pickWeighted<T extends { weight: number }>(items: T[], random = 
   for (const t of items) if ((x -= t.weight) < 0) return t;
   return items.at(-1);
 }
+
+/**
+ * The enabled routes none of whose enabled targets has its site's tunnel on a live node:
+ * what an operator (or bench:scale) asks to see which resources a node cannot serve now.
+ */
+export function unroutedIds(routes: readonly Route[], isLive: (node: string) => boolean): string[] {
+  const out: string[] = [];
+  for (const r of routes) {
+    if (!r.enabled) continue;
+    if (!r.targets.some((t) => t.enabled && r.owners[t.siteId] !== undefined && isLive(r.owners[t.siteId]!))) out.push(r.resourceId);
+  }
+  return out;
+}

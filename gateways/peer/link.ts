@@ -10,7 +10,7 @@ import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../..
 import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
 import type { z } from 'zod';
-import { AskRequest, HeardAnswer, HeardQuery, PEER_PATH, PeerMessage, ReplayCache, StatsAnswer, TxtAnswer, TxtQuery, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
+import { AskRequest, HeardAnswer, HeardQuery, PEER_PATH, PeerMessage, ReplayCache, RoutesQuery, StatsAnswer, TxtAnswer, TxtQuery, type RoutesAnswer, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
 import { peerClientTls, peerRequest, type PeerTls } from './request.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
@@ -24,6 +24,8 @@ export interface PeerHandlers {
   inspect(): unknown;
   /** Small summary for GET /peer/v1/stats (actors by kind), cheap enough for status pages. */
   stats(): unknown;
+  /** The route table's summary for GET /peer/v1/routes (see RoutesQuery). */
+  routes(dead: readonly string[], id: string | undefined): RoutesAnswer;
   /** TXT values this node's DNS serves at `name` (GET /peer/v1/txt?name=), from memory. */
   txt(name: string): string[];
   /** A link to `node` closed. */
@@ -214,6 +216,11 @@ export class PeerLink {
         const q = TxtQuery.safeParse(Object.fromEntries(new URL(req.url, 'http://peer').searchParams));
         if (!q.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
         return send(200, { values: this.#handlers.txt(q.data.name) });
+      }
+      if (req.method === 'GET' && (req.url === `${PEER_PATH}/routes` || req.url?.startsWith(`${PEER_PATH}/routes?`))) {
+        const q = RoutesQuery.safeParse(Object.fromEntries(new URL(req.url, 'http://peer').searchParams));
+        if (!q.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+        return send(200, this.#handlers.routes(q.data.dead ? q.data.dead.split(',') : [], q.data.id));
       }
       if (req.method === 'GET' && req.url?.startsWith(`${PEER_PATH}/heard?`)) {
         const q = HeardQuery.safeParse(Object.fromEntries(new URL(req.url, 'http://peer').searchParams));

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { runBenchSmoke } from '../harness/bench.ts';
 
-for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet'] as const) {
+for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet', 'scale'] as const) {
   t.test(`bench:${name} runs to the end and prints every field it promises`, async (t) => {
     const run = await runBenchSmoke(name);
     if (run.code !== 0) t.comment(run.stderr);

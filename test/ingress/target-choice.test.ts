@@ -2,6 +2,7 @@
 // disabled or unhealthy target, never this node without a tunnel, never a dead node.
 import t from 'tap';
 import { chooseTarget } from '../../gateways/ingress/upstream.ts';
+import { unroutedIds } from '../../gateways/ingress/routes.ts';
 import type { Route, RouteTarget } from '../../protocol/route.ts';
 
 const target = (id: string, siteId: string, extra: Partial<RouteTarget> = {}): RouteTarget => ({ id, siteId, host: '10.0.0.1', port: 80, scheme: 'http', enabled: true, weight: 1, healthy: true, ...extra });
@@ -30,4 +31,17 @@ t.test('disabled, unhealthy and wrong-protocol targets are never chosen; weights
   t.match(chooseTarget(weighted, tunnelsTo('s1'), placement([]), 'tcp', () => 0.2), { target: { id: 'light' } });
   t.match(chooseTarget(weighted, tunnelsTo('s1'), placement([]), 'tcp', () => 0.5), { target: { id: 'heavy' } });
   t.equal(chooseTarget(route([target('sick', 's1', { healthy: false })], {}), tunnelsTo('s1'), placement([]), 'tcp'), undefined);
+});
+
+t.test('a route is unrouted when no enabled target has its tunnel on a live node', async (t) => {
+  const r = (id: string, targets: RouteTarget[], owners: Record<string, string>, enabled = true): Route => ({ ...route(targets, owners), resourceId: id, enabled });
+  const routes = [
+    r('served', [target('t1', 's1')], { s1: 'node-1' }),
+    r('offline', [target('t2', 's2')], {}),
+    r('on-dead', [target('t3', 's3')], { s3: 'node-2' }),
+    r('disabled-target', [target('t4', 's4', { enabled: false })], { s4: 'node-1' }),
+    r('one-of-two', [target('t5', 's2'), target('t6', 's1')], { s1: 'node-1' }),
+    r('disabled', [], {}, false),
+  ];
+  t.same(unroutedIds(routes, (n) => n === 'node-1'), ['offline', 'on-dead', 'disabled-target'], 'a disabled resource is not counted');
 });

@@ -5,6 +5,7 @@ import { Secret } from '../../core/secret.ts';
 import { LocalPostgres } from '../../devenv/postgres.ts';
 import { createDb, pingDb, sql, withDb } from '../../persistence/db.ts';
 import { migrate } from '../../persistence/migrate.ts';
+import { claimEpochs, markSitesSeen } from '../../persistence/epochs.ts';
 import { freshDatabase } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -43,4 +44,20 @@ t.test('a statement past the statement timeout is cancelled with a coded error',
   const pool = await createDb({ url: new Secret(url), poolSize: 1, connectTimeout: 2000, statementTimeout: 200, logger });
   t.teardown(() => pool.end());
   await t.rejects(withDb(() => pool.query(sql.unsafe`SELECT pg_sleep(2)`)), { code: 'CLUSTER_ERR_DB_QUERY_FAILED' });
+});
+
+t.test("last-seen is written in one statement for the sites whose epoch is current, never for a site another node took", async (t) => {
+  const url = await freshDatabase(t);
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  const pool = await createDb({ url: new Secret(url), poolSize: 2, connectTimeout: 2000, statementTimeout: 2000, logger });
+  t.teardown(() => pool.end());
+  const orgId = await pool.oneFirst(sql.type(z.object({ id: z.string() }))`INSERT INTO orgs (slug, name) VALUES ('acme', 'Acme') RETURNING id`);
+  const ids = [...(await pool.anyFirst(sql.type(z.object({ id: z.string() }))`INSERT INTO sites (org_id, name) SELECT ${orgId}, 's' || n FROM generate_series(1, 3) n RETURNING id`))];
+  const here = await claimEpochs(pool, 'site', ids, { node: 'node-1', incarnation: 1 });
+  await claimEpochs(pool, 'site', [ids[2]!], { node: 'node-2', incarnation: 1 }); // the third moved on
+  const written = await markSitesSeen(pool, new Map(ids.map((id) => [id, here.get(id)!])));
+  t.equal(written, 2, 'two sites written');
+  const seen = await pool.any(sql.type(z.object({ id: z.string(), seen: z.boolean() }))`SELECT id, last_seen_at IS NOT NULL AS seen FROM sites`);
+  t.same(Object.fromEntries(seen.map((r) => [r.id, r.seen])), { [ids[0]!]: true, [ids[1]!]: true, [ids[2]!]: false }, 'the stale epoch wrote nothing');
+  t.equal(await markSitesSeen(pool, new Map()), 0, 'nothing online: no statement');
 });

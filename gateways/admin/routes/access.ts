@@ -49,7 +49,7 @@ async function describeAccess(db: ApiDeps['db'], orgId: string, resourceId: stri
 export function accessRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const base = '/api/v1/orgs/:orgId/resources/:resourceId';
-  const change = (orgId: string, resourceId: string) => ({ kind: 'resource' as const, id: resourceId, orgId, action: 'updated' as const });
+  const change = (orgId: string, resourceId: string) => ({ kind: 'resource' as const, id: resourceId, orgId, action: 'updated' as const, touches: { resourceIds: [resourceId] } });
 
   r.get(`${base}/access`, { schema: { tags: ['access'], summary: "The resource's access policy (secrets only as set or not)", params: Params, response: { 200: AccessOut } }, preHandler: orgAccess(deps, 'resources:read') }, async (req) =>
     withDb(() => describeAccess(deps().db, req.params.orgId, req.params.resourceId)));

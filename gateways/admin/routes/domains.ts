@@ -50,7 +50,7 @@ export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   }, async (req, reply) => {
     const { orgId } = req.params;
     const name = req.body.name;
-    const created = await write(deps(), req, { kind: 'domain', orgId, action: 'created' }, async (tx) => {
+    const created = await write(deps(), req, { kind: 'domain', orgId, action: 'created', touches: { names: [name] } }, async (tx) => {
       // One domain write at a time cluster-wide, so two orgs cannot add overlapping names at once.
       await tx.query(sql.unsafe`SELECT pg_advisory_xact_lock(hashtext('cluster:domains'))`);
       const taken = await tx.exists(sql.unsafe`
@@ -89,7 +89,7 @@ export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     if (req.body && req.body.force) {
       const p = req.principal;
       if (p?.type !== 'user' || !p.isServerAdmin) throw new ClusterError('CLUSTER_ERR_API_FORBIDDEN', 'only a server admin marks a domain verified by hand', { needed: 'server_admin' });
-      await write(d, req, { kind: 'domain', id: domainId, orgId, action: 'updated' }, async (tx) => {
+      await write(d, req, { kind: 'domain', id: domainId, orgId, action: 'updated', touches: { names: [row.name] } }, async (tx) => {
         await tx.query(sql.unsafe`UPDATE domains SET status = 'verified', verified_at = now(), verified_by = 'admin', version = version + 1 WHERE id = ${domainId} AND status = 'pending'`);
         return { id: domainId };
       }, () => ({ verified: 'admin' }));
@@ -115,7 +115,7 @@ export function domainRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/domains/:domainId', { schema: { tags: ['domains'], summary: 'Delete a domain (refused while resources use it)', params: Params }, preHandler: orgAccess(deps, 'domains:write') }, async (req, reply) => {
     const { orgId, domainId } = req.params;
-    await deleteOne(deps(), req, { kind: 'domain', id: domainId, orgId }, 'domain', sql.unsafe`DELETE FROM domains WHERE id = ${domainId} AND org_id = ${orgId} RETURNING id`);
+    await deleteOne(deps(), req, { kind: 'domain', id: domainId, orgId, touches: (row) => ({ names: [String(row.name)] }) }, 'domain', sql.unsafe`DELETE FROM domains WHERE id = ${domainId} AND org_id = ${orgId} RETURNING id, name`);
     return reply.code(204).send();
   });
 }

@@ -52,6 +52,13 @@ const HealthCheck = Type.Object(
   { additionalProperties: false },
 );
 
+/** A deleted resource touches its zone and the sites its targets were on (deleted with it). */
+const removedResource = (row: Record<string, unknown>) => ({
+  resourceIds: [String(row.id)],
+  siteIds: (row.site_ids as string[]).map(String),
+  ...(row.hostname ? { names: [String(row.hostname)] } : {}),
+});
+
 export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const withStatus = async (rows: Array<z.infer<typeof resource>>) => {
@@ -104,7 +111,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       return tx.one(sql.type(resource)`
         INSERT INTO resources (org_id, name, protocol, proxy_port, tls, enabled)
         VALUES (${orgId}, ${b.name}, ${b.protocol}, ${b.proxyPort}, false, ${b.enabled ?? true}) RETURNING ${COLUMNS}`);
-    });
+    }, undefined, (r) => ({ resourceIds: [r.id], ...(r.hostname ? { names: [r.hostname] } : {}) }));
     return reply.code(201).send(created);
   });
 
@@ -147,12 +154,14 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
         WHERE id = ${resourceId} AND org_id = ${orgId} AND version = ${b.version} RETURNING ${COLUMNS}`);
       if (row) return row;
       throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`SELECT version FROM resources WHERE id = ${resourceId} AND org_id = ${orgId}`), 'resource');
-    });
+    }, undefined, (r) => ({ resourceIds: [resourceId], ...(r.hostname ? { names: [r.hostname] } : {}) }));
   });
 
   r.delete('/api/v1/orgs/:orgId/resources/:resourceId', { schema: { tags: ['resources'], params: Params }, preHandler: orgAccess(deps, 'resources:write') }, async (req, reply) => {
     const { orgId, resourceId } = req.params;
-    await deleteOne(deps(), req, { kind: 'resource', id: resourceId, orgId }, 'resource', sql.unsafe`DELETE FROM resources WHERE id = ${resourceId} AND org_id = ${orgId} RETURNING id`);
+    await deleteOne(deps(), req, { kind: 'resource', id: resourceId, orgId, touches: removedResource }, 'resource', sql.unsafe`
+      DELETE FROM resources WHERE id = ${resourceId} AND org_id = ${orgId}
+      RETURNING id, hostname, (SELECT coalesce(array_agg(DISTINCT site_id), '{}') FROM targets WHERE resource_id = ${resourceId}) AS site_ids`);
     return reply.code(204).send();
   });
 
@@ -174,7 +183,7 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   }, async (req, reply) => {
     const { orgId, resourceId } = req.params;
     const b = req.body;
-    const created = await write(deps(), req, { kind: 'target', orgId, action: 'created' }, async (tx) => {
+    const created = await write(deps(), req, { kind: 'target', orgId, action: 'created', touches: { siteIds: [b.siteId], resourceIds: [resourceId] } }, async (tx) => {
       if (!(await tx.exists(sql.unsafe`SELECT 1 FROM resources WHERE id = ${resourceId} AND org_id = ${orgId}`))) throw notFound('resource');
       // A target may only use a site of the same org: other orgs' sites do not exist here.
       if (!(await tx.exists(sql.unsafe`SELECT 1 FROM sites WHERE id = ${b.siteId} AND org_id = ${orgId}`))) throw new ClusterError('CLUSTER_ERR_API_VALIDATION', 'no such site in this org', { field: 'body.siteId', problem: 'unknown site' });
@@ -202,13 +211,13 @@ export function resourceRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       if (row) return row;
       throw versionConflict(await tx.maybeOneFirst(sql.type(z.object({ version: z.number() }))`
         SELECT t.version FROM targets t JOIN resources r ON r.id = t.resource_id WHERE t.id = ${targetId} AND r.id = ${resourceId} AND r.org_id = ${orgId}`), 'target');
-    });
+    }, undefined, (t) => ({ siteIds: [t.siteId], resourceIds: [resourceId] }));
   });
 
   r.delete('/api/v1/orgs/:orgId/resources/:resourceId/targets/:targetId', { schema: { tags: ['targets'], params: TargetParams }, preHandler: orgAccess(deps, 'resources:write') }, async (req, reply) => {
     const { orgId, resourceId, targetId } = req.params;
-    await deleteOne(deps(), req, { kind: 'target', id: targetId, orgId }, 'target', sql.unsafe`
-      DELETE FROM targets t USING resources r WHERE t.id = ${targetId} AND t.resource_id = ${resourceId} AND r.id = t.resource_id AND r.org_id = ${orgId} RETURNING t.id`);
+    await deleteOne(deps(), req, { kind: 'target', id: targetId, orgId, touches: (t) => ({ siteIds: [String(t.site_id)], resourceIds: [resourceId] }) }, 'target', sql.unsafe`
+      DELETE FROM targets t USING resources r WHERE t.id = ${targetId} AND t.resource_id = ${resourceId} AND r.id = t.resource_id AND r.org_id = ${orgId} RETURNING t.id, t.site_id`);
     return reply.code(204).send();
   });
 }

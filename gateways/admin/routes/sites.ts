@@ -14,6 +14,9 @@ const site = z.object({ id: z.string(), orgId: z.string(), name: z.string(), tra
 const COLUMNS = sql.fragment`id, org_id AS "orgId", name, transport, version, last_seen_at AS "lastSeenAt", created_at AS "createdAt"`;
 const Params = Type.Object({ orgId: Uuid, siteId: Uuid }, { additionalProperties: false });
 const Transport = Type.Union([Type.Literal('websocket'), Type.Literal('wireguard')]);
+/** A deleted site touches the resources its targets belonged to (the targets go with it). */
+const removedSite = (row: Record<string, unknown>) => ({ siteIds: [String(row.id)], resourceIds: (row.resource_ids as string[]).map(String) });
+
 export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const withStatus = async (sites: Array<z.infer<typeof site>>) => {
@@ -36,7 +39,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
       const s = await tx.one(sql.type(site)`INSERT INTO sites (org_id, name, transport) VALUES (${req.params.orgId}, ${req.body.name}, ${req.body.transport ?? 'websocket'}) RETURNING ${COLUMNS}`);
       await tx.query(sql.unsafe`INSERT INTO site_secrets (site_id, secret_hash) VALUES (${s.id}, ${sql.binary(hashToken(secret))})`);
       return s;
-    });
+    }, undefined, (s) => ({ siteIds: [s.id] }));
     return reply.code(201).send({ ...created, connector: { id: created.id, secret } });
   });
 
@@ -54,7 +57,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
     preHandler: orgAccess(deps, 'sites:write'),
   }, async (req) => {
     const { orgId, siteId } = req.params;
-    return write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated' }, async (tx) => {
+    return write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated', touches: { siteIds: [siteId] } }, async (tx) => {
       const row = await tx.maybeOne(sql.type(site)`
         UPDATE sites SET name = COALESCE(${req.body.name ?? null}, name), transport = COALESCE(${req.body.transport ?? null}, transport), version = version + 1, updated_at = now()
         WHERE id = ${siteId} AND org_id = ${orgId} AND version = ${req.body.version} RETURNING ${COLUMNS}`);
@@ -66,7 +69,7 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
   r.post('/api/v1/orgs/:orgId/sites/:siteId/rotate-secret', { schema: { tags: ['sites'], summary: 'Issue a new connector secret (shown once); old secrets stop working', params: Params, response: { 200: ConnectorSecretOut } }, preHandler: orgAccess(deps, 'sites:write') }, async (req) => {
     const { orgId, siteId } = req.params;
     const secret = generateToken();
-    await write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated' }, async (tx) => {
+    await write(deps(), req, { kind: 'site', id: siteId, orgId, action: 'updated', touches: { siteIds: [siteId] } }, async (tx) => {
       // The generation moves on: tokens issued for the old secret stop working, and the site's
       // live connection is closed by its actor when it hears of the change.
       if (!(await tx.maybeOne(sql.unsafe`UPDATE sites SET secret_generation = secret_generation + 1 WHERE id = ${siteId} AND org_id = ${orgId} RETURNING id`))) throw notFound('site');
@@ -79,7 +82,9 @@ export function siteRoutes(app: FastifyInstance, deps: () => ApiDeps) {
 
   r.delete('/api/v1/orgs/:orgId/sites/:siteId', { schema: { tags: ['sites'], params: Params }, preHandler: orgAccess(deps, 'sites:write') }, async (req, reply) => {
     const { orgId, siteId } = req.params;
-    await deleteOne(deps(), req, { kind: 'site', id: siteId, orgId }, 'site', sql.unsafe`DELETE FROM sites WHERE id = ${siteId} AND org_id = ${orgId} RETURNING id`);
+    await deleteOne(deps(), req, { kind: 'site', id: siteId, orgId, touches: removedSite }, 'site', sql.unsafe`
+      DELETE FROM sites WHERE id = ${siteId} AND org_id = ${orgId}
+      RETURNING id, (SELECT coalesce(array_agg(DISTINCT resource_id), '{}') FROM targets WHERE site_id = ${siteId}) AS resource_ids`);
     return reply.code(204).send();
   });
 }
