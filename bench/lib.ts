@@ -1,6 +1,7 @@
 // Shared scaffolding of the benchmarks: a scratch directory PostgreSQL can reach, local
 // services, three nodes with an administrator, and a main() wrapper that exits non-zero with
 // the error on stderr.
+import { request } from 'node:http';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,4 +107,17 @@ export async function benchOrg(admin: string, cookie: string): Promise<{ org: { 
   await adminCall(admin, 'POST', `${base}/domains/${zone.id}/verify`, { force: true }, cookie);
   const site = (await adminCall(admin, 'POST', `${base}/sites`, { name: 'site' }, cookie)).body;
   return { org, base, site };
+}
+
+/** One GET / for `hostname` at host:80 on a fresh connection; true when it answers 200 within `timeoutMs`. */
+export function okThrough(host: string, hostname: string, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ host, port: 80, path: '/', headers: { host: hostname }, agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode === 200));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
 }

@@ -15,7 +15,6 @@
 // Last line: one JSON object.
 import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
@@ -27,7 +26,7 @@ import { routesOn, type PeerTarget } from '../devenv/peer-client.ts';
 import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
-import { benchAdmin, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { size } from './sizes.ts';
 
 const SITES = size('SITES', 10_000, 24);
@@ -85,18 +84,6 @@ function resolves(server: { host: string; port: number }, name: string): Promise
       }
     });
     sock.send(dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), server.port, server.host);
-  });
-}
-
-function get(host: string, hostname: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host, port: 80, path: '/', headers: { host: hostname }, agent: false, timeout: 2000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
   });
 }
 
@@ -318,7 +305,7 @@ async function main() {
       let probing = true;
       const probes = sample.map(async (s, i) => {
         while (probing) {
-          const ok = await get(hostOf(survivors[i % survivors.length]!), s.hostname);
+          const ok = await okThrough(hostOf(survivors[i % survivors.length]!), s.hostname, 2000);
           requests++;
           if (!ok) failed++;
           await sleep(100);

@@ -16,7 +16,7 @@ import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
-import { benchAdmin, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
@@ -87,18 +87,6 @@ function bulk(host: string, port: number): Promise<number> {
   });
 }
 
-function get(host: string, hostname: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host, port: 80, path: '/', headers: { host: hostname }, agent: false, timeout: 1000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
-
 async function main() {
   return withBenchServices('tunnel', async ({ dir, services }) => {
     const procs: ServiceProcess[] = [];
@@ -154,7 +142,7 @@ async function main() {
         let longest = 0;
         const client = (async () => {
           for (let i = 0; running; i++) {
-            const ok = await get(ip(others[i % others.length]!), 'app.bench.test');
+            const ok = await okThrough(ip(others[i % others.length]!), 'app.bench.test', 1000);
             const now = Date.now();
             if (!ok) failingSince ??= now;
             else if (failingSince !== undefined) {
