@@ -36,12 +36,13 @@ function httpsThrough(ip: string, servername: string, ca: string): Promise<strin
   });
 }
 
+/** The body of a 200; any other answer as its status, location and body, so a failure says what came back. */
 function fetchThrough(ip: string, host: string, path = '/'): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request({ host: ip, port: 80, path, headers: { host }, agent: false }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(body));
+      res.on('end', () => resolve(res.statusCode === 200 ? body : `HTTP ${res.statusCode} ${res.headers.location ?? ''} ${body}`));
     });
     req.on('error', reject);
     req.end();
