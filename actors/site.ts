@@ -1,8 +1,8 @@
 // The site actor: one per site, living on the node that holds its connector's control
 // connection (claimed there, newest connection wins). It owns the session, pushes the site's
 // targets to the connector, keeps the targets' reported health, and records when the site
-// was last seen (a fenced write at attach; then the node's batched writer, told here while
-// the site is online). Online status cluster-wide is its ownership entry.
+// was last seen (it tells the node's batched, fenced writer while the site is online here).
+// Online status cluster-wide is its ownership entry.
 // Over the wireguard transport it also owns the site's peer on this node's device: offered on
 // attach, withdrawn when the connection ends, the site moves, or the actor stops.
 import { z } from 'zod';
@@ -123,8 +123,10 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
         }
         case 'detach': {
           const current = state.session?.id === msg.sessionId;
-          if (current) deps.online?.(false);
-          if (current) await deps.publishSession(siteId, null);
+          if (current) {
+            deps.online?.(false);
+            await deps.publishSession(siteId, null);
+          }
           // True: no session is left here, so the actor may go (a refused or ended one was the last).
           ctx.reply(current || state.session === undefined);
           return current ? withdraw({ ...state, session: undefined, connectedSince: undefined, transport: undefined }) : state;
