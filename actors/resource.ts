@@ -5,7 +5,8 @@
 // reports and site moves (refresh from Valkey), and when nodes join or die. The route carries
 // the resource's access policy, so every node decides who may reach it from memory.
 import { z } from 'zod';
-import { loadAccessPolicy } from '../persistence/access-policy.ts';
+import { loadAccessPolicies } from '../persistence/access-policy.ts';
+import { pooledLoader, uuidsOnly } from '../persistence/batch-load.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
 import type { Route } from '../protocol/route.ts';
@@ -43,20 +44,31 @@ export async function resourceCatalog(db: DatabasePool): Promise<string[]> {
   return [...(await db.anyFirst(sql.type(z.object({ id: z.string() }))`SELECT id FROM resources ORDER BY id`))];
 }
 
-async function load(db: DatabasePool, id: string): Promise<ResourceState['base']> {
-  const r = await db.maybeOne(sql.type(row)`
+type Base = NonNullable<ResourceState['base']>;
+
+/** The resource actors spawned in one turn (a node died) load in two statements. */
+const loadResources = pooledLoader((db: DatabasePool, ids: string[]) => loadMany(db, uuidsOnly(ids)));
+
+/** null once deleted. */
+const load = async (db: DatabasePool, id: string): Promise<ResourceState['base']> => (await loadResources(db, id)) ?? null;
+
+async function loadMany(db: DatabasePool, ids: string[]): Promise<Map<string, Base>> {
+  const rows = await db.any(sql.type(row)`
     SELECT r.id AS resource_id, r.org_id, r.protocol, r.hostname, r.proxy_port, r.tls, r.enabled,
       COALESCE(json_agg(json_build_object('id', t.id, 'siteId', t.site_id, 'host', t.host, 'port', t.port, 'scheme', t.scheme, 'enabled', t.enabled, 'weight', t.weight) ORDER BY t.id)
         FILTER (WHERE t.id IS NOT NULL), '[]') AS targets
-    FROM resources r LEFT JOIN targets t ON t.resource_id = r.id WHERE r.id = ${id} GROUP BY r.id`);
-  if (!r) return null;
+    FROM resources r LEFT JOIN targets t ON t.resource_id = r.id WHERE r.id = ANY(${sql.array(ids, 'uuid')}) GROUP BY r.id`);
   // HTTP resources only: a raw TCP/UDP stream has no request to check.
-  const access = r.protocol === 'http' ? await loadAccessPolicy(db, id) : undefined;
-  return {
-    ...(access ? { access } : {}),
-    resourceId: r.resource_id, orgId: r.org_id, protocol: r.protocol, hostname: r.hostname, port: r.proxy_port, tls: r.tls, enabled: r.enabled,
-    targets: r.targets.map((t) => ({ ...t, healthy: true })),
-  };
+  const http = rows.filter((r) => r.protocol === 'http').map((r) => r.resource_id);
+  const policies = http.length ? await loadAccessPolicies(db, http) : new Map();
+  return new Map(rows.map((r) => {
+    const access = policies.get(r.resource_id);
+    return [r.resource_id, {
+      ...(access ? { access } : {}),
+      resourceId: r.resource_id, orgId: r.org_id, protocol: r.protocol, hostname: r.hostname, port: r.proxy_port, tls: r.tls, enabled: r.enabled,
+      targets: r.targets.map((t) => ({ ...t, healthy: true })),
+    }];
+  }));
 }
 
 export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number): Behavior<ResourceState, ResourceMsg> {

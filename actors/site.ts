@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { ClusterError } from '../core/errors.ts';
 import type { Clock } from '../core/clock.ts';
+import { pooledLoader, uuidsOnly } from '../persistence/batch-load.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
 import { CLOSE, PROTOCOL_VERSION, type ConnectorTarget, type ControlSession, type WireGuardOffer } from '../protocol/connector.ts';
 import type { SiteMsg } from '../protocol/actor-messages.ts';
@@ -55,18 +56,26 @@ const TUNNEL_RETIRE_MS = 3000;
 
 const targetRow = z.object({ id: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), healthCheck: z.record(z.unknown()) });
 
-const siteRow = z.object({ secret_generation: z.number(), transport: z.enum(['websocket', 'wireguard']), targets: z.array(targetRow) });
+const siteRow = z.object({ id: z.string(), secret_generation: z.number(), transport: z.enum(['websocket', 'wireguard']), targets: z.array(targetRow) });
 
-/** The site's targets, transport and current secret generation, in one statement (a reconnect storm loads thousands); null once the site is deleted. */
-async function load(db: DatabasePool, siteId: string): Promise<{ targets: ConnectorTarget[]; generation: number; transport: 'websocket' | 'wireguard' } | null> {
-  const site = await db.maybeOne(sql.type(siteRow)`
-    SELECT s.secret_generation, s.transport,
+interface Loaded {
+  targets: ConnectorTarget[];
+  generation: number;
+  transport: 'websocket' | 'wireguard';
+}
+
+/** The site's targets, transport and current secret generation, by id; the site actors spawned in one turn (a reconnect storm) load in one statement. */
+const loadSites = pooledLoader(async (db: DatabasePool, ids: string[]) => {
+  const rows = await db.any(sql.type(siteRow)`
+    SELECT s.id, s.secret_generation, s.transport,
       COALESCE((SELECT json_agg(json_build_object('id', t.id, 'host', t.host, 'port', t.port, 'scheme', t.scheme, 'enabled', t.enabled, 'healthCheck', t.health_check) ORDER BY t.id)
         FROM targets t WHERE t.site_id = s.id), '[]') AS targets
-    FROM sites s WHERE s.id = ${siteId}`);
-  if (site === null) return null;
-  return { targets: site.targets, generation: site.secret_generation, transport: site.transport };
-}
+    FROM sites s WHERE s.id = ANY(${sql.array(uuidsOnly(ids), 'uuid')})`);
+  return new Map(rows.map((r) => [r.id, { targets: r.targets, generation: r.secret_generation, transport: r.transport } satisfies Loaded]));
+});
+
+/** null once the site is deleted. */
+const load = async (db: DatabasePool, siteId: string): Promise<Loaded | null> => (await loadSites(db, siteId)) ?? null;
 
 export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Behavior<SiteState, SiteMsg> {
   const pushConfig = (s: SiteState) => s.session?.send({ v: PROTOCOL_VERSION, type: 'config', targets: s.targets });

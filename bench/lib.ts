@@ -17,8 +17,12 @@ export const log = (line: string) => process.stderr.write(`${line}\n`);
  * BENCH_CPU_PROFILE=DIR: node's own profiler in the processes a benchmark starts (nodes,
  * connector), each writing a .cpuprofile into DIR when it exits (NODE_OPTIONS may not carry
  * --cpu-prof). `npm run bench:cpu-top -- DIR` prints where their time went.
+ * BENCH_HEAP_SNAPSHOTS=DIR: each of those processes writes a heap snapshot into DIR on SIGUSR2.
  */
-export const profileArgs = (): string[] => (process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []);
+export const profileArgs = (): string[] => [
+  ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []),
+  ...(process.env.BENCH_HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${process.env.BENCH_HEAP_SNAPSHOTS}`] : []),
+];
 
 /**
  * The real `cluster up` in a scratch directory (what an operator runs), `body` against its data
@@ -56,7 +60,9 @@ export async function withBenchServices<T>(name: string, body: (ctx: { dir: stri
     throw err;
   } finally {
     await services.stop();
-    rmSync(dir, { recursive: true, force: true });
+    // BENCH_KEEP_DIR=1: the nodes' and connectors' logs stay for a look afterwards.
+    if (process.env.BENCH_KEEP_DIR) log(`logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -368,8 +368,10 @@ async function main() {
       };
     } finally {
       await Promise.all(closers.map((c) => c().catch(() => {})));
-      await Promise.all(procs.map((p) => p.stop('SIGKILL', 1000)));
-      await Promise.all([...nodes.values()].map((n) => n.proc.stop('SIGKILL', 1000)));
+      // A CPU profile is written only at a normal exit.
+      const [signal, grace] = process.env.BENCH_CPU_PROFILE ? (['SIGTERM', 15_000] as const) : (['SIGKILL', 1000] as const);
+      await Promise.all(procs.map((p) => p.stop(signal, grace)));
+      await Promise.all([...nodes.values()].map((n) => n.proc.stop(signal, grace)));
     }
   });
 }

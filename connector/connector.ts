@@ -23,6 +23,8 @@ import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
 import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
+/** Later rounds of an unanswered direct data connection (1, 2, 4 s apart, jittered). */
+const DIRECT_RETRIES = 3;
 /** The longest pause between standby attempts that failed. */
 const STANDBY_RETRY_CAP_MS = 15_000;
 
@@ -407,20 +409,30 @@ export class Connector extends EventEmitter {
    * Moves the data plane of control connection `ws` to a connection of its own: an HTTP
    * upgrade naming the node's one-time key, at the endpoint the WebSocket used, then (a load
    * balancer may have sent that to another node, which does not know the key) at the node's
-   * own address. The node's HTTP/2 session then runs on the socket itself. Refused or failed
-   * both ways: the WebSocket frames carry on.
+   * own address. The node's HTTP/2 session then runs on the socket itself. Refused both ways:
+   * the WebSocket frames carry on. Unanswered (a node swamped by a reconnect storm): the key
+   * is still good, so a few later rounds try again while the frames carry the data plane.
    */
-  #openDirect(ws: WebSocket, endpoint: string, offer: { path: string; key: string; endpoint?: string }) {
+  #openDirect(ws: WebSocket, endpoint: string, offer: { path: string; key: string; endpoint?: string }, round = 0) {
     if (this.#o.direct === false) return;
     const urls = [...new Set([endpoint, offer.endpoint ?? endpoint])].map((e) => new URL(offer.path, e));
+    let refused = false;
     const attempt = (i: number, why: string[]) => {
       const url = urls[i];
-      if (!url) return this.#log.warn({ endpoint, reasons: why }, 'no direct data connection; the data plane stays on the WebSocket');
+      if (!url) {
+        const again = !refused && round < DIRECT_RETRIES && ws.readyState === WebSocket.OPEN && !this.#isStopped();
+        if (again) {
+          const pause = 1000 * 2 ** round * (0.5 + Math.random() / 2);
+          this.#clock.setTimeout(() => ws.readyState === WebSocket.OPEN && !this.#isStopped() && this.#openDirect(ws, endpoint, offer, round + 1), pause);
+        }
+        return this.#log.warn({ endpoint, reasons: why, retrying: again }, 'no direct data connection; the data plane stays on the WebSocket');
+      }
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { connection: 'Upgrade', upgrade: DIRECT_UPGRADE, [DIRECT_KEY_HEADER]: offer.key }, timeout: 5000, localAddress: this.#o.localAddress });
       req.on('timeout', () => req.destroy(new Error('no answer in 5s')));
       req.on('error', (err) => attempt(i + 1, [...why, `${url.host}: ${err.message}`]));
       req.on('response', (res) => {
         res.resume();
+        if (i === urls.length - 1) refused = true; // the node's own address answered: the key is spent or unknown
         attempt(i + 1, [...why, `${url.host}: answered ${res.statusCode}`]);
       });
       req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
