@@ -182,14 +182,17 @@ export class ControlChannel {
      * connection of its own, or over WireGuard.
      */
     const openTunnel = (connection: Duplex, transport: 'websocket' | 'direct' | 'wireguard', asStandby = false) => {
-      const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
-      h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
-      h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
       // Over WireGuard or its own connection the data plane can die alone (UDP blocked, the
       // connection reset): the control connection ends, so the connector registers again.
-      if (transport !== 'websocket') h2.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
+      // Watched on the connection: a standby's HTTP/2 session may not exist yet.
+      if (transport !== 'websocket') connection.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
       if (transport === 'wireguard') this.#overWireGuard.add(ws);
-      this.#d.tunnels.set(siteId, session.id, h2, asStandby);
+      this.#d.tunnels.set(siteId, session.id, () => {
+        const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
+        h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
+        h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
+        return h2;
+      }, asStandby);
     };
     /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
     let pending: { offer: WireGuardOffer | undefined; timer: NodeJS.Timeout } | undefined;

@@ -10,8 +10,16 @@ import { PROTOCOL_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts
 /** Longest a stream waits for a tunnel that is being set up on this node (a registration in progress). */
 const PENDING_WAIT_MS = 3000;
 
+interface Tunnel {
+  sessionId: string;
+  standby: boolean;
+  /** Made by `connect` at once for a primary; for a standby at its first stream or promotion. */
+  h2: http2.ClientHttp2Session | undefined;
+  connect: () => http2.ClientHttp2Session;
+}
+
 export class TunnelRegistry {
-  readonly #sessions = new Map<string, { sessionId: string; h2: http2.ClientHttp2Session; standby: boolean }>();
+  readonly #sessions = new Map<string, Tunnel>();
   /**
    * Registrations in progress: the site is claimed here (routes may name this node already)
    * while its data plane is still being chosen and brought up (a WireGuard handshake, say).
@@ -34,15 +42,25 @@ export class TunnelRegistry {
     p.resolve();
   }
 
-  /** `standby`: a connector's second tunnel here (its site is held by another node). */
-  set(siteId: string, sessionId: string, h2: http2.ClientHttp2Session, standby = false) {
+  /**
+   * The tunnel of a session: `connect` starts HTTP/2 over its connection. `standby`: a
+   * connector's second tunnel here (its site is held by another node), whose HTTP/2 session
+   * waits until a stream needs it or the site is promoted here: most never carry one, and a
+   * session costs about 20 KB of nghttp2 memory (a third of the tunnels at scale). The peer's
+   * first frames wait in the connection meanwhile.
+   */
+  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false) {
     const old = this.#sessions.get(siteId);
     // The same connection's data plane moving (to its direct connection): streams in flight
     // on the old session finish; another connection's session is done with.
-    if (old?.sessionId === sessionId) old.h2.close();
-    else old?.h2.destroy();
-    this.#sessions.set(siteId, { sessionId, h2, standby });
+    if (old?.sessionId === sessionId) old.h2?.close();
+    else old?.h2?.destroy();
+    this.#sessions.set(siteId, { sessionId, standby, h2: standby ? undefined : connect(), connect });
     this.#settle(siteId, sessionId);
+  }
+
+  #h2(t: Tunnel): http2.ClientHttp2Session {
+    return (t.h2 ??= t.connect());
   }
 
   /** Drops the tunnel if it is still this session's. */
@@ -51,7 +69,7 @@ export class TunnelRegistry {
     const cur = this.#sessions.get(siteId);
     if (cur?.sessionId !== sessionId) return;
     this.#sessions.delete(siteId);
-    cur.h2.destroy();
+    cur.h2?.destroy();
   }
 
   /** Takes the tunnel out of use without closing it (streams in flight finish), if it is still this session's. */
@@ -59,7 +77,7 @@ export class TunnelRegistry {
     const cur = this.#sessions.get(siteId);
     if (cur?.sessionId !== sessionId) return undefined;
     this.#sessions.delete(siteId);
-    return cur.h2;
+    return cur.h2; // none: it never carried a stream
   }
 
   /** Tunnels held here, primary and standby (metrics). */
@@ -72,12 +90,14 @@ export class TunnelRegistry {
   /** A standby tunnel here now carries its site (the connector promoted it). */
   promote(siteId: string, sessionId: string) {
     const s = this.#sessions.get(siteId);
-    if (s?.sessionId === sessionId) s.standby = false;
+    if (s?.sessionId !== sessionId) return;
+    s.standby = false;
+    this.#h2(s);
   }
 
   has(siteId: string): boolean {
     const s = this.#sessions.get(siteId);
-    return Boolean(s && !s.h2.closed && !s.h2.destroyed) || this.#pending.has(siteId);
+    return Boolean(s && (!s.h2 || (!s.h2.closed && !s.h2.destroyed))) || this.#pending.has(siteId);
   }
 
   /**
@@ -92,9 +112,10 @@ export class TunnelRegistry {
 
   #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number, retried = false): Promise<Duplex> {
     const s = this.#sessions.get(siteId);
-    if (!s || s.h2.closed || s.h2.destroyed) return Promise.reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `no tunnel to site ${siteId} on this node`, { siteId }));
+    if (!s || s.h2?.closed || s.h2?.destroyed) return Promise.reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `no tunnel to site ${siteId} on this node`, { siteId }));
+    const h2 = this.#h2(s);
     return new Promise((resolve, reject) => {
-      const stream = s.h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol });
+      const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol });
       const timer = setTimeout(() => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', `target ${target.id} did not answer in ${timeoutMs}ms`, { siteId, targetId: target.id }));
@@ -111,7 +132,7 @@ export class TunnelRegistry {
         // Opened on a session that was just replaced (the data plane moving to its direct
         // connection, whose swap closes the old session): the current one is asked once.
         const now = this.#sessions.get(siteId);
-        if (!retried && now && now.h2 !== s.h2) return resolve(this.#open(siteId, target, protocol, timeoutMs, true));
+        if (!retried && now && now !== s) return resolve(this.#open(siteId, target, protocol, timeoutMs, true));
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `tunnel stream failed: ${err.message}`, { siteId }, { cause: err }));
       });
     });
