@@ -11,6 +11,8 @@
 // 3. tap's runner is rebuilt when our plugin list changed (tap 21 + TypeScript 7 need the
 //    TypeScript plugin removed; tsx loads the sources instead).
 // 4. The dashboard (ui/) is built into ui/dist when missing or older than its sources.
+// 5. The bundle the `cluster` command runs (bin/build.mjs) is built when stale, so nodes that
+//    start together find it ready.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync, statSync, accessSync, constants } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -166,6 +168,8 @@ try {
   const installed = installNodeModules();
   buildTapRunner(installed);
   buildDashboard(installed);
+  // node_modules exists by now: esbuild can be loaded.
+  await (await import('./build.mjs')).freshBundle();
 } catch (err) {
   log(err instanceof Error ? err.message : String(err));
   process.exit(1);

@@ -266,7 +266,7 @@ export class ActorHost {
     await this.#handoff(kind, [id]);
   }
 
-  /** Sends to every local actor of a kind (e.g. tell local sites their config changed). */
+  /** Whether the actor runs on this node. */
   hasLocal(kind: string, id: string): boolean {
     return this.#d.system.get(kind, id) !== undefined;
   }
@@ -287,6 +287,7 @@ export class ActorHost {
     }
   }
 
+  /** Sends to every local actor of a kind (e.g. tell local sites their config changed). */
   broadcastLocal<K extends ActorKindName>(kind: K, msg: ActorMessage<K>) {
     this.#validate(kind, '*', msg);
     for (const a of this.#d.system.list(kind)) {
