@@ -15,8 +15,8 @@ export interface LoadConnectorSpec {
   sites: Array<{ id: string; secret: string; address: string }>;
 }
 
-/** One site as the status answer shows it: id, state, node, standby node, last `connected` (ms epoch), token refusals by a rate limit. */
-export type SiteStatus = [id: string, state: string, node: string | null, standby: string | null, connectedAt: number, limited: number];
+/** One site as the status answer shows it: id, state, node, standby node, last `connected` (ms epoch), token refusals by a rate limit, where its data plane runs. */
+export type SiteStatus = [id: string, state: string, node: string | null, standby: string | null, connectedAt: number, limited: number, data: 'direct' | 'frames' | null];
 
 const spec = JSON.parse(readFileSync(process.argv.at(-1)!, 'utf8')) as LoadConnectorSpec;
 const logger = createLogger({ level: process.env.SCALE_CONNECTOR_LOG ?? 'error' });
@@ -35,7 +35,7 @@ const sites = spec.sites.map((s, k) => {
 
 createServer((req, res) => {
   if (req.url !== '/status') return res.writeHead(404).end();
-  const out: SiteStatus[] = sites.map(({ id, row }) => [id, row.c.state, row.c.state === 'connected' ? (row.c.node ?? null) : null, row.c.standbyNode ?? null, row.connectedAt, row.limited]);
+  const out: SiteStatus[] = sites.map(({ id, row }) => [id, row.c.state, row.c.state === 'connected' ? (row.c.node ?? null) : null, row.c.standbyNode ?? null, row.connectedAt, row.limited, row.c.websocketData ?? null]);
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out));
 }).listen(spec.statusPort, '127.0.0.1', () => {
   // All at once, as after a power cut at every site: the start is part of what is measured.

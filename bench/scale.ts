@@ -267,6 +267,8 @@ async function main() {
       const fleet = await connect(sites, 'all');
       const up = await waitServing(fleet, sites, t0);
       log(`${SITES} sites: online ${up.onlineMs} ms, routed ${up.routedMs} ms, in DNS ${up.dnsMs} ms`);
+      const planes = (await statusOf(fleet)).map((s) => s[6]);
+      log(`  data planes: ${planes.filter((p) => p === 'direct').length} on a direct connection, ${planes.filter((p) => p === 'frames').length} on WebSocket frames`);
       const steadyBig = await steady();
       log(`${SITES} sites steady: ${JSON.stringify(steadyBig)}`);
 

@@ -94,14 +94,15 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
 export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C> = SnapshotData<C>> {
   readonly #store: SnapshotStore<C, T>;
   readonly #entries = new Map<string, Snapshot<T>>();
-  readonly #onChange: (id: string, data: T | undefined) => void;
+  /** Told of each newer snapshot: its data, and the data it replaced. */
+  readonly #onChange: (id: string, data: T | undefined, before: T | undefined) => void;
   readonly #clock: Clock;
   #timer: { cancel(): void } | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
   /** When the last full read or announcement arrived (clock ms). */
   lastUpdate = 0;
 
-  constructor(store: SnapshotStore<C, T>, onChange: (id: string, data: T | undefined) => void, clock: Clock) {
+  constructor(store: SnapshotStore<C, T>, onChange: (id: string, data: T | undefined, before: T | undefined) => void, clock: Clock) {
     this.#store = store;
     this.#onChange = onChange;
     this.#clock = clock;
@@ -120,10 +121,11 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
 
   apply(s: Snapshot<T>) {
     if (!s || typeof s.id !== 'string' || !s.version) return;
-    if (!newer(s.version, this.#entries.get(s.id)?.version)) return;
+    const before = this.#entries.get(s.id);
+    if (!newer(s.version, before?.version)) return;
     this.#entries.set(s.id, s);
     this.lastUpdate = this.#clock.now();
-    this.#onChange(s.id, s.data);
+    this.#onChange(s.id, s.data, before?.data);
   }
 
   get(id: string): T | undefined {
@@ -132,6 +134,11 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
 
   version(id: string): Version | undefined {
     return this.#entries.get(id)?.version;
+  }
+
+  /** [id, data] of every snapshot that holds data. */
+  *entries(): IterableIterator<[string, T]> {
+    for (const [id, s] of this.#entries) if (s.data !== undefined) yield [id, s.data];
   }
 
   *values(): IterableIterator<T> {

@@ -15,7 +15,7 @@ import { countryLookup } from '../gateways/access/country.ts';
 import { SessionSigner } from '../gateways/access/session-token.ts';
 import { AccessSignIn } from '../gateways/access/sign-in.ts';
 import type { CertificateStore } from '../gateways/ingress/certs.ts';
-import type { RouteTable } from '../gateways/ingress/routes.ts';
+import type { RouteChange, RouteTable } from '../gateways/ingress/routes.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 import type { Valkey } from '../persistence/valkey.ts';
@@ -27,7 +27,8 @@ export interface AccessParts {
   /** A change of this kind was made somewhere (revocations follow). */
   changed(kind: string): void;
   /** Loads the country database if a published rule needs it (it takes a moment, once). */
-  warm(routes: RouteTable): void;
+  /** Loads what the routes that changed will need (the country table, for a country rule). */
+  warm(changes: RouteChange[]): void;
   stop(): Promise<void>;
 }
 
@@ -61,8 +62,8 @@ export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; 
     guard,
     portal,
     changed: (kind) => revocations.changed(kind),
-    warm(routes) {
-      if (routes.all().some((r) => r.access?.rules.some((x) => x.match === 'country'))) countryOf.load();
+    warm(changes) {
+      if (changes.some((c) => c.after?.access?.rules.some((x) => x.match === 'country'))) countryOf.load();
     },
     stop: async () => {
       mailer?.close();

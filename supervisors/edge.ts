@@ -11,7 +11,7 @@ import { ZoneTable } from '../gateways/dns/zones.ts';
 import { CertificateStore } from '../gateways/ingress/certs.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
 import { issuedCertificates } from '../gateways/ingress/issued-certs.ts';
-import { RouteTable } from '../gateways/ingress/routes.ts';
+import { RouteTable, type RouteChange } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import type { Placement } from '../gateways/ingress/upstream.ts';
@@ -93,7 +93,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   ));
   // Before the ingress serves anything: the revoked sessions must be known first.
   const access = await startAccess({ config, db: d.db, valkey, oidc: d.oidc, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
-  routes.on('updated', () => access.warm(routes));
+  routes.on('updated', (changes: RouteChange[]) => access.warm(changes));
   const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.counts(), certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });
   // The node's own listeners first: a resource can never hold a port the node needs (the

@@ -10,22 +10,35 @@ import type { Valkey } from '../../persistence/valkey.ts';
 
 export type { Route, RouteTarget } from '../../protocol/route.ts';
 
+/** One route that changed in a batch of snapshots: what it was and what it is (undefined: none). */
+export interface RouteChange {
+  before: Route | undefined;
+  after: Route | undefined;
+}
+
 export class RouteTable extends EventEmitter {
   readonly #log: Logger;
   readonly #mirror: SnapshotMirror<'routes'>;
-  #byHost = new Map<string, Route>();
-  #all: Route[] = [];
+  /** Enabled HTTP routes by hostname, and the hostname each route holds there. */
+  readonly #byHost = new Map<string, Route>();
+  readonly #hostOf = new Map<string, string>();
+  /** Made on demand, dropped on a change: most batches are read by no one in full. */
+  #all: Route[] | undefined;
+  /** Changes since the last 'updated', by route id: what each was before the first of them. */
+  #changed = new Map<string, Route | undefined>();
   #pending: NodeJS.Timeout | undefined;
 
   constructor(deps: { valkey: Valkey; logger: Logger; clock: Clock }) {
     super();
     this.#log = deps.logger.child({ component: 'routes' });
-    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'routes'), () => this.#schedule(), deps.clock);
+    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'routes'), (id, data, before) => this.#apply(id, data, before), deps.clock);
   }
 
   async start(): Promise<void> {
     await this.#mirror.start(30_000, (err) => this.#log.warn({ err: err.message }, 'route repair failed; keeping the last table'));
-    this.#rebuild();
+    // Listeners attached after the first snapshots came in see the whole table once.
+    for (const r of this.#mirror.values()) if (!this.#changed.has(r.resourceId)) this.#changed.set(r.resourceId, undefined);
+    this.#flush();
   }
 
   async stop() {
@@ -33,23 +46,33 @@ export class RouteTable extends EventEmitter {
     await this.#mirror.stop();
   }
 
-  /** Indexes are rebuilt at most once per tick, however many snapshots arrive together. */
-  #schedule() {
-    if (this.#pending) return;
-    this.#pending = setTimeout(() => {
-      this.#pending = undefined;
-      this.#rebuild();
-    }, 0);
+  /**
+   * One snapshot: the hostname index is updated in place (a full rebuild per snapshot was
+   * quadratic when thousands of routes are published together), and listeners hear of every
+   * change of one tick together, with what each route was before.
+   */
+  #apply(id: string, data: Route | undefined, before: Route | undefined) {
+    const host = this.#hostOf.get(id);
+    if (host !== undefined && this.#byHost.get(host)?.resourceId === id) this.#byHost.delete(host);
+    this.#hostOf.delete(id);
+    if (data && data.protocol === 'http' && data.enabled && data.hostname) {
+      this.#byHost.set(data.hostname, data);
+      this.#hostOf.set(id, data.hostname);
+    }
+    this.#all = undefined;
+    if (!this.#changed.has(id)) this.#changed.set(id, before);
+    this.#pending ??= setTimeout(() => this.#flush(), 0);
   }
 
-  #rebuild() {
-    this.#all = [...this.#mirror.values()];
-    this.#byHost = new Map(this.#all.filter((r) => r.protocol === 'http' && r.enabled && r.hostname).map((r) => [r.hostname!, r]));
-    this.emit('updated', this.#all);
+  #flush() {
+    this.#pending = undefined;
+    const changes: RouteChange[] = [...this.#changed].map(([id, before]) => ({ before, after: this.#mirror.get(id) }));
+    this.#changed = new Map();
+    if (changes.length) this.emit('updated', changes);
   }
 
   all(): readonly Route[] {
-    return this.#all;
+    return (this.#all ??= [...this.#mirror.values()]);
   }
 
   byId(resourceId: string): Route | undefined {

@@ -8,7 +8,7 @@ import type { PortRange } from '../../core/config-fields.ts';
 import { ClusterError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
-import type { RouteTable } from './routes.ts';
+import type { RouteChange, RouteTable } from './routes.ts';
 import { wantedPorts, type ListenReport } from './resource-ports.ts';
 import { pathTo, type Placement } from './upstream.ts';
 
@@ -20,7 +20,8 @@ export class TcpIngress {
     private readonly deps: { routes: RouteTable; tunnels: TunnelRegistry; placement: Placement; bindHost: string; ports: PortRange; report: ListenReport; logger: Logger },
   ) {
     this.#log = deps.logger.child({ component: 'ingress-tcp' });
-    deps.routes.on('updated', () => this.sync());
+    // Only a change to a TCP route can change the ports wanted.
+    deps.routes.on('updated', (changes: RouteChange[]) => changes.some((c) => c.before?.protocol === 'tcp' || c.after?.protocol === 'tcp') && this.sync());
   }
 
   /** Opens listeners for enabled TCP resources and closes the rest. */

@@ -13,7 +13,7 @@ import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { Deframer, MAX_DATAGRAM, frameDatagram } from '../../protocol/datagrams.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
-import type { RouteTable } from './routes.ts';
+import type { RouteChange, RouteTable } from './routes.ts';
 import { wantedPorts, type ListenReport } from './resource-ports.ts';
 import { UDP_LIMITS, UdpAdmission, type DropReason, type UdpLimits } from './udp-admission.ts';
 import { pathTo, type Placement } from './upstream.ts';
@@ -46,7 +46,8 @@ export class UdpIngress {
   ) {
     this.#log = deps.logger.child({ component: 'ingress-udp' });
     this.#admission = new UdpAdmission(deps.limits ?? UDP_LIMITS, deps.clock);
-    deps.routes.on('updated', () => this.sync());
+    // Only a change to a UDP route can change the ports wanted.
+    deps.routes.on('updated', (changes: RouteChange[]) => changes.some((c) => c.before?.protocol === 'udp' || c.after?.protocol === 'udp') && this.sync());
   }
 
   sync() {
