@@ -86,7 +86,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
       if (!touches || k === 'cert-issuer') host.broadcastLocal(k, msg as never);
       else for (const id of touchedIds(k, touches, index, zoneHere)) host.tellLocal(k, id, msg as never);
     }
-    if (r.replace) void host.reconcile();
+    if (r.replace) host.reconcileSoon();
     d.onChange?.(kind);
   };
   const replay = new ChangeReplay({ db: d.db, clock: d.clock, logger: d.logger, everyMs: d.replayEveryMs, lookBackMs: d.replayWindowMs, apply: (kinds) => kinds.forEach((k) => apply(k)) });

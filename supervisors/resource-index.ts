@@ -10,6 +10,8 @@ export interface IndexedRoute {
 export class ResourceIndex {
   readonly #byResource = new Map<string, IndexedRoute>();
   readonly #bySite = new Map<string, Set<string>>();
+  /** Resources by their hostname and every name above it (a write at a name finds what lies under it without a scan: one per resource created was quadratic). */
+  readonly #byName = new Map<string, Set<string>>();
   /** Which running copy of each actor last wrote its entry: a copy stopping late must not erase its successor's. */
   readonly #writer = new Map<string, object>();
 
@@ -18,21 +20,16 @@ export class ResourceIndex {
     if (!route && this.#writer.has(id) && this.#writer.get(id) !== writer) return;
     if (route) this.#writer.set(id, writer);
     else this.#writer.delete(id);
-    for (const siteId of this.#byResource.get(id)?.siteIds ?? []) {
-      const ids = this.#bySite.get(siteId);
-      ids?.delete(id);
-      if (ids?.size === 0) this.#bySite.delete(siteId);
-    }
+    const old = this.#byResource.get(id);
+    for (const siteId of old?.siteIds ?? []) drop(this.#bySite, siteId, id);
+    for (const name of old?.hostname ? enclosingNames(old.hostname) : []) drop(this.#byName, name, id);
     if (!route) {
       this.#byResource.delete(id);
       return;
     }
     this.#byResource.set(id, route);
-    for (const siteId of route.siteIds) {
-      let ids = this.#bySite.get(siteId);
-      if (!ids) this.#bySite.set(siteId, (ids = new Set()));
-      ids.add(id);
-    }
+    for (const siteId of route.siteIds) add(this.#bySite, siteId, id);
+    for (const name of route.hostname ? enclosingNames(route.hostname) : []) add(this.#byName, name, id);
   }
 
   /** Local resources with a target on `siteId`. */
@@ -44,16 +41,22 @@ export class ResourceIndex {
     return this.#byResource.get(id)?.hostname;
   }
 
-  /** Local resources whose hostname is `name` or lies under it (a scan: for rare changes, such as a domain's). */
+  /** Local resources whose hostname is `name` or lies under it. */
   under(name: string): string[] {
-    const n = name.toLowerCase();
-    const out: string[] = [];
-    for (const [id, r] of this.#byResource) {
-      const h = r.hostname?.toLowerCase();
-      if (h && (h === n || h.endsWith(`.${n}`))) out.push(id);
-    }
-    return out;
+    return [...(this.#byName.get(name.toLowerCase().replace(/\.$/, '')) ?? [])];
   }
+}
+
+function add(index: Map<string, Set<string>>, key: string, id: string) {
+  let ids = index.get(key);
+  if (!ids) index.set(key, (ids = new Set()));
+  ids.add(id);
+}
+
+function drop(index: Map<string, Set<string>>, key: string, id: string) {
+  const ids = index.get(key);
+  ids?.delete(id);
+  if (ids?.size === 0) index.delete(key);
 }
 
 /** `name` and every name above it, most specific first: the zones it may belong to. */

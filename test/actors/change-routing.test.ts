@@ -52,7 +52,11 @@ t.test('the resource index follows each resource as it last published', async (t
   index.set('r1', { hostname: 'a.example.com', siteIds: ['s2'] }); // the target on s1 was removed
   t.same(index.bySite('s1'), [], 'a site it no longer uses');
   t.same(index.bySite('s2'), ['r1']);
+  index.set('r1', { hostname: 'b.other.test', siteIds: ['s2'] }); // renamed
+  t.same(index.under('example.com'), [], 'no longer under its old name');
+  t.same(index.under('Other.Test.'), ['r1'], 'under its new one (any case, trailing dot)');
   index.set('r1', null);
+  t.same(index.under('other.test'), []);
   t.same(index.bySite('s2'), [], 'gone: nothing points at it');
   t.equal(index.hostname('r1'), undefined);
   t.same(enclosingNames('A.Example.com.'), ['a.example.com', 'example.com', 'com']);
