@@ -2,10 +2,14 @@
 // their URLs in TEST_POSTGRES_URL / TEST_VALKEY_URL; a test file run on its own starts
 // its own. Either way every test isolates itself: its own database, its own key prefix.
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import rootTest from 'tap';
 import { startLocalServices, type LocalServices } from '../../devenv/services.ts';
+import { createLogger } from '../../core/log.ts';
+import { Secret } from '../../core/secret.ts';
+import { Valkey } from '../../persistence/valkey.ts';
 
 let own: Promise<LocalServices> | undefined;
 
@@ -65,4 +69,14 @@ export async function freshClusterName(t: Teardown): Promise<{ clusterName: stri
     r.disconnect();
   });
   return { clusterName, valkeyUrl };
+}
+
+/** Our Valkey client, ready, on a fresh cluster name (closed and cleaned up at teardown). */
+export async function freshValkey(t: Teardown): Promise<Valkey> {
+  const { clusterName, valkeyUrl } = await freshClusterName(t);
+  const v = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger: createLogger({ level: 'silent' }) });
+  v.connect();
+  t.teardown(() => v.close());
+  if (v.state !== 'ready') await once(v.cmd, 'ready');
+  return v;
 }

@@ -1,25 +1,18 @@
 // The ingress's route table keeps its hostname index in place, snapshot by snapshot (a full
 // rebuild per snapshot was quadratic at thousands of routes), and tells its listeners each
 // tick's changes with what every route was before.
-import { once } from 'node:events';
 import t from 'tap';
 import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
-import { Secret } from '../../core/secret.ts';
 import { RouteTable, type Route, type RouteChange } from '../../gateways/ingress/routes.ts';
 import { SnapshotStore } from '../../persistence/snapshots.ts';
-import { Valkey } from '../../persistence/valkey.ts';
-import { freshClusterName } from '../harness/services.ts';
+import { freshValkey } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
 const route = (id: string, over: Partial<Route> = {}): Route => ({ resourceId: id, orgId: 'org', protocol: 'http', hostname: `${id}.example.test`, port: null, tls: true, enabled: true, targets: [], owners: {}, ...over });
 
 t.test('the hostname index follows renames, disables and deletes; listeners hear each tick once', async (t) => {
-  const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const v = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-  v.connect();
-  t.teardown(() => v.close());
-  if (v.state !== 'ready') await once(v.cmd, 'ready');
+  const v = await freshValkey(t);
   const store = new SnapshotStore(v, 'routes');
   let seq = 0;
   const put = (id: string, data?: Route) => store.put({ id, version: { epoch: 1, seq: ++seq }, ...(data ? { data } : {}) });

@@ -1,23 +1,14 @@
-import { once } from 'node:events';
 import t from 'tap';
 import { systemClock } from '../../core/clock.ts';
-import { createLogger } from '../../core/log.ts';
-import { Secret } from '../../core/secret.ts';
 import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
-import { Valkey } from '../../persistence/valkey.ts';
-import { freshClusterName } from '../harness/services.ts';
+import { freshValkey } from '../harness/services.ts';
 
-const logger = createLogger({ level: 'silent' });
 const soa = { mname: 'ns.z', rname: 'hostmaster.z', refresh: 1, retry: 1, expire: 1, minimum: 1, ttl: 1 };
 /** A zone snapshot whose serial stands for the value under test. */
 const zone = (n: number) => ({ zone: 'z', serial: n, soa, records: {} });
 
 t.test('snapshots: a stale owner cannot overwrite its successor, tombstones stay, mirrors keep the newest', async (t) => {
-  const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const v = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-  v.connect();
-  t.teardown(() => v.close());
-  if (v.state !== 'ready') await once(v.cmd, 'ready');
+  const v = await freshValkey(t);
   const store = new SnapshotStore(v, 'zones');
   const seen: Array<[string, number | undefined]> = [];
   const mirror = new SnapshotMirror(store, (id, data) => seen.push([id, data?.serial]), systemClock);
