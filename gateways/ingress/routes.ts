@@ -65,6 +65,7 @@ export class RouteTable extends EventEmitter {
   }
 
   #flush() {
+    clearTimeout(this.#pending);
     this.#pending = undefined;
     const changes: RouteChange[] = [...this.#changed].map(([id, before]) => ({ before, after: this.#mirror.get(id) }));
     this.#changed = new Map();
