@@ -101,8 +101,8 @@ export class ActorHost {
 
   /**
    * A placement pass soon, for news that adds or removes actors: a burst of admin creations
-   * shares one pass (a pass visits every actor, so one per creation was quadratic: at 6,000
-   * sites a fifth of a node's time while they were created).
+   * shares one pass (a pass visits every actor, so one per creation was quadratic: the
+   * placement lookup alone took 7 % of a node while 5,800 sites were created).
    */
   reconcileSoon(): void {
     if (this.#soon || this.#stopped) return;
