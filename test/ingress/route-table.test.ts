@@ -49,6 +49,9 @@ t.test('the hostname index follows renames, disables and deletes; listeners hear
   t.equal(table.byHost('b.example.test'), undefined, 'a deleted route neither');
   t.same(table.all().map((r) => r.resourceId).sort(), ['b', 'c']);
 
+  // Listeners hear of it on the next tick.
+  const toldDeleted = () => batches.flat().some((c) => c.before?.resourceId === 'a' && c.after === undefined);
+  await settle(toldDeleted);
   const changes = batches.flat();
   const lastOfA = changes.filter((c) => (c.before ?? c.after)?.resourceId === 'a').at(-1);
   t.equal(lastOfA?.after, undefined, 'the delete is told with nothing after');
