@@ -21,6 +21,7 @@ import { DIRECT_KEY_HEADER, DIRECT_UPGRADE, frameDuplex, type FrameDuplex } from
 import { createDataPlaneServer } from './data-plane.ts';
 import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
+import { Liveness } from './liveness.ts';
 import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
 /** Later rounds of an unanswered direct data connection (1, 2, 4 s apart, jittered). */
@@ -35,7 +36,7 @@ export interface ConnectorOptions {
   secret: string;
   logger: Logger;
   version?: string;
-  /** WebSocket ping interval; the node is given up after `silentAfterMs` without a byte. @default 1000 */
+  /** WebSocket ping interval; the node is given up after `silentAfterMs` without a pong (a standby: at a third of the pace, after three times the silence). @default 1000 */
   pingEveryMs?: number;
   /** @default 3000 */
   silentAfterMs?: number;
@@ -215,20 +216,20 @@ export class Connector extends EventEmitter {
     else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);
     let data: FrameDuplex | undefined;
-    let heard = this.#clock.now();
-    let liveness: { cancel(): void } | undefined;
-    ws.on('pong', () => (heard = this.#clock.now()));
+    const liveness = new Liveness(this.#clock.now(), role === 'primary', this.#o.silentAfterMs ?? 3000);
+    let livenessTimer: { cancel(): void } | undefined;
+    ws.on('pong', () => liveness.heard(this.#clock.now()));
     ws.on('open', () => {
       if (this.#state === 'stopped') return ws.close(1000, 'bye');
-      heard = this.#clock.now();
-      const silentAfter = this.#o.silentAfterMs ?? 3000;
-      liveness = this.#clock.setInterval(() => {
-        if (this.#clock.now() - heard > silentAfter) {
-          this.#log.warn({ endpoint, node: this.node, role: ws === this.#ws ? 'primary' : 'standby', silentMs: this.#clock.now() - heard }, 'node went silent; connecting elsewhere');
-          if (ws === this.#ws) this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
-          return ws.terminate();
-        }
-        ws.ping();
+      liveness.heard(this.#clock.now());
+      livenessTimer = this.#clock.setInterval(() => {
+        const primary = ws === this.#ws;
+        const step = liveness.tick(this.#clock.now(), primary);
+        if (step === 'ping') ws.ping();
+        if (step !== 'silent') return;
+        this.#log.warn({ endpoint, node: this.node, role: primary ? 'primary' : 'standby', silentMs: liveness.silentFor(this.#clock.now()) }, 'node went silent; connecting elsewhere');
+        if (primary) this.#avoid = { endpoint, until: this.#clock.now() + 30_000 };
+        ws.terminate();
       }, this.#o.pingEveryMs ?? 1000);
       // Binary frames wait in this stream until a data plane reads them.
       data = frameDuplex(ws);
@@ -293,7 +294,7 @@ export class Connector extends EventEmitter {
       return true;
     });
     ws.on('message', (frame: Buffer, isBinary) => {
-      heard = this.#clock.now();
+      liveness.heard(this.#clock.now());
       if (isBinary) data?.feed(frame);
       else this.#onMessage(frame.toString(), ws, endpoint);
     });
@@ -303,7 +304,7 @@ export class Connector extends EventEmitter {
     });
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'control connection error'));
     ws.on('close', (code, reason) => {
-      liveness?.cancel();
+      livenessTimer?.cancel();
       this.#registering.delete(ws);
       if (this.#standby?.ws === ws) {
         // A dead standby is replaced at once; one that never stood by (refused, unreachable) after a growing pause.
