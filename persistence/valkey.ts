@@ -58,6 +58,8 @@ export class Valkey {
   readonly #commandTimeoutMs: number;
   /** When the command connection last delivered a reply (or was last made anew). */
   #lastReplyAt = Date.now();
+  /** A PING is out to tell a silent Valkey from a stall of this process. */
+  #confirming = false;
 
   constructor(opts: ValkeyOptions) {
     this.#commandTimeoutMs = opts.commandTimeout;
@@ -135,17 +137,26 @@ export class Valkey {
 
   /**
    * A command timed out. If nothing has come back for a whole command timeout, the path to
-   * Valkey is dropping packets (a partition, a dead switch port): the socket is still "open"
-   * and TCP would retransmit into it with a doubling backoff, so after the path heals the node
-   * could wait tens of seconds to hear Valkey again. Both connections are made anew instead;
-   * fresh connection attempts go out every few seconds until the path is back.
+   * Valkey may be dropping packets (a partition, a dead switch port): the socket is still
+   * "open" and TCP would retransmit into it with a doubling backoff, so after the path heals
+   * the node could wait tens of seconds to hear Valkey again. Both connections are then made
+   * anew; fresh connection attempts go out every few seconds until the path is back.
+   * But first one PING with a fresh deadline: when this process itself stalled (a long GC, a
+   * starved CPU), every command in flight times out the moment it runs again, while the
+   * replies sit unread in the socket. Dropping the connections then cost every node of a
+   * loaded cluster its subscriptions and its lease renewal at once (seen at 10,000 sites).
    */
   #silent() {
-    if (Date.now() - this.#lastReplyAt < this.#commandTimeoutMs || this.#state === 'closed') return;
-    this.#lastReplyAt = Date.now(); // once per silence, not per timed-out command
-    this.#log.warn({ silentMs: this.#commandTimeoutMs }, 'valkey stopped answering; reconnecting');
-    this.cmd.disconnect(true);
-    this.#sub.disconnect(true);
+    if (Date.now() - this.#lastReplyAt < this.#commandTimeoutMs || this.#state === 'closed' || this.#confirming) return;
+    this.#confirming = true;
+    void this.ping(this.#commandTimeoutMs).then((answered) => {
+      this.#confirming = false;
+      this.#lastReplyAt = Date.now(); // once per silence, not per timed-out command
+      if (answered || this.#state === 'closed') return;
+      this.#log.warn({ silentMs: this.#commandTimeoutMs }, 'valkey stopped answering; reconnecting');
+      this.cmd.disconnect(true);
+      this.#sub.disconnect(true);
+    });
   }
 
   /** PING with a deadline; true when Valkey answered in time. */

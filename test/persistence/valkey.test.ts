@@ -79,3 +79,33 @@ t.test('while Valkey is down commands fail at once with a coded error, and recov
   }, 5000);
   t.same(seen[0], { hostname: 'again.example' }, 'pub/sub works again after the outage');
 });
+
+t.test('a stall of this process is not taken for a silent Valkey; a silent Valkey still is', async (t) => {
+  const server = await LocalValkey.start({ dir: t.testdir() });
+  t.teardown(() => server.stop());
+  const v = new Valkey({ url: new Secret(server.url), clusterName: 'stall', connectTimeout: 1000, commandTimeout: 300, logger });
+  v.connect();
+  t.teardown(() => v.close());
+  await once(v.cmd, 'ready');
+  let reconnects = 0;
+  v.cmd.on('reconnecting', () => reconnects++);
+
+  // The command goes out, then this process does not run for 800 ms (blocked in the check
+  // phase, so the command's timer fires before the reply is read): it times out here although
+  // Valkey answered at once.
+  const late = v.call((c) => c.get(v.keys.custom('k')));
+  await new Promise<void>((r) => setImmediate(() => (Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 800), r())));
+  await t.rejects(late, { code: 'CLUSTER_ERR_VALKEY_UNAVAILABLE', message: /timed out/ }, 'the command in flight timed out');
+  await new Promise((r) => setTimeout(r, 700));
+  t.equal(reconnects, 0, 'the connections were kept: a PING proved Valkey answers');
+  t.equal(v.state, 'ready');
+  t.equal(await v.call((c) => c.set(v.keys.custom('k'), '1')), 'OK', 'and work at once');
+
+  server.freeze(); // now Valkey itself is silent, its connections open
+  await t.rejects(v.call((c) => c.get(v.keys.custom('k'))), { code: 'CLUSTER_ERR_VALKEY_UNAVAILABLE' });
+  // A node keeps calling; after two command timeouts of silence (one, then the PING's) both connections are dropped and made anew.
+  await until(async () => (await v.call((c) => c.get(v.keys.custom('k'))).catch(() => null), reconnects > 0), 5000, 'the connections to be made anew');
+  server.thaw();
+  await until(() => v.state === 'ready', 10_000);
+  t.equal(await v.call((c) => c.get(v.keys.custom('k'))), '1', 'back after the silence');
+});
