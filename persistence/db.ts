@@ -96,18 +96,6 @@ export async function withDb<T>(op: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `SELECT 1` with a deadline; true when PostgreSQL answered in time. */
-export async function pingDb(pool: DatabasePool, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-  const probe = pool.oneFirst(sql.unsafe`SELECT 1`).then(() => true, () => false);
-  try {
-    return await Promise.race([probe, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * Runs `step` until PostgreSQL is reachable: CLUSTER_ERR_DB_UNAVAILABLE is retried with
  * backoff (capped at 5 s) while `keepTrying()`; other errors end it. Undefined when it stopped trying.

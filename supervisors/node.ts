@@ -29,7 +29,8 @@ import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { unroutedIds } from '../gateways/ingress/routes.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { readPeerTls } from '../gateways/peer/request.ts';
-import { createDb, pingDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
+import { createDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
+import { PostgresProbe } from '../persistence/db-probe.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { Sealer } from '../persistence/sealed.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
@@ -79,6 +80,8 @@ export class ClusterNode {
   readonly #clock: Clock;
   readonly #system: ActorSystem;
   readonly #metrics: ReturnType<typeof createMetrics>;
+  /** Readiness asks PostgreSQL on a connection of its own: a busy pool is not PostgreSQL down. */
+  readonly #postgresProbe: PostgresProbe;
   readonly #readiness: Readiness;
   readonly #tunnels = new TunnelRegistry();
   /** Membership and ownership events for the dashboard's live view. */
@@ -96,6 +99,7 @@ export class ClusterNode {
 
   constructor(deps: NodeDeps) {
     const config = (this.config = deps.config);
+    this.#postgresProbe = new PostgresProbe(config.postgres.url);
     this.#clock = deps.clock ?? systemClock;
     this.#log = deps.logger;
     const { supervision } = config;
@@ -113,7 +117,7 @@ export class ClusterNode {
       intervalMs: config.health.probeInterval,
       timeoutMs: config.health.probeTimeout,
       state: () => this.lifecycle.state,
-      pingPostgres: (ms) => (this.#run ? pingDb(this.#run.db, ms) : Promise.resolve(false)),
+      pingPostgres: (ms) => (this.#run ? this.#postgresProbe.ping(ms) : Promise.resolve(false)),
       pingValkey: (ms) => (this.#valkey ? this.#valkey.ping(ms) : Promise.resolve(false)),
       leaseHealthy: () => this.#run?.membership.healthy ?? false,
     });
@@ -322,6 +326,7 @@ export class ClusterNode {
       ['close metrics listener', () => this.#metricsServer?.close()],
       ['close valkey', () => this.#valkey?.close()],
       ['close postgres', () => run?.db.end()],
+      ['close readiness probe connection', () => this.#postgresProbe.close()],
     ];
     for (const [step, fn] of steps) {
       try {

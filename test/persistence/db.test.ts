@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { LocalPostgres } from '../../devenv/postgres.ts';
-import { createDb, pingDb, sql, withDb } from '../../persistence/db.ts';
+import { createDb, sql, withDb } from '../../persistence/db.ts';
+import { PostgresProbe } from '../../persistence/db-probe.ts';
 import { migrate } from '../../persistence/migrate.ts';
 import { claimEpochs, markSitesSeen } from '../../persistence/epochs.ts';
 import { freshDatabase } from '../harness/services.ts';
@@ -20,7 +21,6 @@ t.test('rows are checked by their zod parser; a mismatching row is an error, not
   t.equal(row.slug, 'acme');
   t.equal(row.version, 1);
   await t.rejects(pool.one(sql.type(z.object({ slug: z.number() }))`SELECT slug FROM orgs`), { message: /do not conform with the schema/ });
-  t.equal(await pingDb(pool, 1000), true);
 });
 
 t.test('an unreachable PostgreSQL gives CLUSTER_ERR_DB_UNAVAILABLE quickly, and the pool recovers when it returns', async (t) => {
@@ -33,10 +33,26 @@ t.test('an unreachable PostgreSQL gives CLUSTER_ERR_DB_UNAVAILABLE quickly, and 
   t.teardown(() => pool.end());
   t.equal(await withDb(() => pool.oneFirst(sql.unsafe`SELECT 1`)), 1);
   await server.pause();
+  const probe = new PostgresProbe(new Secret(server.url));
+  t.teardown(() => probe.close());
   await t.rejects(withDb(() => pool.oneFirst(sql.unsafe`SELECT 1`)), { code: 'CLUSTER_ERR_DB_UNAVAILABLE' });
-  t.equal(await pingDb(pool, 300), false);
+  t.equal(await probe.ping(300), false, 'readiness: down');
   await server.resume();
   t.equal(await withDb(() => pool.oneFirst(sql.unsafe`SELECT 1`)), 1, 'same pool works again');
+  t.equal(await probe.ping(1000), true, 'readiness: up again');
+});
+
+t.test('readiness tells a busy pool from PostgreSQL down: its probe has a connection of its own', async (t) => {
+  const url = await freshDatabase(t);
+  const pool = await createDb({ url: new Secret(url), poolSize: 1, connectTimeout: 2000, statementTimeout: 5000, logger });
+  t.teardown(() => pool.end());
+  const probe = new PostgresProbe(new Secret(url));
+  t.teardown(() => probe.close());
+  const busy = pool.query(sql.unsafe`SELECT pg_sleep(1.5)`); // every pooled connection taken
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(await probe.ping(500), true, 'up while the pool is busy');
+  t.equal(await probe.ping(500), true, 'and again, on the same connection');
+  await busy;
 });
 
 t.test('a statement past the statement timeout is cancelled with a coded error', async (t) => {
