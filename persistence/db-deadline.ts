@@ -12,6 +12,7 @@
 // unknown to anyone until the server answers. Writes are transactions; see admin/http.ts.)
 import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
 import { ClusterError } from '../core/errors.ts';
+import { ioDeadline } from '../core/io-deadline.ts';
 
 /** Pool methods that run one statement or one transaction. */
 const BOUNDED = new Set<PropertyKey>(['any', 'anyFirst', 'exists', 'many', 'manyFirst', 'maybeOne', 'maybeOneFirst', 'one', 'oneFirst', 'query', 'transaction']);
@@ -32,15 +33,14 @@ export function withDeadline(pool: DatabasePool, deadlineMs: number): DatabasePo
           };
         }
         const op = (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            abandoned = true;
-            op.catch(() => {}); // it settles (rolled back) whenever the server wakes; nobody waits for it
-            reject(new ClusterError('CLUSTER_ERR_DB_UNAVAILABLE', `postgresql did not answer within ${deadlineMs} ms`, {}));
-          }, deadlineMs);
+        // Not a plain timer: after a stall of this process the answer may be waiting unread.
+        const deadline = ioDeadline(deadlineMs);
+        const late = deadline.expired.then(() => {
+          abandoned = true;
+          op.catch(() => {}); // it settles (rolled back) whenever the server wakes; nobody waits for it
+          throw new ClusterError('CLUSTER_ERR_DB_UNAVAILABLE', `postgresql did not answer within ${deadlineMs} ms`, {});
         });
-        return Promise.race([op, late]).finally(() => clearTimeout(timer));
+        return Promise.race([op, late]).finally(() => deadline.cancel());
       };
     },
   });

@@ -1,9 +1,12 @@
 // Valkey access through ioredis: one command connection and one subscriber connection per
 // node, both reconnecting forever with capped, jittered backoff. Commands never queue while
 // disconnected: a caller gets CLUSTER_ERR_VALKEY_UNAVAILABLE at once (or after
-// commandTimeout), never a hang and never a quiet fallback to local memory.
+// commandTimeout), never a hang and never a quiet fallback to local memory. The command
+// timeout is ours, not ioredis's: a stall of this process must not time out every command
+// whose reply already arrived (core/io-deadline.ts).
 import { Redis, type RedisOptions } from 'ioredis';
 import { ClusterError } from '../core/errors.ts';
+import { ioDeadline, withIoDeadline } from '../core/io-deadline.ts';
 import { CHANNELS, type ChannelMessage, type ChannelName } from '../protocol/channels.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
@@ -68,7 +71,6 @@ export class Valkey {
     const base: RedisOptions = {
       lazyConnect: true,
       connectTimeout: opts.connectTimeout,
-      commandTimeout: opts.commandTimeout,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       retryStrategy: backoff,
@@ -78,7 +80,7 @@ export class Valkey {
     const connect = (o: RedisOptions) => (typeof where === 'string' ? new Redis(where, o) : new Redis({ ...where, ...o }));
     this.cmd = connect(base);
     // The subscriber queues its (re)subscriptions until connected; it never serves commands.
-    this.#sub = connect({ ...base, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: true });
+    this.#sub = connect({ ...base, enableOfflineQueue: true, autoResubscribe: true });
     this.cmd.on('ready', () => {
       this.#lastReplyAt = Date.now();
       this.#setState('ready');
@@ -125,7 +127,7 @@ export class Valkey {
   async call<T>(op: (cmd: Redis) => Promise<T>): Promise<T> {
     if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
     try {
-      const reply = await op(this.cmd);
+      const reply = await withIoDeadline(op(this.cmd), this.#commandTimeoutMs, () => new Error('Command timed out'));
       this.#lastReplyAt = Date.now();
       return reply;
     } catch (err) {
@@ -162,14 +164,13 @@ export class Valkey {
   /** PING with a deadline; true when Valkey answered in time. */
   async ping(timeoutMs: number): Promise<boolean> {
     if (this.cmd.status !== 'ready') return false;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const deadline = ioDeadline(timeoutMs);
     try {
-      return await Promise.race([this.cmd.ping().then((r) => r === 'PONG'), deadline]);
+      return await Promise.race([this.cmd.ping().then((r) => r === 'PONG'), deadline.expired.then(() => false)]);
     } catch {
       return false;
     } finally {
-      clearTimeout(timer);
+      deadline.cancel();
     }
   }
 
