@@ -185,25 +185,34 @@ async function main() {
           }
         }))).flat();
 
+      /** A node's routes, or undefined when it is too busy to answer in time: that poll does not count, the next one asks again. */
+      const routesOrBusy = (id: string, opts?: Parameters<typeof routesOn>[1]) =>
+        routesOn(peerOf(id), opts).catch((err: Error) => {
+          log(`  ${id} did not answer a routes poll: ${err.message}`);
+          return undefined;
+        });
+
       /** Until every site of `fleet` is connected, every node routes all `want` resources, and every node's DNS answers them. */
       const waitServing = async (fleet: Fleet, want: Site[], t0: number) => {
         const deadline = t0 + ONLINE_TIMEOUT_MS;
-        let online = 0;
+        let logged = 0;
         for (;;) {
           const st = await statusOf(fleet);
           const up = st.filter((s) => s[1] === 'connected').length;
           if (up === st.length) break;
           if (Date.now() > deadline) throw new Error(`only ${up} of ${st.length} sites online after ${ONLINE_TIMEOUT_MS} ms`);
-          if (up - online >= want.length / 10) log(`  ${up} of ${st.length} sites online after ${Date.now() - t0} ms`);
-          online = up;
+          if (Math.abs(up - logged) >= want.length / 10) {
+            log(`  ${up} of ${st.length} sites online after ${Date.now() - t0} ms`);
+            logged = up;
+          }
           await sleep(500);
         }
         const onlineMs = Date.now() - t0;
         for (;;) {
-          const views = await Promise.all(ids.map((id) => routesOn(peerOf(id))));
-          const missing = views.reduce((n, v) => n + Math.max(0, want.length - v.total) + v.unrouted.length, 0);
+          const views = await Promise.all(ids.map((id) => routesOrBusy(id)));
+          const missing = views.reduce((n, v) => n + (v ? Math.max(0, want.length - v.total) + v.unrouted.length : want.length), 0);
           if (missing === 0) break;
-          if (Date.now() > deadline) throw new Error(`routes missing or unrouted after ${ONLINE_TIMEOUT_MS} ms: ${views.map((v) => `${v.total} routes, ${v.unrouted.length} unrouted`).join('; ')}`);
+          if (Date.now() > deadline) throw new Error(`routes missing or unrouted after ${ONLINE_TIMEOUT_MS} ms: ${views.map((v) => (v ? `${v.total} routes, ${v.unrouted.length} unrouted` : 'no answer')).join('; ')}`);
           await sleep(500);
         }
         const routedMs = Date.now() - t0;
@@ -285,7 +294,7 @@ async function main() {
           if (Date.now() - e0 > 30_000) throw new Error(`an edit did not reach ${ids.filter((i) => !seen.has(i)).join(', ')} in 30 s`);
           for (const id of ids) {
             if (seen.has(id)) continue;
-            const r = (await routesOn(peerOf(id), { id: s.resourceId })).route as { targets?: Array<{ id: string; weight: number }> } | null;
+            const r = (await routesOrBusy(id, { id: s.resourceId }))?.route as { targets?: Array<{ id: string; weight: number }> } | null | undefined;
             if (r?.targets?.find((x) => x.id === s.targetId)?.weight === weight) seen.add(id);
           }
         }
@@ -324,9 +333,13 @@ async function main() {
       for (;;) {
         after = await statusOf(fleet);
         for (const s of after) if (orphaned.has(s[0]) && !back.has(s[0]) && s[1] === 'connected' && s[2] && s[2] !== victim) back.set(s[0], s[4] - k0);
-        const views = await Promise.all(survivors.map((id) => routesOn(peerOf(id), { dead: [victim] })));
-        const unrouted = new Set(views.flatMap((v) => v.unrouted));
+        const views = await Promise.all(survivors.map((id) => routesOrBusy(id, { dead: [victim] })));
         const now = Date.now() - k0;
+        if (views.includes(undefined)) {
+          if (now > 120_000) throw new Error('after 120 s: a survivor does not answer its routes poll');
+          continue;
+        }
+        const unrouted = new Set(views.flatMap((v) => v!.unrouted));
         for (const [rid, sid] of byResource) if (!unrouted.has(rid) && !routed.has(sid)) routed.set(sid, now);
         if (back.size === orphaned.size && unrouted.size === 0) break;
         if (now > 120_000) throw new Error(`after 120 s: ${orphaned.size - back.size} sites offline, ${unrouted.size} resources unrouted`);
