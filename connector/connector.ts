@@ -216,7 +216,7 @@ export class Connector extends EventEmitter {
     else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);
     let data: FrameDuplex | undefined;
-    const liveness = new Liveness(this.#clock.now(), role === 'primary', this.#o.silentAfterMs ?? 3000);
+    const liveness = new Liveness(this.#clock.now(), role === 'primary', this.#o.silentAfterMs ?? 3000, this.#o.pingEveryMs ?? 1000);
     let livenessTimer: { cancel(): void } | undefined;
     ws.on('pong', () => liveness.heard(this.#clock.now()));
     ws.on('open', () => {

@@ -171,11 +171,17 @@ export class ControlChannel {
     // they wait in this stream until the HTTP/2 session reads them.
     const data: FrameDuplex = frameDuplex(ws);
     const registerTimer = setTimeout(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), this.#d.registerTimeoutMs ?? 5000);
+    const pingEveryMs = this.#d.pingEveryMs ?? 10_000;
+    let pingedAt = this.#d.clock.now();
     const ping = this.#d.clock.setInterval(() => {
-      if (!alive) return ws.terminate(); // no pong since the last ping
+      const now = this.#d.clock.now();
+      // A tick this late means this node stalled: the pong may be waiting unread, so ask again.
+      const late = now - pingedAt > 2 * pingEveryMs;
+      pingedAt = now;
+      if (!alive && !late) return ws.terminate(); // no pong since the last ping
       alive = false;
-      session.send({ v: PROTOCOL_VERSION, type: 'ping', at: this.#d.clock.now() });
-    }, this.#d.pingEveryMs ?? 10_000);
+      session.send({ v: PROTOCOL_VERSION, type: 'ping', at: now });
+    }, pingEveryMs);
     ws.on('error', () => {});
     /**
      * The HTTP/2 session to the connector: over this WebSocket's binary frames, over a direct
