@@ -192,11 +192,14 @@ export class Membership extends EventEmitter {
       const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
       if (this.#state !== 'joined') return;
       if (r === 1) {
-        if (this.#confirmBy !== undefined && clock.now() >= this.#fenceAt()) {
-          this.#log.warn({ sinceLastRenewalMs: sentAt - this.#renewedAt }, 'lease confirmed after a stall: it was still ours, not fencing');
+        const before = this.#renewedAt;
+        this.#renewedAt = Math.max(before, sentAt);
+        // Only a renewal sent after the stall confirms it (one sent before may answer late).
+        if (this.#confirmBy !== undefined && clock.now() < this.#fenceAt()) {
+          this.#confirmBy = undefined;
+          this.#log.warn({ sinceLastRenewalMs: sentAt - before }, 'lease confirmed after a stall: it was still ours, not fencing');
           this.emit('stalled', 'confirmed');
         }
-        this.#renewedAt = Math.max(this.#renewedAt, sentAt);
       } else {
         if (this.#confirmBy !== undefined) this.emit('stalled', 'fenced');
         this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
