@@ -9,10 +9,12 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Clock } from '../../core/clock.ts';
+import { ioDeadline } from '../../core/io-deadline.ts';
 import type { Logger } from '../../core/log.ts';
 import type { SiteMsg } from '../../protocol/actor-messages.ts';
 import type { Secret } from '../../core/secret.ts';
 import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
+import { Admission } from './admission.ts';
 import { verifyConnectorToken } from './token.ts';
 import type { TunnelRegistry } from './tunnels.ts';
 import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
@@ -76,6 +78,8 @@ export interface ControlChannelDeps {
   logger: Logger;
   /** False while the node is starting or draining: connectors should go elsewhere. */
   accepting: () => boolean;
+  /** Bounds the registrations in progress and sheds new ones while the node lags (default: the bound only). */
+  admission?: Admission;
   pingEveryMs?: number;
   registerTimeoutMs?: number;
 }
@@ -97,9 +101,11 @@ export class ControlChannel {
   readonly #overWireGuard = new Set<WebSocket>();
   /** One-time keys of the direct data connections offered in `registered`, by key: who takes the socket. */
   readonly #direct = new Map<string, (socket: Socket) => void>();
+  readonly #admission: Admission;
 
   constructor(deps: ControlChannelDeps) {
     this.#d = deps;
+    this.#admission = deps.admission ?? new Admission({ lagMs: () => 0 });
     this.#log = deps.logger.child({ component: 'connector-control' });
   }
 
@@ -114,7 +120,10 @@ export class ControlChannel {
       const token = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7), this.#d.clock.now()) : undefined;
       if (!token) return refuse(socket, 401, CLOSE.unauthenticated.reason);
       if (!this.#d.accepting()) return refuse(socket, 503, CLOSE.draining.reason);
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation));
+      const release = this.#admission.enter();
+      if (!release) return refuse(socket, 503, 'CLUSTER_ERR_NODE_OVERLOADED');
+      socket.once('close', release); // an upgrade that fails, or a connection that ends before it registered
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release));
     });
   }
 
@@ -132,14 +141,17 @@ export class ControlChannel {
     take(socket);
   }
 
-  #serve(ws: WebSocket, siteId: string, generation: number) {
+  #serve(ws: WebSocket, siteId: string, generation: number, registeredSlot: () => void) {
     const log = this.#log.child({ siteId });
     let moving = false;
     const directKey = randomBytes(24).toString('base64url');
     const session: ControlSession = {
       id: randomUUID(),
       // `registered` carries the offer of a direct data connection: only this channel knows its key.
-      send: (msg: NodeMessage) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg.type === 'registered' && this.#direct.has(directKey) ? { ...msg, direct: { path: DIRECT_PATH, key: directKey, ...(this.#d.endpoint ? { endpoint: this.#d.endpoint } : {}) } } : msg)),
+      send: (msg: NodeMessage) => {
+        if (msg.type === 'registered') registeredSlot(); // the registration's work is done: its admission slot is free
+        return ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg.type === 'registered' && this.#direct.has(directKey) ? { ...msg, direct: { path: DIRECT_PATH, key: directKey, ...(this.#d.endpoint ? { endpoint: this.#d.endpoint } : {}) } } : msg));
+      },
       close: (code, reason) => {
         // Superseded while moving: the connector's new tunnel elsewhere is up. This one keeps
         // serving a moment (until every node's routes name the new node), then takes no new
@@ -170,7 +182,9 @@ export class ControlChannel {
     // Binary frames (the data plane) may arrive before the register message is handled:
     // they wait in this stream until the HTTP/2 session reads them.
     const data: FrameDuplex = frameDuplex(ws);
-    const registerTimer = setTimeout(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), this.#d.registerTimeoutMs ?? 5000);
+    // After a stall of this node the register message may be waiting unread: an io deadline, not a plain timer.
+    const registerTimer = ioDeadline(this.#d.registerTimeoutMs ?? 5000);
+    void registerTimer.expired.then(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason));
     const pingEveryMs = this.#d.pingEveryMs ?? 10_000;
     let pingedAt = this.#d.clock.now();
     const ping = this.#d.clock.setInterval(() => {
@@ -244,7 +258,7 @@ export class ControlChannel {
         if (msg.type === 'register' && msg.role === 'standby') {
           if (registered) return;
           registered = true;
-          clearTimeout(registerTimer);
+          registerTimer.cancel();
           // A second tunnel that does not take the site: the primary's actor vouches for the token.
           const ok = await Promise.race([this.#d.host.ask('site', siteId, { type: 'standby', generation }, 2000), new Promise((r) => setTimeout(() => r(false), 2500))]).catch(() => false);
           if (ok !== true) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
@@ -265,7 +279,7 @@ export class ControlChannel {
         } else if (msg.type === 'register') {
           if (registered) return;
           registered = true;
-          clearTimeout(registerTimer);
+          registerTimer.cancel();
           // From the claim on, routes may name this node: streams wait for the tunnel meanwhile.
           this.#d.tunnels.expect(siteId, session.id);
           await this.#d.host.claimHere('site', siteId);
@@ -318,7 +332,7 @@ export class ControlChannel {
       directSocket?.destroy();
       this.#movers.delete(ws);
       this.#overWireGuard.delete(ws);
-      clearTimeout(registerTimer);
+      registerTimer.cancel();
       if (pending) clearTimeout(pending.timer);
       ping.cancel();
       data.end();

@@ -76,6 +76,9 @@ t.test('site connectors and the control channel', async (t) => {
       t.equal(got.code, code, `${name}: close code`);
       if (reason) t.equal(got.reason, reason, `${name}: reason`);
     }
+    // Silence: a connection that never registers is closed after the register timeout (5 s), not held.
+    const silent = await openControl(c.nodes[1]!.adminUrl, token);
+    t.match(await silent.closed, { code: 4400, reason: 'CLUSTER_ERR_CONNECTOR_BAD_MESSAGE' }, 'silent: closed after the register timeout');
     t.match(await statusVia(c.lb, site.id), { online: false, node: null }, 'the site never came online');
     const db = new pg.Client({ connectionString: c.postgresUrl });
     await db.connect();

@@ -1,0 +1,41 @@
+// Admission of new connector registrations. At a mass start (10,000 sites on three nodes)
+// a node accepted every upgrade at once, fell seconds behind, missed its lease and fenced,
+// which sent its sites back at the others: the start never converged. A node now takes at most
+// MAX_REGISTERING registrations in progress, and none while its event loop runs more than
+// SHED_LAG_MS late; the rest get a cheap 503 (CLUSTER_ERR_NODE_OVERLOADED) and come back after
+// their jittered backoff. Connections already registered are never shed.
+
+/** Registrations in progress (upgraded, not yet registered) a node takes at once. */
+export const MAX_REGISTERING = 256;
+/** Event-loop lag (worst over the last two seconds) past which a node takes no new registrations. */
+export const SHED_LAG_MS = 1000;
+
+export class Admission {
+  #inProgress = 0;
+  readonly #max: number;
+  readonly #lagMs: () => number;
+  /** Registrations refused since start, by reason. */
+  readonly refused = { busy: 0, lagging: 0 };
+
+  constructor(o: { lagMs: () => number; max?: number }) {
+    this.#lagMs = o.lagMs;
+    this.#max = o.max ?? MAX_REGISTERING;
+  }
+
+  get inProgress(): number {
+    return this.#inProgress;
+  }
+
+  /** A slot for one registration, released exactly once by the returned function; undefined when refused. */
+  enter(): (() => void) | undefined {
+    if (this.#inProgress >= this.#max) return void this.refused.busy++;
+    if (this.#lagMs() > SHED_LAG_MS) return void this.refused.lagging++;
+    this.#inProgress++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#inProgress--;
+    };
+  }
+}

@@ -1,0 +1,42 @@
+// Admission of connector registrations: at most a bound in progress, none while the event loop
+// lags; a slot is freed once, however the registration ends. And the lag it reads is real: a
+// blocked event loop shows in LoopLag.
+import t from 'tap';
+import { Admission, MAX_REGISTERING, SHED_LAG_MS } from '../../gateways/connector/admission.ts';
+import { LoopLag } from '../../core/loop-lag.ts';
+
+t.test('at most the bound of registrations in progress; a slot is freed exactly once', async (t) => {
+  const a = new Admission({ lagMs: () => 0, max: 2 });
+  const first = a.enter();
+  const second = a.enter();
+  t.ok(first && second, 'two admitted');
+  t.equal(a.enter(), undefined, 'the third is refused');
+  first!();
+  first!(); // the socket closed after the registration had already freed its slot
+  t.equal(a.inProgress, 1, 'freed once, not twice');
+  t.ok(a.enter(), 'a slot again');
+  t.same(a.refused, { busy: 1, lagging: 0 });
+  t.equal(new Admission({ lagMs: () => 0 }).enter() !== undefined, true, `default bound ${MAX_REGISTERING}`);
+});
+
+t.test('no new registration while the event loop lags', async (t) => {
+  let lag = SHED_LAG_MS + 1;
+  const a = new Admission({ lagMs: () => lag });
+  t.equal(a.enter(), undefined, 'refused while lagging');
+  lag = 50;
+  t.ok(a.enter(), 'admitted once the loop keeps time again');
+  t.same(a.refused, { busy: 0, lagging: 1 });
+});
+
+t.test('LoopLag sees a blocked event loop, and forgets it after its window', async (t) => {
+  const lag = new LoopLag(20, 300).start();
+  t.teardown(() => lag.stop());
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok(lag.worstMs() < 200, `calm: ${lag.worstMs().toFixed(0)} ms`);
+  const until = Date.now() + 400;
+  while (Date.now() < until); // the loop held for 400 ms
+  await new Promise((r) => setTimeout(r, 60));
+  t.ok(lag.worstMs() >= 300, `blocked: ${lag.worstMs().toFixed(0)} ms`);
+  await new Promise((r) => setTimeout(r, 500));
+  t.ok(lag.worstMs() < 200, `forgotten after the window: ${lag.worstMs().toFixed(0)} ms`);
+});
