@@ -18,9 +18,12 @@ export const log = (line: string) => process.stderr.write(`${line}\n`);
  * connector), each writing a .cpuprofile into DIR when it exits (NODE_OPTIONS may not carry
  * --cpu-prof). `npm run bench:cpu-top -- DIR` prints where their time went.
  * BENCH_HEAP_SNAPSHOTS=DIR: each of those processes writes a heap snapshot into DIR on SIGUSR2.
+ * BENCH_TRACE_GC=1: each prints a line per garbage collection (kind, heap before/after, pause)
+ * into its log, to tell a GC pause from a starved CPU when a process stalls.
  */
 export const profileArgs = (): string[] => [
   ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []),
+  ...(process.env.BENCH_TRACE_GC ? ['--trace-gc'] : []),
   ...(process.env.BENCH_HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${process.env.BENCH_HEAP_SNAPSHOTS}`] : []),
 ];
 
