@@ -1,6 +1,6 @@
 // npm run bench:scale
 // Three node processes and load connectors (bench/scale-connector.ts, about 2,500 real
-// connectors each) against one target process. Two sizes in one run, each with one HTTP
+// connectors each, at nice BENCH_CONNECTOR_NICE, default 10) against one target process. Two sizes in one run, each with one HTTP
 // resource per site over a tenth as many zones (SITES / ZONES resources per zone):
 //   1. SMALL sites (1,000): every site online, routed and in DNS, then steady for
 //      STEADY_SECONDS: Valkey commands/s, PostgreSQL statements/s, pub/sub bytes/s, and per
@@ -15,6 +15,7 @@
 // Last line: one JSON object.
 import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
@@ -37,6 +38,8 @@ const STEADY_S = size('STEADY_SECONDS', 60, 2);
 const EDITS = size('EDITS', 5, 1);
 const SAMPLE = size('SAMPLE', 50, 4);
 const ONLINE_TIMEOUT_MS = size('ONLINE_TIMEOUT_MS', 600_000, 90_000);
+/** Scheduling priority of the load connectors (nice value; 0 = the nodes' own). */
+const CONNECTOR_NICE = Number(process.env.BENCH_CONNECTOR_NICE ?? 10);
 const LOAD_CONNECTOR = fileURLToPath(new URL('./scale-connector.ts', import.meta.url));
 const TARGET = `import { createServer } from 'node:http'; createServer((q, s) => s.end('ok')).listen(Number(process.argv.at(-1)), '127.0.0.1');`;
 
@@ -168,6 +171,11 @@ async function main() {
           const file = join(dir, `connectors-${tag}-${p}.json`);
           writeFileSync(file, JSON.stringify(spec));
           const proc = new ServiceProcess({ name: `connectors-${tag}-${p}`, command: process.execPath, args: ['--import=tsx', ...profileArgs(), LOAD_CONNECTOR, file], logFile: join(dir, `connectors-${tag}-${p}.log`) });
+          // The load generator must not starve what it measures: the sites' connectors run on
+          // machines of their own in production, here they share two cores with the nodes
+          // (four processes at about 20 % each through a 10,000-site start). At a lower
+          // priority they get what the nodes leave.
+          setPriority(proc.pid, CONNECTOR_NICE);
           procs.push(proc);
           return { proc, statusPort };
         }));
