@@ -1,7 +1,8 @@
 // npm run bench:scale
 // Three node processes and load connectors (bench/scale-connector.ts, about 2,500 real
-// connectors each, at nice BENCH_CONNECTOR_NICE, default 10) against one target process. Two sizes in one run, each with one HTTP
-// resource per site over a tenth as many zones (SITES / ZONES resources per zone):
+// connectors each, at nice BENCH_CONNECTOR_NICE, default 10) against one target process.
+// Two sizes in one run, each with one HTTP resource per site over a tenth as many zones
+// (SITES / ZONES resources per zone):
 //   1. SMALL sites (1,000): every site online, routed and in DNS, then steady for
 //      STEADY_SECONDS: Valkey commands/s, PostgreSQL statements/s, pub/sub bytes/s, and per
 //      node resident memory and event-loop delay p99;
