@@ -116,19 +116,30 @@ export class TunnelRegistry {
     const h2 = this.#h2(s);
     return new Promise((resolve, reject) => {
       const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol });
+      // One outcome per open: the cancel at the deadline makes the stream emit 'error' too, and
+      // a retry started then would fail later with nobody waiting for it (an unhandled
+      // rejection ended a node in a 10,000-site storm, while sessions were being replaced).
+      let settled = false;
+      const settle = () => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        return true;
+      };
       const timer = setTimeout(() => {
+        if (!settle()) return;
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', `target ${target.id} did not answer in ${timeoutMs}ms`, { siteId, targetId: target.id }));
       }, timeoutMs);
       stream.once('response', (headers) => {
-        clearTimeout(timer);
+        if (!settle()) return;
         const status = Number(headers[':status']);
         if (status === 200) return resolve(stream);
         stream.close();
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `connector answered ${status} for target ${target.id}`, { siteId, targetId: target.id, status }));
       });
       stream.once('error', (err) => {
-        clearTimeout(timer);
+        if (!settle()) return;
         // Opened on a session that was just replaced (the data plane moving to its direct
         // connection, whose swap closes the old session): the current one is asked once.
         const now = this.#sessions.get(siteId);

@@ -58,3 +58,47 @@ t.test('a standby session starts at its first stream, and is used as made', asyn
   t.notOk(tunnels.has('idle-site'), 'a standby that never carried a stream goes without one being made');
   t.equal(sessions.length, 3);
 });
+
+t.test('a stream that times out while its session is being replaced fails once, and starts no stray retry', async (t) => {
+  // The connector's side never answers a CONNECT (a target behind it that hangs).
+  const server = http2.createServer();
+  server.on('stream', () => {});
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sessions: http2.ClientHttp2Session[] = [];
+  t.teardown(() => {
+    sessions.forEach((s) => s.destroy());
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const connect = () => {
+    const h2 = http2.connect(`http://127.0.0.1:${port}`);
+    h2.on('error', () => {});
+    // Under load the session can go away right after the deadline's cancel, so the stream
+    // also errors: made certain here.
+    const request = h2.request.bind(h2);
+    h2.request = ((...args: Parameters<typeof request>) => {
+      const stream = request(...args);
+      const close = stream.close.bind(stream);
+      stream.close = ((code?: number, cb?: () => void) => {
+        close(code, cb);
+        stream.destroy(new Error('session went away'));
+      }) as typeof stream.close;
+      return stream;
+    }) as typeof h2.request;
+    sessions.push(h2);
+    return h2;
+  };
+  const stray: unknown[] = [];
+  const onUnhandled = (err: unknown) => stray.push(err);
+  process.on('unhandledRejection', onUnhandled);
+  t.teardown(() => process.off('unhandledRejection', onUnhandled));
+
+  const tunnels = new TunnelRegistry();
+  tunnels.set('site', 'session-1', connect);
+  const opening = tunnels.open('site', { id: 'target-1', host: '10.0.0.5', port: 80 }, 'tcp', 300);
+  await new Promise((r) => setTimeout(r, 50));
+  tunnels.set('site', 'session-1', connect); // the data plane moves: the old session finishes its streams
+  await t.rejects(opening, { code: 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' }, 'the open fails at its deadline');
+  await new Promise((r) => setTimeout(r, 700)); // a stray retry would have timed out by now
+  t.same(stray, [], 'no rejection that nobody handles (it ended a node under load)');
+});
