@@ -13,7 +13,9 @@ export class LoopLag {
     this.#samples = new Array(Math.max(1, Math.round(windowMs / everyMs))).fill(0);
   }
 
+  /** Starts measuring (once; later calls change nothing). */
   start(): this {
+    if (this.#timer) return this;
     let last = performance.now();
     this.#timer = setInterval(() => {
       const now = performance.now();
@@ -29,5 +31,6 @@ export class LoopLag {
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 }

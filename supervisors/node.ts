@@ -82,7 +82,8 @@ export class ClusterNode {
   readonly #clock: Clock;
   readonly #system: ActorSystem;
   readonly #metrics: ReturnType<typeof createMetrics>;
-  #loopLag: LoopLag | undefined;
+  /** How late the event loop runs: new connector registrations are shed while it lags (gateways/connector/admission.ts). */
+  readonly #loopLag = new LoopLag();
   /** Readiness asks PostgreSQL on a connection of its own: a busy pool is not PostgreSQL down. */
   readonly #postgresProbe: PostgresProbe;
   readonly #readiness: Readiness;
@@ -198,10 +199,9 @@ export class ClusterNode {
       }),
     };
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
-    // New registrations are shed while the event loop lags (gateways/connector/admission.ts).
-    this.#loopLag ??= new LoopLag().start();
-    const lag = this.#loopLag;
-    run.control = new ControlChannel({ admission: new Admission({ lagMs: () => lag.worstMs() }), secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
+    const lag = this.#loopLag.start();
+    const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason) => this.#metrics.registrationsRefused.inc({ reason }) });
+    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running' });
     run.control.attach(this.#admin.server);
     run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();
@@ -333,7 +333,7 @@ export class ClusterNode {
       ['close valkey', () => this.#valkey?.close()],
       ['close postgres', () => run?.db.end()],
       ['close readiness probe connection', () => this.#postgresProbe.close()],
-      ['stop the event-loop lag timer', () => this.#loopLag?.stop()],
+      ['stop the event-loop lag timer', () => this.#loopLag.stop()],
     ];
     for (const [step, fn] of steps) {
       try {

@@ -10,16 +10,19 @@ export const MAX_REGISTERING = 256;
 /** Event-loop lag (worst over the last two seconds) past which a node takes no new registrations. */
 export const SHED_LAG_MS = 1000;
 
+export type RefusedBecause = 'busy' | 'lagging';
+
 export class Admission {
   #inProgress = 0;
   readonly #max: number;
   readonly #lagMs: () => number;
-  /** Registrations refused since start, by reason. */
-  readonly refused = { busy: 0, lagging: 0 };
+  readonly #onRefused: (reason: RefusedBecause) => void;
 
-  constructor(o: { lagMs: () => number; max?: number }) {
+  /** `onRefused`: told of each refusal (the node counts them in cluster_connector_registrations_refused_total). */
+  constructor(o: { lagMs: () => number; max?: number; onRefused?: (reason: RefusedBecause) => void }) {
     this.#lagMs = o.lagMs;
     this.#max = o.max ?? MAX_REGISTERING;
+    this.#onRefused = o.onRefused ?? (() => {});
   }
 
   get inProgress(): number {
@@ -28,8 +31,8 @@ export class Admission {
 
   /** A slot for one registration, released exactly once by the returned function; undefined when refused. */
   enter(): (() => void) | undefined {
-    if (this.#inProgress >= this.#max) return void this.refused.busy++;
-    if (this.#lagMs() > SHED_LAG_MS) return void this.refused.lagging++;
+    if (this.#inProgress >= this.#max) return void this.#onRefused('busy');
+    if (this.#lagMs() > SHED_LAG_MS) return void this.#onRefused('lagging');
     this.#inProgress++;
     let released = false;
     return () => {
