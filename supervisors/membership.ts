@@ -5,10 +5,6 @@
 //
 // A node that cannot renew in time fences itself: it reports `fenced`, which stops every
 // actor, before its lease can have expired, and then rejoins with a new incarnation.
-// A node whose own process stalled past that point (a long GC, CPU starvation) has no
-// evidence either way, so it asks Valkey first: a renewal that finds the lease still its
-// own proves no peer could have seen it dead, and fencing then would only double the load
-// that stalled it (stop every actor here, start them elsewhere, then move them back).
 // Fast detection: when a peer link drops and the peer's port refuses connections, the
 // process is gone, so its lease is compare-and-deleted at once instead of waiting for TTL.
 import { EventEmitter } from 'node:events';
@@ -59,10 +55,6 @@ export class Membership extends EventEmitter {
   #expiryCheck: { cancel(): void } | undefined;
   /** Incarnations that announced a planned leave: their disappearance is a leave, not a death. */
   readonly #leaving = new Set<string>();
-  /** When the watchdog last ran: a long gap means this process was not running, not that Valkey was silent. */
-  #watchdogAt = 0;
-  /** Set while a node that stalled past its fence point waits for Valkey's word on its lease: fence at this time without it. */
-  #confirmBy: number | undefined;
 
   constructor(o: MembershipOptions) {
     super();
@@ -145,8 +137,7 @@ export class Membership extends EventEmitter {
     this.#unsubscribe = await this.#o.valkey.subscribe('membership', (m) => this.#onMessage(m));
     await this.#join();
     this.#timers.push(this.#o.clock.setInterval(() => void this.#renew(), this.#o.renewEveryMs));
-    this.#watchdogAt = this.#o.clock.now();
-    this.#timers.push(this.#o.clock.setInterval(() => this.#watchdog(), this.#watchdogEveryMs()));
+    this.#timers.push(this.#o.clock.setInterval(() => this.#watchdog(), Math.max(50, Math.min(200, this.#o.renewEveryMs / 4))));
     this.#timers.push(this.#o.clock.setInterval(() => void this.reconcile(), this.#o.renewEveryMs));
   }
 
@@ -191,58 +182,21 @@ export class Membership extends EventEmitter {
     try {
       const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
       if (this.#state !== 'joined') return;
-      if (r === 1) {
-        const before = this.#renewedAt;
-        this.#renewedAt = Math.max(before, sentAt);
-        // Only a renewal sent after the stall confirms it (one sent before may answer late).
-        if (this.#confirmBy !== undefined && clock.now() < this.#fenceAt()) {
-          this.#confirmBy = undefined;
-          this.#log.warn({ sinceLastRenewalMs: sentAt - before }, 'lease confirmed after a stall: it was still ours, not fencing');
-          this.emit('stalled', 'confirmed');
-        }
-      } else {
-        if (this.#confirmBy !== undefined) this.emit('stalled', 'fenced');
-        this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
-      }
+      if (r === 1) this.#renewedAt = sentAt;
+      else this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'lease renewal failed');
     }
   }
 
-  #watchdogEveryMs(): number {
-    return Math.max(50, Math.min(200, this.#o.renewEveryMs / 4));
-  }
-
-  /**
-   * Fences as soon as the lease may be about to expire, even if Valkey calls hang; unless this
-   * process itself was stalled across that moment (the watchdog ran late by half a renewal
-   * interval or more). Then a renewal goes out at once and the node fences only if it is not
-   * confirmed within a renewal interval. Meanwhile `healthy` is false: no claims, no deliveries.
-   */
+  /** Fences as soon as the lease may be about to expire, even if Valkey calls hang. */
   #watchdog() {
-    const now = this.#o.clock.now();
-    const gap = now - this.#watchdogAt;
-    this.#watchdogAt = now;
-    if (this.#state !== 'joined' || now < this.#fenceAt()) return void (this.#confirmBy = undefined);
-    if (this.#confirmBy !== undefined) {
-      if (now < this.#confirmBy) return;
-      this.emit('stalled', 'fenced');
-      this.#fence('stalled past the lease margin and Valkey did not confirm the lease in time');
-      return;
-    }
-    if (gap >= this.#watchdogEveryMs() + Math.max(500, this.#o.renewEveryMs / 2)) {
-      this.#confirmBy = now + this.#o.renewEveryMs;
-      this.#log.warn({ stalledMs: gap }, 'this process stalled past its lease margin; asking Valkey whether the lease is still ours');
-      void this.#renew();
-      return;
-    }
-    this.#fence('could not renew the lease in time');
+    if (this.#state === 'joined' && this.#o.clock.now() >= this.#fenceAt()) this.#fence('could not renew the lease in time');
   }
 
   #fence(reason: string) {
     if (this.#state !== 'joined') return;
     this.#state = 'fenced';
-    this.#confirmBy = undefined;
     this.#log.error({ reason, incarnation: this.#incarnation }, 'fenced: stopping all actors, then rejoining');
     this.#beforeFence = new Map(this.#view);
     this.#view.clear();
