@@ -215,6 +215,8 @@ export interface ClusterConfig {
     tokenTtl: number;
     /** How often a connected site's last-seen time is written. @default "15s" */
     seenEvery: number;
+    /** A connector that sends nothing for this long (its WebSocket pings come every second) is taken for gone and its connection closed. @default "30s" */
+    silentAfter: number;
   };
   changes: {
     /** How often the audit log is read for change announcements that never arrived: how long a lost one leaves actors stale. @default "10s" */
@@ -347,7 +349,7 @@ export const SPEC: Spec<ClusterConfig> = {
     renewRemainingPercent: integer(33, 1, 99),
     obtainTimeout: duration('2m', { min: 1000 }),
   },
-  connector: { tokenTtl: duration('1h', { min: 60_000 }), seenEvery: duration('15s', { min: 1000 }) },
+  connector: { tokenTtl: duration('1h', { min: 60_000 }), seenEvery: duration('15s', { min: 1000 }), silentAfter: duration('30s', { min: 3000 }) },
   changes: { replayEvery: duration('10s', { min: 100 }), replayWindow: duration('60s', { min: 1000 }) },
   lease: { ttl: duration('3s', { min: 500 }), renewEvery: duration('1s', { min: 100 }) },
   failover: { handoffTimeout: duration('5s', { min: 100 }), reconcileEvery: duration('5s', { min: 100 }), suspectAfter: duration('700ms', { min: 100 }), probeEvery: duration('100ms', { min: 20 }) },

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Connector } from '../connector/connector.ts';
 import { createLogger } from '../core/log.ts';
+import { LoopLag } from '../core/loop-lag.ts';
 
 export interface LoadConnectorSpec {
   endpoints: string[];
@@ -41,6 +42,13 @@ createServer((req, res) => {
   // All at once, as after a power cut at every site: the start is part of what is measured.
   for (const { row } of sites) row.c.start();
 });
+
+// This process's own stalls, logged: to the nodes they look like thousands of silent connectors.
+const lag = new LoopLag(100, 5000).start();
+setInterval(() => {
+  const worstMs = Math.round(lag.worstMs());
+  if (worstMs > 1000) logger.warn({ worstMs }, 'load connector event loop ran late (last 5 s)');
+}, 5000).unref();
 
 const stop = () => void Promise.all(sites.map(({ row }) => row.c.stop())).finally(() => process.exit(0));
 process.once('SIGTERM', stop);

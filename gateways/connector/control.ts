@@ -80,7 +80,8 @@ export interface ControlChannelDeps {
   accepting: () => boolean;
   /** Bounds the registrations in progress and sheds new ones while the node lags (default: the bound only). */
   admission?: Admission;
-  pingEveryMs?: number;
+  /** A connector that sent nothing for this long is taken for gone (default 30 s; pinged every third of it, at most every 10 s). */
+  silentAfterMs?: number;
   registerTimeoutMs?: number;
 }
 
@@ -178,41 +179,70 @@ export class ControlChannel {
       session.send({ v: PROTOCOL_VERSION, type: 'move', reason: 'node draining' });
     });
     let registered = false;
-    let alive = true;
     // Binary frames (the data plane) may arrive before the register message is handled:
     // they wait in this stream until the HTTP/2 session reads them.
     const data: FrameDuplex = frameDuplex(ws);
     // After a stall of this node the register message may be waiting unread: an io deadline, not a plain timer.
     const registerTimer = ioDeadline(this.#d.registerTimeoutMs ?? 5000);
     void registerTimer.expired.then(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason));
-    const pingEveryMs = this.#d.pingEveryMs ?? 10_000;
-    let pingedAt = this.#d.clock.now();
+    // The connector's liveness, as this node sees it: any frame from it counts (its WebSocket
+    // pings come every second, a standby's every third; our pings are answered by its
+    // WebSocket library), and one silent for `silentAfterMs` is gone (its machine vanished with
+    // the TCP connection open). Lenient on purpose: the connector leaves a silent node within
+    // seconds by itself, while a connector that is only slow (a starved CPU: 5,600 at once in
+    // a 10,000-site storm when this was 10 s) loses its streams in flight and comes back to a
+    // node that is busy already.
+    const silentAfterMs = this.#d.silentAfterMs ?? 30_000;
+    const pingEveryMs = Math.min(10_000, silentAfterMs / 3);
+    let heardAt = this.#d.clock.now();
+    const heard = () => (heardAt = this.#d.clock.now());
+    ws.on('ping', heard);
+    ws.on('pong', heard);
+    let pingedAt = heardAt;
     const ping = this.#d.clock.setInterval(() => {
       const now = this.#d.clock.now();
-      // A tick this late means this node stalled: the pong may be waiting unread, so ask again.
-      const late = now - pingedAt > 2 * pingEveryMs;
+      // A tick this late means this node stalled: the connector's frames may be waiting unread.
+      if (now - pingedAt > 2 * pingEveryMs) heardAt = now;
       pingedAt = now;
-      if (!alive && !late) return ws.terminate(); // no pong since the last ping
-      alive = false;
-      session.send({ v: PROTOCOL_VERSION, type: 'ping', at: now });
+      if (ws.readyState === WebSocket.OPEN) ws.ping();
+      if (now - heardAt <= silentAfterMs) return;
+      // Decided once this turn has read the sockets: a frame waiting there is no silence.
+      const last = heardAt;
+      setImmediate(() => {
+        if (heardAt !== last || ws.readyState !== WebSocket.OPEN) return;
+        log.warn({ silentMs: this.#d.clock.now() - heardAt }, 'connector silent; closing its connection');
+        ws.terminate();
+      });
     }, pingEveryMs);
     ws.on('error', () => {});
     /**
      * The HTTP/2 session to the connector: over this WebSocket's binary frames, over a direct
      * connection of its own, or over WireGuard.
      */
-    const openTunnel = (connection: Duplex, transport: 'websocket' | 'direct' | 'wireguard', asStandby = false) => {
-      // Over WireGuard or its own connection the data plane can die alone (UDP blocked, the
-      // connection reset): the control connection ends, so the connector registers again.
-      // Watched on the connection: a standby's HTTP/2 session may not exist yet.
-      if (transport !== 'websocket') connection.once('close', () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason));
-      if (transport === 'wireguard') this.#overWireGuard.add(ws);
-      this.#d.tunnels.set(siteId, session.id, () => {
+    /** The data plane died alone: the control connection ends too, so the connector registers again. */
+    const tunnelLost = () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason);
+    /** False: a standby refused (this node holds the site's primary). */
+    const openTunnel = (connection: Duplex, transport: 'websocket' | 'direct' | 'wireguard', asStandby = false): boolean => {
+      let failure: string | undefined;
+      const opened = this.#d.tunnels.set(siteId, session.id, () => {
         const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
         h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
-        h2.on('error', (err) => log.debug({ err: err.message }, 'tunnel session error'));
+        h2.on('error', (err) => {
+          failure = err.message;
+          log.debug({ err: err.message }, 'tunnel session error');
+        });
         return h2;
-      }, asStandby);
+      }, asStandby, () => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        log.warn({ transport, err: failure }, 'tunnel session ended under a live control connection; closing it so the connector registers again');
+        tunnelLost();
+      });
+      if (!opened) return false;
+      // Over WireGuard or its own connection, the connection itself can die alone (UDP blocked,
+      // a reset) before any HTTP/2 session was made on it (a standby's waits for its first stream).
+      if (transport !== 'websocket') connection.once('close', tunnelLost);
+      if (transport === 'wireguard') this.#overWireGuard.add(ws);
+      return true;
     };
     /** Set when the connector registered with a WireGuard key: the data plane waits for its choice. */
     let pending: { offer: WireGuardOffer | undefined; timer: NodeJS.Timeout } | undefined;
@@ -231,18 +261,21 @@ export class ControlChannel {
       // Before the data plane is up (the connector may dial as soon as it reads `registered`,
       // while this side still waits on the site actor or a WireGuard choice): used then.
       if (!wsDataPlane) return;
-      openTunnel(socket, 'direct', standby);
+      if (!openTunnel(socket, 'direct', standby)) {
+        socket.destroy();
+        return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason); // the site's primary came here meanwhile
+      }
       log.info('data plane moved to a direct connection');
     });
     /** The data plane over WebSocket: on its direct connection if that came already, else on the frames until it does. */
-    const useWebSocket = (asStandby = false) => {
+    const useWebSocket = (asStandby = false): boolean => {
       wsDataPlane = true;
-      if (directSocket) openTunnel(directSocket, 'direct', asStandby);
-      else openTunnel(data.duplex, 'websocket', asStandby);
+      return directSocket ? openTunnel(directSocket, 'direct', asStandby) : openTunnel(data.duplex, 'websocket', asStandby);
     };
     ws.on('message', async (frame: Buffer, isBinary) => {
       // The HTTP/2 data plane over this WebSocket. Always kept: the connector's first frames
       // can arrive before this side has opened its end (it answers as soon as it has 'registered').
+      heard();
       if (isBinary) return data.feed(frame);
       if (frame.length > MAX_CONTROL_MESSAGE) return ws.close(CLOSE.tooLarge.code, CLOSE.tooLarge.reason);
       let msg: ConnectorMessage;
@@ -253,7 +286,6 @@ export class ControlChannel {
         ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
         return;
       }
-      alive = true;
       try {
         if (msg.type === 'register' && msg.role === 'standby') {
           if (registered) return;
@@ -263,7 +295,9 @@ export class ControlChannel {
           const ok = await Promise.race([this.#d.host.ask('site', siteId, { type: 'standby', generation }, 2000), new Promise((r) => setTimeout(() => r(false), 2500))]).catch(() => false);
           if (ok !== true) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
           standby = true;
-          useWebSocket(true);
+          // The primary registered here meanwhile (the connector lost its primary elsewhere and
+          // came here before this standby was through): a standby here is no second path.
+          if (!useWebSocket(true)) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
           await this.#d.standbys.set(siteId, this.#d.nodeId, session.id);
           session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: this.#d.nodeId, epoch: 0, role: 'standby' });
           log.info('connector standing by');
@@ -271,7 +305,8 @@ export class ControlChannel {
           if (!standby) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
           // The primary is lost: this connection takes the site, on the tunnel it already has.
           standby = false;
-          this.#d.tunnels.promote(siteId, session.id);
+          // No working tunnel left on this connection: registering afresh is quicker than a site routed to nothing.
+          if (!this.#d.tunnels.promote(siteId, session.id)) return tunnelLost();
           await this.#d.host.claimHere('site', siteId);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});

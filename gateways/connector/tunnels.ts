@@ -16,6 +16,8 @@ interface Tunnel {
   /** Made by `connect` at once for a primary; for a standby at its first stream or promotion. */
   h2: http2.ClientHttp2Session | undefined;
   connect: () => http2.ClientHttp2Session;
+  /** Called when this tunnel's HTTP/2 session ends while the tunnel is still in use. */
+  lost: (() => void) | undefined;
 }
 
 export class TunnelRegistry {
@@ -48,19 +50,39 @@ export class TunnelRegistry {
    * waits until a stream needs it or the site is promoted here: most never carry one, and a
    * session costs about 20 KB of nghttp2 memory (a third of the tunnels at scale). The peer's
    * first frames wait in the connection meanwhile.
+   *
+   * `lost` is called if the HTTP/2 session ends while this tunnel is still the site's (its
+   * connection reset, a protocol error): the control connection must end too, or the site
+   * stays online here with routes naming this node and nothing to carry their streams (seen
+   * at 10,000 sites: sites on WebSocket frames unreachable for minutes, never reconnecting).
+   *
+   * False, and nothing changes, for a standby of a site whose primary tunnel is here (or is
+   * being registered here): a standby is a second path through another node, and taking the
+   * primary's place would cut the primary's data plane.
    */
-  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false) {
+  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false, lost?: () => void): boolean {
     const old = this.#sessions.get(siteId);
+    if (standby && old && !old.standby && old.sessionId !== sessionId) return false;
+    const pending = this.#pending.get(siteId);
+    if (standby && pending && pending.sessionId !== sessionId) return false;
     // The same connection's data plane moving (to its direct connection): streams in flight
     // on the old session finish; another connection's session is done with.
     if (old?.sessionId === sessionId) old.h2?.close();
     else old?.h2?.destroy();
-    this.#sessions.set(siteId, { sessionId, standby, h2: standby ? undefined : connect(), connect });
+    const tunnel: Tunnel = { sessionId, standby, h2: undefined, connect, lost };
+    this.#sessions.set(siteId, tunnel);
+    if (!standby) this.#h2(siteId, tunnel);
     this.#settle(siteId, sessionId);
+    return true;
   }
 
-  #h2(t: Tunnel): http2.ClientHttp2Session {
-    return (t.h2 ??= t.connect());
+  #h2(siteId: string, t: Tunnel): http2.ClientHttp2Session {
+    if (t.h2) return t.h2;
+    const h2 = t.connect();
+    t.h2 = h2;
+    // Replaced, deleted or detached first: those end the session on purpose.
+    h2.once('close', () => this.#sessions.get(siteId) === t && t.h2 === h2 && t.lost?.());
+    return h2;
   }
 
   /** Drops the tunnel if it is still this session's. */
@@ -88,11 +110,13 @@ export class TunnelRegistry {
   }
 
   /** A standby tunnel here now carries its site (the connector promoted it). */
-  promote(siteId: string, sessionId: string) {
+  /** False: this session holds no tunnel here any more (a primary of the site took its place). */
+  promote(siteId: string, sessionId: string): boolean {
     const s = this.#sessions.get(siteId);
-    if (s?.sessionId !== sessionId) return;
+    if (s?.sessionId !== sessionId) return false;
     s.standby = false;
-    this.#h2(s);
+    const h2 = this.#h2(siteId, s);
+    return !h2.closed && !h2.destroyed;
   }
 
   has(siteId: string): boolean {
@@ -113,7 +137,7 @@ export class TunnelRegistry {
   #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number, retried = false): Promise<Duplex> {
     const s = this.#sessions.get(siteId);
     if (!s || s.h2?.closed || s.h2?.destroyed) return Promise.reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `no tunnel to site ${siteId} on this node`, { siteId }));
-    const h2 = this.#h2(s);
+    const h2 = this.#h2(siteId, s);
     return new Promise((resolve, reject) => {
       const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol });
       // One outcome per open: the cancel at the deadline makes the stream emit 'error' too, and

@@ -37,7 +37,8 @@ function openControl(base: string, token: string): Promise<{ ws: WebSocket; clos
 }
 
 t.test('site connectors and the control channel', async (t) => {
-  const c = await startApiCluster(t, 3);
+  // A short connector silence (default 30 s), so a frozen connector is let go within the test.
+  const c = await startApiCluster(t, 3, { connector: { silentAfter: '3s' } });
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie: c.adminCookie, body: { slug: 'sites', name: 'Sites' } })).body;
   const siteUrl = (id: string) => `/api/v1/orgs/${org.id}/sites/${id}`;
   const statusVia = async (base: string, id: string) => (await call(base, 'GET', siteUrl(id), { cookie: c.adminCookie })).body.status as { online: boolean; node: string | null };
@@ -147,6 +148,32 @@ t.test('site connectors and the control channel', async (t) => {
     await until(async () => (await statusVia(c.lb, site.id)).online, 15_000, 'online with the new secret');
     t.equal((await call(c.lb, 'DELETE', siteUrl(site.id), { cookie: c.adminCookie })).status, 204);
     t.same(await fresh.closed, { code: 4401, reason: 'CLUSTER_ERR_CONNECTOR_UNAUTHENTICATED' }, 'deleting the site closes its connection');
+  });
+
+  await t.test('a connector frozen with its connection open is let go after connector.silentAfter; a live one, pinging, stays', async (t) => {
+    const frozenSite = await newSite(c, org.id, 'frozen');
+    const liveSite = await newSite(c, org.id, 'lively');
+    const token = (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: frozenSite.id, secret: frozenSite.connector.secret } })).body.token as string;
+    const frozen = await openControl(c.nodes[0]!.adminUrl, token);
+    frozen.ws.send(JSON.stringify({ v: 1, type: 'register', connectorVersion: 'test', transports: ['websocket'] }));
+    const live = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: liveSite.id, secret: liveSite.connector.secret, logger });
+    t.teardown(() => live.stop());
+    const connected = nextEvent(live, 'connected');
+    live.start();
+    await connected;
+    await until(async () => (await statusVia(c.lb, frozenSite.id)).online, 15_000, 'online');
+    let liveDropped = false;
+    live.on('disconnected', () => (liveDropped = true));
+    const frozenAt = Date.now();
+    frozen.ws.pause(); // reads nothing, answers nothing: a machine gone with the TCP connection open
+    await until(async () => ((await statusVia(c.lb, frozenSite.id)).online ? undefined : true), 15_000, 'the frozen site offline');
+    const took = Date.now() - frozenAt;
+    t.comment(`frozen connector let go after ${took} ms`);
+    t.ok(took >= 3000, 'not before connector.silentAfter');
+    frozen.ws.resume();
+    t.equal((await frozen.closed).code, 1006, 'its connection was cut, not closed politely (nobody would answer)');
+    t.notOk(liveDropped, 'the connector that kept pinging was kept');
+    t.match(await statusVia(c.lb, liveSite.id), { online: true, node: 'node-1' });
   });
 
   await t.test('SIGKILL the node holding a connector: it reconnects elsewhere and the status follows', async (t) => {

@@ -102,3 +102,82 @@ t.test('a stream that times out while its session is being replaced fails once, 
   await new Promise((r) => setTimeout(r, 700)); // a stray retry would have timed out by now
   t.same(stray, [], 'no rejection that nobody handles (it ended a node under load)');
 });
+
+t.test('a tunnel whose session dies under a live control connection is reported lost; one ended on purpose is not', async (t) => {
+  const server = http2.createServer();
+  server.on('stream', (stream: http2.ServerHttp2Stream) => stream.respond({ ':status': 200 }));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sockets: Array<ReturnType<typeof tcpConnect>> = [];
+  t.teardown(() => {
+    sockets.forEach((s) => s.destroy());
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const connect = () => {
+    const socket = tcpConnect(port, '127.0.0.1').on('error', () => {});
+    sockets.push(socket);
+    return () => http2.connect('http://connector.invalid', { createConnection: () => socket as never }).on('error', () => {});
+  };
+  const tunnels = new TunnelRegistry();
+  const lost: string[] = [];
+  const settle = () => new Promise((r) => setTimeout(r, 100));
+
+  tunnels.set('site-a', 'session-1', connect(), false, () => lost.push('site-a'));
+  await settle();
+  sockets.at(-1)!.destroy(); // the data connection resets; the control connection knows nothing of it
+  await settle();
+  t.same(lost, ['site-a'], 'the dead session is reported, so the control connection can end and the connector register again');
+  await t.rejects(tunnels.open('site-a', { id: 't', host: '10.0.0.5', port: 80 }, 'tcp'), { code: 'CLUSTER_ERR_TUNNEL_DOWN' });
+
+  tunnels.set('site-b', 'session-2', connect(), false, () => lost.push('site-b: moved'));
+  tunnels.set('site-b', 'session-2', connect(), false, () => lost.push('site-b: new')); // its data plane moves to a direct connection
+  tunnels.set('site-c', 'session-3', connect(), false, () => lost.push('site-c'));
+  tunnels.delete('site-c', 'session-3'); // the connector said goodbye
+  tunnels.set('site-d', 'session-4', connect(), false, () => lost.push('site-d: old'));
+  tunnels.set('site-d', 'session-5', connect(), false, () => lost.push('site-d: newest')); // a newer connection of the site
+  await settle();
+  t.same(lost, ['site-a'], 'sessions replaced or dropped on purpose are not losses');
+  t.ok(tunnels.has('site-b') && tunnels.has('site-d'), 'the replacements carry on');
+});
+
+t.test("a standby never takes the place of the site's primary tunnel on the same node", async (t) => {
+  const server = http2.createServer();
+  server.on('stream', (stream: http2.ServerHttp2Stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('through the primary');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sessions: http2.ClientHttp2Session[] = [];
+  const sockets: Array<ReturnType<typeof tcpConnect>> = [];
+  t.teardown(() => {
+    sessions.forEach((s) => s.destroy());
+    sockets.forEach((s) => s.destroy()); // the refused standbys' connections never got a session
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const connect = () => {
+    const socket = tcpConnect(port, '127.0.0.1').on('error', () => {});
+    sockets.push(socket);
+    return () => {
+      const h2 = http2.connect('http://connector.invalid', { createConnection: () => socket as never });
+      sessions.push(h2);
+      return h2;
+    };
+  };
+  const tunnels = new TunnelRegistry();
+  const target = { id: 'target-1', host: '10.0.0.5', port: 80 };
+
+  t.ok(tunnels.set('site', 'primary', connect()));
+  t.notOk(tunnels.set('site', 'standby', connect(), true), 'a standby of a site whose primary is here is refused');
+  t.equal(await text(await tunnels.open('site', target, 'tcp')), 'through the primary', 'the primary still carries the site');
+  t.same(tunnels.counts(), { primary: 1, standby: 0 });
+
+  tunnels.expect('other', 'registering');
+  t.notOk(tunnels.set('other', 'standby', connect(), true), 'nor while its primary is being registered here');
+  t.ok(tunnels.set('other', 'registering', connect()));
+
+  t.ok(tunnels.set('third', 'standby', connect(), true), 'a standby of a site held elsewhere is taken');
+  t.ok(tunnels.set('third', 'primary', connect()), 'and gives way when the site\'s primary comes here');
+  t.notOk(tunnels.promote('third', 'standby'), 'a standby that gave way cannot be promoted');
+  t.same(tunnels.counts(), { primary: 3, standby: 0 });
+});
