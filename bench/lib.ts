@@ -25,6 +25,8 @@ export const profileArgs = (): string[] => [
   ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []),
   ...(process.env.BENCH_TRACE_GC ? ['--trace-gc'] : []),
   ...(process.env.BENCH_HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${process.env.BENCH_HEAP_SNAPSHOTS}`] : []),
+  // V8 options for the nodes alone, as an operator would set them (`--max-old-space-size=1024`).
+  ...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ').filter(Boolean) : []),
 ];
 
 /**

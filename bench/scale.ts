@@ -340,29 +340,46 @@ async function main() {
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
       const k0 = Date.now();
       nodes.get(victim)!.proc.signal('SIGKILL');
+      // Two pollers, apart: the load connectors' status (each site's own time of coming back)
+      // and the survivors' routes. Polled in one loop, a load connector stalled by the storm
+      // held up the routes poll too, and every site's "routed" read as that one late poll.
       const back = new Map<string, number>();
       const routed = new Map<string, number>();
       const byResource = new Map(sites.map((s) => [s.resourceId, s.id]));
       let after: SiteStatus[] = before;
-      for (;;) {
-        after = await statusOf(fleet);
-        for (const s of after) if (orphaned.has(s[0]) && !back.has(s[0]) && s[1] === 'connected' && s[2] && s[2] !== victim) back.set(s[0], s[4] - k0);
-        const views = await Promise.all(survivors.map((id) => routesOrBusy(id, { dead: [victim] })));
-        const now = Date.now() - k0;
-        if (views.includes(undefined)) {
-          if (now > 120_000) throw new Error('after 120 s: a survivor does not answer its routes poll');
-          continue;
+      let unroutedLeft = Infinity;
+      let polling = true;
+      const pollRoutes = (async () => {
+        while (polling) {
+          const views = await Promise.all(survivors.map((id) => routesOrBusy(id, { dead: [victim] })));
+          const now = Date.now() - k0;
+          if (!views.includes(undefined)) {
+            const unrouted = new Set(views.flatMap((v) => v!.unrouted));
+            for (const [rid, sid] of byResource) if (!unrouted.has(rid) && !routed.has(sid)) routed.set(sid, now);
+            unroutedLeft = unrouted.size;
+          }
+          await sleep(100);
         }
-        const unrouted = new Set(views.flatMap((v) => v!.unrouted));
-        for (const [rid, sid] of byResource) if (!unrouted.has(rid) && !routed.has(sid)) routed.set(sid, now);
-        if (back.size === orphaned.size && unrouted.size === 0) break;
-        if (now > 120_000) throw new Error(`after 120 s: ${orphaned.size - back.size} sites offline, ${unrouted.size} resources unrouted`);
-        await sleep(100);
+      })();
+      try {
+        for (;;) {
+          after = await statusOf(fleet);
+          for (const s of after) if (orphaned.has(s[0]) && !back.has(s[0]) && s[1] === 'connected' && s[2] && s[2] !== victim) back.set(s[0], s[4] - k0);
+          if (back.size === orphaned.size && unroutedLeft === 0) break;
+          if (Date.now() - k0 > 120_000) throw new Error(`after 120 s: ${orphaned.size - back.size} sites offline, ${unroutedLeft === Infinity ? 'no routes poll answered' : `${unroutedLeft} resources unrouted`}`);
+          await sleep(100);
+        }
+      } finally {
+        polling = false;
+        await pollRoutes;
       }
       const recoveredAll = Date.now() - k0;
       await sleep(2000); // the sample keeps probing a moment after
       probing = false;
       await Promise.all(probes);
+      const online = [...orphaned].map((id) => back.get(id) ?? 0);
+      const rerouted = [...orphaned].map((id) => routed.get(id) ?? 0);
+      log(`storm: sites online again (each by its connector's clock) p50 ${pct(online, 50)}, p99 ${pct(online, 99)}, max ${Math.max(...online)} ms; their resources routed on every survivor p50 ${pct(rerouted, 50)}, p99 ${pct(rerouted, 99)}, max ${Math.max(...rerouted)} ms`);
       const perSite = [...orphaned].map((id) => Math.max(back.get(id) ?? 0, routed.get(id) ?? 0));
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
