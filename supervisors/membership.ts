@@ -5,6 +5,11 @@
 //
 // A node that cannot renew in time fences itself: it reports `fenced`, which stops every
 // actor, before its lease can have expired, and then rejoins with a new incarnation.
+// A node whose own process stalled past that point (a long GC, a starved CPU) has no evidence
+// either way: while the lease certainly still holds in Valkey (ttl from the last renewal that
+// was sent, less CONFIRM_SLACK_MS) it sends a renewal and fences only if that is not confirmed
+// by then. Its actors take no claims and no deliveries meanwhile, and a peer cannot have taken
+// them: the lease has not run out. Fencing would only have doubled the load that stalled it.
 // Fast detection: when a peer link drops and the peer's port refuses connections, the
 // process is gone, so its lease is compare-and-deleted at once instead of waiting for TTL.
 import { EventEmitter } from 'node:events';
@@ -36,6 +41,9 @@ export interface MembershipOptions {
 
 type State = 'idle' | 'joining' | 'joined' | 'fenced' | 'left';
 
+/** A stalled node's renewal must be confirmed this long before its lease could end (the fence's own stop of every actor comes then). */
+const CONFIRM_SLACK_MS = 150;
+
 export class Membership extends EventEmitter {
   readonly #o: MembershipOptions;
   readonly #log: Logger;
@@ -55,6 +63,10 @@ export class Membership extends EventEmitter {
   #expiryCheck: { cancel(): void } | undefined;
   /** Incarnations that announced a planned leave: their disappearance is a leave, not a death. */
   readonly #leaving = new Set<string>();
+  /** When the watchdog last ran: a long gap means this process was not running, not that Valkey was silent. */
+  #watchdogAt = 0;
+  /** Set while a node that stalled past its fence point waits for a renewal: fence at this time without it. */
+  #confirm: { by: number; timer: { cancel(): void } } | undefined;
 
   constructor(o: MembershipOptions) {
     super();
@@ -137,7 +149,8 @@ export class Membership extends EventEmitter {
     this.#unsubscribe = await this.#o.valkey.subscribe('membership', (m) => this.#onMessage(m));
     await this.#join();
     this.#timers.push(this.#o.clock.setInterval(() => void this.#renew(), this.#o.renewEveryMs));
-    this.#timers.push(this.#o.clock.setInterval(() => this.#watchdog(), Math.max(50, Math.min(200, this.#o.renewEveryMs / 4))));
+    this.#watchdogAt = this.#o.clock.now();
+    this.#timers.push(this.#o.clock.setInterval(() => this.#watchdog(), this.#watchdogEveryMs()));
     this.#timers.push(this.#o.clock.setInterval(() => void this.reconcile(), this.#o.renewEveryMs));
   }
 
@@ -182,21 +195,55 @@ export class Membership extends EventEmitter {
     try {
       const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
       if (this.#state !== 'joined') return;
-      if (r === 1) this.#renewedAt = sentAt;
-      else this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
+      if (r !== 1) return this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
+      const before = this.#renewedAt;
+      this.#renewedAt = Math.max(before, sentAt); // a renewal sent before a stall may answer after a later one
+      const confirm = this.#confirm;
+      if (!confirm) return;
+      if (clock.now() >= confirm.by) return this.#fence('stalled past the lease margin; the renewal was confirmed too late');
+      confirm.timer.cancel();
+      this.#confirm = undefined;
+      this.#log.warn({ sinceLastRenewalMs: sentAt - before }, 'lease confirmed after a stall: it was still ours, not fencing');
+      this.emit('stalled', 'confirmed');
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'lease renewal failed');
     }
   }
 
-  /** Fences as soon as the lease may be about to expire, even if Valkey calls hang. */
+  #watchdogEveryMs(): number {
+    return Math.max(50, Math.min(200, this.#o.renewEveryMs / 4));
+  }
+
+  /**
+   * Fences as soon as the lease may be about to expire, even if Valkey calls hang; unless this
+   * process itself was stalled across that moment (the watchdog ran late by half a renewal
+   * interval or more) and the lease still certainly holds: then a renewal goes out at once,
+   * and the node fences when it is not confirmed before the lease could end.
+   */
   #watchdog() {
-    if (this.#state === 'joined' && this.#o.clock.now() >= this.#fenceAt()) this.#fence('could not renew the lease in time');
+    const now = this.#o.clock.now();
+    const gap = now - this.#watchdogAt;
+    this.#watchdogAt = now;
+    if (this.#state !== 'joined' || this.#confirm || now < this.#fenceAt()) return;
+    const by = this.#renewedAt + this.#o.ttlMs - CONFIRM_SLACK_MS;
+    const stalled = gap >= this.#watchdogEveryMs() + Math.max(500, this.#o.renewEveryMs / 2);
+    if (!stalled || now >= by) return this.#fence('could not renew the lease in time');
+    this.#log.warn({ stalledMs: gap, confirmWithinMs: by - now }, 'this process stalled past its lease margin; renewing before the lease can end');
+    this.#confirm = {
+      by,
+      timer: this.#o.clock.setTimeout(() => this.#fence('stalled past the lease margin; no renewal confirmed before the lease could end'), by - now),
+    };
+    void this.#renew();
   }
 
   #fence(reason: string) {
     if (this.#state !== 'joined') return;
     this.#state = 'fenced';
+    if (this.#confirm) {
+      this.#confirm.timer.cancel();
+      this.#confirm = undefined;
+      this.emit('stalled', 'fenced');
+    }
     this.#log.error({ reason, incarnation: this.#incarnation }, 'fenced: stopping all actors, then rejoining');
     this.#beforeFence = new Map(this.#view);
     this.#view.clear();
@@ -332,6 +379,8 @@ export class Membership extends EventEmitter {
     for (const t of this.#timers) t.cancel();
     this.#timers = [];
     this.#expiryCheck?.cancel();
+    this.#confirm?.timer.cancel();
+    this.#confirm = undefined;
     if (was === 'joined') {
       const { valkey } = this.#o;
       await valkey.call((c) => c.eval(LEAVE_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, 2 * this.#o.ttlMs)).catch(() => {});

@@ -6,6 +6,7 @@ export interface ClusterMetrics {
   claims: Counter<'kind'>;
   respawns: Counter<'kind'>;
   fencings: Counter<string>;
+  leaseStalls: Counter<'outcome'>;
   registrationsRefused: Counter<'reason'>;
   memberEvents: Counter<'event' | 'reason'>;
   fencingRejections: Counter<'kind'>;
@@ -75,6 +76,7 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     claims: new Counter({ name: 'cluster_actor_claims_total', help: 'Actors claimed (spawned after winning ownership) by this node', labelNames: ['kind'], registers: [registry] }),
     respawns: new Counter({ name: 'cluster_actor_respawns_total', help: 'Claims of actors that had run before elsewhere (failover or handoff)', labelNames: ['kind'], registers: [registry] }),
     fencings: new Counter({ name: 'cluster_node_fencings_total', help: 'Times this node lost its lease and stopped all its actors', registers: [registry] }),
+    leaseStalls: new Counter({ name: 'cluster_lease_stalls_total', help: 'Times this process stalled past its lease margin (GC, CPU starvation) and renewed before the lease could end: outcome confirmed (no fence) or fenced', labelNames: ['outcome'], registers: [registry] }),
     registrationsRefused: new Counter({ name: 'cluster_connector_registrations_refused_total', help: 'Connector registrations this node refused with 503 CLUSTER_ERR_NODE_OVERLOADED: reason busy (as many in progress as it takes at once) or lagging (its event loop ran over 1 s late); the connectors come back after their backoff', labelNames: ['reason'], registers: [registry] }),
     memberEvents: new Counter({ name: 'cluster_member_events_total', help: 'Membership changes this node saw in its peers: join, dead (reason lease or refused) and leave (planned)', labelNames: ['event', 'reason'], registers: [registry] }),
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),

@@ -218,6 +218,7 @@ export class ClusterNode {
     const { config } = this;
     const clock = this.#clock;
     const membership = new Membership({ valkey, clock, logger: this.#log, nodeId: config.nodeId, admin: `${config.admin.bind.host}:${config.admin.bind.port}`, peer: peerAdvertise(config), addresses: publicAddresses(config), ttlMs: config.lease.ttl, renewEveryMs: config.lease.renewEvery });
+    membership.on('stalled', (outcome: 'confirmed' | 'fenced') => this.#metrics.leaseStalls.inc({ outcome }));
     membership.on('change', (e) => this.#metrics.memberEvents.inc({ event: e.type, reason: e.type === 'dead' ? e.reason : '' }));
     const ownership = new OwnershipRegistry({ valkey, db, membership });
     const edge = () => this.#run?.edge;
