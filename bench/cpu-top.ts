@@ -56,6 +56,8 @@ export function profileLabel(p: CpuProfile): string {
   const urls = p.nodes.map((x) => x.callFrame.url);
   if (urls.some((u) => u.includes('/supervisors/node.ts'))) return 'node';
   if (urls.some((u) => u.includes('/connector/connector.ts'))) return 'connector';
+  // The nodes run from a bundle: its frames name the bundle, not our files.
+  if (urls.some((u) => u.endsWith('/.cache/cluster/cluster.mjs'))) return 'node';
   return 'other';
 }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { adminCall, setupToken } from '../devenv/admin-client.ts';
 import { launchLocalCluster } from '../devenv/local-cluster.ts';
 import { NodeProcess } from '../devenv/node-process.ts';
+import { freePort } from '../devenv/ports.ts';
 import { startLocalServices, type LocalServices } from '../devenv/services.ts';
 import { testNodeConfig } from '../test/harness/nodes.ts';
 
@@ -93,14 +94,18 @@ export async function startBenchNodes(dir: string, services: LocalServices, conf
     configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' }, ...config } }));
   }
   const nodes = new Map<string, NodeProcess>();
+  // BENCH_WINDOW_PROFILE: each node's inspector port, opened only when a window is profiled (bench/inspector.ts).
+  const inspectPorts = new Map<string, number>();
+  if (process.env.BENCH_WINDOW_PROFILE) for (const id of configs.keys()) inspectPorts.set(id, await freePort());
   const start = (id: string) => {
-    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`), nodeArgs: profileArgs() });
+    const inspect = inspectPorts.has(id) ? [`--inspect-port=127.0.0.1:${inspectPorts.get(id)}`] : [];
+    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`), nodeArgs: [...profileArgs(), ...inspect] });
     nodes.set(id, n);
     return n;
   };
   for (const id of configs.keys()) start(id);
   await Promise.all([...nodes.values()].map((n) => n.waitReady(60_000)));
-  return { configs, nodes, start };
+  return { configs, nodes, start, inspectPorts };
 }
 
 /** Creates the benchmark's administrator with the setup token and logs in; the session cookie. */

@@ -29,6 +29,7 @@ import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
 import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { profileWindow } from './inspector.ts';
 import { size } from './sizes.ts';
 
 const SITES = size('SITES', 10_000, 24);
@@ -337,6 +338,9 @@ async function main() {
         }
       });
       await sleep(1000);
+      // BENCH_WINDOW_PROFILE=DIR: the survivors' CPU profiles of the storm alone (bench/inspector.ts).
+      const profileDir = process.env.BENCH_WINDOW_PROFILE;
+      const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
       const k0 = Date.now();
       nodes.get(victim)!.proc.signal('SIGKILL');
@@ -374,6 +378,7 @@ async function main() {
         await pollRoutes;
       }
       const recoveredAll = Date.now() - k0;
+      await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
       await sleep(2000); // the sample keeps probing a moment after
       probing = false;
       await Promise.all(probes);

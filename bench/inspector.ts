@@ -1,0 +1,46 @@
+// Profiles one window of a running node (a storm, say), not its whole life as --cpu-prof does:
+// SIGUSR1 opens the node's inspector on the port its --inspect-port named, the profiler runs
+// until stop(), and the profile is written as a .cpuprofile for `npm run bench:cpu-top`.
+// For benchmarks only: an open inspector is a way into the process.
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { WebSocket } from 'ws';
+
+export interface WindowProfile {
+  stop(file: string): Promise<void>;
+}
+
+export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, port: number): Promise<WindowProfile> {
+  proc.signal('SIGUSR1');
+  let url: string | undefined;
+  for (let i = 0; i < 100 && !url; i++) {
+    url = await fetch(`http://127.0.0.1:${port}/json/list`)
+      .then(async (r) => ((await r.json()) as Array<{ webSocketDebuggerUrl?: string }>)[0]?.webSocketDebuggerUrl)
+      .catch(() => undefined);
+    if (!url) await new Promise((r) => setTimeout(r, 100));
+  }
+  if (!url) throw new Error(`no inspector on port ${port}`);
+  const ws = new WebSocket(url, { maxPayload: 1 << 30 });
+  await once(ws, 'open');
+  let next = 0;
+  const waiting = new Map<number, (m: { result?: any; error?: { message: string } }) => void>();
+  ws.on('message', (data) => {
+    const m = JSON.parse(String(data)) as { id?: number; result?: any; error?: { message: string } };
+    if (m.id !== undefined) waiting.get(m.id)?.(m);
+  });
+  const send = (method: string, params: object = {}) =>
+    new Promise<any>((resolve, reject) => {
+      const id = ++next;
+      waiting.set(id, (m) => (waiting.delete(id), m.error ? reject(new Error(m.error.message)) : resolve(m.result)));
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await send('Profiler.enable');
+  await send('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await send('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      ws.close();
+    },
+  };
+}
