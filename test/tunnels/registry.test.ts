@@ -1,37 +1,45 @@
 // The node's tunnel registry: a standby tunnel's HTTP/2 session is made only when a stream
 // needs it or the site is promoted (most standbys never carry a stream, and each session costs
 // the node about 20 KB); the connector's first frames wait in the connection meanwhile.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import http2 from 'node:http2';
 import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { text } from 'node:stream/consumers';
 import { TunnelRegistry } from '../../gateways/connector/tunnels.ts';
 
-t.test('a standby session starts at its first stream, and is used as made', async (t) => {
-  // The connector's side: answers every CONNECT with 200 and a greeting.
+/**
+ * The connector's side (answers every CONNECT with 200, then `greeting` if given) and a maker
+ * of tunnels to it: each a TCP connection, its HTTP/2 session made when the registry asks.
+ */
+async function siteServer(t: Test, greeting?: string) {
   const server = http2.createServer();
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
     stream.respond({ ':status': 200 });
-    stream.end('hello from the site');
+    if (greeting !== undefined) stream.end(greeting);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => server.close());
   const port = (server.address() as AddressInfo).port;
   const sessions: http2.ClientHttp2Session[] = [];
   const sockets: Array<ReturnType<typeof tcpConnect>> = [];
+  t.teardown(() => {
+    sessions.forEach((s) => s.destroy());
+    sockets.forEach((s) => s.destroy()); // connections whose session was never made too
+    server.close();
+  });
   const connectOver = () => {
     const socket = tcpConnect(port, '127.0.0.1').on('error', () => {});
     sockets.push(socket);
     return () => {
-      const h2 = http2.connect('http://connector.invalid', { createConnection: () => socket as never });
+      const h2 = http2.connect('http://connector.invalid', { createConnection: () => socket as never }).on('error', () => {});
       sessions.push(h2);
       return h2;
     };
   };
-  t.teardown(() => {
-    sessions.forEach((s) => s.destroy());
-    sockets.forEach((s) => s.destroy());
-  });
+  return { connectOver, sessions, sockets };
+}
+
+t.test('a standby session starts at its first stream, and is used as made', async (t) => {
+  const { connectOver, sessions } = await siteServer(t, 'hello from the site');
   const tunnels = new TunnelRegistry();
   const target = { id: 'target-1', host: '10.0.0.5', port: 80 };
 
@@ -104,20 +112,7 @@ t.test('a stream that times out while its session is being replaced fails once, 
 });
 
 t.test('a tunnel whose session dies under a live control connection is reported lost; one ended on purpose is not', async (t) => {
-  const server = http2.createServer();
-  server.on('stream', (stream: http2.ServerHttp2Stream) => stream.respond({ ':status': 200 }));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const sockets: Array<ReturnType<typeof tcpConnect>> = [];
-  t.teardown(() => {
-    sockets.forEach((s) => s.destroy());
-    server.close();
-  });
-  const port = (server.address() as AddressInfo).port;
-  const connect = () => {
-    const socket = tcpConnect(port, '127.0.0.1').on('error', () => {});
-    sockets.push(socket);
-    return () => http2.connect('http://connector.invalid', { createConnection: () => socket as never }).on('error', () => {});
-  };
+  const { connectOver: connect, sockets } = await siteServer(t);
   const tunnels = new TunnelRegistry();
   const lost: string[] = [];
   const settle = () => new Promise((r) => setTimeout(r, 100));
@@ -141,29 +136,7 @@ t.test('a tunnel whose session dies under a live control connection is reported 
 });
 
 t.test("a standby never takes the place of the site's primary tunnel on the same node", async (t) => {
-  const server = http2.createServer();
-  server.on('stream', (stream: http2.ServerHttp2Stream) => {
-    stream.respond({ ':status': 200 });
-    stream.end('through the primary');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const sessions: http2.ClientHttp2Session[] = [];
-  const sockets: Array<ReturnType<typeof tcpConnect>> = [];
-  t.teardown(() => {
-    sessions.forEach((s) => s.destroy());
-    sockets.forEach((s) => s.destroy()); // the refused standbys' connections never got a session
-    server.close();
-  });
-  const port = (server.address() as AddressInfo).port;
-  const connect = () => {
-    const socket = tcpConnect(port, '127.0.0.1').on('error', () => {});
-    sockets.push(socket);
-    return () => {
-      const h2 = http2.connect('http://connector.invalid', { createConnection: () => socket as never });
-      sessions.push(h2);
-      return h2;
-    };
-  };
+  const { connectOver: connect } = await siteServer(t, 'through the primary');
   const tunnels = new TunnelRegistry();
   const target = { id: 'target-1', host: '10.0.0.5', port: 80 };
 
