@@ -129,9 +129,10 @@ export const HeardAnswer = z.object({ agoMs: z.number().nonnegative().nullable()
  * GET /peer/v1/routes?dead=a,b&id=: the node's route table as its ingress sees it (tools,
  * benchmarks): how many routes, the enabled ones with no target whose site's tunnel is on a
  * live node (nodes in `dead` count as not live: the caller may know before the lease runs
- * out), and with `id` that resource's route.
+ * out); or, with `id`, that resource's route alone (the unrouted scan walks every route: a
+ * benchmark polling one route in a loop spent a survivor's CPU on it).
  */
 export const RoutesQuery = z.object({ dead: z.string().max(2000).optional(), id: z.string().min(1).max(100).optional() }).strict();
-export const RoutesAnswer = z.object({ total: z.number().int().nonnegative(), unrouted: z.array(z.string()), route: z.unknown().optional() });
+export const RoutesAnswer = z.object({ total: z.number().int().nonnegative(), unrouted: z.array(z.string()).optional(), route: z.unknown().optional() });
 export type RoutesAnswer = z.infer<typeof RoutesAnswer>;
 

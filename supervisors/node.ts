@@ -236,7 +236,7 @@ export class ClusterNode {
           const table = edge()?.routes;
           const live = new Set(membership.liveIds().filter((n) => !dead.includes(n)));
           const all = table?.all() ?? [];
-          return { total: all.length, unrouted: unroutedIds(all, (n) => live.has(n)), ...(id ? { route: table?.byId(id) ?? null } : {}) };
+          return id ? { total: all.length, route: table?.byId(id) ?? null } : { total: all.length, unrouted: unroutedIds(all, (n) => live.has(n)) };
         },
         txt: (name) => edge()?.zones.txt(name) ?? [],
         linkDown: (node) => void membership.suspect(node),
