@@ -47,6 +47,8 @@ export interface SiteDeps {
   online?: (on: boolean) => void;
   /** This node's WireGuard side, or why it has none. */
   wireguard: () => WireGuardSide;
+  /** True while this node is fenced (its lease lost): a stop then is not a goodbye to the connector. */
+  fenced?: () => boolean;
   /** Another live node the connector should hold its standby tunnel to (none: a single node). */
   standbyAdvice?: (siteId: string) => { node: string; endpoint: string } | undefined;
 }
@@ -194,6 +196,11 @@ export function siteBehavior(deps: SiteDeps, siteId: string, epoch: number): Beh
     },
     async stopped(state) {
       deps.online?.(false);
+      // This node fenced itself and will be back within a second or so: the connection stays,
+      // and the node attaches it to a new actor when it rejoins (gateways/connector/control.ts),
+      // instead of sending every connector here to reconnect at once on top of what made the
+      // node miss its lease. Not a WireGuard data plane: its peer goes with the actor.
+      if (deps.fenced?.() && state?.session && !state.wireguard && state.transport !== 'wireguard') return;
       // Not at once: a tunnel being handed over (the node draining, the site moving) still
       // carries streams in flight for a moment, as a retiring WebSocket does.
       hub()?.withdrawLater(siteId, TUNNEL_RETIRE_MS);

@@ -184,6 +184,7 @@ export class Membership extends EventEmitter {
     this.#beforeFence.clear();
     this.#view.set(rec.id, rec);
     this.#log.info({ incarnation: this.#incarnation }, 'joined cluster');
+    this.emit('joined');
     await valkey.publish('membership', { type: 'join', member: rec }).catch(() => {});
     await this.reconcile();
   }

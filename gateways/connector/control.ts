@@ -20,6 +20,8 @@ import type { TunnelRegistry } from './tunnels.ts';
 import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
+/** How long connections are kept through a fence for the node to rejoin (it takes well under a second with Valkey in reach). */
+const FENCE_KEEP_MS = 10_000;
 /** How long a connector that registered with a WireGuard key has to say which data plane it brought up. */
 const DATA_PLANE_TIMEOUT_MS = 15_000;
 
@@ -78,6 +80,8 @@ export interface ControlChannelDeps {
   logger: Logger;
   /** False while the node is starting or draining: connectors should go elsewhere. */
   accepting: () => boolean;
+  /** True while the node is fenced (its lease lost, rejoining): its site actors are gone for the moment. */
+  fenced?: () => boolean;
   /** Bounds the registrations in progress and sheds new ones while the node lags (default: the bound only). */
   admission?: Admission;
   /** A connector that sent nothing for this long is taken for gone (default 30 s; pinged every third of it, at most every 10 s). */
@@ -102,6 +106,10 @@ export class ControlChannel {
   readonly #overWireGuard = new Set<WebSocket>();
   /** One-time keys of the direct data connections offered in `registered`, by key: who takes the socket. */
   readonly #direct = new Map<string, (socket: Socket) => void>();
+  /** Registered primary connections: how each attaches to a new site actor after a fence, or is let go. */
+  readonly #primaries = new Map<WebSocket, { reattach: () => Promise<void>; release: () => void }>();
+  /** Set while a fence keeps the connections: they are let go if the node has not rejoined by then. */
+  #keepUntil: NodeJS.Timeout | undefined;
   readonly #admission: Admission;
 
   constructor(deps: ControlChannelDeps) {
@@ -272,6 +280,17 @@ export class ControlChannel {
       wsDataPlane = true;
       return directSocket ? openTunnel(directSocket, 'direct', asStandby) : openTunnel(data.duplex, 'websocket', asStandby);
     };
+    /** A registered primary (not over WireGuard: its peer goes with the actor) stays through a fence. */
+    const keepAcrossFences = () => {
+      if (this.#overWireGuard.has(ws)) return;
+      this.#primaries.set(ws, {
+        reattach: async () => {
+          await this.#d.host.claimHere('site', siteId);
+          await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
+        },
+        release: () => ws.close(CLOSE.draining.code, CLOSE.draining.reason),
+      });
+    };
     ws.on('message', async (frame: Buffer, isBinary) => {
       // The HTTP/2 data plane over this WebSocket. Always kept: the connector's first frames
       // can arrive before this side has opened its end (it answers as soon as it has 'registered').
@@ -310,6 +329,7 @@ export class ControlChannel {
           await this.#d.host.claimHere('site', siteId);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
+          keepAcrossFences();
           log.info('standby connector promoted: this node holds the site');
         } else if (msg.type === 'register') {
           if (registered) return;
@@ -331,6 +351,7 @@ export class ControlChannel {
             // No offer (a websocket site, or refused): the connector can only use this WebSocket.
             useWebSocket();
           }
+          if (!pending) keepAcrossFences();
           log.info({ connectorVersion: msg.connectorVersion, wireguardOffered: Boolean(pending?.offer) }, 'connector registered');
         } else if (!registered) {
           ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
@@ -351,8 +372,11 @@ export class ControlChannel {
             useWebSocket();
           }
           await this.#d.host.deliverLocal('site', siteId, { type: 'data-plane', sessionId: session.id, transport: msg.transport }, 5000);
+          keepAcrossFences();
           log.info({ transport: msg.transport, reason: msg.reason }, 'connector data plane up');
         } else if (msg.type === 'health') {
+          // Fenced: no actor to tell; the connector reports its health again when it is attached anew.
+          if (this.#d.fenced?.()) return;
           await this.#d.host.deliverLocal('site', siteId, { type: 'health', targets: msg.targets }, 5000);
         } else if (msg.type === 'disconnect') {
           ws.close(1000, 'bye');
@@ -363,6 +387,7 @@ export class ControlChannel {
       }
     });
     ws.on('close', async () => {
+      this.#primaries.delete(ws);
       this.#direct.delete(directKey);
       directSocket?.destroy();
       this.#movers.delete(ws);
@@ -394,6 +419,32 @@ export class ControlChannel {
     for (const move of this.#movers.values()) move();
     const deadline = this.#d.clock.now() + timeoutMs;
     while (this.#wss.clients.size > 0 && this.#d.clock.now() < deadline) await this.#d.clock.sleep(50);
+  }
+
+  /**
+   * This node fenced itself: its site actors stopped, but their connections stay (the actors
+   * leave them open while fenced), to be attached anew when the node rejoins, which normally
+   * takes well under a second. If it has not within `withinMs` (Valkey out of reach, say), the
+   * connectors are let go, to register with a node that can hold their sites.
+   */
+  keepThroughFence(withinMs = FENCE_KEEP_MS) {
+    clearTimeout(this.#keepUntil);
+    this.#keepUntil = setTimeout(() => {
+      this.#keepUntil = undefined;
+      this.#log.warn({ connections: this.#primaries.size }, 'not rejoined in time after a fence; letting the connectors go');
+      for (const p of this.#primaries.values()) p.release();
+    }, withinMs);
+    this.#keepUntil.unref();
+  }
+
+  /** The node rejoined after a fence: every kept connection gets a new site actor here. */
+  async reattachAll(): Promise<void> {
+    if (!this.#keepUntil) return; // no fence to come back from (the first join)
+    clearTimeout(this.#keepUntil);
+    this.#keepUntil = undefined;
+    const kept = [...this.#primaries.values()];
+    const failed = (await Promise.allSettled(kept.map((p) => p.reattach().catch((err) => (p.release(), Promise.reject(err)))))).filter((r) => r.status === 'rejected').length;
+    this.#log.warn({ reattached: kept.length - failed, released: failed }, 'rejoined after a fence: connections kept through it attached anew');
   }
 
   /**

@@ -5,10 +5,12 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import t from 'tap';
 import { until } from '../harness/until.ts';
+import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { ServiceProcess } from '../../devenv/process.ts';
+import { Keyspace } from '../../persistence/keys.ts';
 import { call, startApiCluster, type ApiCluster } from '../harness/api.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -174,6 +176,27 @@ t.test('site connectors and the control channel', async (t) => {
     t.equal((await frozen.closed).code, 1006, 'its connection was cut, not closed politely (nobody would answer)');
     t.notOk(liveDropped, 'the connector that kept pinging was kept');
     t.match(await statusVia(c.lb, liveSite.id), { online: true, node: 'node-1' });
+  });
+
+  await t.test('a node that fences itself keeps its connectors: the same connections are attached anew when it rejoins', async (t) => {
+    const site = await newSite(c, org.id, 'fenced');
+    const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
+    t.teardown(() => connector.stop());
+    const first = nextEvent(connector, 'connected');
+    connector.start();
+    t.match(await first, { node: 'node-2' });
+    let dropped = 0;
+    connector.on('disconnected', () => dropped++);
+    const again = nextEvent<{ node: string }>(connector, 'connected', 15_000);
+    // As if node-2 had missed its renewals: its next renewal finds the lease gone and it fences.
+    const valkey = new Redis(c.valkeyUrl);
+    t.teardown(() => valkey.quit());
+    await valkey.del(new Keyspace(c.clusterName).lease('node-2'));
+    t.match(await again, { node: 'node-2' }, 'registered again on the same node, over the same connection');
+    const fencings = /^cluster_node_fencings_total (\d+)/m.exec(await (await fetch(`${c.nodes[1]!.metricsUrl}/metrics`)).text());
+    t.equal(Number(fencings?.[1]), 1, 'node-2 did fence');
+    t.equal(dropped, 0, 'the connection was never closed');
+    t.match(await until(async () => { const s = await statusVia(c.lb, site.id); return s.online ? s : undefined; }, 10_000, 'online'), { online: true, node: 'node-2' });
   });
 
   await t.test('SIGKILL the node holding a connector: it reconnects elsewhere and the status follows', async (t) => {
