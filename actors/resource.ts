@@ -35,6 +35,15 @@ export interface ResourceState {
   published: string | undefined;
 }
 
+/**
+ * A route with an enabled target whose site has no live owner is read again after these
+ * pauses: the site's move may have been announced while this actor could not hear it (its
+ * node rejoining after a fence, the actor respawning elsewhere); 88 resources stayed unrouted
+ * for 120 s with every site online after a double fence in a 10,000-site storm. Not forever:
+ * a site that is simply offline costs nothing after the last one.
+ */
+export const RECHECK_MS = [1000, 3000, 10_000, 30_000];
+
 const row = z.object({
   resource_id: z.string(), org_id: z.string(), protocol: z.enum(['http', 'tcp', 'udp']), hostname: z.string().nullable(), proxy_port: z.number().nullable(), tls: z.boolean(), enabled: z.boolean(),
   targets: z.array(z.object({ id: z.string(), siteId: z.string(), host: z.string(), port: z.number(), scheme: z.enum(['http', 'https', 'tcp', 'udp']), enabled: z.boolean(), weight: z.number() })),
@@ -74,6 +83,25 @@ async function loadMany(db: DatabasePool, ids: string[]): Promise<Map<string, Ba
 export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number): Behavior<ResourceState, ResourceMsg> {
   // Outside the state so a restart (same epoch) keeps counting up.
   let seq = 0;
+  let recheck: NodeJS.Timeout | undefined;
+  let rechecks = 0;
+  /** Schedules the next read of a route that names a site with no live owner; forgets the ladder once all are owned. */
+  function recheckIfOrphaned(state: ResourceState, ctx: { self: (msg: ResourceMsg) => void }) {
+    const route = state.published ? (JSON.parse(state.published) as Route | null) : null;
+    const orphaned = Boolean(route?.enabled && route.targets.some((t) => t.enabled && route.owners[t.siteId] === undefined));
+    if (!orphaned) {
+      rechecks = 0;
+      clearTimeout(recheck);
+      recheck = undefined;
+      return;
+    }
+    if (recheck || rechecks >= RECHECK_MS.length) return;
+    recheck = setTimeout(() => {
+      recheck = undefined;
+      ctx.self({ type: 'refresh' });
+    }, RECHECK_MS[rechecks++]);
+    recheck.unref();
+  }
   const sites = (base: ResourceState['base']) => [...new Set(base?.targets.map((t) => t.siteId) ?? [])];
 
   /** Adds health and owners, publishes if anything changed; returns what was published. */
@@ -94,16 +122,24 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
   }
 
   return {
-    async init() {
-      return publish({ base: null, published: undefined }, await load(deps.db, id));
+    async init(ctx) {
+      const state = await publish({ base: null, published: undefined }, await load(deps.db, id));
+      recheckIfOrphaned(state, ctx);
+      return state;
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
-        case 'reload':
-          return publish(state, await load(deps.db, id));
-        case 'refresh':
+        case 'reload': {
+          const next = await publish(state, await load(deps.db, id));
+          recheckIfOrphaned(next, ctx);
+          return next;
+        }
+        case 'refresh': {
           if (msg.siteId && !sites(state.base).includes(msg.siteId)) return state;
-          return publish(state, state.base);
+          const next = await publish(state, state.base);
+          recheckIfOrphaned(next, ctx);
+          return next;
+        }
         case 'status':
           ctx.reply({ epoch, seq, route: state.published ? JSON.parse(state.published) : null });
           return state;
@@ -112,6 +148,7 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
       }
     },
     async stopped() {
+      clearTimeout(recheck);
       deps.track?.(null);
     },
   };

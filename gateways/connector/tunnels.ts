@@ -109,8 +109,7 @@ export class TunnelRegistry {
     return { primary: this.#sessions.size - standby, standby };
   }
 
-  /** A standby tunnel here now carries its site (the connector promoted it). */
-  /** False: this session holds no tunnel here any more (a primary of the site took its place). */
+  /** A standby tunnel here now carries its site (the connector promoted it). False: this session holds no working tunnel here any more (a primary of the site took its place). */
   promote(siteId: string, sessionId: string): boolean {
     const s = this.#sessions.get(siteId);
     if (s?.sessionId !== sessionId) return false;

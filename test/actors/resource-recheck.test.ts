@@ -1,0 +1,34 @@
+// A resource actor whose route names a site with no live owner reads it again a few times
+// (RECHECK_MS): a site's move announced while the actor could not hear it (its node rejoining
+// after a fence) left 88 resources unrouted for 120 s with every site online.
+import t from 'tap';
+import { RECHECK_MS, resourceBehavior, type ResourceMsg, type ResourceState } from '../../actors/resource.ts';
+import type { ActorContext } from '../../actors/runtime.ts';
+import { createLogger } from '../../core/log.ts';
+
+t.test('a route with a target on a site nobody holds is read again until the site has an owner', async (t) => {
+  const owners = new Map<string, string>();
+  const published: unknown[] = [];
+  const behavior = resourceBehavior({
+    db: undefined as never, // not read by a refresh
+    publish: async (s) => (published.push(s.data), true),
+    siteOwners: async () => new Map(owners),
+    health: async () => new Map(),
+  }, 'r1', 1);
+  const sent: ResourceMsg[] = [];
+  const ctx = { kind: 'resource', id: 'r1', epoch: 1, log: createLogger({ level: 'silent' }), self: (m: ResourceMsg) => sent.push(m), reply: () => {} } satisfies ActorContext<ResourceMsg>;
+  const base = { resourceId: 'r1', orgId: 'o1', protocol: 'http' as const, hostname: 'app.example', port: null, tls: false, enabled: true, targets: [{ id: 't1', siteId: 's1', host: '10.0.0.5', port: 80, scheme: 'http' as const, enabled: true, weight: 1, healthy: true }] };
+  t.equal(RECHECK_MS[0], 1000);
+
+  let state: ResourceState = await behavior.receive({ base, published: undefined }, { type: 'refresh' }, ctx);
+  t.match(published.at(-1), { owners: {} }, 'published with no owner for s1 (its move not heard yet)');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.same(sent, [{ type: 'refresh' }], 'read again after a second, unasked');
+
+  owners.set('s1', 'node-2');
+  state = await behavior.receive(state, sent.shift()!, ctx);
+  t.match(published.at(-1), { owners: { s1: 'node-2' } }, 'the recheck found the owner');
+  await new Promise((r) => setTimeout(r, 1200));
+  t.same(sent, [], 'nothing more once every site is owned');
+  await behavior.stopped?.(state, ctx);
+});
