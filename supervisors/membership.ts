@@ -60,6 +60,7 @@ export class Membership extends EventEmitter {
   #timers: Array<{ cancel(): void }> = [];
   #unsubscribe: (() => Promise<void>) | undefined;
   #reconciling: Promise<void> | undefined;
+  #reconcileAgain = false;
   #expiryCheck: { cancel(): void } | undefined;
   /** Incarnations that announced a planned leave: their disappearance is a leave, not a death. */
   readonly #leaving = new Set<string>();
@@ -275,7 +276,18 @@ export class Membership extends EventEmitter {
 
   /** Rebuilds the view from the members set and lease keys; emits join/dead/leave. */
   reconcile(): Promise<void> {
-    this.#reconciling ??= this.#reconcile().finally(() => (this.#reconciling = undefined));
+    // Asked again while one runs (a join announced after it read the members): once more after
+    // it, or the news waits for the next interval (a test saw a peer's claim land in that gap).
+    if (this.#reconciling) {
+      this.#reconcileAgain = true;
+      return this.#reconciling;
+    }
+    this.#reconciling = (async () => {
+      do {
+        this.#reconcileAgain = false;
+        await this.#reconcile();
+      } while (this.#reconcileAgain);
+    })().finally(() => (this.#reconciling = undefined));
     return this.#reconciling;
   }
 
