@@ -6,6 +6,7 @@
 import type { Clock } from '../core/clock.ts';
 import { ClusterError, isClusterError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import { SerialRuns } from '../core/serial-runs.ts';
 import type { ActorSystem, Behavior } from '../actors/runtime.ts';
 import type { PeerLink } from '../gateways/peer/link.ts';
 import type { ClusterMetrics } from './metrics.ts';
@@ -45,8 +46,13 @@ export class ActorHost {
   readonly #log: Logger;
   readonly #kinds = new Map<string, ActorKind<any>>();
   #timer: { cancel(): void } | undefined;
-  #running: Promise<void> | undefined;
-  #again = false;
+  readonly #passes = new SerialRuns(async () => {
+    try {
+      await this.#reconcileOnce();
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'placement pass failed; will retry');
+    }
+  }, () => !this.#stopped);
   #soon: { cancel(): void } | undefined;
   #stopped = false;
   /** Actors that escalated: not reclaimed here until the time given. */
@@ -115,21 +121,7 @@ export class ActorHost {
   /** Schedules a placement pass; passes never overlap, and one more runs if asked meanwhile. */
   reconcile(): Promise<void> {
     if (this.#stopped) return Promise.resolve();
-    if (this.#running) {
-      this.#again = true;
-      return this.#running;
-    }
-    this.#running = (async () => {
-      do {
-        this.#again = false;
-        try {
-          await this.#reconcileOnce();
-        } catch (err) {
-          this.#log.warn({ err: (err as Error).message }, 'placement pass failed; will retry');
-        }
-      } while (this.#again && !this.#stopped);
-    })().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#passes.run();
   }
 
   /** The node each actor key belongs on among `live`, remembered while `live` stays the same. */
@@ -361,7 +353,7 @@ export class ActorHost {
     this.#stopped = true;
     this.#timer?.cancel();
     this.#soon?.cancel();
-    await this.#running;
+    await this.#passes.current;
     const byKind = new Map<string, string[]>();
     for (const a of this.#d.system.list()) byKind.set(a.kind, [...(byKind.get(a.kind) ?? []), a.id]);
     for (const [kind, ids] of byKind) await this.#handoff(kind, ids);

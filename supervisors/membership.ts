@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
 import type { Clock } from '../core/clock.ts';
+import { SerialRuns } from '../core/serial-runs.ts';
 import type { Logger } from '../core/log.ts';
 import { DROP_LEASE, JOIN_LEASE, LEAVE_LEASE, RENEW_LEASE } from '../persistence/ownership-scripts.ts';
 import type { Valkey } from '../persistence/valkey.ts';
@@ -59,8 +60,7 @@ export class Membership extends EventEmitter {
   #renewedAt = 0;
   #timers: Array<{ cancel(): void }> = [];
   #unsubscribe: (() => Promise<void>) | undefined;
-  #reconciling: Promise<void> | undefined;
-  #reconcileAgain = false;
+  readonly #reconciles = new SerialRuns(() => this.#reconcile());
   #expiryCheck: { cancel(): void } | undefined;
   /** Incarnations that announced a planned leave: their disappearance is a leave, not a death. */
   readonly #leaving = new Set<string>();
@@ -274,21 +274,13 @@ export class Membership extends EventEmitter {
     void this.reconcile();
   }
 
-  /** Rebuilds the view from the members set and lease keys; emits join/dead/leave. */
+  /**
+   * Rebuilds the view from the members set and lease keys; emits join/dead/leave. Asked again
+   * while one runs (a join announced after it read the members), it runs once more after it:
+   * else the news waits for the next interval (a test saw a peer's claim land in that gap).
+   */
   reconcile(): Promise<void> {
-    // Asked again while one runs (a join announced after it read the members): once more after
-    // it, or the news waits for the next interval (a test saw a peer's claim land in that gap).
-    if (this.#reconciling) {
-      this.#reconcileAgain = true;
-      return this.#reconciling;
-    }
-    this.#reconciling = (async () => {
-      do {
-        this.#reconcileAgain = false;
-        await this.#reconcile();
-      } while (this.#reconcileAgain);
-    })().finally(() => (this.#reconciling = undefined));
-    return this.#reconciling;
+    return this.#reconciles.run();
   }
 
   async #reconcile(): Promise<void> {

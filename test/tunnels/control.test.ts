@@ -29,6 +29,15 @@ async function newSite(c: ApiCluster, orgId: string, name: string) {
   return r.body as { id: string; connector: { id: string; secret: string } };
 }
 
+/** A connector for `site` on one node, started; with the node it connected to. */
+async function connectedAt(t: { teardown(fn: () => unknown): void }, adminUrl: string, site: { id: string; connector: { secret: string } }) {
+  const connector = new Connector({ endpoints: [adminUrl], siteId: site.id, secret: site.connector.secret, logger });
+  t.teardown(() => connector.stop());
+  const up = nextEvent<{ node: string }>(connector, 'connected');
+  connector.start();
+  return { connector, node: (await up).node };
+}
+
 function openControl(base: string, token: string): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/ws`, { headers: { authorization: `Bearer ${token}` } });
@@ -92,11 +101,8 @@ t.test('site connectors and the control channel', async (t) => {
 
   await t.test('a connected site is online on the node holding its connection and gets its targets pushed', async (t) => {
     const site = await newSite(c, org.id, 'config');
-    const connector = new Connector({ endpoints: [c.nodes[2]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
-    t.teardown(() => connector.stop());
-    const connected = nextEvent(connector, 'connected');
-    connector.start();
-    t.match(await connected, { node: 'node-3' });
+    const { connector, node } = await connectedAt(t, c.nodes[2]!.adminUrl, site);
+    t.equal(node, 'node-3');
     for (const n of c.nodes) t.match(await statusVia(n.adminUrl, site.id), { online: true, node: 'node-3' }, `${n.config.nodeId} agrees`);
     await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/domains`, { cookie: c.adminCookie, body: { name: 'sites.example' } });
     const res = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/resources`, { cookie: c.adminCookie, body: { name: 'app', protocol: 'http', hostname: 'app.sites.example' } })).body;
@@ -110,11 +116,7 @@ t.test('site connectors and the control channel', async (t) => {
 
   await t.test('the newest connection wins; the older one is closed as superseded', async (t) => {
     const site = await newSite(c, org.id, 'twice');
-    const first = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
-    t.teardown(() => first.stop());
-    const up = nextEvent(first, 'connected');
-    first.start();
-    await up;
+    const { connector: first } = await connectedAt(t, c.nodes[0]!.adminUrl, site);
     const superseded = nextEvent<{ code: number; reason: string }>(first, 'disconnected');
     const second = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
     t.teardown(() => second.stop());
@@ -158,11 +160,7 @@ t.test('site connectors and the control channel', async (t) => {
     const token = (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: frozenSite.id, secret: frozenSite.connector.secret } })).body.token as string;
     const frozen = await openControl(c.nodes[0]!.adminUrl, token);
     frozen.ws.send(JSON.stringify({ v: 1, type: 'register', connectorVersion: 'test', transports: ['websocket'] }));
-    const live = new Connector({ endpoints: [c.nodes[0]!.adminUrl], siteId: liveSite.id, secret: liveSite.connector.secret, logger });
-    t.teardown(() => live.stop());
-    const connected = nextEvent(live, 'connected');
-    live.start();
-    await connected;
+    const { connector: live } = await connectedAt(t, c.nodes[0]!.adminUrl, liveSite);
     await until(async () => (await statusVia(c.lb, frozenSite.id)).online, 15_000, 'online');
     let liveDropped = false;
     live.on('disconnected', () => (liveDropped = true));
@@ -180,11 +178,8 @@ t.test('site connectors and the control channel', async (t) => {
 
   await t.test('a node that fences itself keeps its connectors: the same connections are attached anew when it rejoins', async (t) => {
     const site = await newSite(c, org.id, 'fenced');
-    const connector = new Connector({ endpoints: [c.nodes[1]!.adminUrl], siteId: site.id, secret: site.connector.secret, logger });
-    t.teardown(() => connector.stop());
-    const first = nextEvent(connector, 'connected');
-    connector.start();
-    t.match(await first, { node: 'node-2' });
+    const { connector, node } = await connectedAt(t, c.nodes[1]!.adminUrl, site);
+    t.equal(node, 'node-2');
     let dropped = 0;
     connector.on('disconnected', () => dropped++);
     const again = nextEvent<{ node: string }>(connector, 'connected', 15_000);
