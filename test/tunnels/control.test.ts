@@ -169,7 +169,8 @@ t.test('site connectors and the control channel', async (t) => {
     await until(async () => ((await statusVia(c.lb, frozenSite.id)).online ? undefined : true), 15_000, 'the frozen site offline');
     const took = Date.now() - frozenAt;
     t.comment(`frozen connector let go after ${took} ms`);
-    t.ok(took >= 3000, 'not before connector.silentAfter');
+    // Silence counts from its last answer to a ping (the node pings every third of silentAfter).
+    t.ok(took >= 2000, 'not before connector.silentAfter from its last answer');
     frozen.ws.resume();
     t.equal((await frozen.closed).code, 1006, 'its connection was cut, not closed politely (nobody would answer)');
     t.notOk(liveDropped, 'the connector that kept pinging was kept');
