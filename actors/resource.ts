@@ -86,8 +86,7 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
   let recheck: NodeJS.Timeout | undefined;
   let rechecks = 0;
   /** Schedules the next read of a route that names a site with no live owner; forgets the ladder once all are owned. */
-  function recheckIfOrphaned(state: ResourceState, ctx: { self: (msg: ResourceMsg) => void }) {
-    const route = state.published ? (JSON.parse(state.published) as Route | null) : null;
+  function recheckIfOrphaned(route: Route | undefined, ctx: { self: (msg: ResourceMsg) => void }) {
     const orphaned = Boolean(route?.enabled && route.targets.some((t) => t.enabled && route.owners[t.siteId] === undefined));
     if (!orphaned) {
       rechecks = 0;
@@ -104,8 +103,8 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
   }
   const sites = (base: ResourceState['base']) => [...new Set(base?.targets.map((t) => t.siteId) ?? [])];
 
-  /** Adds health and owners, publishes if anything changed; returns what was published. */
-  async function publish(state: ResourceState, base: ResourceState['base']): Promise<ResourceState> {
+  /** Adds health and owners, publishes if anything changed, and reads it again later while a site has no owner; returns what was published. */
+  async function publish(state: ResourceState, base: ResourceState['base'], ctx: { self: (msg: ResourceMsg) => void }): Promise<ResourceState> {
     let data: Route | undefined;
     deps.track?.(base ? { hostname: base.hostname, siteIds: sites(base) } : null);
     if (base) {
@@ -115,6 +114,7 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
       const second = [...standbys].filter(([siteId, node]) => owners.get(siteId) !== node);
       data = { ...base, targets: base.targets.map((t) => ({ ...t, healthy: health.get(t.id) ?? true })), owners: Object.fromEntries(owners), ...(second.length ? { standbys: Object.fromEntries(second) } : {}) };
     }
+    recheckIfOrphaned(data, ctx);
     const json = JSON.stringify(data ?? null);
     if (json === state.published) return { base, published: json };
     await deps.publish({ id, version: { epoch, seq: ++seq }, data });
@@ -123,23 +123,15 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
 
   return {
     async init(ctx) {
-      const state = await publish({ base: null, published: undefined }, await load(deps.db, id));
-      recheckIfOrphaned(state, ctx);
-      return state;
+      return publish({ base: null, published: undefined }, await load(deps.db, id), ctx);
     },
     async receive(state, msg, ctx) {
       switch (msg.type) {
-        case 'reload': {
-          const next = await publish(state, await load(deps.db, id));
-          recheckIfOrphaned(next, ctx);
-          return next;
-        }
-        case 'refresh': {
+        case 'reload':
+          return publish(state, await load(deps.db, id), ctx);
+        case 'refresh':
           if (msg.siteId && !sites(state.base).includes(msg.siteId)) return state;
-          const next = await publish(state, state.base);
-          recheckIfOrphaned(next, ctx);
-          return next;
-        }
+          return publish(state, state.base, ctx);
         case 'status':
           ctx.reply({ epoch, seq, route: state.published ? JSON.parse(state.published) : null });
           return state;

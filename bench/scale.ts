@@ -387,7 +387,7 @@ async function main() {
       const online = [...orphaned].map((id) => back.get(id) ?? 0);
       const rerouted = [...orphaned].map((id) => routed.get(id) ?? 0);
       log(`storm: sites online again (each by its connector's clock) p50 ${pct(online, 50)}, p99 ${pct(online, 99)}, max ${Math.max(...online)} ms; their resources routed on every survivor p50 ${pct(rerouted, 50)}, p99 ${pct(rerouted, 99)}, max ${Math.max(...rerouted)} ms`);
-      const perSite = [...orphaned].map((id) => Math.max(back.get(id) ?? 0, routed.get(id) ?? 0));
+      const perSite = online.map((ms, i) => Math.max(ms, rerouted[i]!));
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
 
