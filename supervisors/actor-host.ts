@@ -229,28 +229,33 @@ export class ActorHost {
   /**
    * Claims an explicitly placed actor on this node, taking it from a live owner if needed
    * (newest connection wins); the old owner stops its copy when it sees the claim.
+   * `takeFromLive: false` takes it only if it is free or its owner is dead: for a connection
+   * kept through a fence, older than any claim made while this node was away.
    */
-  async claimHere(kind: string, id: string): Promise<number> {
+  async claimHere(kind: string, id: string, opts: { takeFromLive?: boolean } = {}): Promise<number> {
     const k = this.#kinds.get(kind);
     if (!k) throw new ClusterError('CLUSTER_ERR_ACTOR_UNKNOWN_KIND', `unknown actor kind ${kind}`, { kind });
     const existing = this.#d.system.get(kind, id);
     if (existing && !existing.stopping) return existing.epoch;
+    const force = opts.takeFromLive ?? true;
+    const key = `${kind}/${force ? 'force' : 'free'}`;
     return new Promise<number>((resolve, reject) => {
-      let batch = this.#claimWaiters.get(kind);
-      if (!batch) this.#claimWaiters.set(kind, (batch = new Map()));
+      let batch = this.#claimWaiters.get(key);
+      if (!batch) this.#claimWaiters.set(key, (batch = new Map()));
       batch.set(id, [...(batch.get(id) ?? []), { resolve, reject }]);
       // Everything asked for in this turn of the event loop goes together.
-      if (!this.#claiming.has(kind)) setImmediate(() => void this.#claimBatch(kind, k));
+      if (!this.#claiming.has(key)) setImmediate(() => void this.#claimBatch(key, kind, k, force));
     });
   }
 
-  async #claimBatch(kind: string, k: ActorKind<any>): Promise<void> {
-    const batch = this.#claimWaiters.get(kind);
-    if (!batch || this.#claiming.has(kind)) return;
-    this.#claimWaiters.delete(kind);
-    this.#claiming.add(kind);
+  /** `key`: the kind and the claim's mode (force or free), batched apart. */
+  async #claimBatch(key: string, kind: string, k: ActorKind<any>, force: boolean): Promise<void> {
+    const batch = this.#claimWaiters.get(key);
+    if (!batch || this.#claiming.has(key)) return;
+    this.#claimWaiters.delete(key);
+    this.#claiming.add(key);
     try {
-      const won = await this.#d.ownership.claim(kind, [...batch.keys()], { force: true });
+      const won = await this.#d.ownership.claim(kind, [...batch.keys()], { force });
       for (const [id, waiters] of batch) {
         const epoch = won.get(id);
         if (epoch === undefined) {
@@ -265,8 +270,8 @@ export class ActorHost {
     } catch (err) {
       for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
     } finally {
-      this.#claiming.delete(kind);
-      if (this.#claimWaiters.has(kind)) void this.#claimBatch(kind, k);
+      this.#claiming.delete(key);
+      if (this.#claimWaiters.has(key)) void this.#claimBatch(key, kind, k, force);
     }
   }
 

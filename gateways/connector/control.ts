@@ -9,6 +9,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Clock } from '../../core/clock.ts';
+import { isClusterError } from '../../core/errors.ts';
 import { ioDeadline } from '../../core/io-deadline.ts';
 import type { Logger } from '../../core/log.ts';
 import type { SiteMsg } from '../../protocol/actor-messages.ts';
@@ -54,8 +55,8 @@ async function dialThroughTunnel(offer: WireGuardOffer): Promise<Socket> {
 
 /** What the control channel needs of the actor host: the site actor of each connection. */
 export interface SiteActors {
-  /** Claims the site's actor on this node (newest connection wins). */
-  claimHere(kind: 'site', id: string): Promise<number>;
+  /** Claims the site's actor on this node (newest connection wins; `takeFromLive: false`: only if free or its owner dead). */
+  claimHere(kind: 'site', id: string, opts?: { takeFromLive?: boolean }): Promise<number>;
   deliverLocal(kind: 'site', id: string, msg: SiteMsg, timeoutMs: number): Promise<unknown>;
   release(kind: 'site', id: string): Promise<void>;
   /** Asks the site's actor wherever it lives (a standby's node asks the primary's). */
@@ -285,7 +286,14 @@ export class ControlChannel {
       if (this.#overWireGuard.has(ws)) return;
       this.#primaries.set(ws, {
         reattach: async () => {
-          await this.#d.host.claimHere('site', siteId);
+          // Not from a live owner: a connection that came while this node was away (the
+          // connector gave this one up, or another took its place) is newer than this one.
+          try {
+            await this.#d.host.claimHere('site', siteId, { takeFromLive: false });
+          } catch (err) {
+            if (isClusterError(err, 'CLUSTER_ERR_ACTOR_UNREACHABLE')) ws.close(CLOSE.superseded.code, CLOSE.superseded.reason);
+            throw err;
+          }
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
         },
         release: () => ws.close(CLOSE.draining.code, CLOSE.draining.reason),

@@ -195,6 +195,33 @@ t.test('site connectors and the control channel', async (t) => {
     t.match(await until(async () => { const s = await statusVia(c.lb, site.id); return s.online ? s : undefined; }, 10_000, 'online'), { online: true, node: 'node-2' });
   });
 
+  await t.test('a connection kept through a fence does not take back a site a newer connection took meanwhile', async (t) => {
+    const site = await newSite(c, org.id, 'outrun');
+    const token = async () => (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: site.connector.secret } })).body.token as string;
+    const register = (ws: WebSocket) => ws.send(JSON.stringify({ v: 1, type: 'register', connectorVersion: 'test', transports: ['websocket'] }));
+    const kept = await openControl(c.nodes[1]!.adminUrl, await token());
+    register(kept.ws);
+    await until(async () => (await statusVia(c.lb, site.id)).node === 'node-2', 15_000, 'online at node-2');
+    // node-2's lease taken by "another process" for 3 s: node-2 fences and cannot rejoin until it expires.
+    const valkey = new Redis(c.valkeyUrl);
+    t.teardown(() => valkey.quit());
+    const lease = new Keyspace(c.clusterName).lease('node-2');
+    const fencings = async () => Number(/^cluster_node_fencings_total (\d+)/m.exec(await (await fetch(`${c.nodes[1]!.metricsUrl}/metrics`)).text())?.[1] ?? 0);
+    const before = await fencings();
+    await valkey.set(lease, 'someone-else', 'PX', 3000);
+    await until(async () => (await fencings()) > before, 5000, 'node-2 fenced');
+    const newer = await openControl(c.nodes[0]!.adminUrl, await token());
+    let newerClosed = false;
+    void newer.closed.then(() => (newerClosed = true));
+    register(newer.ws);
+    await until(async () => (await statusVia(c.lb, site.id)).node === 'node-1', 15_000, 'the newer connection holds the site');
+    await until(async () => ((await valkey.get(lease)) ?? 'someone-else') !== 'someone-else', 15_000, 'node-2 rejoined');
+    t.same(await Promise.race([kept.closed, new Promise((r) => setTimeout(() => r('still open'), 10_000))]), { code: 4409, reason: 'CLUSTER_ERR_CONNECTOR_SUPERSEDED' }, 'the kept connection is told it was superseded');
+    t.notOk(newerClosed, 'the newer connection keeps the site');
+    t.match(await statusVia(c.lb, site.id), { online: true, node: 'node-1' });
+    newer.ws.close();
+  });
+
   await t.test('SIGKILL the node holding a connector: it reconnects elsewhere and the status follows', async (t) => {
     const site = await newSite(c, org.id, 'mover');
     const dir = mkdtempSync(join(tmpdir(), 'connector-'));
