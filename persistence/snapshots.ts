@@ -81,6 +81,11 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
     return Object.values(raw).flatMap((r) => this.#parse(r) ?? []);
   }
 
+  /** Calls `f` when the subscription is made again after it was lost (announcements meanwhile never came). */
+  onResubscribed(f: () => void): () => void {
+    return this.#valkey.onResubscribed(f);
+  }
+
   /** Calls `handler` for every announced snapshot (any order; compare versions). */
   subscribe(handler: (s: Snapshot<T>) => void): Promise<() => Promise<void>> {
     return this.#valkey.subscribe(this.#name, (m) => handler(m as Snapshot<T>));
@@ -99,6 +104,7 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
   readonly #clock: Clock;
   #timer: { cancel(): void } | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
+  #offResubscribed: (() => void) | undefined;
   /** When the last full read or announcement arrived (clock ms). */
   lastUpdate = 0;
 
@@ -110,6 +116,10 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
 
   async start(repairEveryMs: number, onRepairError: (err: Error) => void): Promise<void> {
     this.#unsubscribe = await this.#store.subscribe((s) => this.apply(s));
+    // Snapshots announced while the subscription was away (Valkey restarted or failed over,
+    // the subscriber back later than the command connection): read at once, not up to a
+    // periodic repair later (30 s for routes: a node not serving a new route that long).
+    this.#offResubscribed = this.#store.onResubscribed(() => void this.repair().catch(onRepairError));
     await this.repair();
     this.#timer = this.#clock.setInterval(() => void this.repair().catch(onRepairError), repairEveryMs);
   }
@@ -147,6 +157,7 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
 
   async stop() {
     this.#timer?.cancel();
+    this.#offResubscribed?.();
     await this.#unsubscribe?.();
   }
 }

@@ -99,10 +99,11 @@ export class Valkey {
   /**
    * Calls `f` each time the subscriber connection is made again after it was lost (Valkey
    * restarted or failed over, or dropped a slow subscriber): what was announced meanwhile
-   * never arrived, so whoever acts on announcements recomputes.
+   * never arrived, so whoever acts on announcements recomputes. Returns the way to stop.
    */
-  onResubscribed(f: () => void): void {
+  onResubscribed(f: () => void): () => void {
     this.#resubscribed.add(f);
+    return () => this.#resubscribed.delete(f);
   }
 
   get state(): ValkeyState {

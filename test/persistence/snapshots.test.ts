@@ -43,3 +43,20 @@ t.test('snapshots: a stale owner cannot overwrite its successor, tombstones stay
   t.equal(await store.get('c'), undefined, 'a malformed stored entry reads as absent');
   t.same((await store.all()).map((e) => e.id).sort(), ['a', 'd'], 'a full read skips it too');
 });
+
+t.test('a mirror reads every snapshot again as soon as its lost subscription is made again', async (t) => {
+  const v = await freshValkey(t);
+  const store = new SnapshotStore(v, 'zones');
+  const mirror = new SnapshotMirror(store, () => {}, systemClock);
+  await mirror.start(60_000, () => {}); // the periodic repair is a minute away
+  t.teardown(() => mirror.stop());
+  // Stored while the subscriber was away: its announcement never reached this node.
+  await v.cmd.hset(v.keys.snapshot('zones'), 'missed', JSON.stringify({ id: 'missed', version: { epoch: 1, seq: 1 }, data: zone(9) }));
+  const name = v.keys.prefix.slice(0, -1);
+  const subscriber = (await v.cmd.client('LIST') as string).split('\n').find((l) => l.includes(` name=${name} `) && / sub=[1-9]/.test(l));
+  t.ok(subscriber, 'found this node\'s subscriber connection');
+  await v.cmd.client('KILL', 'ID', /\bid=(\d+)/.exec(subscriber!)![1]!);
+  const killedAt = Date.now();
+  for (let i = 0; i < 100 && !mirror.get('missed'); i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(mirror.get('missed'), zone(9), `read after the subscription came back (${Date.now() - killedAt} ms)`);
+});
