@@ -1,6 +1,8 @@
 // Profiles one window of a running node (a storm, say), not its whole life as --cpu-prof does:
 // SIGUSR1 opens the node's inspector on the port its --inspect-port named, the profiler runs
 // until stop(), and the profile is written as a .cpuprofile for `npm run bench:cpu-top`.
+// The heap sampler the same way: what is still alive at stop() of what was allocated since
+// start, by the stack that allocated it, as a .heapprofile for `npm run bench:heap-top`.
 // For benchmarks only: an open inspector is a way into the process.
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
@@ -10,7 +12,8 @@ export interface WindowProfile {
   stop(file: string): Promise<void>;
 }
 
-export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, port: number): Promise<WindowProfile> {
+/** A DevTools protocol session with the node's inspector (opened by SIGUSR1). */
+async function openInspector(proc: { signal(s: NodeJS.Signals): void }, port: number) {
   proc.signal('SIGUSR1');
   let url: string | undefined;
   for (let i = 0; i < 100 && !url; i++) {
@@ -34,13 +37,33 @@ export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, p
       waiting.set(id, (m) => (waiting.delete(id), m.error ? reject(new Error(m.error.message)) : resolve(m.result)));
       ws.send(JSON.stringify({ id, method, params }));
     });
-  await send('Profiler.enable');
-  await send('Profiler.start');
+  return { send, close: () => ws.close() };
+}
+
+export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, port: number): Promise<WindowProfile> {
+  const s = await openInspector(proc, port);
+  await s.send('Profiler.enable');
+  await s.send('Profiler.start');
   return {
     async stop(file) {
-      const { profile } = await send('Profiler.stop');
+      const { profile } = await s.send('Profiler.stop');
       writeFileSync(file, JSON.stringify(profile));
-      ws.close();
+      s.close();
+    },
+  };
+}
+
+/** Samples allocations about every `intervalBytes` from now; stop() writes what of them is still alive. */
+export async function sampleHeap(proc: { signal(s: NodeJS.Signals): void }, port: number, intervalBytes = 64 * 1024): Promise<WindowProfile> {
+  const s = await openInspector(proc, port);
+  await s.send('HeapProfiler.enable');
+  await s.send('HeapProfiler.startSampling', { samplingInterval: intervalBytes });
+  return {
+    async stop(file) {
+      await s.send('HeapProfiler.collectGarbage'); // garbage not yet collected is not memory held
+      const { profile } = await s.send('HeapProfiler.stopSampling');
+      writeFileSync(file, JSON.stringify(profile));
+      s.close();
     },
   };
 }

@@ -29,7 +29,7 @@ import { freePort } from '../devenv/ports.ts';
 import { ServiceProcess } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
 import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
-import { profileWindow } from './inspector.ts';
+import { profileWindow, sampleHeap } from './inspector.ts';
 import { size } from './sizes.ts';
 
 const SITES = size('SITES', 10_000, 24);
@@ -107,6 +107,10 @@ async function main() {
       const { configs } = cluster;
       nodes = cluster.nodes;
       const ids = [...configs.keys()];
+      // BENCH_HEAP_PROFILE=DIR: each node's live memory at 10,000 sites, by the stack that
+      // allocated it (sampled from here on; bench/inspector.ts, npm run bench:heap-top).
+      const heapDir = process.env.BENCH_HEAP_PROFILE;
+      const heaps = heapDir ? await Promise.all(ids.map((id) => sampleHeap(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       const peerOf = (id: string): PeerTarget => ({ peer: String(configs.get(id)!.peer.bind), nodeId: id, clusterSecret: String(configs.get(id)!.clusterSecret) });
       const hostOf = (id: string) => String(configs.get(id)!.ingress.http).split(':')[0]!;
       const dnsOf = (id: string) => ({ host: hostOf(id), port: Number(String(configs.get(id)!.dns.bind).split(':')[1]) });
@@ -295,6 +299,7 @@ async function main() {
       log(`  data planes: ${planes.filter((p) => p === 'direct').length} on a direct connection, ${planes.filter((p) => p === 'frames').length} on WebSocket frames`);
       const steadyBig = await steady();
       log(`${SITES} sites steady: ${JSON.stringify(steadyBig)}`);
+      await Promise.all(heaps.map((h, i) => h.stop(join(heapDir!, `${ids[i]}-${SITES}.heapprofile`))));
 
       // An admin edit (one target's weight) until every node routes by it.
       const edits: number[] = [];
