@@ -299,7 +299,9 @@ async function main() {
       log(`  data planes: ${planes.filter((p) => p === 'direct').length} on a direct connection, ${planes.filter((p) => p === 'frames').length} on WebSocket frames`);
       const steadyBig = await steady();
       log(`${SITES} sites steady: ${JSON.stringify(steadyBig)}`);
-      await Promise.all(heaps.map((h, i) => h.stop(join(heapDir!, `${ids[i]}-${SITES}.heapprofile`))));
+      // One node at a time: each stops for a full collection first. All three at once fenced all
+      // three (one run): the figures after it are not comparable with those of a plain run.
+      for (const [i, h] of heaps.entries()) await h.stop(join(heapDir!, `${ids[i]}-${SITES}.heapprofile`));
 
       // An admin edit (one target's weight) until every node routes by it.
       const edits: number[] = [];

@@ -2,19 +2,21 @@
 // load, one round), so none can break unseen; its JSON line must carry every field it
 // promises, as a number. Only the fields are checked: figures belong to full runs. The chaos
 // benchmark needs the local cluster's fixed addresses and runs in test/devenv/up.test.ts.
-// bench:scale also profiles its storm (BENCH_WINDOW_PROFILE), so that diagnosis is kept working.
+// bench:scale also profiles its storm (BENCH_WINDOW_PROFILE) and samples its nodes' heaps
+// (BENCH_HEAP_PROFILE), so those diagnoses are kept working.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { profileLabel, topFrames, type CpuProfile } from '../../bench/cpu-top.ts';
+import { topAllocators, type HeapProfile } from '../../bench/heap-top.ts';
 import { runBenchSmoke } from '../harness/bench.ts';
 
 for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet', 'scale'] as const) {
   t.test(`bench:${name} runs to the end and prints every field it promises`, async (t) => {
     const profiles = name === 'scale' ? mkdtempSync(join(tmpdir(), 'storm-profiles-')) : undefined;
     if (profiles) t.teardown(() => rmSync(profiles, { recursive: true, force: true }));
-    const run = await runBenchSmoke(name, profiles ? { BENCH_WINDOW_PROFILE: profiles } : {});
+    const run = await runBenchSmoke(name, profiles ? { BENCH_WINDOW_PROFILE: profiles, BENCH_HEAP_PROFILE: profiles } : {});
     if (run.code !== 0) t.comment(run.stderr);
     t.equal(run.code, 0, 'it exits 0');
     t.equal(run.result?.bench, name, 'its last line is its JSON summary');
@@ -28,6 +30,9 @@ for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet', 'scale'
         t.equal(profileLabel(p), 'node', `${f}: read as a node's`);
         t.ok(topFrames(p, 5).length > 0, `${f}: has samples`);
       }
+      const heaps = readdirSync(profiles).filter((f) => f.endsWith('.heapprofile'));
+      t.equal(heaps.length, 3, 'a heap profile of each node');
+      for (const f of heaps) t.ok(topAllocators(JSON.parse(readFileSync(join(profiles, f), 'utf8')) as HeapProfile, 5).totalMb > 0, `${f}: holds live samples`);
     }
   });
 }
