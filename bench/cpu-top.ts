@@ -71,19 +71,25 @@ export function busyMs(p: CpuProfile): number {
   return Math.round(us / 1000);
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+/**
+ * The command line of cpu-top and heap-top: `DIR [N]`; calls `each` with every file in DIR
+ * ending in `ext` (parsed), in name order, N (default `n`) and our checkout's path to strip.
+ */
+export function forEachProfile<P>(script: string, ext: string, n: number, each: (file: string, p: P, n: number, root: string) => void) {
   const dir = process.argv[2];
-  const n = Number(process.argv[3] ?? 15);
   if (!dir) {
-    process.stderr.write('usage: npm run bench:cpu-top -- DIR [N]\n');
+    process.stderr.write(`usage: npm run bench:${script} -- DIR [N]\n`);
     process.exit(2);
   }
   const root = `${join(import.meta.dirname, '..')}/`;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
-    const p = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(ext)).sort()) each(file, JSON.parse(readFileSync(join(dir, file), 'utf8')) as P, Number(process.argv[3] ?? n), root);
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  forEachProfile<CpuProfile>('cpu-top', '.cpuprofile', 15, (file, p, n, root) => {
     const label = profileLabel(p);
-    if (label === 'other') continue;
+    if (label === 'other') return;
     process.stdout.write(`\n${label} (${file}: ${Math.round((p.endTime - p.startTime) / 1000)} ms profiled, ${busyMs(p)} ms busy)\n`);
     for (const f of topFrames(p, n, root)) process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.selfMs).padStart(6)} ms  ${f.name}  ${f.where}\n`);
-  }
+  });
 }

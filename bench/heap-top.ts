@@ -5,9 +5,7 @@
 // the live memory by the stack that allocated it. Two tables per profile: the functions that
 // allocated it themselves (self), and the ones under which it was allocated (inclusive: a
 // function counts each sample once however often it recurs). Reads and prints only.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { profileLabel } from './cpu-top.ts';
+import { forEachProfile, profileLabel } from './cpu-top.ts';
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
 export interface HeapNode { callFrame: CallFrame; selfSize: number; children: HeapNode[] }
@@ -69,19 +67,12 @@ function frames(p: HeapProfile): Array<{ callFrame: CallFrame }> {
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
-  const dir = process.argv[2];
-  const n = Number(process.argv[3] ?? 20);
-  if (!dir) {
-    process.stderr.write('usage: npm run bench:heap-top -- DIR [N]\n');
-    process.exit(2);
-  }
-  const root = `${join(import.meta.dirname, '..')}/`;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.heapprofile')).sort()) {
-    const p = JSON.parse(readFileSync(join(dir, file), 'utf8')) as HeapProfile;
+  forEachProfile<HeapProfile>('heap-top', '.heapprofile', 20, (file, p, n, root) => {
     const top = topAllocators(p, n, root);
-    process.stdout.write(`\n${profileLabel({ nodes: frames(p) as never, startTime: 0, endTime: 0 })} (${file}: ${top.totalMb} MB live of what was sampled)\n  self:\n`);
-    for (const f of top.self) process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.mb).padStart(7)} MB  ${f.name}  ${f.where}\n`);
-    process.stdout.write('  inclusive:\n');
-    for (const f of top.inclusive) process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.mb).padStart(7)} MB  ${f.name}  ${f.where}\n`);
-  }
+    process.stdout.write(`\n${profileLabel({ nodes: frames(p) as never, startTime: 0, endTime: 0 })} (${file}: ${top.totalMb} MB live of what was sampled)\n`);
+    for (const [title, rows] of [['self', top.self], ['inclusive', top.inclusive]] as const) {
+      process.stdout.write(`  ${title}:\n`);
+      for (const f of rows) process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.mb).padStart(7)} MB  ${f.name}  ${f.where}\n`);
+    }
+  });
 }
