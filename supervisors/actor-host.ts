@@ -101,6 +101,7 @@ export class ActorHost {
     membership.on('change', () => this.reconcile());
     membership.on('fenced', () => void this.#fenced());
     ownership.on('change', (c: OwnershipChange) => this.#onOwnership(c));
+    ownership.on('resubscribed', () => void this.reconcile());
     this.#timer = clock.setInterval(() => this.reconcile(), this.#d.reconcileEveryMs);
     this.reconcile();
   }

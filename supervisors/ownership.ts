@@ -23,6 +23,7 @@ export class OwnershipRegistry extends EventEmitter {
   readonly #membership: Membership;
   readonly #cache = new Map<string, Owner | null>();
   #unsubscribe: (() => Promise<void>) | undefined;
+  #offResubscribed: (() => void) | undefined;
 
   constructor(deps: { valkey: Valkey; db: DatabasePool; membership: Membership }) {
     super();
@@ -33,11 +34,19 @@ export class OwnershipRegistry extends EventEmitter {
 
   async start(): Promise<void> {
     this.#unsubscribe = await this.#valkey.subscribe('ownership', (m) => this.#apply(m));
+    // Claims announced while the subscription was away never came: the cached owners may be
+    // stale, and a copy here of an actor claimed elsewhere still runs. Forget them, and tell
+    // the actor host ('resubscribed': a placement pass drops such copies now, not in 5 s).
+    this.#offResubscribed = this.#valkey.onResubscribed(() => {
+      this.#cache.clear();
+      this.emit('resubscribed');
+    });
     // Membership changes make cached owners on dead nodes stale.
     this.#membership.on('change', () => this.#cache.clear());
   }
 
   async stop(): Promise<void> {
+    this.#offResubscribed?.();
     await this.#unsubscribe?.().catch(() => {});
   }
 

@@ -33,7 +33,7 @@ t.test('three nodes claiming the same actor at once: exactly one wins, every tim
         await membership.leave();
         await valkey.close();
       });
-      return { id, ownership };
+      return { id, ownership, valkey, membership };
     }),
   );
   const rounds = 50;
@@ -63,6 +63,18 @@ t.test('three nodes claiming the same actor at once: exactly one wins, every tim
   t.match(await told, { type: 'claimed', kind: 'site', ids: ['s1'], node: 'b' }, 'the old owner hears of it (and stops its copy)');
   t.equal((await a!.ownership.ownerOf('site', 's1', { fresh: true }))?.node, 'b');
   await t.rejects(fencedWrite(db, { kind: 'site', id: 's1', epoch: 1 }, async () => 'x'), { code: 'CLUSTER_ERR_ACTOR_FENCED' }, 'the old owner can no longer write');
+
+  // A claim whose announcement was lost (the subscriber away): the cached owner is stale until
+  // the subscription is made again, then forgotten, and the actor host is told to look again.
+  const c = nodes[2]!;
+  t.equal((await a!.ownership.ownerOf('site', 's1'))?.node, 'b', 'a has b cached');
+  await a!.valkey.cmd.set(a!.valkey.keys.owner('site', 's1'), JSON.stringify({ node: 'c', inc: c.membership.incarnation, epoch: '3' }));
+  t.equal((await a!.ownership.ownerOf('site', 's1'))?.node, 'b', 'c took it without a word: a still names b');
+  const resubscribed = Promise.race([once(a!.ownership, 'resubscribed'), new Promise((r) => setTimeout(r, 5000))]);
+  const clients = (await a!.valkey.cmd.client('LIST') as string).split('\n').filter((l) => l.includes(` name=${clusterName} `) && / sub=[1-9]/.test(l));
+  for (const l of clients) await a!.valkey.cmd.client('KILL', 'ID', /\bid=(\d+)/.exec(l)![1]!);
+  await resubscribed;
+  t.equal((await a!.ownership.ownerOf('site', 's1'))?.node, 'c', 'once subscribed again, a reads the owner afresh');
 
   // A stale epoch cannot write; the current one can.
   await t.rejects(fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 0 }, async () => 'x'), { code: 'CLUSTER_ERR_ACTOR_FENCED', fields: { currentEpoch: 1 } });
