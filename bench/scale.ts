@@ -117,10 +117,18 @@ async function main() {
       const admins = ids.map((id) => nodes.get(id)!.adminUrl);
       const cookie = await benchAdmin(admins[0]!, nodes.values());
       const adminAt = (i: number) => admins[i % admins.length]!;
+      /** A 503 is an admin write that did not happen (a node stalled past postgres.idleInTransactionTimeout while creating 10,000 sites, once): tried again, as any client may. */
       const call = async (i: number, method: string, path: string, body?: unknown) => {
-        const r = await api(adminAt(i), method, path, body, cookie);
-        if (r.status >= 300) throw new Error(`${method} ${path}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-        return r.body;
+        for (let attempt = 1; ; attempt++) {
+          const r = await api(adminAt(i), method, path, body, cookie);
+          if (r.status === 503 && attempt < 4) {
+            log(`  ${method} ${path}: 503 ${(r.body as { code?: string })?.code}; trying again`);
+            await sleep(500 * attempt);
+            continue;
+          }
+          if (r.status >= 300) throw new Error(`${method} ${path}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+          return r.body;
+        }
       };
 
       const pgUrl = await services.postgres!.createDatabase('bench_stats');
