@@ -69,7 +69,7 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
     kind: 'site',
     placement: 'explicit',
     behavior: (id, epoch) =>
-      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, online: (on) => d.siteSeen.set(id, epoch, on), publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard, standbyAdvice: d.standbyAdvice, fenced: () => membership.state === 'fenced' || membership.state === 'joining' }, id, epoch),
+      siteBehavior({ db, nodeId: config.nodeId, clock: d.clock, online: (on) => d.siteSeen.set(id, epoch, on), publishHealth: health.publish, publishSession: sessions.publish, wireguard: d.wireguard, standbyAdvice: d.standbyAdvice, fenced: () => membership.away }, id, epoch),
   });
   host.register({
     kind: 'resource',

@@ -87,6 +87,11 @@ export class Membership extends EventEmitter {
     return this.#state;
   }
 
+  /** Fenced, or joining again after it: this node's actors are stopped for the moment (and, at the first join, not started yet). */
+  get away(): boolean {
+    return this.#state === 'fenced' || this.#state === 'joining';
+  }
+
   /** True while our lease is certainly still ours; actors may act only then. */
   get healthy(): boolean {
     return this.#state === 'joined' && this.#o.clock.now() < this.#fenceAt();

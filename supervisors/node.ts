@@ -201,7 +201,7 @@ export class ClusterNode {
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     const lag = this.#loopLag.start();
     const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason) => this.#metrics.registrationsRefused.inc({ reason }) });
-    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.state !== 'joined' });
+    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away });
     run.control.attach(this.#admin.server);
     // A fence keeps the connectors' connections; the rejoin attaches them to new site actors.
     const control = run.control;
