@@ -282,6 +282,9 @@ async function main() {
           byChannel,
           rssMb: ids.map(rssMb),
           heapMb: pages.map((p) => Math.round(metric(p, 'nodejs_heap_size_used_bytes') / 1048576)),
+          // What V8 holds from the system (used, garbage not yet collected, free pages); the
+          // rest of the resident set is native: sockets, TLS, nghttp2, code, malloc's arenas.
+          heapTotalMb: pages.map((p) => Math.round(metric(p, 'nodejs_heap_size_total_bytes') / 1048576)),
           externalMb: pages.map((p) => Math.round(metric(p, 'nodejs_external_memory_bytes') / 1048576)),
           loopP99Ms: pages.map((p) => Math.round(metric(p, 'nodejs_eventloop_lag_p99_seconds') * 1000 * 10) / 10),
         };

@@ -363,7 +363,11 @@ export class Connector extends EventEmitter {
         // The primary landed where the standby is: that one is no second path any more.
         if (this.#standby?.ws && this.#standby.node === msg.node) this.#standby.ws.close(1000, 'now the primary is on this node');
         const node = msg.node;
-        void (this.#registering.get(ws)?.(msg.wireguard) ?? Promise.resolve(true)).then((ok) => {
+        // The data plane is chosen once per connection: a node attaching this connection anew
+        // (after it fenced and rejoined) says 'registered' again, and the data plane is up.
+        const choose = this.#registering.get(ws);
+        this.#registering.delete(ws);
+        void (choose?.(msg.wireguard) ?? Promise.resolve(true)).then((ok) => {
           if (ws !== this.#ws || ws.readyState !== WebSocket.OPEN) return;
           if (!ok) return ws.close(1000, 'wireguard unavailable');
           this.#state = 'connected';

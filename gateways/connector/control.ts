@@ -17,7 +17,7 @@ import type { Secret } from '../../core/secret.ts';
 import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { Admission } from './admission.ts';
 import { verifyConnectorToken } from './token.ts';
-import type { TunnelRegistry } from './tunnels.ts';
+import { readAhead, type TunnelRegistry } from './tunnels.ts';
 import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
@@ -233,7 +233,10 @@ export class ControlChannel {
     /** False: a standby refused (this node holds the site's primary). */
     const openTunnel = (connection: Duplex, transport: 'websocket' | 'direct' | 'wireguard', asStandby = false): boolean => {
       let failure: string | undefined;
+      // The session is made at the tunnel's first stream; a connection of its own is read meanwhile.
+      const release = transport === 'websocket' ? undefined : readAhead(connection);
       const opened = this.#d.tunnels.set(siteId, session.id, () => {
+        release?.();
         const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
         h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
         h2.on('error', (err) => {
@@ -248,8 +251,12 @@ export class ControlChannel {
       });
       if (!opened) return false;
       // Over WireGuard or its own connection, the connection itself can die alone (UDP blocked,
-      // a reset) before any HTTP/2 session was made on it (a standby's waits for its first stream).
-      if (transport !== 'websocket') connection.once('close', tunnelLost);
+      // a reset) before any HTTP/2 session was made on it (that waits for the first stream), and
+      // it ends with the control connection.
+      if (transport !== 'websocket') {
+        connection.once('close', tunnelLost);
+        ws.once('close', () => connection.destroy());
+      }
       if (transport === 'wireguard') this.#overWireGuard.add(ws);
       return true;
     };

@@ -1,11 +1,13 @@
-// The node's tunnel registry: a standby tunnel's HTTP/2 session is made only when a stream
-// needs it or the site is promoted (most standbys never carry a stream, and each session costs
-// the node about 20 KB); the connector's first frames wait in the connection meanwhile.
+// The node's tunnel registry: a tunnel's HTTP/2 session is made only when a stream needs it
+// (most sites are idle, every standby until promoted, and each session costs the node about
+// 19 KB outside V8); the connector's first frames wait in the connection meanwhile.
 import t, { type Test } from 'tap';
 import http2 from 'node:http2';
 import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { text } from 'node:stream/consumers';
-import { TunnelRegistry } from '../../gateways/connector/tunnels.ts';
+import { createServer as tcpServer } from 'node:net';
+import { once } from 'node:events';
+import { readAhead, TunnelRegistry } from '../../gateways/connector/tunnels.ts';
 
 /**
  * The connector's side (answers every CONNECT with 200, then `greeting` if given) and a maker
@@ -38,33 +40,74 @@ async function siteServer(t: Test, greeting?: string) {
   return { connectOver, sessions, sockets };
 }
 
-t.test('a standby session starts at its first stream, and is used as made', async (t) => {
+t.test('a session starts at its first stream, primary or standby, and is used as made', async (t) => {
   const { connectOver, sessions } = await siteServer(t, 'hello from the site');
   const tunnels = new TunnelRegistry();
   const target = { id: 'target-1', host: '10.0.0.5', port: 80 };
 
   tunnels.set('standby-site', 'session-1', connectOver(), true);
   tunnels.set('primary-site', 'session-2', connectOver());
-  t.equal(sessions.length, 1, 'the primary has its session at once; the standby none');
-  t.ok(tunnels.has('standby-site'), 'a standby without a session yet still counts as a tunnel here');
+  t.equal(sessions.length, 0, 'no session before a stream needs one');
+  t.ok(tunnels.has('standby-site') && tunnels.has('primary-site'), 'tunnels without a session yet still count as tunnels here');
   t.same(tunnels.counts(), { primary: 1, standby: 1 });
 
   // The server's preface has been waiting in the socket.
   await new Promise((r) => setTimeout(r, 100));
+  t.equal(await text(await tunnels.open('primary-site', target, 'tcp')), 'hello from the site', "a primary's first stream, over a session made for it");
   const stream = await tunnels.open('standby-site', target, 'tcp');
   t.equal(await text(stream), 'hello from the site', 'a stream through the standby, over a session made for it');
   t.equal(sessions.length, 2);
-  tunnels.promote('standby-site', 'session-1');
+  t.equal(await text(await tunnels.open('primary-site', target, 'tcp')), 'hello from the site');
+  t.equal(sessions.length, 2, 'later streams use the session made');
+  t.ok(tunnels.promote('standby-site', 'session-1'));
   t.equal(sessions.length, 2, 'promotion keeps the session the standby has');
   t.same(tunnels.counts(), { primary: 2, standby: 0 });
 
   tunnels.set('other-site', 'session-3', connectOver(), true);
-  tunnels.promote('other-site', 'session-3');
-  t.equal(sessions.length, 3, 'a promoted standby gets its session then, ready for the routes that name it');
+  t.ok(tunnels.promote('other-site', 'session-3'), 'a standby that never carried a stream is promoted');
+  t.equal(sessions.length, 2, 'and makes its session at its first stream, like a primary');
   tunnels.set('idle-site', 'session-4', connectOver(), true);
   tunnels.delete('idle-site', 'session-4');
-  t.notOk(tunnels.has('idle-site'), 'a standby that never carried a stream goes without one being made');
-  t.equal(sessions.length, 3);
+  t.notOk(tunnels.has('idle-site'), 'a tunnel that never carried a stream goes without one being made');
+  t.equal(sessions.length, 2);
+});
+
+t.test("a connection read ahead keeps the peer's first frames for its session, and shows its end at once", async (t) => {
+  // The connector's side announces a setting of its own in its preface, sent as it accepts.
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 7 } });
+  server.on('stream', (stream: http2.ServerHttp2Stream) => stream.respond({ ':status': 200 }));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const socket = tcpConnect((server.address() as AddressInfo).port, '127.0.0.1').on('error', () => {});
+  t.teardown(() => {
+    socket.destroy();
+    server.close();
+  });
+  const release = readAhead(socket);
+  await once(socket, 'connect');
+  await new Promise((r) => setTimeout(r, 200)); // the preface is read (and would be lost if dropped)
+  release();
+  const h2 = http2.connect('http://connector.invalid', { createConnection: () => socket as never }).on('error', () => {});
+  t.teardown(() => h2.destroy());
+  const [settings] = (await Promise.race([once(h2, 'remoteSettings'), new Promise((r) => setTimeout(() => r([undefined]), 2000))])) as [http2.Settings | undefined];
+  t.equal(settings?.maxConcurrentStreams, 7, "the session made later reads the peer's settings, sent before it existed");
+
+  // A connector whose data connection ends before any stream (a reset, its machine gone).
+  const peers = tcpServer((c) => setTimeout(() => c.end(), 100));
+  await new Promise<void>((r) => peers.listen(0, '127.0.0.1', r));
+  t.teardown(() => peers.close());
+  const idle = tcpConnect((peers.address() as AddressInfo).port, '127.0.0.1').on('error', () => {});
+  readAhead(idle);
+  const closed = await Promise.race([once(idle, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+  t.ok(closed, 'its end is seen without a stream to write (an unread socket would show it only then)');
+
+  // Not a connector: more than a preface before any stream was asked for.
+  const noisy = tcpServer((c) => c.write(Buffer.alloc(100 * 1024)));
+  await new Promise<void>((r) => noisy.listen(0, '127.0.0.1', r));
+  t.teardown(() => noisy.close());
+  const flooded = tcpConnect((noisy.address() as AddressInfo).port, '127.0.0.1').on('error', () => {});
+  readAhead(flooded);
+  const cut = await Promise.race([once(flooded, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+  t.ok(cut, 'a connection that floods before its session is cut');
 });
 
 t.test('a stream that times out while its session is being replaced fails once, and starts no stray retry', async (t) => {
@@ -118,6 +161,7 @@ t.test('a tunnel whose session dies under a live control connection is reported 
   const settle = () => new Promise((r) => setTimeout(r, 100));
 
   tunnels.set('site-a', 'session-1', connect(), false, () => lost.push('site-a'));
+  (await tunnels.open('site-a', { id: 't', host: '10.0.0.5', port: 80 }, 'tcp')).destroy(); // its session is made
   await settle();
   sockets.at(-1)!.destroy(); // the data connection resets; the control connection knows nothing of it
   await settle();
