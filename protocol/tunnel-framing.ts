@@ -42,45 +42,77 @@ export const DIRECT_KEY_HEADER = 'x-cluster-tunnel-key';
 export const TARGET_HEADER = 'x-cluster-target';
 export const PROTOCOL_HEADER = 'x-cluster-protocol';
 
+/**
+ * The stream is made when first asked for: a node's data plane usually moves to its direct
+ * connection before any stream, and a Duplex per idle connection is memory for nothing (a
+ * node holds thousands). Frames fed before then wait in a list, read by the stream once made.
+ */
 export function frameDuplex(ws: WebSocket): FrameDuplex {
+  const highWaterMark = 256 * 1024;
   let paused = false;
+  let ended = false;
+  let early: Buffer[] = [];
+  let earlyBytes = 0;
+  let made: Duplex | undefined;
+  const pause = () => {
+    if (paused) return;
+    paused = true;
+    ws.pause();
+  };
   const send = (chunk: Buffer, cb: (err?: Error | null) => void) => {
     if (ws.readyState !== WebSocket.OPEN) return cb(new Error('websocket closed'));
     ws.send(chunk, { binary: true }, cb);
   };
-  const duplex = new Duplex({
-    highWaterMark: 256 * 1024,
-    write(chunk: Buffer, _enc, cb) {
-      send(chunk, cb);
-    },
-    writev(chunks, cb) {
-      const all = chunks.length === 1 ? (chunks[0]!.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-      for (let off = 0; off < all.length; off += MAX_DATA_FRAME) {
-        const last = off + MAX_DATA_FRAME >= all.length;
-        send(all.subarray(off, off + MAX_DATA_FRAME), last ? cb : () => {});
-      }
-    },
-    read() {
-      if (paused) {
-        paused = false;
-        ws.resume();
-      }
-    },
-    final(cb) {
-      cb();
-    },
-  });
-  return {
-    duplex,
-    feed(frame) {
-      if (!duplex.push(frame) && !paused) {
-        paused = true;
-        ws.pause();
-      }
-    },
-    end() {
+  const make = () => {
+    const duplex = new Duplex({
+      highWaterMark,
+      write(chunk: Buffer, _enc, cb) {
+        send(chunk, cb);
+      },
+      writev(chunks, cb) {
+        const all = chunks.length === 1 ? (chunks[0]!.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+        for (let off = 0; off < all.length; off += MAX_DATA_FRAME) {
+          const last = off + MAX_DATA_FRAME >= all.length;
+          send(all.subarray(off, off + MAX_DATA_FRAME), last ? cb : () => {});
+        }
+      },
+      read() {
+        if (paused) {
+          paused = false;
+          ws.resume();
+        }
+      },
+      final(cb) {
+        cb();
+      },
+    });
+    for (const frame of early) duplex.push(frame);
+    early = [];
+    if (ended) {
       duplex.push(null);
       duplex.destroy();
+    }
+    return duplex;
+  };
+  return {
+    get duplex() {
+      return (made ??= make());
+    },
+    feed(frame) {
+      if (made) {
+        if (!made.push(frame)) pause();
+        return;
+      }
+      early.push(frame);
+      earlyBytes += frame.length;
+      if (earlyBytes > highWaterMark) pause();
+    },
+    end() {
+      ended = true;
+      early = [];
+      if (!made) return;
+      made.push(null);
+      made.destroy();
     },
   };
 }

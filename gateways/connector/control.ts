@@ -231,13 +231,15 @@ export class ControlChannel {
     /** The data plane died alone: the control connection ends too, so the connector registers again. */
     const tunnelLost = () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason);
     /** False: a standby refused (this node holds the site's primary). */
-    const openTunnel = (connection: Duplex, transport: 'websocket' | 'direct' | 'wireguard', asStandby = false): boolean => {
+    const openTunnel = (transport: 'websocket' | 'direct' | 'wireguard', connection: Duplex | undefined, asStandby = false): boolean => {
       let failure: string | undefined;
-      // The session is made at the tunnel's first stream; a connection of its own is read meanwhile.
-      const release = transport === 'websocket' ? undefined : readAhead(connection);
+      // The session is made at the tunnel's first stream; a connection of its own is read
+      // meanwhile, the WebSocket's frames wait in `data` (its stream made only then).
+      const release = connection && readAhead(connection);
       const opened = this.#d.tunnels.set(siteId, session.id, () => {
         release?.();
-        const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => connection as never });
+        const over = connection ?? data.duplex;
+        const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => over as never });
         h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
         h2.on('error', (err) => {
           failure = err.message;
@@ -253,7 +255,7 @@ export class ControlChannel {
       // Over WireGuard or its own connection, the connection itself can die alone (UDP blocked,
       // a reset) before any HTTP/2 session was made on it (that waits for the first stream), and
       // it ends with the control connection.
-      if (transport !== 'websocket') {
+      if (connection) {
         connection.once('close', tunnelLost);
         ws.once('close', () => connection.destroy());
       }
@@ -277,7 +279,7 @@ export class ControlChannel {
       // Before the data plane is up (the connector may dial as soon as it reads `registered`,
       // while this side still waits on the site actor or a WireGuard choice): used then.
       if (!wsDataPlane) return;
-      if (!openTunnel(socket, 'direct', standby)) {
+      if (!openTunnel('direct', socket, standby)) {
         socket.destroy();
         return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason); // the site's primary came here meanwhile
       }
@@ -286,7 +288,7 @@ export class ControlChannel {
     /** The data plane over WebSocket: on its direct connection if that came already, else on the frames until it does. */
     const useWebSocket = (asStandby = false): boolean => {
       wsDataPlane = true;
-      return directSocket ? openTunnel(directSocket, 'direct', asStandby) : openTunnel(data.duplex, 'websocket', asStandby);
+      return directSocket ? openTunnel('direct', directSocket, asStandby) : openTunnel('websocket', undefined, asStandby);
     };
     /** A registered primary (not over WireGuard: its peer goes with the actor) stays through a fence. */
     const keepAcrossFences = () => {
@@ -382,7 +384,7 @@ export class ControlChannel {
           if (msg.transport === 'wireguard') {
             if (!offer) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
             directSocket?.destroy();
-            openTunnel(await dialThroughTunnel(offer), 'wireguard');
+            openTunnel('wireguard', await dialThroughTunnel(offer));
           } else {
             useWebSocket();
           }
