@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { defaultHeapArgs } from '../core/heap-watch.ts';
 import { ServiceProcess, waitUntil } from './process.ts';
 
 export const CLUSTER_ENTRY = fileURLToPath(new URL('../bin/cluster.mjs', import.meta.url));
@@ -44,7 +45,8 @@ export class NodeProcess {
     this.proc = new ServiceProcess({
       name: opts.name,
       command: process.execPath,
-      args: [...(opts.nodeArgs ?? []), CLUSTER_ENTRY, 'node', '--config', opts.configFile],
+      // The heap limit bin/cluster gives a node (core/heap-watch.ts), unless NODE_OPTIONS names one.
+      args: [...defaultHeapArgs(opts.env?.NODE_OPTIONS ?? env.NODE_OPTIONS), ...(opts.nodeArgs ?? []), CLUSTER_ENTRY, 'node', '--config', opts.configFile],
       env: { ...env, ...opts.env },
       logFile: opts.logFile,
       netns: opts.netns,

@@ -24,6 +24,8 @@ export interface MetricSources {
   liveNodes: () => number;
   /** Last result of the readiness probes (they run on an interval; scraping adds no load). */
   dependencies: () => { postgres: boolean; valkey: boolean };
+  /** The live heap over V8's heap limit after the last full collection (core/heap-watch.ts). */
+  heapLiveRatio: () => number;
 }
 
 export function createMetrics(opts: MetricSources): ClusterMetrics {
@@ -69,6 +71,14 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     registers: [registry],
     collect() {
       for (const [dep, up] of Object.entries(opts.dependencies())) this.set({ dependency: dep }, up ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'cluster_heap_live_ratio',
+    help: 'Live V8 heap over its limit (--max-old-space-size) after the last full collection; near 1 the node spends its time collecting and then runs out of memory',
+    registers: [registry],
+    collect() {
+      this.set(opts.heapLiveRatio());
     },
   });
   return {

@@ -31,6 +31,7 @@ import { PeerLink } from '../gateways/peer/link.ts';
 import { readPeerTls } from '../gateways/peer/request.ts';
 import { createDb, whileUnreachable, type DatabasePool } from '../persistence/db.ts';
 import { PostgresProbe } from '../persistence/db-probe.ts';
+import { HeapWatch } from '../core/heap-watch.ts';
 import { LoopLag } from '../core/loop-lag.ts';
 import { Admission } from '../gateways/connector/admission.ts';
 import { migrate } from '../persistence/migrate.ts';
@@ -84,6 +85,7 @@ export class ClusterNode {
   readonly #metrics: ReturnType<typeof createMetrics>;
   /** How late the event loop runs: new connector registrations are shed while it lags (gateways/connector/admission.ts). */
   readonly #loopLag = new LoopLag();
+  readonly #heap: HeapWatch;
   /** Readiness asks PostgreSQL on a connection of its own: a busy pool is not PostgreSQL down. */
   readonly #postgresProbe: PostgresProbe;
   readonly #readiness: Readiness;
@@ -125,6 +127,7 @@ export class ClusterNode {
       pingValkey: (ms) => (this.#valkey ? this.#valkey.ping(ms) : Promise.resolve(false)),
       leaseHealthy: () => this.#run?.membership.healthy ?? false,
     });
+    this.#heap = new HeapWatch({ log: this.#log.child({ component: 'heap' }) });
     this.#metrics = createMetrics({
       actorCount: (kind) => this.#system.count(kind),
       kinds: () => this.#run?.host.kinds() ?? [],
@@ -132,6 +135,7 @@ export class ClusterNode {
       leaseRemainingMs: () => this.#run?.membership.leaseRemainingMs ?? 0,
       liveNodes: () => this.#run?.membership.liveIds().length ?? 0,
       dependencies: () => ({ postgres: this.#readiness.postgresUp, valkey: this.#readiness.valkeyUp }),
+      heapLiveRatio: () => this.#heap.liveRatio,
     });
     wireguardMetrics(this.#metrics.registry, () => this.#wireguard);
     this.lifecycle.onChange((to, from) => this.#log.info({ from, to }, `node ${to}`));
@@ -200,6 +204,7 @@ export class ClusterNode {
     };
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     const lag = this.#loopLag.start();
+    this.#heap.start();
     const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason) => this.#metrics.registrationsRefused.inc({ reason }) });
     run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away });
     run.control.attach(this.#admin.server);
@@ -338,6 +343,7 @@ export class ClusterNode {
       ['close postgres', () => run?.db.end()],
       ['close readiness probe connection', () => this.#postgresProbe.close()],
       ['stop the event-loop lag timer', () => this.#loopLag.stop()],
+      ['stop the heap watch', () => this.#heap.stop()],
     ];
     for (const [step, fn] of steps) {
       try {
