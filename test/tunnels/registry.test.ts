@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import http2 from 'node:http2';
 import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { text } from 'node:stream/consumers';
-import { createServer as tcpServer } from 'node:net';
+import { createServer as tcpServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { readAhead, TunnelRegistry } from '../../gateways/connector/tunnels.ts';
 
@@ -91,22 +91,19 @@ t.test("a connection read ahead keeps the peer's first frames for its session, a
   const [settings] = (await Promise.race([once(h2, 'remoteSettings'), new Promise((r) => setTimeout(() => r([undefined]), 2000))])) as [http2.Settings | undefined];
   t.equal(settings?.maxConcurrentStreams, 7, "the session made later reads the peer's settings, sent before it existed");
 
+  /** A connection read ahead to a peer that does `onAccept`: whether it closed within 2 s. */
+  const closesWhenPeer = async (onAccept: (c: Socket) => void) => {
+    const peer = tcpServer(onAccept);
+    await new Promise<void>((r) => peer.listen(0, '127.0.0.1', r));
+    t.teardown(() => peer.close());
+    const conn = tcpConnect((peer.address() as AddressInfo).port, '127.0.0.1').on('error', () => {});
+    readAhead(conn);
+    return Promise.race([once(conn, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+  };
   // A connector whose data connection ends before any stream (a reset, its machine gone).
-  const peers = tcpServer((c) => setTimeout(() => c.end(), 100));
-  await new Promise<void>((r) => peers.listen(0, '127.0.0.1', r));
-  t.teardown(() => peers.close());
-  const idle = tcpConnect((peers.address() as AddressInfo).port, '127.0.0.1').on('error', () => {});
-  readAhead(idle);
-  const closed = await Promise.race([once(idle, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
-  t.ok(closed, 'its end is seen without a stream to write (an unread socket would show it only then)');
-
+  t.ok(await closesWhenPeer((c) => setTimeout(() => c.end(), 100)), 'its end is seen without a stream to write (an unread socket would show it only then)');
   // Not a connector: more than a preface before any stream was asked for.
-  const noisy = tcpServer((c) => c.write(Buffer.alloc(100 * 1024)));
-  await new Promise<void>((r) => noisy.listen(0, '127.0.0.1', r));
-  t.teardown(() => noisy.close());
-  const flooded = tcpConnect((noisy.address() as AddressInfo).port, '127.0.0.1').on('error', () => {});
-  readAhead(flooded);
-  const cut = await Promise.race([once(flooded, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+  const cut = await closesWhenPeer((c) => c.write(Buffer.alloc(100 * 1024)));
   t.ok(cut, 'a connection that floods before its session is cut');
 });
 
