@@ -233,9 +233,8 @@ export class ControlChannel {
     /** False: a standby refused (this node holds the site's primary). */
     const openTunnel = (transport: 'websocket' | 'direct' | 'wireguard', connection: Duplex | undefined, asStandby = false): boolean => {
       let failure: string | undefined;
-      // The session is made at the tunnel's first stream; a connection of its own is read
-      // meanwhile, the WebSocket's frames wait in `data` (its stream made only then).
-      const release = connection && readAhead(connection);
+      /** Set below: the session is made at the tunnel's first stream. */
+      let release: (() => void) | undefined;
       const opened = this.#d.tunnels.set(siteId, session.id, () => {
         release?.();
         const over = connection ?? data.duplex;
@@ -253,9 +252,10 @@ export class ControlChannel {
       });
       if (!opened) return false;
       // Over WireGuard or its own connection, the connection itself can die alone (UDP blocked,
-      // a reset) before any HTTP/2 session was made on it (that waits for the first stream), and
-      // it ends with the control connection.
+      // a reset) before any HTTP/2 session was made on it: it is read meanwhile (the WebSocket's
+      // frames wait in `data`, its stream made only then), and it ends with the control connection.
       if (connection) {
+        release = readAhead(connection);
         connection.once('close', tunnelLost);
         ws.once('close', () => connection.destroy());
       }
