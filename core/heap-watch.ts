@@ -2,7 +2,7 @@
 // (`--max-old-space-size`: bin/cluster and the launcher pass NODE_HEAP_MB unless NODE_OPTIONS
 // names one), and it also sets how much garbage V8 lets pile up between full collections: on
 // a large machine V8's own default (a quarter of memory) lets the heap grow to four times what
-// is live, which held a node at 10,000 sites at 550-690 MB resident instead of 380-400.
+// is live, which held a node at 10,000 sites at 550-690 MB resident instead of 380-430.
 // A limit too close to what is live ends the process out of memory, so after each full
 // collection (when what is still used is what is live) the node compares the two and says so
 // past `warnAt`, at most once per `everyMs`, and exports the ratio.
