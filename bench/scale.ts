@@ -144,8 +144,13 @@ async function main() {
       await watcher.connect();
       closers.push(() => watcher.quit());
       const published = new Map<string, number>();
+      /** Messages by channel, counted through the storm: what the survivors announce to each other per site that came back. */
+      const announced = new Map<string, number>();
       await watcher.psubscribe('bench:ch:*');
-      watcher.on('pmessage', (_p, channel: string, message: string) => published.set(channel, (published.get(channel) ?? 0) + Buffer.byteLength(message)));
+      watcher.on('pmessage', (_p, channel: string, message: string) => {
+        published.set(channel, (published.get(channel) ?? 0) + Buffer.byteLength(message));
+        announced.set(channel, (announced.get(channel) ?? 0) + 1);
+      });
 
       const org = await call(0, 'POST', '/api/v1/orgs', { slug: 'scale', name: 'Scale' });
       const base = `/api/v1/orgs/${org.id}`;
@@ -361,6 +366,7 @@ async function main() {
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
       const k0 = Date.now();
+      announced.clear();
       nodes.get(victim)!.proc.signal('SIGKILL');
       // Two pollers, apart: the load connectors' status (each site's own time of coming back)
       // and the survivors' routes. Polled in one loop, a load connector stalled by the storm
@@ -398,6 +404,8 @@ async function main() {
         await pollRoutes;
       }
       const recoveredAll = Date.now() - k0;
+      const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
+      log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
       await sleep(2000); // the sample keeps probing a moment after
       probing = false;
