@@ -7,7 +7,6 @@
 // from PostgreSQL or reading Valkey, grew with the number of sites on every node. A replayed
 // change, or one whose writer did not say, still wakes them all.
 import type { Clock } from '../core/clock.ts';
-import { Coalesced } from '../core/coalesce.ts';
 import type { Logger } from '../core/log.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
@@ -101,10 +100,17 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   // are woken at most every 50 ms: in a reconnect storm one zone's routes change by the
   // dozen, and each recompute that changes records moves the serial (a PostgreSQL write).
   const hostOf = new Map<string, string>();
-  const zones = new Coalesced<string>(50, (due) => {
-    for (const z of due.keys()) host.tellLocal('dns-zone', z, { type: 'refresh' });
-  });
-  const refreshZone = (zone: string) => zoneHere(zone) && zones.add(zone, undefined);
+  const dueZones = new Set<string>();
+  let zoneTimer: NodeJS.Timeout | undefined;
+  const refreshZone = (zone: string) => {
+    if (!zoneHere(zone)) return;
+    dueZones.add(zone);
+    zoneTimer ??= setTimeout(() => {
+      zoneTimer = undefined;
+      for (const z of dueZones) host.tellLocal('dns-zone', z, { type: 'refresh' });
+      dueZones.clear();
+    }, 50);
+  };
   await d.routes.subscribe((s) => {
     const hostname = s.data?.hostname ?? hostOf.get(s.id);
     if (s.data?.hostname) hostOf.set(s.id, s.data.hostname);
@@ -115,17 +121,9 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
     }
     for (const zone of enclosingNames(hostname)) refreshZone(zone);
   });
-  // Health reports and site moves change where traffic may go: the resources with a target on
-  // that site recompute, once for all the announcements read in one turn: in a storm a site's
-  // promotion, its cleared standby and its connector's first health report come together,
-  // and each recompute that changes the route announces it to every node (3.3 route
-  // snapshots per site that came back at 10,000 sites before this). Not delayed as zones are:
-  // a site moving off a draining node keeps its old tunnel only until every node routes anew.
-  const resources = new Coalesced<string, string>(0, (due) => {
-    for (const [id, siteId] of due) host.tellLocal('resource', id, { type: 'refresh', siteId });
-  });
+  // Health reports and site moves change where traffic may go: the resources with a target on that site recompute.
   const refresh = (m: { siteId: string }) => {
-    for (const id of index.bySite(m.siteId)) resources.add(id, m.siteId);
+    for (const id of index.bySite(m.siteId)) host.tellLocal('resource', id, { type: 'refresh', siteId: m.siteId });
   };
   await d.valkey.subscribe('health', refresh);
   await d.valkey.subscribe('sites', refresh);
@@ -141,8 +139,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   d.valkey.onResubscribed(refreshAll);
   return {
     stop: () => {
-      zones.stop();
-      resources.stop();
+      clearTimeout(zoneTimer);
       replay.stop();
     },
   };
