@@ -291,56 +291,78 @@ export class HttpIngress {
     return headers;
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https') {
+  #handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https') {
+    const host = hostOf(req);
     const portal = this.#d.access?.portal;
-    if (portal && hostOf(req) === portal.hostname) {
+    if (portal && host === portal.hostname) {
       if (proto === 'http') return void res.writeHead(301, { location: `https://${portal.hostname}${req.url ?? '/'}` }).end();
-      return portal.handle(req, res, this.#clientOf(req));
+      return void portal.handle(req, res, this.#clientOf(req));
     }
-    const route = this.#routeFor(hostOf(req));
-    if (!route) return errorPage(res, 'CLUSTER_ERR_API_NOT_FOUND', `no resource for ${hostOf(req) || 'this host'}`);
-    if (this.#d.onRequest) {
+    const route = this.#routeFor(host);
+    if (!route) return errorPage(res, 'CLUSTER_ERR_API_NOT_FOUND', `no resource for ${host || 'this host'}`);
+    const onRequest = this.#d.onRequest;
+    if (onRequest) {
       const t0 = process.hrtime.bigint();
-      res.once('finish', () => this.#d.onRequest!(route.resourceId, res.statusCode, Number(process.hrtime.bigint() - t0) / 1e9));
+      res.once('finish', () => onRequest(route.resourceId, res.statusCode, Number(process.hrtime.bigint() - t0) / 1e9));
     }
     if (proto === 'http' && route.tls) {
-      res.writeHead(301, { location: `https://${hostOf(req)}${req.url ?? '/'}` });
+      res.writeHead(301, { location: `https://${host}${req.url ?? '/'}` });
       return res.end();
     }
-    let pass: Extract<Verdict, { allow: true }> | undefined;
     if (route.access && this.#d.access) {
       const v = this.#d.access.guard.check(req, route, proto, this.#clientOf(req));
-      const verdict = v instanceof Promise ? await v : v;
-      if (!verdict.allow) return refuse(res, verdict);
-      pass = verdict;
+      if (!(v instanceof Promise)) return this.#checked(req, res, proto, route, v);
+      return void v.then(
+        (verdict) => this.#checked(req, res, proto, route, verdict),
+        (err) => errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_ACCESS_DENIED', `access check failed: ${(err as Error).message}`),
+      );
     } else if (route.access) {
       return errorPage(res, 'CLUSTER_ERR_ACCESS_DENIED', 'access control is not running on this node');
     }
-    const send = async (retried: boolean): Promise<void> => {
-      let path: UpstreamPath;
-      let stream: Duplex;
-      let reused: boolean;
-      try {
-        path = this.#path(route, this.#clientOf(req));
-        ({ stream, reused } = await this.#pool.acquire(path));
-      } catch (err) {
-        // Coded when no way or no tunnel stream was had; else the target's TLS failed.
-        return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message);
-      }
-      if (res.destroyed) return this.#pool.release(path.key, stream, false); // the client left while the stream opened
-      const headers = this.#forwardedHeaders(req, proto, pass);
-      headers.host ??= path.servername;
-      const body = hasBody(req) ? { from: req, chunked: req.headers['transfer-encoding'] !== undefined } : undefined;
-      const outcome = await exchange(stream, { method: req.method ?? 'GET', path: pass?.url ?? req.url ?? '/', headers, body, timeoutMs: this.#d.responseTimeoutMs ?? 60_000 }, res);
+    this.#send(req, res, proto, route, undefined, false);
+  }
+
+  #checked(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, verdict: Verdict) {
+    if (!verdict.allow) return refuse(res, verdict);
+    this.#send(req, res, proto, route, verdict, false);
+  }
+
+  /**
+   * Sends the request on a kept-alive stream to the target (synchronously: no promise on the
+   * common path) or on a new one. A kept-alive stream can close just as it is reused (the
+   * tunnel moved, the target closed an idle connection): a request without a body is then
+   * sent once more.
+   */
+  #send(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, pass: Extract<Verdict, { allow: true }> | undefined, retried: boolean) {
+    let path: UpstreamPath;
+    try {
+      path = this.#path(route, this.#clientOf(req));
+    } catch (err) {
+      return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message);
+    }
+    const kept = this.#pool.take(path.key);
+    if (kept) return this.#exchange(req, res, proto, route, pass, retried, path, kept, true);
+    this.#pool.open(path).then(
+      (stream) => {
+        if (res.destroyed) return this.#pool.release(path.key, stream, false); // the client left while the stream opened
+        this.#exchange(req, res, proto, route, pass, retried, path, stream, false);
+      },
+      // Coded when no way or no tunnel stream was had; else the target's TLS failed.
+      (err) => errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message),
+    );
+  }
+
+  #exchange(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, pass: Extract<Verdict, { allow: true }> | undefined, retried: boolean, path: UpstreamPath, stream: Duplex, reused: boolean) {
+    const headers = this.#forwardedHeaders(req, proto, pass);
+    headers.host ??= path.servername;
+    const body = hasBody(req) ? { from: req, chunked: req.headers['transfer-encoding'] !== undefined } : undefined;
+    exchange(stream, { method: req.method ?? 'GET', path: pass?.url ?? req.url ?? '/', headers, body, timeoutMs: this.#d.responseTimeoutMs ?? 60_000 }, res, (outcome) => {
       if (outcome.sent) return this.#pool.release(path.key, stream, outcome.reusable);
       this.#pool.release(path.key, stream, false);
-      // A kept-alive stream can close just as it is reused (the tunnel moved, the target
-      // closed an idle connection): a request without a body is safe to send once more.
-      if (!retried && reused && SAFE_RETRY.has(req.method ?? '') && !body) return send(true);
+      if (!retried && reused && SAFE_RETRY.has(req.method ?? '') && !body) return this.#send(req, res, proto, route, pass, true);
       const err = outcome.error;
       errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`);
-    };
-    await send(false);
+    });
   }
 
   /**

@@ -16,6 +16,7 @@ const MAX_TRAILERS = 16 * 1024;
 /** A header line: token name, colon, value without the whitespace around it. */
 const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n]*))?$/;
+const EMPTY = Buffer.alloc(0);
 const LONE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
 
 export interface ResponseHead {
@@ -34,11 +35,21 @@ export interface ResponseEvents {
 
 type State = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers' | 'until-close' | 'done';
 
+const DIGITS = /^\d{1,15}$/;
+
+/** One Content-Length from its values (repeated or comma-listed ones must all be equal); a plain one without allocating. */
+function contentLength(cl: string | string[]): number {
+  if (typeof cl === 'string' && DIGITS.test(cl)) return Number(cl);
+  const values = (Array.isArray(cl) ? cl : [cl]).flatMap((v) => v.split(',')).map((v) => v.trim());
+  if (!values.every((v) => DIGITS.test(v)) || new Set(values).size !== 1) throw bad('bad content-length');
+  return Number(values[0]);
+}
+
 const bad = (reason: string) => new ClusterError('CLUSTER_ERR_INGRESS_BAD_UPSTREAM', `the target's response is malformed: ${reason}`, { reason });
 
 export class ResponseParser {
   #state: State = 'head';
-  #buf: Buffer = Buffer.alloc(0);
+  #buf: Buffer = EMPTY;
   #left = 0;
   #reusable = true;
   readonly #head: boolean;
@@ -129,7 +140,7 @@ export class ResponseParser {
         this.#buf = buf.subarray(end + 4);
         this.#finish(this.#reusable);
       } else if (this.#state === 'until-close') {
-        this.#buf = Buffer.alloc(0);
+        this.#buf = EMPTY;
         if (buf.length) this.on.body(buf);
         return;
       }
@@ -172,10 +183,9 @@ export class ResponseParser {
       const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((c) => c.trim().toLowerCase());
       next = codings.at(-1) === 'chunked' && !http10 ? 'chunk-size' : 'until-close';
     } else if (cl !== undefined) {
-      const values = (Array.isArray(cl) ? cl : [cl]).flatMap((v) => v.split(',')).map((v) => v.trim());
-      if (!values.every((v) => /^\d{1,15}$/.test(v)) || new Set(values).size !== 1) throw bad('bad content-length');
-      headers['content-length'] = values[0]!; // repeated equal values go on as one
-      this.#left = Number(values[0]);
+      const length = contentLength(cl);
+      headers['content-length'] = String(length); // repeated equal values go on as one
+      this.#left = length;
       next = this.#left === 0 ? 'done' : 'length';
     } else next = 'until-close';
     if (next === 'until-close') this.#reusable = false;
@@ -188,7 +198,7 @@ export class ResponseParser {
     this.#state = 'done';
     // Bytes beyond the response: the target is out of step with us, so its connection is not reused.
     const extra = this.#buf.length > 0;
-    this.#buf = Buffer.alloc(0);
+    this.#buf = EMPTY;
     this.on.end(reusable && !extra);
   }
 }

@@ -44,16 +44,56 @@ export type ExchangeOutcome =
   /** Nothing reached the client: the caller may answer an error page, or retry a safe request. */
   | { sent: false; error: Error };
 
-/**
- * Sends `request` on `stream` and relays the response to `res`. A class rather than closures:
- * this runs once per proxied request, and every named closure costs a function object (and,
- * under tsx, a name definition) each time.
- */
-export function exchange(stream: Duplex, request: UpstreamRequest, res: ServerResponse): Promise<ExchangeOutcome> {
-  return new Promise((resolve) => new Exchange(stream, request, res, resolve).start());
+/** Who hears a tunnel stream's events now: the exchange it carries, or the pool keeping it idle. */
+export interface StreamUser {
+  data(chunk: Buffer): void;
+  ended(): void;
+  closed(): void;
+  failed(err: Error): void;
 }
 
-class Exchange implements ResponseEvents {
+const USER = Symbol('upstream stream user');
+type Watched = Duplex & { [USER]?: StreamUser | null };
+
+/**
+ * Listens to `stream` once for its whole life and passes its events to whoever uses it now
+ * (`setUser`): adding and removing a dozen listeners per request, in the exchange and again
+ * in the pool, was a measurable share of the tunnel node's time.
+ */
+export function setUser(stream: Duplex, user: StreamUser | null) {
+  const s = stream as Watched;
+  if (s[USER] === undefined) {
+    s.on('data', onStreamData);
+    s.on('end', onStreamEnd);
+    s.on('close', onStreamClose);
+    s.on('error', onStreamError);
+  }
+  s[USER] = user;
+}
+
+function onStreamData(this: Watched, chunk: Buffer) {
+  this[USER]?.data(chunk);
+}
+function onStreamEnd(this: Watched) {
+  this[USER]?.ended();
+}
+function onStreamClose(this: Watched) {
+  this[USER]?.closed();
+}
+function onStreamError(this: Watched, err: Error) {
+  this[USER]?.failed(err);
+}
+
+/**
+ * Sends `request` on `stream` and relays the response to `res`; `done` is called once with
+ * the outcome. A class rather than closures: this runs once per proxied request, and every
+ * closure is an allocation.
+ */
+export function exchange(stream: Duplex, request: UpstreamRequest, res: ServerResponse, done: (o: ExchangeOutcome) => void): void {
+  new Exchange(stream, request, res, done).start();
+}
+
+class Exchange implements ResponseEvents, StreamUser {
   #settled = false;
   #headSent = false;
   #requestDone: boolean;
@@ -61,24 +101,19 @@ class Exchange implements ResponseEvents {
   readonly #parser: ResponseParser;
   readonly #body: IncomingMessage | undefined;
   #timer: NodeJS.Timeout | undefined;
-  // Listeners, bound once per exchange so they can be removed again.
-  readonly #onData = this.#data.bind(this);
-  readonly #onEnd = this.#ended.bind(this);
-  readonly #onClose = this.#closed.bind(this);
-  readonly #onError = this.#fail.bind(this);
-  readonly #onClientDrain = this.#clientDrained.bind(this);
-  readonly #onStreamDrain = this.#streamDrained.bind(this);
+  // Listeners on the client's side, bound once per exchange so they can be removed again.
   readonly #onClientClose = this.#clientClosed.bind(this);
-  readonly #onBodyData = this.#bodyData.bind(this);
-  readonly #onBodyEnd = this.#bodyEnded.bind(this);
-  readonly #onBodyClose = this.#bodyClosed.bind(this);
-  readonly #onTimeout = this.#timedOut.bind(this);
+  #onClientDrain: (() => void) | undefined;
+  #onStreamDrain: (() => void) | undefined;
+  #onBodyData: ((chunk: Buffer) => void) | undefined;
+  #onBodyEnd: (() => void) | undefined;
+  #onBodyClose: (() => void) | undefined;
 
   constructor(
     private readonly stream: Duplex,
     private readonly request: UpstreamRequest,
     private readonly res: ServerResponse,
-    private readonly resolve: (o: ExchangeOutcome) => void,
+    private readonly done: (o: ExchangeOutcome) => void,
   ) {
     this.#body = request.body?.from;
     this.#requestDone = this.#body === undefined;
@@ -93,19 +128,16 @@ class Exchange implements ResponseEvents {
     } catch (err) {
       return this.#settle({ sent: false, error: err as Error });
     }
-    this.#timer = setTimeout(this.#onTimeout, this.request.timeoutMs);
-    stream.on('data', this.#onData);
-    stream.on('end', this.#onEnd);
-    stream.on('close', this.#onClose);
-    stream.on('error', this.#onError);
+    this.#timer = setTimeout(onTimeout, this.request.timeoutMs, this);
+    setUser(stream, this);
     res.on('close', this.#onClientClose);
     stream.write(head);
     stream.resume();
     const body = this.#body;
     if (body) {
-      body.on('data', this.#onBodyData);
-      body.on('end', this.#onBodyEnd);
-      body.on('close', this.#onBodyClose);
+      body.on('data', (this.#onBodyData = this.#bodyData.bind(this)));
+      body.on('end', (this.#onBodyEnd = this.#bodyEnded.bind(this)));
+      body.on('close', (this.#onBodyClose = this.#bodyClosed.bind(this)));
     }
   }
 
@@ -127,7 +159,7 @@ class Exchange implements ResponseEvents {
     // One read can hold several chunks: wait for one drain, however many writes said stop.
     if (!this.res.write(chunk) && !this.stream.isPaused()) {
       this.stream.pause();
-      this.res.once('drain', this.#onClientDrain);
+      this.res.once('drain', (this.#onClientDrain ??= this.#clientDrained.bind(this)));
     }
   }
 
@@ -142,29 +174,38 @@ class Exchange implements ResponseEvents {
     this.#settle({ sent: true, reusable: this.#reusable });
   }
 
-  #data(chunk: Buffer) {
+  // StreamUser: what the tunnel stream did.
+  data(chunk: Buffer) {
     try {
       this.#parser.feed(chunk);
     } catch (err) {
-      this.#fail(err as Error);
+      this.failed(err as Error);
     }
   }
 
-  #ended() {
+  ended() {
     try {
       this.#parser.eof();
     } catch (err) {
-      this.#fail(err as Error);
+      this.failed(err as Error);
     }
   }
 
-  #closed() {
-    if (!this.#parser.done) this.#ended();
-    this.#fail(new Error('the tunnel stream closed'));
+  closed() {
+    if (!this.#parser.done) this.ended();
+    this.failed(new Error('the tunnel stream closed'));
   }
 
-  #timedOut() {
-    this.#fail(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' }));
+  /** The stream broke or the target misspoke: before the head nothing was sent; after it the client's response is cut. */
+  failed(error: Error) {
+    if (this.#settled) return;
+    if (!this.#headSent) return this.#settle({ sent: false, error });
+    this.res.destroy();
+    this.#settle({ sent: true, reusable: false });
+  }
+
+  timedOut() {
+    this.failed(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', 'the target did not answer in time', { siteId: '', targetId: '' }));
   }
 
   #clientDrained() {
@@ -188,7 +229,7 @@ class Exchange implements ResponseEvents {
     if (chunked) ok = stream.write('\r\n');
     if (!ok && !this.#body!.isPaused()) {
       this.#body!.pause();
-      stream.once('drain', this.#onStreamDrain);
+      stream.once('drain', (this.#onStreamDrain ??= this.#streamDrained.bind(this)));
     }
   }
 
@@ -199,15 +240,7 @@ class Exchange implements ResponseEvents {
 
   /** The client stopped sending mid-body: the target would wait for the rest forever. */
   #bodyClosed() {
-    if (!this.#body!.complete) this.#fail(new Error('the client did not send its whole body'));
-  }
-
-  /** The stream broke or the target misspoke: before the head nothing was sent; after it the client's response is cut. */
-  #fail(error: Error) {
-    if (this.#settled) return;
-    if (!this.#headSent) return this.#settle({ sent: false, error });
-    this.res.destroy();
-    this.#settle({ sent: true, reusable: false });
+    if (!this.#body!.complete) this.failed(new Error('the client did not send its whole body'));
   }
 
   #settle(outcome: ExchangeOutcome) {
@@ -216,17 +249,20 @@ class Exchange implements ResponseEvents {
     const { stream, res } = this;
     const body = this.#body;
     clearTimeout(this.#timer);
-    stream.off('data', this.#onData);
-    stream.off('end', this.#onEnd);
-    stream.off('close', this.#onClose);
-    stream.off('error', this.#onError);
-    stream.off('drain', this.#onStreamDrain);
+    if ((stream as Watched)[USER] === this) setUser(stream, null);
+    if (this.#onStreamDrain) stream.off('drain', this.#onStreamDrain);
     res.off('close', this.#onClientClose);
-    res.off('drain', this.#onClientDrain);
-    body?.off('data', this.#onBodyData);
-    body?.off('end', this.#onBodyEnd);
-    body?.off('close', this.#onBodyClose);
+    if (this.#onClientDrain) res.off('drain', this.#onClientDrain);
+    if (body) {
+      body.off('data', this.#onBodyData!);
+      body.off('end', this.#onBodyEnd!);
+      body.off('close', this.#onBodyClose!);
+    }
     if (!outcome.sent || !outcome.reusable) stream.destroy();
-    this.resolve(outcome);
+    this.done(outcome);
   }
+}
+
+function onTimeout(x: Exchange) {
+  x.timedOut();
 }

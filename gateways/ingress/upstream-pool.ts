@@ -6,6 +6,7 @@
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
+import { setUser, type StreamUser } from './upstream-exchange.ts';
 
 export interface UpstreamPath {
   /** Pool key: target id and address, plus the node the stream goes through. */
@@ -15,13 +16,27 @@ export interface UpstreamPath {
   open(): Promise<Duplex>;
 }
 
-interface Idle {
-  key: string;
-  stream: Duplex;
-  since: number;
+/** A stream kept idle: while idle the target has nothing to say, so a byte, an end or a close means it is done. */
+class Idle implements StreamUser {
+  constructor(
+    readonly pool: UpstreamPool,
+    readonly key: string,
+    readonly stream: Duplex,
+    readonly since: number,
+  ) {}
+  data() {
+    this.pool.gone(this);
+  }
+  ended() {
+    this.pool.gone(this);
+  }
+  closed() {
+    this.pool.gone(this);
+  }
+  failed() {
+    this.pool.gone(this);
+  }
 }
-
-const IDLE_EVENTS = ['data', 'close', 'end', 'error'] as const;
 
 export class UpstreamPool {
   readonly #idle = new Map<string, Idle[]>();
@@ -30,34 +45,37 @@ export class UpstreamPool {
   readonly #maxIdle: number;
   readonly #idleMs: number;
   readonly #sweep: NodeJS.Timeout;
-  /** Idle entries by stream, so one listener (not a closure per release) finds its entry. */
-  readonly #idleOf = new Map<Duplex, Idle>();
-  /** While idle the target has nothing to say: a byte, an end or a close means the stream is done. */
-  readonly #onIdleEvent: (this: Duplex) => void;
 
   constructor(options: { maxIdlePerPath?: number; idleTimeoutMs?: number } = {}) {
     this.#maxIdle = options.maxIdlePerPath ?? 32;
     this.#idleMs = options.idleTimeoutMs ?? 30_000;
     this.#sweep = setInterval(() => this.#expire(), Math.min(5000, this.#idleMs)).unref();
-    const pool = this;
-    this.#onIdleEvent = function (this: Duplex) {
-      pool.#gone(this);
-    };
+  }
+
+  /** A kept-alive stream to the target under `key`, if there is one (no promise: the common case stays synchronous). */
+  take(key: string): Duplex | undefined {
+    const list = this.#idle.get(key);
+    let idle: Idle | undefined;
+    while ((idle = list?.pop())) {
+      this.#unwatch(idle);
+      if (!idle.stream.destroyed && idle.stream.writable) return this.#hold(key, idle.stream);
+    }
+    return undefined;
   }
 
   /** A stream to the path's target: a kept-alive one if there is one (`reused`), else a new one. */
   async acquire(path: UpstreamPath): Promise<{ stream: Duplex; reused: boolean }> {
-    const list = this.#idle.get(path.key);
-    let idle: Idle | undefined;
-    while ((idle = list?.pop())) {
-      this.#unwatch(idle);
-      if (!idle.stream.destroyed && idle.stream.writable) return { stream: this.#hold(path.key, idle.stream), reused: true };
-    }
+    const kept = this.take(path.key);
+    return kept ? { stream: kept, reused: true } : { stream: await this.open(path), reused: false };
+  }
+
+  /** A new stream to the path's target (TLS to it when it asks for it), held as busy. */
+  async open(path: UpstreamPath): Promise<Duplex> {
     const raw = await path.open();
     // Targets inside a site commonly use private or self-signed certificates.
     const stream: Duplex = path.tls ? tlsConnect({ socket: raw as Socket, servername: path.servername, rejectUnauthorized: false }) : raw;
     if (path.tls) await new Promise<void>((resolve, reject) => (stream as TLSSocket).once('secureConnect', resolve).once('error', reject));
-    return { stream: this.#hold(path.key, stream), reused: false };
+    return this.#hold(path.key, stream);
   }
 
   #hold(key: string, stream: Duplex): Duplex {
@@ -75,20 +93,18 @@ export class UpstreamPool {
     let list = this.#idle.get(key);
     if (!reusable || stream.destroyed || !stream.writable || (list?.length ?? 0) >= this.#maxIdle) return void stream.destroy();
     if (!list) this.#idle.set(key, (list = []));
-    const entry: Idle = { key, stream, since: Date.now() };
-    this.#idleOf.set(stream, entry);
-    for (const e of IDLE_EVENTS) stream.on(e, this.#onIdleEvent);
+    const entry = new Idle(this, key, stream, Date.now());
+    setUser(stream, entry);
     list.push(entry);
   }
 
   #unwatch(entry: Idle) {
-    this.#idleOf.delete(entry.stream);
-    for (const e of IDLE_EVENTS) entry.stream.off(e, this.#onIdleEvent);
+    setUser(entry.stream, null);
   }
 
-  #gone(stream: Duplex) {
-    const entry = this.#idleOf.get(stream);
-    if (!entry) return;
+  /** An idle stream said something or closed: it is dropped. */
+  gone(entry: Idle) {
+    const { stream } = entry;
     this.#unwatch(entry);
     const list = this.#idle.get(entry.key);
     const i = list?.indexOf(entry) ?? -1;
