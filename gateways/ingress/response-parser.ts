@@ -13,11 +13,22 @@ export const MAX_RESPONSE_HEAD = 64 * 1024;
 const MAX_CHUNK_LINE = 4096;
 const MAX_TRAILERS = 16 * 1024;
 
-/** A header line: token name, colon, value without the whitespace around it. */
-const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
+/** A header name: a token (RFC 9110 section 5.6.2). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n]*))?$/;
 const EMPTY = Buffer.alloc(0);
-const LONE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
+
+/** A CR or LF left in a line split at CRLF stood alone. */
+const hasLoneCrLf = (line: string) => line.includes('\r') || line.includes('\n');
+
+/** `line` from `from` without the spaces and tabs around it (a header value's optional whitespace). */
+function trimOws(line: string, from: number): string {
+  let a = from;
+  let b = line.length;
+  while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
+  while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
+  return line.slice(a, b);
+}
 
 export interface ResponseHead {
   status: number;
@@ -148,19 +159,26 @@ export class ResponseParser {
   }
 
   #onHead(text: string) {
-    // Once over the whole head: a CR or LF that is not part of a CRLF, or a NUL, ends it here.
-    if (LONE_CR_LF_NUL.test(text)) throw bad('bad header value');
-    const lines = text.split('\r\n');
-    const status = STATUS_LINE.exec(lines[0]!);
-    if (!status) throw bad('bad status line');
+    // A NUL anywhere, or a CR or LF that is not part of a CRLF, ends it here (checked per line below).
+    if (text.includes('\0')) throw bad('bad header value');
+    let eol = text.indexOf('\r\n');
+    const first = eol < 0 ? text : text.slice(0, eol);
+    const status = STATUS_LINE.exec(first);
+    if (!status || hasLoneCrLf(first)) throw bad(status ? 'bad header value' : 'bad status line');
     const code = Number(status[2]);
     const headers: Record<string, string | string[]> = {};
-    for (let i = 1; i < lines.length; i++) {
-      const line = HEADER_LINE.exec(lines[i]!);
+    while (eol >= 0) {
+      const from = eol + 2;
+      eol = text.indexOf('\r\n', from);
+      const line = eol < 0 ? text.slice(from) : text.slice(from, eol);
+      if (hasLoneCrLf(line)) throw bad('bad header value');
+      const colon = line.indexOf(':');
       // No colon, an empty or non-token name (obs-fold: a line starting with whitespace).
-      if (!line) throw bad(lines[i]!.includes(':') ? 'bad header name' : 'bad header line');
-      const value = line[2]!;
-      const key = line[1]!.toLowerCase();
+      if (colon < 0) throw bad('bad header line');
+      const name = line.slice(0, colon);
+      if (!TOKEN.test(name)) throw bad('bad header name');
+      const value = trimOws(line, colon + 1);
+      const key = name.toLowerCase();
       const had = headers[key];
       headers[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
     }

@@ -1,0 +1,100 @@
+// The ingress's own upstream client: one exchange per request on a kept-alive tunnel stream,
+// the stream's events passed to whoever holds it (the exchange, then the pool), and a
+// response head that does not come in time failing the request with a coded error.
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { Duplex } from 'node:stream';
+import t from 'tap';
+import { exchange, type ExchangeOutcome } from '../../gateways/ingress/upstream-exchange.ts';
+import { UpstreamPool } from '../../gateways/ingress/upstream-pool.ts';
+
+/** A tunnel stream whose target answers `reply` to each request head (or nothing). */
+function target(reply?: string): Duplex & { heads: string[] } {
+  const heads: string[] = [];
+  const d = new Duplex({
+    read() {},
+    write(chunk, _enc, cb) {
+      heads.push(String(chunk));
+      if (reply) setImmediate(() => d.push(reply));
+      cb();
+    },
+  });
+  return Object.assign(d, { heads });
+}
+
+/** What the client received: status, headers and body, as a ServerResponse would be told. */
+class Client extends EventEmitter {
+  status = 0;
+  headers: Record<string, unknown> = {};
+  body = '';
+  ended = false;
+  writableFinished = false;
+  writeHead(status: number, _reason: string, headers: Record<string, unknown>) {
+    [this.status, this.headers] = [status, headers];
+  }
+  write(chunk: Buffer) {
+    this.body += String(chunk);
+    return true;
+  }
+  end() {
+    this.ended = this.writableFinished = true;
+  }
+  destroy() {}
+}
+
+const send = (stream: Duplex, res: Client, timeoutMs = 5000) =>
+  new Promise<ExchangeOutcome>((resolve) => exchange(stream, { method: 'GET', path: '/x', headers: { host: 'a.example' }, timeoutMs }, res as unknown as ServerResponse, resolve));
+
+t.test('two exchanges on one kept-alive stream, the pool holding it between them', async (t) => {
+  const stream = target('HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 5\r\n\r\nhello');
+  const pool = new UpstreamPool();
+  t.teardown(() => pool.close());
+  const path = { key: 'k', tls: false, servername: 'a.example', open: async () => stream };
+  const first = await pool.open(path);
+  const a = new Client();
+  t.same(await send(first, a), { sent: true, reusable: true });
+  t.match(a, { status: 200, body: 'hello', ended: true, headers: { 'content-length': '5' } });
+  t.notOk('connection' in a.headers, 'hop-by-hop headers are not relayed');
+  pool.release('k', first, true);
+  t.equal(pool.idle(), 1);
+  const again = pool.take('k');
+  t.equal(again, stream, 'the same stream is taken again, without a promise');
+  const b = new Client();
+  t.same(await send(again!, b), { sent: true, reusable: true });
+  t.equal(b.body, 'hello', 'the second response reached the second client only');
+  t.equal(stream.heads.length, 2);
+  t.equal(stream.listenerCount('data'), 1, 'one data listener for the stream\'s whole life');
+});
+
+t.test('an idle stream that says anything is dropped from the pool', async (t) => {
+  const stream = target();
+  const pool = new UpstreamPool();
+  t.teardown(() => pool.close());
+  pool.release('k', await pool.open({ key: 'k', tls: false, servername: 'a', open: async () => stream }), true);
+  t.equal(pool.idle(), 1);
+  stream.push('HTTP/1.1 408 Request Timeout\r\n\r\n');
+  await new Promise((r) => setImmediate(r));
+  t.equal(pool.idle(), 0, 'dropped');
+  t.ok(stream.destroyed, 'and closed');
+  t.equal(pool.take('k'), undefined);
+});
+
+t.test('no response head within the timeout: a coded failure, nothing sent, the stream closed', async (t) => {
+  const stream = target();
+  const res = new Client();
+  // The sweep does not hold the process open (a node's servers do): this test must.
+  const hold = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(hold));
+  const t0 = Date.now();
+  const outcome = await send(stream, res, 200);
+  const took = Date.now() - t0;
+  t.equal(outcome.sent, false);
+  t.match(outcome, { error: { code: 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' } });
+  t.ok(took >= 190 && took < 1000, `failed at its deadline (${took} ms)`);
+  t.equal(res.status, 0, 'nothing reached the client');
+  t.ok(stream.destroyed, 'the stream is not reused');
+  // A head that comes in time is not timed out later.
+  const ok = await send(target('HTTP/1.1 204 No Content\r\n\r\n'), new Client(), 200);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(ok, { sent: true, reusable: true });
+});
