@@ -19,6 +19,7 @@ import { ClusterError, isClusterError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { withDeadline } from './db-deadline.ts';
+import { passThroughTransactionContext } from './slonik-context.ts';
 
 export { sql };
 export type { DatabasePool };
@@ -52,6 +53,7 @@ const rowParser: Interceptor = {
  * transaction has a client-side deadline (db-deadline.ts), so a hung server cannot hold one.
  */
 export async function createDb(opts: DbOptions): Promise<DatabasePool> {
+  passThroughTransactionContext();
   const pool = await withDb(() => createPool(opts.url.reveal(), {
     maximumPoolSize: opts.poolSize,
     connectionTimeout: opts.connectTimeout,

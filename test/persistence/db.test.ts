@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import t from 'tap';
 import { z } from 'zod';
 import { createLogger } from '../../core/log.ts';
@@ -10,6 +12,7 @@ import { claimEpochs, markSitesSeen } from '../../persistence/epochs.ts';
 import { freshDatabase } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
+const ROOT = join(import.meta.dirname, '../..');
 
 t.test('rows are checked by their zod parser; a mismatching row is an error, not bad data', async (t) => {
   const url = await freshDatabase(t);
@@ -21,6 +24,37 @@ t.test('rows are checked by their zod parser; a mismatching row is an error, not
   t.equal(row.slug, 'acme');
   t.equal(row.version, 1);
   await t.rejects(pool.one(sql.type(z.object({ slug: z.number() }))`SELECT slug FROM orgs`), { message: /do not conform with the schema/ });
+});
+
+t.test('a transaction leaves async hooks off: the data plane in the same process does not pay for them', async (t) => {
+  const url = await freshDatabase(t);
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  // In a process of its own: the test runner turns async hooks on in this one.
+  const script = `
+    import { executionAsyncId } from 'node:async_hooks';
+    import { createLogger } from '${join(ROOT, 'core/log.ts')}';
+    import { Secret } from '${join(ROOT, 'core/secret.ts')}';
+    import { createDb, sql } from '${join(ROOT, 'persistence/db.ts')}';
+    const pool = await createDb({ url: new Secret(process.env.DB_URL), poolSize: 2, connectTimeout: 2000, statementTimeout: 2000, logger: createLogger({ level: 'silent' }) });
+    const slug = await pool.transaction(async (tx) => {
+      await tx.query(sql.unsafe\`INSERT INTO orgs (slug, name) VALUES ('tx', 'Tx')\`);
+      return tx.oneFirst(sql.unsafe\`SELECT slug FROM orgs WHERE slug = 'tx'\`);
+    });
+    const rolledBack = await pool.transaction(async (tx) => {
+      await tx.query(sql.unsafe\`INSERT INTO orgs (slug, name) VALUES ('rolled', 'Back')\`);
+      throw new Error('abort');
+    }).catch((err) => err.message);
+    const left = await pool.oneFirst(sql.unsafe\`SELECT count(*)::int FROM orgs WHERE slug = 'rolled'\`);
+    // With async hooks on (after any AsyncLocalStorage run), a promise's callback runs under an id of its own.
+    const idInThen = await Promise.resolve().then(() => executionAsyncId());
+    await pool.end();
+    console.log(JSON.stringify({ slug, rolledBack, left, idInThen }));
+  `;
+  const out = execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { cwd: ROOT, env: { ...process.env, DB_URL: url }, encoding: 'utf8' });
+  const r = JSON.parse(out.trim().split('\n').at(-1)!);
+  t.equal(r.slug, 'tx', 'the transaction ran and committed');
+  t.same([r.rolledBack, r.left], ['abort', 0], 'a failed transaction still rolls back');
+  t.equal(r.idInThen, 0, 'promises are not tracked by async hooks after transactions');
 });
 
 t.test('an unreachable PostgreSQL gives CLUSTER_ERR_DB_UNAVAILABLE quickly, and the pool recovers when it returns', async (t) => {
