@@ -25,7 +25,7 @@ import { MAX_HELLO, readClientHello } from './client-hello.ts';
 import { decodeProxyV2, encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
 import { cookieName, type AccessGuard, type Identity, type Verdict } from '../access/guard.ts';
 import type { Portal } from '../access/portal.ts';
-import type { Route, RouteTable } from './routes.ts';
+import type { Route, RouteTable, RouteTarget } from './routes.ts';
 import { exchange, HOP_BY_HOP } from './upstream-exchange.ts';
 import { UpstreamPool, type UpstreamPath } from './upstream-pool.ts';
 import { chooseTarget, pathTo, type Placement } from './upstream.ts';
@@ -38,6 +38,25 @@ function hasBody(req: IncomingMessage): boolean {
 
 /** Headers only this edge may set: a client's own copies are dropped, never passed on. */
 const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip|remote-.*|x-cluster-access-token)$/;
+/** EDGE_ONLY, the regex run only for names starting as one of those can (x, f, r): most do not. */
+const edgeOnly = (name: string) => {
+  const c = name.charCodeAt(0);
+  return (c === 120 || c === 102 || c === 114) && EDGE_ONLY.test(name);
+};
+
+/**
+ * The pool key of a target reached through `node`: keyed by where the stream ends too, so
+ * after an admin moves a target no request reuses a kept-alive stream to its old address.
+ * Made once per route target object (a changed target is a new object) and node.
+ */
+const poolKeys = new WeakMap<RouteTarget, Map<string, string>>();
+function poolKey(t: RouteTarget, node: string): string {
+  let byNode = poolKeys.get(t);
+  if (!byNode) poolKeys.set(t, (byNode = new Map()));
+  let key = byNode.get(node);
+  if (key === undefined) byNode.set(node, (key = `${t.id}=${t.scheme}://${t.host}:${t.port}@${node}`));
+  return key;
+}
 
 /** A header value from user data: printable ASCII kept, anything else percent-encoded. */
 const headerSafe = (v: string) => v.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
@@ -256,9 +275,7 @@ export class HttpIngress {
     const t = choice.target;
     // A forwarded stream's header names the first client; later requests on a pooled stream carry theirs in X-Forwarded-For.
     const open = () => openFor({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } });
-    // Keyed by where the stream ends too: after an admin moves a target, no request may reuse
-    // a kept-alive stream to its old address.
-    return { key: `${t.id}=${t.scheme}://${t.host}:${t.port}@${choice.node}`, tls: t.scheme === 'https', servername: t.host, open };
+    return { key: poolKey(t, choice.node), tls: t.scheme === 'https', servername: t.host, open };
   }
 
   /** A fresh (unpooled) byte stream to a target, for upgraded connections. */
@@ -272,9 +289,10 @@ export class HttpIngress {
     const headers: Record<string, string | string[]> = {};
     for (const k in req.headers) {
       const v = req.headers[k];
-      if (v !== undefined && !HOP_BY_HOP.has(k) && !EDGE_ONLY.test(k)) headers[k] = v;
+      if (v !== undefined && !HOP_BY_HOP.has(k) && !edgeOnly(k)) headers[k] = v;
     }
-    for (const h of (req.headers.connection ?? '').split(',')) delete headers[h.trim().toLowerCase()];
+    const connection = req.headers.connection;
+    if (connection) for (const h of connection.split(',')) delete headers[h.trim().toLowerCase()];
     if (pass) {
       const cookie = withoutSessionCookies(req.headers.cookie);
       if (cookie === undefined) delete headers.cookie;

@@ -31,6 +31,9 @@ export type Tunnels = Pick<TunnelRegistry, 'has' | 'open'>;
  * when it is the only way. Decided from memory alone.
  */
 export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placement: Pick<Placement, 'nodeId' | 'isLive'> & Partial<Pick<Placement, 'isSuspected'>>, protocol: 'tcp' | 'udp', random = Math.random): Choice | undefined {
+  // The common case, one target whose site's tunnel is here: no arrays made per request.
+  const only = route.targets.length === 1 ? route.targets[0]! : undefined;
+  if (only && only.enabled && only.healthy && (protocol === 'udp') === (only.scheme === 'udp') && tunnels.has(only.siteId)) return { target: only, node: 'local' };
   const usable = route.targets.filter((t) => t.enabled && t.healthy && (protocol === 'udp' ? t.scheme === 'udp' : t.scheme !== 'udp'));
   const here = pickWeighted(usable.filter((t) => tunnels.has(t.siteId)), random);
   if (here) return { target: here, node: 'local' };

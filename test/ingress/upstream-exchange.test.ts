@@ -36,7 +36,8 @@ class Client extends EventEmitter {
     this.body += String(chunk);
     return true;
   }
-  end() {
+  end(chunk?: string | Buffer) {
+    if (chunk !== undefined) this.body += String(chunk);
     this.ended = this.writableFinished = true;
   }
   destroy() {}
@@ -97,4 +98,16 @@ t.test('no response head within the timeout: a coded failure, nothing sent, the 
   const ok = await send(target('HTTP/1.1 204 No Content\r\n\r\n'), new Client(), 200);
   await new Promise((r) => setTimeout(r, 300));
   t.same(ok, { sent: true, reusable: true });
+});
+
+t.test('a streamed body goes on as it comes', async (t) => {
+  const stream = target('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n');
+  const res = new Client();
+  const outcome = send(stream, res);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(res.body, 'hello', 'the first chunk reached the client before the response ended');
+  t.notOk(res.ended);
+  stream.push('6\r\n world\r\n0\r\n\r\n');
+  t.same(await outcome, { sent: true, reusable: true });
+  t.equal(res.body, 'hello world');
 });
