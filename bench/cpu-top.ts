@@ -1,13 +1,19 @@
-// npm run bench:cpu-top -- DIR [N]
+// npm run bench:cpu-top -- DIR [N] [--window SECONDS] [--inclusive]
 // Where the time went in each .cpuprofile in DIR (written by node --cpu-prof; a benchmark
 // run with BENCH_CPU_PROFILE=DIR writes one per node and connector process): the top N
 // functions by self time, with their share of the samples, one table per process, labelled
-// by the script it ran. Reads and prints only.
+// by the script it ran. --window reads only the busiest SECONDS of each process (a load
+// phase, not start-up); --inclusive adds the top N by time spent in a function and what it
+// called. Reads and prints only.
+//
+// The profiler samples wall time: a syscall that wakes another process on a shared core
+// (a socket write to a local client) is charged for the time the woken process then runs.
+// Per-process CPU from /proc (bench:tunnel prints it per request) tells user from system time.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }>;
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }>;
   samples?: number[];
   timeDeltas?: number[];
   startTime: number;
@@ -37,9 +43,7 @@ export function topFrames(p: CpuProfile, n: number, root = ''): Frame[] {
   for (const [id, us] of self) {
     const f = byNode.get(id)?.callFrame;
     if (!f) continue;
-    const url = f.url.replace(/^file:\/\//, '').replace(root, '');
-    const name = f.functionName || (url ? '(anonymous)' : `(${f.url || 'native'})`);
-    const where = url ? `${url}:${f.lineNumber + 1}` : '';
+    const { name, where } = describe(f, root);
     const key = `${name}@${where}`;
     const m = merged.get(key) ?? { name, where, selfMs: 0, share: 0 };
     m.selfMs += us / 1000;
@@ -49,6 +53,61 @@ export function topFrames(p: CpuProfile, n: number, root = ''): Frame[] {
     .map((m) => ({ ...m, selfMs: Math.round(m.selfMs), share: Math.round((m.selfMs * 1000 * 1000) / total) / 10 }))
     .sort((a, b) => b.selfMs - a.selfMs)
     .slice(0, n);
+}
+
+/** The profile cut to its busiest `seconds` (most time not idle): a load phase of a whole run. */
+export function busiestWindow(p: CpuProfile, seconds: number): CpuProfile {
+  const samples = p.samples ?? [];
+  const deltas = p.timeDeltas ?? [];
+  const idle = new Set(p.nodes.filter((x) => x.callFrame.functionName === '(idle)').map((x) => x.id));
+  const at: number[] = [];
+  let t = p.startTime;
+  for (const d of deltas.slice(0, samples.length)) at.push((t += d));
+  const cost = (i: number) => (idle.has(samples[i]!) ? 0 : (deltas[i + 1] ?? deltas[i] ?? 0));
+  let [best, from, to, busy, j] = [-1, 0, 0, 0, 0];
+  for (let i = 0; i < samples.length; i++) {
+    busy += cost(i);
+    while (at[i]! - at[j]! > seconds * 1e6) busy -= cost(j++);
+    if (busy > best) [best, from, to] = [busy, j, i + 1];
+  }
+  return { ...p, samples: samples.slice(from, to), timeDeltas: deltas.slice(from, to + 1), startTime: at[from] ?? p.startTime, endTime: at[to - 1] ?? p.endTime };
+}
+
+/** Time in each function and everything it called (a recursive function counted once per sample), largest first. */
+export function inclusiveFrames(p: CpuProfile, n: number, root = ''): Frame[] {
+  const byNode = new Map(p.nodes.map((x) => [x.id, x]));
+  const parent = new Map<number, number>();
+  for (const x of p.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
+  const samples = p.samples ?? [];
+  const deltas = p.timeDeltas ?? [];
+  const total = new Map<string, Frame>();
+  let busy = 0;
+  for (let i = 0; i < samples.length; i++) {
+    if (byNode.get(samples[i]!)?.callFrame.functionName === '(idle)') continue;
+    const us = deltas[i + 1] ?? deltas[i] ?? 0;
+    busy += us;
+    const seen = new Set<string>();
+    for (let id: number | undefined = samples[i]; id !== undefined; id = parent.get(id)) {
+      const f = byNode.get(id)?.callFrame;
+      if (!f || f.functionName === '(root)') continue;
+      const { name, where } = describe(f, root);
+      const key = `${name}@${where}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const m = total.get(key) ?? { name, where, selfMs: 0, share: 0 };
+      m.selfMs += us / 1000;
+      total.set(key, m);
+    }
+  }
+  return [...total.values()]
+    .map((m) => ({ ...m, selfMs: Math.round(m.selfMs), share: Math.round((m.selfMs * 1000 * 1000) / (busy || 1)) / 10 }))
+    .sort((a, b) => b.selfMs - a.selfMs)
+    .slice(0, n);
+}
+
+function describe(f: { functionName: string; url: string; lineNumber: number }, root: string): { name: string; where: string } {
+  const url = f.url.replace(/^file:\/\//, '').replace(root, '');
+  return { name: f.functionName || (url ? '(anonymous)' : `(${f.url || 'native'})`), where: url ? `${url}:${f.lineNumber + 1}` : '' };
 }
 
 /** Which of our scripts a profile ran (its frames name them), for the table's title. */
@@ -82,14 +141,25 @@ export function forEachProfile<P>(script: string, ext: string, n: number, each: 
     process.exit(2);
   }
   const root = `${join(import.meta.dirname, '..')}/`;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(ext)).sort()) each(file, JSON.parse(readFileSync(join(dir, file), 'utf8')) as P, Number(process.argv[3] ?? n), root);
+  // N is the first argument after DIR that is neither a flag nor a flag's value.
+  const rest = process.argv.slice(3);
+  const count = rest.find((a, i) => !a.startsWith('--') && rest[i - 1] !== '--window');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(ext)).sort()) each(file, JSON.parse(readFileSync(join(dir, file), 'utf8')) as P, Number(count ?? n), root);
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
-  forEachProfile<CpuProfile>('cpu-top', '.cpuprofile', 15, (file, p, n, root) => {
-    const label = profileLabel(p);
+  const flag = (name: string) => process.argv.indexOf(name);
+  const window = flag('--window') > 0 ? Number(process.argv[flag('--window') + 1]) : undefined;
+  const inclusive = flag('--inclusive') > 0;
+  forEachProfile<CpuProfile>('cpu-top', '.cpuprofile', 15, (file, whole, n, root) => {
+    const label = profileLabel(whole);
     if (label === 'other') return;
-    process.stdout.write(`\n${label} (${file}: ${Math.round((p.endTime - p.startTime) / 1000)} ms profiled, ${busyMs(p)} ms busy)\n`);
-    for (const f of topFrames(p, n, root)) process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.selfMs).padStart(6)} ms  ${f.name}  ${f.where}\n`);
+    const p = window ? busiestWindow(whole, window) : whole;
+    const line = (f: Frame) => process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.selfMs).padStart(6)} ms  ${f.name}  ${f.where}\n`);
+    process.stdout.write(`\n${label} (${file}: ${Math.round((p.endTime - p.startTime) / 1000)} ms ${window ? 'in its busiest window' : 'profiled'}, ${busyMs(p)} ms busy)\n`);
+    topFrames(p, n, root).forEach(line);
+    if (!inclusive) return;
+    process.stdout.write(`  inclusive:\n`);
+    inclusiveFrames(p, n, root).forEach(line);
   });
 }

@@ -6,6 +6,7 @@
 // (b) one bulk TCP stream's throughput directly and through the tunnel; (c) steady requests
 // spread over the nodes while the tunnel's node is SIGKILLed, ten rounds: the longest run of
 // failing requests. Last line: one JSON object.
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -37,6 +38,32 @@ tcp((s) => {
   pump();
 }).listen(bulkPort, '127.0.0.1');
 `;
+
+/** CPU time a process has used so far, user and system, in ms (/proc/PID/stat; Linux). */
+function cpuMs(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
+}
+
+/**
+ * Runs `phase` and returns its result with the CPU each of `pids` spent per request in it,
+ * in microseconds, user and system apart. Steadier than requests/s on a machine whose two
+ * cores every process of the run shares: it says what a request costs each process.
+ */
+async function perRequest<T extends autocannon.Result>(pids: Record<string, number>, phase: () => Promise<T>): Promise<{ result: T; us: Record<string, { user: number; sys: number }> }> {
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+  const result = await phase();
+  const n = Math.max(1, result.requests.total);
+  const us = Object.fromEntries(Object.entries(pids).map(([k, pid]) => {
+    const after = cpuMs(pid);
+    return [k, { user: Math.round(((after.user - before[k]!.user) * 1000) / n), sys: Math.round(((after.sys - before[k]!.sys) * 1000) / n) }];
+  }));
+  return { result, us };
+}
+
+const cpuText = (us: Record<string, { user: number; sys: number }>) => Object.entries(us).map(([k, v]) => `${k} ${v.user + v.sys} us (user ${v.user}, sys ${v.sys})`).join('; ');
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 
@@ -122,10 +149,11 @@ async function main() {
       haproxy = await LocalHaproxy.start({ dir, backends: [{ name: 'target', address: `127.0.0.1:${httpPort}` }], checkPath: null });
       const direct = await bench(`http://127.0.0.1:${httpPort}/`);
       log(`direct:  ${direct.requests.average} req/s, p99 ${direct.latency.p99} ms`);
-      const viaHaproxy = await bench(`${haproxy.url}/`);
-      log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms`);
-      const viaTunnel = await bench(`http://${ip(first)}/`, 'app.bench.test');
-      log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}`);
+      const { result: viaHaproxy, us: haproxyCpu } = await perRequest({ haproxy: haproxy.pid }, () => bench(`${haproxy!.url}/`));
+      log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms; CPU per request: ${cpuText(haproxyCpu)}`);
+      const connector = procs.find((p) => p.name === 'connector')!;
+      const { result: viaTunnel, us: tunnelCpu } = await perRequest({ node: nodes.get(first)!.pid, connector: connector.pid }, () => bench(`http://${ip(first)}/`, 'app.bench.test'));
+      log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}; CPU per request: ${cpuText(tunnelCpu)}`);
       const haproxyPaced = await paced(`${haproxy.url}/`);
       const tunnelPaced = await paced(`http://${ip(first)}/`, 'app.bench.test');
       log(`at 100 req/s: haproxy p50 ${haproxyPaced.p50} ms p99 ${haproxyPaced.p99} ms; tunnel p50 ${tunnelPaced.p50} ms p99 ${tunnelPaced.p99} ms`);
@@ -169,6 +197,9 @@ async function main() {
         haproxy_rps: viaHaproxy.requests.average,
         tunnel_rps: viaTunnel.requests.average,
         tunnel_p99_ms: viaTunnel.latency.p99,
+        haproxy_cpu_us_per_req: haproxyCpu.haproxy!.user + haproxyCpu.haproxy!.sys,
+        tunnel_node_cpu_us_per_req: tunnelCpu.node!.user + tunnelCpu.node!.sys,
+        tunnel_connector_cpu_us_per_req: tunnelCpu.connector!.user + tunnelCpu.connector!.sys,
         haproxy_p50_ms_at_100: haproxyPaced.p50,
         haproxy_p99_ms_at_100: haproxyPaced.p99,
         tunnel_p50_ms_at_100: tunnelPaced.p50,

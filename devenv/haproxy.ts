@@ -65,6 +65,11 @@ export class LocalHaproxy {
     return `http://${this.host}:${this.port}`;
   }
 
+  /** The haproxy process (for its CPU time in /proc). */
+  get pid(): number {
+    return this.#proc.pid;
+  }
+
   async stop(): Promise<void> {
     await this.#proc.stop('SIGTERM', 3000);
   }

@@ -1,7 +1,7 @@
 // bench/cpu-top.ts: self time per function from a .cpuprofile, idle excluded, same function
 // merged, largest first; and which of our processes a profile came from.
 import t from 'tap';
-import { busyMs, profileLabel, topFrames, type CpuProfile } from '../../bench/cpu-top.ts';
+import { busiestWindow, busyMs, inclusiveFrames, profileLabel, topFrames, type CpuProfile } from '../../bench/cpu-top.ts';
 
 const frame = (id: number, functionName: string, url = '', lineNumber = 0) => ({ id, callFrame: { functionName, url, lineNumber } });
 // Six samples 1 ms apart: idle twice, writev twice, one each in two copies of the same function.
@@ -27,4 +27,21 @@ t.test('a profile is labelled by the script it ran', async (t) => {
   t.equal(profileLabel(profile), 'node');
   t.equal(profileLabel({ ...profile, nodes: [frame(1, 'x', 'file:///repo/connector/connector.ts')] }), 'connector');
   t.equal(profileLabel({ ...profile, nodes: [frame(1, 'x', 'file:///repo/bench/tunnel.ts')] }), 'other');
+});
+
+t.test('the busiest window of a run, and time including what a function called', async (t) => {
+  // root -> main -> pick; root -> writev. Ten samples 1 ms apart: idle, then main/pick busy, then idle again.
+  const nodes = [
+    { ...frame(1, '(root)'), children: [2, 3, 5] },
+    frame(2, '(idle)'),
+    { ...frame(3, 'main', 'file:///repo/supervisors/node.ts'), children: [4] },
+    frame(4, 'pick', 'file:///repo/gateways/ingress/upstream.ts', 9),
+    frame(5, 'writev'),
+  ];
+  const run: CpuProfile = { nodes, samples: [2, 2, 2, 4, 4, 3, 5, 2, 2, 2], timeDeltas: Array(10).fill(1000), startTime: 0, endTime: 10_000 };
+  const busiest = busiestWindow(run, 0.003);
+  t.equal(busyMs(busiest), 4, 'the window holds the four busy samples');
+  t.same(topFrames(busiest, 5, '/repo/').map((f) => [f.name, f.selfMs]), [['pick', 2], ['main', 1], ['writev', 1]]);
+  t.same(inclusiveFrames(busiest, 5, '/repo/').map((f) => [f.name, f.selfMs, f.share]), [['main', 3, 75], ['pick', 2, 50], ['writev', 1, 25]], 'main includes pick; shares of the busy time');
+  t.equal(busyMs(busiestWindow(run, 60)), 4, 'a window longer than the run is the whole run');
 });
