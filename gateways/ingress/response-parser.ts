@@ -33,8 +33,28 @@ function trimOws(line: string, from: number): string {
 export interface ResponseHead {
   status: number;
   reason: string;
-  /** Lower-case names; a name sent more than once keeps every value, in order. */
-  headers: Record<string, string | string[]>;
+  /** Name/value pairs in the order sent, names lower-cased; a repeated name is repeated. */
+  fields: readonly string[];
+  /** The same keyed by name; a name sent more than once keeps every value, in order. */
+  readonly headers: Record<string, string | string[]>;
+}
+
+class Head implements ResponseHead {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    readonly fields: string[],
+  ) {}
+
+  get headers(): Record<string, string | string[]> {
+    const out: Record<string, string | string[]> = {};
+    for (let i = 0; i < this.fields.length; i += 2) {
+      const [key, value] = [this.fields[i]!, this.fields[i + 1]!];
+      const had = out[key];
+      out[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+    }
+    return out;
+  }
 }
 
 export interface ResponseEvents {
@@ -166,7 +186,13 @@ export class ResponseParser {
     const status = STATUS_LINE.exec(first);
     if (!status || hasLoneCrLf(first)) throw bad(status ? 'bad header value' : 'bad status line');
     const code = Number(status[2]);
-    const headers: Record<string, string | string[]> = {};
+    // Name/value pairs as they came (names lower-cased), for the client's response as they are:
+    // no object keyed by name to build and walk again. The framing headers are noted on the way.
+    const fields: string[] = [];
+    let connection = '';
+    let te: string | undefined;
+    let cl: string[] | undefined;
+    let clAt = -1;
     while (eol >= 0) {
       const from = eol + 2;
       eol = text.indexOf('\r\n', from);
@@ -179,8 +205,13 @@ export class ResponseParser {
       if (!TOKEN.test(name)) throw bad('bad header name');
       const value = trimOws(line, colon + 1);
       const key = name.toLowerCase();
-      const had = headers[key];
-      headers[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+      if (key === 'content-length') {
+        (cl ??= []).push(value);
+        if (clAt >= 0) continue; // repeated (equal, or refused below) values go on as one
+        clAt = fields.length;
+      } else if (key === 'connection') connection = connection ? `${connection},${value}` : value;
+      else if (key === 'transfer-encoding') te = te === undefined ? value : `${te},${value}`;
+      fields.push(key, value);
     }
     // Interim responses (100 Continue, 103 Early Hints) are read and dropped: the final one follows.
     if (code >= 100 && code < 200) {
@@ -188,26 +219,28 @@ export class ResponseParser {
       return;
     }
     const http10 = status[1] === '0';
-    const connection = String(headers.connection ?? '').toLowerCase();
+    connection = connection.toLowerCase();
     this.#reusable = !connection.includes('close') && (!http10 || connection.includes('keep-alive'));
     // The framing is settled before anything goes to the client.
-    const te = headers['transfer-encoding'];
-    const cl = headers['content-length'];
     let next: State;
     if (this.#head || code === 204 || code === 304) next = 'done';
     else if (te !== undefined) {
-      // Both framings: the transfer coding wins, and the connection is not trusted again.
-      if (cl !== undefined) this.#reusable = false;
-      const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((c) => c.trim().toLowerCase());
+      // Both framings: the transfer coding wins, and the connection is not trusted again. The
+      // length is not passed on: the client gets the decoded body framed by this edge.
+      if (cl !== undefined) {
+        this.#reusable = false;
+        fields.splice(clAt, 2);
+      }
+      const codings = te.split(',').map((c) => c.trim().toLowerCase());
       next = codings.at(-1) === 'chunked' && !http10 ? 'chunk-size' : 'until-close';
     } else if (cl !== undefined) {
-      const length = contentLength(cl);
-      headers['content-length'] = String(length); // repeated equal values go on as one
+      const length = contentLength(cl.length === 1 ? cl[0]! : cl);
+      fields[clAt + 1] = String(length);
       this.#left = length;
       next = this.#left === 0 ? 'done' : 'length';
     } else next = 'until-close';
     if (next === 'until-close') this.#reusable = false;
-    this.on.head({ status: code, reason: status[3] ?? '', headers });
+    this.on.head(new Head(code, status[3] ?? '', fields));
     if (next === 'done') this.#finish(this.#reusable);
     else this.#state = next;
   }

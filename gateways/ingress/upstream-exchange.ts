@@ -145,8 +145,11 @@ class Exchange implements ResponseEvents, StreamUser {
   // ResponseEvents: what the parser read.
   head(h: ResponseHead) {
     awaitingHead.forget(this);
-    const headers: Record<string, string | string[]> = {};
-    for (const name in h.headers) if (!HOP_BY_HOP.has(name)) headers[name] = h.headers[name]!;
+    // A flat list keeps repeated names (Set-Cookie) as long as nothing called setHeader on this
+    // response first, which nothing on this path does.
+    const { fields } = h;
+    const headers: string[] = [];
+    for (let i = 0; i < fields.length; i += 2) if (!HOP_BY_HOP.has(fields[i]!)) headers.push(fields[i]!, fields[i + 1]!);
     try {
       this.res.writeHead(h.status, h.reason, headers);
     } catch (err) {

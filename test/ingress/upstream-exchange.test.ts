@@ -2,7 +2,8 @@
 // the stream's events passed to whoever holds it (the exchange, then the pool), and a
 // response head that does not come in time failing the request with a coded error.
 import { EventEmitter } from 'node:events';
-import type { ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
 import t from 'tap';
 import { exchange, type ExchangeOutcome } from '../../gateways/ingress/upstream-exchange.ts';
@@ -29,8 +30,13 @@ class Client extends EventEmitter {
   body = '';
   ended = false;
   writableFinished = false;
-  writeHead(status: number, _reason: string, headers: Record<string, unknown>) {
-    [this.status, this.headers] = [status, headers];
+  /** Headers as Node takes them here: name/value pairs in one flat list, a repeated name repeated. */
+  writeHead(status: number, _reason: string, pairs: string[]) {
+    this.status = status;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const had = this.headers[pairs[i]!] as string | string[] | undefined;
+      this.headers[pairs[i]!] = had === undefined ? pairs[i + 1] : [...[had].flat(), pairs[i + 1]!];
+    }
   }
   write(chunk: Buffer) {
     this.body += String(chunk);
@@ -110,4 +116,27 @@ t.test('a streamed body goes on as it comes', async (t) => {
   stream.push('6\r\n world\r\n0\r\n\r\n');
   t.same(await outcome, { sent: true, reusable: true });
   t.equal(res.body, 'hello world');
+});
+
+t.test('through a real ServerResponse: repeated headers kept, a length beside chunked framing not passed on', async (t) => {
+  const reply = 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\nConnection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+  const server = createServer((_req, res) => exchange(target(reply), { method: 'GET', path: '/', headers: { host: 'a' }, timeoutMs: 5000 }, res, () => {}));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const raw = await new Promise<string>((resolve, reject) => {
+    const c = connect((server.address() as { port: number }).port, '127.0.0.1');
+    let got = '';
+    c.on('data', (d) => {
+      got += d;
+      if (got.endsWith('0\r\n\r\n')) (c.end(), resolve(got));
+    });
+    c.on('error', reject);
+    c.write('GET / HTTP/1.1\r\nhost: a\r\n\r\n');
+  });
+  const [head, body] = raw.split('\r\n\r\n');
+  const lines = head!.toLowerCase().split('\r\n');
+  t.same(lines.filter((l) => l.startsWith('set-cookie:')), ['set-cookie: a=1', 'set-cookie: b=2'], 'both cookies, in order');
+  t.notOk(lines.some((l) => l.startsWith('content-length:')), 'the length that disagreed with the chunked framing is not passed on');
+  t.ok(lines.includes('transfer-encoding: chunked'), 'the client gets the body framed by this edge');
+  t.equal(body, '5\r\nhello\r\n0', 'the decoded body, chunked again');
 });
