@@ -155,7 +155,7 @@ async function main() {
       return { bench: 'dns', qps: ours.qps, nsd_qps: nsd.qps, p99_ms: ours.p99_ms, nsd_p99_ms: nsd.p99_ms, follow_ms_p99: pct(follows, 99) };
     } finally {
       for (const p of procs) await p.stop('SIGTERM', 2000);
-      await Promise.all([...nodes.values()].map((n) => n.proc.stop('SIGKILL', 1000)));
+      await Promise.all([...nodes.values()].map((n) => n.proc.stop(process.env.BENCH_STOP_SIGNAL === 'TERM' ? 'SIGTERM' : 'SIGKILL', 5000)));
     }
   });
 }
