@@ -1,5 +1,9 @@
 // Prometheus metrics of one node (served at /metrics by the admin gateway).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { RequestMetrics } from './request-metrics.ts';
+
+/** Bounds of the proxied requests' latency histogram, in seconds. */
+export const REQUEST_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
 export interface ClusterMetrics {
   registry: Registry;
@@ -114,8 +118,7 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
       this.set({ role: 'standby' }, n.standby);
     },
   });
-  const requests = new Counter({ name: 'cluster_ingress_requests_total', help: 'HTTP requests proxied by this node, by resource and status', labelNames: ['resource', 'status'], registers: [registry] });
-  const latency = new Histogram({ name: 'cluster_ingress_request_seconds', help: 'Time to the end of the response, by resource', labelNames: ['resource'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+  const requests = new RequestMetrics(registry, { requests: 'cluster_ingress_requests_total', latency: 'cluster_ingress_request_seconds' }, REQUEST_SECONDS_BUCKETS);
   new Gauge({
     name: 'cluster_certificate_expiry_seconds',
     help: 'Seconds until each issued certificate expires',
@@ -130,8 +133,6 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
   new Gauge({ name: 'cluster_dns_snapshot_age_seconds', help: 'Time since the DNS gateway last received zone data', registers: [registry], collect() { this.set(src.zoneSnapshotAgeMs() / 1000); } });
   // Per-request and per-query counting is on the data plane's hot path: each label set's
   // child is looked up once and kept (prom-client hashes the labels object on every call).
-  const requestCounters = new Map<string, { inc(): void }>();
-  const latencies = new Map<string, { observe(v: number): void }>();
   const queryCounters = new Map<string, { inc(): void }>();
   const child = <T>(m: Map<string, T>, key: string, make: () => T): T => {
     let c = m.get(key);
@@ -140,8 +141,7 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
   };
   return {
     onRequest(resource: string, status: number, seconds: number) {
-      child(requestCounters, `${resource} ${status}`, () => requests.labels({ resource, status: String(status) })).inc();
-      child(latencies, resource, () => latency.labels({ resource })).observe(seconds);
+      requests.observe(resource, status, seconds);
     },
     onQuery(type: string, rcode: string) {
       child(queryCounters, `${type} ${rcode}`, () => queries.labels({ type, rcode })).inc();
