@@ -6,7 +6,6 @@
 // (b) one bulk TCP stream's throughput directly and through the tunnel; (c) steady requests
 // spread over the nodes while the tunnel's node is SIGKILLed, ten rounds: the longest run of
 // failing requests. Last line: one JSON object.
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import autocannon from 'autocannon';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
-import { ServiceProcess } from '../devenv/process.ts';
+import { procStat, ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
@@ -41,8 +40,7 @@ tcp((s) => {
 
 /** CPU time a process has used so far, user and system, in ms (/proc/PID/stat; Linux). */
 function cpuMs(pid: number): { user: number; sys: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const f = procStat(pid);
   const tick = 1000 / 100; // USER_HZ is 100 on Linux
   return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
 }

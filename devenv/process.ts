@@ -150,15 +150,23 @@ export async function waitUntil(service: string, probe: () => Promise<boolean>, 
   throw new ClusterError('CLUSTER_ERR_LOCAL_SERVICE_FAILED', `${service} not ready after ${opts.timeoutMs}ms${opts.logFile ? ` (see ${opts.logFile})` : ''}`, { service });
 }
 
+/**
+ * The fields of /proc/PID/stat after the command name (Linux): [0] state, [1] ppid, ...,
+ * [11] utime, [12] stime (clock ticks). Throws when the process is gone.
+ */
+export function procStat(pid: number | string): string[] {
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** Pids of the direct children of `pid` (from /proc; Linux). */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+      if (Number(procStat(entry)[1]) === pid) out.push(Number(entry));
     } catch {
       /* exited meanwhile */
     }
