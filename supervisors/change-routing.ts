@@ -12,7 +12,7 @@ import type { DatabasePool } from '../persistence/db.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { ActorKindName, ActorMessage } from '../protocol/actor-messages.ts';
-import type { ChangeTouches } from '../protocol/channels.ts';
+import type { ChangeTouches, OwnershipChange } from '../protocol/channels.ts';
 import type { ActorHost } from './actor-host.ts';
 import { ChangeReplay } from './change-replay.ts';
 import type { Membership } from './membership.ts';
@@ -56,6 +56,18 @@ export function touchedIds(kind: ActorKindName, touches: ChangeTouches, index: P
     default:
       return [];
   }
+}
+
+/**
+ * The sites whose resources recompute on an ownership announcement (pure): releases of
+ * sites. A site actor announces its session gone and only then stops and releases its
+ * ownership, so a route recomputed on the first announcement can still read the old owner
+ * (the claim is what names a site's node in a route); without this, nothing recomputed it
+ * again and the route kept sending traffic to a node without the tunnel. Claims need no
+ * rule: a new session is announced after its claim.
+ */
+export function sitesReleased(m: OwnershipChange): string[] {
+  return m.type === 'released' && m.kind === 'site' ? m.ids : [];
 }
 
 export interface ChangeRoutingDeps {
@@ -127,6 +139,9 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   };
   await d.valkey.subscribe('health', refresh);
   await d.valkey.subscribe('sites', refresh);
+  await d.valkey.subscribe('ownership', (m) => {
+    for (const siteId of sitesReleased(m)) refresh({ siteId });
+  });
   const refreshAll = () => {
     host.broadcastLocal('resource', { type: 'refresh' });
     host.broadcastLocal('dns-zone', { type: 'refresh' });

@@ -1,7 +1,7 @@
 // Which actors hear of which admin change (the rule every node applies to announcements and
 // to changes replayed from the audit log).
 import t from 'tap';
-import { reactionsTo, touchedIds } from '../../supervisors/change-routing.ts';
+import { reactionsTo, sitesReleased, touchedIds } from '../../supervisors/change-routing.ts';
 import { enclosingNames, ResourceIndex } from '../../supervisors/resource-index.ts';
 
 const told = (kind: string) => reactionsTo(kind).tell.map((r) => `${r.kind}:${r.msg.type}`).sort();
@@ -71,4 +71,13 @@ t.test('a copy of a resource actor stopping late does not erase the entry of the
   t.same(index.bySite('s1'), ['r1'], 'still indexed');
   index.set('r1', null, fresh);
   t.same(index.bySite('s1'), []);
+});
+
+// A site actor announces its session gone, then stops and releases its claim: a route
+// recomputed on the announcement may still read the old owner, so the release recomputes
+// the site's resources again (CI once saw a route naming a node without the tunnel for 10 s).
+t.test('a released site recomputes its resources; claims and other kinds do not', async (t) => {
+  t.same(sitesReleased({ type: 'released', kind: 'site', ids: ['s1', 's2'], node: 'node-1', incarnation: 'i' }), ['s1', 's2']);
+  t.same(sitesReleased({ type: 'released', kind: 'resource', ids: ['r1'], node: 'node-1', incarnation: 'i' }), [], 'a resource actor moving is not a site moving');
+  t.same(sitesReleased({ type: 'claimed', kind: 'site', ids: ['s1'], node: 'node-2', incarnation: 'i', epochs: [3] }), [], 'a claim is followed by its session announcement');
 });
