@@ -100,7 +100,7 @@ class Exchange implements ResponseEvents, StreamUser {
   #reusable = false;
   readonly #parser: ResponseParser;
   readonly #body: IncomingMessage | undefined;
-  /** When the response head is due (epoch ms); 0 once it came. */
+  /** When the response head is due (epoch ms), read by the sweep while the exchange waits for it. */
   deadline = 0;
   // Listeners on the client's side, bound once per exchange so they can be removed again.
   readonly #onClientClose = this.#clientClosed.bind(this);
