@@ -63,12 +63,6 @@ export class UpstreamPool {
     return undefined;
   }
 
-  /** A stream to the path's target: a kept-alive one if there is one (`reused`), else a new one. */
-  async acquire(path: UpstreamPath): Promise<{ stream: Duplex; reused: boolean }> {
-    const kept = this.take(path.key);
-    return kept ? { stream: kept, reused: true } : { stream: await this.open(path), reused: false };
-  }
-
   /** A new stream to the path's target (TLS to it when it asks for it), held as busy. */
   async open(path: UpstreamPath): Promise<Duplex> {
     const raw = await path.open();
