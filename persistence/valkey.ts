@@ -89,10 +89,34 @@ export class Valkey {
     this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));
     this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
     this.#sub.on('message', (channel: string, raw: string) => this.#dispatch(channel, raw));
+    this.#keepConnecting(this.cmd, 'commands');
+    this.#keepConnecting(this.#sub, 'subscriber');
     let subscribedBefore = false;
     this.#sub.on('ready', () => {
       if (subscribedBefore) for (const f of this.#resubscribed) f();
       subscribedBefore = true;
+    });
+  }
+
+  /**
+   * Starts a connection again when ioredis gave it up for good ('end') though nobody closed
+   * it. ioredis 6 does so when a connection is told to disconnect while it asks a Sentinel
+   * for the primary, and its own Sentinel failover detector does just that when
+   * +switch-master arrives during a reconnect attempt: the node then ran on without commands
+   * or without subscriptions (readiness saw the first, nothing the second). The subscriber
+   * comes back with its subscriptions (ioredis keeps them across the restart) and a
+   * resubscription, so announcements missed meanwhile are recomputed.
+   */
+  #keepConnecting(conn: Redis, which: 'commands' | 'subscriber') {
+    let attempt = 0;
+    conn.on('ready', () => (attempt = 0));
+    conn.on('end', () => {
+      if (this.#state === 'closed') return;
+      const delayMs = backoff(++attempt);
+      this.#log.warn({ connection: which, delayMs }, 'valkey connection given up by the client; connecting again');
+      setTimeout(() => {
+        if (this.#state !== 'closed' && conn.status === 'end') conn.connect().catch(() => {});
+      }, delayMs).unref();
     });
   }
 
@@ -104,6 +128,11 @@ export class Valkey {
   onResubscribed(f: () => void): () => void {
     this.#resubscribed.add(f);
     return () => this.#resubscribed.delete(f);
+  }
+
+  /** The subscriber connection, for its status and events (tests, diagnostics); never for commands. */
+  get subscriber(): Redis {
+    return this.#sub;
   }
 
   get state(): ValkeyState {
@@ -160,6 +189,14 @@ export class Valkey {
       this.cmd.disconnect(true);
       this.#sub.disconnect(true);
     });
+  }
+
+  /**
+   * For readiness: the command connection answers a PING in time and the subscriber is
+   * connected. A node without its subscriber serves routes and zones that no longer change.
+   */
+  async usable(timeoutMs: number): Promise<boolean> {
+    return (await this.ping(timeoutMs)) && this.#sub.status === 'ready';
   }
 
   /** PING with a deadline; true when Valkey answered in time. */

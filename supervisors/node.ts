@@ -124,7 +124,7 @@ export class ClusterNode {
       timeoutMs: config.health.probeTimeout,
       state: () => this.lifecycle.state,
       pingPostgres: (ms) => (this.#run ? this.#postgresProbe.ping(ms) : Promise.resolve(false)),
-      pingValkey: (ms) => (this.#valkey ? this.#valkey.ping(ms) : Promise.resolve(false)),
+      pingValkey: (ms) => (this.#valkey ? this.#valkey.usable(ms) : Promise.resolve(false)),
       leaseHealthy: () => this.#run?.membership.healthy ?? false,
     });
     this.#heap = new HeapWatch({ log: this.#log.child({ component: 'heap' }) });

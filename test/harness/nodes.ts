@@ -1,7 +1,7 @@
 // Real `cluster node` processes for tests. Each gets a config with fresh loopback ports and
 // the test's own database and key prefix; teardown SIGKILLs whatever is still running.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeProcess } from '../../devenv/node-process.ts';
@@ -18,6 +18,14 @@ export interface TestNodeOptions {
 
 interface Teardown {
   teardown(fn: () => unknown): void;
+  /** tap's: false once an assertion of the test failed. */
+  passing?(): boolean;
+}
+
+/** The last warnings and errors of a node's log, for a failed test's output (CI keeps nothing else). */
+function logTail(logFile: string, lines = 25): string {
+  if (!existsSync(logFile)) return '';
+  return readFileSync(logFile, 'utf8').split('\n').filter((l) => /^\{"level":(4|5|6)0,/.test(l)).slice(-lines).map((l) => `  ${l.slice(0, 400)}`).join('\n');
 }
 
 export const TEST_SECRETS = {
@@ -67,6 +75,7 @@ export async function startTestNode(t: Teardown, opts: TestNodeOptions): Promise
   const node = new NodeProcess({ name: String(config.nodeId), config, configFile: join(dir, 'node.yaml'), logFile, env: opts.env });
   t.teardown(async () => {
     await node.proc.stop('SIGKILL', 1000);
+    if (t.passing && !t.passing()) process.stderr.write(`# ${config.nodeId}: last warnings and errors of its log\n${logTail(logFile)}\n`);
     if (process.env.KEEP_NODE_LOGS) process.stderr.write(`node logs kept in ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
   });

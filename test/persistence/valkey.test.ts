@@ -1,7 +1,9 @@
 import { once } from 'node:events';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
+import { LocalSentinel } from '../../devenv/valkey-sentinel.ts';
 import { LocalValkey } from '../../devenv/valkey.ts';
 import { Valkey } from '../../persistence/valkey.ts';
 import { freshClusterName } from '../harness/services.ts';
@@ -114,4 +116,37 @@ t.test('a stall of this process is not taken for a silent Valkey, nor a busy Val
   await until(async () => (await v.call((c) => c.get(v.keys.custom('k'))).catch(() => null), reconnects > 0), 5000, 'the connections to be made anew');
   server.thaw();
   t.equal(await until(() => v.call((c) => c.get(v.keys.custom('k'))).catch(() => null), 10_000, 'Valkey to answer again'), '1', 'back after the silence, by itself');
+});
+
+// ioredis (6.0) gives a connection up for good when it is told to disconnect while it asks a
+// Sentinel for the primary: its Sentinel failover detector does exactly that when
+// +switch-master arrives during a reconnect attempt. A node then ran on with its commands or
+// its subscriptions dead until restarted (seen in the Sentinel failover test, twice).
+t.test('through Sentinel, a connection told to reconnect while it asks for the primary does not give up', async (t) => {
+  const primary = await LocalValkey.start({ dir: t.testdir() });
+  t.teardown(() => primary.stop());
+  const sentinel = await LocalSentinel.start({ dir: join(t.testdirName, 'sentinel'), primary, masterName: 'cluster', quorum: 1 });
+  t.teardown(() => sentinel.stop());
+  const v = new Valkey({ url: new Secret(primary.url), clusterName: 'revive', connectTimeout: 1000, commandTimeout: 1000, logger, sentinels: [{ host: '127.0.0.1', port: sentinel.port }], masterName: 'cluster' });
+  v.connect();
+  t.teardown(() => v.close());
+  await until(() => v.state === 'ready' && v.subscriber.status === 'ready', 10_000, 'both connections');
+  const seen: unknown[] = [];
+  await v.subscribe('certs', (m) => seen.push(m));
+
+  const interrupted = [v.cmd, v.subscriber].map((conn) => {
+    // Once it is asking the Sentinel (after 'connecting', before the primary's socket exists), disconnect it as the detector would.
+    const done = new Promise<void>((resolve) => conn.once('connecting', () => setImmediate(() => (conn.disconnect(true), resolve()))));
+    conn.disconnect(true);
+    return done;
+  });
+  await Promise.all(interrupted);
+  t.equal(await v.usable(500), false, 'not usable for readiness meanwhile');
+  await until(() => v.usable(500), 10_000, 'both connections made again');
+  t.equal(await v.call((c) => c.set(v.keys.custom('k'), '1')), 'OK', 'commands work again');
+  await until(async () => {
+    await v.publish('certs', { hostname: 'back.example' });
+    return seen.length > 0;
+  }, 5000, 'the subscription back');
+  t.same(seen[0], { hostname: 'back.example' }, 'and so do subscriptions');
 });
