@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { startNsd } from '../devenv/nsd.ts';
-import { ServiceProcess, waitUntil } from '../devenv/process.ts';
+import { childPids, cpuMs, ServiceProcess, waitUntil } from '../devenv/process.ts';
 import { createLogger } from '../core/log.ts';
 import { Secret } from '../core/secret.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
@@ -38,8 +38,32 @@ async function digShort(server: string, name: string, type: string): Promise<str
   return stdout.trim().split('\n').filter(Boolean).sort();
 }
 
-/** dnsperf for SECONDS; qps from its summary, p99 from its per-query (-v) lines. */
-function dnsperf(server: string, port: number, queries: string): Promise<{ qps: number; p99_ms: number; lost: number }> {
+/** CPU (ms, user and system) of a process and all its descendants: NSD answers in a process it forks. */
+function treeCpuMs(pid: number): { user: number; sys: number } {
+  let own: { user: number; sys: number };
+  try {
+    own = cpuMs(pid);
+  } catch {
+    return { user: 0, sys: 0 }; // exited meanwhile
+  }
+  return childPids(pid).map(treeCpuMs).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }), own);
+}
+
+/**
+ * dnsperf for SECONDS against the server whose process is `pid`; qps from its summary, p99
+ * from its per-query (-v) lines, and the server's CPU per answered query in microseconds,
+ * user and system (steadier than qps on a machine whose two cores dnsperf shares with the
+ * server: at saturation dnsperf itself is the limit for the faster server).
+ */
+async function dnsperf(server: string, port: number, queries: string, pid: number): Promise<{ qps: number; p99_ms: number; lost: number; cpu_us: number; user_us: number }> {
+  const before = treeCpuMs(pid);
+  const r = await dnsperfRun(server, port, queries);
+  const after = treeCpuMs(pid);
+  const us = (ms: number) => Math.round((ms * 10_000) / Math.max(1, r.completed)) / 10;
+  return { ...r, cpu_us: us(after.user + after.sys - before.user - before.sys), user_us: us(after.user - before.user) };
+}
+
+function dnsperfRun(server: string, port: number, queries: string): Promise<{ qps: number; p99_ms: number; lost: number; completed: number }> {
   return new Promise((resolve, reject) => {
     const p = spawn('dnsperf', ['-s', server, '-p', String(port), '-d', queries, '-l', String(SECONDS), '-c', String(concurrency(4)), '-q', String(concurrency(200)), '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const latencies: number[] = [];
@@ -61,8 +85,9 @@ function dnsperf(server: string, port: number, queries: string): Promise<{ qps: 
     p.on('close', (code) => {
       const qps = Number(/Queries per second:\s+([\d.]+)/.exec(summary)?.[1]);
       const lost = Number(/Queries lost:\s+(\d+)/.exec(summary)?.[1] ?? 0);
+      const completed = Number(/Queries completed:\s+(\d+)/.exec(summary)?.[1] ?? 0);
       if (code !== 0 || !Number.isFinite(qps)) return reject(new Error(`dnsperf failed (${code}): ${summary.slice(-500)}`));
-      resolve({ qps: Math.round(qps), p99_ms: Math.round(pct(latencies, 99) * 100) / 100, lost });
+      resolve({ qps: Math.round(qps), p99_ms: Math.round(pct(latencies, 99) * 100) / 100, lost, completed });
     });
   });
 }
@@ -119,16 +144,17 @@ async function main() {
       await waitUntil('zone snapshot', async () => Boolean((zone = (await new SnapshotStore(valkey, 'zones').get(ZONE).catch(() => undefined))?.data)), { timeoutMs: 10_000 });
       await valkey.close();
       const nsdIp = nodeAddress();
-      procs.push(await startNsd({ dir, ip: nsdIp, zones: [{ name: ZONE, text: zoneFile(zone!) }] }));
+      const nsdProc = await startNsd({ dir, ip: nsdIp, zones: [{ name: ZONE, text: zoneFile(zone!) }] });
+      procs.push(nsdProc);
 
       const mix: string[] = [];
       for (let i = 0; i < HOSTS; i++) mix.push(`app${i}.${ZONE} A`, `app${i}.${ZONE} A`, `app${i}.${ZONE} A`, `missing${i}.${ZONE} A`, `app${i}.${ZONE} MX`);
       mix.push(`${ZONE} SOA`, `${ZONE} NS`);
       writeFileSync(join(dir, 'queries.txt'), `${mix.join('\n')}\n`);
-      const ours = await dnsperf(ip('node-1'), 53, join(dir, 'queries.txt'));
-      log(`cluster node: ${ours.qps} qps, p99 ${ours.p99_ms} ms, lost ${ours.lost}`);
-      const nsd = await dnsperf(nsdIp, 53, join(dir, 'queries.txt'));
-      log(`nsd:          ${nsd.qps} qps, p99 ${nsd.p99_ms} ms, lost ${nsd.lost}`);
+      const ours = await dnsperf(ip('node-1'), 53, join(dir, 'queries.txt'), nodes.get('node-1')!.proc.pid);
+      log(`cluster node: ${ours.qps} qps, p99 ${ours.p99_ms} ms, lost ${ours.lost}, ${ours.cpu_us} us of CPU per query (user ${ours.user_us})`);
+      const nsd = await dnsperf(nsdIp, 53, join(dir, 'queries.txt'), nsdProc.pid);
+      log(`nsd:          ${nsd.qps} qps, p99 ${nsd.p99_ms} ms, lost ${nsd.lost}, ${nsd.cpu_us} us of CPU per query (user ${nsd.user_us})`);
 
       const follows: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {
@@ -152,7 +178,7 @@ async function main() {
         await new Promise((res) => setTimeout(res, 1000));
       }
       target.close();
-      return { bench: 'dns', qps: ours.qps, nsd_qps: nsd.qps, p99_ms: ours.p99_ms, nsd_p99_ms: nsd.p99_ms, follow_ms_p99: pct(follows, 99) };
+      return { bench: 'dns', qps: ours.qps, nsd_qps: nsd.qps, p99_ms: ours.p99_ms, nsd_p99_ms: nsd.p99_ms, cpu_us_per_query: ours.cpu_us, nsd_cpu_us_per_query: nsd.cpu_us, follow_ms_p99: pct(follows, 99) };
     } finally {
       for (const p of procs) await p.stop('SIGTERM', 2000);
       await Promise.all([...nodes.values()].map((n) => n.proc.stop(process.env.BENCH_STOP_SIGNAL === 'TERM' ? 'SIGTERM' : 'SIGKILL', 5000)));

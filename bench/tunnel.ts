@@ -14,7 +14,7 @@ import autocannon from 'autocannon';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
-import { procStat, ServiceProcess } from '../devenv/process.ts';
+import { cpuMs, ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
@@ -37,13 +37,6 @@ tcp((s) => {
   pump();
 }).listen(bulkPort, '127.0.0.1');
 `;
-
-/** CPU time a process has used so far, user and system, in ms (/proc/PID/stat; Linux). */
-function cpuMs(pid: number): { user: number; sys: number } {
-  const f = procStat(pid);
-  const tick = 1000 / 100; // USER_HZ is 100 on Linux
-  return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
-}
 
 /**
  * Runs `phase` and returns its result with the CPU each of `pids` spent per request in it,

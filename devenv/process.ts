@@ -160,6 +160,13 @@ export function procStat(pid: number | string): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
+/** CPU time a process has used so far, user and system, in ms (/proc/PID/stat; Linux). */
+export function cpuMs(pid: number): { user: number; sys: number } {
+  const f = procStat(pid);
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
+}
+
 /** Pids of the direct children of `pid` (from /proc; Linux). */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
