@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { startNsd } from '../devenv/nsd.ts';
-import { childPids, cpuMs, ServiceProcess, waitUntil } from '../devenv/process.ts';
+import { ServiceProcess, treeCpuMs, waitUntil } from '../devenv/process.ts';
 import { createLogger } from '../core/log.ts';
 import { Secret } from '../core/secret.ts';
 import { SnapshotStore } from '../persistence/snapshots.ts';
@@ -36,17 +36,6 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 async function digShort(server: string, name: string, type: string): Promise<string[]> {
   const { stdout } = await run('dig', [`@${server}`, name, type, '+short', '+norec', '+time=1', '+tries=1']).catch(() => ({ stdout: '' }));
   return stdout.trim().split('\n').filter(Boolean).sort();
-}
-
-/** CPU (ms, user and system) of a process and all its descendants: NSD answers in a process it forks. */
-function treeCpuMs(pid: number): { user: number; sys: number } {
-  let own: { user: number; sys: number };
-  try {
-    own = cpuMs(pid);
-  } catch {
-    return { user: 0, sys: 0 }; // exited meanwhile
-  }
-  return childPids(pid).map(treeCpuMs).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }), own);
 }
 
 /**

@@ -26,7 +26,7 @@ import { adminCall as api } from '../devenv/admin-client.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { routesOn, type PeerTarget } from '../devenv/peer-client.ts';
 import { freePort } from '../devenv/ports.ts';
-import { ServiceProcess } from '../devenv/process.ts';
+import { machineCpuMs, ServiceProcess, treeCpuMs } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
 import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { profileWindow, sampleHeap } from './inspector.ts';
@@ -94,6 +94,12 @@ function resolves(server: { host: string; port: number }, name: string): Promise
 
 /** `value` of a metric line (first sample) in a Prometheus text page. */
 const metric = (page: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(page)?.[1] ?? NaN);
+
+/** A process tree's CPU so far, user + system, ms. */
+const busyMs = (pid: number) => {
+  const c = treeCpuMs(pid);
+  return c.user + c.sys;
+};
 
 async function main() {
   return withBenchServices('scale', async ({ dir, services }) => {
@@ -360,11 +366,25 @@ async function main() {
           await sleep(100);
         }
       });
-      await sleep(1000);
+      // Where the machine's CPU goes, before the kill (steady, 3 s) and through the storm: the
+      // survivors, the load connectors (here on the same two cores; at the sites in production)
+      // and the rest (Valkey, PostgreSQL, the benchmark itself).
+      const cpuNow = () => ({
+        at: Date.now(),
+        machine: machineCpuMs(),
+        survivors: survivors.map((id) => busyMs(nodes.get(id)!.proc.pid)),
+        connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0),
+      });
+      const steady0 = cpuNow();
+      await sleep(3000);
+      const steady1 = cpuNow();
+      const steadyPct = survivors.map((_, i) => Math.round(((steady1.survivors[i]! - steady0.survivors[i]!) / (steady1.at - steady0.at)) * 100));
+      log(`before the kill (3 s): survivors at ${steadyPct.join(' and ')} % of a core, load connectors ${Math.round(((steady1.connectors - steady0.connectors) / (steady1.at - steady0.at)) * 100)} %, machine ${Math.round(((steady1.machine.busy - steady0.machine.busy) / (steady1.machine.total - steady0.machine.total)) * 100)} % busy`);
       // BENCH_WINDOW_PROFILE=DIR: the survivors' CPU profiles of the storm alone (bench/inspector.ts).
       const profileDir = process.env.BENCH_WINDOW_PROFILE;
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
+      const storm0 = cpuNow();
       const k0 = Date.now();
       announced.clear();
       nodes.get(victim)!.proc.signal('SIGKILL');
@@ -404,6 +424,15 @@ async function main() {
         await pollRoutes;
       }
       const recoveredAll = Date.now() - k0;
+      const storm1 = cpuNow();
+      const stormCpu = {
+        survivors: survivors.map((_, i) => Math.round((storm1.survivors[i]! - storm0.survivors[i]!) / 100) / 10),
+        connectors: Math.round((storm1.connectors - storm0.connectors) / 100) / 10,
+        busy: Math.round((storm1.machine.busy - storm0.machine.busy) / 100) / 10,
+        total: Math.round((storm1.machine.total - storm0.machine.total) / 100) / 10,
+      };
+      const others = Math.round((stormCpu.busy - stormCpu.connectors - stormCpu.survivors.reduce((a, b) => a + b, 0)) * 10) / 10;
+      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest (Valkey, PostgreSQL, this benchmark) ${others} s`);
       const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
@@ -443,6 +472,11 @@ async function main() {
         storm_rate_limited: limited,
         storm_requests: requests,
         storm_failed: failed,
+        steady_survivor_cpu_pct: Math.max(...steadyPct),
+        storm_survivor_cpu_s: Math.max(...stormCpu.survivors),
+        storm_connectors_cpu_s: stormCpu.connectors,
+        storm_machine_busy_s: stormCpu.busy,
+        storm_machine_idle_s: Math.round((stormCpu.total - stormCpu.busy) * 10) / 10,
         edit_propagation_ms: Math.max(...edits),
       };
     } finally {

@@ -167,6 +167,25 @@ export function cpuMs(pid: number): { user: number; sys: number } {
   return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
 }
 
+/** CPU time of a process and all its descendants so far (ms, user + system; Linux). 0 once it is gone. */
+export function treeCpuMs(pid: number): { user: number; sys: number } {
+  let own: { user: number; sys: number };
+  try {
+    own = cpuMs(pid);
+  } catch {
+    return { user: 0, sys: 0 };
+  }
+  return childPids(pid).map(treeCpuMs).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }), own);
+}
+
+/** The whole machine's CPU time so far, busy and in all, in ms summed over its cores (/proc/stat; Linux). */
+export function machineCpuMs(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = f[3]! + f[4]!; // idle and iowait
+  return { busy: (total - idle) * 10, total: total * 10 };
+}
+
 /** Pids of the direct children of `pid` (from /proc; Linux). */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
