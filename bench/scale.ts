@@ -396,6 +396,12 @@ async function main() {
       const byResource = new Map(sites.map((s) => [s.resourceId, s.id]));
       let after: SiteStatus[] = before;
       let unroutedLeft = Infinity;
+      let lastUnrouted: string[] = [];
+      /** For a storm that does not end: what each survivor's route says of a few resources still unrouted. */
+      const unroutedDetail = async () => (await Promise.all(lastUnrouted.slice(0, 3).flatMap((rid) => survivors.map(async (id) => {
+        const r = await routesOn(peerOf(id), { id: rid }).catch((err: Error) => ({ route: err.message }));
+        return `${id} ${rid}: ${JSON.stringify(r.route)}`;
+      })))).join('\n');
       let polling = true;
       const pollRoutes = (async () => {
         while (polling) {
@@ -403,6 +409,7 @@ async function main() {
           const now = Date.now() - k0;
           if (!views.includes(undefined)) {
             const unrouted = new Set(views.flatMap((v) => v!.unrouted ?? []));
+            lastUnrouted = [...unrouted];
             for (const [rid, sid] of byResource) if (!unrouted.has(rid) && !routed.has(sid)) routed.set(sid, now);
             unroutedLeft = unrouted.size;
           }
@@ -416,7 +423,10 @@ async function main() {
           after = await statusOf(fleet);
           for (const s of after) if (orphaned.has(s[0]) && !back.has(s[0]) && s[1] === 'connected' && s[2] && s[2] !== victim) back.set(s[0], s[4] - k0);
           if (back.size === orphaned.size && unroutedLeft === 0) break;
-          if (Date.now() - k0 > 120_000) throw new Error(`after 120 s: ${orphaned.size - back.size} sites offline, ${unroutedLeft === Infinity ? 'no routes poll answered' : `${unroutedLeft} resources unrouted`}`);
+          if (Date.now() - k0 > 120_000) {
+            if (lastUnrouted.length) log(`unrouted after 120 s, as the survivors route them:\n${await unroutedDetail()}`);
+            throw new Error(`after 120 s: ${orphaned.size - back.size} sites offline, ${unroutedLeft === Infinity ? 'no routes poll answered' : `${unroutedLeft} resources unrouted`}`);
+          }
           await sleep(500); // each site's own time comes from its connector; this only sees the end
         }
       } finally {
