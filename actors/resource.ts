@@ -27,6 +27,8 @@ export interface ResourceDeps {
   standbys?(siteIds: string[]): Promise<Map<string, string>>;
   /** Told the sites and hostname the route is about to use (null: none any more), before their state is read, so no news of them is missed. */
   track?(route: { hostname: string | null; siteIds: string[] } | null): void;
+  /** Pauses between reads of a route naming a site with no owner (RECHECK_MS, then RECHECK_STEADY_MS); tests shorten them. */
+  recheck?: { ladderMs: readonly number[]; steadyMs: number };
 }
 
 export interface ResourceState {
@@ -39,10 +41,17 @@ export interface ResourceState {
  * A route with an enabled target whose site has no live owner is read again after these
  * pauses: the site's move may have been announced while this actor could not hear it (its
  * node rejoining after a fence, the actor respawning elsewhere); 88 resources stayed unrouted
- * for 120 s with every site online after a double fence in a 10,000-site storm. Not forever:
- * a site that is simply offline costs nothing after the last one.
+ * for 120 s with every site online after a double fence in a 10,000-site storm.
  */
 export const RECHECK_MS = [1000, 3000, 10_000, 30_000];
+/**
+ * Then every minute (a fifth either way, so many offline sites' resources do not read
+ * together) for as long as the route stays so: after the ladder, a fenced storm (2026-12-06)
+ * still left one resource unrouted for over 120 s with every site online, its cause not found.
+ * The floor under whatever news is lost: at most one Valkey round trip a minute for each
+ * resource of a site that is offline.
+ */
+export const RECHECK_STEADY_MS = 60_000;
 
 const row = z.object({
   resource_id: z.string(), org_id: z.string(), protocol: z.enum(['http', 'tcp', 'udp']), hostname: z.string().nullable(), proxy_port: z.number().nullable(), tls: z.boolean(), enabled: z.boolean(),
@@ -94,11 +103,13 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
       recheck = undefined;
       return;
     }
-    if (recheck || rechecks >= RECHECK_MS.length) return;
+    if (recheck) return;
+    const { ladderMs, steadyMs } = deps.recheck ?? { ladderMs: RECHECK_MS, steadyMs: RECHECK_STEADY_MS };
+    const pause = ladderMs[rechecks++] ?? steadyMs * (0.8 + Math.random() * 0.4);
     recheck = setTimeout(() => {
       recheck = undefined;
       ctx.self({ type: 'refresh' });
-    }, RECHECK_MS[rechecks++]);
+    }, pause);
     recheck.unref();
   }
   const sites = (base: ResourceState['base']) => [...new Set(base?.targets.map((t) => t.siteId) ?? [])];

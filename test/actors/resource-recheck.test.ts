@@ -1,8 +1,9 @@
-// A resource actor whose route names a site with no live owner reads it again a few times
-// (RECHECK_MS): a site's move announced while the actor could not hear it (its node rejoining
-// after a fence) left 88 resources unrouted for 120 s with every site online.
+// A resource actor whose route names a site with no live owner reads it again (RECHECK_MS,
+// then every RECHECK_STEADY_MS for as long as it stays so): a site's move announced while the
+// actor could not hear it (its node rejoining after a fence) left 88 resources unrouted for
+// 120 s with every site online; after a ladder that ended, one stayed so in a later storm.
 import t from 'tap';
-import { RECHECK_MS, resourceBehavior, type ResourceMsg, type ResourceState } from '../../actors/resource.ts';
+import { RECHECK_MS, RECHECK_STEADY_MS, resourceBehavior, type ResourceMsg, type ResourceState } from '../../actors/resource.ts';
 import type { ActorContext } from '../../actors/runtime.ts';
 import { createLogger } from '../../core/log.ts';
 
@@ -30,5 +31,36 @@ t.test('a route with a target on a site nobody holds is read again until the sit
   t.match(published.at(-1), { owners: { s1: 'node-2' } }, 'the recheck found the owner');
   await new Promise((r) => setTimeout(r, 1200));
   t.same(sent, [], 'nothing more once every site is owned');
+  await behavior.stopped?.(state, ctx);
+});
+
+t.test('past the ladder, a route still naming no owner keeps being read, a minute apart', async (t) => {
+  t.equal(RECHECK_STEADY_MS, 60_000);
+  const owners = new Map<string, string>();
+  const published: unknown[] = [];
+  const behavior = resourceBehavior({
+    db: undefined as never,
+    publish: async (s) => (published.push(s.data), true),
+    siteOwners: async () => new Map(owners),
+    health: async () => new Map(),
+    recheck: { ladderMs: [20, 20], steadyMs: 60 },
+  }, 'r1', 1);
+  const sent: ResourceMsg[] = [];
+  const ctx = { kind: 'resource', id: 'r1', epoch: 1, log: createLogger({ level: 'silent' }), self: (m: ResourceMsg) => sent.push(m), reply: () => {} } satisfies ActorContext<ResourceMsg>;
+  const base = { resourceId: 'r1', orgId: 'o1', protocol: 'http' as const, hostname: 'app.example', port: null, tls: false, enabled: true, targets: [{ id: 't1', siteId: 's1', host: '10.0.0.5', port: 80, scheme: 'http' as const, enabled: true, weight: 1, healthy: true }] };
+  let state: ResourceState = await behavior.receive({ base, published: undefined }, { type: 'refresh' }, ctx);
+  // Each read finds no owner; the actor keeps asking itself, well past the two-step ladder.
+  for (let i = 0; i < 5; i++) {
+    const deadline = Date.now() + 1000;
+    while (sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    t.same(sent.splice(0), [{ type: 'refresh' }], `read again (${i + 1})`);
+    state = await behavior.receive(state, { type: 'refresh' }, ctx);
+  }
+  owners.set('s1', 'node-2');
+  await new Promise((r) => setTimeout(r, 100));
+  state = await behavior.receive(state, sent.splice(0)[0]!, ctx);
+  t.match(published.at(-1), { owners: { s1: 'node-2' } }, 'the site, back at last, is found');
+  await new Promise((r) => setTimeout(r, 150));
+  t.same(sent, [], 'and the reads stop');
   await behavior.stopped?.(state, ctx);
 });
