@@ -423,7 +423,7 @@ async function main() {
         for (;;) {
           after = await statusOf(fleet);
           for (const s of after) if (orphaned.has(s[0]) && !back.has(s[0]) && s[1] === 'connected' && s[2] && s[2] !== victim) back.set(s[0], s[4] - k0);
-          // Sites that connected again later in the storm (a survivor closed them in a stall): their routes go away a second time.
+          // Sites that connected again later in the storm: attached anew after a survivor's fence (the connection kept), or closed by a survivor and moved.
           for (const s of after) if (s[4] > k0 && (orphaned.has(s[0]) ? (back.get(s[0]) ?? Infinity) < s[4] - k0 : true)) movedAgain.add(s[0]);
           if (back.size === orphaned.size && unroutedLeft === 0) break;
           if (Date.now() - k0 > 120_000) {
@@ -454,7 +454,7 @@ async function main() {
       await Promise.all(probes);
       const online = [...orphaned].map((id) => back.get(id) ?? 0);
       const rerouted = [...orphaned].map((id) => routed.get(id) ?? 0);
-      log(`storm: ${[...movedAgain].filter((id) => !orphaned.has(id)).length} sites not on the victim and ${[...movedAgain].filter((id) => orphaned.has(id)).length} of the victim's connected again during the storm (a survivor closed them): their routes went away meanwhile, which the per-site figures below do not count`);
+      log(`storm: ${[...movedAgain].filter((id) => !orphaned.has(id)).length} sites not on the victim and ${[...movedAgain].filter((id) => orphaned.has(id)).length} of the victim's connected again during the storm (attached anew after a survivor's fence, or closed by a survivor and moved): the per-site figures below count only each site's first return`);
       log(`storm: sites online again (each by its connector's clock) p50 ${pct(online, 50)}, p99 ${pct(online, 99)}, max ${Math.max(...online)} ms; their resources routed on every survivor p50 ${pct(rerouted, 50)}, p99 ${pct(rerouted, 99)}, max ${Math.max(...rerouted)} ms`);
       const perSite = online.map((ms, i) => Math.max(ms, rerouted[i]!));
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
