@@ -35,8 +35,12 @@ t.test('two-factor sign-in for cluster accounts', async (t) => {
   const enrol = await call('POST', '/api/v1/auth/totp', { cookie: session, body: {} });
   t.match(enrol.body, { secret: /^[A-Z2-7]{32}$/, otpauthUri: /^otpauth:\/\/totp\/cluster:bob%40example.com\?secret=/ });
   const key = fromBase32(enrol.body.secret);
-  const code = (offset = 0) => hotp(key, totpStep(Date.now()) + offset);
-  t.equal((await call('POST', '/api/v1/auth/totp/confirm', { cookie: session, body: { code: '000000' === code() ? '111111' : '000000' } })).body.code, 'CLUSTER_ERR_AUTH_BAD_SECOND_FACTOR', 'a wrong code does not turn it on');
+  // Codes are taken relative to the enrolment's step, not the clock at each call: a 30 s step
+  // boundary between two calls would otherwise turn "the spent code" into the next, unspent one.
+  const enrolStep = totpStep(Date.now());
+  const code = (offset = 0) => hotp(key, enrolStep + offset);
+  const wrongCode = () => ['000000', '111111', '222222', '333333'].find((c) => ![-1, 0, 1, 2].some((o) => code(o) === c))!;
+  t.equal((await call('POST', '/api/v1/auth/totp/confirm', { cookie: session, body: { code: wrongCode() } })).body.code, 'CLUSTER_ERR_AUTH_BAD_SECOND_FACTOR', 'a wrong code does not turn it on');
   const confirmed = await call('POST', '/api/v1/auth/totp/confirm', { cookie: session, body: { code: code() } });
   t.equal(confirmed.status, 200);
   t.equal(confirmed.body.recoveryCodes.length, 10, 'ten recovery codes, shown once');
