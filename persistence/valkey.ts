@@ -52,6 +52,13 @@ export class Valkey {
   /** Command connection. Use through `call()` so failures arrive as coded errors. */
   readonly cmd: Redis;
   readonly #sub: Redis;
+  /**
+   * The membership lease's own connection. On the command connection a renewal queued behind
+   * a storm's claims and snapshots (in ioredis's write buffer and in Valkey's read of this
+   * client) and came back too late: survivors of a SIGKILL fenced themselves with their
+   * leases intact, which doubled the storm.
+   */
+  readonly #lease: Redis;
   readonly #log: Logger;
   readonly #handlers = new Map<string, { name: ChannelName; handlers: Set<(message: any) => void> }>();
   readonly #resubscribed = new Set<() => void>();
@@ -81,6 +88,7 @@ export class Valkey {
     this.cmd = connect(base);
     // The subscriber queues its (re)subscriptions until connected; it never serves commands.
     this.#sub = connect({ ...base, enableOfflineQueue: true, autoResubscribe: true });
+    this.#lease = connect({ ...base, connectionName: `${opts.clusterName}:lease` });
     this.cmd.on('ready', () => {
       this.#lastReplyAt = Date.now();
       this.#setState('ready');
@@ -88,9 +96,11 @@ export class Valkey {
     this.cmd.on('reconnecting', () => this.#setState('reconnecting'));
     this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));
     this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
+    this.#lease.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey lease connection error'));
     this.#sub.on('message', (channel: string, raw: string) => this.#dispatch(channel, raw));
     this.#keepConnecting(this.cmd, 'commands');
     this.#keepConnecting(this.#sub, 'subscriber');
+    this.#keepConnecting(this.#lease, 'lease');
     let subscribedBefore = false;
     this.#sub.on('ready', () => {
       if (subscribedBefore) for (const f of this.#resubscribed) f();
@@ -107,7 +117,7 @@ export class Valkey {
    * comes back with its subscriptions (ioredis keeps them across the restart) and a
    * resubscription, so announcements missed meanwhile are recomputed.
    */
-  #keepConnecting(conn: Redis, which: 'commands' | 'subscriber') {
+  #keepConnecting(conn: Redis, which: 'commands' | 'subscriber' | 'lease') {
     let attempt = 0;
     conn.on('ready', () => (attempt = 0));
     conn.on('end', () => {
@@ -135,6 +145,11 @@ export class Valkey {
     return this.#sub;
   }
 
+  /** The lease's connection, for its status (tests, diagnostics); only `call(op, 'lease')` uses it. */
+  get leaseConnection(): Redis {
+    return this.#lease;
+  }
+
   get state(): ValkeyState {
     return this.#state;
   }
@@ -151,13 +166,19 @@ export class Valkey {
   connect(): void {
     this.cmd.connect().catch(() => {});
     this.#sub.connect().catch(() => {});
+    this.#lease.connect().catch(() => {});
   }
 
-  /** Runs one Valkey operation, turning connection failures into a coded error. */
-  async call<T>(op: (cmd: Redis) => Promise<T>): Promise<T> {
+  /**
+   * Runs one Valkey operation, turning connection failures into a coded error. `via: 'lease'`
+   * is for the membership lease alone; while its connection is down the command connection
+   * carries it, so a lost lease connection by itself never costs a renewal.
+   */
+  async call<T>(op: (cmd: Redis) => Promise<T>, via: 'commands' | 'lease' = 'commands'): Promise<T> {
     if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
+    const conn = via === 'lease' && this.#lease.status === 'ready' ? this.#lease : this.cmd;
     try {
-      const reply = await withIoDeadline(op(this.cmd), this.#commandTimeoutMs, () => new Error('Command timed out'));
+      const reply = await withIoDeadline(op(conn), this.#commandTimeoutMs, () => new Error('Command timed out'));
       this.#lastReplyAt = Date.now();
       return reply;
     } catch (err) {
@@ -188,6 +209,7 @@ export class Valkey {
       this.#log.warn({ silentMs: this.#commandTimeoutMs }, 'valkey stopped answering; reconnecting');
       this.cmd.disconnect(true);
       this.#sub.disconnect(true);
+      this.#lease.disconnect(true);
     });
   }
 
@@ -263,8 +285,9 @@ export class Valkey {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#handlers.clear();
-    await Promise.allSettled([this.cmd.quit(), this.#sub.quit()]);
+    await Promise.allSettled([this.cmd.quit(), this.#sub.quit(), this.#lease.quit()]);
     this.cmd.disconnect();
     this.#sub.disconnect();
+    this.#lease.disconnect();
   }
 }

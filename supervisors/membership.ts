@@ -7,9 +7,15 @@
 // actor, before its lease can have expired, and then rejoins with a new incarnation.
 // A node whose own process stalled past that point (a long GC, a starved CPU) has no evidence
 // either way: while the lease certainly still holds in Valkey (ttl from the last renewal that
-// was sent, less CONFIRM_SLACK_MS) it sends a renewal and fences only if that is not confirmed
+// was sent, less CONFIRM_SLACK_MS) it sends a renewal and fences only if none is confirmed
 // by then. Its actors take no claims and no deliveries meanwhile, and a peer cannot have taken
 // them: the lease has not run out. Fencing would only have doubled the load that stalled it.
+// After a stall, the decision waits for the answers already in the socket to be read (timers
+// run before I/O in Node's loop): a renewal sent just before or after the stall may have been
+// answered meanwhile, and any renewal Valkey answered with 1 proves the lease never lapsed
+// (an expired key makes it answer 0). Fencing on the clock alone, with that answer unread,
+// fenced survivors of a SIGKILL whose leases were intact in four of six 10,000-site storms.
+// Renewals travel on their own Valkey connection, not behind the storm's commands.
 // Fast detection: when a peer link drops and the peer's port refuses connections, the
 // process is gone, so its lease is compare-and-deleted at once instead of waiting for TTL.
 import { EventEmitter } from 'node:events';
@@ -66,8 +72,8 @@ export class Membership extends EventEmitter {
   readonly #leaving = new Set<string>();
   /** When the watchdog last ran: a long gap means this process was not running, not that Valkey was silent. */
   #watchdogAt = 0;
-  /** Set while a node that stalled past its fence point waits for a renewal: fence at this time without it. */
-  #confirm: { by: number; timer: { cancel(): void } } | undefined;
+  /** Set while a node that stalled past its fence point waits for a renewal to be confirmed (see #checkConfirm). */
+  #confirm: { timer: { cancel(): void } } | undefined;
 
   constructor(o: MembershipOptions) {
     super();
@@ -171,7 +177,7 @@ export class Membership extends EventEmitter {
       if (this.#state !== 'joining') return;
       try {
         const sentAt = clock.now();
-        const ok = await valkey.call((c) => c.eval(JOIN_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
+        const ok = await valkey.call((c) => c.eval(JOIN_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs), 'lease');
         if (ok === 1) {
           // The record too, in the same retry: a connection lost between the two must not
           // leave the node holding a lease but never joined (JOIN_LEASE is idempotent for
@@ -200,17 +206,19 @@ export class Membership extends EventEmitter {
     const { valkey, clock, ttlMs } = this.#o;
     const sentAt = clock.now();
     try {
-      const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs));
+      const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs), 'lease');
       if (this.#state !== 'joined') return;
       if (r !== 1) return this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
       const before = this.#renewedAt;
       this.#renewedAt = Math.max(before, sentAt); // a renewal sent before a stall may answer after a later one
       const confirm = this.#confirm;
-      if (!confirm) return;
-      if (clock.now() >= confirm.by) return this.#fence('stalled past the lease margin; the renewal was confirmed too late');
+      // Valkey held the lease when this reached it, so it never lapsed; it lasts ttl from sentAt.
+      // An older renewal answered late may not bring the node back inside its margin: the
+      // pending check then waits on (for the renewal sent after the stall) or fences.
+      if (!confirm || clock.now() >= this.#fenceAt()) return;
       confirm.timer.cancel();
       this.#confirm = undefined;
-      this.#log.warn({ sinceLastRenewalMs: sentAt - before }, 'lease confirmed after a stall: it was still ours, not fencing');
+      this.#log.warn({ sinceLastRenewalMs: sentAt - before, answeredAfterMs: clock.now() - sentAt }, 'lease confirmed after a stall: it was still ours, not fencing');
       this.emit('stalled', 'confirmed');
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'lease renewal failed');
@@ -221,26 +229,42 @@ export class Membership extends EventEmitter {
     return Math.max(50, Math.min(200, this.#o.renewEveryMs / 4));
   }
 
+  /** The last confirmed renewal's lease certainly holds until then (less the slack for the fence's own stop). */
+  #confirmBy(): number {
+    return this.#renewedAt + this.#o.ttlMs - CONFIRM_SLACK_MS;
+  }
+
   /**
    * Fences as soon as the lease may be about to expire, even if Valkey calls hang; unless this
    * process itself was stalled across that moment (the watchdog ran late by half a renewal
-   * interval or more) and the lease still certainly holds: then a renewal goes out at once,
-   * and the node fences when it is not confirmed before the lease could end.
+   * interval or more): then a renewal goes out at once, and the node fences when, with the
+   * answers that have arrived read, no confirmed renewal covers the lease any more.
    */
   #watchdog() {
     const now = this.#o.clock.now();
     const gap = now - this.#watchdogAt;
     this.#watchdogAt = now;
     if (this.#state !== 'joined' || this.#confirm || now < this.#fenceAt()) return;
-    const by = this.#renewedAt + this.#o.ttlMs - CONFIRM_SLACK_MS;
     const stalled = gap >= this.#watchdogEveryMs() + Math.max(500, this.#o.renewEveryMs / 2);
-    if (!stalled || now >= by) return this.#fence('could not renew the lease in time');
-    this.#log.warn({ stalledMs: gap, confirmWithinMs: by - now }, 'this process stalled past its lease margin; renewing before the lease can end');
-    this.#confirm = {
-      by,
-      timer: this.#o.clock.setTimeout(() => this.#fence('stalled past the lease margin; no renewal confirmed before the lease could end'), by - now),
-    };
+    if (!stalled) return this.#fence('could not renew the lease in time');
+    this.#log.warn({ stalledMs: gap, confirmWithinMs: this.#confirmBy() - now }, 'this process stalled past its lease margin; renewing before the lease can end');
+    const confirm = { timer: { cancel() {} } };
+    this.#confirm = confirm;
     void this.#renew();
+    this.#checkConfirm(confirm);
+  }
+
+  /**
+   * Once this turn's I/O has been read (a renewal's answer may be waiting): fences if no
+   * confirmed renewal covers the lease any more, else looks again when the covered time ends.
+   */
+  #checkConfirm(confirm: { timer: { cancel(): void } }) {
+    setImmediate(() => {
+      if (this.#confirm !== confirm || this.#state !== 'joined') return;
+      const left = this.#confirmBy() - this.#o.clock.now();
+      if (left <= 0) return this.#fence('stalled past the lease margin; no renewal confirmed before the lease could end');
+      confirm.timer = this.#o.clock.setTimeout(() => this.#checkConfirm(confirm), left);
+    });
   }
 
   #fence(reason: string) {
@@ -265,7 +289,7 @@ export class Membership extends EventEmitter {
     const old = this.#incarnation;
     setImmediate(() => {
       void this.#o.valkey
-        .call((c) => c.eval(DROP_LEASE, 1, this.#o.valkey.keys.lease(this.#o.nodeId), old))
+        .call((c) => c.eval(DROP_LEASE, 1, this.#o.valkey.keys.lease(this.#o.nodeId), old), 'lease')
         .catch(() => {}) // cut off from Valkey: the lease runs out by itself
         .then(() => this.#join())
         .catch((err) => this.#log.error({ err }, 'rejoin failed'));
@@ -393,7 +417,7 @@ export class Membership extends EventEmitter {
     this.#confirm = undefined;
     if (was === 'joined') {
       const { valkey } = this.#o;
-      await valkey.call((c) => c.eval(LEAVE_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, 2 * this.#o.ttlMs)).catch(() => {});
+      await valkey.call((c) => c.eval(LEAVE_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, 2 * this.#o.ttlMs), 'lease').catch(() => {});
       await valkey.publish('membership', { type: 'leave', member: this.#record() }).catch(() => {});
     }
     await this.#unsubscribe?.().catch(() => {});

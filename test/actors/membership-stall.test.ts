@@ -4,7 +4,9 @@
 // and fences when the lease is gone, or when no renewal is confirmed before the lease could end
 // (ttl from the last renewal sent, less 150 ms): never later, or a peer could have taken its
 // actors meanwhile (an earlier version waited a renewal interval, and `cluster chaos` found an
-// actor on two nodes). A node that did not stall but hears nothing from Valkey still fences at
+// actor on two nodes). "Confirmed" counts every answer that has arrived by the time it decides:
+// a renewal answered during a second stall proves the lease held (storm survivors fenced with
+// the answer unread). A node that did not stall but hears nothing from Valkey still fences at
 // its margin, as before.
 import { once } from 'node:events';
 import t, { type Test } from 'tap';
@@ -18,6 +20,7 @@ import { freshClusterName } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
 const settle = () => new Promise((r) => setTimeout(r, 150)); // real time for Valkey's replies
+const afterIo = () => new Promise((r) => setImmediate(r));
 
 async function joined(t: Pick<Test, 'teardown' | 'equal'>) {
   const { clusterName, valkeyUrl } = await freshClusterName(t);
@@ -25,14 +28,17 @@ async function joined(t: Pick<Test, 'teardown' | 'equal'>) {
   valkey.connect();
   await once(valkey.cmd, 'ready');
   t.teardown(() => valkey.close());
-  // `silent` makes every call fail fast, as an unreachable Valkey does.
-  const link = { silent: false };
+  // `silent` makes every call fail fast, as an unreachable Valkey does; `held` keeps answers
+  // back until released, as a process that stalls before reading them does.
+  const link: { silent: boolean; held?: Promise<void> } = { silent: false };
   const proxied = new Proxy(valkey, {
     get(target, prop) {
       if (prop === 'call') {
-        return async (op: Parameters<Valkey['call']>[0]) => {
+        return async (...args: Parameters<Valkey['call']>) => {
           if (link.silent) throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey unavailable: timed out', {});
-          return target.call(op);
+          const answer = await target.call(...args);
+          if (link.held) await link.held;
+          return answer;
         };
       }
       const v = Reflect.get(target, prop, target);
@@ -88,17 +94,40 @@ t.test('a stall while Valkey cannot be reached: fences before the lease could en
   t.equal(membership.state, 'joined', 'waits for the answer while the lease certainly holds');
   t.notOk(membership.healthy, 'and takes no claims or deliveries meanwhile');
   clock.advance(149);
+  await afterIo();
   t.equal(membership.state, 'joined');
   clock.advance(1);
+  await afterIo();
   t.equal(membership.state, 'fenced', 'fenced 150 ms before the 3 s lease from the last renewal could end');
   t.same(events, ['stalled:fenced', 'fenced']);
 });
 
-t.test('a stall that ends too close to the lease\'s end: fences at once', async (t) => {
-  const { clock, membership, events } = await joined(t);
-  stall(clock, 2900); // Valkey may drop the lease within 100 ms: no time to ask
-  t.equal(membership.state, 'fenced');
-  t.same(events, ['fenced'], 'no confirmation attempted');
+t.test('a stall that ends where the lease could have ended, nothing answered: fences once the arrived I/O is read', async (t) => {
+  const { clock, membership, events, link } = await joined(t);
+  let release = () => {};
+  link.held = new Promise((r) => (release = r));
+  stall(clock, 2900); // Valkey may drop the lease within 100 ms
+  await afterIo();
+  t.equal(membership.state, 'fenced', 'no wait for a new round trip past the lease\'s end');
+  t.same(events, ['stalled:fenced', 'fenced']);
+  release();
+});
+
+t.test('a renewal answered during a second stall, past the first lease\'s end: it held, no fence', async (t) => {
+  const { clock, membership, events, link } = await joined(t);
+  let release = () => {};
+  link.held = new Promise((r) => (release = r));
+  stall(clock, 2700); // the renewal goes out now; its answer waits
+  await settle(); // Valkey has answered; this process has not read it yet
+  clock.t += 400; // a second stall, across the 2850 ms point where the first lease could end
+  link.held = undefined;
+  release();
+  await afterIo();
+  clock.advance(0); // the overdue timers, then this turn's I/O
+  await afterIo();
+  t.equal(membership.state, 'joined', 'Valkey renewed the lease before it ran out: it never lapsed');
+  t.ok(membership.healthy);
+  t.same(events, ['stalled:confirmed']);
 });
 
 t.test('no stall but no renewal answered for the margin: fences at the margin, as before', async (t) => {

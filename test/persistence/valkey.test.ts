@@ -58,6 +58,25 @@ t.test('a prefix that could escape its keyspace is refused', async (t) => {
   t.throws(() => new Valkey({ url: new Secret('redis://127.0.0.1:1'), clusterName: 'a*', connectTimeout: 100, commandTimeout: 100, logger }));
 });
 
+t.test('the lease has its own connection: a renewal never waits behind the commands, and survives losing it', async (t) => {
+  const { clusterName, valkeyUrl } = await freshClusterName(t);
+  const v = await client(t, valkeyUrl, clusterName);
+  await until(() => v.leaseConnection.status === 'ready', 5000);
+  // A blocking pop holds the command connection, as a long queue of a storm's commands does.
+  const blocked = v.call((c) => c.blpop(v.keys.custom('never'), 0.8));
+  const started = Date.now();
+  t.equal(await v.call((c) => c.ping(), 'lease'), 'PONG');
+  t.ok(Date.now() - started < 500, `answered in ${Date.now() - started} ms while the command connection waited`);
+  t.equal(await blocked, null, 'the command connection was held all along');
+
+  const lease = (await v.call((c) => c.client('LIST')) as string).split('\n').find((l) => l.includes(` name=${clusterName}:lease `))!;
+  await v.call((c) => c.client('KILL', 'ID', /\bid=(\d+)/.exec(lease)![1]!));
+  await until(() => v.leaseConnection.status !== 'ready', 5000);
+  t.equal(await v.call((c) => c.ping(), 'lease'), 'PONG', 'while its connection is made again the command connection carries it');
+  await until(() => v.leaseConnection.status === 'ready', 5000);
+  t.pass('and the lease connection comes back by itself');
+});
+
 t.test('while Valkey is down commands fail at once with a coded error, and recover after', async (t) => {
   const server = await LocalValkey.start({ dir: t.testdir() });
   t.teardown(() => server.stop());
