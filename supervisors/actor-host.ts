@@ -319,7 +319,10 @@ export class ActorHost {
 
   /** Delivery of a message already checked against its kind's schema. */
   async #deliverChecked(kind: string, id: string, msg: unknown, timeoutMs: number): Promise<unknown> {
-    if (!this.#d.membership.healthy) throw new ClusterError('CLUSTER_ERR_NODE_FENCED', 'this node is fenced', { nodeId: this.#d.membership.nodeId });
+    // A renewal awaited (past the margin, or after a stall) is no fence yet: wait for its outcome.
+    if (!this.#d.membership.healthy && !(await this.#d.membership.whenHealthy(timeoutMs))) {
+      throw new ClusterError('CLUSTER_ERR_NODE_FENCED', 'this node is fenced', { nodeId: this.#d.membership.nodeId });
+    }
     const actor = this.#d.system.get(kind, id);
     if (!actor || actor.stopping) throw new ClusterError('CLUSTER_ERR_ACTOR_NOT_HERE', `${kind}/${id} is not on this node`, { kind, id });
     return actor.ask(msg, timeoutMs);

@@ -74,6 +74,8 @@ export class Membership extends EventEmitter {
   #watchdogAt = 0;
   /** Set while a node that stalled past its fence point waits for a renewal to be confirmed (see #checkConfirm). */
   #confirm: { timer: { cancel(): void } } | undefined;
+  /** Deliveries waiting for the lease to be certain again (see whenHealthy). */
+  readonly #healthWaiters = new Set<(ok: boolean) => void>();
 
   constructor(o: MembershipOptions) {
     super();
@@ -101,6 +103,30 @@ export class Membership extends EventEmitter {
   /** True while our lease is certainly still ours; actors may act only then. */
   get healthy(): boolean {
     return this.#state === 'joined' && this.#o.clock.now() < this.#fenceAt();
+  }
+
+  /**
+   * True as soon as the lease is certainly held again; false if the node fences or leaves
+   * first, or after `timeoutMs`. For deliveries that arrive while a renewal is awaited (past
+   * the margin, or confirming after a stall): failing them closed connectors' control
+   * connections, each then registering again, in storms where no node fenced.
+   */
+  whenHealthy(timeoutMs: number): Promise<boolean> {
+    if (this.healthy) return Promise.resolve(true);
+    if (this.#state !== 'joined') return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        timer.cancel();
+        this.#healthWaiters.delete(done);
+        resolve(ok);
+      };
+      const timer = this.#o.clock.setTimeout(() => done(false), timeoutMs);
+      this.#healthWaiters.add(done);
+    });
+  }
+
+  #settleWaiters(ok: boolean) {
+    for (const done of [...this.#healthWaiters]) done(ok);
   }
 
   /** How long our lease certainly lasts without another renewal; 0 when we hold none. */
@@ -211,6 +237,7 @@ export class Membership extends EventEmitter {
       if (r !== 1) return this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
       const before = this.#renewedAt;
       this.#renewedAt = Math.max(before, sentAt); // a renewal sent before a stall may answer after a later one
+      if (this.healthy) this.#settleWaiters(true);
       const confirm = this.#confirm;
       // Valkey held the lease when this reached it, so it never lapsed; it lasts ttl from sentAt.
       // An older renewal answered late may not bring the node back inside its margin: the
@@ -275,6 +302,7 @@ export class Membership extends EventEmitter {
       this.#confirm = undefined;
       this.emit('stalled', 'fenced');
     }
+    this.#settleWaiters(false);
     this.#log.error({ reason, incarnation: this.#incarnation }, 'fenced: stopping all actors, then rejoining');
     this.#beforeFence = new Map(this.#view);
     this.#view.clear();
@@ -415,6 +443,7 @@ export class Membership extends EventEmitter {
     this.#expiryCheck?.cancel();
     this.#confirm?.timer.cancel();
     this.#confirm = undefined;
+    this.#settleWaiters(false);
     if (was === 'joined') {
       const { valkey } = this.#o;
       await valkey.call((c) => c.eval(LEAVE_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, 2 * this.#o.ttlMs), 'lease').catch(() => {});

@@ -69,7 +69,9 @@ t.test('a stall past the margin with the lease still held in Valkey: no fence', 
   const { clock, membership, events } = await joined(t);
   stall(clock, 2700); // past the 2.5 s margin, inside Valkey's 3 s lease less the 150 ms slack
   t.notOk(membership.healthy, 'unhealthy while it asks: no claims, no deliveries');
+  const delivery = membership.whenHealthy(1000);
   await settle();
+  t.equal(await delivery, true, 'a delivery that arrived meanwhile waited, and goes ahead');
   clock.advance(200);
   t.equal(membership.state, 'joined', 'still the same member');
   t.ok(membership.healthy, 'healthy again once Valkey confirmed the lease');
@@ -81,7 +83,9 @@ t.test('a stall during which the lease was lost: fences', async (t) => {
   const before = membership.incarnation;
   await valkey.cmd.del(valkey.keys.lease('a')); // expired, or a peer declared this node dead
   stall(clock, 2700);
+  const delivery = membership.whenHealthy(1000);
   await settle();
+  t.equal(await delivery, false, 'a delivery that arrived meanwhile is refused');
   t.not(membership.incarnation, before, 'fenced, and rejoined as a new incarnation');
   t.same(events.slice(0, 2), ['stalled:fenced', 'fenced']);
 });
