@@ -16,8 +16,8 @@ export interface LoadConnectorSpec {
   sites: Array<{ id: string; secret: string; address: string }>;
 }
 
-/** One site as the status answer shows it: id, state, node, standby node, last `connected` (ms epoch), token refusals by a rate limit, where its data plane runs. */
-export type SiteStatus = [id: string, state: string, node: string | null, standby: string | null, connectedAt: number, limited: number, data: 'direct' | 'frames' | null];
+/** One site as the status answer shows it: id, state, node, standby node, last `connected` (ms epoch), token refusals by a rate limit, where its data plane runs, when its primary was last seen lost (ms epoch, 0 never). */
+export type SiteStatus = [id: string, state: string, node: string | null, standby: string | null, connectedAt: number, limited: number, data: 'direct' | 'frames' | null, lostAt: number];
 
 const spec = JSON.parse(readFileSync(process.argv.at(-1)!, 'utf8')) as LoadConnectorSpec;
 const logger = createLogger({ level: process.env.SCALE_CONNECTOR_LOG ?? 'error' });
@@ -26,8 +26,9 @@ const sites = spec.sites.map((s, k) => {
   // orders spread over them as sites behind a load balancer would.
   const endpoints = spec.endpoints.map((_, i) => spec.endpoints[(i + k) % spec.endpoints.length]!);
   const c = new Connector({ endpoints, siteId: s.id, secret: s.secret, logger, transport: 'websocket', localAddress: s.address });
-  const row = { c, connectedAt: 0, limited: 0 };
+  const row = { c, connectedAt: 0, limited: 0, lostAt: 0 };
   c.on('connected', () => (row.connectedAt = Date.now()));
+  c.on('disconnected', () => (row.lostAt = Date.now()));
   c.on('refused', (err: { status?: number }) => {
     if (err.status === 429) row.limited++;
   });
@@ -36,7 +37,7 @@ const sites = spec.sites.map((s, k) => {
 
 createServer((req, res) => {
   if (req.url !== '/status') return res.writeHead(404).end();
-  const out: SiteStatus[] = sites.map(({ id, row }) => [id, row.c.state, row.c.state === 'connected' ? (row.c.node ?? null) : null, row.c.standbyNode ?? null, row.connectedAt, row.limited, row.c.websocketData ?? null]);
+  const out: SiteStatus[] = sites.map(({ id, row }) => [id, row.c.state, row.c.state === 'connected' ? (row.c.node ?? null) : null, row.c.standbyNode ?? null, row.connectedAt, row.limited, row.c.websocketData ?? null, row.lostAt]);
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out));
 }).listen(spec.statusPort, '127.0.0.1', () => {
   // All at once, as after a power cut at every site: the start is part of what is measured.

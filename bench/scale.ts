@@ -384,6 +384,13 @@ async function main() {
       const profileDir = process.env.BENCH_WINDOW_PROFILE;
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
+      /** Valkey's own CPU (s) and commands served, from INFO: how much of "the rest" is Valkey. */
+      const valkeyNow = async () => {
+        const info = await valkey.info();
+        const cpu = Number(/^used_cpu_sys:([\d.]+)/m.exec(info)?.[1]) + Number(/^used_cpu_user:([\d.]+)/m.exec(info)?.[1]);
+        return { cpu, commands: Number(/^total_commands_processed:(\d+)/m.exec(info)?.[1]) };
+      };
+      const valkey0 = await valkeyNow();
       const storm0 = cpuNow();
       const k0 = Date.now();
       announced.clear();
@@ -393,6 +400,8 @@ async function main() {
       // held up the routes poll too, and every site's "routed" read as that one late poll.
       const back = new Map<string, number>();
       const movedAgain = new Set<string>();
+      /** When each site's connector saw its primary lost (its own clock): what of a site's time back is the load generator's. */
+      const noticed = new Map<string, number>();
       const routed = new Map<string, number>();
       const byResource = new Map(sites.map((s) => [s.resourceId, s.id]));
       let after: SiteStatus[] = before;
@@ -404,6 +413,7 @@ async function main() {
         return `${id} ${rid}: ${JSON.stringify(r.route)}`;
       })))).join('\n');
       let polling = true;
+      let lastProgress = k0;
       const pollRoutes = (async () => {
         while (polling) {
           const views = await Promise.all(survivors.map((id) => routesOrBusy(id, { dead: [victim] })));
@@ -422,10 +432,18 @@ async function main() {
       try {
         for (;;) {
           after = await statusOf(fleet);
-          for (const s of after) if (orphaned.has(s[0]) && !back.has(s[0]) && s[1] === 'connected' && s[2] && s[2] !== victim) back.set(s[0], s[4] - k0);
+          for (const s of after) {
+            if (!orphaned.has(s[0]) || back.has(s[0]) || s[1] !== 'connected' || !s[2] || s[2] === victim) continue;
+            back.set(s[0], s[4] - k0);
+            if (s[7] >= k0) noticed.set(s[0], s[7] - k0);
+          }
           // Sites that connected again later in the storm: attached anew after a survivor's fence (the connection kept), or closed by a survivor and moved.
           for (const s of after) if (s[4] > k0 && (orphaned.has(s[0]) ? (back.get(s[0]) ?? Infinity) < s[4] - k0 : true)) movedAgain.add(s[0]);
           if (back.size === orphaned.size && unroutedLeft === 0) break;
+          if (Date.now() - lastProgress >= 5000) {
+            lastProgress = Date.now();
+            log(`  storm +${((lastProgress - k0) / 1000).toFixed(1)} s: ${back.size} of ${orphaned.size} sites back, ${unroutedLeft === Infinity ? 'no routes poll answered yet' : `${unroutedLeft} resources unrouted`}`);
+          }
           if (Date.now() - k0 > 120_000) {
             if (lastUnrouted.length) log(`unrouted after 120 s, as the survivors route them:\n${await unroutedDetail()}`);
             throw new Error(`after 120 s: ${orphaned.size - back.size} sites offline, ${unroutedLeft === Infinity ? 'no routes poll answered' : `${unroutedLeft} resources unrouted`}`);
@@ -438,6 +456,7 @@ async function main() {
       }
       const recoveredAll = Date.now() - k0;
       const storm1 = cpuNow();
+      const valkey1 = await valkeyNow();
       const stormCpu = {
         survivors: survivors.map((_, i) => Math.round((storm1.survivors[i]! - storm0.survivors[i]!) / 100) / 10),
         connectors: Math.round((storm1.connectors - storm0.connectors) / 100) / 10,
@@ -445,7 +464,7 @@ async function main() {
         total: Math.round((storm1.machine.total - storm0.machine.total) / 100) / 10,
       };
       const others = Math.round((stormCpu.busy - stormCpu.connectors - stormCpu.survivors.reduce((a, b) => a + b, 0)) * 10) / 10;
-      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest (Valkey, PostgreSQL, this benchmark) ${others} s`);
+      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands (PostgreSQL, this benchmark: the remainder)`);
       const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
@@ -457,6 +476,9 @@ async function main() {
       log(`storm: ${[...movedAgain].filter((id) => !orphaned.has(id)).length} sites not on the victim and ${[...movedAgain].filter((id) => orphaned.has(id)).length} of the victim's connected again during the storm (attached anew after a survivor's fence, or closed by a survivor and moved): the per-site figures below count only each site's first return`);
       log(`storm: sites online again (each by its connector's clock) p50 ${pct(online, 50)}, p99 ${pct(online, 99)}, max ${Math.max(...online)} ms; their resources routed on every survivor p50 ${pct(rerouted, 50)}, p99 ${pct(rerouted, 99)}, max ${Math.max(...rerouted)} ms`);
       const perSite = online.map((ms, i) => Math.max(ms, rerouted[i]!));
+      const noticedMs = [...noticed.values()];
+      const reattachMs = [...noticed].map(([id, at]) => back.get(id)! - at);
+      log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites)`);
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
 
@@ -491,6 +513,10 @@ async function main() {
         storm_connectors_cpu_s: stormCpu.connectors,
         storm_machine_busy_s: stormCpu.busy,
         storm_machine_idle_s: Math.round((stormCpu.total - stormCpu.busy) * 10) / 10,
+        storm_noticed_p50_ms: pct(noticedMs, 50),
+        storm_noticed_p99_ms: pct(noticedMs, 99),
+        storm_reattach_p50_ms: pct(reattachMs, 50),
+        storm_reattach_p99_ms: pct(reattachMs, 99),
         edit_propagation_ms: Math.max(...edits),
       };
     } finally {
