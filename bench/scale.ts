@@ -42,6 +42,8 @@ const SAMPLE = size('SAMPLE', 50, 4);
 const ONLINE_TIMEOUT_MS = size('ONLINE_TIMEOUT_MS', 600_000, 90_000);
 /** Scheduling priority of the load connectors (nice value; 0 = the nodes' own). */
 const CONNECTOR_NICE = Number(process.env.BENCH_CONNECTOR_NICE ?? 10);
+/** The steady windows start once no site has connected anew for this long. */
+const SETTLE_MS = size('SETTLE_MS', 10_000, 1000);
 const LOAD_CONNECTOR = fileURLToPath(new URL('./scale-connector.ts', import.meta.url));
 const TARGET = `import { createServer } from 'node:http'; createServer((q, s) => s.end('ok')).listen(Number(process.argv.at(-1)), '127.0.0.1');`;
 
@@ -94,6 +96,23 @@ function resolves(server: { host: string; port: number }, name: string): Promise
 
 /** `value` of a metric line (first sample) in a Prometheus text page. */
 const metric = (page: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(page)?.[1] ?? NaN);
+
+/** A histogram's cumulative buckets for one label value, as `le` (seconds) -> count. */
+const buckets = (page: string, name: string, label: string) => new Map([...page.matchAll(new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm'))]
+  .filter((m) => m[1]!.includes(label))
+  .map((m) => [Number(/le="([^"]+)"/.exec(m[1]!)![1]!.replace('+Inf', 'Infinity')), Number(m[2])] as const));
+
+/** The q-quantile of the observations between two scrapes of several nodes, as a bucket bound (ms; NaN without any). */
+function bucketQuantile(before: string[], after: string[], name: string, label: string, q: number): number {
+  const sum = new Map<number, number>();
+  after.forEach((page, i) => {
+    const b0 = buckets(before[i]!, name, label);
+    for (const [le, n] of buckets(page, name, label)) sum.set(le, (sum.get(le) ?? 0) + n - (b0.get(le) ?? 0));
+  });
+  const total = sum.get(Infinity) ?? 0;
+  const le = [...sum].sort((a, b) => a[0] - b[0]).find(([, n]) => total > 0 && n >= q * total)?.[0];
+  return le === undefined ? NaN : le === Infinity ? Infinity : Math.round(le * 1000);
+}
 
 /** A process tree's CPU so far, user + system, ms. */
 const busyMs = (pid: number) => {
@@ -264,6 +283,21 @@ async function main() {
         return { onlineMs, routedMs, dnsMs: Date.now() - t0 };
       };
 
+      /**
+       * Waits until no site has connected anew for SETTLE_MS (at most 120 s): a mass start on
+       * two cores leaves starved load connectors that give nodes up and register again for a
+       * while, and a steady window taken then counts their registrations as steady traffic.
+       */
+      const settle = async (fleet: Fleet) => {
+        const s0 = Date.now();
+        for (;;) {
+          const latest = Math.max(...(await statusOf(fleet)).map((s) => s[4]));
+          if (Date.now() - latest >= SETTLE_MS) return log(`  settled: no site connected anew for ${SETTLE_MS / 1000} s (waited ${((Date.now() - s0) / 1000).toFixed(1)} s)`);
+          if (Date.now() - s0 > 120_000) return log(`  not settled after 120 s: sites still connecting anew; the steady figures include them`);
+          await sleep(1000);
+        }
+      };
+
       /** STEADY_S seconds of doing nothing, measured. */
       const steady = async () => {
         /** Calls by command, without this benchmark's own INFO. */
@@ -307,6 +341,7 @@ async function main() {
       const small = await connect(sites.slice(0, SMALL), 'small');
       const smallUp = await waitServing(small, sites.slice(0, SMALL), t0);
       log(`${SMALL} sites: online ${smallUp.onlineMs} ms, routed ${smallUp.routedMs} ms, in DNS ${smallUp.dnsMs} ms`);
+      await settle(small);
       const steadySmall = await steady();
       log(`${SMALL} sites steady: ${JSON.stringify(steadySmall)}`);
       await Promise.all(small.map((c) => c.proc.stop('SIGTERM', 30_000)));
@@ -319,6 +354,7 @@ async function main() {
       log(`${SITES} sites: online ${up.onlineMs} ms, routed ${up.routedMs} ms, in DNS ${up.dnsMs} ms`);
       const planes = (await statusOf(fleet)).map((s) => s[6]);
       log(`  data planes: ${planes.filter((p) => p === 'direct').length} on a direct connection, ${planes.filter((p) => p === 'frames').length} on WebSocket frames`);
+      await settle(fleet);
       const steadyBig = await steady();
       log(`${SITES} sites steady: ${JSON.stringify(steadyBig)}`);
       // One node at a time: each stops for a full collection first. All three at once fenced all
@@ -391,6 +427,8 @@ async function main() {
         return { cpu, commands: Number(/^total_commands_processed:(\d+)/m.exec(info)?.[1]) };
       };
       const valkey0 = await valkeyNow();
+      const survivorMetrics = () => Promise.all(survivors.map(async (id) => (await fetch(`${nodes.get(id)!.metricsUrl}/metrics`)).text()));
+      const metrics0 = await survivorMetrics();
       const storm0 = cpuNow();
       const k0 = Date.now();
       announced.clear();
@@ -457,6 +495,8 @@ async function main() {
       const recoveredAll = Date.now() - k0;
       const storm1 = cpuNow();
       const valkey1 = await valkeyNow();
+      const metrics1 = await survivorMetrics();
+      const promoteMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_seconds', 'how="promote"', q);
       const stormCpu = {
         survivors: survivors.map((_, i) => Math.round((storm1.survivors[i]! - storm0.survivors[i]!) / 100) / 10),
         connectors: Math.round((storm1.connectors - storm0.connectors) / 100) / 10,
@@ -478,7 +518,7 @@ async function main() {
       const perSite = online.map((ms, i) => Math.max(ms, rerouted[i]!));
       const noticedMs = [...noticed.values()];
       const reattachMs = [...noticed].map(([id, at]) => back.get(id)! - at);
-      log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites)`);
+      log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached (bucket bounds; the time it waited unread is not in it)`);
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
 
@@ -517,6 +557,8 @@ async function main() {
         storm_noticed_p99_ms: pct(noticedMs, 99),
         storm_reattach_p50_ms: pct(reattachMs, 50),
         storm_reattach_p99_ms: pct(reattachMs, 99),
+        storm_promote_node_p50_ms: promoteMs(0.5),
+        storm_promote_node_p99_ms: promoteMs(0.99),
         edit_propagation_ms: Math.max(...edits),
       };
     } finally {

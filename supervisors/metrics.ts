@@ -15,6 +15,7 @@ export interface ClusterMetrics {
   memberEvents: Counter<'event' | 'reason'>;
   fencingRejections: Counter<'kind'>;
   claimLatency: Histogram<string>;
+  attachSeconds: Histogram<'how'>;
   suspicions: Counter<'peer'>;
 }
 
@@ -95,6 +96,7 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     memberEvents: new Counter({ name: 'cluster_member_events_total', help: 'Membership changes this node saw in its peers: join, dead (reason lease or refused) and leave (planned)', labelNames: ['event', 'reason'], registers: [registry] }),
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+    attachSeconds: new Histogram({ name: 'cluster_connector_attach_seconds', help: 'Time from reading a connector\'s register, promote or standby message to its site attached here (how: register, promote, standby); time the message waited unread in a busy node is not in it', labelNames: ['how'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     suspicions: new Counter({ name: 'cluster_peer_suspicions_total', help: 'Times this node suspected a peer (silent past failover.suspectAfter, and no other peer heard it); any in a run without faults is a false suspicion', labelNames: ['peer'], registers: [registry] }),
   };
 }

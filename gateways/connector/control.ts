@@ -88,6 +88,8 @@ export interface ControlChannelDeps {
   /** A connector that sent nothing for this long is taken for gone (default 30 s; pinged every third of it, at most every 10 s). */
   silentAfterMs?: number;
   registerTimeoutMs?: number;
+  /** How long this node took over a registration, a promotion or a standby, from reading the message to the site attached (seconds). */
+  onAttached?: (how: 'register' | 'promote' | 'standby', seconds: number) => void;
 }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' };
@@ -322,6 +324,8 @@ export class ControlChannel {
         ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
         return;
       }
+      const readAt = performance.now();
+      const attached = (how: 'register' | 'promote' | 'standby') => this.#d.onAttached?.(how, (performance.now() - readAt) / 1000);
       try {
         if (msg.type === 'register' && msg.role === 'standby') {
           if (registered) return;
@@ -336,6 +340,7 @@ export class ControlChannel {
           if (!useWebSocket(true)) return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason);
           await this.#d.standbys.set(siteId, this.#d.nodeId, session.id);
           session.send({ v: PROTOCOL_VERSION, type: 'registered', siteId, node: this.#d.nodeId, epoch: 0, role: 'standby' });
+          attached('standby');
           log.info('connector standing by');
         } else if (msg.type === 'promote') {
           if (!standby) return ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);
@@ -345,6 +350,7 @@ export class ControlChannel {
           if (!this.#d.tunnels.promote(siteId, session.id)) return tunnelLost();
           await this.#d.host.claimHere('site', siteId);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
+          attached('promote');
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
           keepAcrossFences();
           log.info('standby connector promoted: this node holds the site');
@@ -361,6 +367,7 @@ export class ControlChannel {
           }
           // The site actor checks the token's secret generation: a token from before a rotation is refused there.
           const reply = (await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation, wireguardKey }, 5000)) as { wireguard?: WireGuardOffer } | false | undefined;
+          attached('register');
           const offer = reply ? reply.wireguard : undefined;
           if (wireguardKey !== undefined && offer) {
             pending = { offer, timer: setTimeout(() => ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason), DATA_PLANE_TIMEOUT_MS) };
