@@ -497,6 +497,7 @@ async function main() {
       const valkey1 = await valkeyNow();
       const metrics1 = await survivorMetrics();
       const promoteMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_seconds', 'how="promote"', q);
+      const promoteClaimMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_claim_seconds', 'how="promote"', q);
       const stormCpu = {
         survivors: survivors.map((_, i) => Math.round((storm1.survivors[i]! - storm0.survivors[i]!) / 100) / 10),
         connectors: Math.round((storm1.connectors - storm0.connectors) / 100) / 10,
@@ -518,7 +519,7 @@ async function main() {
       const perSite = online.map((ms, i) => Math.max(ms, rerouted[i]!));
       const noticedMs = [...noticed.values()];
       const reattachMs = [...noticed].map(([id, at]) => back.get(id)! - at);
-      log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached (bucket bounds; the time it waited unread is not in it)`);
+      log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached, of which the site's claim p50 ${promoteClaimMs(0.5)}, p99 ${promoteClaimMs(0.99)} ms (bucket bounds; the time it waited unread is not in it)`);
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
 

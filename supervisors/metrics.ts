@@ -16,6 +16,7 @@ export interface ClusterMetrics {
   fencingRejections: Counter<'kind'>;
   claimLatency: Histogram<string>;
   attachSeconds: Histogram<'how'>;
+  attachClaimSeconds: Histogram<'how'>;
   suspicions: Counter<'peer'>;
 }
 
@@ -97,6 +98,7 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
     attachSeconds: new Histogram({ name: 'cluster_connector_attach_seconds', help: 'Time from reading a connector\'s register, promote or standby message to its site attached here (how: register, promote, standby); time the message waited unread in a busy node is not in it', labelNames: ['how'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    attachClaimSeconds: new Histogram({ name: 'cluster_connector_attach_claim_seconds', help: 'Of cluster_connector_attach_seconds, the wait for the site\'s claim (how: register, promote)', labelNames: ['how'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     suspicions: new Counter({ name: 'cluster_peer_suspicions_total', help: 'Times this node suspected a peer (silent past failover.suspectAfter, and no other peer heard it); any in a run without faults is a false suspicion', labelNames: ['peer'], registers: [registry] }),
   };
 }

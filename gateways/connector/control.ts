@@ -90,6 +90,8 @@ export interface ControlChannelDeps {
   registerTimeoutMs?: number;
   /** How long this node took over a registration, a promotion or a standby, from reading the message to the site attached (seconds). */
   onAttached?: (how: 'register' | 'promote' | 'standby', seconds: number) => void;
+  /** Of that, the wait for the site's claim (batched with the others of its turn, one batch in flight at a time). */
+  onClaimed?: (how: 'register' | 'promote', seconds: number) => void;
 }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' };
@@ -349,6 +351,7 @@ export class ControlChannel {
           // No working tunnel left on this connection: registering afresh is quicker than a site routed to nothing.
           if (!this.#d.tunnels.promote(siteId, session.id)) return tunnelLost();
           await this.#d.host.claimHere('site', siteId);
+          this.#d.onClaimed?.('promote', (performance.now() - readAt) / 1000);
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           attached('promote');
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
@@ -361,6 +364,7 @@ export class ControlChannel {
           // From the claim on, routes may name this node: streams wait for the tunnel meanwhile.
           this.#d.tunnels.expect(siteId, session.id);
           await this.#d.host.claimHere('site', siteId);
+          this.#d.onClaimed?.('register', (performance.now() - readAt) / 1000);
           const wireguardKey = msg.wireguard?.publicKey;
           if (wireguardKey === undefined) {
             useWebSocket();
