@@ -129,7 +129,10 @@ export class OwnershipRegistry extends EventEmitter {
       const confirmed = (await v.call((c) => c.eval(CONFIRM_OWNERS, takenKeys.length, ...takenKeys, node, inc, ...taken.map((id) => String(epochs.get(id)))))) as number[];
       const ok = taken.filter((_, i) => confirmed[i] === 1);
       for (const id of ok) out.set(id, epochs.get(id)!);
-      if (ok.length) await v.publish('ownership', { type: 'claimed', kind, ids: ok, node, incarnation: inc, epochs: ok.map((id) => epochs.get(id)!) } satisfies OwnershipChange);
+      // Confirmed is claimed: the announcement goes out without holding the claim's answer for
+      // another round trip (a turn of a loaded event loop), and a lost one fails no claim (peers
+      // read owners again on their reconciliation and on resubscribe).
+      if (ok.length) void v.publish('ownership', { type: 'claimed', kind, ids: ok, node, incarnation: inc, epochs: ok.map((id) => epochs.get(id)!) } satisfies OwnershipChange).catch(() => {});
     }
     // Entries already ours (e.g. confirmed but not running after a local crash) keep their epoch.
     for (const id of already) {
