@@ -41,9 +41,6 @@ export interface ActorHostDeps {
   reconcileEveryMs: number;
 }
 
-/** Claim batches of one kind and mode that may be in flight at once (see #claimBatch). */
-const CLAIM_BATCHES_IN_FLIGHT = 4;
-
 export class ActorHost {
   readonly #d: ActorHostDeps;
   readonly #log: Logger;
@@ -67,8 +64,7 @@ export class ActorHost {
    * meanwhile goes in the next.
    */
   readonly #claimWaiters = new Map<string, Map<string, Array<{ resolve: (epoch: number) => void; reject: (err: unknown) => void }>>>();
-  /** Claim batches in flight by key, and the ids in them: an id is in at most one at a time. */
-  readonly #claiming = new Map<string, { batches: number; ids: Set<string> }>();
+  readonly #claiming = new Set<string>();
   /**
    * Where each actor belongs among the current live nodes, kept until they change: a pass
    * runs after every new resource, and hashing every actor against every node on each pass
@@ -245,37 +241,20 @@ export class ActorHost {
     const force = opts.takeFromLive ?? true;
     const key = `${kind}/${force ? 'force' : 'free'}`;
     return new Promise<number>((resolve, reject) => {
-      let waiting = this.#claimWaiters.get(key);
+      let batch = this.#claimWaiters.get(key);
+      if (!batch) this.#claimWaiters.set(key, (batch = new Map()));
+      batch.set(id, [...(batch.get(id) ?? []), { resolve, reject }]);
       // Everything asked for in this turn of the event loop goes together.
-      if (!waiting) {
-        this.#claimWaiters.set(key, (waiting = new Map()));
-        setImmediate(() => void this.#claimBatch(key, kind, k, force));
-      }
-      waiting.set(id, [...(waiting.get(id) ?? []), { resolve, reject }]);
+      if (!this.#claiming.has(key)) setImmediate(() => void this.#claimBatch(key, kind, k, force));
     });
   }
 
-  /**
-   * `key`: the kind and the claim's mode (force or free), batched apart. Up to
-   * CLAIM_BATCHES_IN_FLIGHT go at once: a batch is several round trips (Valkey, PostgreSQL,
-   * Valkey), each a turn of a loaded event loop, and one at a time made a storm's promotions
-   * wait 2.5 s at p50 for their claims on survivors that were half idle.
-   */
+  /** `key`: the kind and the claim's mode (force or free), batched apart. */
   async #claimBatch(key: string, kind: string, k: ActorKind<any>, force: boolean): Promise<void> {
-    const waiting = this.#claimWaiters.get(key);
-    const flight = this.#claiming.get(key) ?? { batches: 0, ids: new Set<string>() };
-    if (!waiting || flight.batches >= CLAIM_BATCHES_IN_FLIGHT) return; // the batch in flight that ends first takes these
-    const batch = new Map<string, Array<{ resolve: (epoch: number) => void; reject: (err: unknown) => void }>>();
-    for (const [id, waiters] of waiting) {
-      if (flight.ids.has(id)) continue; // asked again while being claimed: after that claim's answer
-      batch.set(id, waiters);
-      waiting.delete(id);
-    }
-    if (waiting.size === 0) this.#claimWaiters.delete(key);
-    if (batch.size === 0) return;
-    flight.batches++;
-    for (const id of batch.keys()) flight.ids.add(id);
-    this.#claiming.set(key, flight);
+    const batch = this.#claimWaiters.get(key);
+    if (!batch || this.#claiming.has(key)) return;
+    this.#claimWaiters.delete(key);
+    this.#claiming.add(key);
     try {
       const won = await this.#d.ownership.claim(kind, [...batch.keys()], { force });
       for (const [id, waiters] of batch) {
@@ -292,9 +271,7 @@ export class ActorHost {
     } catch (err) {
       for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
     } finally {
-      flight.batches--;
-      for (const id of batch.keys()) flight.ids.delete(id);
-      if (flight.batches === 0) this.#claiming.delete(key);
+      this.#claiming.delete(key);
       if (this.#claimWaiters.has(key)) void this.#claimBatch(key, kind, k, force);
     }
   }
