@@ -14,7 +14,7 @@
 // run before I/O in Node's loop): a renewal sent just before or after the stall may have been
 // answered meanwhile, and any renewal Valkey answered with 1 proves the lease never lapsed
 // (an expired key makes it answer 0). Fencing on the clock alone, with that answer unread,
-// fenced survivors of a SIGKILL whose leases were intact in four of six 10,000-site storms.
+// fenced a survivor of a SIGKILL in five of six 10,000-site storms (where the log could tell, lease intact).
 // Renewals travel on their own Valkey connection, not behind the storm's commands.
 // Fast detection: when a peer link drops and the peer's port refuses connections, the
 // process is gone, so its lease is compare-and-deleted at once instead of waiting for TTL.
