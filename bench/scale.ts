@@ -283,6 +283,9 @@ async function main() {
         return { onlineMs, routedMs, dnsMs: Date.now() - t0 };
       };
 
+      /** The nodes' /metrics pages, in the order of `of`. */
+      const scrape = (of: string[]) => Promise.all(of.map(async (id) => (await fetch(`${nodes.get(id)!.metricsUrl}/metrics`)).text()));
+
       /**
        * Waits until no site has connected anew for SETTLE_MS (at most 120 s): a mass start on
        * two cores leaves starved load connectors that give nodes up and register again for a
@@ -306,15 +309,14 @@ async function main() {
           return new Map([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].filter((m) => m[1] !== 'info').map((m) => [m[1]!, Number(m[2])]));
         };
         const pgCalls = async () => Number((await stats.query(`SELECT coalesce(sum(s.calls), 0) AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1`, [dbName])).rows[0].n);
-        const scrape = () => Promise.all(ids.map(async (id) => (await fetch(`${nodes.get(id)!.metricsUrl}/metrics`)).text()));
         const rssMb = (id: string) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${nodes.get(id)!.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024);
-        await scrape(); // the event-loop delay histogram restarts at each scrape
+        await scrape(ids); // the event-loop delay histogram restarts at each scrape
         const [v0, p0] = [await valkeyCalls(), await pgCalls()];
         published.clear();
         const t0 = Date.now();
         await sleep(STEADY_S * 1000);
         const secs = (Date.now() - t0) / 1000;
-        const pages = await scrape();
+        const pages = await scrape(ids);
         const [v1, p1] = [await valkeyCalls(), await pgCalls()];
         const bytes = [...published.values()].reduce((a, b) => a + b, 0);
         const byChannel = Object.fromEntries([...published].map(([c, b]) => [c.replace('bench:ch:', ''), Math.round(b / secs)]));
@@ -427,8 +429,7 @@ async function main() {
         return { cpu, commands: Number(/^total_commands_processed:(\d+)/m.exec(info)?.[1]) };
       };
       const valkey0 = await valkeyNow();
-      const survivorMetrics = () => Promise.all(survivors.map(async (id) => (await fetch(`${nodes.get(id)!.metricsUrl}/metrics`)).text()));
-      const metrics0 = await survivorMetrics();
+      const metrics0 = await scrape(survivors);
       const storm0 = cpuNow();
       const k0 = Date.now();
       announced.clear();
@@ -495,7 +496,7 @@ async function main() {
       const recoveredAll = Date.now() - k0;
       const storm1 = cpuNow();
       const valkey1 = await valkeyNow();
-      const metrics1 = await survivorMetrics();
+      const metrics1 = await scrape(survivors);
       const promoteMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_seconds', 'how="promote"', q);
       const promoteClaimMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_claim_seconds', 'how="promote"', q);
       const stormCpu = {

@@ -327,7 +327,8 @@ export class ControlChannel {
         return;
       }
       const readAt = performance.now();
-      const attached = (how: 'register' | 'promote' | 'standby') => this.#d.onAttached?.(how, (performance.now() - readAt) / 1000);
+      const sinceRead = () => (performance.now() - readAt) / 1000;
+      const attached = (how: 'register' | 'promote' | 'standby') => this.#d.onAttached?.(how, sinceRead());
       try {
         if (msg.type === 'register' && msg.role === 'standby') {
           if (registered) return;
@@ -351,7 +352,7 @@ export class ControlChannel {
           // No working tunnel left on this connection: registering afresh is quicker than a site routed to nothing.
           if (!this.#d.tunnels.promote(siteId, session.id)) return tunnelLost();
           await this.#d.host.claimHere('site', siteId);
-          this.#d.onClaimed?.('promote', (performance.now() - readAt) / 1000);
+          this.#d.onClaimed?.('promote', sinceRead());
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           attached('promote');
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
@@ -364,7 +365,7 @@ export class ControlChannel {
           // From the claim on, routes may name this node: streams wait for the tunnel meanwhile.
           this.#d.tunnels.expect(siteId, session.id);
           await this.#d.host.claimHere('site', siteId);
-          this.#d.onClaimed?.('register', (performance.now() - readAt) / 1000);
+          this.#d.onClaimed?.('register', sinceRead());
           const wireguardKey = msg.wireguard?.publicKey;
           if (wireguardKey === undefined) {
             useWebSocket();
