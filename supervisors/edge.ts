@@ -110,7 +110,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   d.suspicion.on('suspect', (node: string) => http.dropNode(node));
   d.membership.on('view', excludeSuspected);
   await http.listen();
-  const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, onQuery: metrics.onQuery });
+  const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, queryCounter: metrics.queryCounter });
   await dns.listen();
   await routes.start();
   tcp.sync();

@@ -8,6 +8,7 @@
 // not read its answers. Encoded answers are cached per zone generation under the decoded
 // question (query-key.ts), in a cache bounded by bytes, so the hot path is a lookup.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
 import { createServer, type Server, type Socket } from 'node:net';
 import dnsPacket, { type Answer, type Packet } from 'dns-packet';
 import type { Clock } from '../../core/clock.ts';
@@ -36,7 +37,8 @@ export interface DnsServerOptions {
   /** Responses per second per source address over UDP; 0 disables. */
   rateLimit: number;
   clock: Clock;
-  onQuery?: (type: string, rcode: string) => void;
+  /** The counter of queries answered with this question type and response code (kept with each cached answer). */
+  queryCounter?: (type: string, rcode: string) => { inc(): void };
 }
 
 function formErr(buf: Buffer): Buffer {
@@ -47,6 +49,14 @@ function formErr(buf: Buffer): Buffer {
   return out;
 }
 
+/** An encoded answer and the counter its queries are counted under. */
+interface CachedAnswer {
+  out: Buffer;
+  counter: { inc(): void };
+}
+
+const NOT_COUNTED = { inc() {} };
+
 export class DnsServer {
   readonly #o: DnsServerOptions;
   readonly #log: Logger;
@@ -54,8 +64,8 @@ export class DnsServer {
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
   readonly #tcpBySource = new ConnectionCounter(MAX_TCP_PER_SOURCE);
-  /** Encoded answers by query key, with the labels their queries are counted under. */
-  readonly #cache = new Map<string, { out: Buffer; type: string; rcode: string }>();
+  /** Encoded answers by query key, with the counter their queries are counted under. */
+  readonly #cache = new Map<string, CachedAnswer>();
   #cacheBytes = 0;
   #cacheGeneration = -1;
 
@@ -67,7 +77,13 @@ export class DnsServer {
 
   async listen(): Promise<void> {
     const { host, port } = this.#o;
-    const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
+    // Once bound, every send goes back to the address a query came from, an IP literal: the
+    // default lookup would still test it with a regex and defer the send to the next tick
+    // (about a tenth of the node's CPU per answer). The bind host may be a name.
+    let bound = false;
+    const lookup = (address: string, family: number, callback: (err: Error | null, address: string, family: number) => void) =>
+      bound ? callback(null, address, family) : dnsLookup(address, family, callback);
+    const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false, lookup: lookup as never });
     this.#udp = udp;
     udp.on('message', (msg, rinfo) => {
       if (!this.#buckets.take(sourceOf(rinfo.address), this.#o.clock.now())) return;
@@ -76,6 +92,7 @@ export class DnsServer {
     });
     udp.on('error', (err) => this.#log.warn({ err: err.message }, 'dns udp error'));
     await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(port, host, () => (udp.off('error', reject), resolve())));
+    bound = true;
     this.#tcp = createServer((sock) => this.#serveTcp(sock));
     this.#tcp.maxConnections = MAX_TCP_CONNECTIONS;
     await new Promise<void>((resolve, reject) => this.#tcp!.once('error', reject).listen(port, host, () => resolve()));
@@ -116,6 +133,11 @@ export class DnsServer {
     return a && typeof a === 'object' ? a.port : undefined;
   }
 
+  /** The UDP port listened on (the configured one, or the one picked for port 0). */
+  get udpPort(): number | undefined {
+    return this.#udp?.address().port;
+  }
+
   /** Bytes the answer cache holds (keys and encoded answers). */
   get cacheBytes(): number {
     return this.#cacheBytes;
@@ -127,7 +149,7 @@ export class DnsServer {
     try {
       return this.#answer(msg, transport);
     } catch (err) {
-      this.#o.onQuery?.('invalid', 'FORMERR');
+      this.#counter('invalid', 'FORMERR').inc();
       this.#log.debug({ err: (err as Error).message }, 'malformed dns query');
       return formErr(msg);
     }
@@ -142,7 +164,7 @@ export class DnsServer {
     }
     const q = queryKey(msg, transport);
     if (!q.ok) {
-      this.#o.onQuery?.('invalid', 'FORMERR');
+      this.#counter('invalid', 'FORMERR').inc();
       return formErr(msg);
     }
     const key = q.key;
@@ -152,7 +174,7 @@ export class DnsServer {
       hit.out.copy(out);
       out[0] = msg[0]!; // the query's id
       out[1] = msg[1]!;
-      this.#o.onQuery?.(hit.type, hit.rcode);
+      hit.counter.inc();
       return out;
     }
     const query = dnsPacket.decode(msg);
@@ -169,14 +191,14 @@ export class DnsServer {
       out = dnsPacket.encode(packet);
       if (out.length > limit) out = dnsPacket.encode({ ...packet, flags: (packet.flags ?? 0) | TC, answers: [], authorities: [], additionals: respOpt ? [respOpt] : [] });
     }
-    const entry = { out, type: this.#typeOf(out), rcode: RCODE_NAMES[out[3]! & 0xf] ?? 'OTHER' };
+    const entry = { out, counter: this.#counter(this.#typeOf(out), RCODE_NAMES[out[3]! & 0xf] ?? 'OTHER') };
     this.#remember(key, entry);
-    this.#o.onQuery?.(entry.type, entry.rcode);
+    entry.counter.inc();
     return out;
   }
 
   /** Caches an answer; the oldest answers go first once the cache holds CACHE_BYTES. */
-  #remember(key: string, entry: { out: Buffer; type: string; rcode: string }) {
+  #remember(key: string, entry: CachedAnswer) {
     this.#cache.set(key, entry);
     this.#cacheBytes += key.length + entry.out.length;
     while (this.#cacheBytes > CACHE_BYTES) {
@@ -184,6 +206,10 @@ export class DnsServer {
       this.#cache.delete(oldKey);
       this.#cacheBytes -= oldKey.length + old.out.length;
     }
+  }
+
+  #counter(type: string, rcode: string): { inc(): void } {
+    return this.#o.queryCounter?.(type, rcode) ?? NOT_COUNTED;
   }
 
   #typeOf(out: Buffer): string {

@@ -2,6 +2,7 @@
 // question is FORMERR and never a cache entry, the cache is bounded by bytes, rate limits
 // count IPv6 per /56 and cannot be reset by spoofed sources, TCP is capped per source.
 import { once } from 'node:events';
+import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import dnsPacket from 'dns-packet';
 import t from 'tap';
@@ -54,7 +55,7 @@ t.test('rate limits: spoofed sources cannot reset a busy source, and IPv6 counts
   t.notOk(b.take('198.51.100.1', 0), 'the busy source is out of tokens');
   for (let i = 0; i < 5000; i++) {
     b.take(`203.0.${i >> 8}.${i & 255}`, 0);
-    if (i % 500 === 0) b.take('198.51.100.1', 0); // it keeps asking, so it stays known
+    if (i % 700 === 0) b.take('198.51.100.1', 0); // it asks once per 700 new sources (under 3/4 of the 1,000 kept), so it stays known
   }
   t.ok(b.size <= 1000, 'memory is bounded');
   t.notOk(b.take('198.51.100.1', 0), 'and its bucket was not reset by the flood');
@@ -81,4 +82,19 @@ t.test('TCP: one source holds at most 16 connections', async (t) => {
   for (const s of socks) s.on('end', () => s.destroy());
   await until(() => closed() >= 4, 5000, 'connections over the cap to close');
   t.equal(closed(), 4, 'the connections over 16 were closed, the rest stay');
+});
+
+t.test('UDP: bound by a host name, answers go back to each asker, each query counted once', async (t) => {
+  let counted = 0;
+  const dns = new DnsServer({ zones, host: 'localhost', port: 0, logger: createLogger({ level: 'silent' }), rateLimit: 0, clock: new SimulatedClock(), queryCounter: () => ({ inc: () => void counted++ }) });
+  await dns.listen();
+  t.teardown(() => dns.close());
+  const askers = [createSocket('udp4'), createSocket('udp4')];
+  t.teardown(() => askers.forEach((s) => s.close()));
+  const answers: Array<{ asker: number; id: number; rcode: number }> = [];
+  askers.forEach((s, asker) => s.on('message', (m) => answers.push({ asker, id: m.readUInt16BE(0), rcode: m[3]! & 0xf })));
+  for (let i = 0; i < 6; i++) askers[i % 2]!.send(query(i < 5 ? 'app.limits.test' : 'nope.limits.test', 100 + i), dns.udpPort!, '127.0.0.1');
+  await until(() => answers.length === 6, 5000, 'six answers');
+  t.same(answers.sort((a, b) => a.id - b.id), [0, 1, 2, 3, 4, 5].map((i) => ({ asker: i % 2, id: 100 + i, rcode: i < 5 ? 0 : 3 })), 'every answer to its asker, under its id; the cached ones too');
+  t.equal(counted, 6);
 });

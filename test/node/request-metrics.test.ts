@@ -1,10 +1,10 @@
-// The proxied requests' counter and histogram are kept by hand (prom-client's per-call label
-// hashing was a measurable share of the tunnel node's CPU): a scrape must read exactly what
+// The proxied requests' counter and histogram and the DNS query counter are kept by hand (prom-client's per-call label
+// hashing was a measurable share of the tunnel and DNS CPU): a scrape must read exactly what
 // prom-client's own Counter and Histogram would have said for the same requests.
 import { Counter, Histogram, Registry } from 'prom-client';
 import t from 'tap';
 import { RequestMetrics } from '../../supervisors/request-metrics.ts';
-import { REQUEST_SECONDS_BUCKETS } from '../../supervisors/metrics.ts';
+import { createEdgeMetrics, REQUEST_SECONDS_BUCKETS } from '../../supervisors/metrics.ts';
 
 const names = { requests: 'cluster_ingress_requests_total', latency: 'cluster_ingress_request_seconds' };
 
@@ -31,4 +31,20 @@ t.test('the same samples as prom-client for the same requests', async (t) => {
   t.same(json.map((m) => m.type), ['counter', 'histogram'], 'typed for the registry');
   ours.resetMetrics();
   t.notMatch(await ours.metrics(), /resource=/, 'reset forgets every resource');
+});
+
+t.test('DNS queries counted by hand: each scrape reads every query answered so far', async (t) => {
+  const registry = new Registry();
+  const edge = createEdgeMetrics(registry, { tunnels: () => ({ primary: 0, standby: 0 }), certificateExpiries: async () => [], zoneSnapshotAgeMs: () => 0 });
+  const a = edge.queryCounter('A', 'NOERROR');
+  t.equal(edge.queryCounter('A', 'NOERROR'), a, 'one counter per type and response code, kept by the cached answers');
+  const nx = edge.queryCounter('A', 'NXDOMAIN');
+  for (let i = 0; i < 3; i++) a.inc();
+  nx.inc();
+  const read = async () => (await registry.getSingleMetric('cluster_dns_queries_total')!.get()).values.map((v) => `${v.labels.type} ${v.labels.rcode} ${v.value}`).sort();
+  t.same(await read(), ['A NOERROR 3', 'A NXDOMAIN 1']);
+  t.same(await read(), ['A NOERROR 3', 'A NXDOMAIN 1'], 'a second scrape counts nothing twice');
+  a.inc();
+  a.inc();
+  t.same(await read(), ['A NOERROR 5', 'A NXDOMAIN 1'], 'queries after a scrape are added to it');
 });
