@@ -11,7 +11,8 @@
 // 3. tap's runner is rebuilt when our plugin list changed (tap 21 + TypeScript 7 need the
 //    TypeScript plugin removed; tsx loads the sources instead).
 // 4. The dashboard (ui/) is built into ui/dist when missing or older than its sources.
-// 5. The bundle the `cluster` command runs (bin/build.mjs) is built when stale, so nodes that
+// 5. The DNS gateway's batched UDP socket (a small C module) is built when stale.
+// 6. The bundle the `cluster` command runs (bin/build.mjs) is built when stale, so nodes that
 //    start together find it ready.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync, statSync, accessSync, constants } from 'node:fs';
@@ -163,11 +164,25 @@ function buildDashboard(force) {
   execFileSync(join(root, 'node_modules', '.bin', 'vite'), ['build', '--config', join(root, 'ui', 'vite.config.ts')], { cwd: root, stdio: 'inherit' });
 }
 
+function buildUdpBatch() {
+  // The DNS gateway's batched UDP socket (gateways/dns/native): a C file against Node's own
+  // headers, built when missing or older than its sources. Without it DNS still works,
+  // through Node's dgram at about twice the CPU per answer: say so, do not stop.
+  const dir = join(root, 'gateways', 'dns', 'native');
+  const built = join(dir, 'build', 'Release', 'udp_batch.node');
+  if (process.platform !== 'linux') return;
+  if (existsSync(built) && statSync(built).mtimeMs >= Math.max(newest(join(dir, 'udp_batch.c')), newest(join(dir, 'binding.gyp')))) return;
+  log('building the batched DNS socket (npm run native:build)');
+  const r = spawnSync('npm', ['run', '--silent', 'native:build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.status !== 0) log('WARNING: the batched DNS socket did not build; DNS answers UDP through Node dgram at about twice the CPU per answer (needs make, g++ and Node\'s headers: see the README, DNS)');
+}
+
 try {
   if (process.env.BOOTSTRAP_SKIP_SYSTEM !== '1') installSystemPackages();
   const installed = installNodeModules();
   buildTapRunner(installed);
   buildDashboard(installed);
+  buildUdpBatch();
   // node_modules exists by now: esbuild can be loaded.
   await (await import('./build.mjs')).freshBundle();
 } catch (err) {

@@ -6,16 +6,20 @@
 // not fit. A per-source token bucket (IPv6 counted per /56) limits answers over UDP and TCP;
 // TCP also caps connections per source and in all, and stops reading while a client does
 // not read its answers. Encoded answers are cached per zone generation under the decoded
-// question (query-key.ts), in a cache bounded by bytes, so the hot path is a lookup.
+// question (query-key.ts), in a cache bounded by bytes, so the hot path is a lookup. UDP is
+// read and answered in batches by a small native socket (udp-batch.ts) where it is built,
+// else through Node's dgram.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns';
-import { createServer, type Server, type Socket } from 'node:net';
+import { lookup as lookupAddress } from 'node:dns/promises';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
 import dnsPacket, { type Answer, type Packet } from 'dns-packet';
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { answerQuestion, RCODE, responseFor } from './answer.ts';
 import { MAX_QUERY, queryKey } from './query-key.ts';
 import { ConnectionCounter, RateBuckets, sourceOf } from '../../core/rate-buckets.ts';
+import { loadUdpBatch, META_ANSWER_LENGTH, META_LENGTH, sourceFromMeta, type UdpBatchModule, type UdpBatchSocket } from './udp-batch.ts';
 import type { ZoneTable } from './zones.ts';
 
 const TC = 1 << 9;
@@ -37,6 +41,8 @@ export interface DnsServerOptions {
   /** Responses per second per source address over UDP; 0 disables. */
   rateLimit: number;
   clock: Clock;
+  /** 'dgram' serves UDP through Node's dgram even where the batched socket is built (tests of both). */
+  udp?: 'batched' | 'dgram';
   /** The counter of queries answered with this question type and response code (kept with each cached answer). */
   queryCounter?: (type: string, rcode: string) => { inc(): void };
 }
@@ -62,6 +68,7 @@ export class DnsServer {
   readonly #log: Logger;
   readonly #buckets: RateBuckets;
   #udp: UdpSocket | undefined;
+  #batched: { mod: UdpBatchModule; sock: UdpBatchSocket } | undefined;
   #tcp: Server | undefined;
   readonly #tcpBySource = new ConnectionCounter(MAX_TCP_PER_SOURCE);
   /** Encoded answers by query key, with the counter their queries are counted under. */
@@ -76,6 +83,58 @@ export class DnsServer {
   }
 
   async listen(): Promise<void> {
+    const { host, port } = this.#o;
+    const native = this.#o.udp === 'dgram' ? undefined : loadUdpBatch();
+    if (native && 'module' in native) await this.#listenBatched(native.module);
+    else {
+      if (native) this.#log.warn({ reason: native.error }, 'the batched DNS socket is not available: UDP answers go through Node dgram, at about twice the CPU per answer');
+      await this.#listenDgram();
+    }
+    this.#tcp = createServer((sock) => this.#serveTcp(sock));
+    this.#tcp.maxConnections = MAX_TCP_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => this.#tcp!.once('error', reject).listen(port, host, () => resolve()));
+  }
+
+  /** How UDP is served: 'batched' (udp-batch.ts) or 'dgram'; undefined before listen(). */
+  get udpMode(): 'batched' | 'dgram' | undefined {
+    return this.#batched ? 'batched' : this.#udp ? 'dgram' : undefined;
+  }
+
+  async #listenBatched(mod: UdpBatchModule) {
+    const { host, port } = this.#o;
+    const family = host.includes(':') ? 6 : 4;
+    const ip = isIP(host) ? host : (await lookupAddress(host, { family })).address;
+    const { SLOTS, IN_SLOT, OUT_SLOT, META } = mod;
+    let sock: UdpBatchSocket | undefined = undefined;
+    const onBatch = (n: number) => {
+      const { in: queries, out, meta } = sock!;
+      const now = this.#o.clock.now();
+      try {
+        for (let i = 0; i < n && i < SLOTS; i++) {
+          const m = i * META;
+          if (!this.#buckets.take(sourceFromMeta(meta, m), now)) continue;
+          // Past a slot the query is cut off, still past MAX_QUERY: FORMERR, as over dgram.
+          const length = Math.min((meta[m + META_LENGTH]! << 8) | meta[m + META_LENGTH + 1]!, IN_SLOT);
+          const query = queries.subarray(i * IN_SLOT, i * IN_SLOT + length);
+          const answer = this.#shared(query, 'udp');
+          if (!answer || answer.length > OUT_SLOT) continue;
+          const at = i * OUT_SLOT;
+          answer.copy(out, at);
+          out[at] = query[0]!; // the query's id
+          out[at + 1] = query[1]!;
+          meta[m + META_ANSWER_LENGTH] = answer.length >> 8;
+          meta[m + META_ANSWER_LENGTH + 1] = answer.length & 0xff;
+        }
+      } catch (err) {
+        // Never expected (answers are built not to throw); the answers made so far still go.
+        this.#log.error({ err: (err as Error).message }, 'dns batch failed');
+      }
+    };
+    sock = mod.open(family, ip, port, onBatch);
+    this.#batched = { mod, sock };
+  }
+
+  async #listenDgram() {
     const { host, port } = this.#o;
     // Once bound, every send goes back to the address a query came from, an IP literal: the
     // default lookup would still test it with a regex and defer the send to the next tick
@@ -93,9 +152,6 @@ export class DnsServer {
     udp.on('error', (err) => this.#log.warn({ err: err.message }, 'dns udp error'));
     await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(port, host, () => (udp.off('error', reject), resolve())));
     bound = true;
-    this.#tcp = createServer((sock) => this.#serveTcp(sock));
-    this.#tcp.maxConnections = MAX_TCP_CONNECTIONS;
-    await new Promise<void>((resolve, reject) => this.#tcp!.once('error', reject).listen(port, host, () => resolve()));
   }
 
   #serveTcp(sock: Socket) {
@@ -135,7 +191,7 @@ export class DnsServer {
 
   /** The UDP port listened on (the configured one, or the one picked for port 0). */
   get udpPort(): number | undefined {
-    return this.#udp?.address().port;
+    return this.#batched?.sock.port ?? this.#udp?.address().port;
   }
 
   /** Bytes the answer cache holds (keys and encoded answers). */
@@ -145,6 +201,20 @@ export class DnsServer {
 
   /** The wire answer to one query, or undefined to drop it. Never throws. */
   answer(msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
+    const shared = this.#shared(msg, transport);
+    if (!shared) return undefined;
+    const out = Buffer.allocUnsafe(shared.length);
+    shared.copy(out);
+    out[0] = msg[0]!; // the query's id
+    out[1] = msg[1]!;
+    return out;
+  }
+
+  /**
+   * The answer's bytes but for its id: a cached answer is shared by every query with the
+   * same key, so the caller copies it and puts the query's id in the copy. Never throws.
+   */
+  #shared(msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
     if (msg.length < 12 || (msg[2]! & 0x80) !== 0) return undefined; // not a header, or a response
     try {
       return this.#answer(msg, transport);
@@ -170,12 +240,8 @@ export class DnsServer {
     const key = q.key;
     const hit = this.#cache.get(key);
     if (hit) {
-      const out = Buffer.allocUnsafe(hit.out.length);
-      hit.out.copy(out);
-      out[0] = msg[0]!; // the query's id
-      out[1] = msg[1]!;
       hit.counter.inc();
-      return out;
+      return hit.out;
     }
     const query = dnsPacket.decode(msg);
     const opcode = (msg[2]! >> 3) & 0xf;
@@ -228,6 +294,7 @@ export class DnsServer {
 
   async close(): Promise<void> {
     this.#udp?.close();
+    this.#batched?.mod.close(this.#batched.sock.handle);
     await new Promise<void>((resolve) => (this.#tcp ? this.#tcp.close(() => resolve()) : resolve()));
   }
 }
