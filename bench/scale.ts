@@ -5,7 +5,7 @@
 // (SITES / ZONES resources per zone):
 //   1. SMALL sites (1,000): every site online, routed and in DNS, then steady for
 //      STEADY_SECONDS: Valkey commands/s, PostgreSQL statements/s, pub/sub bytes/s, and per
-//      node resident memory and event-loop delay p99;
+//      node resident memory, event-loop delay p99 and CPU (and the load connectors' CPU);
 //   2. the small connectors stop, the rest are created, and all SITES (10,000) connectors start
 //      at once: the time until every site is online, routed on every node and answered by
 //      every node's DNS; the same steady figures; an admin edit of one target until every
@@ -301,8 +301,8 @@ async function main() {
         }
       };
 
-      /** STEADY_S seconds of doing nothing, measured. */
-      const steady = async () => {
+      /** STEADY_S seconds of doing nothing, measured; `fleet`: the load connectors holding `siteCount` sites. */
+      const steady = async (fleet: Array<{ proc: ServiceProcess }>, siteCount: number) => {
         /** Calls by command, without this benchmark's own INFO. */
         const valkeyCalls = async () => {
           const info = await valkey.info('commandstats');
@@ -313,9 +313,16 @@ async function main() {
         await scrape(ids); // the event-loop delay histogram restarts at each scrape
         const [v0, p0] = [await valkeyCalls(), await pgCalls()];
         published.clear();
+        // BENCH_WINDOW_PROFILE=DIR: every node's CPU profile of this window too.
+        const profiles = process.env.BENCH_WINDOW_PROFILE ? await Promise.all(ids.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
+        const cpu0 = { nodes: ids.map((id) => busyMs(nodes.get(id)!.pid)), connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0) };
         const t0 = Date.now();
         await sleep(STEADY_S * 1000);
         const secs = (Date.now() - t0) / 1000;
+        const cpuPct = (ms: number) => Math.round(ms / secs / 10);
+        const nodeCpuPct = ids.map((id, i) => cpuPct(busyMs(nodes.get(id)!.pid) - cpu0.nodes[i]!));
+        const connectorsCpuPct = cpuPct(fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0) - cpu0.connectors);
+        for (const [i, p] of profiles.entries()) await p.stop(join(process.env.BENCH_WINDOW_PROFILE!, `steady-${siteCount}-${ids[i]}.cpuprofile`));
         const pages = await scrape(ids);
         const [v1, p1] = [await valkeyCalls(), await pgCalls()];
         const bytes = [...published.values()].reduce((a, b) => a + b, 0);
@@ -334,6 +341,10 @@ async function main() {
           heapTotalMb: pages.map((p) => Math.round(metric(p, 'nodejs_heap_size_total_bytes') / 1048576)),
           externalMb: pages.map((p) => Math.round(metric(p, 'nodejs_external_memory_bytes') / 1048576)),
           loopP99Ms: pages.map((p) => Math.round(metric(p, 'nodejs_eventloop_lag_p99_seconds') * 1000 * 10) / 10),
+          // What holding the sites costs when nothing happens: % of a core per node, and the
+          // load connectors' (pings, pongs and health checks of every site).
+          nodeCpuPct,
+          connectorsCpuPct,
         };
       };
 
@@ -344,7 +355,7 @@ async function main() {
       const smallUp = await waitServing(small, sites.slice(0, SMALL), t0);
       log(`${SMALL} sites: online ${smallUp.onlineMs} ms, routed ${smallUp.routedMs} ms, in DNS ${smallUp.dnsMs} ms`);
       await settle(small);
-      const steadySmall = await steady();
+      const steadySmall = await steady(small, SMALL);
       log(`${SMALL} sites steady: ${JSON.stringify(steadySmall)}`);
       await Promise.all(small.map((c) => c.proc.stop('SIGTERM', 30_000)));
 
@@ -357,7 +368,7 @@ async function main() {
       const planes = (await statusOf(fleet)).map((s) => s[6]);
       log(`  data planes: ${planes.filter((p) => p === 'direct').length} on a direct connection, ${planes.filter((p) => p === 'frames').length} on WebSocket frames`);
       await settle(fleet);
-      const steadyBig = await steady();
+      const steadyBig = await steady(fleet, SITES);
       log(`${SITES} sites steady: ${JSON.stringify(steadyBig)}`);
       // One node at a time: each stops for a full collection first. All three at once fenced all
       // three (one run): the figures after it are not comparable with those of a plain run.
@@ -541,6 +552,10 @@ async function main() {
         rss_mb_max_1k: Math.max(...steadySmall.rssMb),
         rss_mb_max: Math.max(...steadyBig.rssMb),
         loop_delay_p99_ms_1k: Math.max(...steadySmall.loopP99Ms),
+        node_cpu_pct_max_1k: Math.max(...steadySmall.nodeCpuPct),
+        node_cpu_pct_max: Math.max(...steadyBig.nodeCpuPct),
+        connectors_cpu_pct_1k: steadySmall.connectorsCpuPct,
+        connectors_cpu_pct: steadyBig.connectorsCpuPct,
         loop_delay_p99_ms: Math.max(...steadyBig.loopP99Ms),
         storm_sites: orphaned.size,
         storm_recover_all_ms: recoveredAll,

@@ -85,7 +85,9 @@ export class Valkey {
     };
     const where = target(opts.url.reveal().replace(/^valkey(s?):/, 'redis$1:'), opts);
     const connect = (o: RedisOptions) => (typeof where === 'string' ? new Redis(where, o) : new Redis({ ...where, ...o }));
-    this.cmd = connect(base);
+    // Commands issued in one turn of the loop go out in one write: a reconnect storm issues
+    // thousands per turn (claims, snapshot lookups and writes), each its own syscall before.
+    this.cmd = connect({ ...base, enableAutoPipelining: true });
     // The subscriber queues its (re)subscriptions until connected; it never serves commands.
     this.#sub = connect({ ...base, enableOfflineQueue: true, autoResubscribe: true });
     this.#lease = connect({ ...base, connectionName: `${opts.clusterName}:lease` });
