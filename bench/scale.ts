@@ -301,13 +301,16 @@ async function main() {
         }
       };
 
+      /** Valkey's calls by command, without this benchmark's own INFO. */
+      const valkeyCalls = async () => {
+        const info = await valkey.info('commandstats');
+        return new Map([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].filter((m) => m[1] !== 'info').map((m) => [m[1]!, Number(m[2])]));
+      };
+      /** Calls by command between two readings, most first. */
+      const callsBetween = (a: Map<string, number>, b: Map<string, number>) => [...b].map(([c, n]) => [c, n - (a.get(c) ?? 0)] as const).filter(([, n]) => n > 0).sort((x, y) => y[1] - x[1]);
+
       /** STEADY_S seconds of doing nothing, measured; `fleet`: the load connectors holding `siteCount` sites. */
       const steady = async (fleet: Array<{ proc: ServiceProcess }>, siteCount: number) => {
-        /** Calls by command, without this benchmark's own INFO. */
-        const valkeyCalls = async () => {
-          const info = await valkey.info('commandstats');
-          return new Map([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].filter((m) => m[1] !== 'info').map((m) => [m[1]!, Number(m[2])]));
-        };
         const pgCalls = async () => Number((await stats.query(`SELECT coalesce(sum(s.calls), 0) AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1`, [dbName])).rows[0].n);
         const rssMb = (id: string) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${nodes.get(id)!.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024);
         await scrape(ids); // the event-loop delay histogram restarts at each scrape
@@ -327,7 +330,7 @@ async function main() {
         const [v1, p1] = [await valkeyCalls(), await pgCalls()];
         const bytes = [...published.values()].reduce((a, b) => a + b, 0);
         const byChannel = Object.fromEntries([...published].map(([c, b]) => [c.replace('bench:ch:', ''), Math.round(b / secs)]));
-        const byCommand = [...v1].map(([c, n]) => [c, Math.round((n - (v0.get(c) ?? 0)) / secs)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+        const byCommand = callsBetween(v0, v1).map(([c, n]) => [c, Math.round(n / secs)] as const).filter(([, n]) => n > 0);
         return {
           valkeyOps: byCommand.reduce((a, [, n]) => a + n, 0),
           byCommand: Object.fromEntries(byCommand),
@@ -440,6 +443,7 @@ async function main() {
         return { cpu, commands: Number(/^total_commands_processed:(\d+)/m.exec(info)?.[1]) };
       };
       const valkey0 = await valkeyNow();
+      const calls0 = await valkeyCalls();
       const metrics0 = await scrape(survivors);
       const storm0 = cpuNow();
       const k0 = Date.now();
@@ -507,6 +511,7 @@ async function main() {
       const recoveredAll = Date.now() - k0;
       const storm1 = cpuNow();
       const valkey1 = await valkeyNow();
+      const calls1 = await valkeyCalls();
       const metrics1 = await scrape(survivors);
       const promoteMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_seconds', 'how="promote"', q);
       const promoteClaimMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_claim_seconds', 'how="promote"', q);
@@ -519,6 +524,7 @@ async function main() {
       const others = Math.round((stormCpu.busy - stormCpu.connectors - stormCpu.survivors.reduce((a, b) => a + b, 0)) * 10) / 10;
       log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands (PostgreSQL, this benchmark: the remainder)`);
       const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
+      log(`storm: Valkey commands until recovered (per site that came back): ${callsBetween(calls0, calls1).map(([c, n]) => `${c} ${n} (${perStormSite(n)})`).join(', ')}`);
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
       await sleep(2000); // the sample keeps probing a moment after

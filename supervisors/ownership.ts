@@ -8,7 +8,7 @@ import { claimEpochs } from '../persistence/epochs.ts';
 import { CLAIM_OWNERS, CONFIRM_OWNERS, RELEASE_OWNERS } from '../persistence/ownership-scripts.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { Owner, OwnershipChange } from '../protocol/channels.ts';
-import type { Membership } from './membership.ts';
+import type { Membership, MembershipEvent } from './membership.ts';
 import { actorKey } from './placement.ts';
 
 export type { Owner };
@@ -41,8 +41,13 @@ export class OwnershipRegistry extends EventEmitter {
       this.#cache.clear();
       this.emit('resubscribed');
     });
-    // Membership changes make cached owners on dead nodes stale.
-    this.#membership.on('change', () => this.#cache.clear());
+    // A member that died or left takes its cached entries with it. Only those: clearing the
+    // whole cache when a node died sent every delivery on every node, to actors that never
+    // moved, to Valkey for its owner again, in the middle of the reconnect storm.
+    this.#membership.on('change', (e: MembershipEvent) => {
+      if (e.type === 'join') return;
+      for (const [key, owner] of this.#cache) if (owner?.node === e.member.id && owner.incarnation === e.member.incarnation) this.#cache.delete(key);
+    });
   }
 
   async stop(): Promise<void> {
@@ -68,15 +73,22 @@ export class OwnershipRegistry extends EventEmitter {
   async ownerOf(kind: string, id: string, opts: { fresh?: boolean } = {}): Promise<Owner | undefined> {
     const key = actorKey(kind, id);
     let owner = opts.fresh ? undefined : this.#cache.get(key);
+    // A cached owner no longer live is read again: its successor may have claimed it already.
+    if (owner && !this.#isLive(owner)) {
+      this.#cache.delete(key);
+      owner = undefined;
+    }
     if (owner === undefined) {
       const raw = await this.#valkey.call((c) => c.get(this.#valkey.keys.owner(kind, id)));
       const parsed = raw ? (JSON.parse(raw) as { node: string; inc: string; epoch: string }) : null;
       owner = parsed && parsed.epoch !== '0' ? { node: parsed.node, incarnation: parsed.inc, epoch: Number(parsed.epoch) } : null;
       if (owner) this.#cache.set(key, owner);
     }
-    if (!owner) return undefined;
-    const member = this.#membership.member(owner.node);
-    return member && member.incarnation === owner.incarnation ? owner : undefined;
+    return owner && this.#isLive(owner) ? owner : undefined;
+  }
+
+  #isLive(owner: Owner): boolean {
+    return this.#membership.member(owner.node)?.incarnation === owner.incarnation;
   }
 
   /**
