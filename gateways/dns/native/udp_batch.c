@@ -47,16 +47,19 @@ static void put16(uint8_t *p, unsigned v) {
   p[1] = (uint8_t)v;
 }
 
+// One datagram of a batch: `len` bytes at `data`, from or to `addr`.
+static void set_message(struct mmsghdr *msg, struct iovec *iov, uint8_t *data, size_t len, struct sockaddr_storage *addr, socklen_t addr_len) {
+  iov->iov_base = data;
+  iov->iov_len = len;
+  memset(&msg->msg_hdr, 0, sizeof(struct msghdr));
+  msg->msg_hdr.msg_iov = iov;
+  msg->msg_hdr.msg_iovlen = 1;
+  msg->msg_hdr.msg_name = addr;
+  msg->msg_hdr.msg_namelen = addr_len;
+}
+
 static int read_batch(batch_socket *s) {
-  for (int i = 0; i < SLOTS; i++) {
-    s->recv_iov[i].iov_base = s->in + (size_t)i * IN_SLOT;
-    s->recv_iov[i].iov_len = IN_SLOT;
-    memset(&s->recv[i].msg_hdr, 0, sizeof(struct msghdr));
-    s->recv[i].msg_hdr.msg_iov = &s->recv_iov[i];
-    s->recv[i].msg_hdr.msg_iovlen = 1;
-    s->recv[i].msg_hdr.msg_name = &s->from[i];
-    s->recv[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
-  }
+  for (int i = 0; i < SLOTS; i++) set_message(&s->recv[i], &s->recv_iov[i], s->in + (size_t)i * IN_SLOT, IN_SLOT, &s->from[i], sizeof(struct sockaddr_storage));
   int n;
   do n = recvmmsg(s->fd, s->recv, SLOTS, MSG_DONTWAIT, NULL);
   while (n < 0 && errno == EINTR);
@@ -105,13 +108,7 @@ static void send_batch(batch_socket *s, int n) {
     const uint8_t *m = s->meta + (size_t)i * META;
     unsigned len = ((unsigned)m[6] << 8) | m[7];
     if (len == 0 || len > OUT_SLOT) continue;
-    s->send_iov[k].iov_base = s->out + (size_t)i * OUT_SLOT;
-    s->send_iov[k].iov_len = len;
-    memset(&s->send[k].msg_hdr, 0, sizeof(struct msghdr));
-    s->send[k].msg_hdr.msg_iov = &s->send_iov[k];
-    s->send[k].msg_hdr.msg_iovlen = 1;
-    s->send[k].msg_hdr.msg_name = &s->from[i];
-    s->send[k].msg_hdr.msg_namelen = s->recv[i].msg_hdr.msg_namelen;
+    set_message(&s->send[k], &s->send_iov[k], s->out + (size_t)i * OUT_SLOT, len, &s->from[i], s->recv[i].msg_hdr.msg_namelen);
     k++;
   }
   for (int sent = 0; sent < k;) {
