@@ -13,7 +13,10 @@
 // After a stall, the decision waits for the answers already in the socket to be read (timers
 // run before I/O in Node's loop): a renewal sent just before or after the stall may have been
 // answered meanwhile, and any renewal Valkey answered with 1 proves the lease never lapsed
-// (an expired key makes it answer 0). Fencing on the clock alone, with that answer unread,
+// (an expired key makes it answer 0). It waits only when a renewal sent before the stall could
+// still cover the lease: otherwise it fences at once, before that turn's I/O, in which a node
+// just thawed would still answer, for a few hundred milliseconds of backlog, as the holder of
+// actors a peer already runs (`cluster chaos` saw them on two nodes). Fencing on the clock alone, with that answer unread,
 // fenced a survivor of a SIGKILL in five of six 10,000-site storms (where the log could tell, lease intact).
 // Renewals travel on their own Valkey connection, not behind the storm's commands.
 // Fast detection: when a peer link drops and the peer's port refuses connections, the
@@ -48,6 +51,8 @@ export interface MembershipOptions {
 
 type State = 'idle' | 'joining' | 'joined' | 'fenced' | 'left';
 
+/** Renewals sent this recently, at a stall's detection, were sent after it (in the same turn). */
+const SENT_THIS_TURN_MS = 100;
 /** A stalled node's renewal must be confirmed this long before its lease could end (the fence's own stop of every actor comes then). */
 const CONFIRM_SLACK_MS = 150;
 
@@ -70,6 +75,8 @@ export class Membership extends EventEmitter {
   #expiryCheck: { cancel(): void } | undefined;
   /** Incarnations that announced a planned leave: their disappearance is a leave, not a death. */
   readonly #leaving = new Set<string>();
+  /** When the last few renewals were sent, answered or not (see #watchdog). */
+  readonly #sentAt: number[] = [];
   /** When the watchdog last ran: a long gap means this process was not running, not that Valkey was silent. */
   #watchdogAt = 0;
   /** Set while a node that stalled past its fence point waits for a renewal to be confirmed (see #checkConfirm). */
@@ -231,6 +238,8 @@ export class Membership extends EventEmitter {
     if (this.#state !== 'joined') return;
     const { valkey, clock, ttlMs } = this.#o;
     const sentAt = clock.now();
+    this.#sentAt.push(sentAt);
+    if (this.#sentAt.length > 4) this.#sentAt.shift();
     try {
       const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs), 'lease');
       if (this.#state !== 'joined') return;
@@ -274,6 +283,13 @@ export class Membership extends EventEmitter {
     if (this.#state !== 'joined' || this.#confirm || now < this.#fenceAt()) return;
     const stalled = gap >= this.#watchdogEveryMs() + Math.max(500, this.#o.renewEveryMs / 2);
     if (!stalled) return this.#fence('could not renew the lease in time');
+    // Only a renewal that reached Valkey before the lease could end can prove it held: one sent
+    // before the stall (those sent in this turn, after it, are not: they go out now).
+    const sentBefore = Math.max(this.#renewedAt, ...this.#sentAt.filter((at) => at < now - SENT_THIS_TURN_MS));
+    if (sentBefore + this.#o.ttlMs - CONFIRM_SLACK_MS <= now) {
+      this.emit('stalled', 'fenced');
+      return this.#fence('stalled past the end the lease could have; no renewal sent before the stall can cover it');
+    }
     this.#log.warn({ stalledMs: gap, confirmWithinMs: this.#confirmBy() - now }, 'this process stalled past its lease margin; renewing before the lease can end');
     const confirm = { timer: { cancel() {} } };
     this.#confirm = confirm;

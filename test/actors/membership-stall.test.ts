@@ -106,13 +106,15 @@ t.test('a stall while Valkey cannot be reached: fences before the lease could en
   t.same(events, ['stalled:fenced', 'fenced']);
 });
 
-t.test('a stall that ends where the lease could have ended, nothing answered: fences once the arrived I/O is read', async (t) => {
+t.test('a stall that ends where the lease could have ended: fences at once, before the turn\'s I/O', async (t) => {
   const { clock, membership, events, link } = await joined(t);
   let release = () => {};
   link.held = new Promise((r) => (release = r));
   stall(clock, 2900); // Valkey may drop the lease within 100 ms
-  await afterIo();
-  t.equal(membership.state, 'fenced', 'no wait for a new round trip past the lease\'s end');
+  // No renewal sent before the stall can cover the lease: nothing in the socket can save it,
+  // and a thawed node reading its backlog first would answer meanwhile as the holder of
+  // actors a peer may already run (`cluster chaos` saw them on two nodes).
+  t.equal(membership.state, 'fenced', 'fenced in the timers that found the stall, before any I/O is read');
   t.same(events, ['stalled:fenced', 'fenced']);
   release();
 });
