@@ -27,6 +27,15 @@ export function newer(a: Version, b: Version | undefined): boolean {
   return !b || a.epoch > b.epoch || (a.epoch === b.epoch && a.seq > b.seq);
 }
 
+/**
+ * The version at the head of a stored snapshot's JSON, read without parsing the rest (`put`
+ * writes id, version, data in that order); undefined when the head is not in that form.
+ */
+export function storedVersion(raw: string): Version | undefined {
+  const m = /^\{"id":"(?:[^"\\]|\\.)*","version":\{"epoch":(\d+),"seq":(\d+)\}/.exec(raw);
+  return m ? { epoch: Number(m[1]), seq: Number(m[2]) } : undefined;
+}
+
 /** KEYS[1]=hash; ARGV: id, epoch, seq, json, channel. 1 = stored and published, 0 = not newer. */
 const PUT = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -76,9 +85,22 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
     }));
   }
 
-  async all(): Promise<Snapshot<T>[]> {
+  /**
+   * Every stored snapshot; with `known`, only those newer than the version it gives for their
+   * id (the rest are not parsed: a periodic repair at 10,000 routes otherwise parsed and
+   * checked every one of them each time, to find none new).
+   */
+  async all(known?: (id: string) => Version | undefined): Promise<Snapshot<T>[]> {
     const raw = await this.#valkey.call((c) => c.hgetall(this.#valkey.keys.snapshot(this.#name)));
-    return Object.values(raw).flatMap((r) => this.#parse(r) ?? []);
+    const out: Snapshot<T>[] = [];
+    for (const [id, r] of Object.entries(raw)) {
+      const have = known?.(id);
+      const stored = have && storedVersion(r);
+      if (stored && !newer(stored, have)) continue;
+      const s = this.#parse(r);
+      if (s) out.push(s);
+    }
+    return out;
   }
 
   /** Calls `f` when the subscription is made again after it was lost (announcements meanwhile never came). */
@@ -125,7 +147,7 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
   }
 
   async repair(): Promise<void> {
-    for (const s of await this.#store.all()) this.apply(s);
+    for (const s of await this.#store.all((id) => this.#entries.get(id)?.version)) this.apply(s);
     this.lastUpdate = this.#clock.now();
   }
 

@@ -60,3 +60,28 @@ t.test('a mirror reads every snapshot again as soon as its lost subscription is 
   for (let i = 0; i < 100 && !mirror.get('missed'); i++) await new Promise((r) => setTimeout(r, 20));
   t.same(mirror.get('missed'), zone(9), `read after the subscription came back (${Date.now() - killedAt} ms)`);
 });
+
+t.test('a repair parses only the snapshots newer than the mirror holds, and still finds every new one', async (t) => {
+  const v = await freshValkey(t);
+  const store = new SnapshotStore(v, 'zones');
+  const mirror = new SnapshotMirror(store, () => {}, systemClock);
+  await mirror.start(60_000, () => {});
+  t.teardown(() => mirror.stop());
+  for (let i = 0; i < 20; i++) t.ok(await store.put({ id: `z${i}`, version: { epoch: 1, seq: 1 }, data: zone(i) }));
+  await mirror.repair();
+  t.equal([...mirror.values()].length, 20, 'all twenty mirrored');
+  // One newer unannounced, one written by hand with its keys in another order (read in full).
+  await v.cmd.hset(v.keys.snapshot('zones'), 'z3', JSON.stringify({ id: 'z3', version: { epoch: 1, seq: 2 }, data: zone(33) }));
+  await v.cmd.hset(v.keys.snapshot('zones'), 'z4', JSON.stringify({ version: { epoch: 2, seq: 1 }, id: 'z4', data: zone(44) }));
+  const parses: string[] = [];
+  const parse = JSON.parse;
+  JSON.parse = (text: string, ...rest: never[]) => (parses.push(text), parse(text, ...rest));
+  try {
+    await mirror.repair();
+  } finally {
+    JSON.parse = parse;
+  }
+  t.same(mirror.get('z3'), zone(33), 'the newer one is picked up');
+  t.same(mirror.get('z4'), zone(44), 'so is the one in another key order');
+  t.equal(parses.filter((p) => p.includes('"zone"')).length, 2, 'and only those two were parsed, not the eighteen unchanged');
+});
