@@ -13,11 +13,12 @@
 // After a stall, the decision waits for the answers already in the socket to be read (timers
 // run before I/O in Node's loop): a renewal sent just before or after the stall may have been
 // answered meanwhile, and any renewal Valkey answered with 1 proves the lease never lapsed
-// (an expired key makes it answer 0). It waits only when a renewal sent before the stall could
-// still cover the lease: otherwise it fences at once, before that turn's I/O, in which a node
-// just thawed would still answer, for a few hundred milliseconds of backlog, as the holder of
-// actors a peer already runs (`cluster chaos` saw them on two nodes). Fencing on the clock alone, with that answer unread,
-// fenced a survivor of a SIGKILL in five of six 10,000-site storms (where the log could tell, lease intact).
+// (an expired key makes it answer 0); fencing on the clock alone, with that answer unread,
+// fenced a survivor of a SIGKILL in five of six 10,000-site storms (lease intact wherever the
+// log could tell). It waits only when a renewal sent before the stall could still cover the
+// lease: otherwise it fences at once, before that turn's I/O, in which a node just thawed
+// would answer, for a few hundred milliseconds of backlog, as the holder of actors a peer
+// already runs (`cluster chaos` saw them on two nodes).
 // Renewals travel on their own Valkey connection, not behind the storm's commands.
 // Fast detection: when a peer link drops and the peer's port refuses connections, the
 // process is gone, so its lease is compare-and-deleted at once instead of waiting for TTL.
