@@ -13,7 +13,12 @@ export function sourceOf(address: string): string {
   const t = tail ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
   const g = groups.map((x) => parseInt(x || '0', 16));
-  return `${g.slice(0, 3).map((x) => x.toString(16)).join(':')}:${((g[3] ?? 0) & 0xff00).toString(16)}::/56`;
+  return prefix56(g[0] ?? 0, g[1] ?? 0, g[2] ?? 0, g[3] ?? 0);
+}
+
+/** The key of an IPv6 source's /56, from its first four 16-bit groups. */
+export function prefix56(g0: number, g1: number, g2: number, g3: number): string {
+  return `${g0.toString(16)}:${g1.toString(16)}:${g2.toString(16)}:${(g3 & 0xff00).toString(16)}::/56`;
 }
 
 /**

@@ -3,6 +3,7 @@
 // Linux), `loadUdpBatch` says why and the DNS gateway uses Node's dgram instead, at about
 // twice the CPU per answer.
 import { createRequire } from 'node:module';
+import { prefix56 } from '../../core/rate-buckets.ts';
 
 export interface UdpBatchSocket {
   handle: unknown;
@@ -61,5 +62,5 @@ export function sourceFromMeta(meta: Buffer, at: number): string {
   for (let i = 0; mapped && i < 10; i++) mapped = meta[a + i] === 0;
   if (mapped) return `${meta[a + 12]}.${meta[a + 13]}.${meta[a + 14]}.${meta[a + 15]}`;
   const group = (i: number) => meta.readUInt16BE(a + 2 * i);
-  return `${group(0).toString(16)}:${group(1).toString(16)}:${group(2).toString(16)}:${(group(3) & 0xff00).toString(16)}::/56`;
+  return prefix56(group(0), group(1), group(2), group(3));
 }
