@@ -27,6 +27,8 @@ export interface ResourceDeps {
   standbys?(siteIds: string[]): Promise<Map<string, string>>;
   /** Told the sites and hostname the route is about to use (null: none any more), before their state is read, so no news of them is missed. */
   track?(route: { hostname: string | null; siteIds: string[] } | null): void;
+  /** Told the nodes the route just read names (owners and standbys): a node's death then finds the routes naming it. */
+  named?(nodes: string[]): void;
   /** Pauses between reads of a route naming a site with no owner (RECHECK_MS, then RECHECK_STEADY_MS); tests shorten them. */
   recheck?: { ladderMs: readonly number[]; steadyMs: number };
 }
@@ -124,6 +126,7 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
       // A standby on the owner's own node is no second path (a promotion in progress).
       const second = [...standbys].filter(([siteId, node]) => owners.get(siteId) !== node);
       data = { ...base, targets: base.targets.map((t) => ({ ...t, healthy: health.get(t.id) ?? true })), owners: Object.fromEntries(owners), ...(second.length ? { standbys: Object.fromEntries(second) } : {}) };
+      deps.named?.([...new Set([...owners.values(), ...second.map(([, node]) => node)])]);
     }
     recheckIfOrphaned(data, ctx);
     const json = JSON.stringify(data ?? null);

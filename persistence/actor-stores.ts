@@ -64,15 +64,27 @@ export function acmeTxtStore(valkey: Valkey) {
 
 /**
  * Target health as the connectors report it: the site actor records it (one hash per site)
- * and announces it; the resource actors read it into their routes. Unknown health counts
- * as healthy (a target without checks is always used).
+ * and announces it when a value changed; the resource actors read it into their routes.
+ * Unknown health counts as healthy (a target without checks is always used).
  */
 export function targetHealth(valkey: Valkey) {
+  // Writes only the values that differ and says how many did (KEYS[1]=hash; ARGV: id, value, ...).
+  const SET_CHANGED = `local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) n = n + 1 end
+end
+return n`;
   return {
+    /**
+     * Records a report; announces it only when a value changed. A connector reports every
+     * target on each (re)connect: in a reconnect storm unchanged reports woke every route of
+     * every moved site once more, each reading owners, standbys and health again.
+     */
     async publish(siteId: string, targets: TargetHealth): Promise<void> {
+      if (targets.length === 0) return;
       const key = valkey.keys.targetHealth(siteId);
-      await valkey.call((c) => c.hset(key, Object.fromEntries(targets.map((t) => [t.id, t.healthy ? '1' : '0']))));
-      await valkey.publish('health', { siteId, targets });
+      const changed = (await valkey.call((c) => c.eval(SET_CHANGED, 1, key, ...targets.flatMap((t) => [t.id, t.healthy ? '1' : '0'])))) as number;
+      if (changed > 0) await valkey.publish('health', { siteId, targets });
     },
     /** Reported health by target id, for the given sites' targets. */
     async read(siteIds: string[]): Promise<Map<string, boolean>> {

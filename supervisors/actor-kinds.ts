@@ -86,6 +86,7 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         // Only standbys on live nodes count (a dead node's key may linger until its connector's next move).
         standbys: async (ids) => new Map([...(await standbys.read(ids))].filter(([, node]) => membership.member(node) !== undefined)),
         track: (route) => d.resourceIndex.set(id, route, copy),
+        named: (nodes) => d.resourceIndex.named(id, nodes, copy),
       }, id, epoch);
     },
   });

@@ -15,6 +15,7 @@ import type { ActorKindName, ActorMessage } from '../protocol/actor-messages.ts'
 import type { ChangeTouches, OwnershipChange } from '../protocol/channels.ts';
 import type { ActorHost } from './actor-host.ts';
 import { ChangeReplay } from './change-replay.ts';
+import { GoneNodes, memberChanges } from './gone-nodes.ts';
 import type { Membership } from './membership.ts';
 import { enclosingNames, type ResourceIndex } from './resource-index.ts';
 
@@ -69,6 +70,11 @@ export function touchedIds(kind: ActorKindName, touches: ChangeTouches, index: P
 export function sitesReleased(m: OwnershipChange): string[] {
   return m.type === 'released' && m.kind === 'site' ? m.ids : [];
 }
+
+/** A node's routes are recomputed once no site has moved for this long after it went (supervisors/gone-nodes.ts)... */
+export const GONE_QUIET_MS = 2000;
+/** ...or this long after it went, whatever the news. */
+export const GONE_CAP_MS = 20_000;
 
 export interface ChangeRoutingDeps {
   host: ActorHost;
@@ -133,8 +139,20 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
     }
     for (const zone of enclosingNames(hostname)) refreshZone(zone);
   });
+  const gone = new GoneNodes({
+    clock: d.clock,
+    quietMs: GONE_QUIET_MS,
+    capMs: GONE_CAP_MS,
+    check: (nodes) => {
+      for (const node of nodes) {
+        if (d.membership.member(node)) continue; // back under a new incarnation: its join recomputed every route
+        for (const id of index.naming(node)) host.tellLocal('resource', id, { type: 'refresh' });
+      }
+    },
+  });
   // Health reports and site moves change where traffic may go: the resources with a target on that site recompute.
   const refresh = (m: { siteId: string }) => {
+    gone.news();
     for (const id of index.bySite(m.siteId)) host.tellLocal('resource', id, { type: 'refresh', siteId: m.siteId });
   };
   await d.valkey.subscribe('health', refresh);
@@ -148,13 +166,27 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   };
   // Only when the members changed: the view is announced after every read, once a second,
   // and waking every route and zone that often cost Valkey reads in proportion to resources.
-  d.membership.on('view', (changed: boolean) => changed && refreshAll());
+  // A join recomputes every route (a standby on the joined node counts from now on); a death
+  // or leave recomputes the zones (their records name live nodes) and, later, the routes
+  // still naming the node gone (supervisors/gone-nodes.ts).
+  const membersNow = (): Map<string, string> => new Map(d.membership.live().map((m) => [m.id, m.incarnation]));
+  let members = membersNow();
+  d.membership.on('view', (changed: boolean) => {
+    if (!changed) return;
+    const next = membersNow();
+    const { joined, gone: left } = memberChanges(members, next);
+    members = next;
+    if (joined) return refreshAll();
+    host.broadcastLocal('dns-zone', { type: 'refresh' });
+    gone.gone(left);
+  });
   // Announcements (site moves, health) sent while the subscriber was away are lost: every
   // route and zone recomputes from what Valkey holds now.
   d.valkey.onResubscribed(refreshAll);
   return {
     stop: () => {
       clearTimeout(zoneTimer);
+      gone.stop();
       replay.stop();
     },
   };

@@ -12,6 +12,9 @@ export class ResourceIndex {
   readonly #bySite = new Map<string, Set<string>>();
   /** Resources by their hostname and every name above it (a write at a name finds what lies under it without a scan: one per resource created was quadratic). */
   readonly #byName = new Map<string, Set<string>>();
+  /** Resources by the nodes their last published route names (owners and standbys): a node's death finds the routes naming it without a scan. */
+  readonly #byNode = new Map<string, Set<string>>();
+  readonly #nodesOf = new Map<string, readonly string[]>();
   /** Which running copy of each actor last wrote its entry: a copy stopping late must not erase its successor's. */
   readonly #writer = new Map<string, object>();
 
@@ -25,11 +28,26 @@ export class ResourceIndex {
     for (const name of old?.hostname ? enclosingNames(old.hostname) : []) drop(this.#byName, name, id);
     if (!route) {
       this.#byResource.delete(id);
+      this.named(id, [], writer);
       return;
     }
     this.#byResource.set(id, route);
     for (const siteId of route.siteIds) add(this.#bySite, siteId, id);
     for (const name of route.hostname ? enclosingNames(route.hostname) : []) add(this.#byName, name, id);
+  }
+
+  /** The nodes resource `id`'s route names as it publishes it now (owners and standbys); `writer` as for `set`. */
+  named(id: string, nodes: readonly string[], writer: object = this) {
+    if (this.#writer.has(id) && this.#writer.get(id) !== writer) return;
+    for (const node of this.#nodesOf.get(id) ?? []) drop(this.#byNode, node, id);
+    if (nodes.length === 0) return void this.#nodesOf.delete(id);
+    this.#nodesOf.set(id, nodes);
+    for (const node of nodes) add(this.#byNode, node, id);
+  }
+
+  /** Local resources whose route names `node`. */
+  naming(node: string): string[] {
+    return [...(this.#byNode.get(node) ?? [])];
   }
 
   /** Local resources with a target on `siteId`. */

@@ -60,10 +60,15 @@ export function statusQueries(s: StatusSources): Pick<ApiDeps, 'nodes' | 'siteSt
         s.routes.getMany(ids).catch(() => new Map<string, never>()),
         readListenProblems(s.valkey, ids).catch(() => new Map<string, Record<string, string>>()),
       ]);
+      // A route may still name a node that died until its site moves (supervisors/gone-nodes.ts): a dead owner is no owner.
+      const live = new Set(s.live().map((m) => m.id));
       for (const id of ids) {
         const route = snapshots.get(id)?.data;
         if (!route) continue;
-        const targets = route.targets.map((t) => ({ targetId: t.id, siteId: t.siteId, enabled: t.enabled, healthy: t.healthy, siteOnline: t.siteId in route.owners, node: route.owners[t.siteId] ?? null }));
+        const targets = route.targets.map((t) => {
+          const node = route.owners[t.siteId];
+          return { targetId: t.id, siteId: t.siteId, enabled: t.enabled, healthy: t.healthy, siteOnline: node !== undefined && live.has(node), node: node !== undefined && live.has(node) ? node : null };
+        });
         const servingNodes = [...new Set(targets.filter((t) => t.enabled && t.healthy && t.node).map((t) => t.node!))].sort();
         out.set(id, { published: true, servingNodes, targets, listenProblems: problems.get(id) ?? {}, access: enforced(route.access) });
       }

@@ -1,0 +1,80 @@
+// What a change of members means for the routes on this node. A node's death changes no route
+// by itself: every reader of a route skips an owner or standby without a live lease (ingress,
+// the zones' records, the status API), and the dead node's connectors move their sites, each
+// move announced, which recomputes the routes naming them. Recomputing every local route at
+// the death instead read owners, standbys and health for every resource on each survivor in
+// the middle of the reconnect storm, and republished every route of a site not yet moved.
+// Kept as a floor under lost news: once no site has moved for `quietMs` (`capMs` after the
+// death at the latest), the routes still naming a gone node are recomputed.
+import type { Clock } from '../core/clock.ts';
+
+/** Members as id -> incarnation. */
+export type Members = ReadonlyMap<string, string>;
+
+/**
+ * Whether any member joined (a new id, or a known id under a new incarnation: a restart or a
+ * rejoin after a fence), and which members are gone (pure).
+ */
+export function memberChanges(before: Members, after: Members): { joined: boolean; gone: string[] } {
+  const joined = [...after].some(([id, incarnation]) => before.get(id) !== incarnation);
+  const gone = [...before].filter(([id, incarnation]) => after.get(id) !== incarnation).map(([id]) => id);
+  return { joined, gone };
+}
+
+export interface GoneNodesOptions {
+  clock: Clock;
+  /** How long without a site move before the check runs. */
+  quietMs: number;
+  /** The latest the check runs after the first death it covers, news or not. */
+  capMs: number;
+  /** Recomputes the local routes still naming these nodes. */
+  check(nodes: string[]): void;
+}
+
+export class GoneNodes {
+  readonly #o: GoneNodesOptions;
+  readonly #pending = new Set<string>();
+  #deadline = 0;
+  #lastNews = 0;
+  #timer: { cancel(): void } | undefined;
+
+  constructor(o: GoneNodesOptions) {
+    this.#o = o;
+  }
+
+  /** Members that left or died. */
+  gone(nodes: string[]) {
+    if (nodes.length === 0) return;
+    const now = this.#o.clock.now();
+    if (this.#pending.size === 0) this.#deadline = now + this.#o.capMs;
+    for (const n of nodes) this.#pending.add(n);
+    this.#lastNews = now;
+    this.#arm(now);
+  }
+
+  /** A site moved (news is flowing: the check waits for it to go quiet). */
+  news() {
+    if (this.#pending.size) this.#lastNews = this.#o.clock.now();
+  }
+
+  stop() {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#pending.clear();
+  }
+
+  #arm(now: number) {
+    this.#timer?.cancel();
+    const due = Math.min(this.#lastNews + this.#o.quietMs, this.#deadline);
+    this.#timer = this.#o.clock.setTimeout(() => this.#fire(), Math.max(0, due - now));
+  }
+
+  #fire() {
+    this.#timer = undefined;
+    const now = this.#o.clock.now();
+    if (now < Math.min(this.#lastNews + this.#o.quietMs, this.#deadline)) return this.#arm(now);
+    const nodes = [...this.#pending];
+    this.#pending.clear();
+    this.#o.check(nodes);
+  }
+}

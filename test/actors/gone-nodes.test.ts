@@ -1,0 +1,98 @@
+// A node's death recomputes no route at once (every reader skips an owner without a lease;
+// the moves of its sites recompute theirs): the routes still naming it are recomputed once
+// site moves have been quiet for a while, or at a cap, as a floor under lost news.
+import t from 'tap';
+import type { Clock } from '../../core/clock.ts';
+import { GoneNodes, memberChanges } from '../../supervisors/gone-nodes.ts';
+import { ResourceIndex } from '../../supervisors/resource-index.ts';
+
+/** A clock moved by hand. */
+function manualClock() {
+  let now = 0;
+  const timers = new Set<{ at: number; fn: () => void }>();
+  const clock: Clock = {
+    now: () => now,
+    setTimeout(fn, ms) {
+      const timer = { at: now + ms, fn };
+      timers.add(timer);
+      return { cancel: () => void timers.delete(timer) };
+    },
+    setInterval: () => ({ cancel() {} }),
+    sleep: async () => {},
+  };
+  const advance = (ms: number) => {
+    const until = now + ms;
+    for (;;) {
+      const next = [...timers].sort((a, b) => a.at - b.at)[0];
+      if (!next || next.at > until) break;
+      timers.delete(next);
+      now = next.at;
+      next.fn();
+    }
+    now = until;
+  };
+  return { clock, advance };
+}
+
+t.test('members: joins (a new id or incarnation) and departures', async (t) => {
+  const m = (...pairs: string[]) => new Map(pairs.map((p) => p.split('/') as [string, string]));
+  t.same(memberChanges(m('a/1', 'b/1', 'c/1'), m('a/1', 'b/1')), { joined: false, gone: ['c'] }, 'a death');
+  t.same(memberChanges(m('a/1', 'b/1'), m('a/1', 'b/1', 'c/2')), { joined: true, gone: [] }, 'a join');
+  t.same(memberChanges(m('a/1', 'b/1'), m('a/1', 'b/2')), { joined: true, gone: ['b'] }, 'a rejoin under a new incarnation is both');
+  t.same(memberChanges(m('a/1'), m('a/1')), { joined: false, gone: [] });
+});
+
+t.test('the check waits for site moves to go quiet, and no longer than the cap', async (t) => {
+  const { clock, advance } = manualClock();
+  const checked: string[][] = [];
+  const gone = new GoneNodes({ clock, quietMs: 2000, capMs: 20_000, check: (nodes) => checked.push(nodes) });
+
+  gone.gone(['n3']);
+  advance(1999);
+  t.same(checked, [], 'not before the quiet period');
+  advance(1);
+  t.same(checked, [['n3']], 'no move heard: checked after the quiet period');
+
+  gone.news(); // news with nothing pending holds nothing back
+  gone.gone(['n2']);
+  for (let i = 0; i < 8; i++) {
+    advance(1000);
+    gone.news(); // a storm: a site moves every second
+  }
+  t.same(checked.length, 1, 'held back while sites keep moving');
+  advance(2000);
+  t.same(checked.at(-1), ['n2'], 'checked once the moves went quiet');
+
+  gone.gone(['n1']);
+  advance(500);
+  gone.gone(['n4']); // a second death joins the pending check
+  for (let i = 0; i < 30; i++) {
+    advance(1000);
+    gone.news();
+  }
+  t.same(checked.at(-1), ['n1', 'n4'], 'news never quiet: checked at the cap after the first death');
+  t.equal(checked.length, 3);
+
+  gone.gone(['n5']);
+  gone.stop();
+  advance(30_000);
+  t.equal(checked.length, 3, 'stopped: nothing more');
+});
+
+t.test('the resource index finds the routes naming a node', async (t) => {
+  const index = new ResourceIndex();
+  const copy = {};
+  index.set('r1', { hostname: 'a.example', siteIds: ['s1'] }, copy);
+  index.named('r1', ['n1', 'n2'], copy);
+  index.set('r2', { hostname: 'b.example', siteIds: ['s2'] });
+  index.named('r2', ['n2']);
+  t.same(index.naming('n2').sort(), ['r1', 'r2']);
+  index.named('r1', ['n3'], copy); // its site moved
+  t.same(index.naming('n1'), [], 'a node it no longer names');
+  t.same(index.naming('n3'), ['r1']);
+  index.named('r1', ['n9'], {}); // a stopped copy telling late
+  t.same(index.naming('n3'), ['r1'], 'a copy that is not the current writer changes nothing');
+  index.set('r1', null, copy);
+  t.same(index.naming('n3'), [], 'gone from the index with the resource');
+  t.same(index.naming('n2'), ['r2']);
+});
