@@ -35,9 +35,10 @@ export function siteStandbys(valkey: Valkey) {
       await valkey.call((c) => c.set(valkey.keys.siteStandby(siteId), JSON.stringify({ node, session })));
       await valkey.publish('sites', { siteId, node: null });
     },
-    async clear(siteId: string, node: string, session: string): Promise<void> {
+    /** `announce: false` where no route can change (the standby's own node took the site). */
+    async clear(siteId: string, node: string, session: string, opts?: { announce?: boolean }): Promise<void> {
       await valkey.call((c) => c.eval(CLEAR, 1, valkey.keys.siteStandby(siteId), JSON.stringify({ node, session })));
-      await valkey.publish('sites', { siteId, node: null });
+      if (opts?.announce !== false) await valkey.publish('sites', { siteId, node: null });
     },
     /** Site id -> node holding its standby tunnel. */
     async read(siteIds: string[]): Promise<Map<string, string>> {

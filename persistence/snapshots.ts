@@ -36,15 +36,28 @@ export function storedVersion(raw: string): Version | undefined {
   return m ? { epoch: Number(m[1]), seq: Number(m[2]) } : undefined;
 }
 
-/** KEYS[1]=hash; ARGV: id, epoch, seq, json, channel. 1 = stored and published, 0 = not newer. */
+/**
+ * KEYS[1]=hash; ARGV: id, epoch, seq, json, channel, the json's text after its version.
+ * 1 = stored and announced; 2 = stored, not announced: the data is what the stored entry
+ * already holds (an actor respawned elsewhere republishing the same route or zone, whose
+ * announcement every node would parse and act on to no effect); 0 = not newer.
+ */
 const PUT = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local same = false
 if cur then
-  local v = cjson.decode(cur).version
-  local e, s = tonumber(ARGV[2]), tonumber(ARGV[3])
-  if v.epoch > e or (v.epoch == e and v.seq >= s) then return 0 end
+  local head, e, s = string.match(cur, '^({"id":"[^"]*","version":{"epoch":(%d+),"seq":(%d+)})')
+  if not head then
+    local v = cjson.decode(cur).version
+    e, s = v.epoch, v.seq
+  end
+  e, s = tonumber(e), tonumber(s)
+  local ne, ns = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if e > ne or (e == ne and s >= ns) then return 0 end
+  same = head ~= nil and string.sub(cur, #head + 1) == ARGV[6]
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+if same then return 2 end
 redis.call('PUBLISH', ARGV[5], ARGV[4])
 return 1`;
 
@@ -63,12 +76,19 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
     return r.success ? (r.data as Snapshot<T>) : undefined;
   }
 
-  /** Stores and announces a snapshot unless a newer one is stored; true if it was. */
+  /**
+   * Stores a snapshot unless a newer one is stored, and announces it unless the stored one
+   * held the same data; true if it was stored. Written as id, version, data, in that order
+   * (`storedVersion` and the script read the head).
+   */
   async put(snapshot: Snapshot<T>): Promise<boolean> {
     const v = this.#valkey;
-    const json = JSON.stringify(snapshot);
-    const r = await v.call((c) => c.eval(PUT, 1, v.keys.snapshot(this.#name), snapshot.id, snapshot.version.epoch, snapshot.version.seq, json, v.keys.channel(this.#name)));
-    return r === 1;
+    const { id, version } = snapshot;
+    const head = JSON.stringify({ id, version: { epoch: version.epoch, seq: version.seq } });
+    const rest = snapshot.data === undefined ? '}' : `,"data":${JSON.stringify(snapshot.data)}}`;
+    const json = head.slice(0, -1) + rest;
+    const r = await v.call((c) => c.eval(PUT, 1, v.keys.snapshot(this.#name), id, version.epoch, version.seq, json, v.keys.channel(this.#name), rest));
+    return r === 1 || r === 2;
   }
 
   async get(id: string): Promise<Snapshot<T> | undefined> {

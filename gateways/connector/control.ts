@@ -66,7 +66,8 @@ export interface SiteActors {
 /** Where a node records the standby tunnels it holds (for the routes). */
 export interface StandbyRecords {
   set(siteId: string, node: string, session: string): Promise<void>;
-  clear(siteId: string, node: string, session: string): Promise<void>;
+  /** `announce: false`: no route can change (the standby's node took the site). */
+  clear(siteId: string, node: string, session: string, opts?: { announce?: boolean }): Promise<void>;
 }
 
 export interface ControlChannelDeps {
@@ -355,7 +356,9 @@ export class ControlChannel {
           this.#d.onClaimed?.('promote', sinceRead());
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
           attached('promote');
-          await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id).catch(() => {});
+          // Unannounced: no route names a standby on its site's own node, so none changes (each
+          // announcement recomputed the site's routes on every node, a storm's worth at once).
+          await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id, { announce: false }).catch(() => {});
           keepAcrossFences();
           log.info('standby connector promoted: this node holds the site');
         } else if (msg.type === 'register') {

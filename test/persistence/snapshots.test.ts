@@ -85,3 +85,35 @@ t.test('a repair parses only the snapshots newer than the mirror holds, and stil
   t.same(mirror.get('z4'), zone(44), 'so is the one in another key order');
   t.equal(parses.filter((p) => p.includes('"zone"')).length, 2, 'and only those two were parsed, not the eighteen unchanged');
 });
+
+// An actor respawned elsewhere republishes what its predecessor did under its new epoch: stored
+// (a late write of the old owner is then refused), not announced (every node would parse it
+// and recompute from it to no effect).
+t.test('snapshots: the same data under a newer version is stored but not announced', async (t) => {
+  const v = await freshValkey(t);
+  const store = new SnapshotStore(v, 'zones');
+  const heard: Array<[string, number]> = [];
+  await store.subscribe((s) => heard.push([`${s.version.epoch}.${s.version.seq}`, s.data?.serial ?? -1]));
+  const settle = async (n: number) => {
+    for (let i = 0; i < 50 && heard.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 50));
+  };
+  t.ok(await store.put({ id: 'a', version: { epoch: 1, seq: 1 }, data: zone(1) }));
+  await settle(1);
+  t.ok(await store.put({ id: 'a', version: { epoch: 2, seq: 1 }, data: zone(1) }), 'the successor republishes the same zone: stored');
+  t.same((await store.get('a'))?.version, { epoch: 2, seq: 1 });
+  t.notOk(await store.put({ id: 'a', version: { epoch: 1, seq: 2 }, data: zone(9) }), 'so the old owner cannot write after it');
+  t.ok(await store.put({ id: 'a', version: { epoch: 2, seq: 2 }, data: zone(2) }), 'then a change');
+  await settle(2);
+  t.same(heard, [['1.1', 1], ['2.2', 2]], 'announced: the first and the change, not the same data again');
+  t.ok(await store.put({ id: 'a', version: { epoch: 3, seq: 1 } }), 'a tombstone');
+  t.ok(await store.put({ id: 'a', version: { epoch: 4, seq: 1 } }), 'the same tombstone again');
+  await settle(3);
+  t.same(heard.slice(2), [['3.1', -1]]);
+  // An entry stored in another form (not written by put) is compared by version only, and announced.
+  await v.cmd.hset(v.keys.snapshot('zones'), 'b', JSON.stringify({ version: { epoch: 1, seq: 1 }, id: 'b', data: zone(5) }));
+  t.ok(await store.put({ id: 'b', version: { epoch: 1, seq: 2 }, data: zone(5) }));
+  t.notOk(await store.put({ id: 'b', version: { epoch: 1, seq: 2 }, data: zone(5) }), 'not newer');
+  await settle(4);
+  t.same(heard.at(-1), ['1.2', 5]);
+});
