@@ -97,6 +97,9 @@ function resolves(server: { host: string; port: number }, name: string): Promise
 /** `value` of a metric line (first sample) in a Prometheus text page. */
 const metric = (page: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(page)?.[1] ?? NaN);
 
+/** `value` of the sample of metric `name` whose labels include `label` (0 without one). */
+const labelled = (page: string, name: string, label: string) => Number(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\S+)$`, 'm').exec(page)?.[1] ?? 0);
+
 /** A histogram's cumulative buckets for one label value, as `le` (seconds) -> count. */
 const buckets = (page: string, name: string, label: string) => new Map([...page.matchAll(new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm'))]
   .filter((m) => m[1]!.includes(label))
@@ -421,11 +424,14 @@ async function main() {
       // Where the machine's CPU goes, before the kill (steady, 3 s) and through the storm: the
       // survivors, the load connectors (here on the same two cores; at the sites in production)
       // and the rest (Valkey, PostgreSQL, the benchmark itself).
+      // PostgreSQL's postmaster and its backends (the nodes' pools hold their connections through the storm).
+      const pgPid = Number(readFileSync(join(services.postgres!.dir, 'data', 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
       const cpuNow = () => ({
         at: Date.now(),
         machine: machineCpuMs(),
         survivors: survivors.map((id) => busyMs(nodes.get(id)!.proc.pid)),
         connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0),
+        pg: busyMs(pgPid),
       });
       const steady0 = cpuNow();
       await sleep(3000);
@@ -522,7 +528,7 @@ async function main() {
         total: Math.round((storm1.machine.total - storm0.machine.total) / 100) / 10,
       };
       const others = Math.round((stormCpu.busy - stormCpu.connectors - stormCpu.survivors.reduce((a, b) => a + b, 0)) * 10) / 10;
-      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands (PostgreSQL, this benchmark: the remainder)`);
+      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands, PostgreSQL ${((storm1.pg - storm0.pg) / 1000).toFixed(1)} s (this benchmark: the remainder)`);
       const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
       log(`storm: Valkey commands until recovered (per site that came back): ${callsBetween(calls0, calls1).map(([c, n]) => `${c} ${n} (${perStormSite(n)})`).join(', ')}`);
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
@@ -538,6 +544,12 @@ async function main() {
       const noticedMs = [...noticed.values()];
       const reattachMs = [...noticed].map(([id, at]) => back.get(id)! - at);
       log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached, of which the site's claim p50 ${promoteClaimMs(0.5)}, p99 ${promoteClaimMs(0.99)} ms (bucket bounds; the time it waited unread is not in it)`);
+      // Registrations the survivors turned away meanwhile (gateways/connector/admission.ts): standbys deferred while they ran late, come back after.
+      const refused = ['busy', 'lagging', 'standby-deferred'].map((reason) => {
+        const n = metrics1.reduce((sum, page, i) => sum + labelled(page, 'cluster_connector_registrations_refused_total', `reason="${reason}"`) - labelled(metrics0[i]!, 'cluster_connector_registrations_refused_total', `reason="${reason}"`), 0);
+        return `${reason} ${n}`;
+      });
+      log(`storm: registrations refused by the survivors until recovered: ${refused.join(', ')}`);
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
 

@@ -22,7 +22,7 @@ import { createDataPlaneServer } from './data-plane.ts';
 import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
 import { Liveness } from './liveness.ts';
-import { CLOSE, NodeMessage, PROTOCOL_VERSION, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
+import { CLOSE, NodeMessage, PROTOCOL_VERSION, ROLE_HEADER, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
 /** Later rounds of an unanswered direct data connection (1, 2, 4 s apart, jittered). */
 const DIRECT_RETRIES = 3;
@@ -158,7 +158,8 @@ export class Connector extends EventEmitter {
    * capped at 15 s, so a standby whose node was only restarting is back soon after it.
    */
   #standbyPause(): number {
-    return Math.min(STANDBY_RETRY_CAP_MS, 2000 * 2 ** this.#standbyFailures++);
+    // Jittered: the standbys a busy node deferred (gateways/connector/admission.ts) come back spread out.
+    return Math.min(STANDBY_RETRY_CAP_MS, 2000 * 2 ** this.#standbyFailures++) * (0.5 + Math.random() / 2);
   }
 
   /** Opens a standby connection to the advised node, if one is wanted and none is open. */
@@ -211,7 +212,7 @@ export class Connector extends EventEmitter {
     // from scripts in browsers choosing the bytes; the connector is not a browser, production
     // endpoints are TLS, and XOR-ing every tunnelled byte cost bulk throughput (measured
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}`, ...(role === 'standby' ? { [ROLE_HEADER]: 'standby' } : {}) }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     if (role === 'primary') this.#ws = ws;
     else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);

@@ -6,6 +6,12 @@ import { z } from 'zod';
 export const PROTOCOL_VERSION = 1;
 /** Largest control message accepted (bytes); bigger ones close the connection. */
 export const MAX_CONTROL_MESSAGE = 64 * 1024;
+/**
+ * Sent with a standby's control upgrade (`standby`): a node running late defers a standby,
+ * never a primary, before any work is done for it. A connector that does not send it is
+ * admitted as a primary would be.
+ */
+export const ROLE_HEADER = 'x-cluster-connector-role';
 
 /** WebSocket close codes used by the control channel (4000-4999 are application codes). */
 export const CLOSE = {

@@ -14,7 +14,7 @@ import { ioDeadline } from '../../core/io-deadline.ts';
 import type { Logger } from '../../core/log.ts';
 import type { SiteMsg } from '../../protocol/actor-messages.ts';
 import type { Secret } from '../../core/secret.ts';
-import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
+import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, ROLE_HEADER, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { Admission } from './admission.ts';
 import { verifyConnectorToken } from './token.ts';
 import { readAhead, type TunnelRegistry } from './tunnels.ts';
@@ -135,7 +135,7 @@ export class ControlChannel {
       const token = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7), this.#d.clock.now()) : undefined;
       if (!token) return refuse(socket, 401, CLOSE.unauthenticated.reason);
       if (!this.#d.accepting()) return refuse(socket, 503, CLOSE.draining.reason);
-      const release = this.#admission.enter();
+      const release = this.#admission.enter(req.headers[ROLE_HEADER] === 'standby' ? 'standby' : 'primary');
       if (!release) return refuse(socket, 503, 'CLUSTER_ERR_NODE_OVERLOADED');
       socket.once('close', release); // an upgrade that fails, or a connection that ends before it registered
       this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release));

@@ -2,7 +2,7 @@
 // lags; a slot is freed once, however the registration ends. And the lag it reads is real: a
 // blocked event loop shows in LoopLag.
 import t from 'tap';
-import { Admission, MAX_REGISTERING, SHED_LAG_MS } from '../../gateways/connector/admission.ts';
+import { Admission, MAX_REGISTERING, SHED_LAG_MS, STANDBY_SHED_LAG_MS } from '../../gateways/connector/admission.ts';
 import { LoopLag } from '../../core/loop-lag.ts';
 
 t.test('at most the bound of registrations in progress; a slot is freed exactly once', async (t) => {
@@ -28,6 +28,23 @@ t.test('no new registration while the event loop lags', async (t) => {
   lag = 50;
   t.ok(a.enter(), 'admitted once the loop keeps time again');
   t.same(refused, ['lagging']);
+});
+
+// A standby is a second path of a site online elsewhere: a node absorbing a dead node's
+// promotions (its loop running late) takes the primaries and defers the standbys.
+t.test('a standby is deferred sooner than a primary', async (t) => {
+  let lag = STANDBY_SHED_LAG_MS + 1;
+  const refused: string[] = [];
+  const a = new Admission({ lagMs: () => lag, onRefused: (r) => refused.push(r) });
+  t.ok(STANDBY_SHED_LAG_MS < SHED_LAG_MS);
+  t.equal(a.enter('standby'), undefined, 'a standby waits');
+  t.ok(a.enter('primary'), 'a primary is taken at the same lag');
+  t.ok(a.enter(), 'as is a connection that does not say (an older connector)');
+  lag = STANDBY_SHED_LAG_MS - 1;
+  t.ok(a.enter('standby'), 'a standby is taken once the loop keeps time');
+  lag = SHED_LAG_MS + 1;
+  t.equal(a.enter('primary'), undefined);
+  t.same(refused, ['standby-deferred', 'lagging']);
 });
 
 t.test('LoopLag sees a blocked event loop, and forgets it after its window', async (t) => {
