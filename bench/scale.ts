@@ -26,7 +26,7 @@ import { adminCall as api } from '../devenv/admin-client.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { routesOn, type PeerTarget } from '../devenv/peer-client.ts';
 import { freePort } from '../devenv/ports.ts';
-import { machineCpuMs, ServiceProcess, treeCpuMs } from '../devenv/process.ts';
+import { machineCpuMs, ServiceProcess, treeCpuMs, treeCpuWithReapedMs } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
 import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { profileWindow, sampleHeap } from './inspector.ts';
@@ -424,14 +424,14 @@ async function main() {
       // Where the machine's CPU goes, before the kill (steady, 3 s) and through the storm: the
       // survivors, the load connectors (here on the same two cores; at the sites in production)
       // and the rest (Valkey, PostgreSQL, the benchmark itself).
-      // PostgreSQL's postmaster and its backends (the nodes' pools hold their connections through the storm).
+      // PostgreSQL's postmaster and its backends, those of connections closed meanwhile included.
       const pgPid = Number(readFileSync(join(services.postgres!.dir, 'data', 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
       const cpuNow = () => ({
         at: Date.now(),
         machine: machineCpuMs(),
         survivors: survivors.map((id) => busyMs(nodes.get(id)!.proc.pid)),
         connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0),
-        pg: busyMs(pgPid),
+        pg: treeCpuWithReapedMs(pgPid),
       });
       const steady0 = cpuNow();
       await sleep(3000);

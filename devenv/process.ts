@@ -178,6 +178,22 @@ export function treeCpuMs(pid: number): { user: number; sys: number } {
   return childPids(pid).map(treeCpuMs).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }), own);
 }
 
+/**
+ * CPU time of a process, its children that have exited and been waited for (PostgreSQL's
+ * backends of closed connections), and its live descendants, so far (ms, user + system; Linux).
+ */
+export function treeCpuWithReapedMs(pid: number): number {
+  let reaped: number;
+  try {
+    const f = procStat(pid);
+    reaped = (Number(f[13]) + Number(f[14])) * 10; // cutime, cstime in USER_HZ (100)
+  } catch {
+    return 0;
+  }
+  const t = treeCpuMs(pid);
+  return t.user + t.sys + reaped;
+}
+
 /** The whole machine's CPU time so far, busy and in all, in ms summed over its cores (/proc/stat; Linux). */
 export function machineCpuMs(): { busy: number; total: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
