@@ -30,7 +30,9 @@ export interface ResourceDeps {
   /** Told the nodes the route just read names (owners and standbys): a node's death then finds the routes naming it. */
   named?(nodes: string[]): void;
   /** Pauses between reads of a route naming a site with no owner (RECHECK_MS, then RECHECK_STEADY_MS); tests shorten them. */
-  recheck?: { ladderMs: readonly number[]; steadyMs: number };
+  recheck?: { ladderMs: readonly number[]; steadyMs: number; quietMs?: number; quietCapMs?: number };
+  /** How long since this node last heard a site move (supervisors/site-news.ts): a read due meanwhile waits for RECHECK_QUIET_MS of quiet. */
+  quietForMs?: () => number;
 }
 
 export interface ResourceState {
@@ -54,6 +56,14 @@ export const RECHECK_MS = [1000, 3000, 10_000, 30_000];
  * resource of a site that is offline.
  */
 export const RECHECK_STEADY_MS = 60_000;
+/**
+ * A read that falls due while sites are moving waits until none has for this long, or
+ * RECHECK_QUIET_CAP_MS at most: in a reconnect storm the moves' own announcements recompute
+ * the routes, and the ladder's reads (three per orphaned route in a 30 s storm, 10,000 at
+ * 10,000 sites) were the largest share of the survivors' route recomputes.
+ */
+export const RECHECK_QUIET_MS = 2000;
+export const RECHECK_QUIET_CAP_MS = 30_000;
 
 const row = z.object({
   resource_id: z.string(), org_id: z.string(), protocol: z.enum(['http', 'tcp', 'udp']), hostname: z.string().nullable(), proxy_port: z.number().nullable(), tls: z.boolean(), enabled: z.boolean(),
@@ -106,12 +116,20 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
       return;
     }
     if (recheck) return;
-    const { ladderMs, steadyMs } = deps.recheck ?? { ladderMs: RECHECK_MS, steadyMs: RECHECK_STEADY_MS };
+    const { ladderMs, steadyMs, quietMs = RECHECK_QUIET_MS, quietCapMs = RECHECK_QUIET_CAP_MS } = deps.recheck ?? { ladderMs: RECHECK_MS, steadyMs: RECHECK_STEADY_MS };
     const pause = ladderMs[rechecks++] ?? steadyMs * (0.8 + Math.random() * 0.4);
-    recheck = setTimeout(() => {
+    const latest = Date.now() + pause + quietCapMs;
+    const due = () => {
+      const wait = quietMs - (deps.quietForMs?.() ?? Infinity);
+      if (wait > 0 && Date.now() < latest) {
+        recheck = setTimeout(due, Math.min(wait, latest - Date.now()));
+        recheck.unref();
+        return;
+      }
       recheck = undefined;
       ctx.self({ type: 'refresh' });
-    }, pause);
+    };
+    recheck = setTimeout(due, pause);
     recheck.unref();
   }
   const sites = (base: ResourceState['base']) => [...new Set(base?.targets.map((t) => t.siteId) ?? [])];

@@ -22,10 +22,12 @@ import { createDataPlaneServer } from './data-plane.ts';
 import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
 import { Liveness } from './liveness.ts';
-import { CLOSE, NodeMessage, PROTOCOL_VERSION, ROLE_HEADER, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
+import { CLOSE, FEATURES_HEADER, NodeMessage, PROTOCOL_VERSION, ROLE_HEADER, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
 /** Later rounds of an unanswered direct data connection (1, 2, 4 s apart, jittered). */
 const DIRECT_RETRIES = 3;
+/** A new standby after fresh advice (its node gone) opens within this, spread from a fifth of it. */
+const STANDBY_READVISED_MS = 5000;
 /** The longest pause between standby attempts that failed. */
 const STANDBY_RETRY_CAP_MS = 15_000;
 
@@ -212,7 +214,7 @@ export class Connector extends EventEmitter {
     // from scripts in browsers choosing the bytes; the connector is not a browser, production
     // endpoints are TLS, and XOR-ing every tunnelled byte cost bulk throughput (measured
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}`, ...(role === 'standby' ? { [ROLE_HEADER]: 'standby' } : {}) }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}`, [FEATURES_HEADER]: 'standby-advice', ...(role === 'standby' ? { [ROLE_HEADER]: 'standby' } : {}) }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     if (role === 'primary') this.#ws = ws;
     else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);
@@ -389,6 +391,16 @@ export class Connector extends EventEmitter {
         break;
       case 'ping':
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'pong', at: msg.at } satisfies ConnectorMessage));
+        break;
+      case 'standby-advice':
+        // The node advised before died or left: the next standby goes to the one advised now.
+        // A standby up elsewhere stays. Spread (every site whose standby was there hears it at
+        // once), and only then: a node absorbing a death defers standbys anyway.
+        if (ws !== this.#ws) break;
+        this.#advice = msg.standby;
+        if (this.#standby?.ready) break;
+        this.#standbyFailures = 0;
+        this.#clock.setTimeout(() => this.#ensureStandby(), STANDBY_READVISED_MS * (0.2 + Math.random() * 0.8));
         break;
       case 'disconnect':
         ws.close(1000, msg.reason);

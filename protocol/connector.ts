@@ -12,6 +12,12 @@ export const MAX_CONTROL_MESSAGE = 64 * 1024;
  * admitted as a primary would be.
  */
 export const ROLE_HEADER = 'x-cluster-connector-role';
+/**
+ * What else the connector understands, comma-separated, sent with every control upgrade:
+ * `standby-advice` (the message of that type). A node sends a connector nothing it did not
+ * name here, so connectors and nodes of different releases keep working together.
+ */
+export const FEATURES_HEADER = 'x-cluster-connector-features';
 
 /** WebSocket close codes used by the control channel (4000-4999 are application codes). */
 export const CLOSE = {
@@ -97,6 +103,11 @@ export const NodeMessage = z.discriminatedUnion('type', [
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('config'), targets: z.array(Target) }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('ping'), at: z.number() }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('disconnect'), reason: z.string() }),
+  /**
+   * On a primary whose connector named `standby-advice` (FEATURES_HEADER): the node advised for
+   * the standby tunnel changed (the one advised before died or left); none: no other node.
+   */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('standby-advice'), standby: z.object({ node: z.string(), endpoint: z.string() }).optional() }),
   /** The node is draining: connect elsewhere, keep this connection until the node closes it. */
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('move'), reason: z.string() }),
 ]);

@@ -14,6 +14,7 @@ import { acmeTxtStore, siteSessions, siteStandbys, targetHealth } from '../persi
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 import type { ResourceIndex } from './resource-index.ts';
+import type { SiteNews } from './site-news.ts';
 import type { SiteSeen } from './site-seen.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import type { Valkey } from '../persistence/valkey.ts';
@@ -47,6 +48,8 @@ export interface ActorKindDeps {
   siteSeen: SiteSeen;
   /** Which sites and hostname each local resource actor routes to (news goes only where it matters). */
   resourceIndex: ResourceIndex;
+  /** When a site last moved, as this node heard: rechecks of orphaned routes wait while sites move. */
+  siteNews: SiteNews;
 }
 
 export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
@@ -87,6 +90,7 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         standbys: async (ids) => new Map([...(await standbys.read(ids))].filter(([, node]) => membership.member(node) !== undefined)),
         track: (route) => d.resourceIndex.set(id, route, copy),
         named: (nodes) => d.resourceIndex.named(id, nodes, copy),
+        quietForMs: () => d.siteNews.quietForMs(),
       }, id, epoch);
     },
   });

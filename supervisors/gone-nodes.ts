@@ -23,6 +23,8 @@ export function memberChanges(before: Members, after: Members): { joined: boolea
 
 export interface GoneNodesOptions {
   clock: Clock;
+  /** How long since a site last moved (supervisors/site-news.ts). */
+  quietForMs(): number;
   /** How long without a site move before the check runs. */
   quietMs: number;
   /** The latest the check runs after the first death it covers, news or not. */
@@ -35,7 +37,6 @@ export class GoneNodes {
   readonly #o: GoneNodesOptions;
   readonly #pending = new Set<string>();
   #deadline = 0;
-  #lastNews = 0;
   #timer: { cancel(): void } | undefined;
 
   constructor(o: GoneNodesOptions) {
@@ -45,16 +46,9 @@ export class GoneNodes {
   /** Members that left or died. */
   gone(nodes: string[]) {
     if (nodes.length === 0) return;
-    const now = this.#o.clock.now();
-    if (this.#pending.size === 0) this.#deadline = now + this.#o.capMs;
+    if (this.#pending.size === 0) this.#deadline = this.#o.clock.now() + this.#o.capMs;
     for (const n of nodes) this.#pending.add(n);
-    this.#lastNews = now;
-    this.#arm(now);
-  }
-
-  /** A site moved (news is flowing: the check waits for it to go quiet). */
-  news() {
-    if (this.#pending.size) this.#lastNews = this.#o.clock.now();
+    this.#arm(this.#o.quietMs);
   }
 
   stop() {
@@ -63,16 +57,15 @@ export class GoneNodes {
     this.#pending.clear();
   }
 
-  #arm(now: number) {
+  #arm(ms: number) {
     this.#timer?.cancel();
-    const due = Math.min(this.#lastNews + this.#o.quietMs, this.#deadline);
-    this.#timer = this.#o.clock.setTimeout(() => this.#fire(), Math.max(0, due - now));
+    this.#timer = this.#o.clock.setTimeout(() => this.#fire(), Math.max(0, Math.min(ms, this.#deadline - this.#o.clock.now())));
   }
 
   #fire() {
     this.#timer = undefined;
-    const now = this.#o.clock.now();
-    if (now < Math.min(this.#lastNews + this.#o.quietMs, this.#deadline)) return this.#arm(now);
+    const wait = this.#o.quietMs - this.#o.quietForMs();
+    if (wait > 0 && this.#o.clock.now() < this.#deadline) return this.#arm(wait);
     const nodes = [...this.#pending];
     this.#pending.clear();
     this.#o.check(nodes);

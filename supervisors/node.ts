@@ -47,6 +47,7 @@ import { SiteSeen } from './site-seen.ts';
 import { routeChanges } from './change-routing.ts';
 import { startEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
+import { SiteNews } from './site-news.ts';
 import { adminEndpoint, standbyAdvice } from './standby-advice.ts';
 import { Suspicion } from './suspicion.ts';
 import { createMetrics } from './metrics.ts';
@@ -72,6 +73,8 @@ interface Running {
   suspicion: Suspicion;
   changes?: { stop(): void };
   siteSeen: SiteSeen;
+  /** The node a site's connector should hold its standby tunnel to, as this node sees the members now. */
+  adviseStandby: (siteId: string) => { node: string; endpoint: string } | undefined;
   control?: ControlChannel;
   edge?: Edge;
 }
@@ -212,6 +215,8 @@ export class ClusterNode {
     const control = run.control;
     run.membership.on('fenced', () => control.keepThroughFence());
     run.membership.on('joined', () => void control.reattachAll());
+    // A member gone (or come): the standbys advised on it move to the node advised now.
+    run.membership.on('view', (changed: boolean) => changed && control.readvise(run.adviseStandby));
     run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     this.#readiness.markMigrated();
     await this.#readiness.probe();
@@ -275,21 +280,24 @@ export class ClusterNode {
     const routes = new SnapshotStore(valkey, 'routes');
     const resourceIndex = new ResourceIndex();
     const siteSeen = new SiteSeen({ db, clock, logger: this.#log, everyMs: config.connector.seenEvery });
+    const siteNews = new SiteNews(clock);
+    const adviseStandby = (siteId: string) => standbyAdvice(siteId, config.nodeId, membership.live().filter((m) => !suspicion.isSuspected(m.id)));
     registerActorKinds(host, {
       resourceIndex,
+      siteNews,
       siteSeen,
       config, db, valkey, sealer: this.#sealer, system: this.#system, membership, ownership, routes, zones: new SnapshotStore(valkey, 'zones'), metrics: this.#metrics, clock, logger: this.#log,
       wireguard: () => this.#wireguard ?? { unavailable: unavailable('not started yet') },
-      standbyAdvice: (siteId) => standbyAdvice(siteId, config.nodeId, membership.live().filter((m) => !suspicion.isSuspected(m.id))),
+      standbyAdvice: adviseStandby,
       localTxt: (name) => edge()?.zones.txt(name) ?? [],
       peerTxt: async (id, name) => {
         const m = membership.member(id); // gone meanwhile: it serves nothing
         return m ? peer.txt(m, name, 1000) : [];
       },
     });
-    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes, suspicion, siteSeen });
+    const run: Running = (this.#run = { db, membership, ownership, peer, host, routes, suspicion, siteSeen, adviseStandby });
     siteSeen.start();
-    run.changes = await routeChanges({ host, valkey, db, membership, routes, resourceIndex, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
+    run.changes = await routeChanges({ host, valkey, db, membership, routes, resourceIndex, siteNews, clock, logger: this.#log, replayEveryMs: config.changes.replayEvery, replayWindowMs: config.changes.replayWindow, onChange: (kind) => this.#run?.edge?.changed(kind) });
     await peer.listen(config.peer.bind.host, config.peer.bind.port);
     await ownership.start();
     // Peer links follow the traffic view: a fenced node keeps its links to forward over.

@@ -14,7 +14,7 @@ import { ioDeadline } from '../../core/io-deadline.ts';
 import type { Logger } from '../../core/log.ts';
 import type { SiteMsg } from '../../protocol/actor-messages.ts';
 import type { Secret } from '../../core/secret.ts';
-import { CLOSE, ConnectorMessage, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, ROLE_HEADER, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
+import { CLOSE, ConnectorMessage, FEATURES_HEADER, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, ROLE_HEADER, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { Admission } from './admission.ts';
 import { verifyConnectorToken } from './token.ts';
 import { readAhead, type TunnelRegistry } from './tunnels.ts';
@@ -114,6 +114,8 @@ export class ControlChannel {
   readonly #direct = new Map<string, (socket: Socket) => void>();
   /** Registered primary connections: how each attaches to a new site actor after a fence, or is let go. */
   readonly #primaries = new Map<WebSocket, { reattach: () => Promise<void>; release: () => void }>();
+  /** Registered primaries whose connectors take `standby-advice`: their site and the node last advised for its standby. */
+  readonly #advised = new Map<WebSocket, { siteId: string; node: string | undefined }>();
   /** Set while a fence keeps the connections: they are let go if the node has not rejoined by then. */
   #keepUntil: NodeJS.Timeout | undefined;
   readonly #admission: Admission;
@@ -138,7 +140,8 @@ export class ControlChannel {
       const release = this.#admission.enter(req.headers[ROLE_HEADER] === 'standby' ? 'standby' : 'primary');
       if (!release) return refuse(socket, 503, 'CLUSTER_ERR_NODE_OVERLOADED');
       socket.once('close', release); // an upgrade that fails, or a connection that ends before it registered
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release));
+      const advisable = String(req.headers[FEATURES_HEADER] ?? '').split(',').some((f) => f.trim() === 'standby-advice');
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release, advisable));
     });
   }
 
@@ -156,7 +159,7 @@ export class ControlChannel {
     take(socket);
   }
 
-  #serve(ws: WebSocket, siteId: string, generation: number, registeredSlot: () => void) {
+  #serve(ws: WebSocket, siteId: string, generation: number, registeredSlot: () => void, advisable: boolean) {
     const log = this.#log.child({ siteId });
     let moving = false;
     const directKey = randomBytes(24).toString('base64url');
@@ -165,6 +168,7 @@ export class ControlChannel {
       // `registered` carries the offer of a direct data connection: only this channel knows its key.
       send: (msg: NodeMessage) => {
         if (msg.type === 'registered') registeredSlot(); // the registration's work is done: its admission slot is free
+        if (msg.type === 'registered' && msg.role !== 'standby' && advisable) this.#advised.set(ws, { siteId, node: msg.standby?.node });
         return ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg.type === 'registered' && this.#direct.has(directKey) ? { ...msg, direct: { path: DIRECT_PATH, key: directKey, ...(this.#d.endpoint ? { endpoint: this.#d.endpoint } : {}) } } : msg));
       },
       close: (code, reason) => {
@@ -420,6 +424,7 @@ export class ControlChannel {
     });
     ws.on('close', async () => {
       this.#primaries.delete(ws);
+      this.#advised.delete(ws);
       this.#direct.delete(directKey);
       directSocket?.destroy();
       this.#movers.delete(ws);
@@ -451,6 +456,21 @@ export class ControlChannel {
     for (const move of this.#movers.values()) move();
     const deadline = this.#d.clock.now() + timeoutMs;
     while (this.#wss.clients.size > 0 && this.#d.clock.now() < deadline) await this.#d.clock.sleep(50);
+  }
+
+  /**
+   * Tells each primary's connector (one that takes it) the node now advised for its standby,
+   * where that changed: after a death or a leave the node advised before is gone, and the
+   * connector would try it until its primary moved. Called on a change of members.
+   */
+  readvise(advice: (siteId: string) => { node: string; endpoint: string } | undefined) {
+    for (const [ws, entry] of this.#advised) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      const standby = advice(entry.siteId);
+      if (standby?.node === entry.node) continue;
+      entry.node = standby?.node;
+      ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'standby-advice', ...(standby ? { standby } : {}) } satisfies NodeMessage));
+    }
   }
 
   /**

@@ -4,6 +4,7 @@
 import t from 'tap';
 import type { Clock } from '../../core/clock.ts';
 import { GoneNodes, memberChanges } from '../../supervisors/gone-nodes.ts';
+import { SiteNews } from '../../supervisors/site-news.ts';
 import { ResourceIndex } from '../../supervisors/resource-index.ts';
 
 /** A clock moved by hand. */
@@ -45,7 +46,8 @@ t.test('members: joins (a new id or incarnation) and departures', async (t) => {
 t.test('the check waits for site moves to go quiet, and no longer than the cap', async (t) => {
   const { clock, advance } = manualClock();
   const checked: string[][] = [];
-  const gone = new GoneNodes({ clock, quietMs: 2000, capMs: 20_000, check: (nodes) => checked.push(nodes) });
+  const news = new SiteNews(clock);
+  const gone = new GoneNodes({ clock, quietForMs: () => news.quietForMs(), quietMs: 2000, capMs: 20_000, check: (nodes) => checked.push(nodes) });
 
   gone.gone(['n3']);
   advance(1999);
@@ -53,11 +55,10 @@ t.test('the check waits for site moves to go quiet, and no longer than the cap',
   advance(1);
   t.same(checked, [['n3']], 'no move heard: checked after the quiet period');
 
-  gone.news(); // news with nothing pending holds nothing back
   gone.gone(['n2']);
   for (let i = 0; i < 8; i++) {
     advance(1000);
-    gone.news(); // a storm: a site moves every second
+    news.heard(); // a storm: a site moves every second
   }
   t.same(checked.length, 1, 'held back while sites keep moving');
   advance(2000);
@@ -68,7 +69,7 @@ t.test('the check waits for site moves to go quiet, and no longer than the cap',
   gone.gone(['n4']); // a second death joins the pending check
   for (let i = 0; i < 30; i++) {
     advance(1000);
-    gone.news();
+    news.heard();
   }
   t.same(checked.at(-1), ['n1', 'n4'], 'news never quiet: checked at the cap after the first death');
   t.equal(checked.length, 3);

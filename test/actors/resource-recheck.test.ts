@@ -3,7 +3,7 @@
 // actor could not hear it (its node rejoining after a fence) left 88 resources unrouted for
 // 120 s with every site online; after a ladder that ended, one stayed so in a later storm.
 import t from 'tap';
-import { RECHECK_MS, RECHECK_STEADY_MS, resourceBehavior, type ResourceMsg, type ResourceState } from '../../actors/resource.ts';
+import { RECHECK_MS, RECHECK_QUIET_CAP_MS, RECHECK_QUIET_MS, RECHECK_STEADY_MS, resourceBehavior, type ResourceMsg, type ResourceState } from '../../actors/resource.ts';
 import type { ActorContext } from '../../actors/runtime.ts';
 import { createLogger } from '../../core/log.ts';
 
@@ -63,4 +63,47 @@ t.test('past the ladder, a route still naming no owner keeps being read, a minut
   await new Promise((r) => setTimeout(r, 150));
   t.same(sent, [], 'and the reads stop');
   await behavior.stopped?.(state, ctx);
+});
+
+// In a reconnect storm the moves' own announcements recompute the routes: a read that falls
+// due while sites are moving waits for them to go quiet (or for a cap).
+t.test('a read that falls due while sites move waits for quiet, or for the cap', async (t) => {
+  t.equal(RECHECK_QUIET_MS, 2000);
+  t.equal(RECHECK_QUIET_CAP_MS, 30_000);
+  let lastNews = Date.now();
+  const published: unknown[] = [];
+  const behavior = (capMs: number) => resourceBehavior({
+    db: undefined as never,
+    publish: async (s) => (published.push(s.data), true),
+    siteOwners: async () => new Map(),
+    health: async () => new Map(),
+    quietForMs: () => Date.now() - lastNews,
+    recheck: { ladderMs: [20], steadyMs: 60_000, quietMs: 150, quietCapMs: capMs },
+  }, 'r1', 1);
+  const base = { resourceId: 'r1', orgId: 'o1', protocol: 'http' as const, hostname: 'app.example', port: null, tls: false, enabled: true, targets: [{ id: 't1', siteId: 's1', host: '10.0.0.5', port: 80, scheme: 'http' as const, enabled: true, weight: 1, healthy: true }] };
+  const sent: ResourceMsg[] = [];
+  const ctx = { kind: 'resource', id: 'r1', epoch: 1, log: createLogger({ level: 'silent' }), self: (m: ResourceMsg) => sent.push(m), reply: () => {} } satisfies ActorContext<ResourceMsg>;
+
+  const moving = setInterval(() => (lastNews = Date.now()), 20); // a site moves every 20 ms
+  const b1 = behavior(60_000);
+  let state: ResourceState = await b1.receive({ base, published: undefined }, { type: 'refresh' }, ctx);
+  await new Promise((r) => setTimeout(r, 400));
+  t.same(sent, [], 'due after 20 ms, but sites keep moving: not read');
+  clearInterval(moving);
+  const quietFrom = Date.now();
+  while (sent.length === 0 && Date.now() - quietFrom < 2000) await new Promise((r) => setTimeout(r, 5));
+  t.same(sent, [{ type: 'refresh' }], 'read once the moves went quiet');
+  t.ok(Date.now() - quietFrom >= 100, 'not before the quiet period');
+  await b1.stopped?.(state, ctx);
+
+  sent.length = 0;
+  const again = setInterval(() => (lastNews = Date.now()), 20);
+  t.teardown(() => clearInterval(again));
+  const b2 = behavior(200);
+  state = await b2.receive({ base, published: undefined }, { type: 'refresh' }, ctx);
+  const started = Date.now();
+  while (sent.length === 0 && Date.now() - started < 2000) await new Promise((r) => setTimeout(r, 5));
+  t.same(sent, [{ type: 'refresh' }], 'sites never quiet: read at the cap');
+  t.ok(Date.now() - started >= 200, `at the cap, ${Date.now() - started} ms`);
+  await b2.stopped?.(state, ctx);
 });
