@@ -6,15 +6,21 @@ import t from 'tap';
 import { siteStandbys, targetHealth } from '../../persistence/actor-stores.ts';
 import { freshValkey } from '../harness/services.ts';
 
+/** What a subscriber heard on `channel`, and a wait until it has heard `n` messages and nothing more comes. */
+async function listen(v: Awaited<ReturnType<typeof freshValkey>>, channel: 'health' | 'sites') {
+  const heard: unknown[] = [];
+  await v.subscribe(channel, (m) => heard.push(m));
+  const settle = async (n: number) => {
+    for (let i = 0; i < 50 && heard.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 50));
+  };
+  return { heard, settle };
+}
+
 t.test('a health report is recorded, and announced only when a value changed', async (t) => {
   const v = await freshValkey(t);
   const health = targetHealth(v);
-  const heard: unknown[] = [];
-  await v.subscribe('health', (m) => heard.push(m));
-  const settle = async (n: number) => {
-    for (let i = 0; i < 50 && heard.length < n; i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 50)); // and nothing more comes
-  };
+  const { heard, settle } = await listen(v, 'health');
 
   await health.publish('s1', [{ id: 't1', healthy: true }, { id: 't2', healthy: false }]);
   await settle(1);
@@ -41,12 +47,7 @@ t.test('a health report is recorded, and announced only when a value changed', a
 t.test('standby records: set and cleared with an announcement, except a clear that can change no route', async (t) => {
   const v = await freshValkey(t);
   const standbys = siteStandbys(v);
-  const heard: unknown[] = [];
-  await v.subscribe('sites', (m) => heard.push(m));
-  const settle = async (n: number) => {
-    for (let i = 0; i < 50 && heard.length < n; i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 50));
-  };
+  const { heard, settle } = await listen(v, 'sites');
   await standbys.set('s1', 'node-2', 'session-a');
   await settle(1);
   t.same([...(await standbys.read(['s1']))], [['s1', 'node-2']]);
