@@ -356,6 +356,7 @@ export class ControlChannel {
           standby = false;
           // No working tunnel left on this connection: registering afresh is quicker than a site routed to nothing.
           if (!this.#d.tunnels.promote(siteId, session.id)) return tunnelLost();
+          this.#admission.promoted(); // standbys wait while this node takes promotions
           await this.#d.host.claimHere('site', siteId);
           this.#d.onClaimed?.('promote', sinceRead());
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);

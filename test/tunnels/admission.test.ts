@@ -2,7 +2,7 @@
 // lags; a slot is freed once, however the registration ends. And the lag it reads is real: a
 // blocked event loop shows in LoopLag.
 import t from 'tap';
-import { Admission, MAX_REGISTERING, SHED_LAG_MS, STANDBY_SHED_LAG_MS } from '../../gateways/connector/admission.ts';
+import { Admission, MAX_REGISTERING, SHED_LAG_MS, STANDBY_AFTER_PROMOTION_MS, STANDBY_SHED_LAG_MS } from '../../gateways/connector/admission.ts';
 import { LoopLag } from '../../core/loop-lag.ts';
 
 t.test('at most the bound of registrations in progress; a slot is freed exactly once', async (t) => {
@@ -45,6 +45,20 @@ t.test('a standby is deferred sooner than a primary', async (t) => {
   lag = SHED_LAG_MS + 1;
   t.equal(a.enter('primary'), undefined);
   t.same(refused, ['standby-deferred', 'lagging']);
+});
+
+t.test('a standby waits while the node takes promotions', async (t) => {
+  let now = 1_000_000;
+  const refused: string[] = [];
+  const a = new Admission({ lagMs: () => 0, onRefused: (r) => refused.push(r), now: () => now });
+  t.ok(a.enter('standby'), 'no promotion yet: taken');
+  a.promoted();
+  now += STANDBY_AFTER_PROMOTION_MS - 1;
+  t.equal(a.enter('standby'), undefined, 'a standby within the quiet period after a promotion waits');
+  t.ok(a.enter('primary'), 'a primary does not');
+  now += 1;
+  t.ok(a.enter('standby'), 'taken once promotions are quiet');
+  t.same(refused, ['standby-deferred']);
 });
 
 t.test('LoopLag sees a blocked event loop, and forgets it after its window', async (t) => {
