@@ -551,7 +551,11 @@ async function main() {
       });
       log(`storm: registrations refused by the survivors until recovered: ${refused.join(', ')}`);
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
-      log(`storm: ${orphaned.size} sites online and routed again within ${recoveredAll} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
+      // Every site back: the last site's own time, online (its connector's clock) and routed
+      // (the routes poll). The benchmark's status poll of the load connectors, starved through
+      // the storm, saw it later (up to 14 s later in 10,000-site runs): that is kept apart.
+      const allBack = Math.max(...perSite);
+      log(`storm: ${orphaned.size} sites online and routed again within ${allBack} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}; the benchmark's polls saw it at ${recoveredAll} ms); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed`);
 
       return {
         bench: 'scale',
@@ -576,7 +580,8 @@ async function main() {
         connectors_cpu_pct: steadyBig.connectorsCpuPct,
         loop_delay_p99_ms: Math.max(...steadyBig.loopP99Ms),
         storm_sites: orphaned.size,
-        storm_recover_all_ms: recoveredAll,
+        storm_recover_all_ms: allBack,
+        storm_observed_all_ms: recoveredAll,
         storm_recover_p50_ms: pct(perSite, 50),
         storm_recover_p99_ms: pct(perSite, 99),
         storm_recover_max_ms: Math.max(...perSite),
