@@ -15,9 +15,9 @@ import type { ActorKindName, ActorMessage } from '../protocol/actor-messages.ts'
 import type { ChangeTouches, OwnershipChange } from '../protocol/channels.ts';
 import type { ActorHost } from './actor-host.ts';
 import { ChangeReplay } from './change-replay.ts';
-import { GoneNodes, memberChanges } from './gone-nodes.ts';
+import { GoneNodes } from './gone-nodes.ts';
 import type { SiteNews } from './site-news.ts';
-import type { Membership } from './membership.ts';
+import type { Membership, MembershipEvent } from './membership.ts';
 import { enclosingNames, type ResourceIndex } from './resource-index.ts';
 
 type Reaction = { [K in ActorKindName]: { kind: K; msg: ActorMessage<K> } }[ActorKindName];
@@ -142,7 +142,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
     }
     for (const zone of enclosingNames(hostname)) refreshZone(zone);
   });
-  const gone = new GoneNodes({
+  const goneCheck = new GoneNodes({
     clock: d.clock,
     quietForMs: () => d.siteNews.quietForMs(),
     quietMs: GONE_QUIET_MS,
@@ -173,16 +173,17 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   // A join recomputes every route (a standby on the joined node counts from now on); a death
   // or leave recomputes the zones (their records name live nodes) and, later, the routes
   // still naming the node gone (supervisors/gone-nodes.ts).
-  const membersNow = (): Map<string, string> => new Map(d.membership.live().map((m) => [m.id, m.incarnation]));
-  let members = membersNow();
+  // Membership announces each join, death and leave just before the view they make.
+  let joined = false;
+  let gone: string[] = [];
+  d.membership.on('change', (e: MembershipEvent) => (e.type === 'join' ? (joined = true) : gone.push(e.member.id)));
   d.membership.on('view', (changed: boolean) => {
+    const [join, left] = [joined, gone];
+    [joined, gone] = [false, []];
     if (!changed) return;
-    const next = membersNow();
-    const { joined, gone: left } = memberChanges(members, next);
-    members = next;
-    if (joined) return refreshAll();
+    if (join) return refreshAll();
     host.broadcastLocal('dns-zone', { type: 'refresh' });
-    gone.gone(left);
+    goneCheck.gone(left);
   });
   // Announcements (site moves, health) sent while the subscriber was away are lost: every
   // route and zone recomputes from what Valkey holds now.
@@ -190,7 +191,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   return {
     stop: () => {
       clearTimeout(zoneTimer);
-      gone.stop();
+      goneCheck.stop();
       replay.stop();
     },
   };

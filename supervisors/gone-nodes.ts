@@ -8,19 +8,6 @@
 // death at the latest), the routes still naming a gone node are recomputed.
 import type { Clock } from '../core/clock.ts';
 
-/** Members as id -> incarnation. */
-export type Members = ReadonlyMap<string, string>;
-
-/**
- * Whether any member joined (a new id, or a known id under a new incarnation: a restart or a
- * rejoin after a fence), and which members are gone (pure).
- */
-export function memberChanges(before: Members, after: Members): { joined: boolean; gone: string[] } {
-  const joined = [...after].some(([id, incarnation]) => before.get(id) !== incarnation);
-  const gone = [...before].filter(([id, incarnation]) => after.get(id) !== incarnation).map(([id]) => id);
-  return { joined, gone };
-}
-
 export interface GoneNodesOptions {
   clock: Clock;
   /** How long since a site last moved (supervisors/site-news.ts). */

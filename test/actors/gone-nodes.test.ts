@@ -3,7 +3,7 @@
 // site moves have been quiet for a while, or at a cap, as a floor under lost news.
 import t from 'tap';
 import type { Clock } from '../../core/clock.ts';
-import { GoneNodes, memberChanges } from '../../supervisors/gone-nodes.ts';
+import { GoneNodes } from '../../supervisors/gone-nodes.ts';
 import { SiteNews } from '../../supervisors/site-news.ts';
 import { ResourceIndex } from '../../supervisors/resource-index.ts';
 
@@ -34,14 +34,6 @@ function manualClock() {
   };
   return { clock, advance };
 }
-
-t.test('members: joins (a new id or incarnation) and departures', async (t) => {
-  const m = (...pairs: string[]) => new Map(pairs.map((p) => p.split('/') as [string, string]));
-  t.same(memberChanges(m('a/1', 'b/1', 'c/1'), m('a/1', 'b/1')), { joined: false, gone: ['c'] }, 'a death');
-  t.same(memberChanges(m('a/1', 'b/1'), m('a/1', 'b/1', 'c/2')), { joined: true, gone: [] }, 'a join');
-  t.same(memberChanges(m('a/1', 'b/1'), m('a/1', 'b/2')), { joined: true, gone: ['b'] }, 'a rejoin under a new incarnation is both');
-  t.same(memberChanges(m('a/1'), m('a/1')), { joined: false, gone: [] });
-});
 
 t.test('the check waits for site moves to go quiet, and no longer than the cap', async (t) => {
   const { clock, advance } = manualClock();
