@@ -5,6 +5,7 @@
 // reports and site moves (refresh from Valkey), and when nodes join or die. The route carries
 // the resource's access policy, so every node decides who may reach it from memory.
 import { z } from 'zod';
+import { quietWait } from '../core/quiet-wait.ts';
 import { loadAccessPolicies } from '../persistence/access-policy.ts';
 import { pooledLoader, uuidsOnly } from '../persistence/batch-load.ts';
 import { sql, type DatabasePool } from '../persistence/db.ts';
@@ -120,9 +121,9 @@ export function resourceBehavior(deps: ResourceDeps, id: string, epoch: number):
     const pause = ladderMs[rechecks++] ?? steadyMs * (0.8 + Math.random() * 0.4);
     const latest = Date.now() + pause + quietCapMs;
     const due = () => {
-      const wait = quietMs - (deps.quietForMs?.() ?? Infinity);
-      if (wait > 0 && Date.now() < latest) {
-        recheck = setTimeout(due, Math.min(wait, latest - Date.now()));
+      const wait = quietWait(deps.quietForMs?.() ?? Infinity, quietMs, Date.now(), latest);
+      if (wait > 0) {
+        recheck = setTimeout(due, wait);
         recheck.unref();
         return;
       }

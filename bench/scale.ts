@@ -94,11 +94,8 @@ function resolves(server: { host: string; port: number }, name: string): Promise
   });
 }
 
-/** `value` of a metric line (first sample) in a Prometheus text page. */
-const metric = (page: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(page)?.[1] ?? NaN);
-
-/** `value` of the sample of metric `name` whose labels include `label` (0 without one). */
-const labelled = (page: string, name: string, label: string) => Number(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\S+)$`, 'm').exec(page)?.[1] ?? 0);
+/** `value` of a metric line in a Prometheus text page: the first sample, or the first whose labels include `label` (NaN without one). */
+const metric = (page: string, name: string, label = '') => Number(new RegExp(`^${name}(?:\\{[^}]*${label}[^}]*\\})? (\\S+)$`, 'm').exec(page)?.[1] ?? NaN);
 
 /** A histogram's cumulative buckets for one label value, as `le` (seconds) -> count. */
 const buckets = (page: string, name: string, label: string) => new Map([...page.matchAll(new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm'))]
@@ -546,7 +543,8 @@ async function main() {
       log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached, of which the site's claim p50 ${promoteClaimMs(0.5)}, p99 ${promoteClaimMs(0.99)} ms (bucket bounds; the time it waited unread is not in it)`);
       // Registrations the survivors turned away meanwhile (gateways/connector/admission.ts): standbys deferred while they ran late, come back after.
       const refused = ['busy', 'lagging', 'standby-deferred'].map((reason) => {
-        const n = metrics1.reduce((sum, page, i) => sum + labelled(page, 'cluster_connector_registrations_refused_total', `reason="${reason}"`) - labelled(metrics0[i]!, 'cluster_connector_registrations_refused_total', `reason="${reason}"`), 0);
+        const count = (page: string) => metric(page, 'cluster_connector_registrations_refused_total', `reason="${reason}"`) || 0; // no sample yet: none refused
+        const n = metrics1.reduce((sum, page, i) => sum + count(page) - count(metrics0[i]!), 0);
         return `${reason} ${n}`;
       });
       log(`storm: registrations refused by the survivors until recovered: ${refused.join(', ')}`);

@@ -7,6 +7,7 @@
 // Kept as a floor under lost news: once no site has moved for `quietMs` (`capMs` after the
 // death at the latest), the routes still naming a gone node are recomputed.
 import type { Clock } from '../core/clock.ts';
+import { quietWait } from '../core/quiet-wait.ts';
 
 export interface GoneNodesOptions {
   clock: Clock;
@@ -51,8 +52,8 @@ export class GoneNodes {
 
   #fire() {
     this.#timer = undefined;
-    const wait = this.#o.quietMs - this.#o.quietForMs();
-    if (wait > 0 && this.#o.clock.now() < this.#deadline) return this.#arm(wait);
+    const wait = quietWait(this.#o.quietForMs(), this.#o.quietMs, this.#o.clock.now(), this.#deadline);
+    if (wait > 0) return this.#arm(wait);
     const nodes = [...this.#pending];
     this.#pending.clear();
     this.#o.check(nodes);
