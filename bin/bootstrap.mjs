@@ -164,17 +164,25 @@ function buildDashboard(force) {
   execFileSync(join(root, 'node_modules', '.bin', 'vite'), ['build', '--config', join(root, 'ui', 'vite.config.ts')], { cwd: root, stdio: 'inherit' });
 }
 
-function buildUdpBatch() {
-  // The DNS gateway's batched UDP socket (gateways/dns/native): a C file against Node's own
-  // headers, built when missing or older than its sources. Without it DNS still works,
-  // through Node's dgram at about twice the CPU per answer: say so, do not stop.
-  const dir = join(root, 'gateways', 'dns', 'native');
-  const built = join(dir, 'build', 'Release', 'udp_batch.node');
+function buildNative() {
+  // Two small C modules against Node's own headers, built when missing or older than their
+  // sources: the DNS gateway's batched UDP socket (gateways/dns/native) and the tunnel's
+  // kernel relay of raw TCP streams (core/native). Without them everything still works, at
+  // more CPU (DNS through Node dgram, about twice per answer; bulk TCP streams copied through
+  // the relays, about half the throughput): say so, do not stop.
   if (process.platform !== 'linux') return;
-  if (existsSync(built) && statSync(built).mtimeMs >= Math.max(newest(join(dir, 'udp_batch.c')), newest(join(dir, 'binding.gyp')))) return;
-  log('building the batched DNS socket (npm run native:build)');
+  const modules = [
+    [join(root, 'gateways', 'dns', 'native'), 'udp_batch'],
+    [join(root, 'core', 'native'), 'splice_relay'],
+  ];
+  const stale = modules.some(([dir, name]) => {
+    const built = join(dir, 'build', 'Release', `${name}.node`);
+    return !existsSync(built) || statSync(built).mtimeMs < Math.max(newest(join(dir, `${name}.c`)), newest(join(dir, 'binding.gyp')));
+  });
+  if (!stale) return;
+  log('building the native modules (npm run native:build): batched DNS socket, splice relay');
   const r = spawnSync('npm', ['run', '--silent', 'native:build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (r.status !== 0) log('WARNING: the batched DNS socket did not build; DNS answers UDP through Node dgram at about twice the CPU per answer (needs make, g++ and Node\'s headers: see the README, DNS)');
+  if (r.status !== 0) log('WARNING: the native modules did not build; DNS answers UDP through Node dgram at about twice the CPU per answer, and raw TCP streams are copied through the relays at about half the bulk throughput (needs make, g++ and Node\'s headers: see the README, DNS)');
 }
 
 try {
@@ -182,7 +190,7 @@ try {
   const installed = installNodeModules();
   buildTapRunner(installed);
   buildDashboard(installed);
-  buildUdpBatch();
+  buildNative();
   // node_modules exists by now: esbuild can be loaded.
   await (await import('./build.mjs')).freshBundle();
 } catch (err) {

@@ -19,6 +19,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { DIRECT_KEY_HEADER, DIRECT_UPGRADE, frameDuplex, type FrameDuplex } from '../protocol/tunnel-framing.ts';
 import { createDataPlaneServer } from './data-plane.ts';
+import { RAW_DIAL, rawDialer } from './raw-dial.ts';
 import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
 import { Liveness } from './liveness.ts';
@@ -48,6 +49,12 @@ export interface ConnectorOptions {
   transport?: TransportChoice;
   /** Take the node's offer of a direct data connection (else the WebSocket's binary frames carry the data plane). @default true */
   direct?: boolean;
+  /**
+   * Give each stream of a TCP resource a connection of its own to the node when it asks
+   * (RAW_UPGRADE in protocol/tunnel-framing.ts; only over a direct data connection): both
+   * relays then join plain sockets, in the kernel where core/splice-relay.ts is built. @default true
+   */
+  rawStreams?: boolean;
   /** WireGuard interface name, unique on the machine. @default wgc + random hex */
   interfaceName?: string;
   /** How long `auto` waits for the node's WireGuard handshake before using websocket. @default 3000 */
@@ -214,7 +221,7 @@ export class Connector extends EventEmitter {
     // from scripts in browsers choosing the bytes; the connector is not a browser, production
     // endpoints are TLS, and XOR-ing every tunnelled byte cost bulk throughput (measured
     // 689 -> 1101 Mbit/s through the tunnel with the zero key).
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}`, [FEATURES_HEADER]: 'standby-advice', ...(role === 'standby' ? { [ROLE_HEADER]: 'standby' } : {}) }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}`, [FEATURES_HEADER]: this.#o.rawStreams === false ? 'standby-advice' : 'standby-advice,raw-streams', ...(role === 'standby' ? { [ROLE_HEADER]: 'standby' } : {}) }, handshakeTimeout: 5000, localAddress: this.#o.localAddress, maxPayload: 4 * 1024 * 1024, generateMask: (mask) => void mask.fill(0) });
     if (role === 'primary') this.#ws = ws;
     else this.#standby = { ws, ready: false };
     this.#sockets.add(ws);
@@ -461,6 +468,8 @@ export class Connector extends EventEmitter {
         // The node's HTTP/2 preface may have come in the same read as its 101.
         if (head.length) socket.unshift(head);
         ws.once('close', () => socket.destroy());
+        // Raw streams of this data plane go to the node this connection reached.
+        if (this.#o.rawStreams !== false) Object.assign(socket, { [RAW_DIAL]: rawDialer(url, this.#o.localAddress) });
         this.#dataServer.emit('connection', socket);
         this.#direct.add(ws);
         this.#log.info({ node: this.node, via: url.host, role: ws === this.#ws ? 'primary' : 'standby' }, 'data plane on a direct connection');

@@ -7,8 +7,10 @@ import http2 from 'node:http2';
 import { connect, isIPv6 } from 'node:net';
 import type { ConnectorTarget } from '../protocol/connector.ts';
 import { Deframer, frameDatagram } from '../protocol/datagrams.ts';
-import { PROTOCOL_HEADER, TARGET_HEADER, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
+import { PROTOCOL_HEADER, RAW_HEADER, RAW_KEY_HEADER, TARGET_HEADER, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
 import type { Logger } from '../core/log.ts';
+import { relayStreams } from '../core/splice-relay.ts';
+import { rawDialOf } from './raw-dial.ts';
 
 /** The configured, enabled target a stream may reach, or undefined. */
 export function allowedTarget(targets: ConnectorTarget[], headers: http2.IncomingHttpHeaders): ConnectorTarget | undefined {
@@ -54,19 +56,42 @@ export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: 
       return;
     }
     if (target.scheme === 'udp') return relayDatagrams(stream, target, log);
+    // A raw stream (RAW_UPGRADE): the node offered this stream a connection of its own.
+    const rawKey = headers[RAW_KEY_HEADER];
+    const dial = typeof rawKey === 'string' ? rawDialOf(stream.session) : undefined;
     const sock = connect({ host: target.host, port: target.port });
     sock.setNoDelay(true);
-    sock.once('connect', () => {
+    const overStream = () => {
       stream.respond({ ':status': 200 });
       stream.pipe(sock);
       sock.pipe(stream);
+    };
+    const endWithStream = () => sock.destroy();
+    sock.once('connect', () => {
+      if (!dial) return overStream();
+      sock.pause(); // what the target says first waits for the raw connection
+      dial(rawKey as string).then(
+        ({ socket, head }) => {
+          if (stream.destroyed || stream.closed || sock.destroyed) return void socket.destroy(); // the node gave up meanwhile
+          stream.off('close', endWithStream);
+          stream.respond({ ':status': 200, [RAW_HEADER]: '1' }, { endStream: true });
+          if (head.length > 0) socket.unshift(head);
+          socket.on('error', () => {});
+          relayStreams(sock, socket);
+        },
+        (err: Error) => {
+          // Not reachable that way (a proxy in between, another node answering): the stream carries it.
+          log.debug({ target: target.id, err: err.message }, 'no raw connection; the stream carries the bytes');
+          if (!stream.destroyed && !sock.destroyed) overStream();
+        },
+      );
     });
     sock.once('error', (err) => {
       if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
-      else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      else if (!stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       log.debug({ target: target.id, err: err.message }, 'target connection failed');
     });
-    stream.once('close', () => sock.destroy());
+    stream.once('close', endWithStream);
   });
   return server;
 }

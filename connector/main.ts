@@ -1,23 +1,26 @@
 // `cluster-connector`: run a site connector.
 //   cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS]
 //                     [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off] [--bind-address IP]
+//                     [--raw-streams on|off]
 // or CLUSTER_CONNECTOR_ENDPOINTS (comma-separated), CLUSTER_CONNECTOR_ID,
 // CLUSTER_CONNECTOR_SECRET, CLUSTER_CONNECTOR_SILENT_AFTER, CLUSTER_CONNECTOR_TRANSPORT,
-// CLUSTER_CONNECTOR_INTERFACE, CLUSTER_CONNECTOR_STANDBY, CLUSTER_CONNECTOR_BIND_ADDRESS. SIGTERM/SIGINT say goodbye to the cluster before exiting.
+// CLUSTER_CONNECTOR_INTERFACE, CLUSTER_CONNECTOR_STANDBY, CLUSTER_CONNECTOR_BIND_ADDRESS,
+// CLUSTER_CONNECTOR_RAW_STREAMS. SIGTERM/SIGINT say goodbye to the cluster before exiting.
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../core/log.ts';
+import { loadSpliceRelay } from '../core/splice-relay.ts';
 import { Connector, isTransportChoice } from './connector.ts';
 
 const { values } = parseArgs({
-  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' }, standby: { type: 'string' }, 'bind-address': { type: 'string' } },
+  options: { endpoint: { type: 'string', multiple: true }, id: { type: 'string' }, secret: { type: 'string' }, 'log-level': { type: 'string' }, 'silent-after': { type: 'string' }, transport: { type: 'string' }, interface: { type: 'string' }, standby: { type: 'string' }, 'bind-address': { type: 'string' }, 'raw-streams': { type: 'string' } },
 });
 const env = process.env;
 const endpoints = values.endpoint ?? (env.CLUSTER_CONNECTOR_ENDPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const siteId = values.id ?? env.CLUSTER_CONNECTOR_ID;
 const secret = values.secret ?? env.CLUSTER_CONNECTOR_SECRET;
 if (endpoints.length === 0 || !siteId || !secret) {
-  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off] [--bind-address IP]\n');
+  process.stderr.write('usage: cluster-connector --endpoint URL [--endpoint URL...] --id SITE_ID --secret SECRET [--silent-after MS] [--transport auto|wireguard|websocket] [--interface NAME] [--standby on|off] [--bind-address IP] [--raw-streams on|off]\n');
   process.exit(2);
 }
 for (const e of endpoints) {
@@ -62,8 +65,18 @@ if (bindAddress !== undefined && isIP(bindAddress) === 0) {
   process.stderr.write(`invalid --bind-address ${JSON.stringify(bindAddress)}: expected an IPv4 or IPv6 address\n`);
   process.exit(2);
 }
+// A TCP resource's stream on a connection of its own to the node (relayed in the kernel where
+// the splice module is built): off keeps every stream on the tunnel's HTTP/2 session (a
+// network that lets only the one data connection through, say).
+const rawRaw = values['raw-streams'] ?? env.CLUSTER_CONNECTOR_RAW_STREAMS ?? 'on';
+if (rawRaw !== 'on' && rawRaw !== 'off') {
+  process.stderr.write(`invalid --raw-streams ${JSON.stringify(rawRaw)}: expected on or off\n`);
+  process.exit(2);
+}
 const logger = createLogger({ level: values['log-level'] ?? env.CLUSTER_CONNECTOR_LOG_LEVEL ?? 'info', base: { site: siteId } });
-const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName, standby: standbyRaw === 'on', localAddress: bindAddress });
+const connector = new Connector({ endpoints, siteId, secret, logger, silentAfterMs, transport, interfaceName, standby: standbyRaw === 'on', localAddress: bindAddress, rawStreams: rawRaw === 'on' });
+const splice = loadSpliceRelay();
+if (rawRaw === 'on' && 'error' in splice) logger.warn({ reason: splice.error }, 'the splice relay is not available: raw TCP streams are copied through this process, at about half the bulk throughput');
 connector.once('fatal', () => setTimeout(() => process.exit(1), 100));
 connector.start();
 const stop = () => void connector.stop().then(() => process.exit(0));

@@ -14,7 +14,8 @@ export const MAX_CONTROL_MESSAGE = 64 * 1024;
 export const ROLE_HEADER = 'x-cluster-connector-role';
 /**
  * What else the connector understands, comma-separated, sent with every control upgrade:
- * `standby-advice` (the message of that type). A node sends a connector nothing it did not
+ * `standby-advice` (the message of that type), `raw-streams` (RAW_UPGRADE in
+ * protocol/tunnel-framing.ts). A node sends a connector nothing it did not
  * name here, so connectors and nodes of different releases keep working together.
  */
 export const FEATURES_HEADER = 'x-cluster-connector-features';

@@ -13,6 +13,7 @@ import { HttpIngress } from '../gateways/ingress/http.ts';
 import { issuedCertificates } from '../gateways/ingress/issued-certs.ts';
 import { RouteTable, type RouteChange } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
+import { loadSpliceRelay } from '../core/splice-relay.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import type { Placement } from '../gateways/ingress/upstream.ts';
 import type { PeerLink } from '../gateways/peer/link.ts';
@@ -79,6 +80,8 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     void listen.report(resourceId, problem).catch(() => reported.delete(resourceId));
   };
   const tcp = new TcpIngress({ ...common, ports: config.ingress.resourcePorts, report });
+  const splice = loadSpliceRelay();
+  if ('error' in splice) logger.warn({ reason: splice.error }, 'the splice relay is not available: raw TCP streams are copied through this process, at about half the bulk throughput');
   const udpDrops = new Counter({ name: 'cluster_udp_dropped_total', help: 'UDP datagrams dropped by this node\'s ingress, by reason (session limits, rate, backpressure)', labelNames: ['reason'], registers: [d.metrics.registry] });
   const udp = new UdpIngress({ ...common, ports: config.ingress.resourcePorts, report, clock, onDrop: (reason) => udpDrops.inc({ reason }) });
   // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
@@ -94,7 +97,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   // Before the ingress serves anything: the revoked sessions must be known first.
   const access = await startAccess({ config, db: d.db, valkey, oidc: d.oidc, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
   routes.on('updated', (changes: RouteChange[]) => access.warm(changes));
-  const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.counts(), certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
+  const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.counts(), tunnelStreams: () => d.tunnels.opened, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });
   // The node's own listeners first: a resource can never hold a port the node needs (the
   // configured range excludes them too). Route updates open resource listeners, so the

@@ -105,6 +105,8 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
 
 export interface EdgeMetricSources {
   tunnels: () => { primary: number; standby: number };
+  /** Streams opened through this node's tunnels so far, by path. */
+  tunnelStreams: () => { http2: number; raw: number };
   certificateExpiries: () => Promise<Array<{ hostname: string; seconds: number }>>;
   zoneSnapshotAgeMs: () => number;
 }
@@ -134,6 +136,20 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
       const n = src.tunnels();
       this.set({ role: 'primary' }, n.primary);
       this.set({ role: 'standby' }, n.standby);
+    },
+  });
+  const streamsReported = { http2: 0, raw: 0 };
+  new Counter({
+    name: 'cluster_tunnel_streams_total',
+    help: 'Streams this node opened through its tunnels to targets: path http2 (multiplexed on the tunnel\'s HTTP/2 session) or raw (a TCP resource\'s stream on a connection of its own, relayed in the kernel where the splice module is built)',
+    labelNames: ['path'],
+    registers: [registry],
+    collect() {
+      const now = src.tunnelStreams();
+      for (const path of ['http2', 'raw'] as const) {
+        if (now[path] > streamsReported[path]) this.inc({ path }, now[path] - streamsReported[path]);
+        streamsReported[path] = now[path];
+      }
     },
   });
   const requests = new RequestMetrics(registry, { requests: 'cluster_ingress_requests_total', latency: 'cluster_ingress_request_seconds' }, REQUEST_SECONDS_BUCKETS);

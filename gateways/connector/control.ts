@@ -17,8 +17,9 @@ import type { Secret } from '../../core/secret.ts';
 import { CLOSE, ConnectorMessage, FEATURES_HEADER, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, ROLE_HEADER, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { Admission } from './admission.ts';
 import { verifyConnectorToken } from './token.ts';
+import { RawOffers } from './raw-offers.ts';
 import { readAhead, type TunnelRegistry } from './tunnels.ts';
-import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
+import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, RAW_UPGRADE, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
 /** How long connections are kept through a fence for the node to rejoin (it takes well under a second with Valkey in reach). */
@@ -112,6 +113,8 @@ export class ControlChannel {
   readonly #overWireGuard = new Set<WebSocket>();
   /** One-time keys of the direct data connections offered in `registered`, by key: who takes the socket. */
   readonly #direct = new Map<string, (socket: Socket) => void>();
+  /** One-time keys of raw streams offered inside tunnels (RAW_UPGRADE). */
+  readonly #raw = new RawOffers();
   /** Registered primary connections: how each attaches to a new site actor after a fence, or is let go. */
   readonly #primaries = new Map<WebSocket, { reattach: () => Promise<void>; release: () => void }>();
   /** Registered primaries whose connectors take `standby-advice`: their site and the node last advised for its standby. */
@@ -140,18 +143,21 @@ export class ControlChannel {
       const release = this.#admission.enter(req.headers[ROLE_HEADER] === 'standby' ? 'standby' : 'primary');
       if (!release) return refuse(socket, 503, 'CLUSTER_ERR_NODE_OVERLOADED');
       socket.once('close', release); // an upgrade that fails, or a connection that ends before it registered
-      const advisable = String(req.headers[FEATURES_HEADER] ?? '').split(',').some((f) => f.trim() === 'standby-advice');
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release, advisable));
+      const features = new Set(String(req.headers[FEATURES_HEADER] ?? '').split(',').map((f) => f.trim()));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release, { advisable: features.has('standby-advice'), rawStreams: features.has('raw-streams') }));
     });
   }
 
   /**
-   * A connector's direct data connection (DIRECT_PATH): the key it names was offered to one
-   * live control session and is good once. The connector sends nothing before our 101, so
-   * `head` is empty from a well-behaved one; anything else is refused.
+   * A connector's direct data connection, or one stream's raw connection (DIRECT_PATH): the
+   * key it names was offered to one live control session (inside one tunnel stream) and is
+   * good once. The connector sends nothing before our 101, so `head` is empty from a
+   * well-behaved one; anything else is refused.
    */
   #acceptDirect(req: IncomingMessage, socket: Socket, head: Buffer) {
-    if (req.headers.upgrade?.toLowerCase() !== DIRECT_UPGRADE || head.length > 0) return refuse(socket, 400, CLOSE.badMessage.reason);
+    const upgrade = req.headers.upgrade?.toLowerCase();
+    if ((upgrade !== DIRECT_UPGRADE && upgrade !== RAW_UPGRADE) || head.length > 0) return refuse(socket, 400, CLOSE.badMessage.reason);
+    if (upgrade === RAW_UPGRADE) return void (this.#raw.accept(req, socket, head) || refuse(socket, 401, CLOSE.unauthenticated.reason));
     const key = req.headers[DIRECT_KEY_HEADER];
     const take = typeof key === 'string' ? this.#direct.get(key) : undefined;
     if (!take) return refuse(socket, 401, CLOSE.unauthenticated.reason);
@@ -159,7 +165,7 @@ export class ControlChannel {
     take(socket);
   }
 
-  #serve(ws: WebSocket, siteId: string, generation: number, registeredSlot: () => void, advisable: boolean) {
+  #serve(ws: WebSocket, siteId: string, generation: number, registeredSlot: () => void, { advisable, rawStreams }: { advisable: boolean; rawStreams: boolean }) {
     const log = this.#log.child({ siteId });
     let moving = false;
     const directKey = randomBytes(24).toString('base64url');
@@ -258,7 +264,7 @@ export class ControlChannel {
         if (ws.readyState !== WebSocket.OPEN) return;
         log.warn({ transport, err: failure }, 'tunnel session ended under a live control connection; closing it so the connector registers again');
         tunnelLost();
-      });
+      }, transport === 'direct' && rawStreams ? () => this.#raw.offer() : undefined);
       if (!opened) return false;
       // Over WireGuard or its own connection, the connection itself can die alone (UDP blocked,
       // a reset) before any HTTP/2 session was made on it: it is read meanwhile (the WebSocket's

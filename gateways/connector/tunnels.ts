@@ -2,10 +2,10 @@
 // connection. The ingress opens one HTTP/2 stream per client connection (CONNECT to a
 // target id); the connector checks the target against its configuration and dials it.
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ClusterError } from '../../core/errors.ts';
-import { PROTOCOL_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts';
-
+import { PROTOCOL_HEADER, RAW_HEADER, RAW_KEY_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts';
 
 /** Longest a stream waits for a tunnel that is being set up on this node (a registration in progress). */
 const PENDING_WAIT_MS = 3000;
@@ -18,6 +18,17 @@ interface Tunnel {
   connect: () => http2.ClientHttp2Session;
   /** Called when this tunnel's HTTP/2 session ends while the tunnel is still in use. */
   lost: (() => void) | undefined;
+  /** Offers a raw connection for one stream (RAW_UPGRADE); absent where the connector cannot take one. */
+  raw: (() => RawOffer | undefined) | undefined;
+}
+
+/** A one-time key for one stream's raw connection, and the socket the connector upgrades with it. */
+export interface RawOffer {
+  key: string;
+  /** The connector's upgraded connection (plain or TLS, as it reached this node), with any bytes read past its request: the caller owns it. */
+  take(): Promise<{ socket: Socket; head: Buffer }>;
+  /** Done with the key: it is forgotten, and a connection it brought that nobody took is closed. */
+  cancel(): void;
 }
 
 /** More than an HTTP/2 preface and its settings, sent before any stream was asked for: not a connector. */
@@ -91,7 +102,7 @@ export class TunnelRegistry {
    * being registered here): a standby is a second path through another node, and taking the
    * primary's place would cut the primary's data plane.
    */
-  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false, lost?: () => void): boolean {
+  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false, lost?: () => void, raw?: () => RawOffer | undefined): boolean {
     const old = this.#sessions.get(siteId);
     if (standby && old && !old.standby && old.sessionId !== sessionId) return false;
     const pending = this.#pending.get(siteId);
@@ -100,7 +111,7 @@ export class TunnelRegistry {
     // on the old session finish; another connection's session is done with.
     if (old?.sessionId === sessionId) old.h2?.close();
     else old?.h2?.destroy();
-    this.#sessions.set(siteId, { sessionId, standby, h2: undefined, connect, lost });
+    this.#sessions.set(siteId, { sessionId, standby, h2: undefined, connect, lost, raw });
     this.#settle(siteId, sessionId);
     return true;
   }
@@ -131,6 +142,9 @@ export class TunnelRegistry {
     return cur.h2; // none: it never carried a stream
   }
 
+  /** Streams opened through this node's tunnels: on the HTTP/2 session, or on a raw connection each (metrics). */
+  readonly opened = { http2: 0, raw: 0 };
+
   /** Tunnels held here, primary and standby (metrics). */
   counts(): { primary: number; standby: number } {
     let standby = 0;
@@ -153,20 +167,24 @@ export class TunnelRegistry {
 
   /**
    * Opens a stream to a target through the site's tunnel. Resolves once the connector has
-   * connected to the target; rejects with a coded error otherwise.
+   * connected to the target; rejects with a coded error otherwise. `raw`: a TCP stream that
+   * may go on a connection of its own (RAW_UPGRADE) where the tunnel offers one; it resolves
+   * to that socket then. A TCP resource's client streams ask for it; HTTP's pooled upstream
+   * connections do not (a connection set up per stream would cost them a round trip each).
    */
-  async open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs = 5000): Promise<Duplex> {
+  async open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs = 5000, raw = false): Promise<Duplex> {
     const pending = this.#pending.get(siteId);
     if (pending) await Promise.race([pending.ready, new Promise((r) => setTimeout(r, Math.min(PENDING_WAIT_MS, timeoutMs)).unref())]);
-    return this.#open(siteId, target, protocol, timeoutMs);
+    return this.#open(siteId, target, protocol, timeoutMs, raw && protocol === 'tcp');
   }
 
-  #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number, retried = false): Promise<Duplex> {
+  #open(siteId: string, target: { id: string; host: string; port: number }, protocol: 'tcp' | 'udp', timeoutMs: number, raw: boolean, retried = false): Promise<Duplex> {
     const s = this.#sessions.get(siteId);
     if (!s || s.h2?.closed || s.h2?.destroyed) return Promise.reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `no tunnel to site ${siteId} on this node`, { siteId }));
     const h2 = this.#h2(siteId, s);
+    const offer = raw ? s.raw?.() : undefined;
     return new Promise((resolve, reject) => {
-      const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol });
+      const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol, ...(offer ? { [RAW_KEY_HEADER]: offer.key } : {}) });
       // One outcome per open: the cancel at the deadline makes the stream emit 'error' too, and
       // a retry started then would fail later with nobody waiting for it (an unhandled
       // rejection ended a node in a 10,000-site storm, while sessions were being replaced).
@@ -175,6 +193,7 @@ export class TunnelRegistry {
         if (settled) return false;
         settled = true;
         clearTimeout(timer);
+        offer?.cancel(); // used or not, the key is good for this stream only
         return true;
       };
       const timer = setTimeout(() => {
@@ -183,9 +202,25 @@ export class TunnelRegistry {
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', `target ${target.id} did not answer in ${timeoutMs}ms`, { siteId, targetId: target.id }));
       }, timeoutMs);
       stream.once('response', (headers) => {
-        if (!settle()) return;
         const status = Number(headers[':status']);
-        if (status === 200) return resolve(stream);
+        if (status === 200 && offer && headers[RAW_HEADER] === '1') {
+          // The connector answered after our 101 on the raw connection: the socket is here already.
+          stream.close();
+          return void offer.take().then(
+            ({ socket, head }) => {
+              if (!settle()) return socket.destroy();
+              if (head.length > 0) socket.unshift(head);
+              this.opened.raw++;
+              resolve(socket);
+            },
+            (err: Error) => settle() && reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `raw stream not connected: ${err.message}`, { siteId })),
+          );
+        }
+        if (!settle()) return;
+        if (status === 200) {
+          this.opened.http2++;
+          return resolve(stream);
+        }
         stream.close();
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `connector answered ${status} for target ${target.id}`, { siteId, targetId: target.id, status }));
       });
@@ -194,7 +229,7 @@ export class TunnelRegistry {
         // Opened on a session that was just replaced (the data plane moving to its direct
         // connection, whose swap closes the old session): the current one is asked once.
         const now = this.#sessions.get(siteId);
-        if (!retried && now && now !== s) return resolve(this.#open(siteId, target, protocol, timeoutMs, true));
+        if (!retried && now && now !== s) return resolve(this.#open(siteId, target, protocol, timeoutMs, raw, true));
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_DOWN', `tunnel stream failed: ${err.message}`, { siteId }, { cause: err }));
       });
     });

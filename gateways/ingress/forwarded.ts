@@ -1,7 +1,7 @@
 // The receiving end of a forwarded client connection: another node's ingress had no tunnel
 // for the resource's sites and sent the connection here, PROXY v2 header first.
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
+import { relayStreams } from '../../core/splice-relay.ts';
 import type { Logger } from '../../core/log.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import { decodeProxyV2 } from './proxy-protocol.ts';
@@ -42,10 +42,11 @@ export function acceptForwarded(
     const target = deps.routes.byId(resourceId)?.targets.find((t) => t.id === targetId && t.enabled);
     try {
       if (!target) throw new Error('no such enabled target');
-      const upstream = await deps.tunnels.open(target.siteId, target, target.scheme === 'udp' ? 'udp' : 'tcp');
+      // A TCP resource's stream may get a raw connection to the connector (no HTTP/2 framing on that hop).
+      const raw = deps.routes.byId(resourceId)?.protocol === 'tcp';
+      const upstream = await deps.tunnels.open(target.siteId, target, target.scheme === 'udp' ? 'udp' : 'tcp', undefined, raw);
       if (rest.length) upstream.write(rest);
-      pipeline(stream, upstream, stream, () => {});
-      stream.resume();
+      relayStreams(stream, upstream);
       log.debug({ client: parsed.addresses?.source }, 'forwarded connection routed');
     } catch (err) {
       log.warn({ client: parsed.addresses?.source, err: (err as Error).message }, 'forwarded connection not routed');

@@ -3,9 +3,9 @@
 // otherwise it is forwarded over the peer link to the node that holds a tunnel, with a PROXY
 // protocol v2 header so that node knows the client's address.
 import { createServer, type Server, type Socket } from 'node:net';
-import { pipeline } from 'node:stream';
 import type { PortRange } from '../../core/config-fields.ts';
 import { ClusterError } from '../../core/errors.ts';
+import { relayStreams } from '../../core/splice-relay.ts';
 import type { Logger } from '../../core/log.ts';
 import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { RouteChange, RouteTable } from './routes.ts';
@@ -55,13 +55,12 @@ export class TcpIngress {
     const route = this.deps.routes.byId(resourceId);
     try {
       if (!route) throw new ClusterError('CLUSTER_ERR_API_NOT_FOUND', 'the resource is gone', {});
-      const upstream = await pathTo(route, this.deps, 'tcp').open({
+      const upstream = await pathTo(route, this.deps, 'tcp', true).open({
         source: { address: sock.remoteAddress ?? '0.0.0.0', port: sock.remotePort ?? 0 },
         destination: { address: sock.localAddress ?? '0.0.0.0', port: sock.localPort ?? 0 },
       });
       sock.setNoDelay(true);
-      pipeline(sock, upstream, sock, () => {});
-      sock.resume();
+      relayStreams(sock, upstream);
     } catch (err) {
       this.#log.warn({ resourceId, from: sock.remoteAddress, err: (err as Error).message }, 'tcp connection not routed');
       sock.destroy();

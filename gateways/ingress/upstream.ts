@@ -54,7 +54,8 @@ export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placem
 }
 
 /** Chooses a target (or fails with CLUSTER_ERR_INGRESS_NO_TARGET) and says how to open it. */
-export function pathTo(route: Route, deps: { tunnels: Tunnels; placement: Placement }, protocol: 'tcp' | 'udp'): { choice: Choice; open(client: ProxyAddresses): Promise<Duplex> } {
+/** `raw`: a TCP resource's client stream, which may get a connection of its own through a local tunnel (TunnelRegistry.open). */
+export function pathTo(route: Route, deps: { tunnels: Tunnels; placement: Placement }, protocol: 'tcp' | 'udp', raw = false): { choice: Choice; open(client: ProxyAddresses): Promise<Duplex> } {
   const choice = chooseTarget(route, deps.tunnels, deps.placement, protocol);
   if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled, healthy target on an online site', { resourceId: route.resourceId });
   const t = choice.target;
@@ -64,7 +65,7 @@ export function pathTo(route: Route, deps: { tunnels: Tunnels; placement: Placem
   return {
     choice,
     open: async (client) => {
-      if (choice.node === 'local') return deps.tunnels.open(t.siteId, t, protocol);
+      if (choice.node === 'local') return deps.tunnels.open(t.siteId, t, protocol, undefined, raw);
       const header = encodeProxyV2(client);
       if (!other) return deps.placement.forward(choice.node, route.resourceId, t.id, header);
       try {

@@ -35,7 +35,7 @@ t.test('the same samples as prom-client for the same requests', async (t) => {
 
 t.test('DNS queries counted by hand: each scrape reads every query answered so far', async (t) => {
   const registry = new Registry();
-  const edge = createEdgeMetrics(registry, { tunnels: () => ({ primary: 0, standby: 0 }), certificateExpiries: async () => [], zoneSnapshotAgeMs: () => 0 });
+  const edge = createEdgeMetrics(registry, { tunnels: () => ({ primary: 0, standby: 0 }), tunnelStreams: () => ({ http2: 0, raw: 0 }), certificateExpiries: async () => [], zoneSnapshotAgeMs: () => 0 });
   const a = edge.queryCounter('A', 'NOERROR');
   t.equal(edge.queryCounter('A', 'NOERROR'), a, 'one counter per type and response code, kept by the cached answers');
   const nx = edge.queryCounter('A', 'NXDOMAIN');

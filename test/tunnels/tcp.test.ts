@@ -1,11 +1,13 @@
 import { connect, createServer as createNetServer } from 'node:net';
 import { once } from 'node:events';
+import { randomBytes, randomUUID } from 'node:crypto';
 import t from 'tap';
 import { until } from '../harness/until.ts';
 import { Connector } from '../../connector/connector.ts';
 import { createLogger } from '../../core/log.ts';
 import { call, servedBy, startApiCluster } from '../harness/api.ts';
 import { sharedServices } from '../harness/services.ts';
+import { scrape, total } from '../harness/metrics.ts';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -59,6 +61,18 @@ t.test('a TCP resource carries a real protocol (Valkey) through every node, forw
   // A longer exchange: several commands in one connection through a forwarding node.
   const many = await exchange(`${net}.1`, port, `${auth}PING\r\nECHO hello\r\nPING\r\n`, (s) => s.split('\r\n').length >= 6);
   t.equal(many, '+OK\r\n+PONG\r\n$5\r\nhello\r\n+PONG\r\n');
+  // Bulk both ways: a 4 MB value stored through the tunnel's node, read back through a forwarding one.
+  const value = randomBytes(3 * 1024 * 1024).toString('base64');
+  const key = `bulk-${randomUUID()}`;
+  const stored = await exchange(`${net}.2`, port, `${auth}*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n${value}\r\n`, (s) => s === '+OK\r\n+OK\r\n', 15_000);
+  t.equal(stored, '+OK\r\n+OK\r\n', 'a 4 MB value stored');
+  const read = await exchange(`${net}.1`, port, `${auth}*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n*2\r\n$3\r\nDEL\r\n$${key.length}\r\n${key}\r\n`, (s) => s.endsWith(':1\r\n'), 15_000);
+  t.ok(read === `+OK\r\n$${value.length}\r\n${value}\r\n:1\r\n`, 'and read back intact through a forwarding node');
+  // Each of these client connections went through a tunnel (node-2's, or the standby tunnel
+  // another node holds) on a raw connection to the connector, relayed in the kernel.
+  const streams = async (path: string) => (await Promise.all(c.nodes.map(async (n) => total(await scrape(n.metricsUrl), 'cluster_tunnel_streams_total', { path }) ?? 0))).reduce((a, b) => a + b, 0);
+  const [raw, h2] = [await streams('raw'), await streams('http2')];
+  t.ok(raw >= 6 && h2 === 0, `every TCP stream on a raw connection (${raw} raw, ${h2} http2)`);
 
   // Disabling the target stops traffic; the connector also refuses what it was not configured for.
   await call(c.lb, 'PATCH', `/api/v1/orgs/${org.id}/resources/${res.id}/targets/${target.body.id}`, { cookie, body: { version: 1, enabled: false } });
