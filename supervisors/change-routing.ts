@@ -16,6 +16,7 @@ import type { ChangeTouches, OwnershipChange } from '../protocol/channels.ts';
 import type { ActorHost } from './actor-host.ts';
 import { ChangeReplay } from './change-replay.ts';
 import { GoneNodes } from './gone-nodes.ts';
+import { QuietBatch } from './quiet-batch.ts';
 import type { SiteNews } from './site-news.ts';
 import type { Membership, MembershipEvent } from './membership.ts';
 import { enclosingNames, type ResourceIndex } from './resource-index.ts';
@@ -72,6 +73,10 @@ export function sitesReleased(m: OwnershipChange): string[] {
   return m.type === 'released' && m.kind === 'site' ? m.ids : [];
 }
 
+/** A zone's addresses follow its sites' moves once no site has moved for this long (QuietBatch)... */
+export const ZONE_QUIET_MS = 1000;
+/** ...or this long after the first move it follows, at the latest. */
+export const ZONE_CAP_MS = 15_000;
 /** A node's routes are recomputed once no site has moved for this long after it went (supervisors/gone-nodes.ts)... */
 export const GONE_QUIET_MS = 2000;
 /** ...or this long after it went, whatever the news (a 10,000-site storm on two cores runs 20-40 s: a cap within it recomputed the routes of every site not yet moved). */
@@ -117,21 +122,22 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   });
   await replay.start();
   // A zone follows the routes of its hostnames (site moves, health): the zone enclosing the
-  // route's hostname recomputes. A deleted route's hostname is remembered from before. Zones
-  // are woken at most every 50 ms: in a reconnect storm one zone's routes change by the
-  // dozen, and each recompute that changes records moves the serial (a PostgreSQL write).
+  // route's hostname recomputes. A deleted route's hostname is remembered from before. What a
+  // route change does to a zone only narrows its hostname's addresses to the nodes holding
+  // the sites now (its hostnames come from PostgreSQL, reloaded on the admin change; a dead
+  // node leaves every zone at once on the membership change below; any live node named
+  // forwards): that waits while sites move, 1 s of quiet, 15 s at most (QuietBatch). In a
+  // reconnect storm each zone's routes change by the dozen, and each recompute that changes
+  // records moves the serial, a PostgreSQL transaction (about one per promoted site).
   const hostOf = new Map<string, string>();
-  const dueZones = new Set<string>();
-  let zoneTimer: NodeJS.Timeout | undefined;
-  const refreshZone = (zone: string) => {
-    if (!zoneHere(zone)) return;
-    dueZones.add(zone);
-    zoneTimer ??= setTimeout(() => {
-      zoneTimer = undefined;
-      for (const z of dueZones) host.tellLocal('dns-zone', z, { type: 'refresh' });
-      dueZones.clear();
-    }, 50);
-  };
+  const zonesToNarrow = new QuietBatch<string>({
+    clock: d.clock,
+    quietForMs: () => d.siteNews.quietForMs(),
+    quietMs: ZONE_QUIET_MS,
+    capMs: ZONE_CAP_MS,
+    firstLookMs: 50,
+    run: (zones) => zones.forEach((z) => zoneHere(z) && host.tellLocal('dns-zone', z, { type: 'refresh' })),
+  });
   await d.routes.subscribe((s) => {
     const hostname = s.data?.hostname ?? hostOf.get(s.id);
     if (s.data?.hostname) hostOf.set(s.id, s.data.hostname);
@@ -140,7 +146,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
       if (!s.data) host.broadcastLocal('dns-zone', { type: 'refresh' }); // a deletion of a route never seen: any zone may have named it
       return;
     }
-    for (const zone of enclosingNames(hostname)) refreshZone(zone);
+    zonesToNarrow.add(enclosingNames(hostname).filter(zoneHere));
   });
   const goneCheck = new GoneNodes({
     clock: d.clock,
@@ -190,7 +196,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   d.valkey.onResubscribed(refreshAll);
   return {
     stop: () => {
-      clearTimeout(zoneTimer);
+      zonesToNarrow.stop();
       goneCheck.stop();
       replay.stop();
     },

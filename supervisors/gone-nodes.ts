@@ -7,7 +7,7 @@
 // Kept as a floor under lost news: once no site has moved for `quietMs` (`capMs` after the
 // death at the latest), the routes still naming a gone node are recomputed.
 import type { Clock } from '../core/clock.ts';
-import { quietWait } from '../core/quiet-wait.ts';
+import { QuietBatch } from './quiet-batch.ts';
 
 export interface GoneNodesOptions {
   clock: Clock;
@@ -22,40 +22,18 @@ export interface GoneNodesOptions {
 }
 
 export class GoneNodes {
-  readonly #o: GoneNodesOptions;
-  readonly #pending = new Set<string>();
-  #deadline = 0;
-  #timer: { cancel(): void } | undefined;
+  readonly #batch: QuietBatch<string>;
 
   constructor(o: GoneNodesOptions) {
-    this.#o = o;
+    this.#batch = new QuietBatch({ ...o, run: (nodes) => o.check(nodes) });
   }
 
   /** Members that left or died. */
   gone(nodes: string[]) {
-    if (nodes.length === 0) return;
-    if (this.#pending.size === 0) this.#deadline = this.#o.clock.now() + this.#o.capMs;
-    for (const n of nodes) this.#pending.add(n);
-    this.#arm(this.#o.quietMs);
+    this.#batch.add(nodes);
   }
 
   stop() {
-    this.#timer?.cancel();
-    this.#timer = undefined;
-    this.#pending.clear();
-  }
-
-  #arm(ms: number) {
-    this.#timer?.cancel();
-    this.#timer = this.#o.clock.setTimeout(() => this.#fire(), Math.max(0, Math.min(ms, this.#deadline - this.#o.clock.now())));
-  }
-
-  #fire() {
-    this.#timer = undefined;
-    const wait = quietWait(this.#o.quietForMs(), this.#o.quietMs, this.#o.clock.now(), this.#deadline);
-    if (wait > 0) return this.#arm(wait);
-    const nodes = [...this.#pending];
-    this.#pending.clear();
-    this.#o.check(nodes);
+    this.#batch.stop();
   }
 }

@@ -4,6 +4,8 @@
 import t from 'tap';
 import type { Clock } from '../../core/clock.ts';
 import { GoneNodes } from '../../supervisors/gone-nodes.ts';
+import { QuietBatch } from '../../supervisors/quiet-batch.ts';
+import { ZONE_CAP_MS, ZONE_QUIET_MS } from '../../supervisors/change-routing.ts';
 import { SiteNews } from '../../supervisors/site-news.ts';
 import { ResourceIndex } from '../../supervisors/resource-index.ts';
 
@@ -70,6 +72,31 @@ t.test('the check waits for site moves to go quiet, and no longer than the cap',
   gone.stop();
   advance(30_000);
   t.equal(checked.length, 3, 'stopped: nothing more');
+});
+
+// The zones' narrowing of addresses to the nodes holding their sites: at once when sites are
+// quiet (one site moved a while ago), once after a storm instead of once per moved site
+// (each change of records is a serial written to PostgreSQL).
+t.test("a zone's addresses follow a lone move at once and a storm once", async (t) => {
+  const { clock, advance } = manualClock();
+  const news = new SiteNews(clock);
+  const runs: string[][] = [];
+  const zones = new QuietBatch<string>({ clock, quietForMs: () => news.quietForMs(), quietMs: ZONE_QUIET_MS, capMs: ZONE_CAP_MS, firstLookMs: 50, run: (z) => runs.push(z) });
+  advance(10_000); // nothing moved for a while
+  zones.add(['example.com']);
+  advance(50);
+  t.same(runs, [['example.com']], 'quiet: the zone recomputes after the first look');
+
+  // A storm: a site moves every 100 ms for 5 s, each move changing a route of one of two zones.
+  for (let i = 0; i < 50; i++) {
+    news.heard();
+    zones.add([i % 2 ? 'example.com' : 'other.test']);
+    advance(100);
+  }
+  t.equal(runs.length, 1, 'not once per move while the storm lasts');
+  advance(ZONE_QUIET_MS);
+  t.same(runs.at(-1)?.sort(), ['example.com', 'other.test'], 'each zone once, when the moves went quiet');
+  t.equal(runs.length, 2);
 });
 
 t.test('the resource index finds the routes naming a node', async (t) => {
