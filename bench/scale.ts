@@ -439,6 +439,11 @@ async function main() {
       const profileDir = process.env.BENCH_WINDOW_PROFILE;
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
+      // A site without a ready standby registers afresh in the storm instead of promoting one.
+      const readyStandby = before.filter((s) => s[2] === victim && s[3]).length;
+      const standbyNodes = new Map<string, number>();
+      for (const s of before) if (s[3]) standbyNodes.set(s[3], (standbyNodes.get(s[3]) ?? 0) + 1);
+      log(`  at the kill: ${readyStandby} of the victim's ${orphaned.size} sites with a standby ready (all sites' standbys by node: ${[...standbyNodes].map(([n, k]) => `${n} ${k}`).join(', ')}; ${before.filter((s) => s[2] && !s[3]).length} online sites without one)`);
       /** Valkey's own CPU (s) and commands served, from INFO: how much of "the rest" is Valkey. */
       const valkeyNow = async () => {
         const info = await valkey.info();
