@@ -49,8 +49,8 @@ function plainFd(s: Socket): number | undefined {
 }
 
 /** What Node read from `s` and holds unconsumed (paused sockets buffer what came meanwhile). */
-function takeBuffered(s: Socket, head: Buffer | undefined): Buffer | null {
-  const chunks: Buffer[] = head && head.length > 0 ? [head] : [];
+function takeBuffered(s: Socket): Buffer | null {
+  const chunks: Buffer[] = [];
   // No event can run between these reads and readStop: nothing arrives in between.
   for (let c: Buffer | null; (c = s.read() as Buffer | null) !== null; ) chunks.push(c);
   (s as unknown as { _handle: Handle })._handle.readStop!();
@@ -61,17 +61,17 @@ function takeBuffered(s: Socket, head: Buffer | undefined): Buffer | null {
  * Relays `a` <-> `b` in the kernel, or answers undefined (not built, not Linux, not plain TCP
  * sockets, a write still queued) and leaves both sockets untouched. On success both Node
  * sockets are destroyed at once (the relay holds its own descriptors of the same
- * connections); `headA`/`headB` are bytes already read from a socket outside it (an upgrade's
- * head), relayed first.
+ * connections); what Node had read from either and not handed out goes first (an upgrade's
+ * head belongs back in its socket, `unshift`, before this).
  */
-export function spliceSockets(a: Socket, b: Socket, heads: { a?: Buffer; b?: Buffer } = {}): SplicedRelay | undefined {
+export function spliceSockets(a: Socket, b: Socket): SplicedRelay | undefined {
   const native = loadSpliceRelay();
   if (!('module' in native)) return undefined;
   const fdA = plainFd(a);
   const fdB = plainFd(b);
   if (fdA === undefined || fdB === undefined) return undefined;
-  const pendingAB = takeBuffered(a, heads.a);
-  const pendingBA = takeBuffered(b, heads.b);
+  const pendingAB = takeBuffered(a);
+  const pendingBA = takeBuffered(b);
   let ended = false;
   let handle: unknown;
   const done = new Promise<{ aToB: number; bToA: number }>((resolve, reject) => {
