@@ -16,7 +16,7 @@ export class RawOffers {
   readonly #waiting = new Map<string, (socket: Socket, head: Buffer) => void>();
 
   /** A key for one stream's raw connection, or undefined when too many wait already. */
-  offer(ttlMs = KEY_TTL_MS): RawOffer | undefined {
+  offer(): RawOffer | undefined {
     if (this.#waiting.size >= MAX_WAITING) return undefined;
     const key = randomBytes(18).toString('base64url');
     let got: { socket: Socket; head: Buffer } | undefined;
@@ -34,7 +34,7 @@ export class RawOffers {
       if (!got) reject(new Error('no connection came for the raw stream key'));
       else if (!claimed) got.socket.destroy();
     };
-    const timer = setTimeout(cancel, ttlMs);
+    const timer = setTimeout(cancel, KEY_TTL_MS);
     timer.unref();
     this.#waiting.set(key, (socket, head) => {
       this.#waiting.delete(key);

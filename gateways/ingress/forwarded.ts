@@ -39,12 +39,12 @@ export function acceptForwarded(
       stream.resume();
       return;
     }
-    const target = deps.routes.byId(resourceId)?.targets.find((t) => t.id === targetId && t.enabled);
+    const route = deps.routes.byId(resourceId);
+    const target = route?.targets.find((t) => t.id === targetId && t.enabled);
     try {
       if (!target) throw new Error('no such enabled target');
       // A TCP resource's stream may get a raw connection to the connector (no HTTP/2 framing on that hop).
-      const raw = deps.routes.byId(resourceId)?.protocol === 'tcp';
-      const upstream = await deps.tunnels.open(target.siteId, target, target.scheme === 'udp' ? 'udp' : 'tcp', undefined, raw);
+      const upstream = await deps.tunnels.open(target.siteId, target, target.scheme === 'udp' ? 'udp' : 'tcp', undefined, route?.protocol === 'tcp');
       if (rest.length) upstream.write(rest);
       relayStreams(stream, upstream);
       log.debug({ client: parsed.addresses?.source }, 'forwarded connection routed');
