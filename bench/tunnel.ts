@@ -59,7 +59,7 @@ const cpuText = (us: Record<string, { user: number; sys: number }>) => Object.en
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 
 function bench(url: string, host?: string): Promise<autocannon.Result> {
-  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(16), duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(size('CONNECTIONS', 16, 16)), duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 /**

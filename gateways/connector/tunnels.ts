@@ -205,8 +205,12 @@ export class TunnelRegistry {
       stream.once('response', (headers) => {
         const status = Number(headers[':status']);
         if (status === 200 && offer && headers[RAW_HEADER] === '1') {
-          // The connector answered after our 101 on the raw connection: the socket is here already.
-          stream.close();
+          // The connector answered after our 101 on the raw connection: the socket is here
+          // already. Its side of the stream has ended; ending ours closes it without a reset,
+          // which matters: nghttp2 ends a server session (the connector's) that receives more
+          // than 1,000 resets at once or 33 a second after (its "rapid reset" defence), so a
+          // reset per raw stream took a busy TCP resource's tunnel down.
+          stream.end();
           return void offer.take().then(
             ({ socket, head }) => {
               if (!settle()) return socket.destroy();
@@ -222,7 +226,7 @@ export class TunnelRegistry {
           this.opened.http2++;
           return resolve(stream);
         }
-        stream.close();
+        stream.end(); // the connector ended its side with the refusal: no reset (see above)
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `connector answered ${status} for target ${target.id}`, { siteId, targetId: target.id, status }));
       });
       stream.once('error', (err) => {

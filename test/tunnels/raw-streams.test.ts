@@ -137,3 +137,28 @@ t.test('a raw upgrade naming no offered key gets 401 and no stream', async (t) =
   t.equal(offers.waiting, 0);
   await t.rejects(offer.take(), /no connection came/, 'a cancelled key brings no connection');
 });
+
+t.test('raw streams leave no reset behind: thousands of them keep the tunnel up', async (t) => {
+  // Each raw stream's HTTP/2 stream is closed once its connection is up; closed with a reset,
+  // the connector's nghttp2 ended the session after 1,000 (see stream-resets.test.ts).
+  const { tunnels, target } = await setup(t);
+  for (let round = 0; round < 15; round++) {
+    const streams = await Promise.all(Array.from({ length: 100 }, () => tunnels.open('site', target, 'tcp', 5000, true)));
+    await Promise.all(streams.map((s) => readBytes(s, 7)));
+    for (const s of streams) s.end();
+  }
+  t.same(tunnels.opened, { http2: 0, raw: 1500 }, '1,500 raw streams on one session');
+});
+
+t.test('refused streams leave no reset behind either', async (t) => {
+  // A target the connector refuses (not configured, or down: 403 or 502 with the stream ended).
+  const { tunnels, target } = await setup(t);
+  const unknown = { ...target, id: randomUUID() };
+  for (let round = 0; round < 12; round++) {
+    const refusals = await Promise.allSettled(Array.from({ length: 100 }, () => tunnels.open('site', unknown, 'tcp')));
+    if (round === 0) t.match((refusals[0] as PromiseRejectedResult).reason, { code: 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED' });
+  }
+  const s = await tunnels.open('site', target, 'tcp');
+  t.equal((await readBytes(s, 7)).toString(), 'banner;', 'after 1,200 refusals the same tunnel still reaches the target');
+  s.destroy();
+});
