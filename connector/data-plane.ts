@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import { connect, isIPv6 } from 'node:net';
 import type { ConnectorTarget } from '../protocol/connector.ts';
 import { Deframer, frameDatagram } from '../protocol/datagrams.ts';
-import { PROTOCOL_HEADER, RAW_HEADER, RAW_KEY_HEADER, TARGET_HEADER, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
+import { CANCEL_TRAILER, PROTOCOL_HEADER, RAW_HEADER, RAW_KEY_HEADER, TARGET_HEADER, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
 import type { Logger } from '../core/log.ts';
 import { relayStreams } from '../core/splice-relay.ts';
 import { rawDialOf } from './raw-dial.ts';
@@ -49,6 +49,11 @@ export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: 
   server.on('sessionError', (err) => log.debug({ err: err.message }, 'tunnel session error'));
   server.on('stream', (stream: http2.ServerHttp2Stream, headers) => {
     stream.on('error', () => {});
+    // The node gave the stream up (gateways/connector/stream-cancel.ts): the reset goes out from
+    // this end, since nghttp2 ends a server session that receives too many. Closing the stream
+    // closes the target connection too (endWithStream; not resetAndDestroy, which on Node 20
+    // left the process spinning once its sockets were gone).
+    stream.on('trailers', (trailers) => trailers[CANCEL_TRAILER] && !stream.closed && stream.close(http2.constants.NGHTTP2_CANCEL));
     const target = allowedTarget(targets(), headers);
     if (!target) {
       log.warn({ target: headers[TARGET_HEADER], authority: headers[':authority'] }, 'refused a stream to a target not configured for this site');

@@ -26,6 +26,13 @@ export const TUNNEL_H2_CONNECTION_WINDOW = 32 * 1024 * 1024;
 export const MAX_DATA_FRAME = 512 * 1024;
 
 /**
+ * The trailer the node ends a tunnel stream with when it gives the stream up while it is open
+ * (gateways/connector/stream-cancel.ts): the connector then resets the stream from its end and
+ * closes the target connection. A connector from before this takes it as a half-close.
+ */
+export const CANCEL_TRAILER = 'x-cluster-cancel';
+
+/**
  * The data plane on a connection of its own (WebSocket transport): after registering, the
  * connector opens a second HTTP connection to the same endpoint and upgrades it at this path
  * to `cluster-tunnel`, naming the one-time key the node gave in `registered`. HTTP/2 then runs

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ClusterError } from '../../core/errors.ts';
 import { PROTOCOL_HEADER, RAW_HEADER, RAW_KEY_HEADER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts';
+import { cancellable } from './stream-cancel.ts';
 
 /** Longest a stream waits for a tunnel that is being set up on this node (a registration in progress). */
 const PENDING_WAIT_MS = 3000;
@@ -185,7 +186,8 @@ export class TunnelRegistry {
     const h2 = this.#h2(siteId, s);
     const offer = raw ? s.raw?.() : undefined;
     return new Promise((resolve, reject) => {
-      const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol, ...(offer ? { [RAW_KEY_HEADER]: offer.key } : {}) });
+      const stream = h2.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, [TARGET_HEADER]: target.id, [PROTOCOL_HEADER]: protocol, ...(offer ? { [RAW_KEY_HEADER]: offer.key } : {}) }, { waitForTrailers: true });
+      cancellable(stream); // given up while open, it is cancelled with a trailer, never reset (stream-cancel.ts)
       // One outcome per open: the cancel at the deadline makes the stream emit 'error' too, and
       // a retry started then would fail later with nobody waiting for it (an unhandled
       // rejection ended a node in a 10,000-site storm, while sessions were being replaced).
@@ -199,7 +201,7 @@ export class TunnelRegistry {
       };
       const timer = setTimeout(() => {
         if (!settle()) return;
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.destroy();
         reject(new ClusterError('CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT', `target ${target.id} did not answer in ${timeoutMs}ms`, { siteId, targetId: target.id }));
       }, timeoutMs);
       stream.once('response', (headers) => {
@@ -209,7 +211,7 @@ export class TunnelRegistry {
           // already. Its side of the stream has ended; ending ours closes it without a reset,
           // which matters: nghttp2 ends a server session (the connector's) that receives more
           // than 1,000 resets at once or 33 a second after (its "rapid reset" defence), so a
-          // reset per raw stream took a busy TCP resource's tunnel down.
+          // reset per raw stream took a busy TCP resource's tunnel down (see stream-cancel.ts).
           stream.end();
           return void offer.take().then(
             ({ socket, head }) => {
