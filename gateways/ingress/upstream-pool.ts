@@ -48,8 +48,8 @@ export class UpstreamPool {
 
   constructor(options: { maxIdlePerPath?: number; idleTimeoutMs?: number } = {}) {
     // As many as a busy target's concurrent requests: at 32, 64 clients of one target closed
-    // and reopened a stream (and a target connection) for half their requests, at twice the
-    // CPU per request (bench:tunnel with BENCH_CONNECTIONS=64: 6.6-7.2 k req/s against 17.0 k).
+    // and reopened a stream and a target connection for half their requests, at twice the CPU
+    // per request, and each stream dropped was a reset that cost the tunnel (stream-cancel.ts).
     this.#maxIdle = options.maxIdlePerPath ?? 256;
     this.#idleMs = options.idleTimeoutMs ?? 30_000;
     this.#sweep = setInterval(() => this.#expire(), Math.min(5000, this.#idleMs)).unref();
