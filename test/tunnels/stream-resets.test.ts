@@ -1,8 +1,9 @@
-// A tunnel stream the node gives up on (a client that hung up mid-request, a kept-alive stream
-// the pool drops) is reset. nghttp2 tears down a server session that receives more than 1,000
-// resets at once or 33 a second after (its "rapid reset" defence, CVE-2023-44487); the
-// connector is that server, so public clients hanging up took a whole site offline. The node's
-// resets must never cost the tunnel.
+// A tunnel stream the node gives up while it is open (a client that hung up mid-request, an
+// exchange that failed) used to be reset. nghttp2 tears down a server session that receives
+// more than 1,000 resets at once or 33 a second after (its "rapid reset" defence,
+// CVE-2023-44487); the connector is that server, so public clients hanging up took a whole
+// site offline. Given-up streams are now cancelled with a trailer and reset by the connector
+// (gateways/connector/stream-cancel.ts).
 import t from 'tap';
 import { randomUUID } from 'node:crypto';
 import http2 from 'node:http2';
@@ -50,7 +51,7 @@ t.test('thousands of streams given up by the node leave the tunnel up and close 
     const [reply] = (await new Promise((r) => s.once('data', (d) => r([d])))) as [Buffer];
     return reply.toString();
   };
-  // 3,000 streams, 100 at a time, each reset by the node once its target answered: three
+  // 3,000 streams, 100 at a time, each given up by the node (destroy()) once its target answered: three
   // times nghttp2's burst, within about a second.
   for (let round = 0; round < 30; round++) {
     const streams = await Promise.all(Array.from({ length: 100 }, () => tunnels.open('site', echo, 'tcp')));
@@ -58,7 +59,7 @@ t.test('thousands of streams given up by the node leave the tunnel up and close 
     for (const s of streams) s.destroy();
   }
   const after = await tunnels.open('site', echo, 'tcp');
-  t.equal(await roundTrip(after), 'ping', 'a stream after the resets reaches the target');
+  t.equal(await roundTrip(after), 'ping', 'a stream after them reaches the target');
   after.destroy();
   t.equal(goaway, undefined, 'the connector never sent GOAWAY');
   const open = () => new Promise<number>((r) => target.getConnections((_e, n) => r(n)));
