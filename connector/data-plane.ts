@@ -23,16 +23,25 @@ export function allowedTarget(targets: ConnectorTarget[], headers: http2.Incomin
   return t;
 }
 
+/**
+ * Closed or destroyed, though its 'close' may not have come yet: a stream reset from this end
+ * (the node's cancel) closes once the reset is written, which waits while the session cannot
+ * write. Answering it then throws, and a throw in a socket callback ended the connector.
+ */
+const gone = (stream: http2.ServerHttp2Stream) => stream.closed || stream.destroyed;
+
 /** One client's UDP session: framed datagrams on the stream <-> datagrams to the target. */
 function relayDatagrams(stream: http2.ServerHttp2Stream, target: ConnectorTarget, log: Logger) {
   const sock = createSocket(isIPv6(target.host) ? 'udp6' : 'udp4');
   const deframer = new Deframer();
   sock.on('error', (err) => {
     log.debug({ target: target.id, err: err.message }, 'udp target error');
+    if (gone(stream)) return;
     if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
     else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
   });
   sock.connect(target.port, target.host, () => {
+    if (gone(stream)) return void sock.close();
     stream.respond({ ':status': 200 });
     stream.on('data', (chunk: Buffer) => {
       for (const d of deframer.push(chunk)) sock.send(d);
@@ -73,11 +82,12 @@ export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: 
     };
     const endWithStream = () => sock.destroy();
     sock.once('connect', () => {
+      if (gone(stream)) return void sock.destroy(); // the node gave up while this connected
       if (!dial) return overStream();
       sock.pause(); // what the target says first waits for the raw connection
       dial(rawKey as string).then(
         ({ socket, head }) => {
-          if (stream.destroyed || stream.closed || sock.destroyed) return void socket.destroy(); // the node gave up meanwhile
+          if (gone(stream) || sock.destroyed) return void socket.destroy(); // the node gave up meanwhile
           stream.off('close', endWithStream);
           stream.respond({ ':status': 200, [RAW_HEADER]: '1' }, { endStream: true });
           if (head.length > 0) socket.unshift(head);
@@ -87,13 +97,15 @@ export function createDataPlaneServer(targets: () => ConnectorTarget[], logger: 
         (err: Error) => {
           // Not reachable that way (a proxy in between, another node answering): the stream carries it.
           log.debug({ target: target.id, err: err.message }, 'no raw connection; the stream carries the bytes');
-          if (!stream.destroyed && !sock.destroyed) overStream();
+          if (!gone(stream) && !sock.destroyed) overStream();
+          else sock.destroy();
         },
       );
     });
     sock.once('error', (err) => {
+      if (gone(stream)) return;
       if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
-      else if (!stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       log.debug({ target: target.id, err: err.message }, 'target connection failed');
     });
     stream.once('close', endWithStream);

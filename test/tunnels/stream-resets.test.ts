@@ -7,11 +7,12 @@
 import t from 'tap';
 import { randomUUID } from 'node:crypto';
 import http2 from 'node:http2';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TunnelRegistry } from '../../gateways/connector/tunnels.ts';
 import { createDataPlaneServer } from '../../connector/data-plane.ts';
 import { createLogger } from '../../core/log.ts';
+import { CANCEL_TRAILER, TARGET_HEADER } from '../../protocol/tunnel-framing.ts';
 import { until } from '../harness/until.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -66,4 +67,65 @@ t.test('thousands of streams given up by the node leave the tunnel up and close 
   await until(async () => (await open()) === 0, 5000, 'the target connections of the given-up streams to close');
   t.pass('every given-up stream closed its target connection');
   t.equal(sessions, 1, 'the same HTTP/2 session carried every stream');
+});
+
+// The connector resets a cancelled stream, and the stream closes only once that reset is
+// written: while the session cannot write (the node reading slowly, a stalled connector in a
+// storm), the stream's target connection can come up first. Answering the closed stream then
+// threw in the socket's callback and ended the connector process (seen in bench:scale).
+t.test('a stream cancelled while its target connects, on a session that cannot write, does not end the connector', async (t) => {
+  const flood = createServer((s) => {
+    s.on('error', () => {});
+    const chunk = Buffer.alloc(1 << 20);
+    const more = () => {
+      while (s.write(chunk));
+    };
+    s.on('drain', more);
+    more();
+  });
+  let accepted = 0;
+  const echo = createServer((s) => {
+    accepted++;
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await Promise.all([flood, echo].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))));
+  const big = { id: randomUUID(), host: '127.0.0.1', port: portOf(flood), scheme: 'tcp' as const, enabled: true, healthCheck: {} };
+  const small = { id: randomUUID(), host: '127.0.0.1', port: portOf(echo), scheme: 'tcp' as const, enabled: true, healthCheck: {} };
+  const dataPlane = createDataPlaneServer(() => [big, small], logger);
+  const connectorSide = createServer((s) => dataPlane.emit('connection', s));
+  await new Promise<void>((r) => connectorSide.listen(0, '127.0.0.1', r));
+  let raw!: Socket;
+  const h2 = http2.connect('http://connector.invalid', { createConnection: () => (raw = connect(portOf(connectorSide), '127.0.0.1')) as never });
+  h2.on('error', () => {});
+  t.teardown(() => {
+    h2.destroy();
+    for (const srv of [flood, echo, connectorSide]) srv.close();
+    dataPlane.close();
+  });
+  const request = (to: typeof big, options?: http2.ClientSessionRequestOptions) => {
+    const s = h2.request({ ':method': 'CONNECT', ':authority': `${to.host}:${to.port}`, [TARGET_HEADER]: to.id }, options);
+    s.on('error', () => {});
+    return s;
+  };
+  // One stream fills the session towards the node, which stops reading: the connector's writes wait.
+  const bulk = request(big);
+  await new Promise((r) => bulk.once('response', r));
+  raw.pause();
+  await new Promise((r) => setTimeout(r, 300));
+  // Streams cancelled as soon as they are sent: the connector reads the cancel before its target connection is up.
+  for (let i = 0; i < 20; i++) {
+    const s = request(small, { waitForTrailers: true });
+    s.on('wantTrailers', () => s.sendTrailers({ [CANCEL_TRAILER]: '1' }));
+    s.end();
+  }
+  const open = () => new Promise<number>((r) => echo.getConnections((_e, n) => r(n)));
+  await until(async () => accepted === 20 && (await open()) === 0, 5000, 'the cancelled streams\' target connections to be made and closed');
+  t.pass('the connector is still running and the cancelled streams left no target connection open');
+  bulk.destroy();
+  raw.resume();
+  const after = request(small);
+  after.write('ping');
+  const reply = await new Promise<string>((r) => after.once('data', (d: Buffer) => r(d.toString())));
+  t.equal(reply, 'ping', 'the session still reaches the target');
 });
