@@ -25,12 +25,30 @@ export function ioDeadline(ms: number): IoDeadline {
   };
 }
 
-/** `work`, or a rejection with `error()` once the deadline passed without its answer. */
-export async function withIoDeadline<T>(work: Promise<T>, ms: number, error: () => Error): Promise<T> {
-  const d = ioDeadline(ms);
-  try {
-    return await Promise.race([work, d.expired.then(() => Promise.reject(error()))]);
-  } finally {
-    d.cancel();
-  }
+/**
+ * `work` over a connection whose answers come in order, or a rejection with `error()` once it
+ * has gone `ms` without its answer *and* without hearing anything on that connection
+ * (`heardAt`, ms epoch): while earlier answers keep arriving this one is queued behind them,
+ * not lost. A node busy with thousands of commands in flight (a reconnect storm) reads its
+ * replies slower than they come; with a plain deadline the last of them timed out while Valkey
+ * had long answered, and each timeout crashed an actor that then did its work again.
+ * `capMs` bounds the whole wait, so a backlog that never drains still fails.
+ */
+export function withProgressDeadline<T>(work: Promise<T>, ms: number, heardAt: () => number, capMs: number, error: () => Error): Promise<T> {
+  const start = Date.now();
+  let current: IoDeadline | undefined;
+  const late = new Promise<never>((_, reject) => {
+    const arm = (wait: number) => {
+      current = ioDeadline(wait);
+      void current.expired.then(() => {
+        const now = Date.now();
+        const quietFor = now - Math.max(heardAt(), start);
+        const left = Math.min(ms - quietFor, start + capMs - now);
+        if (left > 0) arm(left);
+        else reject(error());
+      });
+    };
+    arm(ms);
+  });
+  return Promise.race([work, late]).finally(() => current?.cancel());
 }

@@ -3,10 +3,11 @@
 // disconnected: a caller gets CLUSTER_ERR_VALKEY_UNAVAILABLE at once (or after
 // commandTimeout), never a hang and never a quiet fallback to local memory. The command
 // timeout is ours, not ioredis's: a stall of this process must not time out every command
-// whose reply already arrived (core/io-deadline.ts).
+// whose reply already arrived, nor a busy process every command queued behind replies it is
+// still reading (core/io-deadline.ts).
 import { Redis, type RedisOptions } from 'ioredis';
 import { ClusterError } from '../core/errors.ts';
-import { ioDeadline, withIoDeadline } from '../core/io-deadline.ts';
+import { withProgressDeadline } from '../core/io-deadline.ts';
 import { CHANNELS, type ChannelMessage, type ChannelName } from '../protocol/channels.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
@@ -70,6 +71,8 @@ export class Valkey {
   #lastReplyAt = Date.now();
   /** A PING is out to tell a silent Valkey from a stall of this process. */
   #confirming = false;
+  /** When each connection last read anything from Valkey (ms epoch): a command waits while its connection is heard. */
+  readonly #heardAt = new WeakMap<Redis, number>();
 
   constructor(opts: ValkeyOptions) {
     this.#commandTimeoutMs = opts.commandTimeout;
@@ -100,6 +103,12 @@ export class Valkey {
     this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
     this.#lease.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey lease connection error'));
     this.#sub.on('message', (channel: string, raw: string) => this.#dispatch(channel, raw));
+    for (const conn of [this.cmd, this.#lease]) {
+      conn.on('connect', () => {
+        this.#heardAt.set(conn, Date.now());
+        conn.stream.on('data', () => this.#heardAt.set(conn, Date.now()));
+      });
+    }
     this.#keepConnecting(this.cmd, 'commands');
     this.#keepConnecting(this.#sub, 'subscriber');
     this.#keepConnecting(this.#lease, 'lease');
@@ -180,7 +189,10 @@ export class Valkey {
     if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
     const conn = via === 'lease' && this.#lease.status === 'ready' ? this.#lease : this.cmd;
     try {
-      const reply = await withIoDeadline(op(conn), this.#commandTimeoutMs, () => new Error('Command timed out'));
+      // Late once nothing was heard on the connection for a command timeout (replies come in
+      // order: one still queued behind replies being read is not lost), or after five in all.
+      const heard = () => this.#heardAt.get(conn) ?? 0;
+      const reply = await withProgressDeadline(op(conn), this.#commandTimeoutMs, heard, 5 * this.#commandTimeoutMs, () => new Error('Command timed out'));
       this.#lastReplyAt = Date.now();
       return reply;
     } catch (err) {
@@ -223,16 +235,14 @@ export class Valkey {
     return (await this.ping(timeoutMs)) && this.#sub.status === 'ready';
   }
 
-  /** PING with a deadline; true when Valkey answered in time. */
+  /** PING with a deadline; true when Valkey answered in time (behind a backlog still answering: see call()). */
   async ping(timeoutMs: number): Promise<boolean> {
     if (this.cmd.status !== 'ready') return false;
-    const deadline = ioDeadline(timeoutMs);
+    const heard = () => this.#heardAt.get(this.cmd) ?? 0;
     try {
-      return await Promise.race([this.cmd.ping().then((r) => r === 'PONG'), deadline.expired.then(() => false)]);
+      return (await withProgressDeadline(this.cmd.ping(), timeoutMs, heard, 5 * timeoutMs, () => new Error('PING timed out'))) === 'PONG';
     } catch {
       return false;
-    } finally {
-      deadline.cancel();
     }
   }
 

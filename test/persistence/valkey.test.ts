@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { withProgressDeadline } from '../../core/io-deadline.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { LocalSentinel } from '../../devenv/valkey-sentinel.ts';
@@ -135,6 +136,51 @@ t.test('a stall of this process is not taken for a silent Valkey, nor a busy Val
   await until(async () => (await v.call((c) => c.get(v.keys.custom('k'))).catch(() => null), reconnects > 0), 5000, 'the connections to be made anew');
   server.thaw();
   t.equal(await until(() => v.call((c) => c.get(v.keys.custom('k'))).catch(() => null), 10_000, 'Valkey to answer again'), '1', 'back after the silence, by itself');
+});
+
+t.test('a command queued behind replies that keep coming is not timed out', async (t) => {
+  const server = await LocalValkey.start({ dir: t.testdir() });
+  t.teardown(() => server.stop());
+  const v = new Valkey({ url: new Secret(server.url), clusterName: 'backlog', connectTimeout: 1000, commandTimeout: 300, logger });
+  v.connect();
+  t.teardown(() => v.close());
+  await once(v.cmd, 'ready');
+  // A script that keeps Valkey busy for about 0.4 ms, calibrated on this machine.
+  const spin = 'local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i end return 1';
+  let perMillion = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const at = performance.now();
+    await v.call((c) => c.eval(spin, 0, 1_000_000));
+    perMillion = Math.min(perMillion, performance.now() - at);
+  }
+  const loops = Math.max(1000, Math.round((1_000_000 * 0.4) / perMillion));
+  // 1,500 of them at once, as a storm's claims and snapshots from three nodes queue up: Valkey
+  // answers them over about 600 ms, two command timeouts, its replies arriving all along.
+  // Timed from the send alone, every command not answered within 300 ms failed.
+  const at = performance.now();
+  const results = await Promise.allSettled(Array.from({ length: 1500 }, () => v.call((c) => c.eval(spin, 0, loops))));
+  const tookMs = performance.now() - at;
+  const failed = results.filter((r) => r.status === 'rejected').length;
+  t.ok(tookMs > 300, `the last answer came after one command timeout (${Math.round(tookMs)} ms)`);
+  t.equal(failed, 0, `every command answered (${failed} timed out)`);
+});
+
+t.test('the progress deadline: silence fails at the timeout, endless progress at the cap', async (t) => {
+  const never = new Promise<string>(() => {});
+  const timedOut = () => new Error('Command timed out');
+  let at = performance.now();
+  await t.rejects(withProgressDeadline(never, 100, () => 0, 1000, timedOut), /timed out/);
+  const silentMs = performance.now() - at;
+  t.ok(silentMs >= 95 && silentMs < 600, `nothing heard: late after one timeout (${Math.round(silentMs)} ms)`);
+  at = performance.now();
+  await t.rejects(withProgressDeadline(never, 100, () => Date.now(), 500, timedOut), /timed out/);
+  const cappedMs = performance.now() - at;
+  t.ok(cappedMs >= 495 && cappedMs < 1200, `always heard: late at the cap (${Math.round(cappedMs)} ms)`);
+  let heard = Date.now();
+  const beat = setInterval(() => (heard = Date.now()), 20);
+  t.teardown(() => clearInterval(beat));
+  const answer = new Promise<string>((r) => setTimeout(() => r('OK'), 350));
+  t.equal(await withProgressDeadline(answer, 100, () => heard, 1000, timedOut), 'OK', 'heard meanwhile: the answer after three timeouts still counts');
 });
 
 // ioredis (6.0) gives a connection up for good when it is told to disconnect while it asks a
