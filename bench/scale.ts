@@ -450,8 +450,14 @@ async function main() {
         const cpu = Number(/^used_cpu_sys:([\d.]+)/m.exec(info)?.[1]) + Number(/^used_cpu_user:([\d.]+)/m.exec(info)?.[1]);
         return { cpu, commands: Number(/^total_commands_processed:(\d+)/m.exec(info)?.[1]) };
       };
+      /** PostgreSQL statements by text (pg_stat_statements; its own reads left out): what the storm asked of the database. */
+      const pgByStatement = async () =>
+        new Map(
+          (await stats.query(`SELECT s.query, sum(s.calls)::bigint AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1 GROUP BY s.query`, [dbName])).rows.map((r: { query: string; n: string }) => [r.query, Number(r.n)] as const),
+        );
       const valkey0 = await valkeyNow();
       const calls0 = await valkeyCalls();
+      const pgCalls0 = await pgByStatement();
       const metrics0 = await scrape(survivors);
       const storm0 = cpuNow();
       const k0 = Date.now();
@@ -520,6 +526,7 @@ async function main() {
       const storm1 = cpuNow();
       const valkey1 = await valkeyNow();
       const calls1 = await valkeyCalls();
+      const pgCalls1 = await pgByStatement();
       const metrics1 = await scrape(survivors);
       const promoteMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_seconds', 'how="promote"', q);
       const promoteClaimMs = (q: number) => bucketQuantile(metrics0, metrics1, 'cluster_connector_attach_claim_seconds', 'how="promote"', q);
@@ -533,6 +540,9 @@ async function main() {
       log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands, PostgreSQL ${((storm1.pg - storm0.pg) / 1000).toFixed(1)} s (this benchmark: the remainder)`);
       const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
       log(`storm: Valkey commands until recovered (per site that came back): ${callsBetween(calls0, calls1).map(([c, n]) => `${c} ${n} (${perStormSite(n)})`).join(', ')}`);
+      const pgStorm = [...pgCalls1].map(([q, n]) => [q, n - (pgCalls0.get(q) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+      const pgTotal = pgStorm.reduce((a, [, n]) => a + n, 0);
+      log(`storm: PostgreSQL statements until recovered: ${pgTotal} (${perStormSite(pgTotal)} per site); the most called:\n${pgStorm.slice(0, 8).map(([q, n]) => `    ${n} (${perStormSite(n)})  ${q.replace(/\s+/g, ' ').slice(0, 160)}`).join('\n')}`);
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
       await sleep(2000); // the sample keeps probing a moment after
