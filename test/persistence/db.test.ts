@@ -57,6 +57,20 @@ t.test('a transaction leaves async hooks off: the data plane in the same process
   t.equal(r.idInThen, 0, 'promises are not tracked by async hooks after transactions');
 });
 
+t.test('a pooled query costs its own statement alone: nothing is sent when the connection goes back', async (t) => {
+  const url = await freshDatabase(t);
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  const pool = await createDb({ url: new Secret(url), poolSize: 1, connectTimeout: 2000, statementTimeout: 2000, logger });
+  t.teardown(() => pool.end());
+  const pid = await pool.oneFirst(sql.type(z.object({ pid: z.number() }))`SELECT pg_backend_pid() AS pid /* marker */`);
+  await pool.transaction(async (tx) => tx.query(sql.unsafe`SELECT 1 /* in a transaction */`));
+  // The pool's one connection, as PostgreSQL last saw it: its last statement, then idle.
+  const other = await createDb({ url: new Secret(url), poolSize: 1, connectTimeout: 2000, statementTimeout: 2000, logger });
+  t.teardown(() => other.end());
+  const last = await other.oneFirst(sql.type(z.object({ query: z.string() }))`SELECT query FROM pg_stat_activity WHERE pid = ${pid}`);
+  t.equal(last, 'COMMIT', "the transaction's COMMIT was the last statement (no DISCARD ALL after it)");
+});
+
 t.test('an unreachable PostgreSQL gives CLUSTER_ERR_DB_UNAVAILABLE quickly, and the pool recovers when it returns', async (t) => {
   // A hang would end this test at tap's timeout; how fast it fails is bench territory.
   await t.rejects(createDb({ url: new Secret('postgres://postgres@127.0.0.1:1/none'), poolSize: 1, connectTimeout: 500, statementTimeout: 1000, logger }), { code: 'CLUSTER_ERR_DB_UNAVAILABLE', status: 503 });
