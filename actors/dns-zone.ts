@@ -10,8 +10,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { Route } from '../protocol/route.ts';
-import { sql, type DatabasePool } from '../persistence/db.ts';
-import { fencedWrite } from '../persistence/epochs.ts';
+import { sql, withDb, type DatabasePool } from '../persistence/db.ts';
+import { fencedWrite, fenceHolds, fenceMoved } from '../persistence/epochs.ts';
 import type { Snapshot } from '../persistence/snapshots.ts';
 import type { DomainProof, RecordData, ZoneData } from '../protocol/zone.ts';
 import type { DnsZoneMsg } from '../protocol/actor-messages.ts';
@@ -154,10 +154,11 @@ export function dnsZoneBehavior(deps: DnsZoneDeps, zone: string, epoch: number):
     if (json === state.published) return state;
     // Records changed (or a new owner starts, not knowing what its predecessor served): the
     // serial moves forward, durably, and only for the current owner.
-    const serial = await fencedWrite(deps.db, fence, (tx) =>
-      tx.oneFirst(sql.type(z.object({ soa_serial: z.coerce.number() }))`
-        UPDATE domains SET soa_serial = soa_serial + 1 WHERE id = ${state.stored!.domainId} RETURNING soa_serial`),
+    const serial = await withDb(() =>
+      deps.db.maybeOneFirst(sql.type(z.object({ soa_serial: z.coerce.number() }))`
+        UPDATE domains SET soa_serial = soa_serial + 1 WHERE id = ${state.stored!.domainId} AND ${fenceHolds(fence)} RETURNING soa_serial`),
     );
+    if (serial === null) throw (await fenceMoved(deps.db, fence)) ?? new Error(`domain ${zone} is gone; reloading`);
     const first = recs[zone]?.find((r) => r.type === 'NS')?.data as string | undefined;
     const data: ZoneData = {
       zone,

@@ -42,17 +42,35 @@ export async function fencedWrite<T>(pool: DatabasePool, fence: Fence, write: (t
     pool.transaction(async (tx) => {
       const current = await tx.maybeOneFirst(sql.type(z.object({ epoch: z.coerce.number() }))`
         SELECT epoch FROM actor_epochs WHERE kind = ${fence.kind} AND actor_id = ${fence.id} FOR SHARE`);
-      if (current !== fence.epoch) {
-        throw new ClusterError('CLUSTER_ERR_ACTOR_FENCED', `stale epoch ${fence.epoch} for ${fence.kind}/${fence.id} (current ${current ?? 'none'})`, {
-          kind: fence.kind,
-          id: fence.id,
-          epoch: fence.epoch,
-          currentEpoch: current ?? null,
-        });
-      }
+      if (current !== fence.epoch) throw fencedError(fence, current);
       return write(tx);
     }),
   );
+}
+
+function fencedError(fence: Fence, current: number | null): ClusterError {
+  return new ClusterError('CLUSTER_ERR_ACTOR_FENCED', `stale epoch ${fence.epoch} for ${fence.kind}/${fence.id} (current ${current ?? 'none'})`, {
+    kind: fence.kind,
+    id: fence.id,
+    epoch: fence.epoch,
+    currentEpoch: current ?? null,
+  });
+}
+
+/**
+ * The fence as the WHERE condition of one statement: the statement holds the actor's epoch
+ * row (FOR SHARE) as `fencedWrite`'s transaction does, and touches nothing once the epoch
+ * moved on. One round trip where the transaction took four (BEGIN, the check, the write,
+ * COMMIT): a zone's serial moves this way, once per zone per batch of moves in a storm.
+ */
+export function fenceHolds(fence: Fence) {
+  return sql.fragment`EXISTS (SELECT 1 FROM actor_epochs WHERE kind = ${fence.kind} AND actor_id = ${fence.id} AND epoch = ${fence.epoch} FOR SHARE)`;
+}
+
+/** After a statement under `fenceHolds` touched nothing: CLUSTER_ERR_ACTOR_FENCED if the epoch moved on, else undefined (the row itself was not there). */
+export async function fenceMoved(pool: DatabasePool, fence: Fence): Promise<ClusterError | undefined> {
+  const current = await withDb(() => pool.maybeOneFirst(sql.type(z.object({ epoch: z.coerce.number() }))`SELECT epoch FROM actor_epochs WHERE kind = ${fence.kind} AND actor_id = ${fence.id}`));
+  return current === fence.epoch ? undefined : fencedError(fence, current);
 }
 
 /**

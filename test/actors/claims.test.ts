@@ -4,7 +4,8 @@ import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { createDb, sql } from '../../persistence/db.ts';
-import { fencedWrite } from '../../persistence/epochs.ts';
+import { z } from 'zod';
+import { claimEpochs, fencedWrite, fenceHolds, fenceMoved } from '../../persistence/epochs.ts';
 import { migrate } from '../../persistence/migrate.ts';
 import { Valkey } from '../../persistence/valkey.ts';
 import { Membership } from '../../supervisors/membership.ts';
@@ -79,4 +80,24 @@ t.test('three nodes claiming the same actor at once: exactly one wins, every tim
   // A stale epoch cannot write; the current one can.
   await t.rejects(fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 0 }, async () => 'x'), { code: 'CLUSTER_ERR_ACTOR_FENCED', fields: { currentEpoch: 1 } });
   t.equal(await fencedWrite(db, { kind: 'probe', id: 'race-0', epoch: 1 }, async () => 'written'), 'written');
+});
+
+t.test('one fenced statement: the current epoch writes, a stale one touches nothing and is told why', async (t) => {
+  const url = await freshDatabase(t);
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  const db = await createDb({ url: new Secret(url), poolSize: 2, connectTimeout: 2000, statementTimeout: 5000, logger });
+  t.teardown(() => db.end());
+  await db.query(sql.unsafe`CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL)`);
+  await db.query(sql.unsafe`INSERT INTO counters VALUES (1, 0)`);
+  const bump = (epoch: number, id = 1) =>
+    db.maybeOneFirst(sql.type(z.object({ n: z.number() }))`UPDATE counters SET n = n + 1 WHERE id = ${id} AND ${fenceHolds({ kind: 'dns-zone', id: 'z', epoch })} RETURNING n`);
+  t.equal((await claimEpochs(db, 'dns-zone', ['z'], { node: 'a', incarnation: 1 })).get('z'), 1);
+  t.equal(await bump(1), 1, 'the owner of epoch 1 writes');
+  t.equal((await claimEpochs(db, 'dns-zone', ['z'], { node: 'b', incarnation: 1 })).get('z'), 2, 'another node takes the zone');
+  t.equal(await bump(1), null, 'the old owner\'s statement touches nothing');
+  t.match(await fenceMoved(db, { kind: 'dns-zone', id: 'z', epoch: 1 }), { code: 'CLUSTER_ERR_ACTOR_FENCED', fields: { currentEpoch: 2 } }, 'and is told the epoch moved on');
+  t.equal(await bump(2), 2, 'the new owner writes');
+  t.equal(await bump(2, 9), null, 'a missing row touches nothing either');
+  t.equal(await fenceMoved(db, { kind: 'dns-zone', id: 'z', epoch: 2 }), undefined, 'but the fence holds: the row was not there');
+  t.equal(await db.oneFirst(sql.unsafe`SELECT n FROM counters WHERE id = 1`), 2, 'exactly the current owners\' writes landed');
 });
