@@ -66,7 +66,7 @@ export interface ClusterConfig {
     url: Secret;
     /** Give up opening a connection after this long. @default "3s" */
     connectTimeout: number;
-    /** Fail a command with no reply after this long. @default "2s" */
+    /** Fail a command once its connection has heard nothing from Valkey this long since it was sent (at most five times this in all). @default "2s" */
     commandTimeout: number;
     /**
      * Valkey Sentinels (host:port) watching a primary with replicas: the node asks them for the
