@@ -127,7 +127,8 @@ async function main() {
     const closers: Array<() => Promise<unknown>> = [];
     try {
       const targetPort = await freePort();
-      procs.push(new ServiceProcess({ name: 'target', command: process.execPath, args: ['--input-type=module', '-e', TARGET, String(targetPort)], logFile: join(dir, 'target.log') }));
+      const targetProc = new ServiceProcess({ name: 'target', command: process.execPath, args: ['--input-type=module', '-e', TARGET, String(targetPort)], logFile: join(dir, 'target.log') });
+      procs.push(targetProc);
       const cluster = await startBenchNodes(dir, services);
       const { configs } = cluster;
       nodes = cluster.nodes;
@@ -433,6 +434,8 @@ async function main() {
         survivors: survivors.map((id) => busyMs(nodes.get(id)!.proc.pid)),
         connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0),
         pg: treeCpuWithReapedMs(pgPid),
+        target: busyMs(targetProc.pid),
+        bench: (({ user, system }) => (user + system) / 1000)(process.cpuUsage()),
       });
       const steady0 = cpuNow();
       await sleep(3000);
@@ -541,7 +544,7 @@ async function main() {
         total: Math.round((storm1.machine.total - storm0.machine.total) / 100) / 10,
       };
       const others = Math.round((stormCpu.busy - stormCpu.connectors - stormCpu.survivors.reduce((a, b) => a + b, 0)) * 10) / 10;
-      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands, PostgreSQL ${((storm1.pg - storm0.pg) / 1000).toFixed(1)} s (this benchmark: the remainder)`);
+      log(`storm CPU over ${(recoveredAll / 1000).toFixed(1)} s: machine ${stormCpu.busy} of ${stormCpu.total} core-seconds busy; survivors ${stormCpu.survivors.join(' and ')} s, load connectors ${stormCpu.connectors} s, the rest ${others} s, of which Valkey ${(valkey1.cpu - valkey0.cpu).toFixed(1)} s for ${valkey1.commands - valkey0.commands} commands, PostgreSQL ${((storm1.pg - storm0.pg) / 1000).toFixed(1)} s, the target (health checks and sample requests) ${((storm1.target - storm0.target) / 1000).toFixed(1)} s, this benchmark's process ${((storm1.bench - storm0.bench) / 1000).toFixed(1)} s`);
       const perStormSite = (n: number) => Math.round((n / orphaned.size) * 10) / 10;
       log(`storm: Valkey commands until recovered (per site that came back): ${callsBetween(calls0, calls1).map(([c, n]) => `${c} ${n} (${perStormSite(n)})`).join(', ')}`);
       const pgStorm = [...pgCalls1].map(([q, n]) => [q, n - (pgCalls0.get(q) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
