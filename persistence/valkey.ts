@@ -67,11 +67,9 @@ export class Valkey {
   droppedMessages = 0;
   #state: ValkeyState = 'connecting';
   readonly #commandTimeoutMs: number;
-  /** When the command connection last delivered a reply (or was last made anew). */
-  #lastReplyAt = Date.now();
   /** A PING is out to tell a silent Valkey from a stall of this process. */
   #confirming = false;
-  /** When each connection last read anything from Valkey (ms epoch): a command waits while its connection is heard. */
+  /** When each connection last read anything from Valkey or was made (ms epoch): a command waits while its connection is heard. */
   readonly #heardAt = new WeakMap<Redis, number>();
 
   constructor(opts: ValkeyOptions) {
@@ -94,10 +92,7 @@ export class Valkey {
     // The subscriber queues its (re)subscriptions until connected; it never serves commands.
     this.#sub = connect({ ...base, enableOfflineQueue: true, autoResubscribe: true });
     this.#lease = connect({ ...base, connectionName: `${opts.clusterName}:lease` });
-    this.cmd.on('ready', () => {
-      this.#lastReplyAt = Date.now();
-      this.#setState('ready');
-    });
+    this.cmd.on('ready', () => this.#setState('ready'));
     this.cmd.on('reconnecting', () => this.#setState('reconnecting'));
     this.cmd.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey connection error'));
     this.#sub.on('error', (err) => this.#log.debug({ err: err.message }, 'valkey subscriber error'));
@@ -192,9 +187,7 @@ export class Valkey {
       // Late once nothing was heard on the connection for a command timeout (replies come in
       // order: one still queued behind replies being read is not lost), or after five in all.
       const heard = () => this.#heardAt.get(conn) ?? 0;
-      const reply = await withProgressDeadline(op(conn), this.#commandTimeoutMs, heard, 5 * this.#commandTimeoutMs, () => new Error('Command timed out'));
-      this.#lastReplyAt = Date.now();
-      return reply;
+      return await withProgressDeadline(op(conn), this.#commandTimeoutMs, heard, 5 * this.#commandTimeoutMs, () => new Error('Command timed out'));
     } catch (err) {
       if ((err as Error)?.name === 'ReplyError') throw err; // the server answered: a bug, not an outage
       if (/timed out/i.test((err as Error)?.message ?? '')) this.#silent();
@@ -214,11 +207,13 @@ export class Valkey {
    * stalls still timed commands out; io deadlines now keep those from counting).
    */
   #silent() {
-    if (Date.now() - this.#lastReplyAt < this.#commandTimeoutMs || this.#state === 'closed' || this.#confirming) return;
+    const heardAt = this.#heardAt.get(this.cmd) ?? 0;
+    if (Date.now() - heardAt < this.#commandTimeoutMs || this.#state === 'closed' || this.#confirming) return;
     this.#confirming = true;
     void this.ping(this.#commandTimeoutMs).then((answered) => {
       this.#confirming = false;
-      this.#lastReplyAt = Date.now(); // once per silence, not per timed-out command
+      // Once per silence, not per timed-out command: the connection counts as heard from now.
+      this.#heardAt.set(this.cmd, Date.now());
       if (answered || this.#state === 'closed') return;
       this.#log.warn({ silentMs: this.#commandTimeoutMs }, 'valkey stopped answering; reconnecting');
       this.cmd.disconnect(true);
