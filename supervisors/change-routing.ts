@@ -126,13 +126,14 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   // route change does to a zone only narrows its hostname's addresses to the nodes holding
   // the sites now (its hostnames come from PostgreSQL, reloaded on the admin change; a dead
   // node leaves every zone at once on the membership change below; any live node named
-  // forwards): that waits while sites move, 1 s of quiet, 15 s at most (QuietBatch). In a
+  // forwards): that waits while sites move (one site's failover aside), 1 s of quiet, 15 s at most (QuietBatch). In a
   // reconnect storm each zone's routes change by the dozen, and each recompute that changes
   // records moves the serial, a PostgreSQL transaction (about one per promoted site).
   const hostOf = new Map<string, string>();
   const zonesToNarrow = new QuietBatch<string>({
     clock: d.clock,
-    quietForMs: () => d.siteNews.quietForMs(),
+    // One site's failover (the one this follows) is no storm: its zone follows at the first look.
+    quietForMs: () => d.siteNews.quietButForOneSiteMs(),
     quietMs: ZONE_QUIET_MS,
     capMs: ZONE_CAP_MS,
     firstLookMs: 50,
@@ -162,7 +163,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   });
   // Health reports and site moves change where traffic may go: the resources with a target on that site recompute.
   const refresh = (m: { siteId: string }) => {
-    d.siteNews.heard();
+    d.siteNews.heard(m.siteId);
     for (const id of index.bySite(m.siteId)) host.tellLocal('resource', id, { type: 'refresh', siteId: m.siteId });
   };
   await d.valkey.subscribe('health', refresh);
