@@ -126,9 +126,9 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   // route change does to a zone only narrows its hostname's addresses to the nodes holding
   // the sites now (its hostnames come from PostgreSQL, reloaded on the admin change; a dead
   // node leaves every zone at once on the membership change below; any live node named
-  // forwards): that waits while sites move (one site's failover aside), 1 s of quiet, 15 s at most (QuietBatch). In a
-  // reconnect storm each zone's routes change by the dozen, and each recompute that changes
-  // records moves the serial, a PostgreSQL transaction (about one per promoted site).
+  // forwards): that waits while other sites move, 1 s of quiet, 15 s at most (QuietBatch).
+  // In a reconnect storm each zone's routes change by the dozen, and each recompute that
+  // changes records moves the serial, a PostgreSQL transaction (about one per promoted site).
   const hostOf = new Map<string, string>();
   const zonesToNarrow = new QuietBatch<string>({
     clock: d.clock,
