@@ -2,9 +2,11 @@
 // What holds each node's memory, from the .heapprofile files in DIR (a benchmark run with
 // BENCH_HEAP_PROFILE=DIR writes one per node): V8's sampling heap profiler keeps a sample of
 // every ~64 KiB allocated while it ran and drops those collected since, so what is left is
-// the live memory by the stack that allocated it. Two tables per profile: the functions that
-// allocated it themselves (self), and the ones under which it was allocated (inclusive: a
-// function counts each sample once however often it recurs). Reads and prints only.
+// the live memory by the stack that allocated it (files named *allocated*, from
+// BENCH_STORM_ALLOCATIONS, keep the collected samples too: all that was allocated, which is
+// what makes the collector work). Two tables per profile: the functions that allocated it
+// themselves (self), and the ones under which it was allocated (inclusive: a function counts
+// each sample once however often it recurs). Reads and prints only.
 import { forEachProfile, profileLabel } from './cpu-top.ts';
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
@@ -69,7 +71,7 @@ function frames(p: HeapProfile): Array<{ callFrame: CallFrame }> {
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
   forEachProfile<HeapProfile>('heap-top', '.heapprofile', 20, (file, p, n, root) => {
     const top = topAllocators(p, n, root);
-    process.stdout.write(`\n${profileLabel({ nodes: frames(p) as never, startTime: 0, endTime: 0 })} (${file}: ${top.totalMb} MB live of what was sampled)\n`);
+    process.stdout.write(`\n${profileLabel({ nodes: frames(p) as never, startTime: 0, endTime: 0 })} (${file}: ${top.totalMb} MB ${file.includes('allocated') ? 'allocated, garbage included' : 'live of what was sampled'})\n`);
     for (const [title, rows] of [['self', top.self], ['inclusive', top.inclusive]] as const) {
       process.stdout.write(`  ${title}:\n`);
       for (const f of rows) process.stdout.write(`  ${String(f.share).padStart(5)}%  ${String(f.mb).padStart(7)} MB  ${f.name}  ${f.where}\n`);

@@ -53,14 +53,18 @@ export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, p
   };
 }
 
-/** Samples allocations about every `intervalBytes` from now; stop() writes what of them is still alive. */
-export async function sampleHeap(proc: { signal(s: NodeJS.Signals): void }, port: number, intervalBytes = 64 * 1024): Promise<WindowProfile> {
+/**
+ * Samples allocations about every `intervalBytes` from now; stop() writes what of them is still
+ * alive, or with `allocated`, everything allocated meanwhile (garbage included: what drives the
+ * collector's work, by the stack that allocated it).
+ */
+export async function sampleHeap(proc: { signal(s: NodeJS.Signals): void }, port: number, intervalBytes = 64 * 1024, allocated = false): Promise<WindowProfile> {
   const s = await openInspector(proc, port);
   await s.send('HeapProfiler.enable');
-  await s.send('HeapProfiler.startSampling', { samplingInterval: intervalBytes });
+  await s.send('HeapProfiler.startSampling', { samplingInterval: intervalBytes, ...(allocated ? { includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } : {}) });
   return {
     async stop(file) {
-      await s.send('HeapProfiler.collectGarbage'); // garbage not yet collected is not memory held
+      if (!allocated) await s.send('HeapProfiler.collectGarbage'); // garbage not yet collected is not memory held
       const { profile } = await s.send('HeapProfiler.stopSampling');
       writeFileSync(file, JSON.stringify(profile));
       s.close();
