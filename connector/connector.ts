@@ -23,6 +23,7 @@ import { RAW_DIAL, rawDialer } from './raw-dial.ts';
 import { ConnectorWireGuard, defaultInterfaceName } from './wireguard.ts';
 import { HealthChecker } from './health.ts';
 import { Liveness } from './liveness.ts';
+import { fastParse } from '../protocol/fast-parse.ts';
 import { CLOSE, FEATURES_HEADER, NodeMessage, PROTOCOL_VERSION, ROLE_HEADER, type ConnectorMessage, type ConnectorTarget, type WireGuardOffer } from '../protocol/connector.ts';
 
 /** Later rounds of an unanswered direct data connection (1, 2, 4 s apart, jittered). */
@@ -350,7 +351,7 @@ export class Connector extends EventEmitter {
     if (this.#isStopped()) return;
     let msg: NodeMessage;
     try {
-      msg = NodeMessage.parse(JSON.parse(text));
+      msg = fastParse(NodeMessage, JSON.parse(text));
     } catch {
       this.#log.warn('malformed message from the cluster; reconnecting');
       this.#ws?.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);

@@ -9,6 +9,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { ClusterError } from '../core/errors.ts';
 import { withProgressDeadline } from '../core/io-deadline.ts';
 import { CHANNELS, type ChannelMessage, type ChannelName } from '../protocol/channels.ts';
+import { fastParse } from '../protocol/fast-parse.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { Keyspace } from './keys.ts';
@@ -273,7 +274,7 @@ export class Valkey {
     if (!entry) return;
     let message: unknown;
     try {
-      message = CHANNELS[entry.name].parse(JSON.parse(raw));
+      message = fastParse(CHANNELS[entry.name], JSON.parse(raw));
     } catch (err) {
       this.droppedMessages++;
       this.#log.warn({ channel: entry.name, err: err instanceof SyntaxError ? 'not JSON' : (err as Error).message.slice(0, 300) }, 'dropped a malformed pub/sub message');

@@ -16,6 +16,7 @@ import type { SiteMsg } from '../../protocol/actor-messages.ts';
 import type { Secret } from '../../core/secret.ts';
 import { CLOSE, ConnectorMessage, FEATURES_HEADER, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, ROLE_HEADER, type ControlSession, type NodeMessage, type WireGuardOffer } from '../../protocol/connector.ts';
 import { Admission } from './admission.ts';
+import { fastParse } from '../../protocol/fast-parse.ts';
 import { verifyConnectorToken } from './token.ts';
 import { RawOffers } from './raw-offers.ts';
 import { readAhead, type TunnelRegistry } from './tunnels.ts';
@@ -331,7 +332,7 @@ export class ControlChannel {
       if (frame.length > MAX_CONTROL_MESSAGE) return ws.close(CLOSE.tooLarge.code, CLOSE.tooLarge.reason);
       let msg: ConnectorMessage;
       try {
-        msg = ConnectorMessage.parse(JSON.parse(frame.toString()));
+        msg = fastParse(ConnectorMessage, JSON.parse(frame.toString()));
       } catch {
         log.warn('malformed control message; closing');
         ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason);

@@ -11,6 +11,7 @@ import type { Logger } from '../../core/log.ts';
 import type { Secret } from '../../core/secret.ts';
 import type { z } from 'zod';
 import { AskRequest, HeardAnswer, HeardQuery, PEER_PATH, PeerMessage, ReplayCache, RoutesQuery, StatsAnswer, TxtAnswer, TxtQuery, type RoutesAnswer, authHeaders, verifyAuth, type PeerIdentity } from '../../protocol/peer.ts';
+import { fastParse, fastSafeParse } from '../../protocol/fast-parse.ts';
 import { peerClientTls, peerRequest, type PeerTls } from './request.ts';
 
 const MAX_PAYLOAD = 1024 * 1024;
@@ -86,7 +87,7 @@ class OutboundLink {
     this.onMessage?.();
     let m: PeerMessage;
     try {
-      m = PeerMessage.parse(JSON.parse(text));
+      m = fastParse(PeerMessage, JSON.parse(text));
     } catch {
       this.ws.close(1008, 'CLUSTER_ERR_PEER_BAD_MESSAGE');
       return;
@@ -183,7 +184,7 @@ export class PeerLink {
       this.#handlers.heard(who.node);
       let m: PeerMessage;
       try {
-        m = PeerMessage.parse(JSON.parse(data.toString()));
+        m = fastParse(PeerMessage, JSON.parse(data.toString()));
       } catch {
         this.#log.warn({ peer: who.node }, 'malformed peer message; closing link');
         ws.close(1008, 'CLUSTER_ERR_PEER_BAD_MESSAGE');
@@ -233,7 +234,7 @@ export class PeerLink {
           body += chunk;
           if (body.length > MAX_PAYLOAD) return send(413, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: 'body too large' });
         }
-        const parsed = AskRequest.safeParse(JSON.parse(body || '{}'));
+        const parsed = fastSafeParse(AskRequest, JSON.parse(body || '{}'));
         if (!parsed.success) return send(400, { code: 'CLUSTER_ERR_API_BAD_REQUEST', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
         const { kind, id, msg, timeoutMs } = parsed.data;
         return send(200, { value: await this.#handlers.route(kind, id, msg, timeoutMs) });
