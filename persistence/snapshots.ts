@@ -5,6 +5,7 @@
 // node that hears messages out of order keeps the newest. Deletions are tombstones, so a
 // late write from an older owner cannot bring a deleted entry back.
 import { CHANNELS, type ChannelMessage, type SnapshotChannel } from '../protocol/channels.ts';
+import { fastSafeParse } from '../protocol/fast-parse.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Valkey } from './valkey.ts';
 
@@ -72,7 +73,7 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
 
   /** A stored entry, checked like an announced one: it crossed a process too. */
   #parse(raw: string): Snapshot<T> | undefined {
-    const r = CHANNELS[this.#name].safeParse(JSON.parse(raw));
+    const r = fastSafeParse(CHANNELS[this.#name], JSON.parse(raw));
     return r.success ? (r.data as Snapshot<T>) : undefined;
   }
 
@@ -96,11 +97,21 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
     return raw ? this.#parse(raw) : undefined;
   }
 
-  async getMany(ids: string[]): Promise<Map<string, Snapshot<T>>> {
+  /**
+   * Stored snapshots by id. `known`: a copy this node holds already (its mirror), taken instead
+   * of parsing the stored one when their versions match (a version is written once, so its data
+   * is the same): a zone recomputing after a route change read and checked every route of the
+   * zone again, most of them unchanged, a tenth of all a node allocated in a reconnect storm.
+   */
+  async getMany(ids: string[], known?: (id: string) => Snapshot<T> | undefined): Promise<Map<string, Snapshot<T>>> {
     if (ids.length === 0) return new Map();
     const raws = await this.#valkey.call((c) => c.hmget(this.#valkey.keys.snapshot(this.#name), ...ids));
     return new Map(ids.flatMap((id, i) => {
-      const s = raws[i] ? this.#parse(raws[i]!) : undefined;
+      const raw = raws[i];
+      if (!raw) return [];
+      const have = known?.(id);
+      const stored = have && storedVersion(raw);
+      const s = have && stored && stored.epoch === have.version.epoch && stored.seq === have.version.seq ? have : this.#parse(raw);
       return s ? [[id, s] as const] : [];
     }));
   }
@@ -186,6 +197,11 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
 
   version(id: string): Version | undefined {
     return this.#entries.get(id)?.version;
+  }
+
+  /** The newest snapshot heard for an id, tombstones included. */
+  snapshot(id: string): Snapshot<T> | undefined {
+    return this.#entries.get(id);
   }
 
   /** [id, data] of every snapshot that holds data. */

@@ -16,7 +16,8 @@ import type { Sealer } from '../persistence/sealed.ts';
 import type { ResourceIndex } from './resource-index.ts';
 import type { SiteNews } from './site-news.ts';
 import type { SiteSeen } from './site-seen.ts';
-import type { SnapshotStore } from '../persistence/snapshots.ts';
+import type { Snapshot, SnapshotStore } from '../persistence/snapshots.ts';
+import type { Route } from '../protocol/route.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import type { ActorHost } from './actor-host.ts';
 import { challengePublisher } from './challenge-propagation.ts';
@@ -50,6 +51,8 @@ export interface ActorKindDeps {
   resourceIndex: ResourceIndex;
   /** When a site last moved, as this node heard: rechecks of orphaned routes wait while sites move. */
   siteNews: SiteNews;
+  /** A route as this node's ingress holds it already (none before the ingress started). */
+  knownRoute?: (resourceId: string) => Snapshot<Route> | undefined;
 }
 
 export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
@@ -104,7 +107,7 @@ export function registerActorKinds(host: ActorHost, d: ActorKindDeps): void {
         recordTtl: Math.round(config.dns.recordTtl / 1000),
         caaIssuers: config.dns.caaIssuers,
         liveNodes: () => membership.live().map((m) => ({ id: m.id, addresses: m.addresses ?? [] })),
-        routes: async (ids) => new Map([...(await d.routes.getMany(ids))].flatMap(([id, s]) => (s.data ? [[id, s.data] as const] : []))),
+        routes: async (ids) => new Map([...(await d.routes.getMany(ids, d.knownRoute))].flatMap(([id, s]) => (s.data ? [[id, s.data] as const] : []))),
         acme: acmeTxtStore(valkey),
         publish: (snapshot) => d.zones.put(snapshot),
         // Without resolvers nothing is looked up by itself: a server admin verifies by hand.

@@ -290,6 +290,7 @@ export class ClusterNode {
       wireguard: () => this.#wireguard ?? { unavailable: unavailable('not started yet') },
       standbyAdvice: adviseStandby,
       localTxt: (name) => edge()?.zones.txt(name) ?? [],
+      knownRoute: (id) => edge()?.routes.snapshot(id),
       peerTxt: async (id, name) => {
         const m = membership.member(id); // gone meanwhile: it serves nothing
         return m ? peer.txt(m, name, 1000) : [];

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Route } from '../../protocol/route.ts';
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
-import { SnapshotMirror, SnapshotStore } from '../../persistence/snapshots.ts';
+import { SnapshotMirror, SnapshotStore, type Snapshot } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 
 export type { Route, RouteTarget } from '../../protocol/route.ts';
@@ -74,6 +74,11 @@ export class RouteTable extends EventEmitter {
 
   all(): readonly Route[] {
     return (this.#all ??= [...this.#mirror.values()]);
+  }
+
+  /** The route's snapshot as this node holds it (version and data). */
+  snapshot(resourceId: string): Snapshot<Route> | undefined {
+    return this.#mirror.snapshot(resourceId);
   }
 
   byId(resourceId: string): Route | undefined {

@@ -117,3 +117,29 @@ t.test('snapshots: the same data under a newer version is stored but not announc
   await settle(4);
   t.same(heard.at(-1), ['1.2', 5]);
 });
+
+t.test('getMany takes the copy a node holds when its version is the stored one, and reads the rest', async (t) => {
+  const v = await freshValkey(t);
+  const store = new SnapshotStore(v, 'zones');
+  for (let i = 0; i < 3; i++) t.ok(await store.put({ id: `z${i}`, version: { epoch: 1, seq: 1 }, data: zone(i) }));
+  const held = new Map([
+    ['z0', { id: 'z0', version: { epoch: 1, seq: 1 }, data: zone(0) }], // current
+    ['z1', { id: 'z1', version: { epoch: 1, seq: 0 }, data: zone(-1) }], // older than stored
+  ]);
+  t.ok(await store.put({ id: 'z2', version: { epoch: 1, seq: 2 }, data: zone(22) }), 'z2 moved on');
+  held.set('z2', { id: 'z2', version: { epoch: 1, seq: 1 }, data: zone(2) });
+  const parses: string[] = [];
+  const parse = JSON.parse;
+  JSON.parse = (text: string, ...rest: never[]) => (parses.push(text), parse(text, ...rest));
+  let got: Map<string, { data?: unknown }>;
+  try {
+    got = await store.getMany(['z0', 'z1', 'z2', 'none'], (id) => held.get(id));
+  } finally {
+    JSON.parse = parse;
+  }
+  t.equal(got.get('z0'), held.get('z0'), 'the held copy, as it is, when the versions match');
+  t.same(got.get('z1')?.data, zone(1), 'a held copy older than the stored one: the stored one');
+  t.same(got.get('z2')?.data, zone(22), 'a held copy of an older sequence: the stored one');
+  t.notOk(got.has('none'), 'none stored: none returned');
+  t.equal(parses.filter((p) => p.includes('"id":"z0"')).length, 0, 'the matching one was not parsed');
+});
