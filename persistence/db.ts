@@ -20,6 +20,7 @@ import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { withDeadline } from './db-deadline.ts';
 import { passThroughTransactionContext } from './slonik-context.ts';
+import { fastSafeParse } from '../protocol/fast-parse.ts';
 
 export { sql };
 export type { DatabasePool };
@@ -40,7 +41,7 @@ const rowParser: Interceptor = {
   transformRow(context, query, row) {
     const parser = context.resultParser;
     if (!parser) return row;
-    const result = parser.safeParse(row);
+    const result = fastSafeParse(parser, row); // a row already what the schema returns is taken as it is (protocol/fast-parse.ts)
     if (!result.success) throw new SchemaValidationError(query, row, result.error.issues);
     return result.data as QueryResultRow;
   },

@@ -48,8 +48,9 @@ const DROPPED_KEY = '__proto__';
 
 function compile(schema: z.ZodTypeAny): Check {
   // zod 3's definitions (zod/v3/types.d.ts); a kind not handled here is never taken fast.
-  const def = schema._def as Record<string, any>;
-  switch (def.typeName as string) {
+  // Not a zod 3 schema at all (no definition): never fast.
+  const def = (schema._def ?? {}) as Record<string, any>;
+  switch (def.typeName as string | undefined) {
     case 'ZodString': {
       if (def.coerce) return never;
       const checks: Check[] = [];
