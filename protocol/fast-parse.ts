@@ -37,6 +37,12 @@ export function checkerOf(schema: z.ZodTypeAny): Check {
 
 const never: Check = () => false;
 
+/** Every check passes (a plain loop: this runs per field of every message, and allocates nothing). */
+function all(checks: Check[], v: unknown): boolean {
+  for (let i = 0; i < checks.length; i++) if (!checks[i]!(v)) return false;
+  return true;
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
@@ -63,7 +69,7 @@ function compile(schema: z.ZodTypeAny): Check {
           checks.push((s) => ((re.lastIndex = 0), re.test(s as string)));
         } else return never; // formats (uuid, email, ...) and transforms (trim, toLowerCase, ...)
       }
-      return (v) => typeof v === 'string' && checks.every((c) => c(v));
+      return (v) => typeof v === 'string' && all(checks, v);
     }
     case 'ZodNumber': {
       if (def.coerce) return never;
@@ -75,7 +81,7 @@ function compile(schema: z.ZodTypeAny): Check {
         else if (c.kind === 'max') checks.push(c.inclusive ? (n) => (n as number) <= c.value! : (n) => (n as number) < c.value!);
         else return never;
       }
-      return (v) => typeof v === 'number' && !Number.isNaN(v) && checks.every((c) => c(v));
+      return (v) => typeof v === 'number' && !Number.isNaN(v) && all(checks, v);
     }
     case 'ZodBoolean':
       return def.coerce ? never : (v) => typeof v === 'boolean';
@@ -123,7 +129,8 @@ function compile(schema: z.ZodTypeAny): Check {
       const value = lazy(def.valueType);
       return (v) => {
         if (!isPlainObject(v)) return false;
-        const [k, val] = [key(), value()];
+        const k = key();
+        const val = value();
         for (const name in v) {
           const item = v[name];
           if (name === DROPPED_KEY || item === undefined || !k(name) || !val(item)) return false;
@@ -135,12 +142,13 @@ function compile(schema: z.ZodTypeAny): Check {
       // Unknown keys: zod strips them (the default) or refuses them (strict), either way not this value.
       if (def.catchall?._def?.typeName !== 'ZodNever' || (def.unknownKeys !== 'strip' && def.unknownKeys !== 'strict')) return never;
       const shape = def.shape() as Record<string, z.ZodTypeAny>;
-      const fields = Object.entries(shape).map(([name, s]) => [name, lazy(s)] as const);
-      const known = new Set(Object.keys(shape));
+      const names = Object.keys(shape);
+      const fields = names.map((name) => lazy(shape[name]!));
+      const known = new Set(names);
       return (v) => {
         if (!isPlainObject(v)) return false;
         for (const name in v) if (!known.has(name) || name === DROPPED_KEY || v[name] === undefined) return false;
-        for (const [name, field] of fields) if (!field()(v[name])) return false;
+        for (let i = 0; i < names.length; i++) if (!fields[i]!()(v[names[i]!])) return false;
         return true;
       };
     }
