@@ -471,6 +471,10 @@ async function main() {
       const metrics0 = await scrape(survivors);
       const storm0 = cpuNow();
       const k0 = Date.now();
+      // Each survivor's CPU through the storm, every 250 ms: what it had spent when the last
+      // route came is the work a survivor with a core of its own would have had to do by then.
+      const survivorCpu: Array<{ at: number; ms: number[] }> = [];
+      const cpuTimer = setInterval(() => survivorCpu.push({ at: Date.now() - k0, ms: survivors.map((id, i) => busyMs(nodes.get(id)!.proc.pid) - storm0.survivors[i]!) }), 250);
       announced.clear();
       nodes.get(victim)!.proc.signal('SIGKILL');
       // Two pollers, apart: the load connectors' status (each site's own time of coming back)
@@ -533,7 +537,9 @@ async function main() {
         await pollRoutes;
       }
       const recoveredAll = Date.now() - k0;
+      clearInterval(cpuTimer);
       const storm1 = cpuNow();
+      survivorCpu.push({ at: recoveredAll, ms: survivors.map((_, i) => storm1.survivors[i]! - storm0.survivors[i]!) });
       const valkey1 = await valkeyNow();
       const calls1 = await valkeyCalls();
       const pgCalls1 = await pgByStatement();
@@ -579,6 +585,11 @@ async function main() {
       // (the routes poll). The benchmark's status poll of the load connectors, starved through
       // the storm, saw it later (up to 14 s later in 10,000-site runs): that is kept apart.
       const allBack = Math.max(...perSite);
+      /** Each survivor's CPU (s) from the kill until `ms` after it (the first sample at or past it). */
+      const survivorCpuAt = (ms: number) => (survivorCpu.find((c) => c.at >= ms) ?? survivorCpu.at(-1))?.ms.map((v) => Math.round(v / 100) / 10) ?? [];
+      const lastRouted = Math.max(...rerouted);
+      const cpuToRouted = survivorCpuAt(lastRouted);
+      log(`storm: the survivors' CPU from the kill until the last resource was routed on every survivor (${lastRouted} ms): ${cpuToRouted.join(' and ')} core-seconds (until every site was back by its connector's clock, ${allBack} ms: ${survivorCpuAt(allBack).join(' and ')})`);
       log(`storm: ${orphaned.size} sites online and routed again within ${allBack} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}; the benchmark's polls saw it at ${recoveredAll} ms); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed (${unmoved.failed} of ${unmoved.requests} to sites the victim did not hold)`);
 
       return {
@@ -614,6 +625,7 @@ async function main() {
         storm_failed: failed,
         steady_survivor_cpu_pct: Math.max(...steadyPct),
         storm_survivor_cpu_s: Math.max(...stormCpu.survivors),
+        storm_survivor_cpu_to_routed_s: Math.max(...cpuToRouted),
         storm_connectors_cpu_s: stormCpu.connectors,
         storm_machine_busy_s: stormCpu.busy,
         storm_machine_idle_s: Math.round((stormCpu.total - stormCpu.busy) * 10) / 10,

@@ -2,8 +2,9 @@
 // load, one round), so none can break unseen; its JSON line must carry every field it
 // promises, as a number. Only the fields are checked: figures belong to full runs. The chaos
 // benchmark needs the local cluster's fixed addresses and runs in test/devenv/up.test.ts.
-// bench:scale also profiles its storm (BENCH_WINDOW_PROFILE) and samples its nodes' heaps
-// (BENCH_HEAP_PROFILE), so those diagnoses are kept working.
+// bench:scale also profiles its storm (BENCH_WINDOW_PROFILE), samples its nodes' heaps
+// (BENCH_HEAP_PROFILE) and its survivors' allocations through the storm
+// (BENCH_STORM_ALLOCATIONS), so those diagnoses are kept working.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet', 'scale'
   t.test(`bench:${name} runs to the end and prints every field it promises`, async (t) => {
     const profiles = name === 'scale' ? mkdtempSync(join(tmpdir(), 'storm-profiles-')) : undefined;
     if (profiles) t.teardown(() => rmSync(profiles, { recursive: true, force: true }));
-    const run = await runBenchSmoke(name, profiles ? { BENCH_WINDOW_PROFILE: profiles, BENCH_HEAP_PROFILE: profiles } : {});
+    const run = await runBenchSmoke(name, profiles ? { BENCH_WINDOW_PROFILE: profiles, BENCH_HEAP_PROFILE: profiles, BENCH_STORM_ALLOCATIONS: profiles } : {});
     if (run.code !== 0) t.comment(run.stderr);
     t.equal(run.code, 0, 'it exits 0');
     t.equal(run.result?.bench, name, 'its last line is its JSON summary');
@@ -30,9 +31,12 @@ for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet', 'scale'
         t.equal(profileLabel(p), 'node', `${f}: read as a node's`);
         t.ok(topFrames(p, 5).length > 0, `${f}: has samples`);
       }
-      const heaps = readdirSync(profiles).filter((f) => f.endsWith('.heapprofile'));
+      const heaps = readdirSync(profiles).filter((f) => f.endsWith('.heapprofile') && !f.includes('-storm-allocated'));
       t.equal(heaps.length, 3, 'a heap profile of each node');
       for (const f of heaps) t.ok(topAllocators(JSON.parse(readFileSync(join(profiles, f), 'utf8')) as HeapProfile, 5).totalMb > 0, `${f}: holds live samples`);
+      const allocated = readdirSync(profiles).filter((f) => f.endsWith('-storm-allocated.heapprofile'));
+      t.equal(allocated.length, 2, 'an allocation profile of each survivor through the storm');
+      for (const f of allocated) t.ok(topAllocators(JSON.parse(readFileSync(join(profiles, f), 'utf8')) as HeapProfile, 5).totalMb > 0, `${f}: holds samples`);
     }
   });
 }
