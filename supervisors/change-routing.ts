@@ -128,7 +128,7 @@ export async function routeChanges(d: ChangeRoutingDeps): Promise<{ stop(): void
   // node leaves every zone at once on the membership change below; any live node named
   // forwards): that waits while other sites move, 1 s of quiet, 15 s at most (QuietBatch).
   // In a reconnect storm each zone's routes change by the dozen, and each recompute that
-  // changes records moves the serial, a PostgreSQL transaction (about one per promoted site).
+  // changes records moves the serial, a fenced PostgreSQL statement (about one per promoted site).
   const hostOf = new Map<string, string>();
   const zonesToNarrow = new QuietBatch<string>({
     clock: d.clock,
