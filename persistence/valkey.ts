@@ -90,8 +90,11 @@ export class Valkey {
     // Commands issued in one turn of the loop go out in one write: a reconnect storm issues
     // thousands per turn (claims, snapshot lookups and writes), each its own syscall before.
     this.cmd = connect({ ...base, enableAutoPipelining: true });
-    // The subscriber queues its (re)subscriptions until connected; it never serves commands.
-    this.#sub = connect({ ...base, enableOfflineQueue: true, autoResubscribe: true });
+    // The subscriber queues its subscriptions until connected; it never serves commands. It
+    // subscribes again itself on each new connection (below): ioredis's own resubscription
+    // leaves its promise unhandled, and a close while it was in flight (a node stopping as its
+    // subscriber reconnects) ended in an unhandled rejection.
+    this.#sub = connect({ ...base, enableOfflineQueue: true, autoResubscribe: false });
     this.#lease = connect({ ...base, connectionName: `${opts.clusterName}:lease` });
     this.cmd.on('ready', () => this.#setState('ready'));
     this.cmd.on('reconnecting', () => this.#setState('reconnecting'));
@@ -110,8 +113,10 @@ export class Valkey {
     this.#keepConnecting(this.#lease, 'lease');
     let subscribedBefore = false;
     this.#sub.on('ready', () => {
-      if (subscribedBefore) for (const f of this.#resubscribed) f();
-      subscribedBefore = true;
+      if (!subscribedBefore) return void (subscribedBefore = true);
+      const channels = [...this.#handlers.keys()];
+      if (channels.length) this.#sub.subscribe(...channels).catch((err: Error) => this.#log.debug({ err: err.message }, 'valkey resubscription failed; the next connection tries again'));
+      for (const f of this.#resubscribed) f();
     });
   }
 
@@ -121,7 +126,7 @@ export class Valkey {
    * for the primary, and its own Sentinel failover detector does just that when
    * +switch-master arrives during a reconnect attempt: the node then ran on without commands
    * or without subscriptions (readiness saw the first, nothing the second). The subscriber
-   * comes back with its subscriptions (ioredis keeps them across the restart) and a
+   * comes back with its subscriptions (made again on each new connection) and a
    * resubscription, so announcements missed meanwhile are recomputed.
    */
   #keepConnecting(conn: Redis, which: 'commands' | 'subscriber' | 'lease') {
