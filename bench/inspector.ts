@@ -5,7 +5,8 @@
 // start, by the stack that allocated it, as a .heapprofile for `npm run bench:heap-top`.
 // For benchmarks only: an open inspector is a way into the process.
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { WebSocket } from 'ws';
 
 export interface WindowProfile {
@@ -47,7 +48,7 @@ export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, p
   return {
     async stop(file) {
       const { profile } = await s.send('Profiler.stop');
-      writeFileSync(file, JSON.stringify(profile));
+      writeProfile(file, profile);
       s.close();
     },
   };
@@ -66,8 +67,14 @@ export async function sampleHeap(proc: { signal(s: NodeJS.Signals): void }, port
     async stop(file) {
       if (!allocated) await s.send('HeapProfiler.collectGarbage'); // garbage not yet collected is not memory held
       const { profile } = await s.send('HeapProfiler.stopSampling');
-      writeFileSync(file, JSON.stringify(profile));
+      writeProfile(file, profile);
       s.close();
     },
   };
+}
+
+/** The profile as JSON, its directory made first (the knobs name a directory that need not exist yet). */
+function writeProfile(file: string, profile: unknown) {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(profile));
 }
