@@ -574,7 +574,7 @@ async function main() {
       const reattachMs = [...noticed].map(([id, at]) => back.get(id)! - at);
       log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached, of which the site's claim p50 ${promoteClaimMs(0.5)}, p99 ${promoteClaimMs(0.99)} ms (bucket bounds; the time it waited unread is not in it)`);
       // Registrations the survivors turned away meanwhile (gateways/connector/admission.ts): standbys deferred while they ran late, come back after.
-      const refused = ['busy', 'lagging', 'standby-deferred'].map((reason) => {
+      const refused = ['busy', 'site-busy', 'lagging', 'standby-deferred'].map((reason) => {
         const count = (page: string) => metric(page, 'cluster_connector_registrations_refused_total', `reason="${reason}"`) || 0; // no sample yet: none refused
         const n = metrics1.reduce((sum, page, i) => sum + count(page) - count(metrics0[i]!), 0);
         return `${reason} ${n}`;

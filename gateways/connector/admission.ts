@@ -9,9 +9,17 @@
 // of the last). When a node dies, its sites' promotions (the way they come back online) come
 // over connections already open, and the new standbys (one per promoted site, and one per site
 // whose standby was on the dead node) took the survivors' CPU from them in the middle of it.
+// One site holds at most MAX_REGISTERING_PER_SITE of the slots: a token is good for many
+// upgrades, and one site's connector (or whoever holds its secret) opening upgrades it never
+// registers would otherwise keep all 256 taken and every other tenant's sites out.
 
 /** Registrations in progress (upgraded, not yet registered) a node takes at once. */
 export const MAX_REGISTERING = 256;
+/**
+ * Registrations in progress one site may hold at once: its primary and its standby, each with
+ * a retry whose earlier upgrade has not closed yet.
+ */
+export const MAX_REGISTERING_PER_SITE = 4;
 /** Event-loop lag (worst over the last two seconds) past which a node takes no new registrations. */
 export const SHED_LAG_MS = 1000;
 /** Event-loop lag past which a node defers standby registrations (a node at rest with 3,300 sites: p99 under 30 ms). */
@@ -19,21 +27,25 @@ export const STANDBY_SHED_LAG_MS = 250;
 /** Standby registrations wait until this node has taken no promotion for this long. */
 export const STANDBY_AFTER_PROMOTION_MS = 2000;
 
-export type RefusedBecause = 'busy' | 'lagging' | 'standby-deferred';
+export type RefusedBecause = 'busy' | 'site-busy' | 'lagging' | 'standby-deferred';
 
 export class Admission {
   #inProgress = 0;
+  /** Registrations in progress by site (absent: none). */
+  readonly #bySite = new Map<string, number>();
   readonly #max: number;
+  readonly #maxPerSite: number;
   readonly #lagMs: () => number;
   readonly #onRefused: (reason: RefusedBecause) => void;
   readonly #now: () => number;
   #promotedAt = -Infinity;
 
   /** `onRefused`: told of each refusal (the node counts them in cluster_connector_registrations_refused_total). */
-  constructor(o: { lagMs: () => number; max?: number; onRefused?: (reason: RefusedBecause) => void; now?: () => number }) {
+  constructor(o: { lagMs: () => number; max?: number; maxPerSite?: number; onRefused?: (reason: RefusedBecause) => void; now?: () => number }) {
     this.#lagMs = o.lagMs;
     this.#now = o.now ?? Date.now;
     this.#max = o.max ?? MAX_REGISTERING;
+    this.#maxPerSite = o.maxPerSite ?? MAX_REGISTERING_PER_SITE;
     this.#onRefused = o.onRefused ?? (() => {});
   }
 
@@ -46,18 +58,33 @@ export class Admission {
     return this.#inProgress;
   }
 
-  /** A slot for one registration, released exactly once by the returned function; undefined when refused. */
-  enter(role: 'primary' | 'standby' = 'primary'): (() => void) | undefined {
-    if (this.#inProgress >= this.#max) return void this.#onRefused('busy');
+  /**
+   * A slot for one registration of `siteId`, released exactly once by the returned function;
+   * or why it was refused.
+   */
+  enter(siteId: string, role: 'primary' | 'standby' = 'primary'): (() => void) | RefusedBecause {
+    const ofSite = this.#bySite.get(siteId) ?? 0;
+    // Before the node-wide bound: a site over its own share is told so even when the node is full.
+    if (ofSite >= this.#maxPerSite) return this.#refuse('site-busy');
+    if (this.#inProgress >= this.#max) return this.#refuse('busy');
     const lag = this.#lagMs();
-    if (lag > SHED_LAG_MS) return void this.#onRefused('lagging');
-    if (role === 'standby' && (lag > STANDBY_SHED_LAG_MS || this.#now() - this.#promotedAt < STANDBY_AFTER_PROMOTION_MS)) return void this.#onRefused('standby-deferred');
+    if (lag > SHED_LAG_MS) return this.#refuse('lagging');
+    if (role === 'standby' && (lag > STANDBY_SHED_LAG_MS || this.#now() - this.#promotedAt < STANDBY_AFTER_PROMOTION_MS)) return this.#refuse('standby-deferred');
     this.#inProgress++;
+    this.#bySite.set(siteId, ofSite + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.#inProgress--;
+      const left = (this.#bySite.get(siteId) ?? 1) - 1;
+      if (left > 0) this.#bySite.set(siteId, left);
+      else this.#bySite.delete(siteId);
     };
+  }
+
+  #refuse(reason: RefusedBecause): RefusedBecause {
+    this.#onRefused(reason);
+    return reason;
   }
 }

@@ -97,9 +97,9 @@ export interface ControlChannelDeps {
   onClaimed?: (how: 'register' | 'promote', seconds: number) => void;
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
-function refuse(socket: Duplex, status: 400 | 401 | 404 | 409 | 503, code: string) {
+function refuse(socket: Duplex, status: 400 | 401 | 404 | 409 | 429 | 503, code: string) {
   const body = JSON.stringify({ code });
   socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
 }
@@ -141,8 +141,10 @@ export class ControlChannel {
       const token = auth?.startsWith('Bearer ') ? verifyConnectorToken(this.#d.secret, auth.slice(7), this.#d.clock.now()) : undefined;
       if (!token) return refuse(socket, 401, CLOSE.unauthenticated.reason);
       if (!this.#d.accepting()) return refuse(socket, 503, CLOSE.draining.reason);
-      const release = this.#admission.enter(req.headers[ROLE_HEADER] === 'standby' ? 'standby' : 'primary');
-      if (!release) return refuse(socket, 503, 'CLUSTER_ERR_NODE_OVERLOADED');
+      const release = this.#admission.enter(token.siteId, req.headers[ROLE_HEADER] === 'standby' ? 'standby' : 'primary');
+      // The site's own share taken (its connector retrying hard, or someone holding its secret): its business, not the node's load.
+      if (release === 'site-busy') return refuse(socket, 429, 'CLUSTER_ERR_CONNECTOR_REGISTERING');
+      if (typeof release === 'string') return refuse(socket, 503, 'CLUSTER_ERR_NODE_OVERLOADED');
       socket.once('close', release); // an upgrade that fails, or a connection that ends before it registered
       const features = new Set(String(req.headers[FEATURES_HEADER] ?? '').split(',').map((f) => f.trim()));
       this.#wss.handleUpgrade(req, socket, head, (ws) => this.#serve(ws, token.siteId, token.generation, release, { advisable: features.has('standby-advice'), rawStreams: features.has('raw-streams') }));

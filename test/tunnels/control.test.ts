@@ -71,6 +71,36 @@ t.test('site connectors and the control channel', async (t) => {
     t.match(await statusVia(c.lb, site.id), { online: false });
   });
 
+  // A token is good for many upgrades: one site's upgrades that never register must not hold
+  // every registration slot of a node (256) and keep the other tenants' sites out.
+  await t.test('one site\'s unregistered upgrades hold at most four of a node\'s registration slots; other sites still register there', async (t) => {
+    const hog = await newSite(c, org.id, 'hog');
+    const token = (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: hog.id, secret: hog.connector.secret } })).body.token as string;
+    const base = c.nodes[0]!.adminUrl;
+    const held = await Promise.all([1, 2, 3, 4].map(() => openControl(base, token)));
+    t.teardown(() => held.forEach((h) => h.ws.terminate()));
+    const refusal = await new Promise<{ status: number; body: string }>((resolve) => {
+      const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/ws`, { headers: { authorization: `Bearer ${token}` } });
+      ws.on('unexpected-response', (_q, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      ws.on('open', () => (ws.terminate(), resolve({ status: 101, body: '' })));
+      ws.on('error', () => resolve({ status: -1, body: '' }));
+    });
+    t.same({ status: refusal.status, code: JSON.parse(refusal.body || '{}').code }, { status: 429, code: 'CLUSTER_ERR_CONNECTOR_REGISTERING' }, 'the fifth upgrade of the same site is refused, coded');
+    const other = await newSite(c, org.id, 'neighbour');
+    const { node } = await connectedAt(t, base, other);
+    t.equal(node, 'node-1', 'another site registers on the same node meanwhile');
+    held[0]!.ws.terminate();
+    await held[0]!.closed;
+    const again = await until(async () => openControl(base, token).then((h) => (h.ws.terminate(), true), () => false), 5000, 'a slot of the site free again');
+    t.ok(again, 'a slot given back takes the site\'s next upgrade');
+    const refusedAt = /^cluster_connector_registrations_refused_total\{reason="site-busy"\} (\d+)/m.exec(await (await fetch(`${c.nodes[0]!.metricsUrl}/metrics`)).text());
+    t.ok(Number(refusedAt?.[1]) >= 1, 'counted as site-busy in the node\'s metrics');
+  });
+
   await t.test('malformed, early or oversized control messages close the connection with a coded reason and change nothing', async (t) => {
     const site = await newSite(c, org.id, 'strict');
     const token = (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: site.connector.secret } })).body.token;
