@@ -144,6 +144,13 @@ export class ActorSystem {
   readonly #opts: ActorSystemOptions;
   readonly #clock: Clock;
   readonly #actors = new Map<string, LocalActor<any>>();
+  /**
+   * nact's own name for an unnamed actor is a random 32-bit number, and a name still in use
+   * makes its spawn throw: with thousands of actors a node drew a taken one now and then (a
+   * 10,000-site run: "child actor of name anonymous-2098455385 already exists", a placement
+   * pass failed). Ours are numbered, never twice in this system's life.
+   */
+  #spawned = 0;
 
   constructor(opts: ActorSystemOptions) {
     this.#opts = opts;
@@ -219,7 +226,7 @@ export class ActorSystem {
       }
     };
 
-    const ref = nact.spawn(this.#system, fn as any, undefined, {
+    const ref = nact.spawn(this.#system, fn as any, `actor-${++this.#spawned}`, {
       initialState: UNINIT,
       onCrash: async (_msg: unknown, err: unknown, sctx: any) => {
         if (actor.stopping) return sctx.stop; // failing while being stopped is not a crash to supervise

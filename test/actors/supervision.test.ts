@@ -118,3 +118,21 @@ t.test('stopping an actor drains its mailbox, then refuses new messages with NOT
   await stopping;
   t.equal(system.get('slow', 's'), undefined);
 });
+
+// nact names an unnamed actor with a random 32-bit number and refuses a name in use: among
+// thousands of actors a spawn drew a taken one now and then. Math.random pinned makes every
+// draw collide; each actor still spawns, and answers.
+t.test('actors never collide on nact\'s names, however its random draws fall', async (t) => {
+  const system = new ActorSystem({ logger });
+  t.teardown(() => system.shutdown());
+  const random = Math.random;
+  Math.random = () => 0.5;
+  t.teardown(() => void (Math.random = random));
+  const inits = { n: 0 };
+  const actors = [1, 2, 3].map((i) => system.spawn('counter', `c${i}`, counter(inits)));
+  Math.random = random;
+  for (const [i, a] of actors.entries()) {
+    a.send({ type: 'add', n: i + 1 });
+    t.equal(await a.ask({ type: 'get' }, 1000), i + 1, `actor ${i + 1} runs and answers`);
+  }
+});
