@@ -213,12 +213,12 @@ export class ControlChannel {
     const registerTimer = ioDeadline(this.#d.registerTimeoutMs ?? 5000);
     void registerTimer.expired.then(() => !registered && ws.close(CLOSE.badMessage.code, CLOSE.badMessage.reason));
     // The connector's liveness, as this node sees it: any frame from it counts (its WebSocket
-    // pings come every second, a standby's every third; our pings, sent when it has been
-    // quiet, are answered by its WebSocket library), and one silent for `silentAfterMs` is
-    // gone (its machine vanished with the TCP connection open). Lenient on purpose: the
-    // connector leaves a silent node within seconds by itself, while a connector that is only
-    // slow (a starved CPU: 5,600 at once in a 10,000-site storm when this was 10 s) loses its
-    // streams in flight and comes back to a node that is busy already.
+    // pings come every second, a standby's every third; our pings are answered by its
+    // WebSocket library), and one silent for `silentAfterMs` is gone (its machine vanished with
+    // the TCP connection open). Lenient on purpose: the connector leaves a silent node within
+    // seconds by itself, while a connector that is only slow (a starved CPU: 5,600 at once in
+    // a 10,000-site storm when this was 10 s) loses its streams in flight and comes back to a
+    // node that is busy already.
     const silentAfterMs = this.#d.silentAfterMs ?? 30_000;
     const pingEveryMs = Math.min(10_000, silentAfterMs / 3);
     let heardAt = this.#d.clock.now();
@@ -231,11 +231,7 @@ export class ControlChannel {
       // A tick this late means this node stalled: the connector's frames may be waiting unread.
       if (now - pingedAt > 2 * pingEveryMs) heardAt = now;
       pingedAt = now;
-      // Only a connection quiet for half the interval is pinged (so one that only answers our
-      // pings, an older connector, is pinged every tick as before): a connector's own pings
-      // (every second, a standby's every third) say it is there, and a ping and its pong per
-      // connection every 10 s were a tenth of a node's heartbeat frames at rest.
-      if (now - heardAt >= pingEveryMs / 2 && ws.readyState === WebSocket.OPEN) ws.ping();
+      if (ws.readyState === WebSocket.OPEN) ws.ping();
       if (now - heardAt <= silentAfterMs) return;
       // Decided once this turn has read the sockets: a frame waiting there is no silence.
       const last = heardAt;

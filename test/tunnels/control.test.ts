@@ -207,32 +207,6 @@ t.test('site connectors and the control channel', async (t) => {
     t.match(await statusVia(c.lb, liveSite.id), { online: true, node: 'node-1' });
   });
 
-  // The node pings a connection only when it has been quiet: a connector's own pings say it is
-  // there. One that never pings (an older connector) is kept alive by answering the node's.
-  await t.test('the node pings only quiet connections: one that pings is not pinged, one that only answers pings is kept', async (t) => {
-    const register = (ws: WebSocket) => ws.send(JSON.stringify({ v: 1, type: 'register', connectorVersion: 'test', transports: ['websocket'] }));
-    const tokenOf = async (site: { id: string; connector: { secret: string } }) => (await call(c.lb, 'POST', '/api/v1/connector/token', { body: { siteId: site.id, secret: site.connector.secret } })).body.token as string;
-    const chatty = await newSite(c, org.id, 'chatty');
-    const quiet = await newSite(c, org.id, 'quiet');
-    const a = await openControl(c.nodes[0]!.adminUrl, await tokenOf(chatty));
-    const b = await openControl(c.nodes[0]!.adminUrl, await tokenOf(quiet));
-    t.teardown(() => (a.ws.terminate(), b.ws.terminate()));
-    register(a.ws);
-    register(b.ws);
-    let pingsToChatty = 0;
-    let pingsToQuiet = 0;
-    a.ws.on('ping', () => pingsToChatty++);
-    b.ws.on('ping', () => pingsToQuiet++); // answered by the ws library, as older connectors do
-    const pinging = setInterval(() => a.ws.ping(), 200);
-    t.teardown(() => clearInterval(pinging));
-    await until(async () => (await statusVia(c.lb, quiet.id)).online, 15_000, 'online');
-    await new Promise((r) => setTimeout(r, 4500)); // past connector.silentAfter (3 s)
-    t.equal(pingsToChatty, 0, 'a connection heard from every 200 ms was not pinged');
-    t.ok(pingsToQuiet >= 4, `the quiet one was pinged every tick of a second (${pingsToQuiet} times in 4.5 s)`);
-    t.match(await statusVia(c.lb, quiet.id), { online: true }, 'and kept, its pongs heard');
-    t.match(await statusVia(c.lb, chatty.id), { online: true });
-  });
-
   await t.test('a node that fences itself keeps its connectors: the same connections are attached anew when it rejoins', async (t) => {
     const site = await newSite(c, org.id, 'fenced');
     const { connector, node } = await connectedAt(t, c.nodes[1]!.adminUrl, site);
