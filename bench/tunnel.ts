@@ -64,7 +64,8 @@ function bench(url: string, host?: string): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(size('CONNECTIONS', 16, 16)), duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
-type Paced = { url: string; host?: string };
+/** A proxy the light-load client asks: its URL, and the Host header to send when it is not the URL's. */
+type PacedTarget = { url: string; host?: string };
 
 /**
  * p50 and p99 (ms, to 0.01) of one client per proxy sending 100 requests/s on one kept-alive
@@ -73,7 +74,7 @@ type Paced = { url: string; host?: string };
  * to each, never two at once), so a stall of this shared machine falls on both alike, and the
  * 3,000 requests each of a full run put its p99 at the 30th slowest, not the 10th.
  */
-async function pacedSideBySide(targets: [Paced, Paced]): Promise<[{ p50: number; p99: number }, { p50: number; p99: number }]> {
+async function pacedSideBySide(targets: [PacedTarget, PacedTarget]): Promise<[{ p50: number; p99: number }, { p50: number; p99: number }]> {
   const agents = targets.map(() => new Agent({ keepAlive: true, maxSockets: 1 }));
   const ms: number[][] = targets.map(() => []);
   const once = (i: number) => {

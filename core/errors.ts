@@ -142,7 +142,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_CONNECTOR_SUPERSEDED: { summary: 'a newer connection of the same site replaced this one (WebSocket close 4409)' },
   CLUSTER_ERR_NODE_DRAINING: { status: 503, summary: 'the node is starting or draining and takes no connectors (HTTP 503 on the upgrade, close 4503)' },
   CLUSTER_ERR_NODE_OVERLOADED: { status: 503, summary: 'the node has as many connector registrations in progress as it takes at once, or its event loop is running late; it takes no new ones for now (HTTP 503 on the upgrade)' },
-  CLUSTER_ERR_CONNECTOR_REGISTERING: { status: 429, summary: 'this site already has as many registrations in progress on this node as one site may (4: upgraded, not yet registered); the others are still taken (HTTP 429 on the upgrade)' },
+  CLUSTER_ERR_CONNECTOR_REGISTERING: { status: 429, summary: 'this site already has as many registrations in progress on this node as one site may (4: upgraded, not yet registered); other sites\' registrations are still taken (HTTP 429 on the upgrade)' },
   CLUSTER_ERR_API_VALIDATION: { status: 400, summary: 'a body, parameter or query field is missing, unknown or of the wrong form (the field is named)' },
   CLUSTER_ERR_API_UNAUTHENTICATED: { status: 401, summary: 'no valid session or API key' },
   CLUSTER_ERR_API_FORBIDDEN: { status: 403, summary: 'authenticated, but not allowed to do this' },
