@@ -12,7 +12,23 @@ type Zone = Api['GET /api/v1/orgs/{orgId}/domains/{domainId}/records']['response
 /** The zone as every node serves it, and the NS records with glue that delegate it here. */
 function ZoneView({ orgId, domain }: { orgId: string; domain: Domain }) {
   const [zone, setZone] = useState<Zone | undefined>();
-  useEffect(() => void api('GET /api/v1/orgs/{orgId}/domains/{domainId}/records', { params: { orgId, domainId: domain.id } }).then((r) => setZone(r.data), () => {}), [domain.id, domain.status]);
+  useEffect(() => {
+    let gone = false;
+    let again: ReturnType<typeof setTimeout> | undefined;
+    const read = () =>
+      api('GET /api/v1/orgs/{orgId}/domains/{domainId}/records', { params: { orgId, domainId: domain.id } }).then((r) => {
+        if (gone) return;
+        setZone(r.data);
+        // Not published yet (a zone just verified, its actor still being placed): read again
+        // shortly, or the page said "being published" until it was reloaded.
+        if (r.data.serial === null) again = setTimeout(read, 1000);
+      }, () => {});
+    void read();
+    return () => {
+      gone = true;
+      clearTimeout(again);
+    };
+  }, [domain.id, domain.status]);
   if (!zone) return null;
   if (zone.serial === null) return <p class="muted">The zone is being published.</p>;
   return (
