@@ -160,12 +160,21 @@ export class ActorHost {
       const t0 = clock.now();
       const won = await ownership.claim(kind.kind, missing);
       metrics.claimLatency.observe((clock.now() - t0) / 1000);
+      const failed: string[] = [];
       for (const [id, epoch] of won) {
         if (system.get(kind.kind, id) || !membership.healthy) continue;
-        system.spawn(kind.kind, id, kind.behavior(id, epoch), { epoch });
+        try {
+          system.spawn(kind.kind, id, kind.behavior(id, epoch), { epoch });
+        } catch (err) {
+          // One that will not start is given back (the next pass tries again) and the rest still start.
+          this.#log.warn({ kind: kind.kind, id, err: (err as Error).message }, 'a claimed actor would not start; its claim is given up');
+          failed.push(id);
+          continue;
+        }
         metrics.claims.inc({ kind: kind.kind });
         if (epoch > 1) metrics.respawns.inc({ kind: kind.kind });
       }
+      if (failed.length) await ownership.release(kind.kind, failed).catch(() => {});
       if (won.size) this.#log.info({ kind: kind.kind, claimed: won.size, wanted: missing.length }, 'claimed actors');
     }
   }
@@ -264,9 +273,11 @@ export class ActorHost {
           for (const w of waiters) w.reject(err);
           continue;
         }
-        this.#d.system.spawn(kind, id, k.behavior(id, epoch), { epoch });
-        this.#d.metrics.claims.inc({ kind });
-        for (const w of waiters) w.resolve(epoch);
+        // A copy from before this claim (stopping after a move, or of an older epoch) goes first:
+        // two copies of one actor never run here, and one stale copy must not fail the batch.
+        const before = this.#d.system.get(kind, id);
+        if (before && (before.stopping || before.epoch !== epoch)) void before.stop().then(() => this.#startClaimed(kind, id, k, epoch, waiters));
+        else this.#startClaimed(kind, id, k, epoch, waiters);
       }
     } catch (err) {
       for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
@@ -274,6 +285,31 @@ export class ActorHost {
       this.#claiming.delete(key);
       if (this.#claimWaiters.has(key)) void this.#claimBatch(key, kind, k, force);
     }
+  }
+
+  /**
+   * Starts an actor this node just claimed and answers its waiters. One that will not start
+   * (its behaviour throws) fails alone and its claim is given up: the store must not name this
+   * node owner of an actor that does not run here, and the rest of its batch, claimed in the
+   * same round trips, still starts.
+   */
+  #startClaimed(kind: string, id: string, k: ActorKind<any>, epoch: number, waiters: Array<{ resolve: (epoch: number) => void; reject: (err: unknown) => void }>) {
+    const here = this.#d.system.get(kind, id);
+    if (here && !here.stopping && here.epoch === epoch) {
+      for (const w of waiters) w.resolve(epoch); // the same claim, started by the other mode's batch or a claim meanwhile
+      return;
+    }
+    try {
+      this.#d.system.spawn(kind, id, k.behavior(id, epoch), { epoch });
+    } catch (err) {
+      this.#log.warn({ kind, id, err: (err as Error).message }, 'a claimed actor would not start');
+      for (const w of waiters) w.reject(err);
+      // Given up unless another copy runs here (its claim is not this one's to drop).
+      if (!here) void this.#d.ownership.release(kind, [id]).catch(() => {});
+      return;
+    }
+    this.#d.metrics.claims.inc({ kind });
+    for (const w of waiters) w.resolve(epoch);
   }
 
   /** Stops a local actor and gives up its ownership (e.g. a site whose connector left). */
