@@ -1,8 +1,9 @@
 // Profiles one window of a running node (a storm, say), not its whole life as --cpu-prof does:
 // SIGUSR1 opens the node's inspector on the port its --inspect-port named, the profiler runs
 // until stop(), and the profile is written as a .cpuprofile for `npm run bench:cpu-top`.
-// The heap sampler the same way: what is still alive at stop() of what was allocated since
-// start, by the stack that allocated it, as a .heapprofile for `npm run bench:heap-top`.
+// The heap sampler the same way: what was allocated since start (still alive, all of it, or
+// what outlived a young collection), by the stack that allocated it, as a .heapprofile for
+// `npm run bench:heap-top`.
 // For benchmarks only: an open inspector is a way into the process.
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -55,17 +56,22 @@ export async function profileWindow(proc: { signal(s: NodeJS.Signals): void }, p
 }
 
 /**
- * Samples allocations about every `intervalBytes` from now; stop() writes what of them is still
- * alive, or with `allocated`, everything allocated meanwhile (garbage included: what drives the
- * collector's work, by the stack that allocated it).
+ * What a heap sample keeps at stop(): `live`, what is still alive of what was allocated since
+ * start; `allocated`, everything allocated meanwhile (garbage included: what drives the
+ * collector's work); `promoted`, what outlived a young-generation collection (V8 moved it to
+ * the old generation, where only a full collection frees it), whether still alive or not.
  */
-export async function sampleHeap(proc: { signal(s: NodeJS.Signals): void }, port: number, intervalBytes = 64 * 1024, allocated = false): Promise<WindowProfile> {
+export type HeapSampleMode = 'live' | 'allocated' | 'promoted';
+
+/** Samples allocations about every `intervalBytes` from now; stop() writes them by the stack that allocated them. */
+export async function sampleHeap(proc: { signal(s: NodeJS.Signals): void }, port: number, intervalBytes = 64 * 1024, mode: HeapSampleMode = 'live'): Promise<WindowProfile> {
   const s = await openInspector(proc, port);
   await s.send('HeapProfiler.enable');
-  await s.send('HeapProfiler.startSampling', { samplingInterval: intervalBytes, ...(allocated ? { includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } : {}) });
+  const flags = mode === 'allocated' ? { includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } : mode === 'promoted' ? { includeObjectsCollectedByMajorGC: true } : {};
+  await s.send('HeapProfiler.startSampling', { samplingInterval: intervalBytes, ...flags });
   return {
     async stop(file) {
-      if (!allocated) await s.send('HeapProfiler.collectGarbage'); // garbage not yet collected is not memory held
+      if (mode === 'live') await s.send('HeapProfiler.collectGarbage'); // garbage not yet collected is not memory held
       const { profile } = await s.send('HeapProfiler.stopSampling');
       writeProfile(file, profile);
       s.close();

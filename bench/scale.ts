@@ -447,7 +447,7 @@ async function main() {
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
       // BENCH_STORM_ALLOCATIONS=DIR: what the survivors allocated through the storm, garbage included (the collector's work), by stack.
       const allocDir = process.env.BENCH_STORM_ALLOCATIONS;
-      const allocations = allocDir ? await Promise.all(survivors.map((id) => sampleHeap(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!, 64 * 1024, true))) : [];
+      const allocations = allocDir ? await Promise.all(survivors.map((id) => sampleHeap(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!, 64 * 1024, 'allocated'))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
       // A site without a ready standby registers afresh in the storm instead of promoting one.
       const readyStandby = before.filter((s) => s[2] === victim && s[3]).length;

@@ -17,6 +17,7 @@ import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { cpuMs, ServiceProcess } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
+import { sampleHeap } from './inspector.ts';
 import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
 
@@ -159,7 +160,11 @@ async function main() {
       const { result: viaHaproxy, us: haproxyCpu } = await perRequest({ haproxy: haproxy.pid }, () => bench(`${haproxy!.url}/`));
       log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms; CPU per request: ${cpuText(haproxyCpu)}`);
       const connector = procs.find((p) => p.name === 'connector')!;
+      // BENCH_PROMOTED_PROFILE=DIR: what the tunnel's node kept past a young collection through the saturating run (bench/inspector.ts, npm run bench:heap-top).
+      const promotedDir = process.env.BENCH_PROMOTED_PROFILE;
+      const promoted = promotedDir ? await sampleHeap(nodes.get(first)!.proc, cluster.inspectPorts.get(first)!, 16 * 1024, 'promoted') : undefined;
       const { result: viaTunnel, us: tunnelCpu } = await perRequest({ node: nodes.get(first)!.pid, connector: connector.pid }, () => bench(`http://${ip(first)}/`, 'app.bench.test'));
+      await promoted?.stop(join(promotedDir!, `${first}-promoted.heapprofile`));
       log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}; CPU per request: ${cpuText(tunnelCpu)}`);
       const [haproxyPaced, tunnelPaced] = await pacedSideBySide([{ url: `${haproxy.url}/` }, { url: `http://${ip(first)}/`, host: 'app.bench.test' }]);
       log(`at 100 req/s: haproxy p50 ${haproxyPaced.p50} ms p99 ${haproxyPaced.p99} ms; tunnel p50 ${tunnelPaced.p50} ms p99 ${tunnelPaced.p99} ms`);
