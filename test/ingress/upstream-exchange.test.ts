@@ -6,7 +6,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
 import t from 'tap';
-import { exchange, type ExchangeOutcome } from '../../gateways/ingress/upstream-exchange.ts';
+import { exchange, waitingForHead, type ExchangeOutcome } from '../../gateways/ingress/upstream-exchange.ts';
 import { UpstreamPool } from '../../gateways/ingress/upstream-pool.ts';
 
 /** A tunnel stream whose target answers `reply` to each request head (or nothing). */
@@ -104,6 +104,31 @@ t.test('no response head within the timeout: a coded failure, nothing sent, the 
   const ok = await send(target('HTTP/1.1 204 No Content\r\n\r\n'), new Client(), 200);
   await new Promise((r) => setTimeout(r, 300));
   t.same(ok, { sent: true, reusable: true });
+});
+
+t.test('many waiting at once: each times out or is answered on its own, whichever order they end in', async (t) => {
+  const hold = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(hold));
+  // Five exchanges wait together; the first, middle and last to start are answered in turn
+  // (each leaves the waiting list from a different place), the other two time out.
+  const streams = [0, 1, 2, 3, 4].map(() => target());
+  const outcomes = streams.map((s) => send(s, new Client(), 200));
+  t.equal(waitingForHead(), 5, 'all five wait for a head');
+  for (const i of [2, 4, 0]) {
+    streams[i]!.push('HTTP/1.1 204 No Content\r\n\r\n');
+    await new Promise((r) => setImmediate(r));
+  }
+  // A longer wait started meanwhile is not cut by the others' deadlines.
+  const long = target();
+  const longOutcome = send(long, new Client(), 2000);
+  const ended = await Promise.all(outcomes);
+  t.same(ended.map((o) => o.sent), [true, false, true, false, true], 'the answered ones sent, the others failed');
+  t.match(ended[1], { error: { code: 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' } });
+  t.match(ended[3], { error: { code: 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' } });
+  t.equal(waitingForHead(), 1, 'only the longer wait is left');
+  long.push('HTTP/1.1 204 No Content\r\n\r\n');
+  t.same(await longOutcome, { sent: true, reusable: true });
+  t.equal(waitingForHead(), 0, 'nothing is left waiting');
 });
 
 t.test('a streamed body goes on as it comes', async (t) => {
