@@ -445,9 +445,11 @@ async function main() {
       // BENCH_WINDOW_PROFILE=DIR: the survivors' CPU profiles of the storm alone (bench/inspector.ts).
       const profileDir = process.env.BENCH_WINDOW_PROFILE;
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
-      // BENCH_STORM_ALLOCATIONS=DIR: what the survivors allocated through the storm, garbage included (the collector's work), by stack.
-      const allocDir = process.env.BENCH_STORM_ALLOCATIONS;
-      const allocations = allocDir ? await Promise.all(survivors.map((id) => sampleHeap(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!, 64 * 1024, 'allocated'))) : [];
+      // BENCH_STORM_ALLOCATIONS=DIR: what the survivors allocated through the storm, garbage included (the collector's work), by stack;
+      // BENCH_STORM_PROMOTED=DIR: only what outlived a young collection (moved to the old generation: a full collection's work).
+      const allocDir = process.env.BENCH_STORM_ALLOCATIONS ?? process.env.BENCH_STORM_PROMOTED;
+      const allocMode = process.env.BENCH_STORM_ALLOCATIONS ? 'allocated' : 'promoted';
+      const allocations = allocDir ? await Promise.all(survivors.map((id) => sampleHeap(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!, 64 * 1024, allocMode))) : [];
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
       // A site without a ready standby registers afresh in the storm instead of promoting one.
       const readyStandby = before.filter((s) => s[2] === victim && s[3]).length;
@@ -561,7 +563,7 @@ async function main() {
       log(`storm: PostgreSQL statements until recovered: ${pgTotal} (${perStormSite(pgTotal)} per site); the most called:\n${pgStorm.slice(0, 8).map(([q, n]) => `    ${n} (${perStormSite(n)})  ${q.replace(/\s+/g, ' ').slice(0, 160)}`).join('\n')}`);
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
-      await Promise.all(allocations.map((p, i) => p.stop(join(allocDir!, `${survivors[i]}-storm-allocated.heapprofile`))));
+      await Promise.all(allocations.map((p, i) => p.stop(join(allocDir!, `${survivors[i]}-storm-${allocMode}.heapprofile`))));
       await sleep(2000); // the sample keeps probing a moment after
       probing = false;
       await Promise.all(probes);
