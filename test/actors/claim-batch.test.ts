@@ -1,46 +1,34 @@
 // A claim batch (many sites claimed in the same round trips) where one actor will not start:
 // the rest of the batch still starts, and the one that failed is not left owned by this node.
-import { once } from 'node:events';
 import t from 'tap';
 import { ActorSystem, type Behavior } from '../../actors/runtime.ts';
 import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
-import { Secret } from '../../core/secret.ts';
-import { createDb } from '../../persistence/db.ts';
-import { migrate } from '../../persistence/migrate.ts';
-import { Valkey } from '../../persistence/valkey.ts';
 import { ActorHost } from '../../supervisors/actor-host.ts';
 import { Membership } from '../../supervisors/membership.ts';
 import { createMetrics } from '../../supervisors/metrics.ts';
 import { OwnershipRegistry } from '../../supervisors/ownership.ts';
 import type { PeerLink } from '../../gateways/peer/link.ts';
-import { freshClusterName, freshDatabase } from '../harness/services.ts';
+import { freshMigratedDb, freshValkey } from '../harness/services.ts';
 import { until } from '../harness/until.ts';
 
 const logger = createLogger({ level: 'silent' });
 
 t.test('one claimed actor that will not start fails alone: the rest of its batch runs, and its claim is given up', async (t) => {
-  const url = await freshDatabase(t);
-  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
-  const db = await createDb({ url: new Secret(url), poolSize: 4, connectTimeout: 2000, statementTimeout: 5000, logger });
-  t.teardown(() => db.end());
-  const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-  valkey.connect();
-  await once(valkey.cmd, 'ready');
+  const { db } = await freshMigratedDb(t, 4);
+  const valkey = await freshValkey(t);
   const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: 'a', admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
   await membership.start();
   const ownership = new OwnershipRegistry({ valkey, db, membership });
   await ownership.start();
   const system = new ActorSystem({ logger });
-  const metrics = createMetrics({ kinds: () => ['site'], actorCount: () => system.count(), leaseHealthy: () => true, leaseRemainingMs: () => 3000, liveNodes: () => 1, dependencies: () => ({ postgres: true, valkey: true }), heapLiveRatio: () => 0 } as any);
+  const metrics = createMetrics({ kinds: () => ['site'], actorCount: (kind) => system.count(kind), leaseHealthy: () => true, leaseRemainingMs: () => 3000, liveNodes: () => 1, dependencies: () => ({ postgres: true, valkey: true }), heapLiveRatio: () => 0 });
   const peer = { sync() {} } as unknown as PeerLink;
   const host = new ActorHost({ system, membership, ownership, peer, metrics, clock: systemClock, logger, handoffTimeoutMs: 1000, reconcileEveryMs: 60_000 });
   t.teardown(async () => {
     await system.shutdown();
     await ownership.stop();
     await membership.leave();
-    await valkey.close();
   });
 
   // A site whose state cannot be built here (its behaviour throws), and one whose stop is slow.

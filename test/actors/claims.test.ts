@@ -3,22 +3,18 @@ import t from 'tap';
 import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
-import { createDb, sql } from '../../persistence/db.ts';
+import { sql } from '../../persistence/db.ts';
 import { z } from 'zod';
 import { claimEpochs, fencedWrite, fenceHolds, fenceMoved } from '../../persistence/epochs.ts';
-import { migrate } from '../../persistence/migrate.ts';
 import { Valkey } from '../../persistence/valkey.ts';
 import { Membership } from '../../supervisors/membership.ts';
 import { OwnershipRegistry } from '../../supervisors/ownership.ts';
-import { freshClusterName, freshDatabase } from '../harness/services.ts';
+import { freshClusterName, freshMigratedDb } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
 
 t.test('three nodes claiming the same actor at once: exactly one wins, every time', async (t) => {
-  const url = await freshDatabase(t);
-  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
-  const db = await createDb({ url: new Secret(url), poolSize: 6, connectTimeout: 2000, statementTimeout: 5000, logger });
-  t.teardown(() => db.end());
+  const { db } = await freshMigratedDb(t, 6);
   const { clusterName, valkeyUrl } = await freshClusterName(t);
   const nodes = await Promise.all(
     ['a', 'b', 'c'].map(async (id) => {
@@ -83,10 +79,7 @@ t.test('three nodes claiming the same actor at once: exactly one wins, every tim
 });
 
 t.test('one fenced statement: the current epoch writes, a stale one touches nothing and is told why', async (t) => {
-  const url = await freshDatabase(t);
-  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
-  const db = await createDb({ url: new Secret(url), poolSize: 2, connectTimeout: 2000, statementTimeout: 5000, logger });
-  t.teardown(() => db.end());
+  const { db } = await freshMigratedDb(t);
   await db.query(sql.unsafe`CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL)`);
   await db.query(sql.unsafe`INSERT INTO counters VALUES (1, 0)`);
   const bump = (epoch: number, id = 1) =>

@@ -2,30 +2,18 @@
 // PostgreSQL). Routes built between them named no owner for the site, and every node answered
 // 503 for those milliseconds (seen when a WireGuard site's holder drained). Routing counts the
 // claim in progress; fencing and delivery never do.
-import { once } from 'node:events';
 import t from 'tap';
 import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
-import { Secret } from '../../core/secret.ts';
-import { createDb } from '../../persistence/db.ts';
-import { migrate } from '../../persistence/migrate.ts';
-import { Valkey } from '../../persistence/valkey.ts';
 import { Membership } from '../../supervisors/membership.ts';
 import { OwnershipRegistry } from '../../supervisors/ownership.ts';
-import { freshClusterName, freshDatabase } from '../harness/services.ts';
+import { freshMigratedDb, freshValkey } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
 
 t.test('a claim in progress is an owner for routing, not for anything else', async (t) => {
-  const url = await freshDatabase(t);
-  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
-  const db = await createDb({ url: new Secret(url), poolSize: 2, connectTimeout: 2000, statementTimeout: 5000, logger });
-  t.teardown(() => db.end());
-  const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-  valkey.connect();
-  await once(valkey.cmd, 'ready');
-  t.teardown(() => valkey.close());
+  const { db } = await freshMigratedDb(t);
+  const valkey = await freshValkey(t);
   const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: 'a', admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
   await membership.start();
   t.teardown(() => membership.leave());

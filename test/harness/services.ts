@@ -9,6 +9,8 @@ import rootTest from 'tap';
 import { startLocalServices, type LocalServices } from '../../devenv/services.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
+import { createDb, type DatabasePool } from '../../persistence/db.ts';
+import { migrate } from '../../persistence/migrate.ts';
 import { Valkey } from '../../persistence/valkey.ts';
 
 let own: Promise<LocalServices> | undefined;
@@ -51,6 +53,16 @@ export async function freshDatabase(t: Teardown): Promise<string> {
   const url = new URL(postgresUrl);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** A fresh database with the schema migrated and a pool on it (ended at teardown). */
+export async function freshMigratedDb(t: Teardown, poolSize = 2): Promise<{ url: string; db: DatabasePool }> {
+  const url = await freshDatabase(t);
+  const logger = createLogger({ level: 'silent' });
+  await migrate({ url: new Secret(url), connectTimeout: 2000, logger });
+  const db = await createDb({ url: new Secret(url), poolSize, connectTimeout: 2000, statementTimeout: 5000, logger });
+  t.teardown(() => db.end());
+  return { url, db };
 }
 
 /** A cluster name (key prefix) no other test uses; its keys are deleted at teardown. */
