@@ -277,11 +277,13 @@ class Exchange implements ResponseEvents, StreamUser {
  * by the database client's AsyncLocalStorage, a hook call). A deadline is kept to within
  * a tenth of the timeout, at most a second late.
  *
- * The exchanges are linked through themselves, not held in a Set: with a Set, every request's
- * objects (its exchange, request, response, headers) outlived a young-generation collection
- * and were moved to the old generation, about 1.9 MB per scavenge at 12-14 k requests/s and
- * a full collection a second (the same requests through a list: 0.4 MB, see the README's
- * "Measured tunnel performance").
+ * The exchanges are linked through themselves, not held in a Set. A long-lived Set's table is
+ * in the old generation, and each time it grows or shrinks the table it leaves behind (garbage
+ * until the next full collection) still points at the exchanges in flight then; a scavenge
+ * takes every pointer from the old generation as live, so those exchanges, and everything
+ * they reach (request, response, headers), were moved to the old generation: 1.9 MB per
+ * scavenge at 12-14 k requests/s and a full collection a second (through the list: 0.4 MB;
+ * see the README's "Measured tunnel performance").
  */
 class HeadDeadlines {
   #first: Exchange | null = null;
