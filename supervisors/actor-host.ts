@@ -276,7 +276,7 @@ export class ActorHost {
         // A copy from before this claim (stopping after a move, or of an older epoch) goes first:
         // two copies of one actor never run here, and one stale copy must not fail the batch.
         const before = this.#d.system.get(kind, id);
-        if (before && (before.stopping || before.epoch !== epoch)) void before.stop().then(() => this.#startClaimed(kind, id, k, epoch, waiters));
+        if (before && (before.stopping || before.epoch !== epoch)) void before.stop().catch(() => {}).then(() => this.#startClaimed(kind, id, k, epoch, waiters));
         else this.#startClaimed(kind, id, k, epoch, waiters);
       }
     } catch (err) {
