@@ -160,14 +160,11 @@ export class ActorHost {
       const t0 = clock.now();
       const won = await ownership.claim(kind.kind, missing);
       metrics.claimLatency.observe((clock.now() - t0) / 1000);
+      // One that will not start is given back (the next pass tries again) and the rest still start.
       const failed: string[] = [];
       for (const [id, epoch] of won) {
         if (system.get(kind.kind, id) || !membership.healthy) continue;
-        try {
-          system.spawn(kind.kind, id, kind.behavior(id, epoch), { epoch });
-        } catch (err) {
-          // One that will not start is given back (the next pass tries again) and the rest still start.
-          this.#log.warn({ kind: kind.kind, id, err: (err as Error).message }, 'a claimed actor would not start; its claim is given up');
+        if (this.#spawnClaimed(kind, id, epoch) !== true) {
           failed.push(id);
           continue;
         }
@@ -299,17 +296,26 @@ export class ActorHost {
       for (const w of waiters) w.resolve(epoch); // the same claim, started by the other mode's batch or a claim meanwhile
       return;
     }
-    try {
-      this.#d.system.spawn(kind, id, k.behavior(id, epoch), { epoch });
-    } catch (err) {
-      this.#log.warn({ kind, id, err: (err as Error).message }, 'a claimed actor would not start');
-      for (const w of waiters) w.reject(err);
+    const failed = this.#spawnClaimed(k, id, epoch);
+    if (failed !== true) {
+      for (const w of waiters) w.reject(failed);
       // Given up unless another copy runs here (its claim is not this one's to drop).
       if (!here) void this.#d.ownership.release(kind, [id]).catch(() => {});
       return;
     }
     this.#d.metrics.claims.inc({ kind });
     for (const w of waiters) w.resolve(epoch);
+  }
+
+  /** Spawns a claimed actor: true, or why it would not start (logged). */
+  #spawnClaimed(k: ActorKind<any>, id: string, epoch: number): true | Error {
+    try {
+      this.#d.system.spawn(k.kind, id, k.behavior(id, epoch), { epoch });
+      return true;
+    } catch (err) {
+      this.#log.warn({ kind: k.kind, id, err: (err as Error).message }, 'a claimed actor would not start');
+      return err as Error;
+    }
   }
 
   /** Stops a local actor and gives up its ownership (e.g. a site whose connector left). */
