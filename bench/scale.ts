@@ -44,6 +44,8 @@ const ONLINE_TIMEOUT_MS = size('ONLINE_TIMEOUT_MS', 600_000, 90_000);
 const CONNECTOR_NICE = Number(process.env.BENCH_CONNECTOR_NICE ?? 10);
 /** The steady windows start once no site has connected anew for this long. */
 const SETTLE_MS = size('SETTLE_MS', 10_000, 1000);
+/** The window before the kill that gives each survivor's cost at rest (3 s swung it by half between runs). */
+const REST_S = size('REST_SECONDS', 10, 1);
 const LOAD_CONNECTOR = fileURLToPath(new URL('./scale-connector.ts', import.meta.url));
 const TARGET = `import { createServer } from 'node:http'; createServer((q, s) => s.end('ok')).listen(Number(process.argv.at(-1)), '127.0.0.1');`;
 
@@ -423,7 +425,7 @@ async function main() {
           await sleep(100);
         }
       });
-      // Where the machine's CPU goes, before the kill (steady, 3 s) and through the storm: the
+      // Where the machine's CPU goes, before the kill (steady, REST_S) and through the storm: the
       // survivors, the load connectors (here on the same two cores; at the sites in production)
       // and the rest (Valkey, PostgreSQL, the benchmark itself).
       // PostgreSQL's postmaster and its backends, those of connections closed meanwhile included.
@@ -438,10 +440,10 @@ async function main() {
         bench: (({ user, system }) => (user + system) / 1000)(process.cpuUsage()),
       });
       const steady0 = cpuNow();
-      await sleep(3000);
+      await sleep(REST_S * 1000);
       const steady1 = cpuNow();
       const steadyPct = survivors.map((_, i) => Math.round(((steady1.survivors[i]! - steady0.survivors[i]!) / (steady1.at - steady0.at)) * 100));
-      log(`before the kill (3 s): survivors at ${steadyPct.join(' and ')} % of a core, load connectors ${Math.round(((steady1.connectors - steady0.connectors) / (steady1.at - steady0.at)) * 100)} %, machine ${Math.round(((steady1.machine.busy - steady0.machine.busy) / (steady1.machine.total - steady0.machine.total)) * 100)} % busy`);
+      log(`before the kill (${REST_S} s): survivors at ${steadyPct.join(' and ')} % of a core, load connectors ${Math.round(((steady1.connectors - steady0.connectors) / (steady1.at - steady0.at)) * 100)} %, machine ${Math.round(((steady1.machine.busy - steady0.machine.busy) / (steady1.machine.total - steady0.machine.total)) * 100)} % busy`);
       // BENCH_WINDOW_PROFILE=DIR: the survivors' CPU profiles of the storm alone (bench/inspector.ts).
       const profileDir = process.env.BENCH_WINDOW_PROFILE;
       const profiles = profileDir ? await Promise.all(survivors.map((id) => profileWindow(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!))) : [];
@@ -592,6 +594,15 @@ async function main() {
       const lastRouted = Math.max(...rerouted);
       const cpuToRouted = survivorCpuAt(lastRouted);
       log(`storm: the survivors' CPU from the kill until the last resource was routed on every survivor (${lastRouted} ms): ${cpuToRouted.join(' and ')} core-seconds (until every site was back by its connector's clock, ${allBack} ms: ${survivorCpuAt(allBack).join(' and ')})`);
+      // A core per survivor, reasoned from this run, not measured: a survivor's storm work is its
+      // CPU to the last route less its cost at rest over that time; at a core's pace, less the
+      // share its sites at rest keep, the last route comes after work / (1 - rest), and every
+      // site's route in proportion (the same work in the same order, faster).
+      const restShare = steadyPct.map((p) => Math.min(0.9, p / 100));
+      const workS = cpuToRouted.map((cpu, i) => Math.max(0, cpu - (restShare[i]! * lastRouted) / 1000));
+      const coreEachMs = Math.round(Math.max(...workS.map((w, i) => (w / (1 - restShare[i]!)) * 1000)));
+      const coreEachP99Ms = lastRouted > 0 ? Math.round((pct(rerouted, 99) * coreEachMs) / lastRouted) : 0;
+      log(`storm, reasoned for a core per survivor (not measured): storm work ${workS.map((w) => Math.round(w * 10) / 10).join(' and ')} core-seconds above the cost at rest; the last route after about ${coreEachMs} ms, p99 about ${coreEachP99Ms} ms (this run's route times scaled alike), the load connectors' own lag gone with them`);
       log(`storm: ${orphaned.size} sites online and routed again within ${allBack} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}; the benchmark's polls saw it at ${recoveredAll} ms); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed (${unmoved.failed} of ${unmoved.requests} to sites the victim did not hold)`);
 
       return {
@@ -628,6 +639,9 @@ async function main() {
         steady_survivor_cpu_pct: Math.max(...steadyPct),
         storm_survivor_cpu_s: Math.max(...stormCpu.survivors),
         storm_survivor_cpu_to_routed_s: Math.max(...cpuToRouted),
+        storm_survivor_work_s: Math.round(Math.max(...workS) * 10) / 10,
+        storm_core_each_est_ms: coreEachMs,
+        storm_core_each_est_p99_ms: coreEachP99Ms,
         storm_connectors_cpu_s: stormCpu.connectors,
         storm_machine_busy_s: stormCpu.busy,
         storm_machine_idle_s: Math.round((stormCpu.total - stormCpu.busy) * 10) / 10,
