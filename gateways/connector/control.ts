@@ -366,6 +366,12 @@ export class ControlChannel {
           // No working tunnel left on this connection: registering afresh is quicker than a site routed to nothing.
           if (!this.#d.tunnels.promote(siteId, session.id)) return tunnelLost();
           this.#admission.promoted(); // standbys wait while this node takes promotions
+          // Kept through a fence from here on, not from the end: a fence while the claim, the
+          // attach or the standby record below was awaited stopped the site actor and left this
+          // connection open and unowned, its site routed to nothing for good (302 sites in a
+          // 10,000-site storm whose survivor fenced mid-promotion). Rejoining attaches it anew;
+          // if this flow fails instead, the connection closes and the connector registers again.
+          keepAcrossFences();
           await this.#d.host.claimHere('site', siteId);
           this.#d.onClaimed?.('promote', sinceRead());
           await this.#d.host.deliverLocal('site', siteId, { type: 'attach', session, generation }, 5000);
@@ -373,7 +379,6 @@ export class ControlChannel {
           // Unannounced: no route names a standby on its site's own node, so none changes (each
           // announcement recomputed the site's routes on every node, a storm's worth at once).
           await this.#d.standbys.clear(siteId, this.#d.nodeId, session.id, { announce: false }).catch(() => {});
-          keepAcrossFences();
           log.info('standby connector promoted: this node holds the site');
         } else if (msg.type === 'register') {
           if (registered) return;
