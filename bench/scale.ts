@@ -26,7 +26,7 @@ import { adminCall as api } from '../devenv/admin-client.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { routesOn, type PeerTarget } from '../devenv/peer-client.ts';
 import { freePort } from '../devenv/ports.ts';
-import { machineCpuMs, ServiceProcess, treeCpuMs, treeCpuWithReapedMs } from '../devenv/process.ts';
+import { machineCpuMs, mainThreadCpuMs, ServiceProcess, threadCpuMs, treeCpuMs, treeCpuWithReapedMs } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
 import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { profileWindow, sampleHeap } from './inspector.ts';
@@ -51,6 +51,14 @@ const TARGET = `import { createServer } from 'node:http'; createServer((q, s) =>
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A command's arguments with ids, numbers and payloads taken out: `key:site:*`, a script's sha prefix, a channel. */
+function commandShape(args: string[]): string {
+  const idsOut = (a: string) => a.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '*').replace(/\b[0-9a-f]{16,}\b/gi, '#').replace(/\d+/g, 'N');
+  const cmd = args[0]!.toLowerCase();
+  if (cmd === 'evalsha' || cmd === 'eval') return `${cmd === 'evalsha' ? args[1]!.slice(0, 8) : 'script'} ${args.slice(3, 3 + Number(args[2])).map(idsOut).join(' ')}`;
+  if (cmd === 'publish') return idsOut(args[1] ?? '');
+  return args.slice(1).filter((a) => a.includes(':')).slice(0, 3).map(idsOut).join(' ') + (args.length > 4 ? ' ...' : '');
+}
 
 interface Site {
   id: string;
@@ -434,6 +442,8 @@ async function main() {
         at: Date.now(),
         machine: machineCpuMs(),
         survivors: survivors.map((id) => busyMs(nodes.get(id)!.proc.pid)),
+        survivorLoops: survivors.map((id) => mainThreadCpuMs(nodes.get(id)!.proc.pid)),
+        survivorThreads: survivors.map((id) => threadCpuMs(nodes.get(id)!.proc.pid)),
         connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0),
         pg: treeCpuWithReapedMs(pgPid),
         target: busyMs(targetProc.pid),
@@ -443,6 +453,7 @@ async function main() {
       await sleep(REST_S * 1000);
       const steady1 = cpuNow();
       const steadyPct = survivors.map((_, i) => Math.round(((steady1.survivors[i]! - steady0.survivors[i]!) / (steady1.at - steady0.at)) * 100));
+      const steadyLoopPct = survivors.map((_, i) => Math.round(((steady1.survivorLoops[i]! - steady0.survivorLoops[i]!) / (steady1.at - steady0.at)) * 100));
       log(`before the kill (${REST_S} s): survivors at ${steadyPct.join(' and ')} % of a core, load connectors ${Math.round(((steady1.connectors - steady0.connectors) / (steady1.at - steady0.at)) * 100)} %, machine ${Math.round(((steady1.machine.busy - steady0.machine.busy) / (steady1.machine.total - steady0.machine.total)) * 100)} % busy`);
       // BENCH_WINDOW_PROFILE=DIR: the survivors' CPU profiles of the storm alone (bench/inspector.ts).
       const profileDir = process.env.BENCH_WINDOW_PROFILE;
@@ -452,6 +463,15 @@ async function main() {
       const allocDir = process.env.BENCH_STORM_ALLOCATIONS ?? process.env.BENCH_STORM_PROMOTED;
       const allocMode = process.env.BENCH_STORM_ALLOCATIONS ? 'allocated' : 'promoted';
       const allocations = allocDir ? await Promise.all(survivors.map((id) => sampleHeap(nodes.get(id)!.proc, cluster.inspectPorts.get(id)!, 64 * 1024, allocMode))) : [];
+      // BENCH_STORM_MONITOR=1: every command Valkey ran through the storm (MONITOR), counted by
+      // command and key shape (ids taken out): which code asks what per storm site. MONITOR
+      // costs Valkey and this process CPU: a run with it is for reading, not for its timings.
+      const monitored = new Map<string, number>();
+      const monitor = process.env.BENCH_STORM_MONITOR ? await valkey.monitor() : undefined;
+      monitor?.on('monitor', (_time: string, args: string[]) => {
+        const shape = `${args[0]!.toLowerCase()} ${commandShape(args)}`;
+        monitored.set(shape, (monitored.get(shape) ?? 0) + 1);
+      });
       log(`killing ${victim}, holding ${orphaned.size} of ${SITES} tunnels`);
       // A site without a ready standby registers afresh in the storm instead of promoting one.
       const readyStandby = before.filter((s) => s[2] === victim && s[3]).length;
@@ -477,8 +497,13 @@ async function main() {
       const k0 = Date.now();
       // Each survivor's CPU through the storm, every 250 ms: what it had spent when the last
       // route came is the work a survivor with a core of its own would have had to do by then.
-      const survivorCpu: Array<{ at: number; ms: number[] }> = [];
-      const cpuTimer = setInterval(() => survivorCpu.push({ at: Date.now() - k0, ms: survivors.map((id, i) => busyMs(nodes.get(id)!.proc.pid) - storm0.survivors[i]!) }), 250);
+      // Its main thread apart (`loop`): the event loop's own share, the rest being V8's collector
+      // helpers and libuv's pool, which run beside it where the machine has cores to spare.
+      const survivorCpu: Array<{ at: number; ms: number[]; loop: number[] }> = [];
+      const cpuTimer = setInterval(() => {
+        const pids = survivors.map((id) => nodes.get(id)!.proc.pid);
+        survivorCpu.push({ at: Date.now() - k0, ms: pids.map((pid, i) => busyMs(pid) - storm0.survivors[i]!), loop: pids.map((pid, i) => mainThreadCpuMs(pid) - storm0.survivorLoops[i]!) });
+      }, 250);
       announced.clear();
       nodes.get(victim)!.proc.signal('SIGKILL');
       // Two pollers, apart: the load connectors' status (each site's own time of coming back)
@@ -543,7 +568,7 @@ async function main() {
       const recoveredAll = Date.now() - k0;
       clearInterval(cpuTimer);
       const storm1 = cpuNow();
-      survivorCpu.push({ at: recoveredAll, ms: survivors.map((_, i) => storm1.survivors[i]! - storm0.survivors[i]!) });
+      survivorCpu.push({ at: recoveredAll, ms: survivors.map((_, i) => storm1.survivors[i]! - storm0.survivors[i]!), loop: survivors.map((_, i) => storm1.survivorLoops[i]! - storm0.survivorLoops[i]!) });
       const valkey1 = await valkeyNow();
       const calls1 = await valkeyCalls();
       const pgCalls1 = await pgByStatement();
@@ -563,6 +588,11 @@ async function main() {
       const pgStorm = [...pgCalls1].map(([q, n]) => [q, n - (pgCalls0.get(q) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
       const pgTotal = pgStorm.reduce((a, [, n]) => a + n, 0);
       log(`storm: PostgreSQL statements until recovered: ${pgTotal} (${perStormSite(pgTotal)} per site); the most called:\n${pgStorm.slice(0, 8).map(([q, n]) => `    ${n} (${perStormSite(n)})  ${q.replace(/\s+/g, ' ').slice(0, 160)}`).join('\n')}`);
+      if (monitor) {
+        monitor.disconnect();
+        const top = [...monitored].sort((a, b) => b[1] - a[1]).slice(0, 40);
+        log(`storm: Valkey commands by key shape (MONITOR; per site that came back):\n${top.map(([k, n]) => `    ${n} (${perStormSite(n)})  ${k}`).join('\n')}`);
+      }
       log(`storm: pub/sub messages until recovered, by channel (per site that came back): ${[...announced].map(([c, n]) => `${c.replace('bench:ch:', '')} ${n} (${perStormSite(n)})`).join(', ')}`);
       await Promise.all(profiles.map((p, i) => p.stop(join(profileDir!, `${survivors[i]}-storm.cpuprofile`))));
       await Promise.all(allocations.map((p, i) => p.stop(join(allocDir!, `${survivors[i]}-storm-${allocMode}.heapprofile`))));
@@ -590,19 +620,30 @@ async function main() {
       // the storm, saw it later (up to 14 s later in 10,000-site runs): that is kept apart.
       const allBack = Math.max(...perSite);
       /** Each survivor's CPU (s) from the kill until `ms` after it (the first sample at or past it). */
-      const survivorCpuAt = (ms: number) => (survivorCpu.find((c) => c.at >= ms) ?? survivorCpu.at(-1))?.ms.map((v) => Math.round(v / 100) / 10) ?? [];
+      const survivorCpuAt = (ms: number, of: 'ms' | 'loop' = 'ms') => (survivorCpu.find((c) => c.at >= ms) ?? survivorCpu.at(-1))?.[of].map((v) => Math.round(v / 100) / 10) ?? [];
       const lastRouted = Math.max(...rerouted);
       const cpuToRouted = survivorCpuAt(lastRouted);
+      const byThread = survivors.map((_, i) => Object.entries(storm1.survivorThreads[i]!).map(([name, ms]) => [name, ms - (storm0.survivorThreads[i]![name] ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]));
+      log(`storm: the survivors' CPU by thread, kill to recovered: ${byThread.map((t, i) => `${survivors[i]} ${t.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(1)} s`).join(', ')}`).join('; ')}`);
       log(`storm: the survivors' CPU from the kill until the last resource was routed on every survivor (${lastRouted} ms): ${cpuToRouted.join(' and ')} core-seconds (until every site was back by its connector's clock, ${allBack} ms: ${survivorCpuAt(allBack).join(' and ')})`);
       // A core per survivor, reasoned from this run, not measured: a survivor's storm work is its
       // CPU to the last route less its cost at rest over that time; at a core's pace, less the
       // share its sites at rest keep, the last route comes after work / (1 - rest), and every
       // site's route in proportion (the same work in the same order, faster).
-      const restShare = steadyPct.map((p) => Math.min(0.9, p / 100));
-      const workS = cpuToRouted.map((cpu, i) => Math.max(0, cpu - (restShare[i]! * lastRouted) / 1000));
-      const coreEachMs = Math.round(Math.max(...workS.map((w, i) => (w / (1 - restShare[i]!)) * 1000)));
-      const coreEachP99Ms = lastRouted > 0 ? Math.round((pct(rerouted, 99) * coreEachMs) / lastRouted) : 0;
+      const reasoned = (cpu: number[], atRestPct: number[]) => {
+        const rest = atRestPct.map((p) => Math.min(0.9, p / 100));
+        const work = cpu.map((c, i) => Math.max(0, c - (rest[i]! * lastRouted) / 1000));
+        const allMs = Math.round(Math.max(...work.map((w, i) => (w / (1 - rest[i]!)) * 1000)));
+        return { work, allMs, p99Ms: lastRouted > 0 ? Math.round((pct(rerouted, 99) * allMs) / lastRouted) : 0 };
+      };
+      const whole = reasoned(cpuToRouted, steadyPct);
+      const [workS, coreEachMs, coreEachP99Ms] = [whole.work, whole.allMs, whole.p99Ms];
       log(`storm, reasoned for a core per survivor (not measured): storm work ${workS.map((w) => Math.round(w * 10) / 10).join(' and ')} core-seconds above the cost at rest; the last route after about ${coreEachMs} ms, p99 about ${coreEachP99Ms} ms (this run's route times scaled alike), the load connectors' own lag gone with them`);
+      // The event loop alone: the same reasoning for a machine with a core for each survivor's
+      // main thread and more for its helper threads (a larger machine's usual case).
+      const loopCpu = survivorCpuAt(lastRouted, 'loop');
+      const loop = reasoned(loopCpu, steadyLoopPct);
+      log(`storm, the same for each survivor's event loop alone (its main thread: ${loopCpu.join(' and ')} of those core-seconds, ${steadyLoopPct.join(' and ')} % of a core at rest; V8's collector helpers and libuv's pool beside it on cores of their own): storm work ${loop.work.map((w) => Math.round(w * 10) / 10).join(' and ')} core-seconds; the last route after about ${loop.allMs} ms, p99 about ${loop.p99Ms} ms`);
       log(`storm: ${orphaned.size} sites online and routed again within ${allBack} ms (p50 ${pct(perSite, 50)}, p99 ${pct(perSite, 99)}; the benchmark's polls saw it at ${recoveredAll} ms); ${limited} token requests rate-limited; ${failed} of ${requests} sample requests failed (${unmoved.failed} of ${unmoved.requests} to sites the victim did not hold)`);
 
       return {
@@ -642,6 +683,8 @@ async function main() {
         storm_survivor_work_s: Math.round(Math.max(...workS) * 10) / 10,
         storm_core_each_est_ms: coreEachMs,
         storm_core_each_est_p99_ms: coreEachP99Ms,
+        storm_loop_each_est_ms: loop.allMs,
+        storm_loop_each_est_p99_ms: loop.p99Ms,
         storm_connectors_cpu_s: stormCpu.connectors,
         storm_machine_busy_s: stormCpu.busy,
         storm_machine_idle_s: Math.round((stormCpu.total - stormCpu.busy) * 10) / 10,
