@@ -26,7 +26,7 @@ import { adminCall as api } from '../devenv/admin-client.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { routesOn, type PeerTarget } from '../devenv/peer-client.ts';
 import { freePort } from '../devenv/ports.ts';
-import { machineCpuMs, mainThreadCpuMs, ServiceProcess, threadCpuMs, treeCpuMs, treeCpuWithReapedMs } from '../devenv/process.ts';
+import { machineCpuMs, mainThreadCpuMs, ServiceProcess, treeCpuMs, treeCpuWithReapedMs } from '../devenv/process.ts';
 import type { LoadConnectorSpec, SiteStatus } from './scale-connector.ts';
 import { benchAdmin, okThrough, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { profileWindow, sampleHeap } from './inspector.ts';
@@ -443,7 +443,6 @@ async function main() {
         machine: machineCpuMs(),
         survivors: survivors.map((id) => busyMs(nodes.get(id)!.proc.pid)),
         survivorLoops: survivors.map((id) => mainThreadCpuMs(nodes.get(id)!.proc.pid)),
-        survivorThreads: survivors.map((id) => threadCpuMs(nodes.get(id)!.proc.pid)),
         connectors: fleet.reduce((sum, c) => sum + busyMs(c.proc.pid), 0),
         pg: treeCpuWithReapedMs(pgPid),
         target: busyMs(targetProc.pid),
@@ -608,12 +607,11 @@ async function main() {
       const reattachMs = [...noticed].map(([id, at]) => back.get(id)! - at);
       log(`storm: the load connectors saw their primaries lost p50 ${pct(noticedMs, 50)}, p99 ${pct(noticedMs, 99)} ms after the SIGKILL (the kernel resets the connections at once: the rest is the load connectors' own lag), and were online again p50 ${pct(reattachMs, 50)}, p99 ${pct(reattachMs, 99)} ms after that (${noticed.size} sites); each promotion took its survivor p50 ${promoteMs(0.5)}, p99 ${promoteMs(0.99)} ms from reading it to the site attached, of which the site's claim p50 ${promoteClaimMs(0.5)}, p99 ${promoteClaimMs(0.99)} ms (bucket bounds; the time it waited unread is not in it)`);
       // Registrations the survivors turned away meanwhile (gateways/connector/admission.ts): standbys deferred while they ran late, come back after.
-      const refused = ['busy', 'site-busy', 'lagging', 'standby-deferred'].map((reason) => {
-        const count = (page: string) => metric(page, 'cluster_connector_registrations_refused_total', `reason="${reason}"`) || 0; // no sample yet: none refused
-        const n = metrics1.reduce((sum, page, i) => sum + count(page) - count(metrics0[i]!), 0);
-        return `${reason} ${n}`;
-      });
-      log(`storm: registrations refused by the survivors until recovered: ${refused.join(', ')}`);
+      // By role: a refused standby (a second path for the next failure) keeps no site offline; a refused primary does.
+      const refusedOf = (page: string, reason: string, role: string) => [...page.matchAll(/^cluster_connector_registrations_refused_total\{([^}]*)\} (\S+)$/gm)].filter((m) => m[1]!.includes(`reason="${reason}"`) && m[1]!.includes(`role="${role}"`)).reduce((n, m) => n + Number(m[2]), 0);
+      const refused = (['primary', 'standby'] as const).map((role) => ['busy', 'site-busy', 'lagging', 'standby-deferred'].filter((reason) => role === 'standby' || reason !== 'standby-deferred').map((reason) => [reason, metrics1.reduce((sum, page, i) => sum + refusedOf(page, reason, role) - refusedOf(metrics0[i]!, reason, role), 0)] as const));
+      const [refusedPrimaries, refusedStandbys] = refused.map((byReason) => byReason.reduce((n, [, k]) => n + k, 0));
+      log(`storm: registrations refused by the survivors until recovered: ${refused.map((byReason, i) => `${i === 0 ? 'primaries' : 'standbys'}: ${byReason.map(([reason, n]) => `${reason} ${n}`).join(', ')}`).join('; ')}`);
       const limited = after.reduce((n, s) => n + s[5], 0) - limitedBefore;
       // Every site back: the last site's own time, online (its connector's clock) and routed
       // (the routes poll). The benchmark's status poll of the load connectors, starved through
@@ -623,8 +621,9 @@ async function main() {
       const survivorCpuAt = (ms: number, of: 'ms' | 'loop' = 'ms') => (survivorCpu.find((c) => c.at >= ms) ?? survivorCpu.at(-1))?.[of].map((v) => Math.round(v / 100) / 10) ?? [];
       const lastRouted = Math.max(...rerouted);
       const cpuToRouted = survivorCpuAt(lastRouted);
-      const byThread = survivors.map((_, i) => Object.entries(storm1.survivorThreads[i]!).map(([name, ms]) => [name, ms - (storm0.survivorThreads[i]![name] ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]));
-      log(`storm: the survivors' CPU by thread, kill to recovered: ${byThread.map((t, i) => `${survivors[i]} ${t.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(1)} s`).join(', ')}`).join('; ')}`);
+      // Node's threads all carry the process's name: the main thread (the event loop) apart, the rest together.
+      const offLoop = survivors.map((_, i) => storm1.survivors[i]! - storm0.survivors[i]! - (storm1.survivorLoops[i]! - storm0.survivorLoops[i]!));
+      log(`storm: the survivors' CPU off their event loop, kill to recovered (V8's collector helpers, libuv's pool): ${survivors.map((id, i) => `${id} ${(offLoop[i]! / 1000).toFixed(1)} of ${stormCpu.survivors[i]} s`).join(', ')}`);
       log(`storm: the survivors' CPU from the kill until the last resource was routed on every survivor (${lastRouted} ms): ${cpuToRouted.join(' and ')} core-seconds (until every site was back by its connector's clock, ${allBack} ms: ${survivorCpuAt(allBack).join(' and ')})`);
       // A core per survivor, reasoned from this run, not measured: a survivor's storm work is its
       // CPU to the last route less its cost at rest over that time; at a core's pace, less the
@@ -675,6 +674,8 @@ async function main() {
         storm_recover_p99_ms: pct(perSite, 99),
         storm_recover_max_ms: Math.max(...perSite),
         storm_rate_limited: limited,
+        storm_refused_primaries: refusedPrimaries,
+        storm_refused_standbys: refusedStandbys,
         storm_requests: requests,
         storm_failed: failed,
         steady_survivor_cpu_pct: Math.max(...steadyPct),

@@ -11,7 +11,7 @@ export interface ClusterMetrics {
   respawns: Counter<'kind'>;
   fencings: Counter<string>;
   leaseStalls: Counter<'outcome'>;
-  registrationsRefused: Counter<'reason'>;
+  registrationsRefused: Counter<'reason' | 'role'>;
   memberEvents: Counter<'event' | 'reason'>;
   fencingRejections: Counter<'kind'>;
   claimLatency: Histogram<string>;
@@ -93,7 +93,7 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
     respawns: new Counter({ name: 'cluster_actor_respawns_total', help: 'Claims of actors that had run before elsewhere (failover or handoff)', labelNames: ['kind'], registers: [registry] }),
     fencings: new Counter({ name: 'cluster_node_fencings_total', help: 'Times this node lost its lease and stopped all its actors', registers: [registry] }),
     leaseStalls: new Counter({ name: 'cluster_lease_stalls_total', help: 'Times this process stalled past its lease margin (GC, CPU starvation) and renewed before the lease could end: outcome confirmed (no fence) or fenced', labelNames: ['outcome'], registers: [registry] }),
-    registrationsRefused: new Counter({ name: 'cluster_connector_registrations_refused_total', help: 'Connector registrations this node refused: with 503 CLUSTER_ERR_NODE_OVERLOADED, reason busy (as many in progress as it takes at once), lagging (its event loop ran over 1 s late) or standby-deferred (a standby while it ran over 250 ms late or took a promotion in the last 2 s); with 429 CLUSTER_ERR_CONNECTOR_REGISTERING, reason site-busy (the site already had 4 in progress here); the connectors come back after their backoff', labelNames: ['reason'], registers: [registry] }),
+    registrationsRefused: new Counter({ name: 'cluster_connector_registrations_refused_total', help: 'Connector registrations this node refused: with 503 CLUSTER_ERR_NODE_OVERLOADED, reason busy (as many in progress as it takes at once), lagging (its event loop ran over 1 s late) or standby-deferred (a standby while it ran over 250 ms late or took a promotion in the last 2 s); with 429 CLUSTER_ERR_CONNECTOR_REGISTERING, reason site-busy (the site already had 4 in progress here); the connectors come back after their backoff. role: primary (a site coming online) or standby (a second tunnel of a site online elsewhere; standbys hold at most half of the registrations in progress)', labelNames: ['reason', 'role'], registers: [registry] }),
     memberEvents: new Counter({ name: 'cluster_member_events_total', help: 'Membership changes this node saw in its peers: join, dead (reason lease or refused) and leave (planned)', labelNames: ['event', 'reason'], registers: [registry] }),
     fencingRejections: new Counter({ name: 'cluster_fencing_rejections_total', help: 'Durable writes refused because a newer owner exists', labelNames: ['kind'], registers: [registry] }),
     claimLatency: new Histogram({ name: 'cluster_claim_latency_seconds', help: 'Time to claim a batch of actors', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),

@@ -208,7 +208,7 @@ export class ClusterNode {
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     const lag = this.#loopLag.start();
     this.#heap.start();
-    const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason) => this.#metrics.registrationsRefused.inc({ reason }) });
+    const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason, role) => this.#metrics.registrationsRefused.inc({ reason, role }) });
     run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away, onAttached: (how, seconds) => this.#metrics.attachSeconds.observe({ how }, seconds), onClaimed: (how, seconds) => this.#metrics.attachClaimSeconds.observe({ how }, seconds) });
     run.control.attach(this.#admin.server);
     // A fence keeps the connectors' connections; the rejoin attaches them to new site actors.

@@ -2,7 +2,7 @@
 // none while the event loop lags; a slot is freed once, however the registration ends. And the
 // lag it reads is real: a blocked event loop shows in LoopLag.
 import t from 'tap';
-import { Admission, MAX_REGISTERING, MAX_REGISTERING_PER_SITE, SHED_LAG_MS, STANDBY_AFTER_PROMOTION_MS, STANDBY_SHED_LAG_MS } from '../../gateways/connector/admission.ts';
+import { Admission, MAX_REGISTERING, MAX_REGISTERING_PER_SITE, MAX_STANDBYS_REGISTERING, SHED_LAG_MS, STANDBY_AFTER_PROMOTION_MS, STANDBY_SHED_LAG_MS } from '../../gateways/connector/admission.ts';
 import { LoopLag } from '../../core/loop-lag.ts';
 
 t.test('at most the bound of registrations in progress; a slot is freed exactly once', async (t) => {
@@ -81,6 +81,31 @@ t.test('a standby waits while the node takes promotions', async (t) => {
   now += 1;
   t.type(a.enter('site-b', 'standby'), 'function', 'taken once promotions are quiet');
   t.same(refused, ['standby-deferred']);
+});
+
+// In a 10,000-site storm the slots were taken by standbys registering at a saturated node's
+// pace: a site coming back by registering anew must still find room.
+t.test('standbys hold at most half the slots; a primary finds the rest; refusals name their role', async (t) => {
+  const refused: string[] = [];
+  const a = new Admission({ lagMs: () => 0, max: 4, onRefused: (reason, role) => refused.push(`${reason} ${role}`) });
+  const standbys = ['s1', 's2'].map((id) => a.enter(id, 'standby'));
+  t.ok(standbys.every((r) => typeof r === 'function'), 'two standbys admitted');
+  t.equal(a.enter('s3', 'standby'), 'busy', 'a third standby is refused: half the slots are theirs');
+  t.type(a.enter('p1', 'primary'), 'function', 'a primary is admitted beside them');
+  t.type(a.enter('p2', 'primary'), 'function', 'and another, to the node-wide bound');
+  t.equal(a.enter('p3', 'primary'), 'busy', 'the node-wide bound holds');
+  (standbys[0] as () => void)();
+  t.type(a.enter('s3', 'standby'), 'function', "a standby's freed slot takes a standby again");
+  t.same(refused, ['busy standby', 'busy primary']);
+  t.equal(MAX_STANDBYS_REGISTERING, MAX_REGISTERING / 2);
+  // While promotions run, a standby is told it is deferred, full node or not: that is why it waits.
+  let now = 1_000_000;
+  const full = new Admission({ lagMs: () => 0, max: 1, now: () => now });
+  full.enter('p', 'primary');
+  full.promoted();
+  t.equal(full.enter('s', 'standby'), 'standby-deferred');
+  now += STANDBY_AFTER_PROMOTION_MS;
+  t.equal(full.enter('s', 'standby'), 'busy');
 });
 
 t.test('LoopLag sees a blocked event loop, and forgets it after its window', async (t) => {

@@ -97,7 +97,7 @@ t.test('site connectors and the control channel', async (t) => {
     await held[0]!.closed;
     const again = await until(async () => openControl(base, token).then((h) => (h.ws.terminate(), true), () => false), 5000, 'a slot of the site free again');
     t.ok(again, 'a slot given back takes the site\'s next upgrade');
-    const refusedAt = /^cluster_connector_registrations_refused_total\{reason="site-busy"\} (\d+)/m.exec(await (await fetch(`${c.nodes[0]!.metricsUrl}/metrics`)).text());
+    const refusedAt = /^cluster_connector_registrations_refused_total\{reason="site-busy",role="primary"\} (\d+)/m.exec(await (await fetch(`${c.nodes[0]!.metricsUrl}/metrics`)).text());
     t.ok(Number(refusedAt?.[1]) >= 1, 'counted as site-busy in the node\'s metrics');
   });
 
