@@ -15,7 +15,7 @@ import autocannon from 'autocannon';
 import { LocalHaproxy } from '../devenv/haproxy.ts';
 import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
-import { cpuMs, ServiceProcess } from '../devenv/process.ts';
+import { cpuMs, ServiceProcess, waitUntil } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { sampleHeap } from './inspector.ts';
 import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
@@ -26,6 +26,49 @@ const PACED_SECONDS = size('PACED_SECONDS', 30, 1);
 const ROUNDS = size('ROUNDS', 10, 1);
 const BULK_MB = size('BULK_MB', 256, 4);
 const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.meta.url));
+
+/**
+ * The floor: the least a Node relay of the tunnel's shape does per request, measured beside it
+ * in the same run. A "node" (an HTTP server that writes each request as HTTP/1.1 on a kept
+ * HTTP/2 CONNECT stream, reads the answer by its content-length and writes it back) and a
+ * "connector" (an HTTP/2 server piping each stream to a TCP connection to the target), with
+ * the tunnel's window settings; no routing, no access, no strict parsing, no metrics, no
+ * deadlines. How far the real node's CPU per request is above this one's is the work of ours.
+ */
+const FLOOR_CONNECTOR = `
+import http2 from 'node:http2'; import net from 'node:net';
+const [port, targetPort] = process.argv.slice(-2).map(Number);
+const server = http2.createServer({ settings: { initialWindowSize: 4 << 20, maxFrameSize: 65536 } });
+server.on('stream', (stream) => {
+  const sock = net.connect(targetPort, '127.0.0.1', () => { sock.setNoDelay(true); stream.respond({ ':status': 200 }); stream.pipe(sock); sock.pipe(stream); });
+  sock.on('error', () => stream.destroy()); stream.on('error', () => sock.destroy());
+});
+server.listen(port, '127.0.0.1');
+`;
+const FLOOR_NODE = `
+import http from 'node:http'; import http2 from 'node:http2';
+const [port, connectorPort, targetPort] = process.argv.slice(-3).map(Number);
+const session = http2.connect('http://127.0.0.1:' + connectorPort, { settings: { initialWindowSize: 4 << 20, maxFrameSize: 65536 } });
+const idle = [];
+const open = () => new Promise((resolve, reject) => { const s = session.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:' + targetPort }); s.once('response', () => resolve(s)); s.once('error', reject); });
+http.createServer(async (req, res) => {
+  const s = idle.pop() ?? (await open());
+  let buf = '';
+  const onData = (d) => {
+    buf += d.latin1Slice();
+    const end = buf.indexOf('\\r\\n\\r\\n');
+    if (end < 0) return;
+    const len = Number(/content-length: *(\\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+    if (buf.length < end + 4 + len) return;
+    s.off('data', onData);
+    res.writeHead(200, { 'content-length': len });
+    res.end(buf.slice(end + 4, end + 4 + len), 'latin1');
+    idle.push(s);
+  };
+  s.on('data', onData);
+  s.write('GET ' + req.url + ' HTTP/1.1\\r\\nhost: ' + req.headers.host + '\\r\\nx-forwarded-for: ' + req.socket.remoteAddress + '\\r\\n\\r\\n');
+}).listen(port, '127.0.0.1');
+`;
 
 const TARGET = `
 import { createServer } from 'node:http';
@@ -58,6 +101,12 @@ async function perRequest<T extends autocannon.Result>(pids: Record<string, numb
 }
 
 const cpuText = (us: Record<string, { user: number; sys: number }>) => Object.entries(us).map(([k, v]) => `${k} ${v.user + v.sys} us (user ${v.user}, sys ${v.sys})`).join('; ');
+
+/** Resolves once something accepts connections on 127.0.0.1:port. */
+const listening = (port: number) => waitUntil(`a listener on ${port}`, () => new Promise<boolean>((resolve) => {
+  const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+  s.on('error', () => resolve(false));
+}), { timeoutMs: 10_000 });
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 
@@ -166,6 +215,17 @@ async function main() {
       const { result: viaTunnel, us: tunnelCpu } = await perRequest({ node: nodes.get(first)!.pid, connector: connector.pid }, () => bench(`http://${ip(first)}/`, 'app.bench.test'));
       await promoted?.stop(join(promotedDir!, `${first}-promoted.heapprofile`));
       log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}; CPU per request: ${cpuText(tunnelCpu)}`);
+      const [floorPort, floorH2Port] = [await freePort(), await freePort()];
+      const floorConnector = new ServiceProcess({ name: 'floor-connector', command: process.execPath, args: ['--input-type=module', '-e', FLOOR_CONNECTOR, String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-connector.log') });
+      procs.push(floorConnector);
+      await listening(floorH2Port);
+      const floorNode = new ServiceProcess({ name: 'floor-node', command: process.execPath, args: ['--input-type=module', '-e', FLOOR_NODE, String(floorPort), String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-node.log') });
+      procs.push(floorNode);
+      await listening(floorPort);
+      const { result: viaFloor, us: floorCpu } = await perRequest({ node: floorNode.pid, connector: floorConnector.pid }, () => bench(`http://127.0.0.1:${floorPort}/`));
+      log(`floor:   ${viaFloor.requests.average} req/s, p99 ${viaFloor.latency.p99} ms, non-2xx ${viaFloor.non2xx}; CPU per request: ${cpuText(floorCpu)} (the least a Node relay of this shape does)`);
+      await floorNode.stop('SIGTERM', 2000);
+      await floorConnector.stop('SIGTERM', 2000);
       const [haproxyPaced, tunnelPaced] = await pacedSideBySide([{ url: `${haproxy.url}/` }, { url: `http://${ip(first)}/`, host: 'app.bench.test' }]);
       log(`at 100 req/s: haproxy p50 ${haproxyPaced.p50} ms p99 ${haproxyPaced.p99} ms; tunnel p50 ${tunnelPaced.p50} ms p99 ${tunnelPaced.p99} ms`);
       const directMbps = await bulk('127.0.0.1', bulkPort);
@@ -211,6 +271,9 @@ async function main() {
         haproxy_cpu_us_per_req: haproxyCpu.haproxy!.user + haproxyCpu.haproxy!.sys,
         tunnel_node_cpu_us_per_req: tunnelCpu.node!.user + tunnelCpu.node!.sys,
         tunnel_connector_cpu_us_per_req: tunnelCpu.connector!.user + tunnelCpu.connector!.sys,
+        floor_rps: viaFloor.requests.average,
+        floor_node_cpu_us_per_req: floorCpu.node!.user + floorCpu.node!.sys,
+        floor_connector_cpu_us_per_req: floorCpu.connector!.user + floorCpu.connector!.sys,
         haproxy_p50_ms_at_100: haproxyPaced.p50,
         haproxy_p99_ms_at_100: haproxyPaced.p99,
         tunnel_p50_ms_at_100: tunnelPaced.p50,
