@@ -181,28 +181,6 @@ export function mainThreadCpuMs(pid: number): number {
   }
 }
 
-/** CPU time so far of each of a process's threads, summed by thread name (ms; /proc/PID/task; Linux): {} once it is gone. */
-export function threadCpuMs(pid: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) * 10;
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return out;
-}
-
 /** CPU time of a process and all its descendants so far (ms, user + system; Linux). 0 once it is gone. */
 export function treeCpuMs(pid: number): { user: number; sys: number } {
   let own: { user: number; sys: number };
