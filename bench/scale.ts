@@ -636,8 +636,7 @@ async function main() {
         return { work, allMs, p99Ms: lastRouted > 0 ? Math.round((pct(rerouted, 99) * allMs) / lastRouted) : 0 };
       };
       const whole = reasoned(cpuToRouted, steadyPct);
-      const [workS, coreEachMs, coreEachP99Ms] = [whole.work, whole.allMs, whole.p99Ms];
-      log(`storm, reasoned for a core per survivor (not measured): storm work ${workS.map((w) => Math.round(w * 10) / 10).join(' and ')} core-seconds above the cost at rest; the last route after about ${coreEachMs} ms, p99 about ${coreEachP99Ms} ms (this run's route times scaled alike), the load connectors' own lag gone with them`);
+      log(`storm, reasoned for a core per survivor (not measured): storm work ${whole.work.map((w) => Math.round(w * 10) / 10).join(' and ')} core-seconds above the cost at rest; the last route after about ${whole.allMs} ms, p99 about ${whole.p99Ms} ms (this run's route times scaled alike), the load connectors' own lag gone with them`);
       // The event loop alone: the same reasoning for a machine with a core for each survivor's
       // main thread and more for its helper threads (a larger machine's usual case).
       const loopCpu = survivorCpuAt(lastRouted, 'loop');
@@ -681,9 +680,9 @@ async function main() {
         steady_survivor_cpu_pct: Math.max(...steadyPct),
         storm_survivor_cpu_s: Math.max(...stormCpu.survivors),
         storm_survivor_cpu_to_routed_s: Math.max(...cpuToRouted),
-        storm_survivor_work_s: Math.round(Math.max(...workS) * 10) / 10,
-        storm_core_each_est_ms: coreEachMs,
-        storm_core_each_est_p99_ms: coreEachP99Ms,
+        storm_survivor_work_s: Math.round(Math.max(...whole.work) * 10) / 10,
+        storm_core_each_est_ms: whole.allMs,
+        storm_core_each_est_p99_ms: whole.p99Ms,
         storm_loop_each_est_ms: loop.allMs,
         storm_loop_each_est_p99_ms: loop.p99Ms,
         storm_connectors_cpu_s: stormCpu.connectors,

@@ -17,6 +17,7 @@ import type { NodeProcess } from '../devenv/node-process.ts';
 import { freePort } from '../devenv/ports.ts';
 import { cpuMs, ServiceProcess, waitUntil } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
+import { TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
 import { sampleHeap } from './inspector.ts';
 import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
@@ -38,7 +39,7 @@ const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.m
 const FLOOR_CONNECTOR = `
 import http2 from 'node:http2'; import net from 'node:net';
 const [port, targetPort] = process.argv.slice(-2).map(Number);
-const server = http2.createServer({ settings: { initialWindowSize: 4 << 20, maxFrameSize: 65536 } });
+const server = http2.createServer({ settings: ${JSON.stringify(TUNNEL_H2_SETTINGS)} });
 server.on('stream', (stream) => {
   const sock = net.connect(targetPort, '127.0.0.1', () => { sock.setNoDelay(true); stream.respond({ ':status': 200 }); stream.pipe(sock); sock.pipe(stream); });
   sock.on('error', () => stream.destroy()); stream.on('error', () => sock.destroy());
@@ -48,7 +49,7 @@ server.listen(port, '127.0.0.1');
 const FLOOR_NODE = `
 import http from 'node:http'; import http2 from 'node:http2';
 const [port, connectorPort, targetPort] = process.argv.slice(-3).map(Number);
-const session = http2.connect('http://127.0.0.1:' + connectorPort, { settings: { initialWindowSize: 4 << 20, maxFrameSize: 65536 } });
+const session = http2.connect('http://127.0.0.1:' + connectorPort, { settings: ${JSON.stringify(TUNNEL_H2_SETTINGS)} });
 const idle = [];
 const open = () => new Promise((resolve, reject) => { const s = session.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:' + targetPort }); s.once('response', () => resolve(s)); s.once('error', reject); });
 http.createServer(async (req, res) => {

@@ -9,7 +9,7 @@
 // of the last). When a node dies, its sites' promotions (the way they come back online) come
 // over connections already open, and the new standbys (one per promoted site, and one per site
 // whose standby was on the dead node) took the survivors' CPU from them in the middle of it.
-// Standbys hold at most half the slots (MAX_STANDBYS_REGISTERING): in a 10,000-site storm the
+// Standbys hold at most half the slots: in a 10,000-site storm the
 // survivors refused 5,582 registrations as busy, the slots taken by standbys registering at
 // the pace of a saturated node; a site that comes back by registering anew (no standby ready)
 // must find room among them.
@@ -19,8 +19,6 @@
 
 /** Registrations in progress (upgraded, not yet registered) a node takes at once. */
 export const MAX_REGISTERING = 256;
-/** Of those, standby registrations in progress at once: the rest stay for primaries. */
-export const MAX_STANDBYS_REGISTERING = MAX_REGISTERING / 2;
 /**
  * Registrations in progress one site may hold at once: its primary and its standby, each with
  * a retry whose earlier upgrade has not closed yet.
@@ -42,18 +40,16 @@ export class Admission {
   readonly #bySite = new Map<string, number>();
   readonly #max: number;
   readonly #maxPerSite: number;
-  readonly #maxStandbys: number;
   readonly #lagMs: () => number;
   readonly #onRefused: (reason: RefusedBecause, role: 'primary' | 'standby') => void;
   readonly #now: () => number;
   #promotedAt = -Infinity;
 
   /** `onRefused`: told of each refusal (the node counts them in cluster_connector_registrations_refused_total). */
-  constructor(o: { lagMs: () => number; max?: number; maxStandbys?: number; maxPerSite?: number; onRefused?: (reason: RefusedBecause, role: 'primary' | 'standby') => void; now?: () => number }) {
+  constructor(o: { lagMs: () => number; max?: number; maxPerSite?: number; onRefused?: (reason: RefusedBecause, role: 'primary' | 'standby') => void; now?: () => number }) {
     this.#lagMs = o.lagMs;
     this.#now = o.now ?? Date.now;
     this.#max = o.max ?? MAX_REGISTERING;
-    this.#maxStandbys = o.maxStandbys ?? Math.floor(this.#max / 2);
     this.#maxPerSite = o.maxPerSite ?? MAX_REGISTERING_PER_SITE;
     this.#onRefused = o.onRefused ?? (() => {});
   }
@@ -79,7 +75,7 @@ export class Admission {
     const standby = role === 'standby';
     // A standby is deferred first: while promotions run, that is why it waits, however full the node.
     if (standby && (lag > STANDBY_SHED_LAG_MS || this.#now() - this.#promotedAt < STANDBY_AFTER_PROMOTION_MS)) return this.#refuse('standby-deferred', role);
-    if (this.#inProgress >= this.#max || (standby && this.#standbysInProgress >= this.#maxStandbys)) return this.#refuse('busy', role);
+    if (this.#inProgress >= this.#max || (standby && this.#standbysInProgress >= this.#max / 2)) return this.#refuse('busy', role);
     if (lag > SHED_LAG_MS) return this.#refuse('lagging', role);
     this.#inProgress++;
     if (standby) this.#standbysInProgress++;
