@@ -64,6 +64,9 @@ export class Valkey {
   readonly #log: Logger;
   readonly #handlers = new Map<string, { name: ChannelName; handlers: Set<(message: any) => void> }>();
   readonly #resubscribed = new Set<() => void>();
+  /** True while the subscriber is connected with every channel's SUBSCRIBE confirmed: announcements reach this node. */
+  #hearing = false;
+  readonly #hearingWaiters = new Set<() => void>();
   /** Pub/sub messages dropped because they did not match their channel's schema. */
   droppedMessages = 0;
   #state: ValkeyState = 'connecting';
@@ -111,13 +114,74 @@ export class Valkey {
     this.#keepConnecting(this.cmd, 'commands');
     this.#keepConnecting(this.#sub, 'subscriber');
     this.#keepConnecting(this.#lease, 'lease');
+    // A connection made again means the path to Valkey is back: the others, waiting out their
+    // backoff (up to 2 s), try now. A node whose lease came back a second before its
+    // subscriber rejoined and attached its sites deaf to claims made meanwhile (chaos: one site
+    // ran on two nodes for 250 ms); claims now wait for the subscriber, so it must not dawdle.
+    for (const conn of [this.cmd, this.#sub, this.#lease]) conn.on('ready', () => this.#hurry(conn));
+    this.#sub.on('close', () => (this.#hearing = false));
     let subscribedBefore = false;
     this.#sub.on('ready', () => {
-      if (!subscribedBefore) return void (subscribedBefore = true);
+      // Every known channel again (on the first connection too: SUBSCRIBE is idempotent, and
+      // its answer, not the connection, is when announcements start to arrive).
       const channels = [...this.#handlers.keys()];
-      if (channels.length) this.#sub.subscribe(...channels).catch((err: Error) => this.#log.debug({ err: err.message }, 'valkey resubscription failed; the next connection tries again'));
-      for (const f of this.#resubscribed) f();
+      const resubscribing = subscribedBefore;
+      subscribedBefore = true;
+      (channels.length ? this.#sub.subscribe(...channels) : Promise.resolve()).then(
+        () => {
+          if (this.#sub.status !== 'ready') return;
+          this.#setHearing();
+          // Only once the subscriptions hold: what is read again from here on cannot miss an announcement.
+          if (resubscribing) for (const f of this.#resubscribed) f();
+        },
+        (err: Error) => this.#log.debug({ err: err.message }, 'valkey resubscription failed; the next connection tries again'),
+      );
     });
+  }
+
+  #setHearing() {
+    this.#hearing = true;
+    for (const w of this.#hearingWaiters) w();
+    this.#hearingWaiters.clear();
+  }
+
+  /**
+   * Whether announcements reach this node now: its subscriber is connected and subscribed. A
+   * node claiming actors while deaf would not hear another node take them (newest-wins claims
+   * stop the old copy by announcement): OwnershipRegistry.claim waits for this first.
+   */
+  get hearing(): boolean {
+    return this.#hearing;
+  }
+
+  /** Resolves once `hearing` holds; fails with CLUSTER_ERR_VALKEY_UNAVAILABLE after `timeoutMs` (a command's). */
+  async untilHearing(timeoutMs = this.#commandTimeoutMs): Promise<void> {
+    if (this.#hearing) return;
+    if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
+    let waiter!: () => void;
+    const heard = new Promise<boolean>((resolve) => this.#hearingWaiters.add((waiter = () => resolve(true))));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const ok = await Promise.race([heard, late]);
+    clearTimeout(timer);
+    this.#hearingWaiters.delete(waiter);
+    if (!ok) throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', `valkey unavailable: not subscribed within ${timeoutMs} ms`, {});
+  }
+
+  /**
+   * `ready` connected: the others still waiting out a reconnect backoff try at once. ioredis
+   * has no call for it; this clears the timer it keeps for the wait (`reconnectTimeout`) and
+   * connects as that timer would. Should ioredis rename it, they wait out their backoff as before.
+   */
+  #hurry(ready: Redis) {
+    for (const conn of [this.cmd, this.#sub, this.#lease]) {
+      if (conn === ready || conn.status !== 'reconnecting') continue;
+      const c = conn as unknown as { reconnectTimeout?: NodeJS.Timeout | null };
+      if (!c.reconnectTimeout) continue;
+      clearTimeout(c.reconnectTimeout);
+      c.reconnectTimeout = null;
+      conn.connect().catch(() => {});
+    }
   }
 
   /**

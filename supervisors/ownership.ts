@@ -118,6 +118,11 @@ export class OwnershipRegistry extends EventEmitter {
    * won; ids held by a live owner are skipped.
    */
   async claim(kind: string, ids: readonly string[], opts: { force?: boolean } = {}): Promise<Map<string, number>> {
+    // Not while deaf to announcements: another node taking one of these ids after this claim
+    // (a connector moving its site) would go unheard, and this node would run its copy on
+    // until the next resubscription or reconciliation (seen in chaos: a node whose lease came
+    // back before its subscriber attached its kept connections, and a site ran on two nodes).
+    if (!this.#valkey.hearing) await this.#valkey.untilHearing();
     const won = new Map<string, number>();
     for (let i = 0; i < ids.length; i += BATCH) {
       const batch = ids.slice(i, i + BATCH);

@@ -269,7 +269,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     for (const s of load.samples) if (!s.ok) reasons.set(cause(s.error!), (reasons.get(cause(s.error!)) ?? 0) + 1);
     for (const [r, c] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5)) say(`                   ${c} × ${r}`);
     say(`  admin writes     ${admin.acked.length} acknowledged, ${found} of them found in PostgreSQL (lost: ${lost}); ${admin.failed} not acknowledged${admin.failed ? ` (${[...admin.failures].map(([r, c]) => `${c} × ${r}`).join(', ')})` : ''}`);
-    say(`  actors           ${everything.size} watched on every node every 250 ms; longest any ran on no live node: ${longest(gaps)} ms; duplicates seen running: ${observer.duplicates.size}${observer.duplicates.size ? ` (${[...observer.duplicates].slice(0, 5).join('; ')}), the longest for ${longest(duplicateSpans)} ms` : ''}`);
+    say(`  actors           ${everything.size} watched on every node every 250 ms; longest any ran on no live node: ${longest(gaps)} ms; duplicates seen running: ${observer.duplicates.size}${observer.duplicates.size ? ` (${duplicateSpans.slice(0, 5).map((d) => `${d.what} from +${fmtS(d.from - t0)} for ${d.to - d.from} ms`).join('; ')}), the longest for ${longest(duplicateSpans)} ms` : ''}`);
     say(`  fenced writes    ${beats} probe heartbeats; written by a stale owner after its successor: ${stale}`);
     say(`  healed           ${healed ? 'every actor running once, every node holding its lease' : 'NOT healed within 60 s'}`);
     say(`  replay           cluster chaos --duration ${o.durationS} --kill-every ${o.killEveryS} --modes ${o.modes.join(',')} --seed ${o.seed}`);
