@@ -117,6 +117,8 @@ export function profileLabel(p: CpuProfile): string {
   if (urls.some((u) => u.includes('/connector/connector.ts'))) return 'connector';
   // The nodes run from a bundle: its frames name the bundle, not our files.
   if (urls.some((u) => u.endsWith('/.cache/cluster/cluster.mjs'))) return 'node';
+  // bench:tunnel's floor relay (its node and its connector), scripts given to `node -e`.
+  if (urls.some((u) => /\[eval\d*\]/.test(u))) return 'floor';
   return 'other';
 }
 

@@ -14,6 +14,9 @@ import { testNodeConfig } from '../test/harness/nodes.ts';
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
+/** A CPU profile alone (BENCH_CPU_PROFILE), for processes that are not ours: the floor relay in bench:tunnel. */
+export const cpuProfileArgs = (): string[] => (process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []);
+
 /**
  * BENCH_CPU_PROFILE=DIR: node's own profiler in the processes a benchmark starts (nodes,
  * connector), each writing a .cpuprofile into DIR when it exits (NODE_OPTIONS may not carry
@@ -23,7 +26,7 @@ export const log = (line: string) => process.stderr.write(`${line}\n`);
  * into its log, to tell a GC pause from a starved CPU when a process stalls.
  */
 export const profileArgs = (): string[] => [
-  ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []),
+  ...cpuProfileArgs(),
   ...(process.env.BENCH_TRACE_GC ? ['--trace-gc'] : []),
   ...(process.env.BENCH_HEAP_SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${process.env.BENCH_HEAP_SNAPSHOTS}`] : []),
   // V8 options for the nodes alone, as an operator would set them (`--max-old-space-size=1024`).

@@ -19,10 +19,16 @@ import { cpuMs, ServiceProcess, waitUntil } from '../devenv/process.ts';
 import { adminCall as api } from '../devenv/admin-client.ts';
 import { TUNNEL_H2_SETTINGS } from '../protocol/tunnel-framing.ts';
 import { sampleHeap } from './inspector.ts';
-import { benchAdmin, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { benchAdmin, cpuProfileArgs, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
+/**
+ * Load before each saturating phase, not measured: a phase measures a warm proxy (our node's
+ * JavaScript compiled by the optimizing tier, its kept-alive streams open), as a proxy that
+ * has run a while is. The same for every proxy; the tenth session's figures had none.
+ */
+const WARMUP_SECONDS = size('WARMUP_SECONDS', 3, 1);
 const PACED_SECONDS = size('PACED_SECONDS', 30, 1);
 const ROUNDS = size('ROUNDS', 10, 1);
 const BULK_MB = size('BULK_MB', 256, 4);
@@ -45,6 +51,7 @@ server.on('stream', (stream) => {
   sock.on('error', () => stream.destroy()); stream.on('error', () => sock.destroy());
 });
 server.listen(port, '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0)); // a clean exit writes its CPU profile (BENCH_CPU_PROFILE)
 `;
 const FLOOR_NODE = `
 import http from 'node:http'; import http2 from 'node:http2';
@@ -69,6 +76,7 @@ http.createServer(async (req, res) => {
   s.on('data', onData);
   s.write('GET ' + req.url + ' HTTP/1.1\\r\\nhost: ' + req.headers.host + '\\r\\nx-forwarded-for: ' + req.socket.remoteAddress + '\\r\\n\\r\\n');
 }).listen(port, '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));
 `;
 
 const TARGET = `
@@ -111,8 +119,14 @@ const listening = (port: number) => waitUntil(`a listener on ${port}`, () => new
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 
-function bench(url: string, host?: string): Promise<autocannon.Result> {
-  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(size('CONNECTIONS', 16, 16)), duration: SECONDS, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
+function bench(url: string, host?: string, seconds = SECONDS): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => autocannon({ url, connections: concurrency(size('CONNECTIONS', 16, 16)), duration: seconds, headers: host ? { host } : {} }, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+/** WARMUP_SECONDS of the same load, then the measured phase (its CPU counted from after the warm-up). */
+async function warmed<T>(url: string, host: string | undefined, measure: (run: () => Promise<autocannon.Result>) => Promise<T>): Promise<T> {
+  if (WARMUP_SECONDS > 0) await bench(url, host, WARMUP_SECONDS);
+  return measure(() => bench(url, host));
 }
 
 /** A proxy the light-load client asks: its URL, and the Host header to send when it is not the URL's. */
@@ -204,26 +218,30 @@ async function main() {
       await new Promise((r) => setTimeout(r, 500));
       log(`ready: tunnel on ${first}`);
 
+      // The target and the load generator (autocannon, in this process) share the two cores
+      // with the proxy in every phase: their cost per request beside the proxy's says what the
+      // ratio of requests/s is made of.
+      const shared = { target: procs.find((p) => p.name === 'target')!.pid, client: process.pid };
       haproxy = await LocalHaproxy.start({ dir, backends: [{ name: 'target', address: `127.0.0.1:${httpPort}` }], checkPath: null });
-      const direct = await bench(`http://127.0.0.1:${httpPort}/`);
+      const direct = await warmed(`http://127.0.0.1:${httpPort}/`, undefined, (run) => run());
       log(`direct:  ${direct.requests.average} req/s, p99 ${direct.latency.p99} ms`);
-      const { result: viaHaproxy, us: haproxyCpu } = await perRequest({ haproxy: haproxy.pid }, () => bench(`${haproxy!.url}/`));
+      const { result: viaHaproxy, us: haproxyCpu } = await warmed(`${haproxy.url}/`, undefined, (run) => perRequest({ haproxy: haproxy!.pid, ...shared }, run));
       log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms; CPU per request: ${cpuText(haproxyCpu)}`);
       const connector = procs.find((p) => p.name === 'connector')!;
       // BENCH_PROMOTED_PROFILE=DIR: what the tunnel's node kept past a young collection through the saturating run (bench/inspector.ts, npm run bench:heap-top).
       const promotedDir = process.env.BENCH_PROMOTED_PROFILE;
       const promoted = promotedDir ? await sampleHeap(nodes.get(first)!.proc, cluster.inspectPorts.get(first)!, 16 * 1024, 'promoted') : undefined;
-      const { result: viaTunnel, us: tunnelCpu } = await perRequest({ node: nodes.get(first)!.pid, connector: connector.pid }, () => bench(`http://${ip(first)}/`, 'app.bench.test'));
+      const { result: viaTunnel, us: tunnelCpu } = await warmed(`http://${ip(first)}/`, 'app.bench.test', (run) => perRequest({ node: nodes.get(first)!.pid, connector: connector.pid, ...shared }, run));
       await promoted?.stop(join(promotedDir!, `${first}-promoted.heapprofile`));
       log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}; CPU per request: ${cpuText(tunnelCpu)}`);
       const [floorPort, floorH2Port] = [await freePort(), await freePort()];
-      const floorConnector = new ServiceProcess({ name: 'floor-connector', command: process.execPath, args: ['--input-type=module', '-e', FLOOR_CONNECTOR, String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-connector.log') });
+      const floorConnector = new ServiceProcess({ name: 'floor-connector', command: process.execPath, args: [...cpuProfileArgs(), '--input-type=module', '-e', FLOOR_CONNECTOR, String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-connector.log') });
       procs.push(floorConnector);
       await listening(floorH2Port);
-      const floorNode = new ServiceProcess({ name: 'floor-node', command: process.execPath, args: ['--input-type=module', '-e', FLOOR_NODE, String(floorPort), String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-node.log') });
+      const floorNode = new ServiceProcess({ name: 'floor-node', command: process.execPath, args: [...cpuProfileArgs(), '--input-type=module', '-e', FLOOR_NODE, String(floorPort), String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-node.log') });
       procs.push(floorNode);
       await listening(floorPort);
-      const { result: viaFloor, us: floorCpu } = await perRequest({ node: floorNode.pid, connector: floorConnector.pid }, () => bench(`http://127.0.0.1:${floorPort}/`));
+      const { result: viaFloor, us: floorCpu } = await warmed(`http://127.0.0.1:${floorPort}/`, undefined, (run) => perRequest({ node: floorNode.pid, connector: floorConnector.pid, ...shared }, run));
       log(`floor:   ${viaFloor.requests.average} req/s, p99 ${viaFloor.latency.p99} ms, non-2xx ${viaFloor.non2xx}; CPU per request: ${cpuText(floorCpu)} (the least a Node relay of this shape does)`);
       await floorNode.stop('SIGTERM', 2000);
       await floorConnector.stop('SIGTERM', 2000);

@@ -27,6 +27,7 @@ t.test('a profile is labelled by the script it ran', async (t) => {
   t.equal(profileLabel(profile), 'node');
   t.equal(profileLabel({ ...profile, nodes: [frame(1, 'x', 'file:///repo/connector/connector.ts')] }), 'connector');
   t.equal(profileLabel({ ...profile, nodes: [frame(1, 'x', 'file:///repo/bench/tunnel.ts')] }), 'other');
+  t.equal(profileLabel({ ...profile, nodes: [frame(1, 'onData', 'file:///repo/[eval1]')] }), 'floor', "bench:tunnel's floor relay (a script given to node -e)");
 });
 
 t.test('the busiest window of a run, and time including what a function called', async (t) => {
