@@ -97,9 +97,9 @@ export async function startBenchNodes(dir: string, services: LocalServices, conf
     configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' }, ...config } }));
   }
   const nodes = new Map<string, NodeProcess>();
-  // BENCH_WINDOW_PROFILE, BENCH_HEAP_PROFILE, BENCH_STORM_ALLOCATIONS, BENCH_STORM_PROMOTED, BENCH_PROMOTED_PROFILE: each node's inspector port, opened only when a profile is taken (bench/inspector.ts).
+  // BENCH_WINDOW_PROFILE, BENCH_HEAP_PROFILE, BENCH_STORM_ALLOCATIONS, BENCH_STORM_PROMOTED, BENCH_PROMOTED_PROFILE, BENCH_ALLOCATED_PROFILE: each node's inspector port, opened only when a profile is taken (bench/inspector.ts).
   const inspectPorts = new Map<string, number>();
-  if (['BENCH_WINDOW_PROFILE', 'BENCH_HEAP_PROFILE', 'BENCH_STORM_ALLOCATIONS', 'BENCH_STORM_PROMOTED', 'BENCH_PROMOTED_PROFILE'].some((k) => process.env[k])) for (const id of configs.keys()) inspectPorts.set(id, await freePort());
+  if (['BENCH_WINDOW_PROFILE', 'BENCH_HEAP_PROFILE', 'BENCH_STORM_ALLOCATIONS', 'BENCH_STORM_PROMOTED', 'BENCH_PROMOTED_PROFILE', 'BENCH_ALLOCATED_PROFILE'].some((k) => process.env[k])) for (const id of configs.keys()) inspectPorts.set(id, await freePort());
   const start = (id: string) => {
     const inspect = inspectPorts.has(id) ? [`--inspect-port=127.0.0.1:${inspectPorts.get(id)}`] : [];
     const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`), nodeArgs: [...profileArgs(), ...inspect] });
