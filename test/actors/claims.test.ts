@@ -1,38 +1,15 @@
 import { once } from 'node:events';
 import t from 'tap';
-import { systemClock } from '../../core/clock.ts';
-import { createLogger } from '../../core/log.ts';
-import { Secret } from '../../core/secret.ts';
 import { sql } from '../../persistence/db.ts';
 import { z } from 'zod';
 import { claimEpochs, fencedWrite, fenceHolds, fenceMoved } from '../../persistence/epochs.ts';
-import { Valkey } from '../../persistence/valkey.ts';
-import { Membership } from '../../supervisors/membership.ts';
-import { OwnershipRegistry } from '../../supervisors/ownership.ts';
+import { ownershipNode } from '../harness/ownership.ts';
 import { freshClusterName, freshMigratedDb } from '../harness/services.ts';
-
-const logger = createLogger({ level: 'silent' });
 
 t.test('three nodes claiming the same actor at once: exactly one wins, every time', async (t) => {
   const { db } = await freshMigratedDb(t, 6);
   const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const nodes = await Promise.all(
-    ['a', 'b', 'c'].map(async (id) => {
-      const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-      valkey.connect();
-      await once(valkey.cmd, 'ready');
-      const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: id, admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
-      await membership.start();
-      const ownership = new OwnershipRegistry({ valkey, db, membership });
-      await ownership.start();
-      t.teardown(async () => {
-        await ownership.stop();
-        await membership.leave();
-        await valkey.close();
-      });
-      return { id, ownership, valkey, membership };
-    }),
-  );
+  const nodes = await Promise.all(['a', 'b', 'c'].map((id) => ownershipNode(t, { id, db, clusterName, valkeyUrl })));
   const rounds = 50;
   let exactlyOne = 0;
   for (let round = 0; round < rounds; round++) {

@@ -3,14 +3,11 @@
 // was away ran its copy on beside the new owner's (chaos: one site on two nodes for 250 ms,
 // after a node's lease came back a second before its subscriber). Real Valkey and PostgreSQL;
 // the subscriber is kept away by holding its reconnection.
-import { once } from 'node:events';
 import t from 'tap';
-import { systemClock } from '../../core/clock.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { Valkey } from '../../persistence/valkey.ts';
-import { Membership } from '../../supervisors/membership.ts';
-import { OwnershipRegistry } from '../../supervisors/ownership.ts';
+import { ownershipNode } from '../harness/ownership.ts';
 import { freshClusterName, freshMigratedDb } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -28,23 +25,7 @@ async function killSubscriber(v: Valkey) {
 t.test('a claim waits while the node is deaf to announcements, and one taken meanwhile is not won', async (t) => {
   const { db } = await freshMigratedDb(t, 6);
   const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const [a, b] = await Promise.all(
-    ['a', 'b'].map(async (id) => {
-      const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-      valkey.connect();
-      await once(valkey.cmd, 'ready');
-      const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: id, admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
-      await membership.start();
-      const ownership = new OwnershipRegistry({ valkey, db, membership });
-      await ownership.start();
-      t.teardown(async () => {
-        await ownership.stop();
-        await membership.leave();
-        await valkey.close();
-      });
-      return { id, ownership, valkey };
-    }),
-  );
+  const [a, b] = await Promise.all(['a', 'b'].map((id) => ownershipNode(t, { id, db, clusterName, valkeyUrl })));
   t.ok((await a!.ownership.claim('site', ['s1'], { force: true })).has('s1'), 'a holds the site');
   // a's subscriber is killed and its reconnection held: a is deaf (its lease and commands work).
   const sub = a!.valkey.subscriber;
