@@ -158,14 +158,14 @@ export class Valkey {
   async untilHearing(timeoutMs = this.#commandTimeoutMs): Promise<void> {
     if (this.#hearing) return;
     if (this.#state === 'closed') throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey client is closed', {});
-    let waiter!: () => void;
-    const heard = new Promise<boolean>((resolve) => this.#hearingWaiters.add((waiter = () => resolve(true))));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    const ok = await Promise.race([heard, late]);
-    clearTimeout(timer);
-    this.#hearingWaiters.delete(waiter);
-    if (!ok) throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', `valkey unavailable: not subscribed within ${timeoutMs} ms`, {});
+    await new Promise<void>((resolve, reject) => {
+      const heard = () => (clearTimeout(timer), resolve());
+      const timer = setTimeout(() => {
+        this.#hearingWaiters.delete(heard);
+        reject(new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', `valkey unavailable: not subscribed within ${timeoutMs} ms`, {}));
+      }, timeoutMs);
+      this.#hearingWaiters.add(heard);
+    });
   }
 
   /**
