@@ -230,11 +230,11 @@ async function main() {
       const connector = procs.find((p) => p.name === 'connector')!;
       // BENCH_PROMOTED_PROFILE=DIR: what the tunnel's node kept past a young collection through the saturating run (bench/inspector.ts, npm run bench:heap-top).
       // BENCH_ALLOCATED_PROFILE=DIR: everything it allocated then, kept or not (a sample every 16 KB).
-      const promotedDir = process.env.BENCH_PROMOTED_PROFILE ?? process.env.BENCH_ALLOCATED_PROFILE;
+      const heapDir = process.env.BENCH_PROMOTED_PROFILE ?? process.env.BENCH_ALLOCATED_PROFILE;
       const heapMode = process.env.BENCH_PROMOTED_PROFILE ? 'promoted' : 'allocated';
-      const promoted = promotedDir ? await sampleHeap(nodes.get(first)!.proc, cluster.inspectPorts.get(first)!, 16 * 1024, heapMode) : undefined;
+      const heapSample = heapDir ? await sampleHeap(nodes.get(first)!.proc, cluster.inspectPorts.get(first)!, 16 * 1024, heapMode) : undefined;
       const { result: viaTunnel, us: tunnelCpu } = await warmed(`http://${ip(first)}/`, 'app.bench.test', (run) => perRequest({ node: nodes.get(first)!.pid, connector: connector.pid, ...shared }, run));
-      await promoted?.stop(join(promotedDir!, `${first}-${heapMode}.heapprofile`));
+      await heapSample?.stop(join(heapDir!, `${first}-${heapMode}.heapprofile`));
       log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}; CPU per request: ${cpuText(tunnelCpu)}`);
       const [floorPort, floorH2Port] = [await freePort(), await freePort()];
       const floorConnector = new ServiceProcess({ name: 'floor-connector', command: process.execPath, args: [...cpuProfileArgs(), '--input-type=module', '-e', FLOOR_CONNECTOR, String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-connector.log') });
