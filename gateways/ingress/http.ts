@@ -26,9 +26,10 @@ import { decodeProxyV2, encodeProxyV2, type ProxyAddresses } from './proxy-proto
 import { cookieName, type AccessGuard, type Identity, type Verdict } from '../access/guard.ts';
 import type { Portal } from '../access/portal.ts';
 import type { Route, RouteTable, RouteTarget } from './routes.ts';
-import { exchange, HOP_BY_HOP } from './upstream-exchange.ts';
+import { headerLine, isHopByHop, requestLine } from './request-head.ts';
+import { exchange, type ExchangeOutcome } from './upstream-exchange.ts';
 import { UpstreamPool, type UpstreamPath } from './upstream-pool.ts';
-import { chooseTarget, pathTo, type Placement } from './upstream.ts';
+import { chooseTarget, noTarget, opener, type Choice, type Placement } from './upstream.ts';
 
 const SAFE_RETRY = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -103,11 +104,11 @@ export interface HttpIngressDeps {
 }
 
 /** Remote-User/-Email/-Name/-Role; a part the sign-in did not give (an e-mail code has no name or role) is left out. */
-function identityHeaders(u: Identity): Record<string, string> {
-  const h: Record<string, string> = { 'remote-user': headerSafe(u.email), 'remote-email': headerSafe(u.email) };
-  if (u.name) h['remote-name'] = headerSafe(u.name);
-  if (u.role) h['remote-role'] = headerSafe(u.role);
-  return h;
+function identityLines(u: Identity): string {
+  let lines = headerLine('remote-user', headerSafe(u.email)) + headerLine('remote-email', headerSafe(u.email));
+  if (u.name) lines += headerLine('remote-name', headerSafe(u.name));
+  if (u.role) lines += headerLine('remote-role', headerSafe(u.role));
+  return lines;
 }
 
 function refuse(res: ServerResponse, v: Extract<Verdict, { allow: false }>) {
@@ -115,8 +116,16 @@ function refuse(res: ServerResponse, v: Extract<Verdict, { allow: false }>) {
   res.end(v.body);
 }
 
+/** The Host header's name, lower-cased, without a port (no regular expression per request). */
 function hostOf(req: IncomingMessage): string {
-  return (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+  const host = (req.headers.host ?? '').toLowerCase();
+  const colon = host.lastIndexOf(':');
+  if (colon < 0 || colon === host.length - 1) return host;
+  for (let i = colon + 1; i < host.length; i++) {
+    const c = host.charCodeAt(i);
+    if (c < 48 || c > 57) return host;
+  }
+  return host.slice(0, colon);
 }
 
 function errorPage(res: ServerResponse, code: ErrorCode, message: string) {
@@ -124,6 +133,24 @@ function errorPage(res: ServerResponse, code: ErrorCode, message: string) {
   const status = ERROR_CODES[code].status ?? 502;
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify({ code, message }));
+}
+
+/** One proxied request on its way: what the steps after the target's choice need (one object, not a closure per step). */
+class Proxied {
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly proto: 'http' | 'https',
+    readonly route: Route,
+    readonly pass: Extract<Verdict, { allow: true }> | undefined,
+    readonly retried: boolean,
+    /** When the request came (performance.now(); 0 without metrics). */
+    readonly t0: number,
+    /** The kept-alive pool's key for the target and the way to it. */
+    readonly key: string,
+    /** The target's host name: the Host sent when the client sent none. */
+    readonly servername: string,
+  ) {}
 }
 
 export class HttpIngress {
@@ -269,10 +296,10 @@ export class HttpIngress {
     return this.#d.routes.byHost(hostname);
   }
 
-  /** How to reach one target of the route: through a local tunnel or another node. */
-  #path(route: Route, client: string): UpstreamPath {
-    const { choice, open: openFor } = pathTo(route, this.#d, 'tcp');
+  /** How to open a stream to the chosen target: through a local tunnel or another node. */
+  #pathFor(route: Route, choice: Choice, client: string): UpstreamPath {
     const t = choice.target;
+    const openFor = opener(route, choice, this.#d, 'tcp');
     // A forwarded stream's header names the first client; later requests on a pooled stream carry theirs in X-Forwarded-For.
     const open = () => openFor({ source: { address: client, port: 0 }, destination: { address: '0.0.0.0', port: 0 } });
     return { key: poolKey(t, choice.node), tls: t.scheme === 'https', servername: t.host, open };
@@ -280,33 +307,47 @@ export class HttpIngress {
 
   /** A fresh (unpooled) byte stream to a target, for upgraded connections. */
   async #upstream(route: Route, client: string): Promise<Duplex> {
-    const path = this.#path(route, client);
+    const choice = chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
+    if (!choice) throw noTarget(route);
+    const path = this.#pathFor(route, choice, client);
     const stream = await path.open();
     return path.tls ? tlsConnect({ socket: stream as Socket, servername: path.servername, rejectUnauthorized: false }) : stream;
   }
 
-  #forwardedHeaders(req: IncomingMessage, proto: 'http' | 'https', pass?: Extract<Verdict, { allow: true }>): Record<string, string | string[]> {
-    const headers: Record<string, string | string[]> = {};
-    for (const k in req.headers) {
-      const v = req.headers[k];
-      if (v !== undefined && !HOP_BY_HOP.has(k) && !edgeOnly(k)) headers[k] = v;
-    }
-    const connection = req.headers.connection;
-    if (connection) for (const h of connection.split(',')) delete headers[h.trim().toLowerCase()];
-    if (pass) {
-      const cookie = withoutSessionCookies(req.headers.cookie);
-      if (cookie === undefined) delete headers.cookie;
-      else headers.cookie = cookie;
+  /**
+   * The request head for the target, built as one string: the client's headers but the
+   * hop-by-hop ones, those its Connection header names and those only this edge may set; the
+   * resource's session cookies and checked Basic credentials taken out; the identity a sign-in
+   * gave; X-Forwarded-For/-Proto/-Host from the real client; `extra` lines last (an upgrade's).
+   * `servername`: the Host sent when the client sent none.
+   */
+  #forwardedHead(req: IncomingMessage, proto: 'http' | 'https', pass: Extract<Verdict, { allow: true }> | undefined, servername: string | undefined, extra = ''): string {
+    const h = req.headers;
+    let head = requestLine(req.method ?? 'GET', pass?.url ?? req.url ?? '/');
+    const connection = h.connection;
+    const named = connection ? connection.split(',').map((x) => x.trim().toLowerCase()) : undefined;
+    let sentHost = false;
+    for (const k in h) {
+      const v = h[k];
+      if (v === undefined || isHopByHop(k) || edgeOnly(k) || named?.includes(k)) continue;
+      if (pass && k === 'cookie') {
+        const cookie = withoutSessionCookies(v as string);
+        if (cookie !== undefined) head += headerLine(k, cookie);
+        continue;
+      }
       // Basic credentials the cluster checked were for the cluster, not the target.
-      if (pass.consumedAuthorization) delete headers.authorization;
-      if (pass.identity) Object.assign(headers, identityHeaders(pass.identity));
+      if (pass?.consumedAuthorization && k === 'authorization') continue;
+      if (k === 'host') sentHost = true;
+      if (typeof v === 'string') head += headerLine(k, v);
+      else for (const x of v) head += headerLine(k, x);
     }
+    if (!sentHost && servername !== undefined) head += headerLine('host', servername);
+    if (pass?.identity) head += identityLines(pass.identity);
     // A body goes on framed as it came: its length, or chunked (re-chunked by the exchange).
-    if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
-    headers['x-forwarded-for'] = this.#clientOf(req); // we are the edge: the client's own header is not believed
-    headers['x-forwarded-proto'] = proto;
-    headers['x-forwarded-host'] = req.headers.host ?? '';
-    return headers;
+    if (h['transfer-encoding'] !== undefined) head += 'transfer-encoding: chunked\r\n';
+    // We are the edge: the client's own X-Forwarded-* are not believed.
+    head += headerLine('x-forwarded-for', this.#clientOf(req)) + (proto === 'http' ? 'x-forwarded-proto: http\r\n' : 'x-forwarded-proto: https\r\n') + headerLine('x-forwarded-host', h.host ?? '');
+    return `${head}${extra}\r\n`;
   }
 
   #handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https') {
@@ -318,31 +359,46 @@ export class HttpIngress {
     }
     const route = this.#routeFor(host);
     if (!route) return errorPage(res, 'CLUSTER_ERR_API_NOT_FOUND', `no resource for ${host || 'this host'}`);
-    const onRequest = this.#d.onRequest;
-    if (onRequest) {
-      const t0 = performance.now(); // a double: no BigInt made per request
-      res.once('finish', () => onRequest(route.resourceId, res.statusCode, (performance.now() - t0) / 1000));
-    }
+    const t0 = this.#d.onRequest ? performance.now() : 0; // a double: no BigInt made per request
     if (proto === 'http' && route.tls) {
+      this.#counted(res, route, t0);
       res.writeHead(301, { location: `https://${host}${req.url ?? '/'}` });
       return res.end();
     }
     if (route.access && this.#d.access) {
       const v = this.#d.access.guard.check(req, route, proto, this.#clientOf(req));
-      if (!(v instanceof Promise)) return this.#checked(req, res, proto, route, v);
+      if (!(v instanceof Promise)) return this.#checked(req, res, proto, route, v, t0);
       return void v.then(
-        (verdict) => this.#checked(req, res, proto, route, verdict),
-        (err) => errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_ACCESS_DENIED', `access check failed: ${(err as Error).message}`),
+        (verdict) => this.#checked(req, res, proto, route, verdict, t0),
+        (err) => this.#failed(res, route, t0, isClusterError(err) ? err.code : 'CLUSTER_ERR_ACCESS_DENIED', `access check failed: ${(err as Error).message}`),
       );
     } else if (route.access) {
-      return errorPage(res, 'CLUSTER_ERR_ACCESS_DENIED', 'access control is not running on this node');
+      return this.#failed(res, route, t0, 'CLUSTER_ERR_ACCESS_DENIED', 'access control is not running on this node');
     }
-    this.#send(req, res, proto, route, undefined, false);
+    this.#send(req, res, proto, route, undefined, false, t0);
   }
 
-  #checked(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, verdict: Verdict) {
-    if (!verdict.allow) return refuse(res, verdict);
-    this.#send(req, res, proto, route, verdict, false);
+  /**
+   * Counts a response this node answers itself (a redirect, a refusal, an error page) when it
+   * has been sent. A proxied response is counted by the exchange's end instead: no listener
+   * and closure per request on the common path.
+   */
+  #counted(res: ServerResponse, route: Route, t0: number) {
+    const onRequest = this.#d.onRequest;
+    if (onRequest) res.once('finish', () => onRequest(route.resourceId, res.statusCode, (performance.now() - t0) / 1000));
+  }
+
+  #failed(res: ServerResponse, route: Route, t0: number, code: ErrorCode, message: string) {
+    this.#counted(res, route, t0);
+    errorPage(res, code, message);
+  }
+
+  #checked(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, verdict: Verdict, t0: number) {
+    if (!verdict.allow) {
+      this.#counted(res, route, t0);
+      return refuse(res, verdict);
+    }
+    this.#send(req, res, proto, route, verdict, false, t0);
   }
 
   /**
@@ -351,36 +407,50 @@ export class HttpIngress {
    * tunnel moved, the target closed an idle connection): a request without a body is then
    * sent once more.
    */
-  #send(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, pass: Extract<Verdict, { allow: true }> | undefined, retried: boolean) {
-    let path: UpstreamPath;
-    try {
-      path = this.#path(route, this.#clientOf(req));
-    } catch (err) {
-      return void errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message);
+  #send(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, pass: Extract<Verdict, { allow: true }> | undefined, retried: boolean, t0: number) {
+    const choice = chooseTarget(route, this.#d.tunnels, this.#d.placement, 'tcp');
+    if (!choice) {
+      const err = noTarget(route);
+      return this.#failed(res, route, t0, err.code, err.message);
     }
-    const kept = this.#pool.take(path.key);
-    if (kept) return this.#exchange(req, res, proto, route, pass, retried, path, kept, true);
-    this.#pool.open(path).then(
+    // The pool is asked by key first: the way to open a new stream is made only when none is kept.
+    const key = poolKey(choice.target, choice.node);
+    const kept = this.#pool.take(key);
+    const p = new Proxied(req, res, proto, route, pass, retried, t0, key, choice.target.host);
+    if (kept) return this.#exchange(p, kept, true);
+    this.#pool.open(this.#pathFor(route, choice, this.#clientOf(req))).then(
       (stream) => {
-        if (res.destroyed) return this.#pool.release(path.key, stream, false); // the client left while the stream opened
-        this.#exchange(req, res, proto, route, pass, retried, path, stream, false);
+        if (res.destroyed) return this.#pool.release(key, stream, false); // the client left while the stream opened
+        this.#exchange(p, stream, false);
       },
       // Coded when no way or no tunnel stream was had; else the target's TLS failed.
-      (err) => errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message),
+      (err) => this.#failed(res, route, t0, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', (err as Error).message),
     );
   }
 
-  #exchange(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https', route: Route, pass: Extract<Verdict, { allow: true }> | undefined, retried: boolean, path: UpstreamPath, stream: Duplex, reused: boolean) {
-    const headers = this.#forwardedHeaders(req, proto, pass);
-    headers.host ??= path.servername;
+  #exchange(p: Proxied, stream: Duplex, reused: boolean) {
+    const { req, res } = p;
+    let head: string;
+    try {
+      head = this.#forwardedHead(req, p.proto, p.pass, p.servername);
+    } catch (err) {
+      this.#pool.release(p.key, stream, true);
+      return this.#failed(res, p.route, p.t0, isClusterError(err) ? err.code : 'CLUSTER_ERR_INGRESS_BAD_REQUEST', (err as Error).message);
+    }
     const body = hasBody(req) ? { from: req, chunked: req.headers['transfer-encoding'] !== undefined } : undefined;
-    exchange(stream, { method: req.method ?? 'GET', path: pass?.url ?? req.url ?? '/', headers, body, timeoutMs: this.#d.responseTimeoutMs ?? 60_000 }, res, (outcome) => {
-      if (outcome.sent) return this.#pool.release(path.key, stream, outcome.reusable);
-      this.#pool.release(path.key, stream, false);
-      if (!retried && reused && SAFE_RETRY.has(req.method ?? '') && !body) return this.#send(req, res, proto, route, pass, true);
-      const err = outcome.error;
-      errorPage(res, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`);
-    });
+    exchange(stream, { method: req.method ?? 'GET', head, body, timeoutMs: this.#d.responseTimeoutMs ?? 60_000 }, res, (outcome) => this.#exchanged(p, stream, reused, outcome));
+  }
+
+  #exchanged(p: Proxied, stream: Duplex, reused: boolean, outcome: ExchangeOutcome) {
+    const { req, res, route } = p;
+    if (outcome.sent) {
+      if (outcome.finished) this.#d.onRequest?.(route.resourceId, res.statusCode, (performance.now() - p.t0) / 1000);
+      return this.#pool.release(p.key, stream, outcome.reusable);
+    }
+    this.#pool.release(p.key, stream, false);
+    if (!p.retried && reused && SAFE_RETRY.has(req.method ?? '') && !hasBody(req)) return this.#send(req, res, p.proto, route, p.pass, true, p.t0);
+    const err = outcome.error;
+    this.#failed(res, route, p.t0, isClusterError(err) ? err.code : 'CLUSTER_ERR_TUNNEL_TARGET_REFUSED', `target failed: ${err.message}`);
   }
 
   /**
@@ -411,9 +481,14 @@ export class HttpIngress {
       return void sock.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     }
     stream.on('error', () => sock.destroy());
-    const headers = { ...this.#forwardedHeaders(req, proto, pass), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
-    const lines = [`${req.method} ${pass?.url ?? req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : [`${k}: ${v}`]))];
-    stream.write(`${lines.join('\r\n')}\r\n\r\n`);
+    let requestHead: string;
+    try {
+      requestHead = this.#forwardedHead(req, proto, pass, undefined, `connection: Upgrade\r\n${headerLine('upgrade', req.headers.upgrade ?? 'websocket')}`);
+    } catch {
+      stream.destroy();
+      return void sock.end(`HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    }
+    stream.write(requestHead, 'latin1');
     sock.pause();
     let answer = Buffer.alloc(0);
     const onAnswer = (chunk: Buffer) => {

@@ -59,7 +59,8 @@ class Head implements ResponseHead {
 
 export interface ResponseEvents {
   head(head: ResponseHead): void;
-  body(chunk: Buffer): void;
+  /** Body bytes; `last`: the body ends with them (a counted body; `end` follows at once). */
+  body(chunk: Buffer, last: boolean): void;
   /** The response is whole; `reusable`: the connection may carry the next exchange. */
   end(reusable: boolean): void;
 }
@@ -101,11 +102,11 @@ export class ResponseParser {
   /** Bytes from the target; throws a coded error on a malformed response. */
   feed(chunk: Buffer) {
     if (this.#state === 'done') throw bad('bytes after the response');
-    if (this.#state === 'until-close') return this.on.body(chunk);
+    if (this.#state === 'until-close') return this.on.body(chunk, false);
     if (this.#state === 'length' && this.#buf.length === 0 && chunk.length < this.#left) {
       // The common case: body bytes straight through, no copy.
       this.#left -= chunk.length;
-      return this.on.body(chunk);
+      return this.on.body(chunk, false);
     }
     this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
     this.#run();
@@ -135,7 +136,7 @@ export class ResponseParser {
         const take = Math.min(this.#left, buf.length);
         this.#left -= take;
         this.#buf = buf.subarray(take);
-        this.on.body(buf.subarray(0, take));
+        this.on.body(buf.subarray(0, take), this.#left === 0 && this.#state === 'length');
         if (this.#left > 0) continue;
         if (this.#state === 'length') this.#finish(this.#reusable);
         else this.#state = 'chunk-crlf';
@@ -172,7 +173,7 @@ export class ResponseParser {
         this.#finish(this.#reusable);
       } else if (this.#state === 'until-close') {
         this.#buf = EMPTY;
-        if (buf.length) this.on.body(buf);
+        if (buf.length) this.on.body(buf, false);
         return;
       }
     }

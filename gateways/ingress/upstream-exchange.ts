@@ -6,41 +6,25 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ClusterError } from '../../core/errors.ts';
+import { isHopByHop } from './request-head.ts';
 import { ResponseParser, type ResponseEvents, type ResponseHead } from './response-parser.ts';
 
 export interface UpstreamRequest {
   method: string;
-  path: string;
-  /** Lower-case names, already stripped of hop-by-hop and edge-only headers. */
-  headers: Record<string, string | string[]>;
+  /** The whole request head (request-head.ts), written as latin1: one byte per character. */
+  head: string;
   /** The client's request, when it has a body to stream (`chunked`: re-frame it so). */
   body?: { from: IncomingMessage; chunked: boolean };
   /** Longest wait for the response head. */
   timeoutMs: number;
 }
 
-/** Hop-by-hop headers: never passed on, either way. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
-
-/** No CR, LF or NUL may reach the target inside a request line or header: it would split the request. */
-const UNSAFE = /[\r\n\0]/;
-
-export function requestHead(r: Pick<UpstreamRequest, 'method' | 'path' | 'headers'>): string {
-  if (UNSAFE.test(r.method) || UNSAFE.test(r.path) || r.path.includes(' ')) throw new ClusterError('CLUSTER_ERR_INGRESS_BAD_REQUEST', 'request line not safe to forward', { reason: 'unsafe request line' });
-  let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
-  for (const name in r.headers) {
-    const v = r.headers[name]!;
-    for (const value of Array.isArray(v) ? v : [v]) {
-      if (UNSAFE.test(name) || UNSAFE.test(value)) throw new ClusterError('CLUSTER_ERR_INGRESS_BAD_REQUEST', 'header not safe to forward', { reason: 'unsafe header' });
-      head += `${name}: ${value}\r\n`;
-    }
-  }
-  return `${head}\r\n`;
-}
-
 export type ExchangeOutcome =
-  /** The response went to the client whole (or the client left); `reusable`: the stream may carry the next exchange. */
-  | { sent: true; reusable: boolean }
+  /**
+   * The response went to the client whole (`finished`), or the client left; `reusable`: the
+   * stream may carry the next exchange.
+   */
+  | { sent: true; finished: boolean; reusable: boolean }
   /** Nothing reached the client: the caller may answer an error page, or retry a safe request. */
   | { sent: false; error: Error };
 
@@ -96,6 +80,8 @@ export function exchange(stream: Duplex, request: UpstreamRequest, res: ServerRe
 class Exchange implements ResponseEvents, StreamUser {
   #settled = false;
   #headSent = false;
+  /** The client's response has been ended (with its last body bytes). */
+  #ended = false;
   #requestDone: boolean;
   #reusable = false;
   readonly #parser: ResponseParser;
@@ -127,16 +113,10 @@ class Exchange implements ResponseEvents, StreamUser {
 
   start() {
     const { stream, res } = this;
-    let head: string;
-    try {
-      head = requestHead(this.request);
-    } catch (err) {
-      return this.#settle({ sent: false, error: err as Error });
-    }
     awaitingHead.watch(this, this.request.timeoutMs);
     setUser(stream, this);
     res.on('close', this.#onClientClose);
-    stream.write(head);
+    stream.write(this.request.head, 'latin1');
     stream.resume();
     const body = this.#body;
     if (body) {
@@ -153,7 +133,7 @@ class Exchange implements ResponseEvents, StreamUser {
     // response first, which nothing on this path does.
     const { fields } = h;
     const headers: string[] = [];
-    for (let i = 0; i < fields.length; i += 2) if (!HOP_BY_HOP.has(fields[i]!)) headers.push(fields[i]!, fields[i + 1]!);
+    for (let i = 0; i < fields.length; i += 2) if (!isHopByHop(fields[i]!)) headers.push(fields[i]!, fields[i + 1]!);
     try {
       this.res.writeHead(h.status, h.reason, headers);
     } catch (err) {
@@ -163,7 +143,13 @@ class Exchange implements ResponseEvents, StreamUser {
     this.#headSent = true;
   }
 
-  body(chunk: Buffer) {
+  body(chunk: Buffer, last: boolean) {
+    // The whole rest of the body: the response ends with it (one call into Node's response, not two).
+    if (last) {
+      this.#ended = true;
+      this.res.end(chunk);
+      return;
+    }
     // One read can hold several chunks: wait for one drain, however many writes said stop.
     if (!this.res.write(chunk) && !this.stream.isPaused()) {
       this.stream.pause();
@@ -173,13 +159,14 @@ class Exchange implements ResponseEvents, StreamUser {
 
   end(reusable: boolean) {
     this.#reusable = reusable;
-    this.res.end();
+    if (!this.#ended) this.res.end();
+    this.#ended = true;
     // The target answered before taking the whole body (a 413, say): the rest is not sent, and the stream is done.
     if (!this.#requestDone) {
       this.#reusable = false;
       this.#requestDone = true;
     }
-    this.#settle({ sent: true, reusable: this.#reusable });
+    this.#settle({ sent: true, finished: true, reusable: this.#reusable });
   }
 
   // StreamUser: what the tunnel stream did.
@@ -209,7 +196,7 @@ class Exchange implements ResponseEvents, StreamUser {
     if (this.#settled) return;
     if (!this.#headSent) return this.#settle({ sent: false, error });
     this.res.destroy();
-    this.#settle({ sent: true, reusable: false });
+    this.#settle({ sent: true, finished: false, reusable: false });
   }
 
   timedOut() {
@@ -226,7 +213,7 @@ class Exchange implements ResponseEvents, StreamUser {
 
   /** The client went away: the target's answer has nowhere to go, and the stream is not reused. */
   #clientClosed() {
-    if (!this.res.writableFinished) this.#settle({ sent: true, reusable: false });
+    if (!this.res.writableFinished) this.#settle({ sent: true, finished: false, reusable: false });
   }
 
   #bodyData(chunk: Buffer) {

@@ -53,27 +53,32 @@ export function chooseTarget(route: Route, tunnels: Pick<Tunnels, 'has'>, placem
   return pick ? { target: pick, node: ways.find((w) => w.target === pick)!.node } : undefined;
 }
 
+/** The error when no enabled, healthy target of `route` is on an online site. */
+export const noTarget = (route: Route) => new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled, healthy target on an online site', { resourceId: route.resourceId });
+
 /** Chooses a target (or fails with CLUSTER_ERR_INGRESS_NO_TARGET) and says how to open it. */
 /** `raw`: a TCP resource's client stream, which may get a connection of its own through a local tunnel (TunnelRegistry.open). */
 export function pathTo(route: Route, deps: { tunnels: Tunnels; placement: Placement }, protocol: 'tcp' | 'udp', raw = false): { choice: Choice; open(client: ProxyAddresses): Promise<Duplex> } {
   const choice = chooseTarget(route, deps.tunnels, deps.placement, protocol);
-  if (!choice) throw new ClusterError('CLUSTER_ERR_INGRESS_NO_TARGET', 'no enabled, healthy target on an online site', { resourceId: route.resourceId });
+  if (!choice) throw noTarget(route);
+  return { choice, open: opener(route, choice, deps, protocol, raw) };
+}
+
+/** How to open a stream to `choice`: through the local tunnel, or forwarded to its node (and, if that node does not accept quickly, to the site's other one). */
+export function opener(route: Route, choice: Choice, deps: { tunnels: Tunnels; placement: Placement }, protocol: 'tcp' | 'udp', raw = false): (client: ProxyAddresses) => Promise<Duplex> {
   const t = choice.target;
   // The other way to the same site (its standby or owner), tried when the chosen node does not
   // accept quickly: a node that froze before this node suspected it.
   const other = choice.node === 'local' ? undefined : [route.owners[t.siteId], route.standbys?.[t.siteId]].find((n) => n !== undefined && n !== choice.node && n !== deps.placement.nodeId && deps.placement.isLive(n));
-  return {
-    choice,
-    open: async (client) => {
-      if (choice.node === 'local') return deps.tunnels.open(t.siteId, t, protocol, undefined, raw);
-      const header = encodeProxyV2(client);
-      if (!other) return deps.placement.forward(choice.node, route.resourceId, t.id, header);
-      try {
-        return await deps.placement.forward(choice.node, route.resourceId, t.id, header, FORWARD_WITH_FALLBACK_MS);
-      } catch {
-        return deps.placement.forward(other, route.resourceId, t.id, header);
-      }
-    },
+  return async (client) => {
+    if (choice.node === 'local') return deps.tunnels.open(t.siteId, t, protocol, undefined, raw);
+    const header = encodeProxyV2(client);
+    if (!other) return deps.placement.forward(choice.node, route.resourceId, t.id, header);
+    try {
+      return await deps.placement.forward(choice.node, route.resourceId, t.id, header, FORWARD_WITH_FALLBACK_MS);
+    } catch {
+      return deps.placement.forward(other, route.resourceId, t.id, header);
+    }
   };
 }
 

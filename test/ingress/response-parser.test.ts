@@ -3,7 +3,7 @@
 // whole and one byte at a time, and every ambiguity must be refused.
 import t from 'tap';
 import { ResponseParser, type ResponseHead } from '../../gateways/ingress/response-parser.ts';
-import { requestHead } from '../../gateways/ingress/upstream-exchange.ts';
+import { headerLine, requestHead } from '../../gateways/ingress/request-head.ts';
 
 interface Read { head?: ResponseHead; body: string; reusable?: boolean; error?: string }
 
@@ -78,4 +78,11 @@ t.test('request heads: one string, and nothing that could split a request reache
   t.throws(() => requestHead({ method: 'GET', path: '/a\r\nx: 1', headers: {} }), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
   t.throws(() => requestHead({ method: 'GET', path: '/a b', headers: {} }), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
   t.throws(() => requestHead({ method: 'GET', path: '/', headers: { 'x-a': 'v\r\nhost: evil' } }), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
+  // Written as latin1: a character past 0xff would lose its high byte (U+010A to LF), so none passes.
+  t.throws(() => requestHead({ method: 'GET', path: '/', headers: { 'x-a': 'v\u010ahost: evil' } }), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
+  t.throws(() => requestHead({ method: 'GET', path: '/\u0120x', headers: {} }), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
+  t.throws(() => headerLine('x-a', 'v\0'), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
+  t.throws(() => headerLine('x:a', 'v'), { code: 'CLUSTER_ERR_INGRESS_BAD_REQUEST' });
+  // A client's byte over 0x7f (read by Node as one latin1 character) goes on as that byte.
+  t.equal(Buffer.from(headerLine('x-a', 'caf\u00e9'), 'latin1').toString('hex'), Buffer.from('x-a: caf\xe9\r\n', 'latin1').toString('hex'));
 });

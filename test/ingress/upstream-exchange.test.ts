@@ -6,6 +6,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
 import t from 'tap';
+import { requestHead } from '../../gateways/ingress/request-head.ts';
 import { exchange, waitingForHead, type ExchangeOutcome } from '../../gateways/ingress/upstream-exchange.ts';
 import { UpstreamPool } from '../../gateways/ingress/upstream-pool.ts';
 
@@ -50,7 +51,7 @@ class Client extends EventEmitter {
 }
 
 const send = (stream: Duplex, res: Client, timeoutMs = 5000) =>
-  new Promise<ExchangeOutcome>((resolve) => exchange(stream, { method: 'GET', path: '/x', headers: { host: 'a.example' }, timeoutMs }, res as unknown as ServerResponse, resolve));
+  new Promise<ExchangeOutcome>((resolve) => exchange(stream, { method: 'GET', head: requestHead({ method: 'GET', path: '/x', headers: { host: 'a.example' } }), timeoutMs }, res as unknown as ServerResponse, resolve));
 
 t.test('two exchanges on one kept-alive stream, the pool holding it between them', async (t) => {
   const stream = target('HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 5\r\n\r\nhello');
@@ -59,7 +60,7 @@ t.test('two exchanges on one kept-alive stream, the pool holding it between them
   const path = { key: 'k', tls: false, servername: 'a.example', open: async () => stream };
   const first = await pool.open(path);
   const a = new Client();
-  t.same(await send(first, a), { sent: true, reusable: true });
+  t.same(await send(first, a), { sent: true, finished: true, reusable: true });
   t.match(a, { status: 200, body: 'hello', ended: true, headers: { 'content-length': '5' } });
   t.notOk('connection' in a.headers, 'hop-by-hop headers are not relayed');
   pool.release('k', first, true);
@@ -67,7 +68,7 @@ t.test('two exchanges on one kept-alive stream, the pool holding it between them
   const again = pool.take('k');
   t.equal(again, stream, 'the same stream is taken again, without a promise');
   const b = new Client();
-  t.same(await send(again!, b), { sent: true, reusable: true });
+  t.same(await send(again!, b), { sent: true, finished: true, reusable: true });
   t.equal(b.body, 'hello', 'the second response reached the second client only');
   t.equal(stream.heads.length, 2);
   t.equal(stream.listenerCount('data'), 1, 'one data listener for the stream\'s whole life');
@@ -103,7 +104,7 @@ t.test('no response head within the timeout: a coded failure, nothing sent, the 
   // A head that comes in time is not timed out later.
   const ok = await send(target('HTTP/1.1 204 No Content\r\n\r\n'), new Client(), 200);
   await new Promise((r) => setTimeout(r, 300));
-  t.same(ok, { sent: true, reusable: true });
+  t.same(ok, { sent: true, finished: true, reusable: true });
 });
 
 t.test('many waiting at once: each times out or is answered on its own, whichever order they end in', async (t) => {
@@ -128,7 +129,7 @@ t.test('many waiting at once: each times out or is answered on its own, whicheve
   t.match(ended[3], { error: { code: 'CLUSTER_ERR_TUNNEL_TARGET_TIMEOUT' } });
   t.equal(waitingForHead(), 1, 'only the longer wait is left');
   long.push('HTTP/1.1 204 No Content\r\n\r\n');
-  t.same(await longOutcome, { sent: true, reusable: true });
+  t.same(await longOutcome, { sent: true, finished: true, reusable: true });
   t.equal(waitingForHead(), 0, 'nothing is left waiting');
 });
 
@@ -140,13 +141,13 @@ t.test('a streamed body goes on as it comes', async (t) => {
   t.equal(res.body, 'hello', 'the first chunk reached the client before the response ended');
   t.notOk(res.ended);
   stream.push('6\r\n world\r\n0\r\n\r\n');
-  t.same(await outcome, { sent: true, reusable: true });
+  t.same(await outcome, { sent: true, finished: true, reusable: true });
   t.equal(res.body, 'hello world');
 });
 
 t.test('through a real ServerResponse: repeated headers kept, a length beside chunked framing not passed on', async (t) => {
   const reply = 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\nConnection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
-  const server = createServer((_req, res) => exchange(target(reply), { method: 'GET', path: '/', headers: { host: 'a' }, timeoutMs: 5000 }, res, () => {}));
+  const server = createServer((_req, res) => exchange(target(reply), { method: 'GET', head: requestHead({ method: 'GET', path: '/', headers: { host: 'a' } }), timeoutMs: 5000 }, res, () => {}));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
   const raw = await new Promise<string>((resolve, reject) => {
