@@ -18,16 +18,18 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n]*))?$/;
 const EMPTY = Buffer.alloc(0);
 
-/** A CR or LF left in a line split at CRLF stood alone. */
-const hasLoneCrLf = (line: string) => line.includes('\r') || line.includes('\n');
+/** A CR not followed by LF, or an LF not after a CR: the head's lines are split at CRLF only. */
+const LONE_CR_OR_LF = /\r(?!\n)|(?<!\r)\n/;
+/** How much of a read is read as text for the end of the head; a longer head is searched for in the whole buffer. */
+const HEAD_PEEK = 2048;
 
-/** `line` from `from` without the spaces and tabs around it (a header value's optional whitespace). */
-function trimOws(line: string, from: number): string {
+/** `text` from `from` to `to` without the spaces and tabs around it (a header value's optional whitespace). */
+function trimOws(text: string, from: number, to: number): string {
   let a = from;
-  let b = line.length;
-  while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
-  while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
-  return line.slice(a, b);
+  let b = to;
+  while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++;
+  while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
+  return text.slice(a, b);
 }
 
 export interface ResponseHead {
@@ -122,14 +124,23 @@ export class ResponseParser {
     while (this.#state !== 'done') {
       const buf = this.#buf;
       if (this.#state === 'head') {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) {
-          if (buf.length > MAX_RESPONSE_HEAD) throw bad('head too large');
-          return;
+        // The first bytes as latin1 text, searched there: most heads end in them, and the text is
+        // the head's then (one conversion per response, not a search and a conversion).
+        const peek = buf.toString('latin1', 0, Math.min(buf.length, HEAD_PEEK));
+        let end = peek.indexOf('\r\n\r\n');
+        let text: string;
+        if (end >= 0) text = peek.slice(0, end);
+        else {
+          end = buf.length > HEAD_PEEK ? buf.indexOf('\r\n\r\n') : -1;
+          if (end < 0) {
+            if (buf.length > MAX_RESPONSE_HEAD) throw bad('head too large');
+            return;
+          }
+          if (end > MAX_RESPONSE_HEAD) throw bad('head too large');
+          text = buf.toString('latin1', 0, end);
         }
-        if (end > MAX_RESPONSE_HEAD) throw bad('head too large');
         this.#buf = buf.subarray(end + 4);
-        this.#onHead(buf.toString('latin1', 0, end));
+        this.#onHead(text);
       } else if (this.#state === 'length' || this.#state === 'chunk-data') {
         // A counted run of body bytes: the whole body, or one chunk.
         if (buf.length === 0) return;
@@ -180,12 +191,11 @@ export class ResponseParser {
   }
 
   #onHead(text: string) {
-    // A NUL anywhere, or a CR or LF that is not part of a CRLF, ends it here (checked per line below).
-    if (text.includes('\0')) throw bad('bad header value');
     let eol = text.indexOf('\r\n');
-    const first = eol < 0 ? text : text.slice(0, eol);
-    const status = STATUS_LINE.exec(first);
-    if (!status || hasLoneCrLf(first)) throw bad(status ? 'bad header value' : 'bad status line');
+    const status = STATUS_LINE.exec(eol < 0 ? text : text.slice(0, eol));
+    // A NUL anywhere, or a CR or LF that is not part of a CRLF, ends it here (one pass over the head, not two per line).
+    if (text.includes('\0') || LONE_CR_OR_LF.test(text)) throw bad(status ? 'bad header value' : 'bad status line');
+    if (!status) throw bad('bad status line');
     const code = Number(status[2]);
     // Name/value pairs as they came (names lower-cased), for the client's response as they are:
     // no object keyed by name to build and walk again. The framing headers are noted on the way.
@@ -197,14 +207,13 @@ export class ResponseParser {
     while (eol >= 0) {
       const from = eol + 2;
       eol = text.indexOf('\r\n', from);
-      const line = eol < 0 ? text.slice(from) : text.slice(from, eol);
-      if (hasLoneCrLf(line)) throw bad('bad header value');
-      const colon = line.indexOf(':');
+      const to = eol < 0 ? text.length : eol;
+      const colon = text.indexOf(':', from);
       // No colon, an empty or non-token name (obs-fold: a line starting with whitespace).
-      if (colon < 0) throw bad('bad header line');
-      const name = line.slice(0, colon);
+      if (colon < 0 || colon > to) throw bad('bad header line');
+      const name = text.slice(from, colon);
       if (!TOKEN.test(name)) throw bad('bad header name');
-      const value = trimOws(line, colon + 1);
+      const value = trimOws(text, colon + 1, to);
       const key = name.toLowerCase();
       if (key === 'content-length') {
         (cl ??= []).push(value);
