@@ -48,14 +48,3 @@ export function headerLine(name: string, value: string): string {
   if (UNSAFE.test(value) || !TOKEN.test(name)) throw new ClusterError('CLUSTER_ERR_INGRESS_BAD_REQUEST', 'header not safe to forward', { reason: 'unsafe header' });
   return `${name}: ${value}\r\n`;
 }
-
-/** A whole head from a header object (a repeated name as an array of values). */
-export function requestHead(r: { method: string; path: string; headers: Record<string, string | string[]> }): string {
-  let head = requestLine(r.method, r.path);
-  for (const name in r.headers) {
-    const v = r.headers[name]!;
-    if (typeof v === 'string') head += headerLine(name, v);
-    else for (const value of v) head += headerLine(name, value);
-  }
-  return `${head}\r\n`;
-}

@@ -6,7 +6,6 @@ import { createServer, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
 import t from 'tap';
-import { requestHead } from '../../gateways/ingress/request-head.ts';
 import { exchange, waitingForHead, type ExchangeOutcome } from '../../gateways/ingress/upstream-exchange.ts';
 import { UpstreamPool } from '../../gateways/ingress/upstream-pool.ts';
 
@@ -51,7 +50,7 @@ class Client extends EventEmitter {
 }
 
 const send = (stream: Duplex, res: Client, timeoutMs = 5000) =>
-  new Promise<ExchangeOutcome>((resolve) => exchange(stream, { method: 'GET', head: requestHead({ method: 'GET', path: '/x', headers: { host: 'a.example' } }), timeoutMs }, res as unknown as ServerResponse, resolve));
+  new Promise<ExchangeOutcome>((resolve) => exchange(stream, { method: 'GET', head: 'GET /x HTTP/1.1\r\nhost: a.example\r\n\r\n', timeoutMs }, res as unknown as ServerResponse, resolve));
 
 t.test('two exchanges on one kept-alive stream, the pool holding it between them', async (t) => {
   const stream = target('HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 5\r\n\r\nhello');
@@ -147,7 +146,7 @@ t.test('a streamed body goes on as it comes', async (t) => {
 
 t.test('through a real ServerResponse: repeated headers kept, a length beside chunked framing not passed on', async (t) => {
   const reply = 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\nConnection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
-  const server = createServer((_req, res) => exchange(target(reply), { method: 'GET', head: requestHead({ method: 'GET', path: '/', headers: { host: 'a' } }), timeoutMs: 5000 }, res, () => {}));
+  const server = createServer((_req, res) => exchange(target(reply), { method: 'GET', head: 'GET / HTTP/1.1\r\nhost: a\r\n\r\n', timeoutMs: 5000 }, res, () => {}));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
   const raw = await new Promise<string>((resolve, reject) => {
