@@ -13,7 +13,7 @@ import { profileLabel, topFrames, type CpuProfile } from '../../bench/cpu-top.ts
 import { topAllocators, type HeapProfile } from '../../bench/heap-top.ts';
 import { runBenchSmoke } from '../harness/bench.ts';
 
-for (const name of ['failover', 'api', 'tunnel', 'dns', 'auth', 'quiet', 'scale'] as const) {
+for (const name of ['failover', 'api', 'tunnel', 'ingress', 'dns', 'auth', 'quiet', 'scale'] as const) {
   t.test(`bench:${name} runs to the end and prints every field it promises`, async (t) => {
     const profiles = name === 'scale' ? mkdtempSync(join(tmpdir(), 'storm-profiles-')) : undefined;
     if (profiles) t.teardown(() => rmSync(profiles, { recursive: true, force: true }));
