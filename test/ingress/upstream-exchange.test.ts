@@ -86,6 +86,28 @@ t.test('an idle stream that says anything is dropped from the pool', async (t) =
   t.equal(pool.take('k'), undefined);
 });
 
+t.test('a node that stopped answering: every stream through it ends, idle or carrying a request; others stay', async (t) => {
+  const pool = new UpstreamPool();
+  t.teardown(() => pool.close());
+  const via = (node: string, stream: Duplex) => pool.open({ key: `t1=http://a:80@${node}`, tls: false, servername: 'a', open: async () => stream });
+  const [idle, busy, elsewhere] = [target(), target(), target()];
+  pool.release('t1=http://a:80@node-2', await via('node-2', idle), true);
+  await via('node-2', busy); // taken by a request, not released
+  pool.release('t1=http://a:80@node-3', await via('node-3', elsewhere), true);
+  t.equal(pool.idle(), 2);
+  pool.dropNode('node-2');
+  t.ok(idle.destroyed, 'the idle stream through it is closed');
+  t.ok(busy.destroyed, 'the busy one too: its request fails now instead of waiting');
+  t.notOk(elsewhere.destroyed, 'a stream through another node stays');
+  t.equal(pool.take('t1=http://a:80@node-2'), undefined);
+  t.equal(pool.take('t1=http://a:80@node-3'), elsewhere);
+  // A stream closed by itself is forgotten: dropping its node later touches nothing.
+  elsewhere.destroy();
+  await new Promise((r) => setImmediate(r));
+  pool.dropNode('node-3');
+  t.equal(pool.idle(), 0);
+});
+
 t.test('no response head within the timeout: a coded failure, nothing sent, the stream closed', async (t) => {
   const stream = target();
   const res = new Client();
