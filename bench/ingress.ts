@@ -7,16 +7,24 @@
 // 1 us, which is what a change to the ingress's code is worth (the README's "Measured tunnel
 // performance"). BENCH_INGRESS_BASE=<git revision>: that revision's ingress as a third relay,
 // to measure a change against it (a revision with the same module layout).
+// The same small ingress also runs inside a real `cluster node` (PostgreSQL and Valkey
+// started for it), loaded with `--import` before the node's own code: once on the node's main
+// thread, once in a worker thread of that process (node_main_*, node_worker_*; the node's CPU
+// is the whole process's). What the same code costs on the main thread beside the node's
+// other work, and what it costs in a thread of its own, is what a data plane in a worker
+// would gain (docs/data-plane-worker.md). BENCH_INGRESS_IN_NODE=0 leaves them out.
 // Last line: one JSON object.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import { freePort } from '../devenv/ports.ts';
 import { cpuMs, ServiceProcess } from '../devenv/process.ts';
-import { log, runBench } from './lib.ts';
+import type { LocalServices } from '../devenv/services.ts';
+import type { NodeProcess } from '../devenv/node-process.ts';
+import { log, runBench, startBenchNodes, withBenchServices } from './lib.ts';
 import { FLOOR_CONNECTOR, FLOOR_NODE, listening, TARGET } from './relays.ts';
 import { concurrency, size } from './sizes.ts';
 
@@ -34,7 +42,10 @@ import { HttpIngress } from '${src}/gateways/ingress/http.ts';
 import { cancellable } from '${src}/gateways/connector/stream-cancel.ts';
 import { createLogger } from '${src}/core/log.ts';
 import { TUNNEL_H2_SETTINGS, TUNNEL_H2_CONNECTION_WINDOW, TARGET_HEADER, PROTOCOL_HEADER } from '${src}/protocol/tunnel-framing.ts';
-const [port, connectorPort, targetPort] = process.argv.slice(-3).map(Number);
+import { isMainThread, workerData } from 'node:worker_threads';
+// Its ports: from argv when it is a process of its own, from the loader inside a node (IN_NODE).
+const inNode = globalThis.benchRelayPorts ?? workerData?.benchRelayPorts;
+const [port, connectorPort, targetPort] = (inNode ?? process.argv.slice(-3)).map(Number);
 const session = http2.connect('http://127.0.0.1:' + connectorPort, { settings: TUNNEL_H2_SETTINGS });
 session.once('connect', () => session.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
 const target = { id: 't1', siteId: 's1', host: '127.0.0.1', port: targetPort, scheme: 'http', enabled: true, weight: 1, healthy: true };
@@ -60,7 +71,23 @@ const ingress = new HttpIngress({
   onRequest: () => {},
 });
 await ingress.listen();
-process.on('SIGTERM', () => process.exit(0));
+if (!inNode) process.on('SIGTERM', () => process.exit(0));
+else if (isMainThread) console.error('bench relay: listening on the main thread of the node, port ' + port);
+`;
+
+/**
+ * Loaded into the node with --import, before its own code: the relay bundle on the main thread
+ * and in a worker (their ports in BENCH_RELAY_IN_NODE). The node starts as usual after it.
+ */
+const IN_NODE_LOADER = `
+import { isMainThread, Worker } from 'node:worker_threads';
+// A worker runs the process's --import modules too: only the main thread loads the relays.
+if (isMainThread) {
+  const { bundle, main, worker, connector, target } = JSON.parse(process.env.BENCH_RELAY_IN_NODE);
+  new Worker(new URL(bundle), { workerData: { benchRelayPorts: [worker, connector, target] } }).on('error', (err) => console.error('bench relay worker', err));
+  globalThis.benchRelayPorts = [main, connector, target];
+  await import(bundle);
+}
 `;
 
 /** Bundles the relay for the sources under `src` (as the node runs from a bundle: code loaded through tsx ran slower). */
@@ -84,9 +111,22 @@ interface Relay {
   us: number[];
 }
 
+/** IN_NODE: the relay inside a node too (started with PostgreSQL and Valkey for it). */
+const IN_NODE = process.env.BENCH_INGRESS_IN_NODE !== '0';
+
 async function main() {
+  if (IN_NODE) return withBenchServices('ingress', ({ dir, services }) => measure(dir, services));
   const dir = mkdtempSync(join(tmpdir(), 'bench-ingress-'));
+  try {
+    return await measure(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function measure(dir: string, services?: LocalServices) {
   const procs: ServiceProcess[] = [];
+  let nodes = new Map<string, NodeProcess>();
   try {
     const sources: Array<[string, string]> = [['ingress', root]];
     const base = process.env.BENCH_INGRESS_BASE;
@@ -112,6 +152,19 @@ async function main() {
     };
     await start('floor', ['--input-type=module', '-e', FLOOR_NODE]);
     for (const [name, src] of sources) await start(name, [await bundle(src, name)]);
+    if (services) {
+      // The current ingress's bundle again, on a node's main thread and in a worker of it.
+      const [main, worker] = [await freePort(), await freePort()];
+      process.env.BENCH_RELAY_IN_NODE = JSON.stringify({ bundle: pathToFileURL(join(BUNDLES, 'ingress.mjs')).href, main, worker, connector: connectorPort, target: httpPort });
+      const loader = join(dir, 'in-node-loader.mjs');
+      writeFileSync(loader, IN_NODE_LOADER);
+      nodes = (await startBenchNodes(dir, services, {}, { ids: ['node-1'], nodeArgs: [`--import=${pathToFileURL(loader).href}`] })).nodes;
+      const node = nodes.get('node-1')!;
+      for (const [name, port] of [['node_main', main], ['node_worker', worker]] as const) {
+        await listening(port);
+        relays.push({ name, port, proc: node.proc, rps: [], us: [] });
+      }
+    }
     const connectorUs: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const r of relays) {
@@ -134,8 +187,8 @@ async function main() {
     out.connector_cpu_us_per_req = mean(connectorUs);
     return out;
   } finally {
+    for (const n of nodes.values()) await n.proc.stop('SIGKILL', 5000);
     for (const p of procs) await p.stop('SIGTERM', 2000);
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

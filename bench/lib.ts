@@ -89,11 +89,14 @@ export function runBench(main: () => Promise<Record<string, unknown>>): void {
   );
 }
 
-/** Three `cluster node` processes on their own loopback addresses; `start` (re)starts one. */
-export async function startBenchNodes(dir: string, services: LocalServices, config: Record<string, any> = {}) {
+/**
+ * `cluster node` processes (three unless `opts.ids` names others) on their own loopback
+ * addresses; `start` (re)starts one. `opts.nodeArgs`: more options for node itself.
+ */
+export async function startBenchNodes(dir: string, services: LocalServices, config: Record<string, any> = {}, opts: { ids?: string[]; nodeArgs?: string[] } = {}) {
   const url = await services.postgres!.createDatabase('bench');
   const configs = new Map<string, Record<string, any>>();
-  for (const id of ['node-1', 'node-2', 'node-3']) {
+  for (const id of opts.ids ?? ['node-1', 'node-2', 'node-3']) {
     configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' }, ...config } }));
   }
   const nodes = new Map<string, NodeProcess>();
@@ -102,7 +105,7 @@ export async function startBenchNodes(dir: string, services: LocalServices, conf
   if (['BENCH_WINDOW_PROFILE', 'BENCH_HEAP_PROFILE', 'BENCH_STORM_ALLOCATIONS', 'BENCH_STORM_PROMOTED', 'BENCH_PROMOTED_PROFILE', 'BENCH_ALLOCATED_PROFILE'].some((k) => process.env[k])) for (const id of configs.keys()) inspectPorts.set(id, await freePort());
   const start = (id: string) => {
     const inspect = inspectPorts.has(id) ? [`--inspect-port=127.0.0.1:${inspectPorts.get(id)}`] : [];
-    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`), nodeArgs: [...profileArgs(), ...inspect] });
+    const n = new NodeProcess({ name: id, config: configs.get(id)!, configFile: join(dir, `${id}.yaml`), logFile: join(dir, `${id}.log`), nodeArgs: [...profileArgs(), ...inspect, ...(opts.nodeArgs ?? [])] });
     nodes.set(id, n);
     return n;
   };

@@ -21,7 +21,7 @@ export const BENCH_FIELDS = {
   failover: ['actors', 'rounds', 'detect_ms_p50', 'respawn_all_ms_p50', 'respawn_all_ms_p99', 'respawn_all_ms_max', 'sigstop_respawn_ms', 'duplicates'],
   api: ['read_rps', 'read_p99_ms', 'write_rps', 'write_p99_ms', 'direct_read_rps', 'direct_read_p99_ms', 'non_2xx'],
   tunnel: ['direct_rps', 'haproxy_rps', 'tunnel_rps', 'tunnel_p99_ms', 'haproxy_cpu_us_per_req', 'tunnel_node_cpu_us_per_req', 'tunnel_connector_cpu_us_per_req', 'floor_rps', 'floor_node_cpu_us_per_req', 'floor_connector_cpu_us_per_req', 'haproxy_p50_ms_at_100', 'haproxy_p99_ms_at_100', 'tunnel_p50_ms_at_100', 'tunnel_p99_ms_at_100', 'direct_mbps', 'tunnel_mbps', 'failover_gap_ms_p50', 'failover_gap_ms_p99'],
-  ingress: ['rounds', 'ingress_rps', 'ingress_cpu_us_per_req', 'floor_rps', 'floor_cpu_us_per_req', 'connector_cpu_us_per_req'],
+  ingress: ['rounds', 'ingress_rps', 'ingress_cpu_us_per_req', 'floor_rps', 'floor_cpu_us_per_req', 'node_main_rps', 'node_main_cpu_us_per_req', 'node_worker_rps', 'node_worker_cpu_us_per_req', 'connector_cpu_us_per_req'],
   dns: ['qps', 'nsd_qps', 'p99_ms', 'nsd_p99_ms', 'cpu_us_per_query', 'nsd_cpu_us_per_query', 'follow_ms_p99'],
   auth: ['open_rps', 'session_rps', 'token_rps', 'session_p99_ms', 'open_p99_ms', 'revoke_ms'],
   quiet: ['seconds', 'requests', 'dns_queries', 'failed', 'suspicions', 'loop_lag_max_ms'],
