@@ -11,6 +11,8 @@ import { pipeline, type Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 
 interface SpliceModule {
+  /** A new descriptor of the same connection (core/socket-handover.ts). */
+  dup(fd: number): number;
   relay(fdA: number, fdB: number, pendingAB: Buffer | null, pendingBA: Buffer | null, done: (errno: number, ab: number, ba: number) => void): unknown;
   destroy(handle: unknown): void;
 }
@@ -42,14 +44,14 @@ export interface SplicedRelay {
 type Handle = { fd?: number; readStop?: () => number };
 
 /** The descriptor of a plain, open TCP socket with nothing waiting to be written; else undefined. */
-function plainFd(s: Socket): number | undefined {
+export function plainFd(s: Socket): number | undefined {
   if (s instanceof TLSSocket || s.destroyed || s.writableLength > 0 || s.connecting) return undefined;
   const handle = (s as unknown as { _handle?: Handle })._handle;
   return typeof handle?.fd === 'number' && handle.fd >= 0 && typeof handle.readStop === 'function' ? handle.fd : undefined;
 }
 
-/** What Node read from `s` and holds unconsumed (paused sockets buffer what came meanwhile). */
-function takeBuffered(s: Socket): Buffer | null {
+/** What Node read from `s` and holds unconsumed (paused sockets buffer what came meanwhile); stops its reading. */
+export function takeBuffered(s: Socket): Buffer | null {
   const chunks: Buffer[] = [];
   // No event can run between these reads and readStop: nothing arrives in between.
   for (let c: Buffer | null; (c = s.read() as Buffer | null) !== null; ) chunks.push(c);

@@ -10,6 +10,7 @@
 // directions ended (0) or either failed (a negative errno; both connections are reset then,
 // so neither end mistakes a cut-off stream for a complete one). destroy(handle) ends a relay
 // early (both connections closed, -ECANCELED); it must not be called after done.
+// dup(fd) (below) gives a socket's connection a descriptor another thread can adopt.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
@@ -274,8 +275,26 @@ static napi_value Destroy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// dup(fd): a new descriptor (close-on-exec) of the same connection, for a socket moving to
+// another thread (core/socket-handover.ts): Node cannot move a socket between threads, and
+// closing the old descriptor then drops it without a FIN, as for a relay.
+static napi_value Dup(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CALL(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "ERR_SPLICE_RELAY", "dup(fd)");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return fail(env, "ERR_SPLICE_RELAY", strerror(errno));
+  napi_value out;
+  CALL(napi_create_int32(env, copy, &out));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
+  CALL(napi_create_function(env, "dup", NAPI_AUTO_LENGTH, Dup, NULL, &fn));
+  CALL(napi_set_named_property(env, exports, "dup", fn));
   CALL(napi_create_function(env, "relay", NAPI_AUTO_LENGTH, Relay, NULL, &fn));
   CALL(napi_set_named_property(env, exports, "relay", fn));
   CALL(napi_create_function(env, "destroy", NAPI_AUTO_LENGTH, Destroy, NULL, &fn));
