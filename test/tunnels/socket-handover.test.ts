@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Worker } from 'node:worker_threads';
-import { handOver } from '../../core/socket-handover.ts';
+import { handOver, type HandedSocket } from '../../core/socket-handover.ts';
 import { loadSpliceRelay } from '../../core/splice-relay.ts';
 
 const native = loadSpliceRelay();
@@ -30,6 +30,15 @@ async function pair(t: Test): Promise<[Socket, Socket]> {
   return [dialled, other];
 }
 
+/** The echoing worker (fixtures/adopting-worker.ts), loaded through tsx's loader registered in it first. */
+function adoptingWorker(t: Test, handed: HandedSocket): Worker {
+  const fixture = new URL('./fixtures/adopting-worker.ts', import.meta.url).href;
+  const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(fixture)}); })`, { eval: true, workerData: handed });
+  worker.on('error', (err: Error) => t.fail(`the worker failed: ${err.message}`));
+  t.teardown(() => worker.terminate());
+  return worker;
+}
+
 t.test('a connection moved mid-stream to a worker loses, repeats and reorders nothing, either way', async (t) => {
   const [client, accepted] = await pair(t);
   const early = randomBytes(3000);
@@ -45,13 +54,23 @@ t.test('a connection moved mid-stream to a worker loses, repeats and reorders no
   t.ok(handed, 'a plain TCP socket is handed over');
   t.ok(accepted.destroyed, "the giving thread's socket is let go at once");
   t.ok(handed!.head.byteLength > 0, 'what Node had read ahead goes with it');
-  // The worker loads the TypeScript fixture through tsx's loader, registered in it first.
-  const fixture = new URL('./fixtures/adopting-worker.ts', import.meta.url).href;
-  const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(fixture)}); })`, { eval: true, workerData: handed });
-  t.teardown(() => worker.terminate());
+  const worker = adoptingWorker(t, handed!);
   client.end(bulk); // sent while the worker starts: it waits in the kernel
   await ended;
   t.equal(sha(Buffer.concat(echoed)), sha(Buffer.concat([early, bulk])), 'the worker echoed every byte, in order, then ended');
+});
+
+t.test('a peer gone while its connection moves: the worker sees it close, nothing throws', async (t) => {
+  const [client, accepted] = await pair(t);
+  client.write('last words');
+  accepted.read(0);
+  while (accepted.readableLength === 0) await new Promise((r) => setTimeout(r, 5));
+  const handed = handOver(accepted);
+  t.ok(handed, 'handed over');
+  client.resetAndDestroy(); // gone before the worker has adopted it
+  const worker = adoptingWorker(t, handed!);
+  const [said] = await once(worker, 'message');
+  t.equal(said, 'closed', "the worker's socket closed");
 });
 
 t.test('a socket that cannot move is left as it was', async (t) => {
