@@ -15,7 +15,11 @@ import { testNodeConfig } from '../test/harness/nodes.ts';
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
 /** A CPU profile alone (BENCH_CPU_PROFILE), for processes that are not ours: the floor relay in bench:tunnel. */
-export const cpuProfileArgs = (): string[] => (process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []);
+export const cpuProfileArgs = (): string[] => [
+  ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROFILE] : []),
+  // BENCH_PERF (bench/perf-top.ts): perf names JavaScript frames from the map this writes.
+  ...(process.env.BENCH_PERF ? ['--perf-basic-prof'] : []),
+];
 
 /**
  * BENCH_CPU_PROFILE=DIR: node's own profiler in the processes a benchmark starts (nodes,

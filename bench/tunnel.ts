@@ -20,6 +20,7 @@ import { adminCall as api } from '../devenv/admin-client.ts';
 import { sampleHeap } from './inspector.ts';
 import { FLOOR_CONNECTOR, FLOOR_NODE, listening, TARGET } from './relays.ts';
 import { benchAdmin, cpuProfileArgs, okThrough, benchOrg, log, profileArgs, runBench, startBenchNodes, withBenchServices } from './lib.ts';
+import { perfRecording } from './perf-top.ts';
 import { concurrency, size } from './sizes.ts';
 
 const SECONDS = size('SECONDS', 10, 1);
@@ -40,9 +41,12 @@ const CONNECTOR = fileURLToPath(new URL('../bin/cluster-connector.mjs', import.m
  * in microseconds, user and system apart. Steadier than requests/s on a machine whose two
  * cores every process of the run shares: it says what a request costs each process.
  */
-async function perRequest<T extends autocannon.Result>(pids: Record<string, number>, phase: () => Promise<T>): Promise<{ result: T; us: Record<string, { user: number; sys: number }> }> {
+async function perRequest<T extends autocannon.Result>(name: string, pids: Record<string, number>, phase: () => Promise<T>): Promise<{ result: T; us: Record<string, { user: number; sys: number }> }> {
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+  // BENCH_PERF=DIR: the phase recorded with perf (npm run bench:perf-top -- DIR/<name>).
+  const perf = perfRecording(name);
   const result = await phase();
+  await perf?.stop(result.requests.total, pids);
   const n = Math.max(1, result.requests.total);
   const us = Object.fromEntries(Object.entries(pids).map(([k, pid]) => {
     const after = cpuMs(pid);
@@ -161,7 +165,7 @@ async function main() {
       haproxy = await LocalHaproxy.start({ dir, backends: [{ name: 'target', address: `127.0.0.1:${httpPort}` }], checkPath: null });
       const direct = await warmed(`http://127.0.0.1:${httpPort}/`, undefined, (run) => run());
       log(`direct:  ${direct.requests.average} req/s, p99 ${direct.latency.p99} ms`);
-      const { result: viaHaproxy, us: haproxyCpu } = await warmed(`${haproxy.url}/`, undefined, (run) => perRequest({ haproxy: haproxy!.pid, ...shared }, run));
+      const { result: viaHaproxy, us: haproxyCpu } = await warmed(`${haproxy.url}/`, undefined, (run) => perRequest('haproxy', { haproxy: haproxy!.pid, ...shared }, run));
       log(`haproxy: ${viaHaproxy.requests.average} req/s, p99 ${viaHaproxy.latency.p99} ms; CPU per request: ${cpuText(haproxyCpu)}`);
       const connector = procs.find((p) => p.name === 'connector')!;
       // BENCH_PROMOTED_PROFILE=DIR: what the tunnel's node kept past a young collection through the saturating run (bench/inspector.ts, npm run bench:heap-top).
@@ -169,7 +173,7 @@ async function main() {
       const heapDir = process.env.BENCH_PROMOTED_PROFILE ?? process.env.BENCH_ALLOCATED_PROFILE;
       const heapMode = process.env.BENCH_PROMOTED_PROFILE ? 'promoted' : 'allocated';
       const heapSample = heapDir ? await sampleHeap(nodes.get(first)!.proc, cluster.inspectPorts.get(first)!, 16 * 1024, heapMode) : undefined;
-      const { result: viaTunnel, us: tunnelCpu } = await warmed(`http://${ip(first)}/`, 'app.bench.test', (run) => perRequest({ node: nodes.get(first)!.pid, connector: connector.pid, ...shared }, run));
+      const { result: viaTunnel, us: tunnelCpu } = await warmed(`http://${ip(first)}/`, 'app.bench.test', (run) => perRequest('tunnel', { node: nodes.get(first)!.pid, connector: connector.pid, ...shared }, run));
       await heapSample?.stop(join(heapDir!, `${first}-${heapMode}.heapprofile`));
       log(`tunnel:  ${viaTunnel.requests.average} req/s, p99 ${viaTunnel.latency.p99} ms, non-2xx ${viaTunnel.non2xx}; CPU per request: ${cpuText(tunnelCpu)}`);
       const [floorPort, floorH2Port] = [await freePort(), await freePort()];
@@ -179,7 +183,7 @@ async function main() {
       const floorNode = new ServiceProcess({ name: 'floor-node', command: process.execPath, args: [...cpuProfileArgs(), '--input-type=module', '-e', FLOOR_NODE, String(floorPort), String(floorH2Port), String(httpPort)], logFile: join(dir, 'floor-node.log') });
       procs.push(floorNode);
       await listening(floorPort);
-      const { result: viaFloor, us: floorCpu } = await warmed(`http://127.0.0.1:${floorPort}/`, undefined, (run) => perRequest({ node: floorNode.pid, connector: floorConnector.pid, ...shared }, run));
+      const { result: viaFloor, us: floorCpu } = await warmed(`http://127.0.0.1:${floorPort}/`, undefined, (run) => perRequest('floor', { node: floorNode.pid, connector: floorConnector.pid, ...shared }, run));
       log(`floor:   ${viaFloor.requests.average} req/s, p99 ${viaFloor.latency.p99} ms, non-2xx ${viaFloor.non2xx}; CPU per request: ${cpuText(floorCpu)} (the least a Node relay of this shape does)`);
       await floorNode.stop('SIGTERM', 2000);
       await floorConnector.stop('SIGTERM', 2000);

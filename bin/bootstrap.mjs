@@ -39,6 +39,7 @@ const SYSTEM_PACKAGES = [
   ['setpriv', 'util-linux'], // wireguard-go runs with a parent-death signal
   ['openssl', 'openssl'],
   ['/usr/bin/chromium', 'chromium'], // browser tests (driven by playwright-core; no browser download)
+  ['perf', 'linux-perf'], // BENCH_PERF: CPU-time profiles of a benchmark's phases (bench/perf-top.ts)
 ];
 const BACKPORTS_ONLY = new Set(['valkey-server']);
 
