@@ -15,10 +15,18 @@ if cur ~= ARGV[1] then return -1 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-/** KEYS[1]=lease; ARGV: incarnation, ttlMs. 1 = joined, 0 = a live process already uses this node id. */
+/**
+ * KEYS[1]=lease; ARGV: incarnation, ttlMs, then any incarnations this same process held and
+ * fenced (it may take their lease: their actors are stopped). 1 = joined, 0 = a live process
+ * already uses this node id.
+ */
 export const JOIN_LEASE = `
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] and string.sub(cur, 1, 5) ~= 'left:' then return 0 end
+if cur and cur ~= ARGV[1] and string.sub(cur, 1, 5) ~= 'left:' then
+  local ours = false
+  for i = 3, #ARGV do if cur == ARGV[i] then ours = true end end
+  if not ours then return 0 end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 

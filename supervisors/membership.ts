@@ -68,6 +68,8 @@ export class Membership extends EventEmitter {
   readonly #peerRenewedAt = new Map<string, number>();
   /** The view when this node last fenced itself: traffic keeps using it until the node rejoins. */
   #beforeFence = new Map<string, MemberRecord>();
+  /** Incarnations of this process fenced since it last joined: their leases are ours to take (#join). */
+  #fencedIncarnations: string[] = [];
   /** When the last successful renewal was *sent*: the lease lasts at least ttl from then. */
   #renewedAt = 0;
   #timers: Array<{ cancel(): void }> = [];
@@ -211,7 +213,7 @@ export class Membership extends EventEmitter {
       if (this.#state !== 'joining') return;
       try {
         const sentAt = clock.now();
-        const ok = await valkey.call((c) => c.eval(JOIN_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs), 'lease');
+        const ok = await valkey.call((c) => c.eval(JOIN_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs, ...this.#fencedIncarnations), 'lease');
         if (ok === 1) {
           // The record too, in the same retry: a connection lost between the two must not
           // leave the node holding a lease but never joined (JOIN_LEASE is idempotent for
@@ -227,6 +229,7 @@ export class Membership extends EventEmitter {
       await clock.sleep(Math.min(1000, 100 * 2 ** Math.min(attempt, 4)));
     }
     this.#state = 'joined';
+    this.#fencedIncarnations = [];
     this.#beforeFence.clear();
     this.#view.set(rec.id, rec);
     this.#log.info({ incarnation: this.#incarnation }, 'joined cluster');
@@ -328,10 +331,14 @@ export class Membership extends EventEmitter {
     // Rejoin after the listeners had their chance to stop actors (they run synchronously
     // from emit, and their async stops do not need the lease). The old lease goes first,
     // when Valkey can be reached: it may outlive the fence by up to a renewal (a renewal that
-    // reached Valkey but whose reply came too late), and until it ends neither the peers
-    // take the actors over nor can this node rejoin. Safe: the actors are stopping, and a
-    // late write of theirs carries an epoch the next owner has already superseded.
+    // reached Valkey but whose reply came too late), and until it ends the peers do not take
+    // the actors over. Safe: the actors are stopping, and a late write of theirs carries an
+    // epoch the next owner has already superseded. For the same reason the join takes the old
+    // lease over wherever it finds it: a renewal sent before the fence can reach Valkey much
+    // later (queued in a frozen Valkey's socket, run when it thaws: seen in CI), bringing the
+    // lease back for a whole ttl after the drop failed, which kept the node out that long.
     const old = this.#incarnation;
+    this.#fencedIncarnations.push(old);
     setImmediate(() => {
       void this.#o.valkey
         .call((c) => c.eval(DROP_LEASE, 1, this.#o.valkey.keys.lease(this.#o.nodeId), old), 'lease')

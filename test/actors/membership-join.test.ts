@@ -43,3 +43,52 @@ t.test('a join whose record write fails once is retried until the node is a memb
   t.ok(calls >= 3, 'after the failed write was retried');
   t.same(await valkey.cmd.smembers(valkey.keys.members), ['a'], 'its record is in the members set');
 });
+
+t.test('a fenced node rejoins at once though a late renewal brought its old lease back, not a ttl later', async (t) => {
+  const { clusterName, valkeyUrl } = await freshClusterName(t);
+  const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
+  valkey.connect();
+  await once(valkey.cmd, 'ready');
+  t.teardown(() => valkey.close());
+  // `cut`: every call fails, as with a frozen Valkey (the lease cannot be renewed or dropped).
+  const link = { cut: false };
+  const cuttable = new Proxy(valkey, {
+    get(target, prop) {
+      if (prop === 'call') {
+        return async (op: Parameters<Valkey['call']>[0], ...rest: unknown[]) => {
+          if (link.cut) throw new ClusterError('CLUSTER_ERR_VALKEY_UNAVAILABLE', 'valkey unavailable: Command timed out', {});
+          return (target.call as (...a: unknown[]) => Promise<unknown>)(op, ...rest);
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const membership = new Membership({ valkey: cuttable, clock: systemClock, logger, nodeId: 'a', admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
+  await membership.start();
+  t.teardown(() => membership.leave());
+  const old = membership.incarnation;
+  link.cut = true;
+  await once(membership, 'fenced');
+  // The renewal queued in the frozen Valkey runs as it thaws: the old lease is back, for a ttl of 20 s.
+  await valkey.cmd.set(valkey.keys.lease('a'), old, 'PX', 20_000);
+  link.cut = false;
+  const rejoined = once(membership, 'joined');
+  await Promise.race([rejoined, new Promise((_, reject) => setTimeout(() => reject(new Error('not rejoined within 5 s')), 5000))]);
+  t.not(membership.incarnation, old, 'rejoined under a new incarnation');
+  t.equal(await valkey.cmd.get(valkey.keys.lease('a')), membership.incarnation, 'which holds the lease now');
+});
+
+t.test('a lease held by another process is still waited for', async (t) => {
+  const { clusterName, valkeyUrl } = await freshClusterName(t);
+  const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
+  valkey.connect();
+  await once(valkey.cmd, 'ready');
+  t.teardown(() => valkey.close());
+  await valkey.cmd.set(valkey.keys.lease('a'), 'another-process', 'PX', 1500);
+  const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: 'a', admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
+  const t0 = Date.now();
+  await membership.start();
+  t.teardown(() => membership.leave());
+  t.ok(Date.now() - t0 >= 1000, `joined only once that lease ran out (after ${Date.now() - t0} ms)`);
+});
