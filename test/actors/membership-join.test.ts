@@ -3,7 +3,7 @@
 // "joining" for good, holding no lease and running nothing (seen under `cluster chaos
 // --modes isolate` with --netns).
 import { once } from 'node:events';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { systemClock } from '../../core/clock.ts';
 import { ClusterError } from '../../core/errors.ts';
 import { createLogger } from '../../core/log.ts';
@@ -14,12 +14,18 @@ import { freshClusterName } from '../harness/services.ts';
 
 const logger = createLogger({ level: 'silent' });
 
-t.test('a join whose record write fails once is retried until the node is a member', async (t) => {
+/** A Valkey client on a fresh key prefix, closed after the test. */
+async function connected(t: Test): Promise<Valkey> {
   const { clusterName, valkeyUrl } = await freshClusterName(t);
   const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
   valkey.connect();
   await once(valkey.cmd, 'ready');
   t.teardown(() => valkey.close());
+  return valkey;
+}
+
+t.test('a join whose record write fails once is retried until the node is a member', async (t) => {
+  const valkey = await connected(t);
   // The second call of the join (the record and members write, after the lease) fails once, as a dropped connection would.
   let calls = 0;
   const flaky = new Proxy(valkey, {
@@ -45,11 +51,7 @@ t.test('a join whose record write fails once is retried until the node is a memb
 });
 
 t.test('a fenced node rejoins at once though a late renewal brought its old lease back, not a ttl later', async (t) => {
-  const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-  valkey.connect();
-  await once(valkey.cmd, 'ready');
-  t.teardown(() => valkey.close());
+  const valkey = await connected(t);
   // `cut`: every call fails, as with a frozen Valkey (the lease cannot be renewed or dropped).
   const link = { cut: false };
   const cuttable = new Proxy(valkey, {
@@ -80,11 +82,7 @@ t.test('a fenced node rejoins at once though a late renewal brought its old leas
 });
 
 t.test('a lease held by another process is still waited for', async (t) => {
-  const { clusterName, valkeyUrl } = await freshClusterName(t);
-  const valkey = new Valkey({ url: new Secret(valkeyUrl), clusterName, connectTimeout: 1000, commandTimeout: 1000, logger });
-  valkey.connect();
-  await once(valkey.cmd, 'ready');
-  t.teardown(() => valkey.close());
+  const valkey = await connected(t);
   await valkey.cmd.set(valkey.keys.lease('a'), 'another-process', 'PX', 1500);
   const membership = new Membership({ valkey, clock: systemClock, logger, nodeId: 'a', admin: '127.0.0.1:1', peer: '127.0.0.1:1', ttlMs: 3000, renewEveryMs: 1000 });
   const t0 = Date.now();
