@@ -244,9 +244,11 @@ export class Membership extends EventEmitter {
     const sentAt = clock.now();
     this.#sentAt.push(sentAt);
     if (this.#sentAt.length > 4) this.#sentAt.shift();
+    const incarnation = this.#incarnation;
     try {
-      const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), this.#incarnation, ttlMs), 'lease');
-      if (this.#state !== 'joined') return;
+      const r = await valkey.call((c) => c.eval(RENEW_LEASE, 1, valkey.keys.lease(this.#o.nodeId), incarnation, ttlMs), 'lease');
+      // A fenced incarnation's renewal answered after the rejoin speaks for a lease given up.
+      if (this.#state !== 'joined' || this.#incarnation !== incarnation) return;
       if (r !== 1) return this.#fence(r === 0 ? 'lease lost (expired or declared dead)' : 'lease held by another incarnation');
       const before = this.#renewedAt;
       this.#renewedAt = Math.max(before, sentAt); // a renewal sent before a stall may answer after a later one
