@@ -209,6 +209,7 @@ export class Membership extends EventEmitter {
     this.#incarnation = String(clock.now() * 1000 + Math.floor(Math.random() * 1000));
     this.#startedAt = clock.now();
     const rec = this.#record();
+    let waiting = false;
     for (let attempt = 0; ; attempt++) {
       if (this.#state !== 'joining') return;
       try {
@@ -222,7 +223,9 @@ export class Membership extends EventEmitter {
           this.#renewedAt = sentAt;
           break;
         }
-        if (attempt === 0) this.#log.warn('another live process holds this node id; waiting for its lease to end');
+        // Said once, when first seen (not only on the first attempt, which may have failed outright).
+        if (!waiting) this.#log.warn('another live process holds this node id; waiting for its lease to end');
+        waiting = true;
       } catch (err) {
         this.#log.warn({ err: (err as Error).message }, 'join failed; retrying');
       }
