@@ -6,6 +6,7 @@
 // in a worker thread (docs/data-plane-worker.md); the splice relay gives its descriptors to the
 // kernel the same way.
 import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { loadSpliceRelay, plainFd, takeBuffered } from './splice-relay.ts';
 
 /** A connection on its way to another thread: post it as is (both fields are cloneable). */
@@ -40,8 +41,53 @@ export function handOver(socket: Socket): HandedSocket | undefined {
 }
 
 /** The connection `handOver` gave, as a socket of this thread, reading from the bytes read ahead on. */
-export function adopt(handed: HandedSocket): Socket {
-  const socket = new Socket({ fd: handed.fd, readable: true, writable: true });
+export function adopt(handed: HandedSocket, opts: { allowHalfOpen?: boolean } = {}): Socket {
+  const socket = new Socket({ fd: handed.fd, readable: true, writable: true, allowHalfOpen: opts.allowHalfOpen ?? false });
   if (handed.head.byteLength > 0) socket.unshift(Buffer.from(handed.head.buffer, handed.head.byteOffset, handed.head.byteLength));
   return socket;
+}
+
+/**
+ * A byte stream to another thread: this thread's end as a socket, and the other end to post
+ * (`adopt` it there). Both ends pass half-closes on (`allowHalfOpen`), as a TCP connection
+ * does. Undefined where the native module is not built.
+ */
+export function socketPair(): { here: Socket; there: HandedSocket } | undefined {
+  const native = loadSpliceRelay();
+  if (!('module' in native)) return undefined;
+  let fds: [number, number];
+  try {
+    fds = native.module.socketpair();
+  } catch {
+    return undefined;
+  }
+  return { here: adopt({ fd: fds[0], head: new Uint8Array(0) }, { allowHalfOpen: true }), there: { fd: fds[1], head: new Uint8Array(0) } };
+}
+
+/**
+ * Any connection, moved to another thread: handed over where it can be (a plain TCP socket),
+ * else relayed through a socket pair by this thread (a TLS socket, a WebSocket's stream; the
+ * slow path: every byte crosses this thread). Undefined where the native module is not built.
+ */
+export function moveOrRelay(connection: Duplex): HandedSocket | undefined {
+  if (connection instanceof Socket) {
+    const handed = handOver(connection);
+    if (handed) return handed;
+  }
+  const pair = socketPair();
+  if (!pair) return undefined;
+  relay(connection, pair.here);
+  return pair.there;
+}
+
+/** Bytes both ways between `a` and `b`, ends passed on; either closing or failing ends both. */
+export function relay(a: Duplex, b: Duplex) {
+  a.pipe(b);
+  b.pipe(a);
+  const done = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('close', done).on('error', done);
+  b.once('close', done).on('error', done);
 }

@@ -13,6 +13,8 @@ import { TLSSocket } from 'node:tls';
 interface SpliceModule {
   /** A new descriptor of the same connection (core/socket-handover.ts). */
   dup(fd: number): number;
+  /** Two connected Unix stream sockets (core/socket-handover.ts). */
+  socketpair(): [number, number];
   relay(fdA: number, fdB: number, pendingAB: Buffer | null, pendingBA: Buffer | null, done: (errno: number, ab: number, ba: number) => void): unknown;
   destroy(handle: unknown): void;
 }

@@ -10,7 +10,8 @@
 // directions ended (0) or either failed (a negative errno; both connections are reset then,
 // so neither end mistakes a cut-off stream for a complete one). destroy(handle) ends a relay
 // early (both connections closed, -ECANCELED); it must not be called after done.
-// dup(fd) (below) gives a socket's connection a descriptor another thread can adopt.
+// dup(fd) (below) gives a socket's connection a descriptor another thread can adopt;
+// socketpair() two connected local sockets, one end for each thread.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
@@ -291,8 +292,25 @@ static napi_value Dup(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// socketpair(): [fd, fd], two connected Unix stream sockets (close-on-exec). A thread keeps
+// one end and gives the other away (core/socket-handover.ts): a byte stream between two
+// threads that Node's event loops read like any socket.
+static napi_value SocketPair(napi_env env, napi_callback_info info) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) return fail(env, "ERR_SPLICE_RELAY", strerror(errno));
+  napi_value out, a, b;
+  CALL(napi_create_array_with_length(env, 2, &out));
+  CALL(napi_create_int32(env, fds[0], &a));
+  CALL(napi_create_int32(env, fds[1], &b));
+  CALL(napi_set_element(env, out, 0, a));
+  CALL(napi_set_element(env, out, 1, b));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
+  CALL(napi_create_function(env, "socketpair", NAPI_AUTO_LENGTH, SocketPair, NULL, &fn));
+  CALL(napi_set_named_property(env, exports, "socketpair", fn));
   CALL(napi_create_function(env, "dup", NAPI_AUTO_LENGTH, Dup, NULL, &fn));
   CALL(napi_set_named_property(env, exports, "dup", fn));
   CALL(napi_create_function(env, "relay", NAPI_AUTO_LENGTH, Relay, NULL, &fn));

@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Worker } from 'node:worker_threads';
-import { handOver, type HandedSocket } from '../../core/socket-handover.ts';
+import { Duplex } from 'node:stream';
+import { handOver, moveOrRelay, type HandedSocket } from '../../core/socket-handover.ts';
 import { loadSpliceRelay } from '../../core/splice-relay.ts';
 
 const native = loadSpliceRelay();
@@ -85,4 +86,30 @@ t.test('a socket that cannot move is left as it was', async (t) => {
   accepted.resume();
   const got = once(client, 'data');
   t.equal(String((await got)[0]), 'queued', 'and still works');
+});
+
+t.test('a connection that cannot be handed over is relayed to the worker through a socket pair', async (t) => {
+  const [client, accepted] = await pair(t);
+  accepted.allowHalfOpen = true; // the echo comes back after the client has ended its side
+  // Not a socket (as a WebSocket's stream is not): its bytes must cross this thread.
+  const wrapped = new Duplex({
+    read: () => void accepted.resume(),
+    write: (chunk, _enc, cb) => void accepted.write(chunk, cb),
+    final: (cb) => void accepted.end(cb),
+  });
+  accepted.on('data', (c: Buffer) => wrapped.push(c)).on('end', () => wrapped.push(null));
+  wrapped.on('close', () => accepted.destroy());
+  const handed = moveOrRelay(wrapped);
+  t.ok(handed, 'a descriptor for the worker');
+  const worker = adoptingWorker(t, handed!);
+  const closed = once(worker, 'message');
+  const bulk = randomBytes(2 * 1024 * 1024);
+  const echoed: Buffer[] = [];
+  client.on('data', (c: Buffer) => echoed.push(c));
+  const ended = once(client, 'end');
+  client.end(bulk);
+  await ended;
+  t.equal(sha(Buffer.concat(echoed)), sha(bulk), 'echoed whole and in order, and the end passed both ways');
+  const [said] = await closed;
+  t.equal(said, 'closed', "the worker's end closed");
 });
