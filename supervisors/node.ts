@@ -23,6 +23,7 @@ import { ControlChannel } from '../gateways/connector/control.ts';
 import { OidcSignIn } from '../gateways/identity/oidc.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
+import { LocalTunnels } from '../gateways/connector/tunnel-control.ts';
 import { unavailable } from '../gateways/wireguard/hub.ts';
 import type { SiteTunnelStats } from '../protocol/wireguard.ts';
 import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
@@ -209,7 +210,7 @@ export class ClusterNode {
     const lag = this.#loopLag.start();
     this.#heap.start();
     const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason, role) => this.#metrics.registrationsRefused.inc({ reason, role }) });
-    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: this.#tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away, onAttached: (how, seconds) => this.#metrics.attachSeconds.observe({ how }, seconds), onClaimed: (how, seconds) => this.#metrics.attachClaimSeconds.observe({ how }, seconds) });
+    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: new LocalTunnels(this.#tunnels, this.#log), standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away, onAttached: (how, seconds) => this.#metrics.attachSeconds.observe({ how }, seconds), onClaimed: (how, seconds) => this.#metrics.attachClaimSeconds.observe({ how }, seconds) });
     run.control.attach(this.#admin.server);
     // A fence keeps the connectors' connections; the rejoin attaches them to new site actors.
     const control = run.control;

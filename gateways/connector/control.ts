@@ -3,7 +3,6 @@
 // its site actor (claimed here: newest connection wins). Messages are validated; anything
 // malformed or oversized closes the connection with a coded reason and changes nothing.
 import { randomBytes, randomUUID } from 'node:crypto';
-import http2 from 'node:http2';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -18,9 +17,8 @@ import { CLOSE, ConnectorMessage, FEATURES_HEADER, MAX_CONTROL_MESSAGE, PROTOCOL
 import { Admission } from './admission.ts';
 import { fastParse } from '../../protocol/fast-parse.ts';
 import { verifyConnectorToken } from './token.ts';
-import { RawOffers } from './raw-offers.ts';
-import { readAhead, type TunnelRegistry } from './tunnels.ts';
-import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, RAW_UPGRADE, MAX_DATA_FRAME, TUNNEL_H2_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
+import type { TunnelControl, TunnelLink } from './tunnel-control.ts';
+import { DIRECT_KEY_HEADER, DIRECT_PATH, DIRECT_UPGRADE, frameDuplex, RAW_UPGRADE, MAX_DATA_FRAME, type FrameDuplex } from '../../protocol/tunnel-framing.ts';
 
 export const CONTROL_PATH = '/api/v1/ws';
 /** How long connections are kept through a fence for the node to rejoin (it takes well under a second with Valkey in reach). */
@@ -75,7 +73,7 @@ export interface StandbyRecords {
 export interface ControlChannelDeps {
   secret: Secret;
   host: SiteActors;
-  tunnels: TunnelRegistry;
+  tunnels: TunnelControl;
   standbys: StandbyRecords;
   nodeId: string;
   /** This node's admin address as connectors dial it: where a direct data connection reaches this node past a load balancer. */
@@ -115,7 +113,6 @@ export class ControlChannel {
   /** One-time keys of the direct data connections offered in `registered`, by key: who takes the socket. */
   readonly #direct = new Map<string, (socket: Socket) => void>();
   /** One-time keys of raw streams offered inside tunnels (RAW_UPGRADE). */
-  readonly #raw = new RawOffers();
   /** Registered primary connections: how each attaches to a new site actor after a fence, or is let go. */
   readonly #primaries = new Map<WebSocket, { reattach: () => Promise<void>; release: () => void }>();
   /** Registered primaries whose connectors take `standby-advice`: their site and the node last advised for its standby. */
@@ -160,7 +157,7 @@ export class ControlChannel {
   #acceptDirect(req: IncomingMessage, socket: Socket, head: Buffer) {
     const upgrade = req.headers.upgrade?.toLowerCase();
     if ((upgrade !== DIRECT_UPGRADE && upgrade !== RAW_UPGRADE) || head.length > 0) return refuse(socket, 400, CLOSE.badMessage.reason);
-    if (upgrade === RAW_UPGRADE) return void (this.#raw.accept(req, socket, head) || refuse(socket, 401, CLOSE.unauthenticated.reason));
+    if (upgrade === RAW_UPGRADE) return void (this.#d.tunnels.acceptRaw(req, socket, head) || refuse(socket, 401, CLOSE.unauthenticated.reason));
     const key = req.headers[DIRECT_KEY_HEADER];
     const take = typeof key === 'string' ? this.#direct.get(key) : undefined;
     if (!take) return refuse(socket, 401, CLOSE.unauthenticated.reason);
@@ -191,9 +188,7 @@ export class ControlChannel {
     const retire = () => {
       setTimeout(() => {
         const bye = () => ws.close(1000, 'moved');
-        const tunnel = this.#d.tunnels.detach(siteId, session.id);
-        if (tunnel && !tunnel.closed) tunnel.close(bye);
-        else bye();
+        this.#d.tunnels.retire(siteId, session.id, bye);
         // Idle pooled streams never finish on their own: a request in flight gets 2 s.
         setTimeout(bye, 2000).unref();
         setTimeout(() => ws.terminate(), 10_000).unref();
@@ -248,35 +243,22 @@ export class ControlChannel {
      */
     /** The data plane died alone: the control connection ends too, so the connector registers again. */
     const tunnelLost = () => ws.readyState === WebSocket.OPEN && ws.close(CLOSE.tunnelLost.code, CLOSE.tunnelLost.reason);
-    /** False: a standby refused (this node holds the site's primary). */
+    /**
+     * The HTTP/2 session to the connector: over this WebSocket's binary frames, over a direct
+     * connection of its own, or over WireGuard (made at the tunnel's first stream; a
+     * connection of its own is read meanwhile, and its end is the tunnel's loss). False: a
+     * standby refused (this node holds the site's primary).
+     */
     const openTunnel = (transport: 'websocket' | 'direct' | 'wireguard', connection: Duplex | undefined, asStandby = false): boolean => {
-      let failure: string | undefined;
-      /** Set below: the session is made at the tunnel's first stream. */
-      let release: (() => void) | undefined;
-      const opened = this.#d.tunnels.set(siteId, session.id, () => {
-        release?.();
-        const over = connection ?? data.duplex;
-        const h2 = http2.connect('http://connector.invalid', { settings: TUNNEL_H2_SETTINGS, createConnection: () => over as never });
-        h2.once('connect', () => h2.setLocalWindowSize(TUNNEL_H2_CONNECTION_WINDOW));
-        h2.on('error', (err) => {
-          failure = err.message;
-          log.debug({ err: err.message }, 'tunnel session error');
-        });
-        return h2;
-      }, asStandby, () => {
+      const link: TunnelLink = connection ? { socket: connection } : { frames: () => data.duplex };
+      const opened = this.#d.tunnels.set(siteId, session.id, link, asStandby, (why) => {
         if (ws.readyState !== WebSocket.OPEN) return;
-        log.warn({ transport, err: failure }, 'tunnel session ended under a live control connection; closing it so the connector registers again');
+        log.warn({ transport, err: why }, 'tunnel session ended under a live control connection; closing it so the connector registers again');
         tunnelLost();
-      }, transport === 'direct' && rawStreams ? () => this.#raw.offer() : undefined);
+      }, transport === 'direct' && rawStreams);
       if (!opened) return false;
-      // Over WireGuard or its own connection, the connection itself can die alone (UDP blocked,
-      // a reset) before any HTTP/2 session was made on it: it is read meanwhile (the WebSocket's
-      // frames wait in `data`, its stream made only then), and it ends with the control connection.
-      if (connection) {
-        release = readAhead(connection);
-        connection.once('close', tunnelLost);
-        ws.once('close', () => connection.destroy());
-      }
+      // It ends with the control connection, as the frames do.
+      if (connection) ws.once('close', () => connection.destroy());
       if (transport === 'wireguard') this.#overWireGuard.add(ws);
       return true;
     };

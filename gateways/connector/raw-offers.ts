@@ -2,9 +2,8 @@
 // has offered and not yet seen used: a key goes to the connector inside its own tunnel's
 // CONNECT stream, and the connection that upgrades naming it becomes that stream's bytes.
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { RAW_KEY_HEADER, RAW_UPGRADE } from '../../protocol/tunnel-framing.ts';
+import { RAW_UPGRADE } from '../../protocol/tunnel-framing.ts';
 import type { RawOffer } from './tunnels.ts';
 
 /** How long a key waits for its connection (the connector dials at once, after its target answered). */
@@ -52,13 +51,12 @@ export class RawOffers {
   }
 
   /**
-   * An upgrade to RAW_UPGRADE: if it names a key waiting here, answers 101 and hands the
-   * connection to its stream; false (nothing written, nothing taken) otherwise, for the
-   * caller to refuse.
+   * An upgrade to RAW_UPGRADE naming `key` (its RAW_KEY_HEADER): if the key waits here,
+   * answers 101 and hands the connection to its stream; false (nothing written, nothing
+   * taken) otherwise, for the caller to refuse.
    */
-  accept(req: IncomingMessage, socket: Socket, head: Buffer): boolean {
-    const key = req.headers[RAW_KEY_HEADER];
-    const to = typeof key === 'string' ? this.#waiting.get(key) : undefined;
+  accept(key: string, socket: Socket, head: Buffer): boolean {
+    const to = this.#waiting.get(key);
     if (!to) return false;
     socket.setTimeout(0);
     socket.setNoDelay(true);

@@ -21,6 +21,8 @@ interface Tunnel {
   lost: (() => void) | undefined;
   /** Offers a raw connection for one stream (RAW_UPGRADE); absent where the connector cannot take one. */
   raw: (() => RawOffer | undefined) | undefined;
+  /** The connection the session is made over, where it is one of its own: closed with the tunnel if no session was made on it. */
+  connection: Duplex | undefined;
 }
 
 /** A one-time key for one stream's raw connection, and the socket the connector upgrades with it. */
@@ -103,7 +105,7 @@ export class TunnelRegistry {
    * being registered here): a standby is a second path through another node, and taking the
    * primary's place would cut the primary's data plane.
    */
-  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false, lost?: () => void, raw?: () => RawOffer | undefined): boolean {
+  set(siteId: string, sessionId: string, connect: () => http2.ClientHttp2Session, standby = false, lost?: () => void, raw?: () => RawOffer | undefined, connection?: Duplex): boolean {
     const old = this.#sessions.get(siteId);
     if (standby && old && !old.standby && old.sessionId !== sessionId) return false;
     const pending = this.#pending.get(siteId);
@@ -112,7 +114,8 @@ export class TunnelRegistry {
     // on the old session finish; another connection's session is done with.
     if (old?.sessionId === sessionId) old.h2?.close();
     else old?.h2?.destroy();
-    this.#sessions.set(siteId, { sessionId, standby, h2: undefined, connect, lost, raw });
+    if (old && !old.h2 && old.connection !== connection) old.connection?.destroy();
+    this.#sessions.set(siteId, { sessionId, standby, h2: undefined, connect, lost, raw, connection });
     this.#settle(siteId, sessionId);
     return true;
   }
@@ -121,7 +124,7 @@ export class TunnelRegistry {
     if (t.h2) return t.h2;
     const h2 = t.connect();
     t.h2 = h2;
-    // Replaced, deleted or detached first: those end the session on purpose.
+    // Replaced, deleted or retired first: those end the session on purpose.
     h2.once('close', () => this.#sessions.get(siteId) === t && t.h2 === h2 && t.lost?.());
     return h2;
   }
@@ -132,15 +135,26 @@ export class TunnelRegistry {
     const cur = this.#sessions.get(siteId);
     if (cur?.sessionId !== sessionId) return;
     this.#sessions.delete(siteId);
-    cur.h2?.destroy();
+    if (cur.h2) cur.h2.destroy();
+    else cur.connection?.destroy();
   }
 
-  /** Takes the tunnel out of use without closing it (streams in flight finish), if it is still this session's. */
-  detach(siteId: string, sessionId: string): http2.ClientHttp2Session | undefined {
+  /** This session's tunnel is the site's here. */
+  holds(siteId: string, sessionId: string): boolean {
+    return this.#sessions.get(siteId)?.sessionId === sessionId;
+  }
+
+  /**
+   * Takes the tunnel out of use (a connector moving to another node): streams in flight
+   * finish, then its session closes and `done` runs; at once if it carried none.
+   */
+  retire(siteId: string, sessionId: string, done: () => void) {
     const cur = this.#sessions.get(siteId);
-    if (cur?.sessionId !== sessionId) return undefined;
+    if (cur?.sessionId !== sessionId) return done();
     this.#sessions.delete(siteId);
-    return cur.h2; // none: it never carried a stream
+    if (cur.h2 && !cur.h2.closed) return void cur.h2.close(done);
+    cur.connection?.destroy();
+    done();
   }
 
   /** Streams opened through this node's tunnels: on the HTTP/2 session, or on a raw connection each (metrics). */

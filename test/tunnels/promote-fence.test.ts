@@ -15,6 +15,7 @@ import { Secret } from '../../core/secret.ts';
 import { ControlChannel, CONTROL_PATH, type SiteActors, type StandbyRecords } from '../../gateways/connector/control.ts';
 import { issueConnectorToken } from '../../gateways/connector/token.ts';
 import { TunnelRegistry } from '../../gateways/connector/tunnels.ts';
+import { LocalTunnels } from '../../gateways/connector/tunnel-control.ts';
 import { PROTOCOL_VERSION, ROLE_HEADER } from '../../protocol/connector.ts';
 import { until } from '../harness/until.ts';
 
@@ -46,7 +47,7 @@ t.test('a promotion in flight when the node fences is attached anew when it rejo
     // The promoted standby's record is cleared last, and slowly: Valkey behind a stalled loop.
     clear: () => clearHeld.promise,
   };
-  const channel = new ControlChannel({ secret, host, tunnels: new TunnelRegistry(), standbys, nodeId: 'node-2', clock: systemClock, logger: createLogger({ level: 'silent' }), accepting: () => true });
+  const channel = new ControlChannel({ secret, host, tunnels: new LocalTunnels(new TunnelRegistry(), createLogger({ level: 'silent' })), standbys, nodeId: 'node-2', clock: systemClock, logger: createLogger({ level: 'silent' }), accepting: () => true });
   const server: Server = createServer((_req, res) => res.writeHead(404).end());
   channel.attach(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -37,7 +37,7 @@ async function setup(t: Test, dialTo?: (nodePort: number) => number) {
   const node = httpServer();
   node.on('upgrade', (req, socket: Socket, head: Buffer) => {
     socket.on('error', () => {});
-    if (req.headers.upgrade !== RAW_UPGRADE || !offers.accept(req, socket, head)) socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    if (req.headers.upgrade !== RAW_UPGRADE || !offers.accept(String(req.headers[RAW_KEY_HEADER]), socket, head)) socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
   });
   await new Promise<void>((r) => node.listen(0, '127.0.0.1', r));
 
