@@ -6,12 +6,15 @@
 //   cluster status [--url URL] [--data-dir DIR]  nodes, sites and resources of a running cluster
 //   cluster chaos [--duration S] ...  break nodes of a `cluster up` cluster under traffic and report
 import { parseArgs } from 'node:util';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { loadConfig, redactConfig } from '../cluster.config.ts';
 import { isClusterError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { ClusterNode } from '../supervisors/node.ts';
 import { runNodeProcess } from '../supervisors/run-node.ts';
+import { runEdgeWorker } from '../supervisors/edge-worker.ts';
+import type { EdgeWorkerData } from '../protocol/edge-thread.ts';
 import { isUsageError, UsageError } from './usage-error.ts';
 
 const USAGE = `usage: cluster <command> [options]
@@ -60,7 +63,7 @@ async function main(argv: string[]) {
     case 'node': {
       const config = await loadConfig({ file: values.config });
       const logger = createLogger({ level: config.log.level, pretty: config.log.pretty, base: { node: config.nodeId } });
-      await runNodeProcess(new ClusterNode({ config, logger }), logger);
+      await runNodeProcess(new ClusterNode({ config, configFile: values.config, logger }), logger);
       return;
     }
     case 'migrate': {
@@ -99,4 +102,6 @@ async function main(argv: string[]) {
   }
 }
 
-main(process.argv.slice(2)).catch(fail);
+// The node's ingress thread starts from this entry too (supervisors/edge-thread.ts).
+if (!isMainThread && (workerData as EdgeWorkerData | undefined)?.edgeWorker) await runEdgeWorker((workerData as EdgeWorkerData).edgeWorker);
+else main(process.argv.slice(2)).catch(fail);

@@ -28,6 +28,8 @@ export interface ErrorFields {
   CLUSTER_ERR_NODE_NOT_READY: { state: string };
   CLUSTER_ERR_UI_NOT_BUILT: Record<string, never>;
   CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { timeoutMs: number };
+  CLUSTER_ERR_NODE_INGRESS_THREAD: { exitCode: number | null };
+  CLUSTER_ERR_CONFIG_CHANGED: { source: string };
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { service: string };
   CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: { dataDir: string; pid: number };
   CLUSTER_ERR_LOCAL_ADDRESS_IN_USE: { addresses: string[] };
@@ -119,6 +121,8 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorSpec } = {
   CLUSTER_ERR_NODE_NOT_READY: { status: 503, summary: 'the node is starting, draining or lost a dependency' },
   CLUSTER_ERR_UI_NOT_BUILT: { status: 503, summary: 'the dashboard is not built on this node (the API works)' },
   CLUSTER_ERR_NODE_SHUTDOWN_TIMEOUT: { summary: 'graceful shutdown did not finish in time; the node was stopped' },
+  CLUSTER_ERR_NODE_INGRESS_THREAD: { summary: 'the node\'s ingress thread failed or exited; the node stopped' },
+  CLUSTER_ERR_CONFIG_CHANGED: { summary: 'the config the ingress thread loaded differs from the node\'s (changed during start)' },
   CLUSTER_ERR_LOCAL_SERVICE_FAILED: { summary: 'a local service (PostgreSQL, Valkey, Pebble) failed to start' },
   CLUSTER_ERR_LOCAL_DATA_DIR_BUSY: { summary: 'another `cluster up` is running with this data directory' },
   CLUSTER_ERR_LOCAL_ADDRESS_IN_USE: { summary: 'an address `cluster up` listens on is held by another process' },

@@ -19,7 +19,7 @@ import type { RouteChange, RouteTable } from '../gateways/ingress/routes.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
 import type { Valkey } from '../persistence/valkey.ts';
-import type { ClusterMetrics } from './metrics.ts';
+import type { Registry } from 'prom-client';
 
 export interface AccessParts {
   guard: AccessGuard;
@@ -32,14 +32,14 @@ export interface AccessParts {
   stop(): Promise<void>;
 }
 
-export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; oidc: OidcSignIn; sealer: Sealer; certs: CertificateStore; routes: RouteTable; metrics: ClusterMetrics; clock: Clock; logger: Logger }): Promise<AccessParts> {
+export async function startAccess(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; oidc: OidcSignIn; sealer: Sealer; certs: CertificateStore; routes: RouteTable; registry: Registry; clock: Clock; logger: Logger }): Promise<AccessParts> {
   const { config, db, valkey, clock, logger } = d;
   const log = logger.child({ component: 'access' });
   const revocations = new Revocations({ db, clock, logger });
   await revocations.start();
-  new Gauge({ name: 'cluster_access_revoked_sessions', help: 'Revoked, unexpired resource sessions this node refuses', registers: [d.metrics.registry], collect() { this.set(revocations.size); } });
-  const decisions = new Counter({ name: 'cluster_access_decisions_total', help: 'Access decisions at protected resources', labelNames: ['decision', 'method'], registers: [d.metrics.registry] });
-  const dropped = new Counter({ name: 'cluster_access_log_dropped_total', help: 'Access decisions not written to the access log (PostgreSQL away too long)', registers: [d.metrics.registry] });
+  new Gauge({ name: 'cluster_access_revoked_sessions', help: 'Revoked, unexpired resource sessions this node refuses', registers: [d.registry], collect() { this.set(revocations.size); } });
+  const decisions = new Counter({ name: 'cluster_access_decisions_total', help: 'Access decisions at protected resources', labelNames: ['decision', 'method'], registers: [d.registry] });
+  const dropped = new Counter({ name: 'cluster_access_log_dropped_total', help: 'Access decisions not written to the access log (PostgreSQL away too long)', registers: [d.registry] });
   const accessLog = new AccessLog({ db, clock, logger: log, nodeId: config.nodeId, retentionMs: config.access.logRetention, onDrop: (n) => dropped.inc(n) });
   accessLog.start();
   const record: AccessLog['record'] = (e) => {

@@ -1,76 +1,73 @@
-// The node's data plane, built and started in order: the route mirror, TCP/UDP/HTTP(S)
-// ingress with the issued certificates, and the authoritative DNS over the zone mirror.
+// The node's data plane, in two parts started in order: the authoritative DNS over the zone
+// mirror (always on the node's main thread: it is fast enough there, and actors read its
+// zones), then the ingress (the route mirror, TCP/UDP/HTTP(S) listeners, certificates,
+// access, the tunnels' HTTP/2 sessions), on a worker thread of its own by default
+// (supervisors/edge-thread.ts, docs/data-plane-worker.md) or on the main thread.
 // Everything here answers from memory; nothing waits on an actor.
-import { Counter } from 'prom-client';
+import type { Duplex } from 'node:stream';
+import { Counter, type Registry } from 'prom-client';
 import type { ClusterConfig } from '../cluster.config.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
-import type { TunnelRegistry } from '../gateways/connector/tunnels.ts';
+import { loadSpliceRelay } from '../core/splice-relay.ts';
+import { LocalTunnels, type TunnelControl } from '../gateways/connector/tunnel-control.ts';
+import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
 import { DnsServer } from '../gateways/dns/server.ts';
 import { ZoneTable } from '../gateways/dns/zones.ts';
 import { CertificateStore } from '../gateways/ingress/certs.ts';
+import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { HttpIngress } from '../gateways/ingress/http.ts';
 import { issuedCertificates } from '../gateways/ingress/issued-certs.ts';
 import { RouteTable, type RouteChange } from '../gateways/ingress/routes.ts';
 import { TcpIngress } from '../gateways/ingress/tcp.ts';
-import { loadSpliceRelay } from '../core/splice-relay.ts';
 import { UdpIngress } from '../gateways/ingress/udp.ts';
 import type { Placement } from '../gateways/ingress/upstream.ts';
+import type { OidcSignIn } from '../gateways/identity/oidc.ts';
 import type { PeerLink } from '../gateways/peer/link.ts';
 import { listenProblems } from '../persistence/actor-stores.ts';
 import type { DatabasePool } from '../persistence/db.ts';
 import type { Sealer } from '../persistence/sealed.ts';
-import type { OidcSignIn } from '../gateways/identity/oidc.ts';
 import type { Valkey } from '../persistence/valkey.ts';
 import { startAccess } from './access.ts';
 import { dnsExclusions } from './dns-exclusion.ts';
+import { startEdgeThread } from './edge-thread.ts';
 import type { Membership } from './membership.ts';
+import { createDnsMetrics, createIngressMetrics, type ClusterMetrics } from './metrics.ts';
 import type { Suspicion } from './suspicion.ts';
-import { createEdgeMetrics, type ClusterMetrics } from './metrics.ts';
 
-export interface EdgeDeps {
+/** Where the ingress sends a connection whose site's tunnel is on another node. */
+export type TrafficView = Omit<Placement, 'nodeId'>;
+
+export interface IngressDeps {
   config: ClusterConfig;
   db: DatabasePool;
   valkey: Valkey;
   sealer: Sealer;
-  /** Sign-in through identity providers (shared with the admin API). */
   oidc: OidcSignIn;
   tunnels: TunnelRegistry;
-  membership: Membership;
-  suspicion: Pick<Suspicion, 'isSuspected' | 'suspected' | 'on'>;
-  peer: PeerLink;
-  metrics: ClusterMetrics;
+  traffic: TrafficView;
+  registry: Registry;
   clock: Clock;
   logger: Logger;
 }
 
-export interface Edge {
+export interface Ingress {
   routes: RouteTable;
-  zones: ZoneTable;
   http: HttpIngress;
   /** A change of this kind was made (revoked sessions are read again). */
   changed(kind: string): void;
-  /** Ingress first (no new connections), then DNS, then the mirrors. */
+  /** A connection a peer forwarded here, for a site whose tunnel is here. */
+  accept(stream: Duplex, resourceId: string, targetId: string): void;
+  /** Listeners first (no new connections), then access, then the route mirror. */
   close(): Promise<void>;
 }
 
-export async function startEdge(d: EdgeDeps): Promise<Edge> {
-  const { config, valkey, logger, clock } = d;
+/** The ingress, listening once this resolves. Runs on the main thread or in the edge worker. */
+export async function startIngress(d: IngressDeps): Promise<Ingress> {
+  const { config, valkey, logger, clock, tunnels } = d;
   const routes = new RouteTable({ valkey, logger, clock });
-  const zones = new ZoneTable({ valkey, logger, clock });
-  // Where a connection goes when its target's tunnel is on another node: the peer link.
-  const placement: Placement = {
-    nodeId: config.nodeId,
-    // The traffic view: while fenced, the peers that were live (they took this node's sites over).
-    isLive: (node) => d.membership.trafficMember(node) !== undefined,
-    isSuspected: (node) => d.suspicion.isSuspected(node),
-    forward: (node, resourceId, targetId, header, timeoutMs) => {
-      const member = d.membership.trafficMember(node);
-      if (!member) return Promise.reject(new Error(`node ${node} is not live`));
-      return d.peer.openForward(member, resourceId, targetId, header, timeoutMs);
-    },
-  };
-  const common = { routes, tunnels: d.tunnels, placement, bindHost: config.ingress.https.host, logger };
+  const placement: Placement = { nodeId: config.nodeId, ...d.traffic };
+  const common = { routes, tunnels, placement, bindHost: config.ingress.https.host, logger };
   const listen = listenProblems(valkey, config.nodeId);
   // Every route update re-checks the ports; only a change in a resource's problem is written.
   const reported = new Map<string, string | null>();
@@ -82,7 +79,7 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
   const tcp = new TcpIngress({ ...common, ports: config.ingress.resourcePorts, report });
   const splice = loadSpliceRelay();
   if ('error' in splice) logger.warn({ reason: splice.error }, 'the splice relay is not available: raw TCP streams are copied through this process, at about half the bulk throughput');
-  const udpDrops = new Counter({ name: 'cluster_udp_dropped_total', help: 'UDP datagrams dropped by this node\'s ingress, by reason (session limits, rate, backpressure)', labelNames: ['reason'], registers: [d.metrics.registry] });
+  const udpDrops = new Counter({ name: 'cluster_udp_dropped_total', help: 'UDP datagrams dropped by this node\'s ingress, by reason (session limits, rate, backpressure)', labelNames: ['reason'], registers: [d.registry] });
   const udp = new UdpIngress({ ...common, ports: config.ingress.resourcePorts, report, clock, onDrop: (reason) => udpDrops.inc({ reason }) });
   // Issued certificates: every node decrypts and serves them; a wrong cluster key stops the
   // node here, loudly, instead of serving generated certificates in their place.
@@ -95,42 +92,136 @@ export async function startEdge(d: EdgeDeps): Promise<Edge> {
     (err) => logger.error({ hostname, err: (err as Error).message }, 'cannot load a certificate'),
   ));
   // Before the ingress serves anything: the revoked sessions must be known first.
-  const access = await startAccess({ config, db: d.db, valkey, oidc: d.oidc, sealer: d.sealer, certs, routes, metrics: d.metrics, clock, logger });
+  const access = await startAccess({ config, db: d.db, valkey, oidc: d.oidc, sealer: d.sealer, certs, routes, registry: d.registry, clock, logger });
   routes.on('updated', (changes: RouteChange[]) => access.warm(changes));
-  const metrics = createEdgeMetrics(d.metrics.registry, { tunnels: () => d.tunnels.counts(), tunnelStreams: () => d.tunnels.opened, certificateExpiries: () => issued.expiries(), zoneSnapshotAgeMs: () => zones.age });
+  const metrics = createIngressMetrics(d.registry, { tunnels: () => tunnels.counts(), tunnelStreams: () => tunnels.opened, certificateExpiries: () => issued.expiries() });
   const http = new HttpIngress({ ...common, certs, http: config.ingress.http, https: config.ingress.https, helloTimeoutMs: config.ingress.helloTimeout, maxConnectionsPerSource: config.ingress.maxConnectionsPerSource, proxyProtocolFrom: config.ingress.proxyProtocolFrom, access, onRequest: metrics.onRequest });
   // The node's own listeners first: a resource can never hold a port the node needs (the
   // configured range excludes them too). Route updates open resource listeners, so the
   // route mirror starts after them.
-  await zones.start();
-  // DNS leaves out the addresses of nodes this node suspects (and names them again once heard),
-  // and, while this node is fenced (its sites and zones moved on without it), its own.
-  const excludeSuspected = () => {
-    const { excluded, answering } = dnsExclusions({ self: config.nodeId, members: d.membership.forTraffic(), suspected: d.suspicion.suspected, healthy: d.membership.healthy, renewing: (id) => d.membership.renewingLease(id) });
-    zones.exclude(excluded, answering);
-  };
-  d.suspicion.on('change', excludeSuspected);
-  d.suspicion.on('suspect', (node: string) => http.dropNode(node));
-  d.membership.on('view', excludeSuspected);
   await http.listen();
-  const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, queryCounter: metrics.queryCounter });
-  await dns.listen();
   await routes.start();
   tcp.sync();
   udp.sync();
   return {
     routes,
-    zones,
     http,
     changed: (kind) => access.changed(kind),
+    accept: (stream, resourceId, targetId) => acceptForwarded(stream, resourceId, targetId, { routes, tunnels, logger, terminateTls: (s, client) => http.terminateTls(s, client) }),
     async close() {
       tcp.close();
       udp.close();
       await http.close();
       await access.stop();
-      await dns.close();
-      await zones.stop();
       await routes.stop();
     },
   };
+}
+
+export interface EdgeDeps {
+  config: ClusterConfig;
+  /** Where the config came from: the ingress thread loads it again. */
+  configFile: string | undefined;
+  db: DatabasePool;
+  valkey: Valkey;
+  sealer: Sealer;
+  /** Sign-in through identity providers (shared with the admin API). */
+  oidc: OidcSignIn;
+  membership: Membership;
+  suspicion: Pick<Suspicion, 'isSuspected' | 'suspected' | 'on'>;
+  peer: PeerLink;
+  metrics: ClusterMetrics;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface Edge {
+  /** The route table as this node mirrors it (on the main thread, whichever thread the ingress is on). */
+  routes: RouteTable;
+  zones: ZoneTable;
+  /** A change of this kind was made (revoked sessions are read again). */
+  changed(kind: string): void;
+  /** A connection a peer forwarded here. */
+  accept(stream: Duplex, resourceId: string, targetId: string): void;
+  /** Ingress first (no new connections), then DNS, then the mirrors. */
+  close(): Promise<void>;
+}
+
+/** The edge before it starts: the tunnels it will carry are set up from the start (the connector control channel needs them before the listeners open). */
+export interface PreparedEdge {
+  tunnels: TunnelControl;
+  /** Where the ingress runs. */
+  thread: 'worker' | 'main';
+  start(): Promise<Edge>;
+}
+
+export function prepareEdge(d: EdgeDeps): PreparedEdge {
+  const { config, valkey, logger, clock } = d;
+  // The traffic view: while fenced, the peers that were live (they took this node's sites over).
+  const traffic: TrafficView = {
+    isLive: (node) => d.membership.trafficMember(node) !== undefined,
+    isSuspected: (node) => d.suspicion.isSuspected(node),
+    forward: (node, resourceId, targetId, header, timeoutMs) => {
+      const member = d.membership.trafficMember(node);
+      if (!member) return Promise.reject(new Error(`node ${node} is not live`));
+      return d.peer.openForward(member, resourceId, targetId, header, timeoutMs);
+    },
+  };
+  const native = loadSpliceRelay();
+  const inWorker = config.ingress.thread === 'worker' && 'module' in native;
+  if (config.ingress.thread === 'worker' && 'error' in native) logger.error({ reason: native.error }, 'ingress.thread is "worker" but the native module is not built: the ingress runs on the main thread, at about 8 us more CPU per proxied request');
+  const worker = inWorker ? startEdgeThread({ config, configFile: d.configFile, traffic, membership: d.membership, suspicion: d.suspicion, registry: d.metrics.registry, logger }) : undefined;
+  const registry = new TunnelRegistry();
+  const tunnels = worker?.tunnels ?? new LocalTunnels(registry, logger);
+
+  /** DNS, then the ingress: the node's own listeners before any resource's (the route mirror opens those). */
+  const start = async (): Promise<Edge> => {
+    const zones = new ZoneTable({ valkey, logger, clock });
+    const dnsMetrics = createDnsMetrics(d.metrics.registry, { zoneSnapshotAgeMs: () => zones.age });
+    await zones.start();
+    // DNS leaves out the addresses of nodes this node suspects (and names them again once heard),
+    // and, while this node is fenced (its sites and zones moved on without it), its own.
+    const excludeSuspected = () => {
+      const { excluded, answering } = dnsExclusions({ self: config.nodeId, members: d.membership.forTraffic(), suspected: d.suspicion.suspected, healthy: d.membership.healthy, renewing: (id) => d.membership.renewingLease(id) });
+      zones.exclude(excluded, answering);
+    };
+    d.suspicion.on('change', excludeSuspected);
+    d.membership.on('view', excludeSuspected);
+    const dns = new DnsServer({ zones, host: config.dns.bind.host, port: config.dns.bind.port, rateLimit: config.dns.rateLimit, clock, logger, queryCounter: dnsMetrics.queryCounter });
+    await dns.listen();
+    const closeDns = async () => {
+      await dns.close();
+      await zones.stop();
+    };
+    if (worker) {
+      // The main thread's own mirror of the routes: actors and peers ask it (the worker has its own).
+      const routes = new RouteTable({ valkey, logger, clock });
+      await routes.start();
+      await worker.started();
+      return {
+        routes,
+        zones,
+        changed: (kind) => worker.changed(kind),
+        accept: (stream, resourceId, targetId) => worker.accept(stream, resourceId, targetId),
+        async close() {
+          await worker.close();
+          await closeDns();
+          await routes.stop();
+        },
+      };
+    }
+    const ingress = await startIngress({ config, db: d.db, valkey, sealer: d.sealer, oidc: d.oidc, tunnels: registry, traffic, registry: d.metrics.registry, clock, logger });
+    d.suspicion.on('suspect', (node: string) => ingress.http.dropNode(node));
+    return {
+      routes: ingress.routes,
+      zones,
+      changed: (kind) => ingress.changed(kind),
+      accept: (stream, resourceId, targetId) => ingress.accept(stream, resourceId, targetId),
+      async close() {
+        await ingress.close();
+        await closeDns();
+      },
+    };
+  };
+  return { tunnels, thread: worker ? 'worker' : 'main', start };
 }

@@ -5,8 +5,22 @@ import { RequestMetrics } from './request-metrics.ts';
 /** Bounds of the proxied requests' latency histogram, in seconds. */
 export const REQUEST_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
+/** The node's registry, and metrics from elsewhere (the ingress thread's registry) added to what it serves. */
+export class NodeRegistry extends Registry {
+  readonly #sources: Array<() => Promise<string>> = [];
+
+  addSource(text: () => Promise<string>) {
+    this.#sources.push(text);
+  }
+
+  override async metrics(): Promise<string> {
+    const parts = await Promise.all([super.metrics(), ...this.#sources.map((s) => s().catch(() => ''))]);
+    return parts.filter((p) => p.length > 0).map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
+  }
+}
+
 export interface ClusterMetrics {
-  registry: Registry;
+  registry: NodeRegistry;
   claims: Counter<'kind'>;
   respawns: Counter<'kind'>;
   fencings: Counter<string>;
@@ -35,7 +49,7 @@ export interface MetricSources {
 }
 
 export function createMetrics(opts: MetricSources): ClusterMetrics {
-  const registry = new Registry();
+  const registry = new NodeRegistry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
     name: 'cluster_actors',
@@ -103,12 +117,11 @@ export function createMetrics(opts: MetricSources): ClusterMetrics {
   };
 }
 
-export interface EdgeMetricSources {
+export interface IngressMetricSources {
   tunnels: () => { primary: number; standby: number };
   /** Streams opened through this node's tunnels so far, by path. */
   tunnelStreams: () => { http2: number; raw: number };
   certificateExpiries: () => Promise<Array<{ hostname: string; seconds: number }>>;
-  zoneSnapshotAgeMs: () => number;
 }
 
 /** DNS queries answered under one type and response code, and how many the counter has. */
@@ -125,8 +138,8 @@ class QueryCount {
   }
 }
 
-/** The data plane's metrics: tunnels, proxied requests, DNS queries, certificate expiry. */
-export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
+/** The ingress's metrics: tunnels, proxied requests, certificate expiry. */
+export function createIngressMetrics(registry: Registry, src: IngressMetricSources) {
   new Gauge({
     name: 'cluster_tunnels',
     help: 'Site tunnels (connector connections) held by this node: role primary (the site is held here) or standby (a second path)',
@@ -163,6 +176,15 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
       for (const r of await src.certificateExpiries().catch(() => [])) this.set({ hostname: r.hostname }, r.seconds);
     },
   });
+  return {
+    onRequest(resource: string, status: number, seconds: number) {
+      requests.observe(resource, status, seconds);
+    },
+  };
+}
+
+/** DNS's metrics: queries answered, the age of the zone data. */
+export function createDnsMetrics(registry: Registry, src: { zoneSnapshotAgeMs: () => number }) {
   // Queries are counted in plain integers and added to the counter when scraped: a labelled
   // child's inc() still hashes its labels, a few percent of a cached answer's CPU.
   const queryCounts = new Map<string, QueryCount>();
@@ -181,9 +203,6 @@ export function createEdgeMetrics(registry: Registry, src: EdgeMetricSources) {
   });
   new Gauge({ name: 'cluster_dns_snapshot_age_seconds', help: 'Time since the DNS gateway last received zone data', registers: [registry], collect() { this.set(src.zoneSnapshotAgeMs() / 1000); } });
   return {
-    onRequest(resource: string, status: number, seconds: number) {
-      requests.observe(resource, status, seconds);
-    },
     queryCounter(type: string, rcode: string): { inc(): void } {
       const key = `${type} ${rcode}`;
       let c = queryCounts.get(key);

@@ -22,11 +22,8 @@ import { statusQueries } from '../gateways/admin/status.ts';
 import { ControlChannel } from '../gateways/connector/control.ts';
 import { OidcSignIn } from '../gateways/identity/oidc.ts';
 import { issueConnectorToken } from '../gateways/connector/token.ts';
-import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
-import { LocalTunnels } from '../gateways/connector/tunnel-control.ts';
 import { unavailable } from '../gateways/wireguard/hub.ts';
 import type { SiteTunnelStats } from '../protocol/wireguard.ts';
-import { acceptForwarded } from '../gateways/ingress/forwarded.ts';
 import { unroutedIds } from '../gateways/ingress/routes.ts';
 import { PeerLink } from '../gateways/peer/link.ts';
 import { readPeerTls } from '../gateways/peer/request.ts';
@@ -46,7 +43,7 @@ import { registerActorKinds } from './actor-kinds.ts';
 import { ResourceIndex } from './resource-index.ts';
 import { SiteSeen } from './site-seen.ts';
 import { routeChanges } from './change-routing.ts';
-import { startEdge, type Edge } from './edge.ts';
+import { prepareEdge, type Edge } from './edge.ts';
 import { Membership } from './membership.ts';
 import { SiteNews } from './site-news.ts';
 import { adminEndpoint, standbyAdvice } from './standby-advice.ts';
@@ -58,6 +55,8 @@ import { Readiness } from './readiness.ts';
 
 export interface NodeDeps {
   config: ClusterConfig;
+  /** The file the config came from (with the environment): the ingress thread loads it too. */
+  configFile?: string;
   logger: Logger;
   clock?: Clock;
 }
@@ -82,6 +81,7 @@ interface Running {
 
 export class ClusterNode {
   readonly config: ClusterConfig;
+  readonly #configFile: string | undefined;
   readonly lifecycle = new Lifecycle();
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -93,7 +93,6 @@ export class ClusterNode {
   /** Readiness asks PostgreSQL on a connection of its own: a busy pool is not PostgreSQL down. */
   readonly #postgresProbe: PostgresProbe;
   readonly #readiness: Readiness;
-  readonly #tunnels = new TunnelRegistry();
   /** Membership and ownership events for the dashboard's live view. */
   readonly #events = new ClusterEvents();
   /** Seals and opens keys at rest under the cluster key (certificates, the ACME account). */
@@ -109,6 +108,7 @@ export class ClusterNode {
 
   constructor(deps: NodeDeps) {
     const config = (this.config = deps.config);
+    this.#configFile = deps.configFile;
     this.#postgresProbe = new PostgresProbe(config.postgres.url);
     this.#clock = deps.clock ?? systemClock;
     this.#log = deps.logger;
@@ -209,8 +209,11 @@ export class ClusterNode {
     await ensureSetupToken({ db, valkey, nodeId: config.nodeId }, this.#log).catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not check for a first administrator'));
     const lag = this.#loopLag.start();
     this.#heap.start();
+    // The ingress (on a thread of its own by default) is prepared first: the control channel
+    // sets tunnels in it as soon as connectors register; it listens once started below.
+    const edge = prepareEdge({ config, configFile: this.#configFile, db, valkey, oidc, sealer: this.#sealer, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
     const admission = new Admission({ lagMs: () => lag.worstMs(), onRefused: (reason, role) => this.#metrics.registrationsRefused.inc({ reason, role }) });
-    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: new LocalTunnels(this.#tunnels, this.#log), standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away, onAttached: (how, seconds) => this.#metrics.attachSeconds.observe({ how }, seconds), onClaimed: (how, seconds) => this.#metrics.attachClaimSeconds.observe({ how }, seconds) });
+    run.control = new ControlChannel({ admission, secret: config.clusterSecret, host: run.host, tunnels: edge.tunnels, standbys: siteStandbys(valkey), nodeId: config.nodeId, endpoint: adminEndpoint(`${config.admin.bind.host}:${config.admin.bind.port}`, publicAddresses(config)), clock: this.#clock, logger: this.#log, accepting: () => this.state === 'running', silentAfterMs: config.connector.silentAfter, fenced: () => run.membership.away, onAttached: (how, seconds) => this.#metrics.attachSeconds.observe({ how }, seconds), onClaimed: (how, seconds) => this.#metrics.attachClaimSeconds.observe({ how }, seconds) });
     run.control.attach(this.#admin.server);
     // A fence keeps the connectors' connections; the rejoin attaches them to new site actors.
     const control = run.control;
@@ -218,7 +221,8 @@ export class ClusterNode {
     run.membership.on('joined', () => void control.reattachAll());
     // A member gone (or come): the standbys advised on it move to the node advised now.
     run.membership.on('view', (changed: boolean) => changed && control.readvise(run.adviseStandby));
-    run.edge = await startEdge({ config, db, valkey, oidc, sealer: this.#sealer, tunnels: this.#tunnels, membership: run.membership, suspicion: run.suspicion, peer: run.peer, metrics: this.#metrics, clock: this.#clock, logger: this.#log });
+    run.edge = await edge.start();
+    this.#log.info({ thread: edge.thread }, 'ingress listening');
     this.#readiness.markMigrated();
     await this.#readiness.probe();
     this.lifecycle.to('running');
@@ -260,7 +264,7 @@ export class ClusterNode {
         forward: (stream, resourceId, targetId) => {
           const e = edge();
           if (!e) return stream.destroy();
-          acceptForwarded(stream, resourceId, targetId, { routes: e.routes, tunnels: this.#tunnels, logger: this.#log, terminateTls: (s, client) => e.http.terminateTls(s, client) });
+          e.accept(stream, resourceId, targetId);
         },
       },
     });

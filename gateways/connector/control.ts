@@ -274,16 +274,20 @@ export class ControlChannel {
       if (ws.readyState !== WebSocket.OPEN || !registered || this.#overWireGuard.has(ws)) return refuse(socket, 409, CLOSE.badMessage.reason);
       socket.setTimeout(0);
       socket.setNoDelay(true);
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${DIRECT_UPGRADE}\r\n\r\n`);
-      directSocket = socket;
-      // Before the data plane is up (the connector may dial as soon as it reads `registered`,
-      // while this side still waits on the site actor or a WireGuard choice): used then.
-      if (!wsDataPlane) return;
-      if (!openTunnel('direct', socket, standby)) {
-        socket.destroy();
-        return ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason); // the site's primary came here meanwhile
-      }
-      log.info('data plane moved to a direct connection');
+      // Used once our answer is written: a connection with nothing queued can move to the
+      // ingress thread as it is (core/socket-handover.ts), one with a write queued is relayed.
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${DIRECT_UPGRADE}\r\n\r\n`, (err) => {
+        if (err || ws.readyState !== WebSocket.OPEN) return void socket.destroy();
+        directSocket = socket;
+        // Before the data plane is up (the connector may dial as soon as it reads `registered`,
+        // while this side still waits on the site actor or a WireGuard choice): used then.
+        if (!wsDataPlane) return;
+        if (!openTunnel('direct', socket, standby)) {
+          socket.destroy();
+          return void ws.close(CLOSE.notStandby.code, CLOSE.notStandby.reason); // the site's primary came here meanwhile
+        }
+        log.info('data plane moved to a direct connection');
+      });
     });
     /** The data plane over WebSocket: on its direct connection if that came already, else on the frames until it does. */
     const useWebSocket = (asStandby = false): boolean => {

@@ -1,5 +1,6 @@
 // The receiving end of a forwarded client connection: another node's ingress had no tunnel
 // for the resource's sites and sent the connection here, PROXY v2 header first.
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { relayStreams } from '../../core/splice-relay.ts';
 import type { Logger } from '../../core/log.ts';
@@ -36,7 +37,10 @@ export function acceptForwarded(
     if (targetId === 'tls') {
       if (rest.length) stream.unshift(rest);
       deps.terminateTls(stream, parsed.addresses?.source.address ?? 'unknown');
-      stream.resume();
+      // A socket (a connection handed to the ingress thread) is read by its TLS wrap from
+      // here on, what was unshifted first; reading it here too would race the wrap for the
+      // bytes. Any other stream (a WebSocket's) is fed to the wrap by being read.
+      if (!(stream instanceof Socket)) stream.resume();
       return;
     }
     const route = deps.routes.byId(resourceId);

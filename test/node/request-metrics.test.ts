@@ -4,7 +4,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import t from 'tap';
 import { RequestMetrics } from '../../supervisors/request-metrics.ts';
-import { createEdgeMetrics, REQUEST_SECONDS_BUCKETS } from '../../supervisors/metrics.ts';
+import { createDnsMetrics, REQUEST_SECONDS_BUCKETS } from '../../supervisors/metrics.ts';
 
 const names = { requests: 'cluster_ingress_requests_total', latency: 'cluster_ingress_request_seconds' };
 
@@ -35,7 +35,7 @@ t.test('the same samples as prom-client for the same requests', async (t) => {
 
 t.test('DNS queries counted by hand: each scrape reads every query answered so far', async (t) => {
   const registry = new Registry();
-  const edge = createEdgeMetrics(registry, { tunnels: () => ({ primary: 0, standby: 0 }), tunnelStreams: () => ({ http2: 0, raw: 0 }), certificateExpiries: async () => [], zoneSnapshotAgeMs: () => 0 });
+  const edge = createDnsMetrics(registry, { zoneSnapshotAgeMs: () => 0 });
   const a = edge.queryCounter('A', 'NOERROR');
   t.equal(edge.queryCounter('A', 'NOERROR'), a, 'one counter per type and response code, kept by the cached answers');
   const nx = edge.queryCounter('A', 'NXDOMAIN');
