@@ -100,6 +100,10 @@ export function runBench(main: () => Promise<Record<string, unknown>>): void {
 export async function startBenchNodes(dir: string, services: LocalServices, config: Record<string, any> = {}, opts: { ids?: string[]; nodeArgs?: string[] } = {}) {
   const url = await services.postgres!.createDatabase('bench');
   const configs = new Map<string, Record<string, any>>();
+  // BENCH_INGRESS_THREAD=main|worker: where the nodes run their ingress (config ingress.thread), to compare the two.
+  const thread = process.env.BENCH_INGRESS_THREAD;
+  if (thread !== undefined && thread !== 'main' && thread !== 'worker') throw new Error('BENCH_INGRESS_THREAD is main or worker');
+  if (thread) config = { ...config, ingress: { ...config.ingress, thread } };
   for (const id of opts.ids ?? ['node-1', 'node-2', 'node-3']) {
     configs.set(id, await testNodeConfig({ postgresUrl: url, valkeyUrl: services.valkey!.url, clusterName: 'bench', nodeId: id, config: { log: { level: 'warn' }, ...config } }));
   }

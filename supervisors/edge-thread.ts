@@ -69,6 +69,7 @@ class ThreadTunnels implements TunnelControl {
     if ('socket' in link) {
       const moved = moveOrRelay(link.socket);
       if (!moved) return false; // descriptors exhausted: the connector registers again
+      if (!link.socket.destroyed) this.log.warn({ siteId }, 'a tunnel connection could not be handed to the ingress thread (TLS, or a write still queued): its bytes are relayed through the main thread');
       handed = moved;
     }
     this.#sessions.set(siteId, { sessionId, standby, lost, frames: 'frames' in link ? link.frames : undefined, dead: false });

@@ -1,8 +1,8 @@
 // The node's data plane, in two parts started in order: the authoritative DNS over the zone
 // mirror (always on the node's main thread: it is fast enough there, and actors read its
 // zones), then the ingress (the route mirror, TCP/UDP/HTTP(S) listeners, certificates,
-// access, the tunnels' HTTP/2 sessions), on a worker thread of its own by default
-// (supervisors/edge-thread.ts, docs/data-plane-worker.md) or on the main thread.
+// access, the tunnels' HTTP/2 sessions), on the main thread or, with `ingress.thread:
+// worker`, on a thread of its own (supervisors/edge-thread.ts, docs/data-plane-worker.md).
 // Everything here answers from memory; nothing waits on an actor.
 import type { Duplex } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
@@ -169,7 +169,7 @@ export function prepareEdge(d: EdgeDeps): PreparedEdge {
   };
   const native = loadSpliceRelay();
   const inWorker = config.ingress.thread === 'worker' && 'module' in native;
-  if (config.ingress.thread === 'worker' && 'error' in native) logger.error({ reason: native.error }, 'ingress.thread is "worker" but the native module is not built: the ingress runs on the main thread, at about 8 us more CPU per proxied request');
+  if (config.ingress.thread === 'worker' && 'error' in native) logger.error({ reason: native.error }, 'ingress.thread is "worker" but the native module is not built (it moves connections between threads): the ingress runs on the main thread');
   const worker = inWorker ? startEdgeThread({ config, configFile: d.configFile, traffic, membership: d.membership, suspicion: d.suspicion, registry: d.metrics.registry, logger }) : undefined;
   const registry = new TunnelRegistry();
   const tunnels = worker?.tunnels ?? new LocalTunnels(registry, logger);

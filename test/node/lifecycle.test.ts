@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { until } from '../harness/until.ts';
 import { LocalPostgres } from '../../devenv/postgres.ts';
@@ -102,4 +103,20 @@ t.test('a node whose config is invalid refuses to start with the field named', a
   const exit = await node.proc.exited;
   t.equal(exit.code, 2);
   t.match(readFileSync(node.logFile, 'utf8'), /CLUSTER_ERR_CONFIG_INVALID[\s\S]*lease\.ttl: "forever" is not a duration/);
+});
+
+t.test('a node whose ingress cannot listen fails its start, says why and exits 1', async (t) => {
+  const postgresUrl = await freshDatabase(t);
+  const { clusterName, valkeyUrl } = await freshClusterName(t);
+  // The HTTP address is taken: the ingress (on its own thread here: the error crosses from it) cannot listen.
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  t.teardown(() => holder.close());
+  const taken = `127.0.0.1:${(holder.address() as AddressInfo).port}`;
+  const node = await startTestNode(t, { postgresUrl, valkeyUrl, clusterName, config: { ingress: { http: taken, thread: 'worker' } } });
+  const exit = await node.proc.exited;
+  t.equal(exit.code, 1, 'exit 1: not a node without its ingress');
+  const log = readFileSync(node.logFile, 'utf8');
+  t.match(log, new RegExp(`"msg":"node failed to start"`));
+  t.match(log, new RegExp(`EADDRINUSE[^\\n]*${taken.replace(/\./g, '\\.')}`), 'the address in use is named');
 });

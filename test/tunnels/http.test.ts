@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import t from 'tap';
@@ -48,7 +49,11 @@ t.test('HTTP resources answer through every node', async (t) => {
   const targetPort = (target.address() as { port: number }).port;
 
   const net = `127.${20 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
-  const c = await startApiCluster(t, 3, {}, (i) => ({ ingress: { https: `${net}.${i + 1}:443`, http: `${net}.${i + 1}:80`, publicAddresses: [`${net}.${i + 1}`] } }));
+  // node-1 runs its ingress on its main thread, the others on their ingress threads (the
+  // default): both ways serve, forward to each other and take forwards.
+  const c = await startApiCluster(t, 3, {}, (i) => ({ ingress: { https: `${net}.${i + 1}:443`, http: `${net}.${i + 1}:80`, publicAddresses: [`${net}.${i + 1}`], thread: i === 0 ? 'main' : 'worker' } }));
+  const threads = c.nodes.map((n) => /"thread":"(\w+)","msg":"ingress listening"/.exec(readFileSync(n.logFile, 'utf8'))?.[1]);
+  t.same(threads, ['main', 'worker', 'worker'], 'each node says where its ingress runs');
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'web', name: 'Web' } })).body;
   const base = `/api/v1/orgs/${org.id}`;

@@ -33,7 +33,8 @@ t.test('a UDP resource carries DNS queries through every node', async (t) => {
   await new Promise<void>((r) => dns.bind(0, '127.0.0.1', r));
   t.teardown(() => dns.close());
 
-  const c = await startApiCluster(t, 3);
+  // The ingress on its own thread (ingress.thread: worker): datagrams and their forwards cross threads there.
+  const c = await startApiCluster(t, 3, { ingress: { thread: 'worker' } });
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'udp', name: 'Udp' } })).body;
   const base = `/api/v1/orgs/${org.id}`;
