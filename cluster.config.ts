@@ -116,12 +116,12 @@ export interface ClusterConfig {
      */
     proxyProtocolFrom: string[];
     /**
-     * Where the ingress (its listeners, the tunnels' HTTP/2 sessions, certificates, access)
-     * runs: `main`, the node's one thread, or `worker`, a thread of its own beside the actors
-     * and the control plane (needs the native module: npm run native:build). `worker` works
-     * and is tested, but measured no faster yet: its thread also runs Valkey and PostgreSQL
-     * clients, which cost the data plane as much as the thread saves (see
-     * docs/data-plane-worker.md). @default "main"
+     * Where the ingress (its listeners, the tunnels' HTTP/2 sessions, the TCP/UDP resources)
+     * runs: `worker`, a thread of its own beside the actors and the control plane (routes,
+     * certificates, access decisions and the portal stay on the main thread, which it asks:
+     * measured 2-6 us less CPU per proxied request), or `main`, the node's one thread.
+     * `worker` needs the native module (npm run native:build); without it the node says so
+     * and runs the ingress on `main`. @default "worker"
      */
     thread: 'worker' | 'main';
   };
@@ -315,7 +315,7 @@ export const SPEC: Spec<ClusterConfig> = {
     masterName: text({ default: 'cluster', pattern: /^[A-Za-z0-9._-]{1,64}$/, expected: 'a name of letters, digits, dot, dash or underscore' }),
   },
   admin: { bind: address('0.0.0.0:8080'), trustProxy: ipList([]), sessionTtl: duration('24h', { min: 60_000 }), secureCookies: boolean(true), publicUrl: url({ protocols: ['https:', 'http:'], optional: true }) },
-  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000), proxyProtocolFrom: ipList([]), thread: oneOf(['main', 'worker'], 'main') },
+  ingress: { http: address('0.0.0.0:80'), https: address('0.0.0.0:443'), publicAddresses: ipList([]), resourcePorts: portRange('20000-29999'), helloTimeout: duration('10s', { min: 100 }), maxConnectionsPerSource: integer(256, 1, 1_000_000), proxyProtocolFrom: ipList([]), thread: oneOf(['main', 'worker'], 'worker') },
   smtp: {
     url: secretUrl(['smtp:', 'smtps:'], { optional: true }),
     from: text({ optional: true, pattern: /^[^\r\n]{3,200}$/, expected: 'a sender address such as "Cluster <no-reply@example.com>"' }),

@@ -149,8 +149,15 @@ export class SnapshotStore<C extends SnapshotChannel, T extends SnapshotData<C> 
  * A node's in-memory copy of every snapshot of one kind: fed by announcements, repaired by a
  * periodic full read (pub/sub is at-most-once). Readers never wait on Valkey.
  */
+/** What a mirror reads: a channel's snapshots in Valkey (SnapshotStore), or as another thread passes them on. */
+export interface SnapshotSource<T> {
+  all(known?: (id: string) => Version | undefined): Promise<Snapshot<T>[]>;
+  onResubscribed(f: () => void): () => void;
+  subscribe(handler: (s: Snapshot<T>) => void): Promise<() => Promise<void>>;
+}
+
 export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C> = SnapshotData<C>> {
-  readonly #store: SnapshotStore<C, T>;
+  readonly #store: SnapshotSource<T>;
   readonly #entries = new Map<string, Snapshot<T>>();
   /** Told of each newer snapshot: its data, and the data it replaced. */
   readonly #onChange: (id: string, data: T | undefined, before: T | undefined) => void;
@@ -161,7 +168,7 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
   /** When the last full read or announcement arrived (clock ms). */
   lastUpdate = 0;
 
-  constructor(store: SnapshotStore<C, T>, onChange: (id: string, data: T | undefined, before: T | undefined) => void, clock: Clock) {
+  constructor(store: SnapshotSource<T>, onChange: (id: string, data: T | undefined, before: T | undefined) => void, clock: Clock) {
     this.#store = store;
     this.#onChange = onChange;
     this.#clock = clock;
@@ -211,6 +218,11 @@ export class SnapshotMirror<C extends SnapshotChannel, T extends SnapshotData<C>
 
   *values(): IterableIterator<T> {
     for (const s of this.#entries.values()) if (s.data !== undefined) yield s.data;
+  }
+
+  /** Every snapshot held, tombstones included. */
+  snapshots(): IterableIterator<Snapshot<T>> {
+    return this.#entries.values();
   }
 
   async stop() {

@@ -3,6 +3,8 @@
 // Connections cross as descriptors (core/socket-handover.ts: `fd` and the bytes read ahead
 // of it); nothing else of a tunnel or a client's traffic does.
 import type { HandedSocket } from '../core/socket-handover.ts';
+import type { Snapshot } from '../persistence/snapshots.ts';
+import type { Route } from './route.ts';
 
 /** A coded failure, as it crossed the thread boundary (ClusterError's code, where it had one). */
 export interface ThreadError {
@@ -34,7 +36,21 @@ export type ToWorker =
   | { type: 'changed'; kind: string }
   | { type: 'metrics'; id: number }
   /** Stop: listeners first; answered `closed`. */
-  | { type: 'close'; id: number };
+  | { type: 'close'; id: number }
+  /** The answer to the worker's `ask`. */
+  | { type: 'answer'; id: number; value?: unknown; error?: ThreadError }
+  /** Route snapshots as the main thread's mirror took them in (the worker's mirror applies the newer). */
+  | { type: 'route-snapshots'; snapshots: Array<Snapshot<Route>> }
+  /** The issued certificate of this hostname changed. */
+  | { type: 'certificate-changed'; hostname: string };
+
+/** What the worker asks the main thread for (it holds no Valkey or PostgreSQL connection). */
+export type WorkerQuestion =
+  | { what: 'route-snapshots' }
+  | { what: 'certificate'; hostname: string }
+  | { what: 'certificate-hostnames' }
+  /** The access decision for a request to a protected resource (gateways/access/guard.ts). */
+  | { what: 'check'; head: { method: string | undefined; url: string | undefined; headers: Record<string, string | string[] | undefined> }; resourceId: string; proto: 'http' | 'https'; client: string };
 
 export type FromWorker =
   /** The ingress listens (or could not start: `error`, and the node fails its start). */
@@ -47,7 +63,12 @@ export type FromWorker =
   | { type: 'forward'; id: number; node: string; resourceId: string; targetId: string; header: Uint8Array; timeoutMs: number | undefined; end: HandedSocket }
   | { type: 'retired'; id: number }
   | { type: 'metrics'; id: number; text: string }
-  | { type: 'closed'; id: number };
+  | { type: 'closed'; id: number }
+  | ({ type: 'ask'; id: number } & WorkerQuestion)
+  /** A resource's listener problem to record (null: it listens now). */
+  | { type: 'problem'; resourceId: string; problem: string | null }
+  /** A TLS connection to the portal, at its ClientHello (`head`: what was read of it): the main thread serves the portal. */
+  | { type: 'portal'; connection: HandedSocket; client: string };
 
 /** What the worker is started with (`workerData`). */
 export interface EdgeWorkerData {

@@ -14,7 +14,11 @@ import { ClusterError, ERROR_CODES, isClusterError, type ErrorCode } from '../co
 import type { Logger } from '../core/log.ts';
 import { adopt, moveOrRelay, relay, type HandedSocket } from '../core/socket-handover.ts';
 import type { TunnelControl, TunnelLink } from '../gateways/connector/tunnel-control.ts';
-import type { EdgeWorkerData, FromWorker, ThreadError, ToWorker } from '../protocol/edge-thread.ts';
+import type { EdgeWorkerData, FromWorker, ThreadError, ToWorker, WorkerQuestion } from '../protocol/edge-thread.ts';
+import type { RequestHead } from '../gateways/access/guard.ts';
+import type { CertificateSource } from '../gateways/ingress/certs.ts';
+import type { HttpIngress, IngressAccess } from '../gateways/ingress/http.ts';
+import type { RouteChange, RouteTable } from '../gateways/ingress/routes.ts';
 import { RAW_KEY_HEADER } from '../protocol/tunnel-framing.ts';
 import type { TrafficView } from './edge.ts';
 import type { Membership } from './membership.ts';
@@ -131,8 +135,39 @@ class ThreadTunnels implements TunnelControl {
   }
 }
 
+/** What the main thread serves the ingress thread from (supervisors/edge.ts builds it once Valkey and PostgreSQL are up). */
+export interface MainSide {
+  routes: RouteTable;
+  certificates: CertificateSource & { hostnames(): Promise<string[]> };
+  access: Pick<IngressAccess, 'guard'>;
+  report(resourceId: string, problem: string | null): void;
+  /** Serves the portal's TLS connections handed back by the thread. */
+  portal: Pick<HttpIngress, 'terminateTls'>;
+}
+
+/** The main thread's answer to one of the thread's questions. */
+async function answer(side: MainSide, q: WorkerQuestion): Promise<unknown> {
+  switch (q.what) {
+    case 'route-snapshots':
+      return [...side.routes.snapshots()];
+    case 'certificate':
+      return (await side.certificates.get(q.hostname)) ?? null;
+    case 'certificate-hostnames':
+      return side.certificates.hostnames();
+    case 'check': {
+      const route = side.routes.byId(q.resourceId);
+      if (!route) throw new ClusterError('CLUSTER_ERR_ACCESS_DENIED', 'the resource is not known on this node yet', { resourceId: q.resourceId, reason: 'unknown resource' });
+      return side.access.guard.check(q.head as RequestHead, route, q.proto, q.client);
+    }
+  }
+}
+
 export interface EdgeThread {
   tunnels: TunnelControl;
+  /** The main thread's side is ready: the thread's questions are answered from here on (they wait until then). */
+  provide(side: MainSide): void;
+  /** An issued certificate changed. */
+  certificateChanged(hostname: string): void;
   /** Resolves once the worker's listeners are open; rejects with its start's failure. */
   started(): Promise<void>;
   changed(kind: string): void;
@@ -199,6 +234,20 @@ export function startEdgeThread(d: { config: ClusterConfig; configFile: string |
       }
       case 'retired':
         return tunnels.retired(msg.id);
+      case 'ask': {
+        const { id } = msg;
+        return void sideReady.then((side) => answer(side, msg)).then(
+          (value) => post({ type: 'answer', id, value }),
+          (err) => post({ type: 'answer', id, error: threadError(err) }),
+        );
+      }
+      case 'problem':
+        return void sideReady.then((side) => side.report(msg.resourceId, msg.problem));
+      case 'portal': {
+        const socket = adopt(msg.connection);
+        socket.on('error', () => {});
+        return void sideReady.then((side) => side.portal.terminateTls(socket, msg.client));
+      }
       case 'metrics':
       case 'closed': {
         const reply = replies.get(msg.id);
@@ -207,6 +256,8 @@ export function startEdgeThread(d: { config: ClusterConfig; configFile: string |
       }
     }
   });
+  let provided!: (side: MainSide) => void;
+  const sideReady = new Promise<MainSide>((resolve) => (provided = resolve));
   // The traffic view, now and on every change.
   const traffic = () => post({ type: 'traffic', live: d.membership.forTraffic().map((m) => m.id), suspected: [...d.suspicion.suspected] });
   traffic();
@@ -217,6 +268,15 @@ export function startEdgeThread(d: { config: ClusterConfig; configFile: string |
   d.registry.addSource(async () => ((await ask((id) => ({ type: 'metrics', id }), 2000)) as { text: string } | undefined)?.text ?? '');
   return {
     tunnels,
+    provide(side) {
+      // Every snapshot the main thread's mirror takes in goes on to the thread's, as it comes.
+      side.routes.on('updated', (changes: RouteChange[]) => {
+        const snapshots = changes.map((c) => side.routes.snapshot((c.after ?? c.before)!.resourceId)).filter((x) => x !== undefined);
+        if (snapshots.length) post({ type: 'route-snapshots', snapshots });
+      });
+      provided(side);
+    },
+    certificateChanged: (hostname) => post({ type: 'certificate-changed', hostname }),
     started: () => started,
     changed: (kind) => post({ type: 'changed', kind }),
     accept(stream, resourceId, targetId) {

@@ -1,29 +1,27 @@
 // The ingress worker thread (docs/data-plane-worker.md): the node's ingress (supervisors/edge.ts
 // startIngress) in a V8 isolate of its own, beside the actors and the control plane on the
-// main thread. It loads the node's config as the main thread did, opens its own Valkey
-// connection and a small PostgreSQL pool (the route and certificate mirrors rebuild from
-// them), and holds the tunnels' HTTP/2 sessions over the connections the main thread hands
-// it. Started by supervisors/edge-thread.ts through the node's entry (bin/cluster.ts).
+// main thread. It loads the node's config as the main thread did and holds the tunnels'
+// HTTP/2 sessions over the connections the main thread hands it. It opens no Valkey or
+// PostgreSQL connection: routes, certificates and access decisions come from the main thread
+// (the clients' sockets in this isolate would cost the data plane 4-5 us per request), and the
+// portal's connections go back to it. Started by supervisors/edge-thread.ts through the
+// node's entry (bin/cluster.ts).
 import { parentPort } from 'node:worker_threads';
 import { loadConfig, redactConfig } from '../cluster.config.ts';
 import { systemClock } from '../core/clock.ts';
 import { ClusterError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
-import { adopt, socketPair } from '../core/socket-handover.ts';
+import { adopt, handOver, socketPair } from '../core/socket-handover.ts';
 import { setTunnel } from '../gateways/connector/tunnel-control.ts';
 import { RawOffers } from '../gateways/connector/raw-offers.ts';
 import { TunnelRegistry } from '../gateways/connector/tunnels.ts';
-import { OidcSignIn } from '../gateways/identity/oidc.ts';
-import { createDb } from '../persistence/db.ts';
-import { Sealer } from '../persistence/sealed.ts';
-import { Valkey } from '../persistence/valkey.ts';
-import type { EdgeWorkerData, FromWorker, ToWorker } from '../protocol/edge-thread.ts';
+import type { Verdict } from '../gateways/access/guard.ts';
+import { RouteTable, type Route } from '../gateways/ingress/routes.ts';
+import type { Snapshot } from '../persistence/snapshots.ts';
+import type { EdgeWorkerData, FromWorker, ToWorker, WorkerQuestion } from '../protocol/edge-thread.ts';
 import { Registry } from 'prom-client';
-import { startIngress, type Ingress, type TrafficView } from './edge.ts';
+import { startIngress, type Ingress, type IngressSources, type TrafficView } from './edge.ts';
 import { fromThreadError, threadError } from './edge-thread.ts';
-
-/** PostgreSQL connections of the worker: access decisions' log, sessions, certificates (the main thread keeps its own pool). */
-const POOL_SIZE = 4;
 
 export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise<void> {
   const port = parentPort!;
@@ -60,6 +58,56 @@ export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise
       });
     },
   };
+
+  // Questions to the main thread, and what it passes on unasked.
+  const answers = new Map<number, (msg: Extract<ToWorker, { type: 'answer' }>) => void>();
+  const ask = <T>(q: WorkerQuestion): Promise<T> => new Promise((resolve, reject) => {
+    const id = ++ids;
+    answers.set(id, (a) => (a.error ? reject(fromThreadError(a.error)) : resolve(a.value as T)));
+    post({ type: 'ask', id, ...q });
+  });
+  const routeListeners: Array<(s: Snapshot<Route>) => void> = [];
+  const certificateListeners: Array<(hostname: string) => void> = [];
+  let routesRead = false;
+  const fedSources = (): IngressSources => ({
+    // The main thread's mirror passes on every snapshot it takes in (in order, nothing lost
+    // between threads): the whole table is read from it once, at start.
+    routes: new RouteTable({
+      source: {
+        all: async () => (routesRead ? [] : ((routesRead = true), ask<Array<Snapshot<Route>>>({ what: 'route-snapshots' }))),
+        onResubscribed: () => () => {},
+        subscribe: async (handler) => {
+          routeListeners.push(handler);
+          return async () => void routeListeners.splice(routeListeners.indexOf(handler), 1);
+        },
+      },
+      logger,
+      clock,
+    }),
+    certificates: {
+      get: async (hostname) => (await ask<{ cert: string; key: string } | null>({ what: 'certificate', hostname })) ?? undefined,
+      hostnames: () => ask<string[]>({ what: 'certificate-hostnames' }),
+    },
+    onCertificate: async (reload) => void certificateListeners.push(reload),
+    report: (resourceId, problem) => post({ type: 'problem', resourceId, problem }),
+    access: async () => ({
+      guard: { check: (req, route, proto, client) => ask<Verdict>({ what: 'check', head: { method: req.method, url: req.url, headers: { ...req.headers } }, resourceId: route.resourceId, proto, client }) },
+      portal: config.access.portalHostname
+        ? {
+            hostname: config.access.portalHostname,
+            // Only a request naming the portal inside another hostname's TLS connection gets here.
+            handle: (_req, res) => void res.writeHead(421, { 'content-type': 'text/plain' }).end('misdirected request: connect to the portal by its own name\n'),
+            elsewhere: (sock, head, client) => {
+              const handed = handOver(sock);
+              if (!handed) return void sock.destroy();
+              post({ type: 'portal', connection: { fd: handed.fd, head: Buffer.concat([head, handed.head]) }, client });
+            },
+          }
+        : undefined,
+      changed: () => {},
+      stop: async () => {},
+    }),
+  });
 
   // Messages are handled from the start (tunnels come as soon as connectors register); the
   // ingress's own ones wait for it.
@@ -101,6 +149,17 @@ export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise
         forwards.delete(msg.id);
         return done?.(msg.error ? fromThreadError(msg.error) : undefined);
       }
+      case 'answer': {
+        const reply = answers.get(msg.id);
+        answers.delete(msg.id);
+        return reply?.(msg);
+      }
+      case 'route-snapshots':
+        for (const snap of msg.snapshots) for (const f of routeListeners) f(snap);
+        return;
+      case 'certificate-changed':
+        for (const f of certificateListeners) f(msg.hostname);
+        return;
       case 'traffic':
         live = new Set(msg.live);
         suspected = new Set(msg.suspected);
@@ -115,8 +174,7 @@ export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise
     }
   };
   const registry = new Registry();
-  const valkey = new Valkey({ url: config.valkey.url, clusterName: config.clusterName, connectTimeout: config.valkey.connectTimeout, commandTimeout: config.valkey.commandTimeout, sentinels: config.valkey.sentinels, masterName: config.valkey.masterName, logger });
-  let stop = () => valkey.close().catch(() => {});
+  let stop = async () => {};
   const ingressMessage = (ing: Ingress, msg: ToWorker) => {
     switch (msg.type) {
       case 'forwarded':
@@ -128,17 +186,9 @@ export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise
     }
   };
   port.on('message', handle);
-  valkey.connect();
   try {
-    const db = await createDb({ url: config.postgres.url, poolSize: Math.min(POOL_SIZE, config.postgres.poolSize), connectTimeout: config.postgres.connectTimeout, statementTimeout: config.postgres.statementTimeout, idleInTransactionTimeout: config.postgres.idleInTransactionTimeout, logger });
-    const sealer = new Sealer(config.encryptionKey);
-    const oidc = new OidcSignIn({ db, valkey, sealer, clock, logger, nodeId: config.nodeId });
-    const started = await startIngress({ config, db, valkey, sealer, oidc, tunnels, traffic, registry, clock, logger });
-    stop = async () => {
-      await started.close().catch((err) => logger.warn({ err: (err as Error).message }, 'closing the ingress failed'));
-      await valkey.close().catch(() => {});
-      await db.end().catch(() => {});
-    };
+    const started = await startIngress({ config, sources: fedSources(), tunnels, traffic, registry, clock, logger });
+    stop = () => started.close().catch((err) => logger.warn({ err: (err as Error).message }, 'closing the ingress failed'));
     ingress = started;
     for (const msg of waiting.splice(0)) ingressMessage(started, msg);
     post({ type: 'started' });

@@ -121,7 +121,8 @@ export interface IngressMetricSources {
   tunnels: () => { primary: number; standby: number };
   /** Streams opened through this node's tunnels so far, by path. */
   tunnelStreams: () => { http2: number; raw: number };
-  certificateExpiries: () => Promise<Array<{ hostname: string; seconds: number }>>;
+  /** Unset where another thread's registry has the gauge. */
+  certificateExpiries?: () => Promise<Array<{ hostname: string; seconds: number }>>;
 }
 
 /** DNS queries answered under one type and response code, and how many the counter has. */
@@ -166,6 +167,16 @@ export function createIngressMetrics(registry: Registry, src: IngressMetricSourc
     },
   });
   const requests = new RequestMetrics(registry, { requests: 'cluster_ingress_requests_total', latency: 'cluster_ingress_request_seconds' }, REQUEST_SECONDS_BUCKETS);
+  if (src.certificateExpiries) certificateExpiryGauge(registry, src.certificateExpiries);
+  return {
+    onRequest(resource: string, status: number, seconds: number) {
+      requests.observe(resource, status, seconds);
+    },
+  };
+}
+
+/** Seconds until each issued certificate expires. */
+export function certificateExpiryGauge(registry: Registry, expiries: () => Promise<Array<{ hostname: string; seconds: number }>>) {
   new Gauge({
     name: 'cluster_certificate_expiry_seconds',
     help: 'Seconds until each issued certificate expires',
@@ -173,14 +184,9 @@ export function createIngressMetrics(registry: Registry, src: IngressMetricSourc
     registers: [registry],
     async collect() {
       this.reset();
-      for (const r of await src.certificateExpiries().catch(() => [])) this.set({ hostname: r.hostname }, r.seconds);
+      for (const r of await expiries().catch(() => [])) this.set({ hostname: r.hostname }, r.seconds);
     },
   });
-  return {
-    onRequest(resource: string, status: number, seconds: number) {
-      requests.observe(resource, status, seconds);
-    },
-  };
 }
 
 /** DNS's metrics: queries answered, the age of the zone data. */

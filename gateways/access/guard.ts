@@ -108,7 +108,10 @@ function queryParam(url: string, name: string): string | undefined {
   return undefined;
 }
 
-export const isBrowser = (req: IncomingMessage) => (req.method === 'GET' || req.method === 'HEAD') && (req.headers.accept ?? '').includes('text/html');
+/** What the decision reads of a request: its method, URL and headers (the body never). */
+export type RequestHead = Pick<IncomingMessage, 'method' | 'url' | 'headers'>;
+
+export const isBrowser = (req: RequestHead) => (req.method === 'GET' || req.method === 'HEAD') && (req.headers.accept ?? '').includes('text/html');
 
 
 export function sessionCookie(tls: boolean, value: string, maxAgeMs: number): string {
@@ -125,7 +128,7 @@ export class AccessGuard {
   }
 
   /** Decides one request to a resource that has a policy. */
-  check(req: IncomingMessage, route: Route, proto: 'http' | 'https', client: string): Verdict | Promise<Verdict> {
+  check(req: RequestHead, route: Route, proto: 'http' | 'https', client: string): Verdict | Promise<Verdict> {
     const policy = route.access!;
     const now = this.#d.clock.now();
     const url = req.url ?? '/';
@@ -189,7 +192,7 @@ export class AccessGuard {
     }
   }
 
-  #unauthenticated(req: IncomingMessage, route: Route, proto: 'http' | 'https'): Verdict {
+  #unauthenticated(req: RequestHead, route: Route, proto: 'http' | 'https'): Verdict {
     const portal = this.#d.portalOrigin;
     if (portal && isBrowser(req)) {
       const back = `${proto}://${route.hostname}${cleanUrl(req.url ?? '/')}`;
@@ -199,7 +202,7 @@ export class AccessGuard {
     return answer('CLUSTER_ERR_ACCESS_UNAUTHENTICATED', 'sign in to reach this resource', { resourceId: route.resourceId }, headers);
   }
 
-  async #exchange(req: IncomingMessage, route: Route, proto: 'http' | 'https', token: string, url: string, log: LogFn): Promise<Verdict> {
+  async #exchange(req: RequestHead, route: Route, proto: 'http' | 'https', token: string, url: string, log: LogFn): Promise<Verdict> {
     try {
       const found = token.length <= 100 ? await this.#d.signIn.exchange(token) : undefined;
       // A token minted for another resource is spent here and useless: it opens nothing.
@@ -215,7 +218,7 @@ export class AccessGuard {
     }
   }
 
-  async #shareLink(req: IncomingMessage, route: Route, policy: AccessPolicy, token: string, path: string | null, url: string, client: string, now: number, fromHeader: boolean, log: LogFn): Promise<Verdict> {
+  async #shareLink(req: RequestHead, route: Route, policy: AccessPolicy, token: string, path: string | null, url: string, client: string, now: number, fromHeader: boolean, log: LogFn): Promise<Verdict> {
     const link = token.length <= 200 ? this.#compile(policy).links.get(hashToken(token).toString('hex')) : undefined;
     if (!link || (link.expiresAt !== null && link.expiresAt <= now) || !pathAllowed(link, path)) {
       log('denied', 'link', link ? 'link expired or outside its path' : 'bad token');

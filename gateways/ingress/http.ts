@@ -23,8 +23,7 @@ import type { TunnelRegistry } from '../connector/tunnels.ts';
 import type { CertificateStore } from './certs.ts';
 import { MAX_HELLO, readClientHello } from './client-hello.ts';
 import { decodeProxyV2, encodeProxyV2, type ProxyAddresses } from './proxy-protocol.ts';
-import { cookieName, type AccessGuard, type Identity, type Verdict } from '../access/guard.ts';
-import type { Portal } from '../access/portal.ts';
+import { cookieName, type Identity, type RequestHead, type Verdict } from '../access/guard.ts';
 import type { Route, RouteTable, RouteTarget } from './routes.ts';
 import { headerLine, isHopByHop, requestLine } from './request-head.ts';
 import { exchange, type ExchangeOutcome } from './upstream-exchange.ts';
@@ -38,6 +37,16 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /** Headers only this edge may set: a client's own copies are dropped, never passed on. */
+/**
+ * Access control as the ingress uses it: the guard's decision for a protected resource, and
+ * the portal. On the ingress thread both are the main thread's (asked for; the portal's
+ * connections handed back to it at their ClientHello: `elsewhere`).
+ */
+export interface IngressAccess {
+  guard: { check(req: RequestHead, route: Route, proto: 'http' | 'https', client: string): Verdict | Promise<Verdict> };
+  portal?: { hostname: string; handle(req: IncomingMessage, res: ServerResponse, client: string): void | Promise<void>; elsewhere?: (sock: Socket, head: Buffer, client: string) => void };
+}
+
 const EDGE_ONLY = /^(x-forwarded-.*|forwarded|x-real-ip|remote-.*|x-cluster-access-token)$/;
 /** EDGE_ONLY, the regex run only for names starting as one of those can (x, f, r): most do not. */
 const edgeOnly = (name: string) => {
@@ -96,7 +105,7 @@ export interface HttpIngressDeps {
   /** Connections one source (IPv4 address, IPv6 /56) may hold open on :80 and on :443. */
   maxConnectionsPerSource: number;
   /** Access control for resources with a policy, and the portal every node serves. */
-  access?: { guard: AccessGuard; portal?: Portal };
+  access?: IngressAccess;
   /** Load balancers whose connections start with a PROXY v2 header (on :80 and :443). */
   proxyProtocolFrom?: string[];
   /** Called once per proxied request when its response ends (metrics). */
@@ -249,8 +258,10 @@ export class HttpIngress {
       }
       const source = this.#clients.get(sock) ?? sock.remoteAddress ?? '0.0.0.0';
       if (hello.serverName === this.#d.access?.portal?.hostname) {
-        // The portal is served by every node: always here.
+        // The portal is served by every node: here, or by the thread that runs it (elsewhere).
         sock.setTimeout(0);
+        const elsewhere = this.#d.access.portal.elsewhere;
+        if (elsewhere) return elsewhere(sock, buf, source);
         sock.unshift(buf);
         return this.terminateTls(sock, source);
       }

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Route } from '../../protocol/route.ts';
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
-import { SnapshotMirror, SnapshotStore, type Snapshot } from '../../persistence/snapshots.ts';
+import { SnapshotMirror, SnapshotStore, type Snapshot, type SnapshotSource } from '../../persistence/snapshots.ts';
 import type { Valkey } from '../../persistence/valkey.ts';
 
 export type { Route, RouteTarget } from '../../protocol/route.ts';
@@ -28,10 +28,12 @@ export class RouteTable extends EventEmitter {
   #changed = new Map<string, Route | undefined>();
   #pending: NodeJS.Timeout | undefined;
 
-  constructor(deps: { valkey: Valkey; logger: Logger; clock: Clock }) {
+  /** `source`: where the snapshots come from when not from Valkey (the ingress thread's, passed on by the main thread). */
+  constructor(deps: { valkey: Valkey; logger: Logger; clock: Clock } | { source: SnapshotSource<Route>; logger: Logger; clock: Clock }) {
     super();
     this.#log = deps.logger.child({ component: 'routes' });
-    this.#mirror = new SnapshotMirror(new SnapshotStore(deps.valkey, 'routes'), (id, data, before) => this.#apply(id, data, before), deps.clock);
+    const source = 'source' in deps ? deps.source : new SnapshotStore(deps.valkey, 'routes');
+    this.#mirror = new SnapshotMirror(source, (id, data, before) => this.#apply(id, data, before), deps.clock);
   }
 
   async start(): Promise<void> {
@@ -74,6 +76,11 @@ export class RouteTable extends EventEmitter {
 
   all(): readonly Route[] {
     return (this.#all ??= [...this.#mirror.values()]);
+  }
+
+  /** Every route snapshot held, tombstones included (passed on to the ingress thread). */
+  snapshots(): IterableIterator<Snapshot<Route>> {
+    return this.#mirror.snapshots();
   }
 
   /** The route's snapshot as this node holds it (version and data). */

@@ -108,7 +108,7 @@ t.test('a node whose config is invalid refuses to start with the field named', a
 t.test('a node whose ingress cannot listen fails its start, says why and exits 1', async (t) => {
   const postgresUrl = await freshDatabase(t);
   const { clusterName, valkeyUrl } = await freshClusterName(t);
-  // The HTTP address is taken: the ingress (on its own thread here: the error crosses from it) cannot listen.
+  // The HTTP address is taken: the ingress (on its own thread: the error crosses from it) cannot listen.
   const holder = createServer();
   await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
   t.teardown(() => holder.close());

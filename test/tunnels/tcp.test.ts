@@ -34,8 +34,9 @@ function exchange(host: string, port: number, request: string, done: (text: stri
 t.test('a TCP resource carries a real protocol (Valkey) through every node, forwarding where the tunnel is elsewhere', async (t) => {
   // Each node gets its own loopback address, so all can listen on the resource's port.
   const net = `127.${20 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}`;
-  // The ingress on its own thread (ingress.thread: worker): TCP listeners, raw streams and forwards cross threads there.
-  const c = await startApiCluster(t, 3, {}, (i) => ({ ingress: { https: `${net}.${i + 1}:443`, http: `${net}.${i + 1}:80`, publicAddresses: [`${net}.${i + 1}`], thread: 'worker' } }));
+  // The ingress on the main thread (ingress.thread: main, the fallback where the native module
+  // is missing); every other multi-node test runs it on its own thread, the default.
+  const c = await startApiCluster(t, 3, {}, (i) => ({ ingress: { https: `${net}.${i + 1}:443`, http: `${net}.${i + 1}:80`, publicAddresses: [`${net}.${i + 1}`], thread: 'main' } }));
   const cookie = c.adminCookie;
   const org = (await call(c.lb, 'POST', '/api/v1/orgs', { cookie, body: { slug: 'tcp', name: 'Tcp' } })).body;
   const site = (await call(c.lb, 'POST', `/api/v1/orgs/${org.id}/sites`, { cookie, body: { name: 'datacenter' } })).body;
