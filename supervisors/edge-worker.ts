@@ -23,6 +23,9 @@ import { Registry } from 'prom-client';
 import { startIngress, type Ingress, type IngressSources, type TrafficView } from './edge.ts';
 import { fromThreadError, threadError } from './edge-thread.ts';
 
+/** Longest the thread waits for the main thread's answer (a certificate, an access decision). */
+const ASK_TIMEOUT_MS = 10_000;
+
 export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise<void> {
   const port = parentPort!;
   const post = (msg: FromWorker) => port.postMessage(msg);
@@ -61,9 +64,18 @@ export async function runEdgeWorker(data: EdgeWorkerData['edgeWorker']): Promise
 
   // Questions to the main thread, and what it passes on unasked.
   const answers = new Map<number, (msg: Extract<ToWorker, { type: 'answer' }>) => void>();
+  /** A question to the main thread; a main thread that does not answer in ASK_TIMEOUT_MS fails it (a request waits no longer than that for its access decision). */
   const ask = <T>(q: WorkerQuestion): Promise<T> => new Promise((resolve, reject) => {
     const id = ++ids;
-    answers.set(id, (a) => (a.error ? reject(fromThreadError(a.error)) : resolve(a.value as T)));
+    const timer = setTimeout(() => {
+      answers.delete(id);
+      reject(new Error(`the main thread did not answer (${q.what}) within ${ASK_TIMEOUT_MS} ms`));
+    }, ASK_TIMEOUT_MS);
+    answers.set(id, (a) => {
+      clearTimeout(timer);
+      if (a.error) reject(fromThreadError(a.error));
+      else resolve(a.value as T);
+    });
     post({ type: 'ask', id, ...q });
   });
   const routeListeners: Array<(s: Snapshot<Route>) => void> = [];
