@@ -80,7 +80,7 @@ export interface Ingress {
 }
 
 /** The main thread's sources: the route mirror from Valkey, certificates and access from PostgreSQL. */
-export async function connectedSources(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; sealer: Sealer; oidc: OidcSignIn; registry: Registry; clock: Clock; logger: Logger }): Promise<IngressSources & { routes: RouteTable }> {
+export async function connectedSources(d: { config: ClusterConfig; db: DatabasePool; valkey: Valkey; sealer: Sealer; oidc: OidcSignIn; registry: Registry; clock: Clock; logger: Logger }): Promise<IngressSources> {
   const { config, valkey, logger, clock } = d;
   const routes = new RouteTable({ valkey, logger, clock });
   const listen = listenProblems(valkey, config.nodeId);
@@ -215,8 +215,9 @@ export function prepareEdge(d: EdgeDeps): PreparedEdge {
   const inWorker = config.ingress.thread === 'worker' && 'module' in native;
   if (config.ingress.thread === 'worker' && 'error' in native) logger.error({ reason: native.error }, 'ingress.thread is "worker" but the native module is not built (it moves connections between threads): the ingress runs on the main thread');
   const worker = inWorker ? startEdgeThread({ config, configFile: d.configFile, traffic, membership: d.membership, suspicion: d.suspicion, registry: d.metrics.registry, logger }) : undefined;
-  const registry = new TunnelRegistry();
-  const tunnels = worker?.tunnels ?? new LocalTunnels(registry, logger);
+  // On this thread's ingress (no worker): the tunnels' sessions are made here.
+  const registry = worker ? undefined : new TunnelRegistry();
+  const tunnels = worker?.tunnels ?? new LocalTunnels(registry!, logger);
 
   /** DNS, then the ingress: the node's own listeners before any resource's (the route mirror opens those). */
   const start = async (): Promise<Edge> => {
@@ -269,7 +270,7 @@ export function prepareEdge(d: EdgeDeps): PreparedEdge {
         },
       };
     }
-    const ingress = await startIngress({ config, sources, tunnels: registry, traffic, registry: d.metrics.registry, clock, logger });
+    const ingress = await startIngress({ config, sources, tunnels: registry!, traffic, registry: d.metrics.registry, clock, logger });
     d.suspicion.on('suspect', (node: string) => ingress.http.dropNode(node));
     return {
       routes: ingress.routes,
