@@ -57,7 +57,7 @@ class ThreadTunnels implements TunnelControl {
   readonly #retiring = new Map<number, () => void>();
   #ids = 0;
 
-  constructor(readonly post: (msg: ToWorker, transfer?: never[]) => void, readonly log: Logger) {}
+  constructor(readonly post: (msg: ToWorker) => void, readonly log: Logger) {}
 
   expect(siteId: string, sessionId: string) {
     this.#pending.set(siteId, sessionId);
